@@ -1,0 +1,1 @@
+//! bpc-agent: the capture sidecar.

@@ -1,0 +1,1 @@
+//! kubectl-bpc: the kubectl plugin.

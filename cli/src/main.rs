@@ -1,0 +1,3 @@
+fn main() {
+    println!("kubectl-bpc: not yet implemented");
+}

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The one test command (README, CI): installs dependencies, then checks
+# formatting, lints, and runs every test of the workspace. Needs root: the
+# tests build network namespaces (a pod is one network namespace).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-deps.sh
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "== shellcheck"
+shellcheck scripts/*.sh .ci/run
+
+echo "== cargo test"
+# Release-optimised tests: the netns tests push real packet rates.
+cargo test --workspace --locked --release -- --test-threads="${TEST_THREADS:-4}"
+
+echo "== test.sh: all passed"

@@ -1,0 +1,1 @@
+//! bpc-sim: the GRE receiver simulator.

@@ -1,0 +1,3 @@
+fn main() {
+    println!("bpc-sim: not yet implemented");
+}

@@ -1,0 +1,196 @@
+//! [`WorkloadKey`]: the stable 32-bit GRE key of a workload.
+//!
+//! The key is FNV-1a (32-bit) over the UTF-8 bytes of
+//! `"<namespace>/<kind>/<name>"`, where `kind` is the lower-case singular
+//! resource kind (`deployment`, `statefulset`, `daemonset`). Pods come and go,
+//! their names and IPs change with every restart, rollout and reschedule; the
+//! workload they belong to does not, so neither does its key. A collector can
+//! therefore tell workloads apart by the GRE key alone.
+//!
+//! ```
+//! use bpc_wire::WorkloadKey;
+//! let key = WorkloadKey::from_workload("shop", "Deployment", "checkout");
+//! assert_eq!(key, WorkloadKey::from_workload("shop", "deployment", "checkout"));
+//! assert_eq!(key.to_string().parse::<WorkloadKey>().unwrap(), key);
+//! ```
+
+use std::fmt;
+use std::str::FromStr;
+
+const FNV_OFFSET_BASIS: u32 = 0x811c_9dc5;
+const FNV_PRIME: u32 = 0x0100_0193;
+
+/// FNV-1a, 32-bit, over several byte slices as if they were one.
+fn fnv1a32(parts: &[&[u8]]) -> u32 {
+    let mut hash = FNV_OFFSET_BASIS;
+    for part in parts {
+        for &byte in *part {
+            hash ^= u32::from(byte);
+            hash = hash.wrapping_mul(FNV_PRIME);
+        }
+    }
+    hash
+}
+
+/// The GRE key of one workload (see the module documentation for the algorithm).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WorkloadKey(pub u32);
+
+impl WorkloadKey {
+    /// The key of the workload `namespace/kind/name`. `kind` is
+    /// case-insensitive and may be a kubectl short name (`deploy`, `sts`, `ds`).
+    pub fn from_workload(namespace: &str, kind: &str, name: &str) -> Self {
+        let kind = canonical_kind(kind);
+        Self(fnv1a32(&[namespace.as_bytes(), b"/", kind.as_bytes(), b"/", name.as_bytes()]))
+    }
+
+    /// Parses `"namespace/kind/name"` (the agent's `BPC_WORKLOAD`) and returns
+    /// the key. `None` unless there are exactly three non-empty parts.
+    pub fn from_workload_path(path: &str) -> Option<Self> {
+        let mut parts = path.split('/');
+        match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some(ns), Some(kind), Some(name), None)
+                if !ns.is_empty() && !kind.is_empty() && !name.is_empty() =>
+            {
+                Some(Self::from_workload(ns, kind, name))
+            }
+            _ => None,
+        }
+    }
+
+    /// Best guess at the workload of a pod from its name alone, for agents
+    /// started without `BPC_WORKLOAD`: `web-7d4b9c8f5-x2k9p` (Deployment's
+    /// ReplicaSet hash and pod suffix) gives `deployment/web`, `db-0` gives
+    /// `statefulset/db`, `agent-x2k9p` gives `daemonset/agent`. Returns the
+    /// kind and name it guessed.
+    pub fn guess_workload_of_pod(pod_name: &str) -> (&'static str, &str) {
+        let segments: Vec<&str> = pod_name.rsplitn(3, '-').collect();
+        let is_suffix =
+            |s: &str| s.len() == 5 && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        let is_rs_hash =
+            |s: &str| (6..=10).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric());
+        match segments.as_slice() {
+            [suffix, hash, name] if is_suffix(suffix) && is_rs_hash(hash) => ("deployment", name),
+            [ordinal, rest @ ..]
+                if !ordinal.is_empty() && ordinal.bytes().all(|b| b.is_ascii_digit()) && !rest.is_empty() =>
+            {
+                ("statefulset", &pod_name[..pod_name.len() - ordinal.len() - 1])
+            }
+            [suffix, rest @ ..] if is_suffix(suffix) && !rest.is_empty() => {
+                ("daemonset", &pod_name[..pod_name.len() - suffix.len() - 1])
+            }
+            _ => ("pod", pod_name),
+        }
+    }
+
+    /// The raw 32-bit value, as carried in the GRE key field.
+    pub const fn get(self) -> u32 {
+        self.0
+    }
+}
+
+/// The canonical lower-case kind for a kind or kubectl short name.
+pub fn canonical_kind(kind: &str) -> String {
+    let lower = kind.to_ascii_lowercase();
+    match lower.as_str() {
+        "deploy" | "deployments" => "deployment".to_owned(),
+        "sts" | "statefulsets" => "statefulset".to_owned(),
+        "ds" | "daemonsets" => "daemonset".to_owned(),
+        _ => lower,
+    }
+}
+
+impl From<u32> for WorkloadKey {
+    fn from(value: u32) -> Self {
+        Self(value)
+    }
+}
+
+impl fmt::Display for WorkloadKey {
+    /// Hexadecimal with `0x` and 8 digits, as Wireshark shows `gre.key`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#010x}", self.0)
+    }
+}
+
+/// Why a string is not a [`WorkloadKey`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid workload key {0:?}: expected a 32-bit number, decimal (305419896) or hex (0x12345678)")]
+pub struct ParseKeyError(pub String);
+
+impl FromStr for WorkloadKey {
+    type Err = ParseKeyError;
+
+    /// Accepts decimal or `0x`-prefixed hexadecimal.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim();
+        let parsed = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+            Some(hex) => u32::from_str_radix(hex, 16),
+            None => t.parse::<u32>(),
+        };
+        parsed.map(Self).map_err(|_| ParseKeyError(s.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv1a32_matches_published_test_vectors() {
+        // From the FNV reference test suite (draft-eastlake-fnv).
+        assert_eq!(fnv1a32(&[b""]), 0x811c9dc5);
+        assert_eq!(fnv1a32(&[b"a"]), 0xe40c292c);
+        assert_eq!(fnv1a32(&[b"foobar"]), 0xbf9cf968);
+        assert_eq!(fnv1a32(&[b"foo", b"bar"]), 0xbf9cf968);
+    }
+
+    #[test]
+    fn key_is_fnv1a_of_namespace_kind_name() {
+        let key = WorkloadKey::from_workload("shop", "Deployment", "checkout");
+        assert_eq!(key.get(), fnv1a32(&[b"shop/deployment/checkout"]));
+        assert_eq!(WorkloadKey::from_workload("shop", "deploy", "checkout"), key);
+        assert_eq!(WorkloadKey::from_workload_path("shop/deployment/checkout"), Some(key));
+    }
+
+    #[test]
+    fn different_workloads_get_different_keys() {
+        let a = WorkloadKey::from_workload("shop", "deployment", "checkout");
+        assert_ne!(a, WorkloadKey::from_workload("shop", "statefulset", "checkout"));
+        assert_ne!(a, WorkloadKey::from_workload("shop2", "deployment", "checkout"));
+        assert_ne!(a, WorkloadKey::from_workload("shop", "deployment", "checkout2"));
+    }
+
+    #[test]
+    fn malformed_workload_paths_are_rejected() {
+        for bad in ["", "a/b", "a/b/c/d", "/b/c", "a//c", "a/b/"] {
+            assert_eq!(WorkloadKey::from_workload_path(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn display_and_parse_round_trip_in_hex_and_decimal() {
+        let key = WorkloadKey(0x1234_5678);
+        assert_eq!(key.to_string(), "0x12345678");
+        assert_eq!("0x12345678".parse::<WorkloadKey>().unwrap(), key);
+        assert_eq!("305419896".parse::<WorkloadKey>().unwrap(), key);
+        assert_eq!("0X0".parse::<WorkloadKey>().unwrap(), WorkloadKey(0));
+        for bad in ["", "0x", "-1", "4294967296", "0x1ffffffff", "key"] {
+            let err = bad.parse::<WorkloadKey>().unwrap_err();
+            assert!(err.to_string().contains("invalid workload key"), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn pod_names_map_to_their_workload() {
+        assert_eq!(WorkloadKey::guess_workload_of_pod("web-7d4b9c8f5-x2k9p"), ("deployment", "web"));
+        assert_eq!(
+            WorkloadKey::guess_workload_of_pod("my-api-server-5f6c7d8b9-abcde"),
+            ("deployment", "my-api-server")
+        );
+        assert_eq!(WorkloadKey::guess_workload_of_pod("db-0"), ("statefulset", "db"));
+        assert_eq!(WorkloadKey::guess_workload_of_pod("kafka-broker-12"), ("statefulset", "kafka-broker"));
+        assert_eq!(WorkloadKey::guess_workload_of_pod("node-agent-x2k9p"), ("daemonset", "node-agent"));
+        assert_eq!(WorkloadKey::guess_workload_of_pod("standalone"), ("pod", "standalone"));
+    }
+}
