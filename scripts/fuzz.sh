@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Fuzzes the GRE decoder with cargo-fuzz (libFuzzer + AddressSanitizer).
+# Usage: scripts/fuzz.sh [SECONDS]   (default 60)
+# cargo-fuzz needs nightly compiler flags; on a stable toolchain,
+# RUSTC_BOOTSTRAP=1 unlocks them without installing nightly.
+set -euo pipefail
+cd "$(dirname "$0")/../wire/fuzz"
+seconds=${1:-60}
+command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
+export RUSTC_BOOTSTRAP=1
+mkdir -p corpus/decode
+# Seeds: one packet of each header shape.
+printf '\x30\x00\x65\x58\x00\x00\x00\x07\x00\x00\x00\x01\xde\xad' > corpus/decode/standard
+printf '\x20\x00\x65\x58\x10\x00\x00\x01\xde\xad' > corpus/decode/netis
+printf '\x80\x00\x65\x58\x7c\x09\x00\x00\xde\xad\xbe\xef\x01' > corpus/decode/checksum
+cargo fuzz run decode corpus/decode -- -max_total_time="$seconds" -max_len=2048
