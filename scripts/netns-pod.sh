@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Pods without a cluster: network namespaces wired the way a CNI bridge wires
+# pods on a node. A pod *is* one network namespace shared by its containers,
+# so a process started in one of these namespaces sees exactly what a sidecar
+# sees in a real pod: an eth0 with the pod's IP and a default route.
+#
+#   scripts/netns-pod.sh up CLUSTER [PREFIX]     node (bridge), collector, client
+#   scripts/netns-pod.sh add-pod CLUSTER POD IP  a pod namespace CLUSTER-POD with eth0 = IP/24
+#   scripts/netns-pod.sh del-pod CLUSTER POD
+#   scripts/netns-pod.sh exec CLUSTER NAME CMD...   run CMD in CLUSTER-NAME
+#   scripts/netns-pod.sh down CLUSTER            removes every namespace of CLUSTER
+#
+# PREFIX is the first three octets of a /24 inside 198.18.0.0/15, the
+# benchmarking range (default 198.18.100). The collector is PREFIX.2, the
+# client PREFIX.3. Namespace names start with CLUSTER-, so clusters with
+# different names never collide. Can also be sourced for its functions.
+set -euo pipefail
+
+bpc_ns_up() {
+  local cluster=$1 prefix=${2:-198.18.100}
+  case $prefix in 198.18.*|198.19.*) ;; *) echo "netns-pod: $prefix is outside 198.18.0.0/15" >&2; return 2 ;; esac
+  ip netns add "$cluster-node"
+  ip -n "$cluster-node" link add br0 type bridge
+  ip -n "$cluster-node" link set br0 up
+  ip -n "$cluster-node" link set lo up
+  mkdir -p /run/bpc-netns
+  echo "$prefix" > "/run/bpc-netns/$cluster.prefix"
+  bpc_ns_attach "$cluster" collector "$prefix.2"
+  bpc_ns_attach "$cluster" client "$prefix.3"
+}
+
+# Creates namespace CLUSTER-NAME with eth0 (IP/24, default route) bridged on the node.
+bpc_ns_attach() {
+  local cluster=$1 name=$2 ip=$3 ns="$1-$2"
+  local port="v${name:0:13}"
+  ip netns add "$ns"
+  ip -n "$cluster-node" link add "$port" type veth peer name eth0 netns "$ns"
+  ip -n "$cluster-node" link set "$port" master br0 up
+  ip -n "$ns" link set lo up
+  ip -n "$ns" addr add "$ip/24" dev eth0
+  ip -n "$ns" link set eth0 up
+  ip -n "$ns" route add default dev eth0
+}
+
+bpc_ns_add_pod() { bpc_ns_attach "$1" "$2" "$3"; }
+
+bpc_ns_del_pod() {
+  local cluster=$1 name=$2
+  ip netns pids "$cluster-$name" 2>/dev/null | xargs -r kill 2>/dev/null || true
+  ip netns del "$cluster-$name" 2>/dev/null || true
+  ip -n "$cluster-node" link del "v${name:0:13}" 2>/dev/null || true
+}
+
+bpc_ns_down() {
+  local cluster=$1 ns
+  for ns in $(ip netns list | awk '{print $1}' | grep "^$cluster-" || true); do
+    ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null || true
+  done
+  sleep 0.2
+  for ns in $(ip netns list | awk '{print $1}' | grep "^$cluster-" || true); do
+    ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
+    ip netns del "$ns" 2>/dev/null || true
+  done
+  rm -f "/run/bpc-netns/$cluster.prefix"
+}
+
+bpc_ns_prefix() { cat "/run/bpc-netns/$1.prefix"; }
+
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+  cmd=${1:-}
+  shift || true
+  case $cmd in
+    up) bpc_ns_up "$@" ;;
+    add-pod) bpc_ns_add_pod "$@" ;;
+    del-pod) bpc_ns_del_pod "$@" ;;
+    exec) cluster=$1 name=$2; shift 2; exec ip netns exec "$cluster-$name" "$@" ;;
+    down) bpc_ns_down "$@" ;;
+    *) sed -n '2,20p' "$0" >&2; exit 2 ;;
+  esac
+fi
