@@ -1,0 +1,169 @@
+//! Shared pieces of the benchmark tools: argument parsing, the synthetic
+//! frame, batched sending with `sendmmsg`, and CPU accounting.
+
+use std::io;
+use std::mem::{size_of, zeroed};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::{Duration, Instant};
+
+/// The 8-byte marker that starts a load-generator payload, followed by the
+/// send time (CLOCK_REALTIME, nanoseconds, big-endian u64) and a u64 counter.
+pub const MARKER: &[u8; 8] = b"BPCBENCH";
+
+/// Command-line arguments as `--name value` pairs.
+pub struct Args(Vec<String>);
+
+impl Args {
+    /// Reads the process arguments.
+    pub fn from_env() -> Self {
+        Self(std::env::args().skip(1).collect())
+    }
+
+    /// The value after `--name`, parsed, or `default`.
+    pub fn get<T: std::str::FromStr>(&self, name: &str, default: T) -> T {
+        let flag = format!("--{name}");
+        match self.0.iter().position(|a| *a == flag) {
+            Some(i) => self.0.get(i + 1).and_then(|v| v.parse().ok()).unwrap_or_else(|| {
+                eprintln!("invalid or missing value for {flag}");
+                std::process::exit(2)
+            }),
+            None => default,
+        }
+    }
+}
+
+/// CPU seconds (user + system) this process has used.
+pub fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage fills the struct we own.
+    let usage = unsafe {
+        let mut u: libc::rusage = zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut u);
+        u
+    };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// Nanoseconds since the Unix epoch (CLOCK_REALTIME), shared by every
+/// namespace on the machine, so sender and receiver clocks agree.
+pub fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// Batches of datagrams sent with one `sendmmsg` each, from buffers that
+/// are allocated once.
+pub struct Batch {
+    fd: i32,
+    bufs: Vec<Vec<u8>>,
+    iovecs: Vec<libc::iovec>,
+    msgs: Vec<libc::mmsghdr>,
+    addr: libc::sockaddr_in,
+}
+
+impl Batch {
+    /// A batch of `n` datagrams of `len` bytes each for socket `fd`, sent to `to`.
+    pub fn new(fd: i32, n: usize, len: usize, to: SocketAddrV4) -> Self {
+        // SAFETY: plain C struct, zero is a valid value.
+        let mut addr: libc::sockaddr_in = unsafe { zeroed() };
+        addr.sin_family = libc::AF_INET as u16;
+        addr.sin_port = to.port().to_be();
+        addr.sin_addr.s_addr = u32::from(*to.ip()).to_be();
+        let mut b = Self { fd, bufs: vec![vec![0u8; len]; n], iovecs: Vec::new(), msgs: Vec::new(), addr };
+        b.iovecs = b
+            .bufs
+            .iter_mut()
+            .map(|buf| libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: len })
+            .collect();
+        let addr_ptr: *mut libc::sockaddr_in = &mut b.addr;
+        b.msgs = b
+            .iovecs
+            .iter_mut()
+            .map(|iov| {
+                // SAFETY: zeroed mmsghdr is valid; pointers stay valid while `b` lives (Vec buffers never move).
+                let mut m: libc::mmsghdr = unsafe { zeroed() };
+                m.msg_hdr.msg_name = addr_ptr.cast();
+                m.msg_hdr.msg_namelen = size_of::<libc::sockaddr_in>() as u32;
+                m.msg_hdr.msg_iov = iov;
+                m.msg_hdr.msg_iovlen = 1;
+                m
+            })
+            .collect();
+        b
+    }
+
+    /// The datagram buffers, to fill before `send`.
+    pub fn bufs(&mut self) -> &mut [Vec<u8>] {
+        &mut self.bufs
+    }
+
+    /// Sends the first `n` datagrams; returns how many the kernel took.
+    pub fn send(&mut self, n: usize) -> io::Result<usize> {
+        // The address moved with `self`: point every message at its current place.
+        let addr_ptr: *mut libc::sockaddr_in = &mut self.addr;
+        for m in &mut self.msgs[..n] {
+            m.msg_hdr.msg_name = addr_ptr.cast();
+        }
+        // SAFETY: msgs point to live iovecs and buffers owned by self.
+        let r = unsafe { libc::sendmmsg(self.fd, self.msgs.as_mut_ptr(), n as u32, 0) };
+        if r < 0 { Err(io::Error::last_os_error()) } else { Ok(r as usize) }
+    }
+}
+
+/// Opens a socket or exits with the OS error.
+pub fn socket(domain: i32, ty: i32, proto: i32) -> i32 {
+    // SAFETY: plain syscall.
+    let fd = unsafe { libc::socket(domain, ty, proto) };
+    if fd < 0 {
+        eprintln!("socket: {}", io::Error::last_os_error());
+        std::process::exit(1);
+    }
+    fd
+}
+
+/// Paces a sender to `pps` packets per second (0: as fast as possible) for
+/// `seconds`, calling `send_batch(max)` which returns how many it sent.
+pub fn paced(pps: u64, seconds: f64, batch: usize, mut send_batch: impl FnMut(usize) -> usize) -> (u64, f64) {
+    let start = Instant::now();
+    let end = start + Duration::from_secs_f64(seconds);
+    let mut sent = 0u64;
+    loop {
+        let now = Instant::now();
+        if now >= end {
+            break;
+        }
+        let due =
+            if pps == 0 { sent + batch as u64 } else { ((now - start).as_secs_f64() * pps as f64) as u64 };
+        if due <= sent {
+            std::thread::sleep(Duration::from_micros(50));
+            continue;
+        }
+        let n = (due - sent).min(batch as u64) as usize;
+        sent += send_batch(n) as u64;
+    }
+    (sent, start.elapsed().as_secs_f64())
+}
+
+/// Writes an Ethernet/IPv4/UDP frame of exactly `len` bytes (at least 42)
+/// from `src` to `dst` into `out`, with zero UDP checksum.
+pub fn udp_frame(out: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr) {
+    let len = out.len();
+    out[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
+    out[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+    out[12..14].copy_from_slice(&[0x08, 0x00]);
+    let ip_len = (len - 14) as u16;
+    let ip = &mut out[14..34];
+    ip.copy_from_slice(&[0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    ip[2..4].copy_from_slice(&ip_len.to_be_bytes());
+    ip[12..16].copy_from_slice(&src.octets());
+    ip[16..20].copy_from_slice(&dst.octets());
+    let sum = bpc_wire::internet_checksum(&[ip]);
+    ip[10..12].copy_from_slice(&sum.to_be_bytes());
+    let udp = &mut out[34..42];
+    udp[0..2].copy_from_slice(&40000u16.to_be_bytes());
+    udp[2..4].copy_from_slice(&9u16.to_be_bytes());
+    udp[4..6].copy_from_slice(&(ip_len - 20).to_be_bytes());
+    udp[6..8].fill(0);
+}
