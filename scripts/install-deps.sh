@@ -14,6 +14,8 @@ packages=(
   util-linux       # setpriv, for least-privilege tests
   shellcheck       # lints scripts/*.sh
   procps
+  ethtool          # turn off veth offloads where a test compares exact frame counts
+  python3          # the sample app server in the netns demo
 )
 
 missing=()
