@@ -64,6 +64,17 @@ bpc_ns_down() {
   rm -f "/run/bpc-netns/$cluster.prefix"
 }
 
+# The workload key of NAMESPACE KIND NAME (FNV-1a 32 of "ns/kind/name", as
+# bpc_wire::WorkloadKey computes it), in decimal. ASCII names only.
+bpc_key() {
+  local s="$1/$2/$3" h=2166136261 i c
+  for ((i = 0; i < ${#s}; i++)); do
+    printf -v c '%d' "'${s:i:1}"
+    h=$(( ((h ^ c) * 16777619) & 0xffffffff ))
+  done
+  echo "$h"
+}
+
 bpc_ns_prefix() { cat "/run/bpc-netns/$1.prefix"; }
 
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
