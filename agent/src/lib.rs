@@ -1,1 +1,2 @@
 //! bpc-agent: the capture sidecar.
+pub mod segment;
