@@ -450,7 +450,7 @@ fn write_ipv4_fragment(p: &Ipv4FragPlan, frame: &[u8], i: usize, out: &mut [u8])
             }
             o += olen;
         }
-        while (at - p.l3) % 4 != 0 {
+        while !(at - p.l3).is_multiple_of(4) {
             out[at] = 0; // end of option list padding
             at += 1;
         }
@@ -497,4 +497,417 @@ fn write_ipv6_fragment(p: &Ipv6FragPlan, frame: &[u8], i: usize, id: u32, out: &
     }
     put_u16(out, p.l3 + 4, (len - p.l3 - IPV6_HEADER_LEN) as u16);
     len
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etherparse::{NetSlice, SlicedPacket, TransportSlice, UdpHeader};
+    use proptest::prelude::*;
+
+    const SRC4: [u8; 4] = [198, 18, 0, 1];
+    const DST4: [u8; 4] = [198, 18, 0, 2];
+    const SRC6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+    const DST6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+    /// NOP, NOP, timestamps: what Linux puts on every bulk segment.
+    const TS_OPTIONS: [u8; 12] = [1, 1, 8, 10, 0, 0, 0x12, 0x34, 0, 0, 0x56, 0x78];
+    const ACK: u8 = 0x10;
+
+    fn payload(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
+    }
+
+    /// Ethernet header (optionally with one 802.1Q tag) ending with `ethertype`.
+    fn ethernet(vlan: bool, ethertype: u16) -> Vec<u8> {
+        let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1];
+        if vlan {
+            f.extend_from_slice(&[0x81, 0x00, 0x00, 0x2a]);
+        }
+        f.extend_from_slice(&ethertype.to_be_bytes());
+        f
+    }
+
+    fn tcp_header(seq: u32, flags: u8, options: &[u8]) -> Vec<u8> {
+        assert!(options.len().is_multiple_of(4));
+        let mut t = vec![0x9c, 0x40, 0x14, 0x51];
+        t.extend_from_slice(&seq.to_be_bytes());
+        t.extend_from_slice(&0x0102_0304u32.to_be_bytes());
+        t.push((((20 + options.len()) / 4) as u8) << 4);
+        t.push(flags);
+        t.extend_from_slice(&[0x01, 0xf6, 0xab, 0xcd, 0, 0]); // window, partial checksum, urg
+        t.extend_from_slice(options);
+        t
+    }
+
+    fn ipv4_header(proto: u8, payload_len: usize, id: u16, options: &[u8]) -> Vec<u8> {
+        let ihl = 20 + options.len();
+        let mut h = vec![0x40 | (ihl / 4) as u8, 0];
+        h.extend_from_slice(&((ihl + payload_len) as u16).to_be_bytes());
+        h.extend_from_slice(&id.to_be_bytes());
+        h.extend_from_slice(&[0x40, 0, 64, proto, 0, 0]); // DF
+        h.extend_from_slice(&SRC4);
+        h.extend_from_slice(&DST4);
+        h.extend_from_slice(options);
+        h
+    }
+
+    fn ipv6_header(proto: u8, payload_len: usize) -> Vec<u8> {
+        let mut h = vec![0x60, 0x01, 0x23, 0x45];
+        h.extend_from_slice(&(payload_len as u16).to_be_bytes());
+        h.extend_from_slice(&[proto, 64]);
+        h.extend_from_slice(&SRC6);
+        h.extend_from_slice(&DST6);
+        h
+    }
+
+    fn tcp4_frame(vlan: bool, seq: u32, flags: u8, data: &[u8]) -> Vec<u8> {
+        let tcp = tcp_header(seq, flags, &TS_OPTIONS);
+        let mut f = ethernet(vlan, ETHERTYPE_IPV4);
+        f.extend(ipv4_header(PROTO_TCP, tcp.len() + data.len(), 0xfffe, &[]));
+        f.extend(tcp);
+        f.extend_from_slice(data);
+        f
+    }
+
+    fn tcp6_frame(vlan: bool, seq: u32, flags: u8, data: &[u8]) -> Vec<u8> {
+        let tcp = tcp_header(seq, flags, &TS_OPTIONS);
+        let mut f = ethernet(vlan, ETHERTYPE_IPV6);
+        f.extend(ipv6_header(PROTO_TCP, tcp.len() + data.len()));
+        f.extend(tcp);
+        f.extend_from_slice(data);
+        f
+    }
+
+    fn udp_datagram(data: &[u8]) -> Vec<u8> {
+        let mut u = vec![0x30, 0x39, 0x00, 0x35];
+        u.extend_from_slice(&((8 + data.len()) as u16).to_be_bytes());
+        u.extend_from_slice(&[0x55, 0xaa]); // partial sum left for the NIC: wrong on purpose
+        u.extend_from_slice(data);
+        u
+    }
+
+    fn run(seg: &mut Segmenter, frame: &[u8]) -> (Outcome, Vec<Vec<u8>>) {
+        let mut out = Vec::new();
+        let outcome = seg.segment(frame, |f| out.push(f.to_vec()));
+        (outcome, out)
+    }
+
+    /// Checks every TCP segment with etherparse against the original super-frame
+    /// and returns the concatenated payload.
+    fn check_tcp_segments(original: &[u8], segments: &[Vec<u8>], max_frame: usize) -> Vec<u8> {
+        let orig = SlicedPacket::from_ethernet(original).unwrap();
+        let Some(TransportSlice::Tcp(otcp)) = &orig.transport else { panic!("original not TCP") };
+        let orig_ipv4_id = match &orig.net {
+            Some(NetSlice::Ipv4(ip)) => Some(ip.header().identification()),
+            _ => None,
+        };
+        let mut joined = Vec::new();
+        for (i, frame) in segments.iter().enumerate() {
+            assert!(frame.len() <= max_frame, "segment {i} is {} bytes", frame.len());
+            let last = i + 1 == segments.len();
+            let p = SlicedPacket::from_ethernet(frame).unwrap();
+            assert_eq!(p.vlan_ids(), orig.vlan_ids());
+            let Some(TransportSlice::Tcp(tcp)) = &p.transport else { panic!("segment {i} not TCP") };
+            let th = TcpHeaderSlice::from_slice(tcp.header_slice()).unwrap();
+            let expected_sum = match &p.net {
+                Some(NetSlice::Ipv4(ip)) => {
+                    let h = ip.header();
+                    assert_eq!(h.to_header().calc_header_checksum(), h.header_checksum(), "ip checksum");
+                    let ip_len = h.slice().len() + tcp.header_slice().len() + tcp.payload().len();
+                    assert_eq!(usize::from(h.total_len()), ip_len);
+                    assert_eq!(frame.len() - ip_len, if p.vlan().is_some() { 18 } else { 14 });
+                    assert_eq!(h.identification(), orig_ipv4_id.unwrap().wrapping_add(i as u16));
+                    assert!(h.dont_fragment());
+                    th.calc_checksum_ipv4(&h, tcp.payload()).unwrap()
+                }
+                Some(NetSlice::Ipv6(ip)) => {
+                    let h = ip.header();
+                    assert_eq!(
+                        usize::from(h.payload_length()),
+                        tcp.header_slice().len() + tcp.payload().len()
+                    );
+                    th.calc_checksum_ipv6(&h, tcp.payload()).unwrap()
+                }
+                _ => panic!("segment {i} not IP"),
+            };
+            assert_eq!(th.checksum(), expected_sum, "tcp checksum of segment {i}");
+            assert_eq!(th.sequence_number(), otcp.sequence_number().wrapping_add(joined.len() as u32));
+            assert_eq!(th.acknowledgment_number(), otcp.acknowledgment_number());
+            assert_eq!(th.options(), otcp.options(), "options kept on every segment");
+            assert_eq!(th.fin(), otcp.fin() && last, "FIN only on the last segment");
+            assert_eq!(th.psh(), otcp.psh() && last, "PSH only on the last segment");
+            assert_eq!(th.cwr(), otcp.cwr() && i == 0, "CWR only on the first segment");
+            assert_eq!((th.ack(), th.ece(), th.syn()), (otcp.ack(), otcp.ece(), otcp.syn()));
+            if !last {
+                assert_eq!(frame.len(), max_frame, "all but the last segment are full-size");
+            }
+            joined.extend_from_slice(tcp.payload());
+        }
+        joined
+    }
+
+    #[test]
+    fn frames_that_fit_are_passed_through_without_copy() {
+        let frame = tcp4_frame(false, 1, ACK, &payload(1000));
+        let mut seg = Segmenter::new(1514);
+        let mut seen = None;
+        let outcome = seg.segment(&frame, |f| seen = Some((f.as_ptr(), f.len())));
+        assert_eq!(outcome, Outcome::Unchanged);
+        assert_eq!(seen, Some((frame.as_ptr(), frame.len())));
+    }
+
+    #[test]
+    fn ipv4_tcp_super_frame_becomes_mss_segments_with_options_and_flags_on_the_right_segment() {
+        let data = payload(65_000);
+        let frame = tcp4_frame(false, 0xffff_f000, ACK | TCP_PSH | TCP_FIN | TCP_CWR, &data);
+        let mut seg = Segmenter::new(1514);
+        let (outcome, out) = run(&mut seg, &frame);
+        // MSS = 1514 - 14 - 20 - 32 = 1448, as Linux would send with timestamps.
+        assert_eq!(outcome, Outcome::Segmented { segments: 65_000usize.div_ceil(1448) });
+        assert_eq!(out.len(), outcome.frames());
+        assert_eq!(check_tcp_segments(&frame, &out, 1514), data);
+    }
+
+    #[test]
+    fn ipv6_tcp_super_frame_becomes_mss_segments() {
+        let data = payload(40_001);
+        let frame = tcp6_frame(false, 7, ACK | TCP_PSH, &data);
+        let mut seg = Segmenter::new(1514);
+        let (outcome, out) = run(&mut seg, &frame);
+        // MSS = 1514 - 14 - 40 - 32 = 1428.
+        assert_eq!(outcome, Outcome::Segmented { segments: 40_001usize.div_ceil(1428) });
+        assert_eq!(check_tcp_segments(&frame, &out, 1514), data);
+    }
+
+    #[test]
+    fn vlan_tag_is_kept_and_counted_in_the_frame_size() {
+        for frame in
+            [tcp4_frame(true, 99, ACK, &payload(20_000)), tcp6_frame(true, 99, ACK, &payload(20_000))]
+        {
+            let mut seg = Segmenter::new(1518);
+            let (outcome, out) = run(&mut seg, &frame);
+            assert!(matches!(outcome, Outcome::Segmented { .. }));
+            assert_eq!(check_tcp_segments(&frame, &out, 1518), payload(20_000));
+        }
+    }
+
+    #[test]
+    fn smaller_max_frame_leaves_room_for_gre_and_outer_ip() {
+        let frame = tcp4_frame(false, 5, ACK, &payload(9_000));
+        let mut seg = Segmenter::new(1514 - 20 - 12);
+        let (_, out) = run(&mut seg, &frame);
+        assert_eq!(check_tcp_segments(&frame, &out, 1482), payload(9_000));
+    }
+
+    #[test]
+    fn ethernet_trailer_after_the_ip_packet_is_not_sent_as_payload() {
+        let mut frame = tcp4_frame(false, 5, ACK, &payload(3_000));
+        frame.extend_from_slice(&[0xee; 4]);
+        let (_, out) = run(&mut Segmenter::new(1514), &frame);
+        assert_eq!(check_tcp_segments(&frame, &out, 1514), payload(3_000));
+    }
+
+    /// Reassembles IPv4 fragments, checking each one; returns (protocol, payload).
+    fn reassemble_ipv4(fragments: &[Vec<u8>], max_frame: usize) -> (u8, Vec<u8>) {
+        let mut data = Vec::new();
+        let mut ids = Vec::new();
+        let mut protocol = 0;
+        for (i, frame) in fragments.iter().enumerate() {
+            assert!(frame.len() <= max_frame);
+            let p = SlicedPacket::from_ethernet(frame).unwrap();
+            let Some(NetSlice::Ipv4(ip)) = &p.net else { panic!("fragment {i} not IPv4") };
+            let h = ip.header();
+            assert_eq!(h.to_header().calc_header_checksum(), h.header_checksum());
+            assert!(!h.dont_fragment(), "fragments have DF clear");
+            assert_eq!(h.more_fragments(), i + 1 < fragments.len());
+            assert_eq!(usize::from(h.fragments_offset().value()) * 8, data.len());
+            assert_eq!(usize::from(h.total_len()), h.slice().len() + ip.payload().payload.len());
+            if i + 1 < fragments.len() {
+                assert!(ip.payload().payload.len().is_multiple_of(8));
+            }
+            ids.push(h.identification());
+            protocol = h.protocol().0;
+            data.extend_from_slice(ip.payload().payload);
+        }
+        assert!(ids.windows(2).all(|w| w[0] == w[1]), "one identification for all fragments");
+        (protocol, data)
+    }
+
+    #[test]
+    fn ipv4_udp_super_frame_becomes_fragments_with_a_correct_udp_checksum() {
+        let data = payload(30_000);
+        let udp = udp_datagram(&data);
+        let mut frame = ethernet(false, ETHERTYPE_IPV4);
+        frame.extend(ipv4_header(PROTO_UDP, udp.len(), 0x1234, &[]));
+        frame.extend_from_slice(&udp);
+        let (outcome, out) = run(&mut Segmenter::new(1514), &frame);
+        assert_eq!(outcome, Outcome::Fragmented { fragments: udp.len().div_ceil(1480) });
+        let (protocol, whole) = reassemble_ipv4(&out, 1514);
+        assert_eq!(protocol, PROTO_UDP);
+        assert_eq!(&whole[8..], &data[..]);
+        assert_eq!(&whole[..6], &udp[..6]);
+        let (h, rest) = UdpHeader::from_slice(&whole).unwrap();
+        assert_eq!(h.checksum, h.calc_checksum_ipv4_raw(SRC4, DST4, rest).unwrap());
+        assert_ne!(h.checksum, 0x55aa);
+    }
+
+    #[test]
+    fn ipv4_options_only_copied_ones_follow_into_later_fragments() {
+        // Router alert (0x94: copy bit set), then record route (7: copy bit clear).
+        let options = [0x94, 4, 0, 0, 7, 7, 4, 0, 0, 0, 0, 0];
+        let data = payload(5_000);
+        let mut frame = ethernet(false, ETHERTYPE_IPV4);
+        frame.extend(ipv4_header(1, data.len(), 9, &options));
+        frame.extend_from_slice(&data);
+        let (outcome, out) = run(&mut Segmenter::new(1514), &frame);
+        assert!(matches!(outcome, Outcome::Fragmented { fragments: 4 }), "{outcome:?}");
+        let first = Ipv4HeaderSlice::from_slice(&out[0][14..]).unwrap();
+        assert_eq!(first.options(), &options);
+        for later in &out[1..] {
+            let h = Ipv4HeaderSlice::from_slice(&later[14..]).unwrap();
+            assert_eq!(h.options(), &[0x94, 4, 0, 0]);
+        }
+        let (protocol, whole) = reassemble_ipv4(&out, 1514);
+        assert_eq!((protocol, whole), (1, data));
+    }
+
+    #[test]
+    fn ipv6_udp_super_frame_becomes_fragments_with_a_fragment_header() {
+        let data = payload(20_000);
+        let udp = udp_datagram(&data);
+        let mut frame = ethernet(true, ETHERTYPE_IPV6);
+        frame.extend(ipv6_header(PROTO_UDP, udp.len()));
+        frame.extend_from_slice(&udp);
+        let mut seg = Segmenter::new(1518);
+        let (outcome, out) = run(&mut seg, &frame);
+        let chunk = (1518 - 18 - 40 - 8) & !7;
+        assert_eq!(outcome, Outcome::Fragmented { fragments: udp.len().div_ceil(chunk) });
+        let mut whole = Vec::new();
+        let mut ids = Vec::new();
+        for (i, f) in out.iter().enumerate() {
+            assert!(f.len() <= 1518);
+            let p = SlicedPacket::from_ethernet(f).unwrap();
+            let Some(NetSlice::Ipv6(ip)) = &p.net else { panic!("not IPv6") };
+            assert!(ip.payload().fragmented);
+            assert_eq!(ip.payload().ip_number.0, PROTO_UDP);
+            assert_eq!(ip.header().next_header().0, PROTO_FRAGMENT);
+            let fh = &f[18 + 40..18 + 48];
+            let off_m = u16::from_be_bytes([fh[2], fh[3]]);
+            assert_eq!(usize::from(off_m & !7), whole.len());
+            assert_eq!(off_m & 1 == 1, i + 1 < out.len());
+            ids.push(u32::from_be_bytes(fh[4..8].try_into().unwrap()));
+            assert_eq!(usize::from(ip.header().payload_length()), f.len() - 18 - 40);
+            whole.extend_from_slice(ip.payload().payload);
+        }
+        assert!(ids.windows(2).all(|w| w[0] == w[1]));
+        let (h, rest) = UdpHeader::from_slice(&whole).unwrap();
+        assert_eq!(rest, &data[..]);
+        assert_eq!(h.checksum, h.calc_checksum_ipv6_raw(SRC6, DST6, rest).unwrap());
+        // The next super-frame gets a fresh identification.
+        let (_, again) = run(&mut seg, &frame);
+        assert_ne!(&again[0][18 + 44..18 + 48], &out[0][18 + 44..18 + 48]);
+    }
+
+    #[test]
+    fn ipv6_hop_by_hop_header_stays_in_the_unfragmentable_part() {
+        let data = payload(4_000);
+        let udp = udp_datagram(&data);
+        let hop_by_hop = [PROTO_UDP, 0, 1, 4, 0, 0, 0, 0]; // PadN
+        let mut frame = ethernet(false, ETHERTYPE_IPV6);
+        frame.extend(ipv6_header(PROTO_HOP_BY_HOP, 8 + udp.len()));
+        frame.extend_from_slice(&hop_by_hop);
+        frame.extend_from_slice(&udp);
+        let (outcome, out) = run(&mut Segmenter::new(1514), &frame);
+        assert!(matches!(outcome, Outcome::Fragmented { fragments: 3 }), "{outcome:?}");
+        let mut whole = Vec::new();
+        for f in &out {
+            assert_eq!(f[14 + 6], PROTO_HOP_BY_HOP);
+            assert_eq!(f[54], PROTO_FRAGMENT, "hop-by-hop now points at the fragment header");
+            assert_eq!(f[62], PROTO_UDP);
+            let p = SlicedPacket::from_ethernet(f).unwrap();
+            let Some(NetSlice::Ipv6(ip)) = &p.net else { panic!("not IPv6") };
+            whole.extend_from_slice(ip.payload().payload);
+        }
+        let (h, rest) = UdpHeader::from_slice(&whole).unwrap();
+        assert_eq!(rest, &data[..]);
+        assert_eq!(h.checksum, h.calc_checksum_ipv6_raw(SRC6, DST6, rest).unwrap());
+    }
+
+    #[test]
+    fn unsplittable_frames_are_emitted_whole() {
+        let mut arp_like = ethernet(false, 0x88b5);
+        arp_like.extend(payload(3000));
+        let mut snapped = tcp4_frame(false, 1, ACK, &payload(5000));
+        snapped.truncate(2000); // snap length cut it: the rest of the payload is gone
+        let mut fragment = tcp4_frame(false, 1, ACK, &payload(5000));
+        fragment[14 + 6] = 0x20; // MF
+        let mut lying = tcp4_frame(false, 1, ACK, &payload(5000));
+        lying[14 + 2..14 + 4].copy_from_slice(&10u16.to_be_bytes()); // total length < IHL
+        let mut udp_len_lies = ethernet(false, ETHERTYPE_IPV4);
+        let udp = udp_datagram(&payload(3000));
+        udp_len_lies.extend(ipv4_header(PROTO_UDP, udp.len(), 1, &[]));
+        udp_len_lies.extend_from_slice(&udp);
+        udp_len_lies[14 + 20 + 4] = 0;
+        for frame in [arp_like, snapped, fragment, lying, udp_len_lies] {
+            let (outcome, out) = run(&mut Segmenter::new(1514), &frame);
+            assert_eq!(outcome, Outcome::Unsplittable);
+            assert_eq!(out, vec![frame]);
+        }
+    }
+
+    #[test]
+    fn max_frame_too_small_for_the_headers_is_unsplittable() {
+        let frame = tcp4_frame(false, 1, ACK, &payload(3000));
+        let (outcome, _) = run(&mut Segmenter::new(66), &frame);
+        assert_eq!(outcome, Outcome::Unsplittable);
+        let (outcome, out) = run(&mut Segmenter::new(67), &frame);
+        assert_eq!(outcome, Outcome::Segmented { segments: 3000 });
+        assert_eq!(check_tcp_segments(&frame, &out, 67), payload(3000));
+    }
+
+    fn check_any_output(max_frame: usize, frame: &[u8]) -> Result<(), TestCaseError> {
+        let mut seg = Segmenter::new(max_frame);
+        let mut sizes = Vec::new();
+        let outcome = seg.segment(frame, |f| sizes.push(f.len()));
+        prop_assert_eq!(sizes.len(), outcome.frames());
+        match outcome {
+            Outcome::Unchanged => prop_assert!(frame.len() <= max_frame),
+            Outcome::Unsplittable => prop_assert_eq!(sizes, vec![frame.len()]),
+            _ => prop_assert!(sizes.iter().all(|&s| s <= max_frame)),
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..4000),
+                                    ethertype in prop_oneof![Just(0x0800u16), Just(0x86dd), Just(0x8100), any::<u16>()],
+                                    max_frame in 0usize..1600) {
+            let mut frame = bytes;
+            if frame.len() >= 14 {
+                frame[12..14].copy_from_slice(&ethertype.to_be_bytes());
+            }
+            check_any_output(max_frame, &frame)?;
+        }
+
+        #[test]
+        fn mutated_super_frames_never_panic(kind in 0u8..4, len in 0usize..6000,
+                                            edits in proptest::collection::vec((0usize..120, any::<u8>()), 1..6),
+                                            cut in proptest::option::of(0usize..7000),
+                                            max_frame in 40usize..1600) {
+            let mut frame = match kind {
+                0 => tcp4_frame(false, 1, ACK | TCP_FIN, &payload(len)),
+                1 => tcp6_frame(true, 1, ACK, &payload(len)),
+                2 => { let mut f = ethernet(false, ETHERTYPE_IPV4); let u = udp_datagram(&payload(len));
+                       f.extend(ipv4_header(PROTO_UDP, u.len(), 3, &[])); f.extend(u); f }
+                _ => { let mut f = ethernet(true, ETHERTYPE_IPV6); let u = udp_datagram(&payload(len));
+                       f.extend(ipv6_header(PROTO_UDP, u.len())); f.extend(u); f }
+            };
+            for (at, value) in edits {
+                if at < frame.len() { frame[at] = value; }
+            }
+            if let Some(cut) = cut { frame.truncate(cut); }
+            check_any_output(max_frame, &frame)?;
+        }
+    }
 }
