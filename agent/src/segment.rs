@@ -622,10 +622,8 @@ mod tests {
                 }
                 Some(NetSlice::Ipv6(ip)) => {
                     let h = ip.header();
-                    assert_eq!(
-                        usize::from(h.payload_length()),
-                        tcp.header_slice().len() + tcp.payload().len()
-                    );
+                    let l2 = if p.vlan().is_some() { 18 } else { 14 };
+                    assert_eq!(usize::from(h.payload_length()), frame.len() - l2 - IPV6_HEADER_LEN);
                     th.calc_checksum_ipv6(&h, tcp.payload()).unwrap()
                 }
                 _ => panic!("segment {i} not IP"),
@@ -865,6 +863,27 @@ mod tests {
         assert_eq!(check_tcp_segments(&frame, &out, 67), payload(3000));
     }
 
+    #[test]
+    fn ipv6_tcp_with_extension_headers_keeps_them_on_every_segment() {
+        let data = payload(10_000);
+        let tcp = tcp_header(1, ACK | TCP_FIN, &TS_OPTIONS);
+        let dest_opts = [PROTO_TCP, 0, 1, 4, 0, 0, 0, 0];
+        let mut frame = ethernet(false, ETHERTYPE_IPV6);
+        frame.extend(ipv6_header(PROTO_DEST_OPTS, 8 + tcp.len() + data.len()));
+        frame.extend_from_slice(&dest_opts);
+        frame.extend(tcp);
+        frame.extend_from_slice(&data);
+        let (outcome, out) = run(&mut Segmenter::new(1514), &frame);
+        // MSS = 1514 - 14 - 40 - 8 - 32 = 1420.
+        assert_eq!(outcome, Outcome::Segmented { segments: 10_000usize.div_ceil(1420) });
+        for f in &out {
+            assert_eq!(&f[54..62], &dest_opts);
+            let h = Ipv6HeaderSlice::from_slice(&f[14..]).unwrap();
+            assert_eq!(usize::from(h.payload_length()), f.len() - 54);
+        }
+        assert_eq!(check_tcp_segments(&frame, &out, 1514), data);
+    }
+
     fn check_any_output(max_frame: usize, frame: &[u8]) -> Result<(), TestCaseError> {
         let mut seg = Segmenter::new(max_frame);
         let mut sizes = Vec::new();
@@ -879,6 +898,24 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn any_tcp_super_frame_splits_into_valid_segments(v6 in any::<bool>(), vlan in any::<bool>(),
+                                                          len in 0usize..66_000, seq in any::<u32>(),
+                                                          flags in any::<u8>(), slack in 0usize..1400) {
+            let flags = (flags | ACK) & !0x06; // no SYN/RST on bulk data
+            let data = payload(len);
+            let frame = if v6 { tcp6_frame(vlan, seq, flags, &data) } else { tcp4_frame(vlan, seq, flags, &data) };
+            prop_assume!(frame.len() <= 65_535 + 18);
+            let max_frame = frame.len().saturating_sub(1).min(128 + slack);
+            let (outcome, out) = run(&mut Segmenter::new(max_frame), &frame);
+            if frame.len() <= max_frame {
+                prop_assert_eq!(outcome, Outcome::Unchanged);
+            } else {
+                prop_assert!(matches!(outcome, Outcome::Segmented { .. }), "{:?}", outcome);
+                prop_assert_eq!(check_tcp_segments(&frame, &out, max_frame), data);
+            }
+        }
+
         #[test]
         fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..4000),
                                     ethertype in prop_oneof![Just(0x0800u16), Just(0x86dd), Just(0x8100), any::<u16>()],
