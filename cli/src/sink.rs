@@ -1,0 +1,1 @@
+//! `kubectl bpc sink`: the bpc-sim GRE receiver, run in-process.

@@ -1,0 +1,1 @@
+//! `kubectl bpc verify`: prove end to end that a workload's capture reaches a collector.
