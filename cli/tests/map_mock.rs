@@ -1,0 +1,173 @@
+//! `map` against the kube-rs mock API server: one list of ReplicaSets and one
+//! of pods (never a GET per pod), and `--watch` events from a mocked watch
+//! stream.
+
+use std::time::Duration;
+
+use bpc_wire::WorkloadKey;
+use http::{Request, Response};
+use kube::Client;
+use kube::client::Body;
+use kubectl_bpc::map;
+use serde_json::{Value, json};
+
+type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+fn mock() -> (Client, Handle) {
+    let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    (Client::new(svc, "default"), handle)
+}
+
+fn list(kind: &str, items: Vec<Value>) -> String {
+    json!({"apiVersion": "v1", "kind": kind, "metadata": {"resourceVersion": "10"}, "items": items})
+        .to_string()
+}
+
+fn rs(ns: &str, name: &str, deploy: &str) -> Value {
+    json!({"metadata": {"name": name, "namespace": ns, "resourceVersion": "5",
+        "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": deploy, "uid": "d",
+            "controller": true}]}})
+}
+
+fn pod(ns: &str, name: &str, owner: (&str, &str), ip: &str, attached: bool) -> Value {
+    let mut containers = vec![json!({"name": "app"})];
+    if attached {
+        containers.push(json!({"name": "bpc-agent"}));
+    }
+    json!({"metadata": {"name": name, "namespace": ns, "resourceVersion": "7",
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": owner.0, "name": owner.1, "uid": "o",
+                "controller": true}]},
+        "spec": {"nodeName": "node-1", "containers": containers},
+        "status": {"podIP": ip}})
+}
+
+fn respond(send: tower_test::mock::SendResponse<Response<Body>>, body: String) {
+    send.send_response(Response::builder().body(Body::from(body.into_bytes())).unwrap());
+}
+
+#[tokio::test]
+async fn all_namespaces_map_lists_once_and_resolves_deployments_and_statefulsets() {
+    let (client, mut handle) = mock();
+    let server = tokio::spawn(async move {
+        let (req, send) = handle.next_request().await.expect("replicaset list");
+        assert_eq!(req.uri().path(), "/apis/apps/v1/replicasets");
+        respond(send, list("ReplicaSetList", vec![rs("shop", "checkout-5f6c7d8b9", "checkout")]));
+        let (req, send) = handle.next_request().await.expect("pod list");
+        assert_eq!(req.uri().path(), "/api/v1/pods");
+        respond(
+            send,
+            list(
+                "PodList",
+                vec![
+                    pod(
+                        "shop",
+                        "checkout-5f6c7d8b9-abcde",
+                        ("ReplicaSet", "checkout-5f6c7d8b9"),
+                        "198.18.1.2",
+                        true,
+                    ),
+                    pod("db", "pg-0", ("StatefulSet", "pg"), "198.18.2.7", false),
+                ],
+            ),
+        );
+    });
+    let rows = tokio::time::timeout(Duration::from_secs(10), map::fetch_map(&client, None))
+        .await
+        .expect("map timed out")
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), server).await.unwrap().unwrap();
+
+    let mut json_out = Vec::new();
+    map::render(&rows, map::MapFormat::Json, &mut json_out).unwrap();
+    let v: Value = serde_json::from_slice(&json_out).unwrap();
+    assert_eq!(
+        v,
+        json!([
+            {"ip": "198.18.2.7", "namespace": "db", "kind": "StatefulSet", "workload": "pg",
+             "key": WorkloadKey::from_workload("db", "statefulset", "pg").to_string(),
+             "pod": "pg-0", "node": "node-1", "attached": false},
+            {"ip": "198.18.1.2", "namespace": "shop", "kind": "Deployment", "workload": "checkout",
+             "key": WorkloadKey::from_workload("shop", "deployment", "checkout").to_string(),
+             "pod": "checkout-5f6c7d8b9-abcde", "node": "node-1", "attached": true},
+        ])
+    );
+    let mut csv = Vec::new();
+    map::render(&rows, map::MapFormat::Csv, &mut csv).unwrap();
+    let csv = String::from_utf8(csv).unwrap();
+    assert_eq!(csv.lines().count(), 3);
+    assert!(csv.lines().nth(2).unwrap().starts_with("198.18.1.2,shop,Deployment,checkout,0x"), "{csv}");
+}
+
+/// Serves the watcher: lists answered, the first pod watch gets `events`, any
+/// later watch request is left pending (as a quiet API server would).
+async fn serve_watch(mut handle: Handle, events: Vec<Value>) {
+    let mut pending = Vec::new();
+    let mut events = Some(events);
+    while let Some((req, send)) = handle.next_request().await {
+        let path = req.uri().path().to_owned();
+        let query = req.uri().query().unwrap_or("").to_owned();
+        let watching = query.contains("watch=true");
+        match (path.as_str(), watching) {
+            ("/apis/apps/v1/namespaces/shop/replicasets", false) => {
+                respond(send, list("ReplicaSetList", vec![rs("shop", "web-6b7c8", "web")]))
+            }
+            ("/api/v1/namespaces/shop/pods", false) => respond(
+                send,
+                list(
+                    "PodList",
+                    vec![pod("shop", "web-6b7c8-aaaaa", ("ReplicaSet", "web-6b7c8"), "198.18.1.2", false)],
+                ),
+            ),
+            ("/api/v1/namespaces/shop/pods", true) if events.is_some() => {
+                let body: String = events.take().unwrap().iter().map(|e| format!("{e}\n")).collect();
+                respond(send, body);
+            }
+            ("/api/v1/namespaces/shop/pods" | "/apis/apps/v1/namespaces/shop/replicasets", true) => {
+                pending.push(send)
+            }
+            other => panic!("unexpected request {other:?} {query}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn watch_turns_pod_events_into_add_update_delete_lines() {
+    let (client, handle) = mock();
+    let attached = pod("shop", "web-6b7c8-aaaaa", ("ReplicaSet", "web-6b7c8"), "198.18.1.2", true);
+    let new_pod = pod("shop", "web-6b7c8-bbbbb", ("ReplicaSet", "web-6b7c8"), "198.18.1.9", true);
+    let events = vec![
+        json!({"type": "MODIFIED", "object": attached}),
+        json!({"type": "ADDED", "object": new_pod}),
+        json!({"type": "DELETED", "object": attached}),
+    ];
+    tokio::spawn(serve_watch(handle, events));
+    let mut seen = Vec::new();
+    let result = tokio::time::timeout(
+        Duration::from_secs(10),
+        map::watch(&client, Some("shop"), |ev| {
+            seen.push(serde_json::to_value(&ev).unwrap());
+            if seen.len() == 4 { Err(kubectl_bpc::Error::Usage("enough".into())) } else { Ok(()) }
+        }),
+    )
+    .await
+    .expect("watch produced fewer than 4 events");
+    assert!(matches!(result, Err(kubectl_bpc::Error::Usage(m)) if m == "enough"));
+    let summary: Vec<(String, String, bool)> = seen
+        .iter()
+        .map(|e| {
+            (e["event"].as_str().unwrap().into(), e["ip"].as_str().unwrap().into(), e["attached"] == true)
+        })
+        .collect();
+    let s = |e: &str, ip: &str, a| (e.to_owned(), ip.to_owned(), a);
+    assert_eq!(
+        summary,
+        [
+            s("add", "198.18.1.2", false),
+            s("update", "198.18.1.2", true),
+            s("add", "198.18.1.9", true),
+            s("delete", "198.18.1.2", true)
+        ]
+    );
+    assert_eq!(seen[2]["workload"], "web");
+    assert_eq!(seen[2]["kind"], "Deployment");
+}
