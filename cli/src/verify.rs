@@ -1,1 +1,545 @@
-//! `kubectl bpc verify`: prove end to end that a workload's capture reaches a collector.
+//! `kubectl bpc verify`: prove end to end that a workload's capture reaches a
+//! collector.
+//!
+//! Starts an embedded receiver, adds it as an extra collector to the
+//! workload's sidecar (keeping the user's collectors), waits until every
+//! ready pod's stream (by workload key and pod IP) delivered enough packets,
+//! then restores the original collectors, also on timeout, error or Ctrl-C.
+
+use std::future::Future;
+use std::io::Write;
+use std::net::IpAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use bpc_wire::WorkloadKey;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{Container, Pod, PodTemplateSpec};
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::{Api, Client, ResourceExt};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::Error;
+use crate::map::AGENT_CONTAINER;
+use crate::sink::{GreTally, StreamStats};
+use crate::status::{STATUS_ANNOTATION, parse_workload_arg};
+
+/// Annotation on the pod template while a verify runs, naming the sink, so an
+/// interrupted verify is visible in `kubectl get -o yaml`.
+pub const VERIFY_ANNOTATION: &str = "bpc.kubectl.io/verify-sink";
+
+/// Most collectors an agent accepts (`BPC_COLLECTOR`).
+pub const MAX_COLLECTORS: usize = 4;
+
+/// Arguments of `kubectl bpc verify`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct VerifyArgs {
+    /// The workload: `deploy/NAME`, `sts/NAME`, `ds/NAME` (a bare name means a Deployment).
+    pub workload: String,
+    /// Local IPv4 address the embedded receiver listens on.
+    #[arg(long)]
+    pub sink: IpAddr,
+    /// Address the pods send to, when it differs from --sink (NAT, kind host).
+    #[arg(long)]
+    pub advertise: Option<IpAddr>,
+    /// How long to wait for every pod's stream (e.g. 60s, 2m).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Packets each pod must deliver to pass.
+    #[arg(long, default_value_t = 10)]
+    pub min_packets: u64,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = VerifyFormat::Table)]
+    pub output: VerifyFormat,
+}
+
+/// Output format of `verify`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum VerifyFormat {
+    /// PASS/FAIL lines.
+    #[default]
+    Table,
+    /// The report as JSON.
+    Json,
+}
+
+/// Parses `90`, `90s`, `2m`, `1h`, `500ms`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("invalid duration '{s}': use e.g. 60s, 2m"))?;
+    match unit {
+        "" | "s" => Ok(Duration::from_secs(n)),
+        "ms" => Ok(Duration::from_millis(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(format!("invalid duration unit in '{s}': use ms, s, m or h")),
+    }
+}
+
+/// Where something receives GRE packets: the embedded receiver, or a fake.
+pub trait StreamSource {
+    /// Current per-stream counters.
+    fn snapshot(&self) -> Vec<StreamStats>;
+}
+
+impl StreamSource for GreTally {
+    fn snapshot(&self) -> Vec<StreamStats> {
+        GreTally::snapshot(self)
+    }
+}
+
+/// What verify reads from the workload before changing it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// `Deployment`, `StatefulSet` or `DaemonSet`.
+    pub kind: &'static str,
+    /// Name.
+    pub name: String,
+    /// Namespace.
+    pub namespace: String,
+    /// The sidecar's `BPC_COLLECTOR` value as attached.
+    pub collectors: String,
+    /// The status annotation as attached (restored verbatim).
+    pub status_annotation: Option<String>,
+    /// Whether the agent is a native sidecar (init container).
+    pub init_container: bool,
+    /// `matchLabels` of the workload's selector, as a label selector.
+    pub selector: String,
+    /// Replicas wanted (for a DaemonSet: pods scheduled).
+    pub desired: i32,
+}
+
+fn env_of(c: &Container, name: &str) -> Option<String> {
+    c.env.as_ref()?.iter().find(|e| e.name == name).and_then(|e| e.value.clone())
+}
+
+fn agent_of(spec: &k8s_openapi::api::core::v1::PodSpec) -> Option<(&Container, bool)> {
+    if let Some(c) = spec.containers.iter().find(|c| c.name == AGENT_CONTAINER) {
+        return Some((c, false));
+    }
+    spec.init_containers.iter().flatten().find(|c| c.name == AGENT_CONTAINER).map(|c| (c, true))
+}
+
+/// Reads a target from a workload's pod template.
+pub fn target_of(
+    kind: &'static str,
+    meta: &kube::api::ObjectMeta,
+    template: &PodTemplateSpec,
+    match_labels: Option<&std::collections::BTreeMap<String, String>>,
+    desired: i32,
+) -> Result<Target, Error> {
+    let name = meta.name.clone().unwrap_or_default();
+    let namespace = meta.namespace.clone().unwrap_or_default();
+    let workload = format!("{}/{name}", kind.to_lowercase());
+    let not_attached = || {
+        Error::Usage(format!(
+            "{workload} in namespace {namespace} is not attached: run kubectl bpc attach {workload} -n {namespace} \
+             --collector ADDR first"
+        ))
+    };
+    let (agent, init_container) = template.spec.as_ref().and_then(agent_of).ok_or_else(not_attached)?;
+    let collectors = env_of(agent, "BPC_COLLECTOR").unwrap_or_default();
+    let status_annotation = template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.annotations.as_ref())
+        .and_then(|a| a.get(STATUS_ANNOTATION))
+        .cloned();
+    let selector = match_labels
+        .map(|m| m.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","))
+        .unwrap_or_default();
+    if selector.is_empty() {
+        return Err(Error::Usage(format!(
+            "{workload} has no matchLabels selector; verify cannot find its pods"
+        )));
+    }
+    Ok(Target { kind, name, namespace, collectors, status_annotation, init_container, selector, desired })
+}
+
+/// Fetches the workload and reads its target.
+pub async fn read_target(client: &Client, namespace: &str, workload: &str) -> Result<Target, Error> {
+    let (kind, name) = parse_workload_arg(workload)?;
+    let missing = |e: kube::Error| match e {
+        kube::Error::Api(s) if s.code == 404 => {
+            Error::Usage(format!("workload '{workload}' not found in namespace {namespace}"))
+        }
+        other => Error::Kube(other),
+    };
+    match kind.unwrap_or("Deployment") {
+        "StatefulSet" => {
+            let s =
+                Api::<StatefulSet>::namespaced(client.clone(), namespace).get(name).await.map_err(missing)?;
+            let spec = s.spec.clone().unwrap_or_default();
+            target_of(
+                "StatefulSet",
+                &s.metadata,
+                &spec.template,
+                spec.selector.match_labels.as_ref(),
+                spec.replicas.unwrap_or(1),
+            )
+        }
+        "DaemonSet" => {
+            let d =
+                Api::<DaemonSet>::namespaced(client.clone(), namespace).get(name).await.map_err(missing)?;
+            let spec = d.spec.clone().unwrap_or_default();
+            let desired = d.status.as_ref().map_or(0, |s| s.desired_number_scheduled);
+            target_of("DaemonSet", &d.metadata, &spec.template, spec.selector.match_labels.as_ref(), desired)
+        }
+        _ => {
+            let d =
+                Api::<Deployment>::namespaced(client.clone(), namespace).get(name).await.map_err(missing)?;
+            let spec = d.spec.clone().unwrap_or_default();
+            target_of(
+                "Deployment",
+                &d.metadata,
+                &spec.template,
+                spec.selector.match_labels.as_ref(),
+                spec.replicas.unwrap_or(1),
+            )
+        }
+    }
+}
+
+/// The collector list with the sink added; refuses a fifth collector.
+pub fn with_sink(collectors: &str, sink: &str) -> Result<String, Error> {
+    let mut list: Vec<&str> = collectors.split(',').map(str::trim).filter(|c| !c.is_empty()).collect();
+    if list.contains(&sink) {
+        return Err(Error::Usage(format!(
+            "{sink} is already a collector of this workload; verify needs a sink of its own"
+        )));
+    }
+    if list.len() >= MAX_COLLECTORS {
+        return Err(Error::Usage(format!(
+            "the workload already has {MAX_COLLECTORS} collectors ({collectors}), the agent's maximum; \
+             verify needs one more slot"
+        )));
+    }
+    list.push(sink);
+    Ok(list.join(","))
+}
+
+/// The status annotation with its collector list replaced (top-level or
+/// under `options`, as `collectors` array or `collector` string); other
+/// shapes are returned unchanged.
+pub fn annotation_with_collectors(annotation: &str, collectors: &str) -> String {
+    let Ok(mut v) = serde_json::from_str::<Value>(annotation) else { return annotation.to_owned() };
+    let list: Vec<Value> = collectors.split(',').map(|c| Value::String(c.to_owned())).collect();
+    let mut changed = false;
+    for obj in [Some(&mut v)].into_iter().flatten() {
+        for scope in ["", "options"] {
+            let target = if scope.is_empty() { Some(&mut *obj) } else { obj.get_mut(scope) };
+            let Some(Value::Object(map)) = target else { continue };
+            if let Some(slot) = map.get_mut("collectors") {
+                *slot = Value::Array(list.clone());
+                changed = true;
+            }
+            if let Some(slot @ Value::String(_)) = map.get_mut("collector") {
+                *slot = Value::String(collectors.to_owned());
+                changed = true;
+            }
+        }
+    }
+    if changed { v.to_string() } else { annotation.to_owned() }
+}
+
+/// Strategic merge patch setting the agent's `BPC_COLLECTOR` (merged by
+/// container name and env name, so nothing else changes), the status
+/// annotation and the verify annotation (null removes it).
+pub fn collector_patch(
+    target: &Target,
+    collectors: &str,
+    status_annotation: Option<&str>,
+    verify_sink: Option<&str>,
+) -> Value {
+    let containers = if target.init_container { "initContainers" } else { "containers" };
+    let mut annotations = serde_json::Map::new();
+    if let Some(a) = status_annotation {
+        annotations.insert(STATUS_ANNOTATION.into(), json!(a));
+    }
+    annotations.insert(VERIFY_ANNOTATION.into(), json!(verify_sink));
+    json!({"spec": {"template": {
+        "metadata": {"annotations": annotations},
+        "spec": {containers: [{"name": AGENT_CONTAINER, "env": [{"name": "BPC_COLLECTOR", "value": collectors}]}]}
+    }}})
+}
+
+async fn patch(client: &Client, target: &Target, body: &Value) -> Result<(), kube::Error> {
+    let pp = PatchParams::default();
+    let p = Patch::Strategic(body);
+    let ns = &target.namespace;
+    match target.kind {
+        "StatefulSet" => {
+            Api::<StatefulSet>::namespaced(client.clone(), ns).patch(&target.name, &pp, &p).await.map(drop)
+        }
+        "DaemonSet" => {
+            Api::<DaemonSet>::namespaced(client.clone(), ns).patch(&target.name, &pp, &p).await.map(drop)
+        }
+        _ => Api::<Deployment>::namespaced(client.clone(), ns).patch(&target.name, &pp, &p).await.map(drop),
+    }
+}
+
+/// Result of one pod.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PodResult {
+    /// Pod name.
+    pub pod: String,
+    /// Pod IP (the stream's source address).
+    pub ip: String,
+    /// Workload key expected on its stream.
+    pub key: String,
+    /// Whether the pod runs the template that includes the sink.
+    pub has_sink: bool,
+    /// Packets received from it.
+    pub packets: u64,
+    /// Sequence numbers missing.
+    pub lost: u64,
+    /// PASS or FAIL.
+    pub pass: bool,
+}
+
+/// The verify report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VerifyReport {
+    /// `kind/name`.
+    pub workload: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Sink address the pods sent to.
+    pub sink: String,
+    /// All pods passed.
+    pub pass: bool,
+    /// Why not, when not.
+    pub reason: Option<String>,
+    /// Per ready pod.
+    pub pods: Vec<PodResult>,
+    /// Whether the original collectors were restored.
+    pub restored: bool,
+}
+
+impl VerifyReport {
+    /// 0 PASS, 1 FAIL.
+    pub fn exit_code(&self) -> ExitCode {
+        if self.pass { ExitCode::SUCCESS } else { ExitCode::from(1) }
+    }
+}
+
+fn pod_ready(p: &Pod) -> bool {
+    p.metadata.deletion_timestamp.is_none()
+        && p.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+fn expected_key(target: &Target, agent: Option<&Container>) -> WorkloadKey {
+    agent
+        .and_then(|c| env_of(c, "BPC_KEY"))
+        .and_then(|k| k.parse::<WorkloadKey>().ok())
+        .unwrap_or_else(|| WorkloadKey::from_workload(&target.namespace, target.kind, &target.name))
+}
+
+/// One look at the pods and the receiver: (all passed, why not, results).
+pub fn evaluate(
+    target: &Target,
+    pods: &[Pod],
+    streams: &[StreamStats],
+    sink: &str,
+    min_packets: u64,
+) -> (bool, Option<String>, Vec<PodResult>) {
+    let mut results = Vec::new();
+    for pod in pods.iter().filter(|p| pod_ready(p)) {
+        let agent = pod.spec.as_ref().and_then(agent_of).map(|(c, _)| c);
+        let has_sink = agent
+            .and_then(|c| env_of(c, "BPC_COLLECTOR"))
+            .is_some_and(|v| v.split(',').any(|c| c.trim() == sink));
+        let ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone()).unwrap_or_default();
+        let key = expected_key(target, agent).to_string();
+        let (packets, lost) = streams
+            .iter()
+            .filter(|s| s.source.to_string() == ip && s.key.as_deref() == Some(key.as_str()))
+            .fold((0, 0), |(p, l), s| (p + s.packets, l + s.lost));
+        let pass = has_sink && packets >= min_packets;
+        results.push(PodResult { pod: pod.name_any(), ip, key, has_sink, packets, lost, pass });
+    }
+    results.sort_by(|a, b| a.pod.cmp(&b.pod));
+    let ready = results.len();
+    let reason = if ready == 0 {
+        Some("no ready pod".to_owned())
+    } else if (ready as i32) < target.desired {
+        Some(format!("{ready} of {} replicas ready", target.desired))
+    } else if let Some(p) = results.iter().find(|p| !p.has_sink) {
+        Some(format!("rollout in progress: {} does not send to the sink yet", p.pod))
+    } else if let Some(p) = results.iter().find(|p| !p.pass) {
+        Some(format!("{} delivered {} of {min_packets} packets", p.pod, p.packets))
+    } else {
+        None
+    };
+    (reason.is_none(), reason, results)
+}
+
+/// Runs the verification against a receiver; `interrupt` completing (e.g.
+/// Ctrl-C) aborts it. The original collectors are restored in every case
+/// once the sink patch was applied.
+pub async fn verify(
+    client: &Client,
+    namespace: &str,
+    args: &VerifyArgs,
+    source: &impl StreamSource,
+    interrupt: impl Future<Output = ()>,
+) -> Result<VerifyReport, Error> {
+    let target = read_target(client, namespace, &args.workload).await?;
+    let sink = args.advertise.unwrap_or(args.sink).to_string();
+    let collectors = with_sink(&target.collectors, &sink)?;
+    let annotation = target.status_annotation.as_deref().map(|a| annotation_with_collectors(a, &collectors));
+    patch(client, &target, &collector_patch(&target, &collectors, annotation.as_deref(), Some(&sink)))
+        .await?;
+
+    let pods_api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let lp = ListParams::default().labels(&target.selector);
+    let wait = async {
+        let deadline = tokio::time::Instant::now() + args.timeout;
+        let mut last = (false, Some("no observation yet".to_owned()), Vec::new());
+        loop {
+            match pods_api.list(&lp).await {
+                Ok(pods) => {
+                    last = evaluate(&target, &pods.items, &source.snapshot(), &sink, args.min_packets)
+                }
+                // A transient API error is a reason to look again, not to give up.
+                Err(e) => last.1 = Some(format!("cannot list pods: {e}")),
+            }
+            if last.0 || tokio::time::Instant::now() >= deadline {
+                return last;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    };
+    let outcome = tokio::select! {
+        r = wait => Ok(r),
+        _ = interrupt => Err(Error::Usage("interrupted".into())),
+    };
+
+    let restore = collector_patch(&target, &target.collectors, target.status_annotation.as_deref(), None);
+    let restored = patch(client, &target, &restore).await;
+    if let Err(e) = restored {
+        return Err(Error::Usage(format!(
+            "could not restore the original collectors ({e}); restore them with: kubectl patch {}/{} -n {} \
+             --type strategic -p '{}'",
+            target.kind.to_lowercase(),
+            target.name,
+            target.namespace,
+            restore
+        )));
+    }
+    let (pass, reason, pods) = outcome?;
+    let reason = if pass { None } else { reason.map(|r| format!("timed out after {:?}: {r}", args.timeout)) };
+    Ok(VerifyReport {
+        workload: format!("{}/{}", target.kind.to_lowercase(), target.name),
+        namespace: target.namespace,
+        sink,
+        pass,
+        reason,
+        pods,
+        restored: true,
+    })
+}
+
+/// Writes the report.
+pub fn render(report: &VerifyReport, format: VerifyFormat, out: &mut impl Write) -> Result<(), Error> {
+    if format == VerifyFormat::Json {
+        serde_json::to_writer_pretty(&mut *out, report).map_err(|e| Error::Encode(e.to_string()))?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    for p in &report.pods {
+        let loss =
+            if p.packets + p.lost == 0 { 0.0 } else { 100.0 * p.lost as f64 / (p.packets + p.lost) as f64 };
+        writeln!(
+            out,
+            "{:<6} {}  ip {}  key {}  packets {}  lost {} ({loss:.2}%){}",
+            if p.pass { "PASS" } else { "FAIL" },
+            p.pod,
+            p.ip,
+            p.key,
+            p.packets,
+            p.lost,
+            if p.has_sink { "" } else { "  (old pod: no sink collector)" }
+        )?;
+    }
+    match &report.reason {
+        None => writeln!(
+            out,
+            "PASS {} -n {}: every ready pod reached {}",
+            report.workload, report.namespace, report.sink
+        )?,
+        Some(r) => writeln!(out, "FAIL {} -n {}: {r}", report.workload, report.namespace)?,
+    }
+    writeln!(out, "original collectors restored")?;
+    Ok(())
+}
+
+/// Entry point of `kubectl bpc verify`: exit 0 PASS, 1 FAIL; API, usage and
+/// receiver errors are returned (the caller exits 2).
+pub async fn run(args: &VerifyArgs, client: &Client, namespace: &str) -> Result<ExitCode, Error> {
+    let tally = GreTally::start(args.sink)?;
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let report = verify(client, namespace, args, &tally, interrupt).await?;
+    render(&report, args.output, &mut std::io::stdout().lock())?;
+    Ok(report.exit_code())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("60s"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("1d").is_err());
+        assert!(parse_duration("s").is_err());
+    }
+
+    #[test]
+    fn sink_is_appended_and_a_fifth_collector_refused() {
+        assert_eq!(with_sink("198.18.0.2", "198.18.0.9").unwrap(), "198.18.0.2,198.18.0.9");
+        assert_eq!(with_sink("", "198.18.0.9").unwrap(), "198.18.0.9");
+        assert!(with_sink("a,b,c,d", "e").is_err());
+        assert!(with_sink("a,e", "e").is_err());
+    }
+
+    #[test]
+    fn status_annotation_collectors_are_replaced_where_found() {
+        let a = r#"{"containers":["bpc-agent"],"options":{"collectors":["198.18.0.2"],"filter":""}}"#;
+        let v: Value = serde_json::from_str(&annotation_with_collectors(a, "198.18.0.2,198.18.0.9")).unwrap();
+        assert_eq!(v["options"]["collectors"], json!(["198.18.0.2", "198.18.0.9"]));
+        assert_eq!(v["containers"], json!(["bpc-agent"]));
+        let b = r#"{"collector":"198.18.0.2"}"#;
+        let v: Value = serde_json::from_str(&annotation_with_collectors(b, "198.18.0.2,x")).unwrap();
+        assert_eq!(v["collector"], "198.18.0.2,x");
+        assert_eq!(annotation_with_collectors("not json", "x"), "not json");
+    }
+
+    #[test]
+    fn patch_targets_init_container_for_native_sidecars() {
+        let t = Target {
+            kind: "Deployment",
+            name: "web".into(),
+            namespace: "shop".into(),
+            collectors: "a".into(),
+            status_annotation: None,
+            init_container: true,
+            selector: "app=web".into(),
+            desired: 1,
+        };
+        let p = collector_patch(&t, "a,b", None, None);
+        assert_eq!(p["spec"]["template"]["spec"]["initContainers"][0]["env"][0]["value"], "a,b");
+        assert_eq!(p["spec"]["template"]["metadata"]["annotations"][VERIFY_ANNOTATION], Value::Null);
+    }
+}
