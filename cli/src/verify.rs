@@ -228,18 +228,16 @@ pub fn annotation_with_collectors(annotation: &str, collectors: &str) -> String 
     let Ok(mut v) = serde_json::from_str::<Value>(annotation) else { return annotation.to_owned() };
     let list: Vec<Value> = collectors.split(',').map(|c| Value::String(c.to_owned())).collect();
     let mut changed = false;
-    for obj in [Some(&mut v)].into_iter().flatten() {
-        for scope in ["", "options"] {
-            let target = if scope.is_empty() { Some(&mut *obj) } else { obj.get_mut(scope) };
-            let Some(Value::Object(map)) = target else { continue };
-            if let Some(slot) = map.get_mut("collectors") {
-                *slot = Value::Array(list.clone());
-                changed = true;
-            }
-            if let Some(slot @ Value::String(_)) = map.get_mut("collector") {
-                *slot = Value::String(collectors.to_owned());
-                changed = true;
-            }
+    for scope in ["", "options"] {
+        let target = if scope.is_empty() { Some(&mut v) } else { v.get_mut(scope) };
+        let Some(Value::Object(map)) = target else { continue };
+        if let Some(slot) = map.get_mut("collectors") {
+            *slot = Value::Array(list.clone());
+            changed = true;
+        }
+        if let Some(slot @ Value::String(_)) = map.get_mut("collector") {
+            *slot = Value::String(collectors.to_owned());
+            changed = true;
         }
     }
     if changed { v.to_string() } else { annotation.to_owned() }
@@ -372,10 +370,11 @@ pub fn evaluate(
         Some(format!("{ready} of {} replicas ready", target.desired))
     } else if let Some(p) = results.iter().find(|p| !p.has_sink) {
         Some(format!("rollout in progress: {} does not send to the sink yet", p.pod))
-    } else if let Some(p) = results.iter().find(|p| !p.pass) {
-        Some(format!("{} delivered {} of {min_packets} packets", p.pod, p.packets))
     } else {
-        None
+        results
+            .iter()
+            .find(|p| !p.pass)
+            .map(|p| format!("{} delivered {} of {min_packets} packets", p.pod, p.packets))
     };
     (reason.is_none(), reason, results)
 }
