@@ -29,7 +29,7 @@ pub enum StatusFormat {
     /// Marks, one line per pod, hints under failures.
     #[default]
     Table,
-    /// Table with extra columns (bytes, key, collectors, filter).
+    /// Table with extra columns (workload key, collector addresses).
     Wide,
     /// The documented JSON report.
     Json,
