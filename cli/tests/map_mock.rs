@@ -96,6 +96,16 @@ async fn all_namespaces_map_lists_once_and_resolves_deployments_and_statefulsets
     let csv = String::from_utf8(csv).unwrap();
     assert_eq!(csv.lines().count(), 3);
     assert!(csv.lines().nth(2).unwrap().starts_with("198.18.1.2,shop,Deployment,checkout,0x"), "{csv}");
+    let mut table = Vec::new();
+    map::render(&rows, map::MapFormat::Table, &mut table).unwrap();
+    // Golden files shown in docs/status.md; BLESS=1 regenerates them.
+    for (name, actual) in [("map-table.txt", String::from_utf8(table).unwrap()), ("map.csv", csv)] {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/status/").to_owned() + name;
+        if std::env::var_os("BLESS").is_some() {
+            std::fs::write(&path, &actual).unwrap();
+        }
+        assert_eq!(actual, std::fs::read_to_string(&path).unwrap(), "{name}");
+    }
 }
 
 /// Serves the watcher: lists answered, the first pod watch gets `events`, any
