@@ -10,6 +10,7 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use futures::{StreamExt, stream};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodTemplateSpec};
 use kube::api::{ListParams, LogParams};
@@ -19,6 +20,9 @@ use serde::{Deserialize, Serialize};
 use crate::Error;
 use crate::map::{AGENT_CONTAINER, OwnerCache};
 use crate::pod_proxy::{self, AgentStats, ProxyError};
+
+/// Agent `/stats` reads in flight at once.
+const PROXY_CONCURRENCY: usize = 8;
 
 /// Annotation on the pod template recording what attach added.
 pub const STATUS_ANNOTATION: &str = "bpc.kubectl.io/status";
@@ -259,6 +263,16 @@ pub fn judge(obs: &PodObservation, ctx: &HintContext<'_>) -> Judgement {
     }
     let first = match obs.first.as_ref() {
         Some(Ok(s)) => s,
+        Some(Err(e @ ProxyError::Status { code: 403, .. })) => {
+            return fail(
+                Verdict::StatsUnavailable,
+                e.to_string(),
+                format!(
+                    "you may not read agent stats: ask for RBAC get on pods/proxy in {ns} \
+                     (check: kubectl auth can-i get pods/proxy -n {ns})"
+                ),
+            );
+        }
         Some(Err(e)) => {
             return fail(
                 Verdict::StatsUnavailable,
@@ -791,25 +805,35 @@ pub async fn collect(
         }
     }
     let running = |a: &Option<AgentContainer>| a.as_ref().is_some_and(|a| a.state == "running");
-    let mut first = Vec::with_capacity(members.len());
-    for (_, pod, agent) in &members {
-        first.push(if running(agent) {
-            Some(pod_proxy::fetch_stats(client, &pod.namespace().unwrap_or_default(), &pod.name_any()).await)
-        } else {
-            None
-        });
-    }
+    // A few proxy calls in flight at once: a large cluster is read in
+    // seconds, without flooding the API server. Results keep pod order.
+    let fetch = |i: usize, wanted: bool| {
+        let pod = &members[i].1;
+        async move {
+            if wanted {
+                Some(
+                    pod_proxy::fetch_stats(client, &pod.namespace().unwrap_or_default(), &pod.name_any())
+                        .await,
+                )
+            } else {
+                None
+            }
+        }
+    };
+    let first: Vec<Option<Result<AgentStats, ProxyError>>> = stream::iter(0..members.len())
+        .map(|i| fetch(i, running(&members[i].2)))
+        .buffered(PROXY_CONCURRENCY)
+        .collect()
+        .await;
     let mut second: Vec<Option<AgentStats>> = vec![None; members.len()];
     if args.sample_interval > 0 && first.iter().any(|f| matches!(f, Some(Ok(_)))) {
         tokio::time::sleep(Duration::from_secs(args.sample_interval)).await;
-        for (i, (_, pod, _)) in members.iter().enumerate() {
-            if matches!(first[i], Some(Ok(_))) {
-                second[i] =
-                    pod_proxy::fetch_stats(client, &pod.namespace().unwrap_or_default(), &pod.name_any())
-                        .await
-                        .ok();
-            }
-        }
+        second = stream::iter(0..members.len())
+            .map(|i| fetch(i, matches!(first[i], Some(Ok(_)))))
+            .buffered(PROXY_CONCURRENCY)
+            .map(|r| r.and_then(Result::ok))
+            .collect()
+            .await;
     }
     let mut per_workload: Vec<Vec<PodReport>> = vec![Vec::new(); found.len()];
     for (((wi, pod, agent), first), second) in members.into_iter().zip(first).zip(second) {
@@ -1018,6 +1042,14 @@ mod tests {
         assert_eq!(j.verdict, Verdict::StatsUnavailable);
         assert!(j.reason.contains("503"));
         assert!(j.hint.unwrap().contains("/api/v1/namespaces/shop/pods/web-1:9469/proxy/healthz"));
+    }
+
+    #[test]
+    fn forbidden_proxy_call_hints_at_rbac() {
+        let err = ProxyError::Status { code: 403, message: "pods \"web-1\" is forbidden".into() };
+        let j = judge(&obs(Some(running()), Some(Err(err))), &CTX);
+        assert_eq!(j.verdict, Verdict::StatsUnavailable);
+        assert!(j.hint.unwrap().contains("kubectl auth can-i get pods/proxy -n shop"));
     }
 
     #[test]

@@ -116,23 +116,27 @@ async fn proxy_stats_path_is_exact_and_a_503_is_a_verdict_not_a_crash() {
         ];
         serve_workload_lists(&mut handle, vec![deployment("web", true), deployment("api", false)], pods)
             .await;
-        expect(
-            &mut handle,
-            "/api/v1/namespaces/shop/pods/web-7d9f8-aaaaa:9469/proxy/stats",
-            200,
-            stats_fixture(),
-        )
-        .await;
+        // The two proxy calls may be in flight together: answer each by its path.
         let unavailable = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
             "message": "error trying to reach service: dial tcp 198.18.1.3:9469: connect: connection refused",
             "reason": "ServiceUnavailable", "code": 503});
-        expect(
-            &mut handle,
-            "/api/v1/namespaces/shop/pods/web-7d9f8-bbbbb:9469/proxy/stats",
-            503,
-            unavailable.to_string(),
-        )
-        .await;
+        let mut seen = Vec::new();
+        for _ in 0..2 {
+            let (req, send) = handle.next_request().await.expect("proxy call");
+            let path = req.uri().path().to_owned();
+            let (code, body) = match path.as_str() {
+                "/api/v1/namespaces/shop/pods/web-7d9f8-aaaaa:9469/proxy/stats" => (200, stats_fixture()),
+                "/api/v1/namespaces/shop/pods/web-7d9f8-bbbbb:9469/proxy/stats" => {
+                    (503, unavailable.to_string())
+                }
+                other => panic!("unexpected proxy path {other}"),
+            };
+            send.send_response(Response::builder().status(code).body(Body::from(body.into_bytes())).unwrap());
+            seen.push(path);
+        }
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), 2, "each pod's stats read once");
     });
     let report =
         tokio::time::timeout(Duration::from_secs(10), status::collect(&client, Some("shop"), &args(0)))
