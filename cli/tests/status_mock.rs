@@ -294,3 +294,39 @@ async fn unknown_named_workload_is_a_usage_error_and_unattached_named_one_is_not
         report.workloads[0].judgement.hint.as_ref().unwrap().contains("kubectl bpc attach deployment/api")
     );
 }
+
+#[tokio::test]
+async fn all_namespaces_lists_cluster_wide_and_reads_daemon_set_rollout() {
+    let (client, mut handle) = mock();
+    let server = tokio::spawn(async move {
+        let ds = json!({"metadata": {"name": "edge", "namespace": "net"},
+            "spec": {"selector": {"matchLabels": {"app": "edge"}},
+                "template": {"metadata": {"annotations": {"bpc.kubectl.io/status": "{}"}},
+                    "spec": {"containers": [{"name": "edge"}, {"name": "bpc-agent"}]}}},
+            "status": {"desiredNumberScheduled": 3, "updatedNumberScheduled": 2, "numberReady": 1,
+                "currentNumberScheduled": 3, "numberMisscheduled": 0}});
+        let mut p = pod("edge", "zzzzz", "198.18.5.1", json!({"running": {}}), json!({}), 0);
+        p["metadata"]["namespace"] = json!("net");
+        p["metadata"]["name"] = json!("edge-zzzzz");
+        p["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "edge", "uid": "x", "controller": true}]);
+        expect(&mut handle, "/apis/apps/v1/deployments", 200, list("DeploymentList", vec![])).await;
+        expect(&mut handle, "/apis/apps/v1/statefulsets", 200, list("StatefulSetList", vec![])).await;
+        expect(&mut handle, "/apis/apps/v1/daemonsets", 200, list("DaemonSetList", vec![ds])).await;
+        expect(&mut handle, "/apis/apps/v1/replicasets", 200, list("ReplicaSetList", vec![])).await;
+        expect(&mut handle, "/api/v1/pods", 200, list("PodList", vec![p])).await;
+        let mut idle: Value = serde_json::from_str(&stats_fixture()).unwrap();
+        idle["capture"]["last_packet_age_seconds"] = json!(600.0);
+        expect(&mut handle, "/api/v1/namespaces/net/pods/edge-zzzzz:9469/proxy/stats", 200, idle.to_string())
+            .await;
+    });
+    let report = tokio::time::timeout(Duration::from_secs(10), status::collect(&client, None, &args(0)))
+        .await
+        .expect("status timed out")
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), server).await.unwrap().unwrap();
+    let w = &report.workloads[0];
+    assert_eq!((w.namespace.as_str(), w.kind.as_str()), ("net", "DaemonSet"));
+    assert_eq!((w.rollout.desired, w.rollout.updated, w.rollout.ready), (3, 2, 1));
+    assert_eq!(w.pods[0].judgement.verdict, Verdict::NoTraffic);
+    assert!(w.pods[0].judgement.hint.as_ref().unwrap().contains("kubectl bpc verify daemonset/edge -n net"));
+}
