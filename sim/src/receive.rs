@@ -1,0 +1,244 @@
+//! `bpc-sim receive`: options, the run loop, pcap output and the report.
+
+use std::io::IsTerminal;
+use std::net::IpAddr;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
+
+use crate::Error;
+use crate::expect::Expectation;
+use crate::map::WorkloadMap;
+use crate::receiver::{FrameSink, Receiver, ReceiverConfig, Report};
+
+/// Options of `bpc-sim receive` (flattened into `kubectl bpc sink`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReceiveArgs {
+    /// Address to listen on (IPv4 or IPv6).
+    #[arg(long, default_value = "0.0.0.0")]
+    pub listen: IpAddr,
+    /// Write inner frames to this pcap file.
+    #[arg(long)]
+    pub write: Option<String>,
+    /// Rotate the pcap file after N megabytes (FILE.1, FILE.2, ...).
+    #[arg(long)]
+    pub rotate_mb: Option<u64>,
+    /// `kubectl bpc map -o json` output, for workload names.
+    #[arg(long)]
+    pub map: Option<String>,
+    /// Stop after S seconds.
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Stop after N valid packets.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Report format: text or json.
+    #[arg(short = 'o', long = "output", default_value = "text")]
+    pub output: String,
+    /// No live view.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Assertion, e.g. 'key=0x1234abcd packets>=100 loss=0' (repeatable).
+    #[arg(long)]
+    pub expect: Vec<String>,
+}
+
+struct PcapSink {
+    path: String,
+    rotate: Option<u64>,
+    written: u64,
+    index: u32,
+    writer: Option<PcapWriter<std::io::BufWriter<std::fs::File>>>,
+}
+
+impl PcapSink {
+    fn open(&mut self) -> Result<(), Error> {
+        let path = if self.index == 0 { self.path.clone() } else { format!("{}.{}", self.path, self.index) };
+        let f = std::fs::File::create(&path).map_err(|source| Error::File { path, source })?;
+        let header = PcapHeader { snaplen: 262144, ..Default::default() };
+        self.writer = Some(PcapWriter::with_header(std::io::BufWriter::new(f), header)?);
+        self.written = 0;
+        Ok(())
+    }
+}
+
+impl FrameSink for PcapSink {
+    fn frame(&mut self, ts: SystemTime, _key: u32, frame: &[u8]) {
+        if let Some(limit) = self.rotate
+            && self.written >= limit * 1_000_000
+        {
+            self.index += 1;
+            let _ = self.open();
+        }
+        let orig = original_len(frame);
+        if let Some(w) = self.writer.as_mut() {
+            let pkt = PcapPacket::new(ts.duration_since(UNIX_EPOCH).unwrap_or_default(), orig, frame);
+            let _ = w.write_packet(&pkt);
+            self.written += frame.len() as u64 + 16;
+        }
+    }
+}
+
+/// Length of the frame before truncation, from the inner IP header's length.
+pub fn original_len(frame: &[u8]) -> u32 {
+    let mut off = 12;
+    while frame.len() >= off + 2
+        && matches!(u16::from_be_bytes([frame[off], frame[off + 1]]), 0x8100 | 0x88a8)
+    {
+        off += 4;
+    }
+    let l3 = off + 2;
+    let et = if frame.len() >= l3 { u16::from_be_bytes([frame[off], frame[off + 1]]) } else { 0 };
+    let ip_len = match et {
+        0x0800 if frame.len() >= l3 + 4 => u16::from_be_bytes([frame[l3 + 2], frame[l3 + 3]]) as usize,
+        0x86dd if frame.len() >= l3 + 6 => 40 + u16::from_be_bytes([frame[l3 + 4], frame[l3 + 5]]) as usize,
+        _ => 0,
+    };
+    (frame.len().max(l3 + ip_len)) as u32
+}
+
+/// Renders the report as a text table.
+pub fn render_text(r: &Report) -> String {
+    let mut s = format!(
+        "{:<12} {:<32} {:<16} {:<9} {:>10} {:>12} {:>6} {:>7} {:>5} {:>8} {:>10}\n",
+        "KEY",
+        "WORKLOAD",
+        "SOURCE",
+        "PROFILE",
+        "PACKETS",
+        "BYTES",
+        "LOST",
+        "REORDER",
+        "DUP",
+        "RESTARTS",
+        "PPS"
+    );
+    for st in &r.streams {
+        s += &format!(
+            "{:<12} {:<32} {:<16} {:<9} {:>10} {:>12} {:>6} {:>7} {:>5} {:>8} {:>10.0}\n",
+            st.key,
+            st.workload.as_deref().unwrap_or("-"),
+            st.source,
+            st.profile,
+            st.packets,
+            st.bytes,
+            st.lost,
+            st.reordered,
+            st.duplicated,
+            st.restarts,
+            st.rate_pps
+        );
+        if let Some(d) = st.directions {
+            s += &format!(
+                "    directions: inbound {} outbound {} unknown {}\n",
+                d.inbound, d.outbound, d.unknown
+            );
+        }
+    }
+    s += &format!(
+        "total: {} packets, {} bytes, {} lost, {} malformed in {:.1}s\n",
+        r.totals.packets, r.totals.bytes, r.totals.lost, r.totals.malformed, r.elapsed_seconds
+    );
+    for (k, v) in &r.malformed {
+        s += &format!("malformed {k}: {v}\n");
+    }
+    if !r.top_flows.is_empty() {
+        s += "top flows:\n";
+        for f in &r.top_flows {
+            s += &format!(
+                "  {} {} -> {}  {} packets {} bytes\n",
+                f.protocol, f.source, f.destination, f.packets, f.bytes
+            );
+        }
+    }
+    if let Some(l) = &r.latency {
+        s += &format!(
+            "latency: {} samples p50 {:.1}us p99 {:.1}us max {:.1}us\n",
+            l.samples, l.p50_us, l.p99_us, l.max_us
+        );
+    }
+    for n in &r.notes {
+        s += &format!("note: {n}\n");
+    }
+    s
+}
+
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_sigint(_: libc::c_int) {
+    INTERRUPTED.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Runs `bpc-sim receive`: 0 when every expectation holds, 1 otherwise.
+pub fn run_receive(args: &ReceiveArgs) -> Result<ExitCode, Error> {
+    if args.output != "text" && args.output != "json" {
+        return Err(Error::Invalid { what: "-o", message: format!("{} (use text or json)", args.output) });
+    }
+    let map = match &args.map {
+        Some(p) => WorkloadMap::load(p)?,
+        None => WorkloadMap::default(),
+    };
+    let expectations =
+        args.expect.iter().map(|e| Expectation::parse(e, &map)).collect::<Result<Vec<_>, _>>()?;
+    let frame_sink: Option<Arc<Mutex<dyn FrameSink>>> = match &args.write {
+        Some(p) => {
+            let mut sink =
+                PcapSink { path: p.clone(), rotate: args.rotate_mb, written: 0, index: 0, writer: None };
+            sink.open()?;
+            Some(Arc::new(Mutex::new(sink)))
+        }
+        None => None,
+    };
+    // SAFETY: the handler only stores to an atomic.
+    unsafe { libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t) };
+    let receiver =
+        Receiver::start(ReceiverConfig { listen: args.listen, map, frame_sink: frame_sink.clone() })?;
+    let start = Instant::now();
+    let tty = std::io::stderr().is_terminal();
+    let mut last_print = Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_millis(20));
+        if INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed) {
+            break;
+        }
+        if args.duration.is_some_and(|d| start.elapsed().as_secs_f64() >= d) {
+            break;
+        }
+        if let Some(c) = args.count
+            && receiver.snapshot().totals.packets >= c
+        {
+            break;
+        }
+        if !args.quiet && last_print.elapsed() >= Duration::from_secs(1) {
+            last_print = Instant::now();
+            let r = receiver.snapshot();
+            let line: Vec<String> = r
+                .streams
+                .iter()
+                .map(|s| format!("{} {} pkts {} lost {:.0} pps", s.key, s.packets, s.lost, s.rate_pps))
+                .collect();
+            if tty {
+                eprint!("\r\x1b[K{}", line.join(" | "));
+            } else {
+                eprintln!("{}", line.join(" | "));
+            }
+        }
+    }
+    if tty && !args.quiet {
+        eprintln!();
+    }
+    let report = receiver.stop();
+    drop(frame_sink);
+    if args.output == "json" {
+        println!("{}", serde_json::to_string_pretty(&report).expect("report serialises"));
+    } else {
+        print!("{}", render_text(&report));
+    }
+    let fails: Vec<String> = expectations.iter().filter_map(|e| e.check(&report)).collect();
+    for f in &fails {
+        eprintln!("expectation failed: {f}");
+    }
+    Ok(if fails.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}

@@ -1,0 +1,467 @@
+//! The GRE receiving engine: a raw IPPROTO_GRE socket read with `recvmmsg`
+//! into pre-allocated buffers on its own thread, per-stream counters, and a
+//! [`Report`] available at any time.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bpc_wire::{Direction, GrePacket, SequenceTracker, StreamProfile, WireError};
+use serde::{Deserialize, Serialize};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::Error;
+use crate::map::WorkloadMap;
+
+const BATCH: usize = 64;
+const BUF: usize = 65536;
+const MAX_LATENCY_SAMPLES: usize = 1 << 20;
+
+/// What the receiver listens on and how it labels streams.
+#[derive(Clone)]
+pub struct ReceiverConfig {
+    /// Address to bind (IPv4 or IPv6; unspecified = all).
+    pub listen: IpAddr,
+    /// Key -> workload names.
+    pub map: WorkloadMap,
+    /// Receives each decapsulated inner frame with its receive time (for `--write`).
+    pub frame_sink: Option<Arc<Mutex<dyn FrameSink>>>,
+}
+
+/// Something that wants the inner frames (the pcap writer).
+pub trait FrameSink: Send {
+    /// One inner Ethernet frame, received at `ts`, from stream `key`.
+    fn frame(&mut self, ts: SystemTime, key: u32, frame: &[u8]);
+}
+
+/// One stream: a key from one source address.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StreamReport {
+    /// The GRE key, `0x%08x` (netis: the keybit).
+    pub key: String,
+    /// "namespace/kind/name" from the map, when known.
+    pub workload: Option<String>,
+    /// Source agent address.
+    pub source: String,
+    /// "standard", "netis" or "anonymous".
+    pub profile: String,
+    /// Packets received (duplicates included).
+    pub packets: u64,
+    /// Inner frame bytes.
+    pub bytes: u64,
+    /// Sequence numbers missing (standard only).
+    pub lost: u64,
+    /// Packets that arrived late.
+    pub reordered: u64,
+    /// Packets whose number was already seen.
+    pub duplicated: u64,
+    /// Times the agent restarted numbering.
+    pub restarts: u64,
+    /// Unix seconds of the first packet.
+    pub first_seen: f64,
+    /// Unix seconds of the last packet.
+    pub last_seen: f64,
+    /// Packets per second over the stream's lifetime.
+    pub rate_pps: f64,
+    /// Netis streams: packets by direction (inbound, outbound, unknown).
+    pub directions: Option<DirectionCounts>,
+}
+
+/// Netis direction counts.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct DirectionCounts {
+    /// Direction 1.
+    pub inbound: u64,
+    /// Direction 2.
+    pub outbound: u64,
+    /// Direction 0 or other.
+    pub unknown: u64,
+}
+
+/// One inner flow.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FlowReport {
+    /// "tcp", "udp", "icmp" or the IP protocol number.
+    pub protocol: String,
+    /// Source address:port.
+    pub source: String,
+    /// Destination address:port.
+    pub destination: String,
+    /// Packets.
+    pub packets: u64,
+    /// Bytes.
+    pub bytes: u64,
+}
+
+/// Latency percentiles of synthetic frames (send timestamp in the payload).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LatencyReport {
+    /// Samples.
+    pub samples: u64,
+    /// Median, microseconds.
+    pub p50_us: f64,
+    /// 99th percentile, microseconds.
+    pub p99_us: f64,
+    /// Maximum, microseconds.
+    pub max_us: f64,
+}
+
+/// Totals over all streams.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Totals {
+    /// Valid GRE packets.
+    pub packets: u64,
+    /// Inner bytes.
+    pub bytes: u64,
+    /// Malformed datagrams.
+    pub malformed: u64,
+    /// Sum of lost.
+    pub lost: u64,
+}
+
+/// The receiver's report (the `-o json` schema).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Report {
+    /// Seconds since the receiver started.
+    pub elapsed_seconds: f64,
+    /// Totals.
+    pub totals: Totals,
+    /// Streams ordered by key then source.
+    pub streams: Vec<StreamReport>,
+    /// Malformed datagrams by reason.
+    pub malformed: BTreeMap<String, u64>,
+    /// Top 10 inner flows by packets.
+    pub top_flows: Vec<FlowReport>,
+    /// Latency of timestamped synthetic frames.
+    pub latency: Option<LatencyReport>,
+    /// Caveats (e.g. netis streams have no sequence numbers).
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug)]
+struct Stream {
+    profile: &'static str,
+    tracker: SequenceTracker,
+    packets: u64,
+    bytes: u64,
+    first: SystemTime,
+    last: SystemTime,
+    dirs: Option<DirectionCounts>,
+}
+
+type FlowKey = (u8, IpAddr, u16, IpAddr, u16);
+
+#[derive(Default)]
+struct State {
+    streams: HashMap<(u32, IpAddr, u8), Stream>,
+    malformed: BTreeMap<&'static str, u64>,
+    flows: HashMap<FlowKey, (u64, u64)>,
+    latencies_ns: Vec<u64>,
+}
+
+/// A running receiver.
+pub struct Receiver {
+    state: Arc<Mutex<State>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    started: Instant,
+    map: WorkloadMap,
+    /// The bound address.
+    pub local: IpAddr,
+}
+
+fn sock_err(what: &str) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Socket { what: what.to_string(), source }
+}
+
+impl Receiver {
+    /// Opens the raw socket and starts the receiving thread.
+    pub fn start(config: ReceiverConfig) -> Result<Receiver, Error> {
+        let domain = if config.listen.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
+        let socket = Socket::new(domain, Type::RAW, Some(Protocol::from(bpc_wire::IPPROTO_GRE as i32)))
+            .map_err(sock_err("opening a raw GRE socket"))?;
+        socket.bind(&SocketAddr::new(config.listen, 0).into()).map_err(sock_err("binding"))?;
+        let _ = socket.set_recv_buffer_size(64 << 20);
+        socket.set_read_timeout(Some(Duration::from_millis(50))).map_err(sock_err("setting timeout"))?;
+        let state = Arc::new(Mutex::new(State::default()));
+        state.lock().unwrap().latencies_ns.reserve(MAX_LATENCY_SAMPLES);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (st, sp, sink) = (state.clone(), stop.clone(), config.frame_sink.clone());
+        let v4 = config.listen.is_ipv4();
+        let thread = std::thread::Builder::new()
+            .name("bpc-receiver".into())
+            .spawn(move || receive_loop(socket, v4, st, sp, sink))
+            .map_err(sock_err("spawning the receiver thread"))?;
+        Ok(Receiver {
+            state,
+            stop,
+            thread: Some(thread),
+            started: Instant::now(),
+            map: config.map,
+            local: config.listen,
+        })
+    }
+
+    /// The counters so far.
+    pub fn snapshot(&self) -> Report {
+        build_report(&self.state.lock().unwrap(), &self.map, self.started.elapsed())
+    }
+
+    /// Stops the thread and returns the final report.
+    pub fn stop(mut self) -> Report {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.snapshot()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn receive_loop(
+    socket: Socket,
+    v4: bool,
+    state: Arc<Mutex<State>>,
+    stop: Arc<AtomicBool>,
+    sink: Option<Arc<Mutex<dyn FrameSink>>>,
+) {
+    let mut bufs = vec![0u8; BATCH * BUF];
+    let mut addrs: Vec<libc::sockaddr_storage> = vec![unsafe { std::mem::zeroed() }; BATCH];
+    let mut iovs: Vec<libc::iovec> = (0..BATCH)
+        .map(|i| libc::iovec { iov_base: bufs[i * BUF..].as_mut_ptr().cast(), iov_len: BUF })
+        .collect();
+    let mut msgs: Vec<libc::mmsghdr> = (0..BATCH)
+        .map(|i| {
+            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            m.msg_hdr.msg_iov = &mut iovs[i];
+            m.msg_hdr.msg_iovlen = 1;
+            m.msg_hdr.msg_name = (&mut addrs[i] as *mut libc::sockaddr_storage).cast();
+            m
+        })
+        .collect();
+    let fd = socket.as_raw_fd();
+    while !stop.load(Ordering::Relaxed) {
+        for (i, m) in msgs.iter_mut().enumerate() {
+            m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as u32;
+            m.msg_hdr.msg_iov = &mut iovs[i];
+        }
+        // SAFETY: msgs point at iovs/addrs/bufs, all alive and sized as declared.
+        let n = unsafe {
+            libc::recvmmsg(fd, msgs.as_mut_ptr(), BATCH as u32, libc::MSG_WAITFORONE, std::ptr::null_mut())
+        };
+        if n <= 0 {
+            continue;
+        }
+        let now = SystemTime::now();
+        let mut st = state.lock().unwrap();
+        for i in 0..n as usize {
+            let len = msgs[i].msg_len as usize;
+            let data = &bufs[i * BUF..i * BUF + len];
+            let src = sockaddr_ip(&addrs[i]);
+            let gre = if v4 {
+                let ihl = data.first().map(|b| ((b & 0x0f) as usize) * 4).unwrap_or(0);
+                if ihl < 20 || data.len() < ihl {
+                    bump(&mut st, "truncated_ip");
+                    continue;
+                }
+                &data[ihl..]
+            } else {
+                data
+            };
+            handle(&mut st, src, gre, now, sink.as_deref());
+        }
+    }
+}
+
+fn sockaddr_ip(sa: &libc::sockaddr_storage) -> IpAddr {
+    if sa.ss_family as i32 == libc::AF_INET6 {
+        // SAFETY: family says sockaddr_in6.
+        let s: &libc::sockaddr_in6 = unsafe { &*(sa as *const _ as *const libc::sockaddr_in6) };
+        IpAddr::from(s.sin6_addr.s6_addr)
+    } else {
+        // SAFETY: family AF_INET (sockaddr_in fits in storage).
+        let s: &libc::sockaddr_in = unsafe { &*(sa as *const _ as *const libc::sockaddr_in) };
+        IpAddr::from(u32::from_be(s.sin_addr.s_addr).to_be_bytes())
+    }
+}
+
+fn bump(st: &mut State, reason: &'static str) {
+    *st.malformed.entry(reason).or_insert(0) += 1;
+}
+
+fn handle(st: &mut State, src: IpAddr, gre: &[u8], now: SystemTime, sink: Option<&Mutex<dyn FrameSink>>) {
+    let packet = match GrePacket::parse(gre) {
+        Ok(p) => p,
+        Err(e) => {
+            bump(
+                st,
+                match e {
+                    WireError::Truncated { .. } => "truncated",
+                    WireError::UnsupportedVersion(_) => "unsupported_version",
+                    WireError::ReservedBitsSet(_) => "reserved_bits",
+                    WireError::ChecksumMismatch { .. } => "checksum",
+                    _ => "other",
+                },
+            );
+            return;
+        }
+    };
+    if packet.protocol != bpc_wire::PROTO_TEB {
+        bump(st, "not_ethernet");
+        return;
+    }
+    if packet.payload.len() < 14 {
+        bump(st, "short_frame");
+        return;
+    }
+    let frame = packet.payload;
+    let (key, tag, seq, dir) = match StreamProfile::of(&packet) {
+        StreamProfile::Standard { key, sequence } => (key, 0u8, Some(sequence), None),
+        StreamProfile::Netis(nk) => (nk.keybit, 1, None, Some(nk.direction)),
+        StreamProfile::Anonymous => (0, 2, None, None),
+    };
+    let s = st.streams.entry((key, src, tag)).or_insert_with(|| Stream {
+        profile: ["standard", "netis", "anonymous"][tag as usize],
+        tracker: SequenceTracker::new(),
+        packets: 0,
+        bytes: 0,
+        first: now,
+        last: now,
+        dirs: (tag == 1).then(DirectionCounts::default),
+    });
+    s.packets += 1;
+    s.bytes += frame.len() as u64;
+    s.last = now;
+    if let Some(seq) = seq {
+        s.tracker.observe(seq);
+    }
+    if let (Some(d), Some(c)) = (dir, s.dirs.as_mut()) {
+        match d {
+            Direction::Inbound => c.inbound += 1,
+            Direction::Outbound => c.outbound += 1,
+            Direction::Unknown => c.unknown += 1,
+        }
+    }
+    inspect_inner(st, frame, now);
+    if let Some(sink) = sink {
+        sink.lock().unwrap().frame(now, key, frame);
+    }
+}
+
+fn inspect_inner(st: &mut State, frame: &[u8], now: SystemTime) {
+    use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+    let Ok(p) = SlicedPacket::from_ethernet(frame) else { return };
+    let (proto, s, d) = match &p.net {
+        Some(NetSlice::Ipv4(ip)) => (
+            ip.header().protocol().0,
+            IpAddr::from(ip.header().source()),
+            IpAddr::from(ip.header().destination()),
+        ),
+        Some(NetSlice::Ipv6(ip)) => (
+            ip.payload().ip_number.0,
+            IpAddr::from(ip.header().source()),
+            IpAddr::from(ip.header().destination()),
+        ),
+        _ => return,
+    };
+    let (sp, dp) = match &p.transport {
+        Some(TransportSlice::Tcp(t)) => (t.source_port(), t.destination_port()),
+        Some(TransportSlice::Udp(u)) => {
+            let payload = u.payload();
+            if payload.len() >= 12 && &payload[..4] == crate::LATENCY_MARKER {
+                let sent = u64::from_be_bytes(payload[4..12].try_into().unwrap());
+                let recv = now.duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+                if st.latencies_ns.len() < MAX_LATENCY_SAMPLES {
+                    st.latencies_ns.push(recv.saturating_sub(sent));
+                }
+            }
+            (u.source_port(), u.destination_port())
+        }
+        _ => (0, 0),
+    };
+    let e = st.flows.entry((proto, s, sp, d, dp)).or_insert((0, 0));
+    e.0 += 1;
+    e.1 += frame.len() as u64;
+}
+
+fn unix(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+fn build_report(st: &State, map: &WorkloadMap, elapsed: Duration) -> Report {
+    let mut r = Report { elapsed_seconds: elapsed.as_secs_f64(), ..Default::default() };
+    let mut keys: Vec<_> = st.streams.keys().collect();
+    keys.sort();
+    for k in keys {
+        let s = &st.streams[k];
+        let c = s.tracker.counters();
+        let span = s.last.duration_since(s.first).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+        r.streams.push(StreamReport {
+            key: format!("0x{:08x}", k.0),
+            workload: map.name(k.0).map(str::to_string),
+            source: k.1.to_string(),
+            profile: s.profile.to_string(),
+            packets: s.packets,
+            bytes: s.bytes,
+            lost: c.lost,
+            reordered: c.reordered,
+            duplicated: c.duplicated,
+            restarts: c.restarts,
+            first_seen: unix(s.first),
+            last_seen: unix(s.last),
+            rate_pps: if span > 0.0 { (s.packets.saturating_sub(1)) as f64 / span } else { 0.0 },
+            directions: s.dirs,
+        });
+        r.totals.packets += s.packets;
+        r.totals.bytes += s.bytes;
+        r.totals.lost += c.lost;
+        if s.profile == "netis" && r.notes.is_empty() {
+            r.notes.push(
+                "netis streams carry no sequence numbers: loss and reordering cannot be measured".into(),
+            );
+        }
+    }
+    r.malformed = st.malformed.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+    r.totals.malformed = st.malformed.values().sum();
+    let mut flows: Vec<_> = st.flows.iter().collect();
+    flows.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(b.1.1.cmp(&a.1.1)).then(a.0.cmp(b.0)));
+    for ((p, s, sp, d, dp), (pk, by)) in flows.into_iter().take(10) {
+        let protocol = match p {
+            6 => "tcp".to_string(),
+            17 => "udp".to_string(),
+            1 | 58 => "icmp".to_string(),
+            n => n.to_string(),
+        };
+        r.top_flows.push(FlowReport {
+            protocol,
+            source: SocketAddr::new(*s, *sp).to_string(),
+            destination: SocketAddr::new(*d, *dp).to_string(),
+            packets: *pk,
+            bytes: *by,
+        });
+    }
+    if !st.latencies_ns.is_empty() {
+        let mut l = st.latencies_ns.clone();
+        l.sort_unstable();
+        let pct = |q: f64| l[((l.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0;
+        r.latency = Some(LatencyReport {
+            samples: l.len() as u64,
+            p50_us: pct(0.5),
+            p99_us: pct(0.99),
+            max_us: *l.last().unwrap() as f64 / 1000.0,
+        });
+    }
+    r
+}

@@ -1,0 +1,264 @@
+//! `bpc-sim replay`: sends pcap or synthetic frames GRE-encapsulated exactly
+//! as an agent does, with optional sequence mangling for loss tests.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bpc_wire::{Direction, GreProfile};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::Error;
+
+/// Options of `bpc-sim replay`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReplayArgs {
+    /// pcap or pcapng file (omit with --synthetic).
+    pub file: Option<String>,
+    /// Collector host or address.
+    #[arg(long)]
+    pub to: String,
+    /// GRE key (decimal or 0x-hex).
+    #[arg(long, default_value = "0")]
+    pub key: String,
+    /// standard or netis.
+    #[arg(long, default_value = "standard")]
+    pub profile: GreProfile,
+    /// Packets per second (0 = as fast as possible).
+    #[arg(long, default_value_t = 0)]
+    pub pps: u64,
+    /// Times to send the file.
+    #[arg(long = "loop", default_value_t = 1)]
+    pub loops: u64,
+    /// Sequence mangling: skip=N,swap=N,dup=N (comma separated, repeatable keys).
+    #[arg(long)]
+    pub mangle: Option<String>,
+    /// Generate Ethernet/IPv4/UDP frames with a send timestamp instead of a file.
+    #[arg(long)]
+    pub synthetic: bool,
+    /// Synthetic frame size in bytes.
+    #[arg(long, default_value_t = 128)]
+    pub size: usize,
+    /// Synthetic frame count.
+    #[arg(long, default_value_t = 1000)]
+    pub count: u64,
+}
+
+/// How sequence numbers are altered.
+#[derive(Debug, Default, Clone)]
+pub struct Mangle {
+    /// Sequence numbers never sent (loss).
+    pub skip: HashSet<u32>,
+    /// Packet N sent after N+1 (reorder).
+    pub swap: HashSet<u32>,
+    /// Sequence numbers sent twice (duplicate).
+    pub dup: HashSet<u32>,
+}
+
+impl Mangle {
+    /// Parses `skip=5,swap=10,dup=3`.
+    pub fn parse(spec: &str) -> Result<Self, Error> {
+        let mut m = Mangle::default();
+        for part in spec.split(',').filter(|p| !p.is_empty()) {
+            let (k, v) = part
+                .split_once('=')
+                .ok_or_else(|| Error::Invalid { what: "--mangle", message: part.to_string() })?;
+            let n: u32 =
+                v.parse().map_err(|_| Error::Invalid { what: "--mangle", message: part.to_string() })?;
+            match k {
+                "skip" => m.skip.insert(n),
+                "swap" => m.swap.insert(n),
+                "dup" => m.dup.insert(n),
+                _ => return Err(Error::Invalid { what: "--mangle", message: format!("unknown {k}") }),
+            };
+        }
+        Ok(m)
+    }
+
+    /// The sequence numbers to send, in order, for `n` packets.
+    pub fn order(&self, n: u32) -> Vec<u32> {
+        let mut out = Vec::with_capacity(n as usize);
+        let mut i = 0;
+        while i < n {
+            if self.swap.contains(&i) && i + 1 < n {
+                out.push(i + 1);
+                out.push(i);
+                i += 2;
+                continue;
+            }
+            out.push(i);
+            i += 1;
+        }
+        out.retain(|s| !self.skip.contains(s));
+        let mut res = Vec::with_capacity(out.len());
+        for s in out {
+            res.push(s);
+            if self.dup.contains(&s) {
+                res.push(s);
+            }
+        }
+        res
+    }
+}
+
+/// Builds a synthetic Ethernet/IPv4/UDP frame 198.18.0.1 -> 198.18.0.2 of `size` bytes.
+pub fn synthetic_frame(size: usize, index: u64) -> Vec<u8> {
+    let size = size.max(14 + 20 + 8 + 12);
+    let mut f = vec![0u8; size];
+    f[0..6].copy_from_slice(&[0x02, 0, 0, 0, 0, 2]);
+    f[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 1]);
+    f[12..14].copy_from_slice(&[0x08, 0x00]);
+    let ip_len = (size - 14) as u16;
+    let ip = &mut f[14..34];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&ip_len.to_be_bytes());
+    ip[4..6].copy_from_slice(&(index as u16).to_be_bytes());
+    ip[8] = 64;
+    ip[9] = 17;
+    ip[12..16].copy_from_slice(&[198, 18, 0, 1]);
+    ip[16..20].copy_from_slice(&[198, 18, 0, 2]);
+    let c = bpc_wire::internet_checksum(&[&f[14..34]]);
+    f[24..26].copy_from_slice(&c.to_be_bytes());
+    f[34..36].copy_from_slice(&40000u16.to_be_bytes());
+    f[36..38].copy_from_slice(&9999u16.to_be_bytes());
+    f[38..40].copy_from_slice(&(ip_len - 20).to_be_bytes());
+    f[42..46].copy_from_slice(crate::LATENCY_MARKER);
+    f
+}
+
+fn stamp(frame: &mut [u8]) {
+    let ns = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+    frame[46..54].copy_from_slice(&ns.to_be_bytes());
+}
+
+/// Reads the frames of a pcap or pcapng file.
+pub fn read_frames(path: &str) -> Result<Vec<Vec<u8>>, Error> {
+    let data = std::fs::read(path).map_err(|source| Error::File { path: path.to_string(), source })?;
+    let mut frames = Vec::new();
+    if data.len() >= 4 && data[..4] == [0x0a, 0x0d, 0x0d, 0x0a] {
+        let mut r = pcap_file::pcapng::PcapNgReader::new(&data[..])?;
+        while let Some(b) = r.next_block() {
+            match b? {
+                pcap_file::pcapng::Block::EnhancedPacket(p) => frames.push(p.data.to_vec()),
+                pcap_file::pcapng::Block::SimplePacket(p) => frames.push(p.data.to_vec()),
+                _ => {}
+            }
+        }
+    } else {
+        let mut r = pcap_file::pcap::PcapReader::new(&data[..])?;
+        while let Some(p) = r.next_packet() {
+            frames.push(p?.data.to_vec());
+        }
+    }
+    Ok(frames)
+}
+
+/// What replay did.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplayStats {
+    /// Datagrams sent.
+    pub sent: u64,
+    /// Send errors.
+    pub errors: u64,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+/// Runs a replay.
+pub fn run_replay(args: &ReplayArgs) -> Result<ReplayStats, Error> {
+    let key: u32 = args
+        .key
+        .parse::<bpc_wire::WorkloadKey>()
+        .map_err(|_| Error::Invalid { what: "--key", message: args.key.clone() })?
+        .0;
+    let mangle = match &args.mangle {
+        Some(s) => Mangle::parse(s)?,
+        None => Mangle::default(),
+    };
+    let dest: IpAddr = match args.to.parse() {
+        Ok(a) => a,
+        Err(_) => (args.to.as_str(), 0)
+            .to_socket_addrs()
+            .map_err(|source| Error::Socket { what: format!("resolving {}", args.to), source })?
+            .next()
+            .ok_or_else(|| Error::Invalid { what: "--to", message: format!("{} has no address", args.to) })?
+            .ip(),
+    };
+    let frames = if args.synthetic {
+        (0..args.count).map(|i| synthetic_frame(args.size, i)).collect()
+    } else {
+        let f = args
+            .file
+            .as_deref()
+            .ok_or(Error::Invalid { what: "replay", message: "FILE or --synthetic".into() })?;
+        read_frames(f)?
+    };
+    let domain = if dest.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
+    let socket = Socket::new(domain, Type::RAW, Some(Protocol::from(bpc_wire::IPPROTO_GRE as i32)))
+        .map_err(|source| Error::Socket { what: "opening a raw GRE socket".into(), source })?;
+    socket
+        .connect(&SocketAddr::new(dest, 0).into())
+        .map_err(|source| Error::Socket { what: format!("connecting to {dest}"), source })?;
+    let _ = socket.set_send_buffer_size(16 << 20);
+    let total = frames.len() as u64 * args.loops;
+    let order = mangle.order(u32::try_from(total).unwrap_or(u32::MAX));
+    let n = frames.len();
+    let mut stats = ReplayStats { sent: 0, errors: 0, elapsed: Duration::ZERO };
+    if n == 0 {
+        return Ok(stats);
+    }
+    let start = Instant::now();
+    const BATCH: usize = 64;
+    let mut bufs: Vec<Vec<u8>> = (0..BATCH).map(|_| vec![0u8; 16 + 65536]).collect();
+    let fd = socket.as_raw_fd();
+    for chunk in order.chunks(BATCH) {
+        let mut iovs: Vec<libc::iovec> = Vec::with_capacity(BATCH);
+        for (i, &seq) in chunk.iter().enumerate() {
+            let frame = &frames[seq as usize % n];
+            let buf = &mut bufs[i];
+            let dir = if seq % 2 == 0 { Direction::Outbound } else { Direction::Inbound };
+            let h = args.profile.write_header(&mut buf[..], key, seq, dir).expect("16-byte header fits");
+            let len = frame.len().min(65536);
+            buf[h..h + len].copy_from_slice(&frame[..len]);
+            if args.synthetic {
+                stamp(&mut buf[h..h + len]);
+            }
+            iovs.push(libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: h + len });
+        }
+        let mut msgs: Vec<libc::mmsghdr> = iovs
+            .iter_mut()
+            .map(|iov| {
+                let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                m.msg_hdr.msg_iov = iov;
+                m.msg_hdr.msg_iovlen = 1;
+                m
+            })
+            .collect();
+        let mut off = 0;
+        while off < msgs.len() {
+            // SAFETY: msgs point at live iovecs over bufs.
+            let r = unsafe { libc::sendmmsg(fd, msgs[off..].as_mut_ptr(), (msgs.len() - off) as u32, 0) };
+            if r < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.raw_os_error() == Some(libc::ENOBUFS) || e.raw_os_error() == Some(libc::EAGAIN) {
+                    std::thread::sleep(Duration::from_micros(50));
+                    continue;
+                }
+                stats.errors += 1;
+                off += 1;
+            } else {
+                off += r as usize;
+                stats.sent += r as u64;
+            }
+        }
+        if args.pps > 0 {
+            let due = Duration::from_secs_f64(stats.sent as f64 / args.pps as f64);
+            if let Some(wait) = due.checked_sub(start.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+    }
+    stats.elapsed = start.elapsed();
+    Ok(stats)
+}
