@@ -185,7 +185,7 @@ impl Receiver {
         let socket = Socket::new(domain, Type::RAW, Some(Protocol::from(bpc_wire::IPPROTO_GRE as i32)))
             .map_err(sock_err("opening a raw GRE socket"))?;
         socket.bind(&SocketAddr::new(config.listen, 0).into()).map_err(sock_err("binding"))?;
-        let _ = socket.set_recv_buffer_size(64 << 20);
+        force_recv_buffer(&socket, 64 << 20);
         socket.set_read_timeout(Some(Duration::from_millis(50))).map_err(sock_err("setting timeout"))?;
         let state = Arc::new(Mutex::new(State::default()));
         state.lock().unwrap().latencies_ns.reserve(MAX_LATENCY_SAMPLES);
@@ -282,6 +282,24 @@ fn receive_loop(
             };
             handle(&mut st, src, gre, now, sink.as_deref());
         }
+    }
+}
+
+/// A large receive buffer absorbs bursts; root may exceed rmem_max with
+/// SO_RCVBUFFORCE, otherwise the kernel caps the ordinary request.
+fn force_recv_buffer(socket: &Socket, bytes: libc::c_int) {
+    // SAFETY: plain setsockopt with an int option value.
+    let r = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&bytes as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as u32,
+        )
+    };
+    if r != 0 {
+        let _ = socket.set_recv_buffer_size(bytes as usize);
     }
 }
 
