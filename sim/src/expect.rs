@@ -83,3 +83,73 @@ impl Expectation {
         (!fails.is_empty()).then(|| format!("{}: {}", self.text, fails.join(", ")))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::receiver::StreamReport;
+
+    fn report(key: &str, packets: u64, lost: u64) -> Report {
+        let s = StreamReport {
+            key: key.into(),
+            workload: None,
+            source: "198.18.0.1".into(),
+            profile: "standard".into(),
+            packets,
+            bytes: packets * 100,
+            lost,
+            reordered: 0,
+            duplicated: 0,
+            restarts: 0,
+            first_seen: 0.0,
+            last_seen: 0.0,
+            rate_pps: 0.0,
+            directions: None,
+        };
+        Report { streams: vec![s], ..Default::default() }
+    }
+
+    #[test]
+    fn every_comparison_operator_is_applied() {
+        let m = WorkloadMap::default();
+        let r = report("0x00000010", 100, 2);
+        for (e, ok) in [
+            ("key=16 packets=100", true),
+            ("key=0x10 packets>=100 loss<=2", true),
+            ("key=0x10 packets>100", false),
+            ("key=0x10 packets<100", false),
+            ("key=0x10 loss=0", false),
+            ("key=0x10 bytes>9999", true),
+        ] {
+            assert_eq!(Expectation::parse(e, &m).unwrap().check(&r).is_none(), ok, "{e}");
+        }
+    }
+
+    #[test]
+    fn workload_selector_uses_the_workload_key_of_a_deployment_by_default() {
+        let m = WorkloadMap::default();
+        let k = bpc_wire::WorkloadKey::from_workload("shop", "deployment", "web");
+        let r = report(&k.to_string(), 5, 0);
+        assert!(Expectation::parse("workload=shop/web packets=5", &m).unwrap().check(&r).is_none());
+        assert!(
+            Expectation::parse("workload=shop/deployment/web packets=5", &m).unwrap().check(&r).is_none()
+        );
+        assert!(
+            Expectation::parse("workload=shop/statefulset/web packets=5", &m).unwrap().check(&r).is_some()
+        );
+    }
+
+    #[test]
+    fn map_names_resolve_and_malformed_expectations_are_rejected() {
+        let m = WorkloadMap::from_json(
+            r#"[{"ip":"198.18.1.2","namespace":"shop","kind":"Deployment","workload":"checkout","key":"0x00000010","pod":"p","node":"n","attached":true}]"#,
+        )
+        .unwrap();
+        assert_eq!(m.name(0x10), Some("shop/deployment/checkout"));
+        let r = report("0x00000010", 5, 0);
+        assert!(Expectation::parse("workload=shop/checkout packets=5", &m).unwrap().check(&r).is_none());
+        for bad in ["", "packets=5", "key=0x10 jitter=1", "key=0x10 packets~5", "key=zz packets=1"] {
+            assert!(Expectation::parse(bad, &m).is_err(), "{bad}");
+        }
+    }
+}

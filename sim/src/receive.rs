@@ -242,3 +242,33 @@ pub fn run_receive(args: &ReceiveArgs) -> Result<ExitCode, Error> {
     }
     Ok(if fails.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn original_length_comes_from_the_inner_ipv4_header_when_truncated() {
+        let mut f = vec![0u8; 64];
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        f[16..18].copy_from_slice(&1500u16.to_be_bytes());
+        assert_eq!(original_len(&f), 14 + 1500);
+    }
+
+    #[test]
+    fn original_length_skips_vlan_tags_and_reads_ipv6_payload_length() {
+        let mut f = vec![0u8; 80];
+        f[12..14].copy_from_slice(&[0x81, 0x00]);
+        f[16..18].copy_from_slice(&[0x86, 0xdd]);
+        f[22..24].copy_from_slice(&1000u16.to_be_bytes());
+        assert_eq!(original_len(&f), 18 + 40 + 1000);
+    }
+
+    #[test]
+    fn original_length_of_a_complete_frame_is_its_length() {
+        let mut f = vec![0u8; 60];
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        f[16..18].copy_from_slice(&28u16.to_be_bytes());
+        assert_eq!(original_len(&f), 60, "Ethernet padding is kept");
+    }
+}

@@ -262,3 +262,31 @@ pub fn run_replay(args: &ReplayArgs) -> Result<ReplayStats, Error> {
     stats.elapsed = start.elapsed();
     Ok(stats)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mangle_skips_swaps_and_duplicates_exactly_the_named_numbers() {
+        let m = Mangle::parse("skip=1,swap=3,dup=6").unwrap();
+        assert_eq!(m.order(8), vec![0, 2, 4, 3, 5, 6, 6, 7]);
+    }
+
+    #[test]
+    fn mangle_rejects_unknown_operations() {
+        assert!(Mangle::parse("drop=3").is_err());
+        assert!(Mangle::parse("skip=x").is_err());
+    }
+
+    #[test]
+    fn synthetic_frame_is_valid_udp_with_the_latency_marker() {
+        let mut f = synthetic_frame(200, 3);
+        stamp(&mut f);
+        let p = etherparse::SlicedPacket::from_ethernet(&f).unwrap();
+        let Some(etherparse::TransportSlice::Udp(u)) = p.transport else { panic!("not udp") };
+        assert_eq!(&u.payload()[..4], crate::LATENCY_MARKER);
+        assert_eq!(f.len(), 200);
+        assert_eq!(bpc_wire::internet_checksum(&[&f[14..34]]), 0, "IPv4 header checksum verifies");
+    }
+}
