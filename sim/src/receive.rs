@@ -1,12 +1,19 @@
 //! `bpc-sim receive`: options, the run loop, pcap output and the report.
 
+use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::net::IpAddr;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use pcap_file::DataLink;
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
+use pcap_file::pcapng::PcapNgWriter;
+use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
+use pcap_file::pcapng::blocks::interface_description::{
+    InterfaceDescriptionBlock, InterfaceDescriptionOption,
+};
 
 use crate::Error;
 use crate::expect::Expectation;
@@ -19,7 +26,7 @@ pub struct ReceiveArgs {
     /// Address to listen on (IPv4 or IPv6).
     #[arg(long, default_value = "0.0.0.0")]
     pub listen: IpAddr,
-    /// Write inner frames to this pcap file.
+    /// Write inner frames to this file: pcap, or pcapng (one interface per key) when it ends in .pcapng.
     #[arg(long)]
     pub write: Option<String>,
     /// Rotate the pcap file after N megabytes (FILE.1, FILE.2, ...).
@@ -45,27 +52,41 @@ pub struct ReceiveArgs {
     pub expect: Vec<String>,
 }
 
+type File = std::io::BufWriter<std::fs::File>;
+
+enum Writer {
+    Pcap(PcapWriter<File>),
+    /// pcapng: one interface per key, in order of first appearance.
+    PcapNg(PcapNgWriter<File>, HashMap<u32, u32>),
+}
+
 struct PcapSink {
     path: String,
     rotate: Option<u64>,
     written: u64,
     index: u32,
-    writer: Option<PcapWriter<std::io::BufWriter<std::fs::File>>>,
+    map: WorkloadMap,
+    writer: Option<Writer>,
 }
 
 impl PcapSink {
     fn open(&mut self) -> Result<(), Error> {
         let path = if self.index == 0 { self.path.clone() } else { format!("{}.{}", self.path, self.index) };
         let f = std::fs::File::create(&path).map_err(|source| Error::File { path, source })?;
-        let header = PcapHeader { snaplen: 262144, ..Default::default() };
-        self.writer = Some(PcapWriter::with_header(std::io::BufWriter::new(f), header)?);
+        let f = std::io::BufWriter::new(f);
+        self.writer = Some(if self.path.ends_with(".pcapng") {
+            Writer::PcapNg(PcapNgWriter::new(f)?, HashMap::new())
+        } else {
+            let header = PcapHeader { snaplen: 262144, ..Default::default() };
+            Writer::Pcap(PcapWriter::with_header(f, header)?)
+        });
         self.written = 0;
         Ok(())
     }
 }
 
 impl FrameSink for PcapSink {
-    fn frame(&mut self, ts: SystemTime, _key: u32, frame: &[u8]) {
+    fn frame(&mut self, ts: SystemTime, key: u32, frame: &[u8]) {
         if let Some(limit) = self.rotate
             && self.written >= limit * 1_000_000
         {
@@ -73,11 +94,37 @@ impl FrameSink for PcapSink {
             let _ = self.open();
         }
         let orig = original_len(frame);
-        if let Some(w) = self.writer.as_mut() {
-            let pkt = PcapPacket::new(ts.duration_since(UNIX_EPOCH).unwrap_or_default(), orig, frame);
-            let _ = w.write_packet(&pkt);
-            self.written += frame.len() as u64 + 16;
+        let ts = ts.duration_since(UNIX_EPOCH).unwrap_or_default();
+        match self.writer.as_mut() {
+            Some(Writer::Pcap(w)) => {
+                let _ = w.write_packet(&PcapPacket::new(ts, orig, frame));
+            }
+            Some(Writer::PcapNg(w, ifaces)) => {
+                let next = ifaces.len() as u32;
+                let id = *ifaces.entry(key).or_insert_with(|| {
+                    // A new key: declare its interface, named by workload when mapped.
+                    let name =
+                        self.map.name(key).map(str::to_string).unwrap_or_else(|| format!("0x{key:08x}"));
+                    let idb = InterfaceDescriptionBlock {
+                        linktype: DataLink::ETHERNET,
+                        snaplen: 262144,
+                        options: vec![InterfaceDescriptionOption::IfName(name.into())],
+                    };
+                    let _ = w.write_pcapng_block(idb);
+                    next
+                });
+                let epb = EnhancedPacketBlock {
+                    interface_id: id,
+                    timestamp: ts,
+                    original_len: orig,
+                    data: frame.into(),
+                    options: Vec::new(),
+                };
+                let _ = w.write_pcapng_block(epb);
+            }
+            None => {}
         }
+        self.written += frame.len() as u64 + 32;
     }
 }
 
@@ -184,8 +231,14 @@ pub fn run_receive(args: &ReceiveArgs) -> Result<ExitCode, Error> {
         args.expect.iter().map(|e| Expectation::parse(e, &map)).collect::<Result<Vec<_>, _>>()?;
     let frame_sink: Option<Arc<Mutex<dyn FrameSink>>> = match &args.write {
         Some(p) => {
-            let mut sink =
-                PcapSink { path: p.clone(), rotate: args.rotate_mb, written: 0, index: 0, writer: None };
+            let mut sink = PcapSink {
+                path: p.clone(),
+                rotate: args.rotate_mb,
+                written: 0,
+                index: 0,
+                map: map.clone(),
+                writer: None,
+            };
             sink.open()?;
             Some(Arc::new(Mutex::new(sink)))
         }

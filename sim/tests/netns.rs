@@ -197,3 +197,50 @@ fn netis_profile_streams_report_directions_and_no_loss_measurement() {
     assert_eq!(s["directions"]["inbound"], 50);
     assert!(report["notes"][0].as_str().unwrap().contains("cannot be measured"));
 }
+
+#[test]
+fn pcapng_output_has_one_interface_per_key_named_from_the_map() {
+    let ns = Netns::new("ng");
+    let dir = tempfile::tempdir().unwrap();
+    let map = dir.path().join("map.json");
+    std::fs::write(
+        &map,
+        r#"[{"ip":"198.18.1.2","namespace":"shop","kind":"Deployment","workload":"checkout","key":"0x00000005","pod":"checkout-1","node":"n1","attached":true}]"#,
+    )
+    .unwrap();
+    let out = dir.path().join("out.pcapng");
+    let out_s = out.to_str().unwrap();
+    let r =
+        receive(&ns, &["--count", "8", "--duration", "10", "--write", out_s, "--map", map.to_str().unwrap()]);
+    replay(&ns, &[&pcap("http.pcap"), "--key", "5"]);
+    replay(&ns, &[&pcap("dns.pcap"), "--key", "6"]);
+    let text = String::from_utf8(r.wait().stdout).unwrap();
+    assert!(text.contains("shop/deployment/checkout"), "{text}");
+    let t = Command::new("tshark")
+        .args(["-r", out_s, "-T", "fields", "-e", "frame.interface_name"])
+        .output()
+        .unwrap();
+    assert!(t.status.success());
+    let names: Vec<String> = String::from_utf8_lossy(&t.stdout).lines().map(str::to_string).collect();
+    assert_eq!(names.iter().filter(|n| *n == "shop/deployment/checkout").count(), 6);
+    assert_eq!(names.iter().filter(|n| *n == "0x00000006").count(), 2);
+}
+
+#[test]
+fn rotate_mb_splits_output_into_readable_files_holding_every_frame() {
+    let ns = Netns::new("ro");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("rot.pcap");
+    let out_s = out.to_str().unwrap();
+    let r = receive(&ns, &["--count", "2500", "--duration", "10", "--write", out_s, "--rotate-mb", "1"]);
+    replay(&ns, &["--synthetic", "--count", "2500", "--size", "1000", "--pps", "50000"]);
+    assert!(r.wait().status.success());
+    let mut total = 0;
+    for p in [out_s.to_string(), format!("{out_s}.1"), format!("{out_s}.2")] {
+        let frames = bpc_sim::replay::read_frames(&p).unwrap();
+        assert!(frames.iter().all(|f| f.len() == 1000));
+        total += frames.len();
+    }
+    assert!(!std::path::Path::new(&format!("{out_s}.3")).exists());
+    assert_eq!(total, 2500);
+}
