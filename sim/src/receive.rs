@@ -249,7 +249,12 @@ pub fn run_receive(args: &ReceiveArgs) -> Result<ExitCode, Error> {
     let receiver =
         Receiver::start(ReceiverConfig { listen: args.listen, map, frame_sink: frame_sink.clone() })?;
     let start = Instant::now();
-    let tty = std::io::stderr().is_terminal();
+    // On a terminal an indicatif line redraws in place; otherwise plain periodic lines for logs.
+    let bar = (std::io::stderr().is_terminal() && !args.quiet).then(|| {
+        let pb = indicatif::ProgressBar::new_spinner();
+        pb.enable_steady_tick(Duration::from_millis(200));
+        pb
+    });
     let mut last_print = Instant::now();
     loop {
         std::thread::sleep(Duration::from_millis(20));
@@ -270,17 +275,19 @@ pub fn run_receive(args: &ReceiveArgs) -> Result<ExitCode, Error> {
             let line: Vec<String> = r
                 .streams
                 .iter()
-                .map(|s| format!("{} {} pkts {} lost {:.0} pps", s.key, s.packets, s.lost, s.rate_pps))
+                .map(|s| {
+                    let name = s.workload.as_deref().unwrap_or(&s.key);
+                    format!("{name} {} pkts {} lost {:.0} pps", s.packets, s.lost, s.rate_pps)
+                })
                 .collect();
-            if tty {
-                eprint!("\r\x1b[K{}", line.join(" | "));
-            } else {
-                eprintln!("{}", line.join(" | "));
+            match &bar {
+                Some(pb) => pb.set_message(line.join(" | ")),
+                None => eprintln!("{}", line.join(" | ")),
             }
         }
     }
-    if tty && !args.quiet {
-        eprintln!();
+    if let Some(pb) = bar {
+        pb.finish_and_clear();
     }
     let report = receiver.stop();
     drop(frame_sink);
