@@ -291,11 +291,13 @@ pub fn run_receive(args: &ReceiveArgs) -> Result<ExitCode, Error> {
     }
     let report = receiver.stop();
     drop(frame_sink);
-    if args.output == "json" {
-        println!("{}", serde_json::to_string_pretty(&report).expect("report serialises"));
+    let text = if args.output == "json" {
+        serde_json::to_string_pretty(&report).expect("report serialises") + "\n"
     } else {
-        print!("{}", render_text(&report));
-    }
+        render_text(&report)
+    };
+    // A closed pipe (`| head`) is not an error worth a panic.
+    let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
     let fails: Vec<String> = expectations.iter().filter_map(|e| e.check(&report)).collect();
     for f in &fails {
         eprintln!("expectation failed: {f}");
