@@ -265,7 +265,7 @@ pub fn run_receive(args: &ReceiveArgs) -> Result<ExitCode, Error> {
             break;
         }
         if let Some(c) = args.count
-            && receiver.snapshot().totals.packets >= c
+            && receiver.packets() >= c
         {
             break;
         }
