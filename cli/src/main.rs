@@ -6,7 +6,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
 #[derive(Parser)]
@@ -42,6 +42,13 @@ enum Command {
     Sink(kubectl_bpc::sink::SinkArgs),
     /// Pod IP -> workload and key table for collectors.
     Map(kubectl_bpc::map::MapArgs),
+    /// Print a shell completion script.
+    ///
+    /// Example: kubectl-bpc completion bash > /etc/bash_completion.d/kubectl-bpc
+    Completion {
+        /// Shell to generate the script for (bash, zsh, fish, ...).
+        shell: clap_complete::Shell,
+    },
 }
 
 async fn client(cli: &Cli) -> anyhow::Result<(kube::Client, String)> {
@@ -62,6 +69,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let scope = |ns: &str| if cli.all_namespaces { None } else { Some(ns.to_owned()) };
     Ok(match &cli.command {
         Command::Sink(args) => kubectl_bpc::sink::run(args).await?,
+        Command::Completion { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "kubectl-bpc", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
         Command::Status(args) => {
             let (client, ns) = client(&cli).await?;
             kubectl_bpc::status::run(args, &client, scope(&ns).as_deref()).await?
