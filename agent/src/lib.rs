@@ -1,2 +1,25 @@
 //! bpc-agent: the capture sidecar.
+//!
+//! It shares its pod's network namespace, captures the pod's traffic with an
+//! AF_PACKET TPACKET_V3 ring and a libpcap-compiled filter ([`capture`],
+//! [`filter`]), and streams every frame GRE-encapsulated to up to four
+//! collectors over raw IPPROTO_GRE sockets in `sendmmsg` batches ([`send`]).
+//! Frames too big for one GRE packet are split by [`segment`]. Counters are
+//! served as JSON, Prometheus text and a health check ([`stats`], [`http`]).
+//! It needs CAP_NET_RAW and nothing else ([`privilege`]).
+
+pub mod agent;
+pub mod capture;
+pub mod config;
+pub mod error;
+pub mod filter;
+pub mod http;
+pub mod iface;
+pub mod privilege;
+pub mod ratelimit;
+pub mod resolve;
 pub mod segment;
+pub mod send;
+pub mod stats;
+
+pub use error::{Error, Result};

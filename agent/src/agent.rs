@@ -1,0 +1,338 @@
+//! The capture loop: ring block → filter already applied by the kernel →
+//! rate limit → oversize handling → GRE batch → `sendmmsg` → block released.
+
+use std::net::{IpAddr, TcpListener};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use tracing::{error, info, warn};
+
+use crate::capture::{Frame, Ring};
+use crate::config::{CAPTURE_SNAPLEN, Config, OversizeMode};
+use crate::error::{Error, Result};
+use crate::filter;
+use crate::iface::{self, Interface};
+use crate::privilege;
+use crate::ratelimit::RateLimiter;
+use crate::segment::{Outcome, Segmenter};
+use crate::send::{MAX_IP_PACKET, Sender, max_frame_for};
+use crate::stats::{Identity, Stats};
+use crate::{http, resolve};
+
+/// How long the loop sleeps in poll() when no block is ready: bounds the
+/// reaction time to SIGTERM and the heartbeat period.
+const POLL_MS: i32 = 100;
+/// Kernel counters are read this often.
+const STATS_PERIOD: Duration = Duration::from_secs(1);
+/// Path MTU assumed until a collector resolves.
+const DEFAULT_PATH_MTU: u32 = 1500;
+
+/// Per-block tallies, added to the shared atomics once per block.
+#[derive(Debug, Default)]
+struct Tally {
+    packets: u64,
+    bytes: u64,
+    truncated: u64,
+    segmented: u64,
+    segments: u64,
+    rate_limited: u64,
+}
+
+/// Everything that touches a frame between the ring and the socket.
+struct Pipeline {
+    sender: Sender,
+    segmenter: Segmenter,
+    limiter: RateLimiter,
+    oversize: OversizeMode,
+    /// Bytes kept of each sent frame.
+    snaplen: usize,
+    /// Largest frame that fits one GRE packet on the collector path.
+    max_frame: usize,
+    /// Largest frame a GRE packet can carry at all (fragmented).
+    max_whole: usize,
+    /// A VLAN super-frame with its tag put back, for the segmenter.
+    scratch: Vec<u8>,
+    tally: Tally,
+}
+
+impl Pipeline {
+    fn handle(&mut self, frame: Frame<'_>, stats: &Stats) {
+        let tag_len = if frame.vlan.is_some() { 4 } else { 0 };
+        let len = frame.data.len() + tag_len;
+        self.tally.packets += 1;
+        self.tally.bytes += len as u64;
+        if !self.limiter.admit(len) {
+            self.tally.rate_limited += 1;
+            return;
+        }
+        if len <= self.max_frame {
+            self.push_ring(frame, self.snaplen, stats);
+            return;
+        }
+        match self.oversize {
+            OversizeMode::Truncate => self.push_ring(frame, self.max_frame.min(self.snaplen), stats),
+            OversizeMode::Fragment => self.push_ring(frame, self.max_whole.min(self.snaplen), stats),
+            OversizeMode::Segment => self.segment(frame, stats),
+        }
+    }
+
+    /// Queues a ring frame (zero copy), cut to `keep` bytes.
+    fn push_ring(&mut self, frame: Frame<'_>, keep: usize, stats: &Stats) {
+        let tag_len = if frame.vlan.is_some() { 4 } else { 0 };
+        let data = if frame.data.len() + tag_len > keep {
+            self.tally.truncated += 1;
+            &frame.data[..keep.saturating_sub(tag_len).max(14).min(frame.data.len())]
+        } else {
+            frame.data
+        };
+        // SAFETY: the frame lives in the ring block being processed; the
+        // capture loop flushes the sender before it releases that block.
+        unsafe { self.sender.push_borrowed(data, frame.vlan, stats) };
+    }
+
+    fn segment(&mut self, frame: Frame<'_>, stats: &Stats) {
+        let data: &[u8] = match frame.vlan {
+            None => frame.data,
+            Some(tag) if frame.data.len() >= 12 => {
+                self.scratch.clear();
+                self.scratch.extend_from_slice(&frame.data[..12]);
+                self.scratch.extend_from_slice(&tag);
+                self.scratch.extend_from_slice(&frame.data[12..]);
+                &self.scratch
+            }
+            Some(_) => frame.data,
+        };
+        let whole = data.as_ptr();
+        let (snaplen, max_whole) = (self.snaplen, self.max_whole);
+        let mut truncated = 0;
+        let mut unsplittable = false;
+        let outcome = self.segmenter.segment(data, |out| {
+            if out.as_ptr() == whole {
+                // Handed back whole: send it from the ring like --oversize fragment.
+                unsplittable = true;
+                return;
+            }
+            let keep = out.len().min(snaplen);
+            truncated += u64::from(keep < out.len());
+            self.sender.push_copied(&out[..keep], stats);
+        });
+        self.tally.truncated += truncated;
+        match outcome {
+            Outcome::Segmented { segments: n } | Outcome::Fragmented { fragments: n } => {
+                self.tally.segmented += 1;
+                self.tally.segments += n as u64;
+            }
+            Outcome::Unchanged | Outcome::Unsplittable => {}
+        }
+        if unsplittable {
+            self.push_ring(frame, max_whole.min(snaplen), stats);
+        }
+    }
+
+    fn publish(&mut self, stats: &Stats, now: Instant) {
+        let t = std::mem::take(&mut self.tally);
+        if t.packets == 0 {
+            return;
+        }
+        let c = &stats.capture;
+        c.packets.fetch_add(t.packets, Ordering::Relaxed);
+        c.bytes.fetch_add(t.bytes, Ordering::Relaxed);
+        c.truncated.fetch_add(t.truncated, Ordering::Relaxed);
+        c.segmented.fetch_add(t.segmented, Ordering::Relaxed);
+        c.segments.fetch_add(t.segments, Ordering::Relaxed);
+        c.rate_limited.fetch_add(t.rate_limited, Ordering::Relaxed);
+        c.last_packet.set(stats.started, now);
+    }
+}
+
+/// The collectors that have an address, and the smallest largest-frame over their paths.
+fn destinations(stats: &Stats, gre_len: usize) -> (Vec<(usize, IpAddr)>, usize) {
+    let mut out = Vec::new();
+    let mut max_frame = usize::MAX;
+    for (i, c) in stats.collectors.iter().enumerate() {
+        if let Some(r) = c.resolution() {
+            out.push((i, r.address));
+            max_frame = max_frame.min(max_frame_for(r.path_mtu, r.address.is_ipv6(), gre_len));
+        }
+    }
+    if out.is_empty() {
+        max_frame = max_frame_for(DEFAULT_PATH_MTU, false, gre_len);
+    }
+    (out, max_frame)
+}
+
+/// Runs the agent until SIGTERM/SIGINT. Errors before capture starts are
+/// configuration or permission problems (exit 2); later ones are runtime failures.
+pub fn run(config: Config) -> Result<()> {
+    privilege::install_stop_handlers();
+    let has_net_raw = privilege::raise_net_raw();
+    let iface = iface::choose(config.interface.as_deref())?;
+    if !iface.is_ethernet() {
+        return Err(Error::Interface(format!(
+            "interface {} is not Ethernet (link type {}): GRE 0x6558 carries Ethernet frames; \
+             choose another with --interface (BPC_INTERFACE)",
+            iface.name, iface.link_type
+        )));
+    }
+    if !iface.up {
+        warn!(interface = %iface.name, "capture interface is down; capturing anyway");
+    }
+    // Filter problems are configuration errors: report them before touching sockets.
+    filter::compile(&filter::compose(config.filter.as_deref(), &[], 0))?;
+    let listener = TcpListener::bind(config.metrics_addr)
+        .map_err(|source| Error::MetricsBind { addr: config.metrics_addr.to_string(), source })?;
+    let metrics_port = listener.local_addr().map(|a| a.port()).unwrap_or(config.metrics_addr.port());
+
+    let identity = Identity {
+        key: format!("{:#010x}", config.key.key),
+        workload: config.key.workload.clone(),
+        interface: iface.name.clone(),
+        profile: config.profile.to_string(),
+        oversize: config.oversize.as_str().to_owned(),
+    };
+    let hosts: Vec<String> = config.collectors.iter().map(|c| c.host.clone()).collect();
+    let stats = Arc::new(Stats::new(identity, String::new(), &hosts));
+    resolve::resolve_all(&config.collectors, &stats);
+
+    let gre_len = config.profile.header_len();
+    let (dests, max_frame) = destinations(&stats, gre_len);
+    let addresses: Vec<IpAddr> = dests.iter().map(|d| d.1).collect();
+    let filter_text = filter::compose(config.filter.as_deref(), &addresses, metrics_port);
+    let program = filter::compile(&filter_text)?;
+    *stats.filter.lock().unwrap_or_else(|e| e.into_inner()) = filter_text.clone();
+
+    let mut ring = Ring::open(&iface, &program)?;
+    let mut sender = Sender::new(config.profile, config.key.key, iface.mac)?;
+    sender.set_destinations(&dests);
+    let mut seen_generation = stats.generation.load(Ordering::Acquire);
+
+    http::spawn(listener, stats.clone())
+        .map_err(|e| Error::Io { what: "start the HTTP thread".into(), source: e })?;
+    resolve::spawn(config.collectors.clone(), stats.clone(), config.resolve_interval)
+        .map_err(|e| Error::Io { what: "start the resolver thread".into(), source: e })?;
+
+    info!(
+        version = crate::stats::VERSION,
+        interface = %iface.name,
+        key = %stats.identity.key,
+        key_source = %config.key.source,
+        collectors = %hosts.join(","),
+        profile = %config.profile,
+        oversize = config.oversize.as_str(),
+        max_frame,
+        metrics = %config.metrics_addr,
+        cap_net_raw = has_net_raw,
+        filter = %filter_text,
+        "capturing"
+    );
+
+    let mut pipeline = Pipeline {
+        sender,
+        segmenter: Segmenter::new(max_frame),
+        limiter: RateLimiter::new(config.max_pps, config.max_bytes_per_sec, Instant::now()),
+        oversize: config.oversize,
+        snaplen: config.snaplen.unwrap_or(CAPTURE_SNAPLEN),
+        max_frame,
+        max_whole: MAX_IP_PACKET - 40 - bpc_wire::gre::MAX_HEADER_LEN,
+        scratch: Vec::with_capacity(CAPTURE_SNAPLEN + 4),
+        tally: Tally::default(),
+    };
+    let base_ifdrops = iface.rx_dropped();
+    let mut last_stats = Instant::now();
+    stats.capture.heartbeat.set(stats.started, Instant::now());
+
+    let result = loop {
+        if privilege::stop_requested() {
+            break Ok(());
+        }
+        let generation = stats.generation.load(Ordering::Acquire);
+        if generation != seen_generation {
+            seen_generation = generation;
+            reconfigure(&config, &stats, &ring, &mut pipeline, metrics_port);
+        }
+        if let Err(e) = ring.wait(POLL_MS) {
+            break Err(e);
+        }
+        for _ in 0..crate::capture::BLOCK_COUNT {
+            let Some(block) = ring.next_block() else { break };
+            if pipeline.limiter.is_active() {
+                pipeline.limiter.refill(Instant::now());
+            }
+            block.for_each_frame(|frame| pipeline.handle(frame, &stats));
+            // Every frame of the block must be sent before the kernel gets it back.
+            pipeline.sender.flush(&stats);
+            drop(block);
+            pipeline.publish(&stats, Instant::now());
+        }
+        let now = Instant::now();
+        stats.capture.heartbeat.set(stats.started, now);
+        if now.duration_since(last_stats) >= STATS_PERIOD {
+            last_stats = now;
+            read_kernel_counters(&ring, &iface, base_ifdrops, &stats);
+        }
+    };
+    pipeline.sender.flush(&stats);
+    read_kernel_counters(&ring, &iface, base_ifdrops, &stats);
+    log_summary(&stats);
+    result
+}
+
+fn read_kernel_counters(ring: &Ring, iface: &Interface, base_ifdrops: u64, stats: &Stats) {
+    match ring.stats() {
+        Ok(s) => {
+            stats.capture.kernel_drops.fetch_add(u64::from(s.drops), Ordering::Relaxed);
+        }
+        Err(e) => warn!(error = %e, "cannot read capture statistics"),
+    }
+    stats.capture.interface_drops.store(iface.rx_dropped().saturating_sub(base_ifdrops), Ordering::Relaxed);
+}
+
+/// Applies new collector addresses: destinations, path MTU and the self-exclusion filter.
+fn reconfigure(config: &Config, stats: &Stats, ring: &Ring, pipeline: &mut Pipeline, metrics_port: u16) {
+    pipeline.sender.flush(stats);
+    let (dests, max_frame) = destinations(stats, pipeline.sender.header_len());
+    pipeline.sender.set_destinations(&dests);
+    if max_frame != pipeline.max_frame {
+        info!(max_frame, "largest frame per GRE packet changed");
+        pipeline.max_frame = max_frame;
+        pipeline.segmenter = Segmenter::new(max_frame);
+    }
+    let addresses: Vec<IpAddr> = dests.iter().map(|d| d.1).collect();
+    let text = filter::compose(config.filter.as_deref(), &addresses, metrics_port);
+    if text == stats.filter() {
+        return;
+    }
+    match filter::compile(&text).and_then(|p| ring.set_filter(&p)) {
+        Ok(()) => {
+            info!(filter = %text, "capture filter updated for new collector addresses");
+            *stats.filter.lock().unwrap_or_else(|e| e.into_inner()) = text;
+        }
+        Err(e) => error!(error = %e, "cannot update the capture filter; keeping the previous one"),
+    }
+}
+
+fn log_summary(stats: &Stats) {
+    let s = stats.snapshot(Instant::now());
+    let sent: Vec<String> = s
+        .collectors
+        .iter()
+        .map(|c| {
+            let errors = c.errors.unreachable + c.errors.no_buffer + c.errors.other;
+            format!("{} {} packets/{} bytes ({} errors)", c.host, c.sent_packets, c.sent_bytes, errors)
+        })
+        .collect();
+    info!(
+        "stopped after {:.1}s: captured {} packets ({} bytes), kernel drops {}, interface drops {}, \
+         rate-limited {}, truncated {}, segmented {}; sent to {}",
+        s.uptime_seconds,
+        s.capture.packets,
+        s.capture.bytes,
+        s.capture.kernel_drops,
+        s.capture.interface_drops,
+        s.capture.rate_limited,
+        s.capture.truncated,
+        s.capture.segmented,
+        sent.join(", ")
+    );
+}

@@ -1,0 +1,330 @@
+//! Capture with an AF_PACKET socket and a TPACKET_V3 receive ring.
+//!
+//! libpcap uses the same kernel mechanism, and compiles our filter (see
+//! [`crate::filter`]); the agent drives the ring itself so that frames can be
+//! handed to `sendmmsg` straight from the ring memory: a block is given back
+//! to the kernel only after every frame in it was sent, so no frame is copied
+//! in user space.
+
+use std::io;
+use std::mem::{size_of, size_of_val};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::error::{Error, Result};
+use crate::iface::Interface;
+
+/// Size of one ring block. Bigger than the largest frame the filter accepts
+/// (262144) so a GRO super-frame always fits.
+pub const BLOCK_SIZE: usize = 1 << 20;
+/// Blocks in the ring: 8 MiB absorbs bursts while the sender catches up.
+pub const BLOCK_COUNT: usize = 8;
+/// Frame slot size the kernel wants to know about (unused by TPACKET_V3 itself).
+const FRAME_SIZE: usize = 2048;
+/// A block holding at least one frame is handed over after this many
+/// milliseconds even if not full: the latency bound at low packet rates.
+pub const BLOCK_TIMEOUT_MS: u32 = 4;
+const ETH_P_ALL: u16 = 0x0003;
+
+/// The kernel's per-socket counters since the previous read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RingStats {
+    /// Frames the kernel delivered or dropped.
+    pub packets: u32,
+    /// Frames the kernel dropped because the ring was full.
+    pub drops: u32,
+}
+
+/// An AF_PACKET socket bound to one interface, with its mapped TPACKET_V3 ring.
+#[derive(Debug)]
+pub struct Ring {
+    fd: OwnedFd,
+    map: *mut u8,
+    map_len: usize,
+    next_block: usize,
+}
+
+// SAFETY: the mapping is owned by this value and only touched through &mut self.
+unsafe impl Send for Ring {}
+
+fn setsockopt<T>(
+    fd: &OwnedFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: &T,
+    what: &'static str,
+) -> Result<()> {
+    // SAFETY: value points to a live T of the given size.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (value as *const T).cast(),
+            size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 { Ok(()) } else { Err(Error::last_os(what)) }
+}
+
+/// Attaches a classic BPF program to a socket (replacing any earlier one atomically).
+pub fn attach_filter(fd: &OwnedFd, program: &[libc::sock_filter]) -> Result<()> {
+    let prog = libc::sock_fprog { len: program.len() as u16, filter: program.as_ptr().cast_mut() };
+    setsockopt(
+        fd,
+        libc::SOL_SOCKET,
+        libc::SO_ATTACH_FILTER,
+        &prog,
+        "attach the capture filter (SO_ATTACH_FILTER)",
+    )
+}
+
+impl Ring {
+    /// Opens the capture socket on `iface` with `filter` already attached,
+    /// so that no frame outside the filter is ever queued.
+    pub fn open(iface: &Interface, filter: &[libc::sock_filter]) -> Result<Ring> {
+        // Protocol 0: nothing is received until bind(), after the filter and ring are set up.
+        // SAFETY: plain socket(2).
+        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+        if raw < 0 {
+            return Err(Error::last_os("open the AF_PACKET capture socket"));
+        }
+        // SAFETY: raw is a fresh descriptor we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        attach_filter(&fd, filter)?;
+        let version = libc::tpacket_versions::TPACKET_V3 as libc::c_int;
+        setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_VERSION, &version, "select TPACKET_V3")?;
+        let req = libc::tpacket_req3 {
+            tp_block_size: BLOCK_SIZE as u32,
+            tp_block_nr: BLOCK_COUNT as u32,
+            tp_frame_size: FRAME_SIZE as u32,
+            tp_frame_nr: (BLOCK_SIZE / FRAME_SIZE * BLOCK_COUNT) as u32,
+            tp_retire_blk_tov: BLOCK_TIMEOUT_MS,
+            tp_sizeof_priv: 0,
+            tp_feature_req_word: 0,
+        };
+        setsockopt(
+            &fd,
+            libc::SOL_PACKET,
+            libc::PACKET_RX_RING,
+            &req,
+            "set up the capture ring (PACKET_RX_RING)",
+        )?;
+        let map_len = BLOCK_SIZE * BLOCK_COUNT;
+        // SAFETY: maps the ring the kernel just allocated for this socket.
+        let map = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                map_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_LOCKED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        let map = if map == libc::MAP_FAILED {
+            // MAP_LOCKED needs RLIMIT_MEMLOCK room; the ring works without it.
+            // SAFETY: as above, without MAP_LOCKED.
+            let map = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    map_len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_SHARED,
+                    fd.as_raw_fd(),
+                    0,
+                )
+            };
+            if map == libc::MAP_FAILED {
+                return Err(Error::last_os("map the capture ring"));
+            }
+            map
+        } else {
+            map
+        };
+        let ring = Ring { fd, map: map.cast(), map_len, next_block: 0 };
+        // SAFETY: sockaddr_ll is plain data; zero is a valid starting value.
+        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_protocol = ETH_P_ALL.to_be();
+        addr.sll_ifindex = iface.index as i32;
+        // SAFETY: addr is a valid sockaddr_ll of the given size.
+        let rc = unsafe {
+            libc::bind(ring.fd.as_raw_fd(), (&raw const addr).cast(), size_of_val(&addr) as libc::socklen_t)
+        };
+        if rc != 0 {
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::ENODEV) || err.raw_os_error() == Some(libc::ENETDOWN) {
+                return Err(Error::Interface(format!("cannot capture on {}: {err}", iface.name)));
+            }
+            return Err(Error::os("bind the capture socket to the interface", err));
+        }
+        Ok(ring)
+    }
+
+    /// The socket, for re-attaching the filter.
+    pub fn fd(&self) -> &OwnedFd {
+        &self.fd
+    }
+
+    /// Replaces the filter (when collector addresses change).
+    pub fn set_filter(&self, filter: &[libc::sock_filter]) -> Result<()> {
+        attach_filter(&self.fd, filter)
+    }
+
+    fn block_status(&self, index: usize) -> &AtomicU32 {
+        // SAFETY: block_status is the first u32 of the block header, inside the mapping
+        // and 4-byte aligned; the kernel writes it concurrently, hence the atomic.
+        unsafe {
+            let desc = self.map.add(index * BLOCK_SIZE).cast::<libc::tpacket_block_desc>();
+            AtomicU32::from_ptr((&raw mut (*desc).hdr.bh1.block_status).cast())
+        }
+    }
+
+    /// Waits up to `timeout_ms` for a block. `Ok(false)`: timed out or interrupted by a signal.
+    pub fn wait(&self, timeout_ms: i32) -> Result<bool> {
+        if self.block_status(self.next_block).load(Ordering::Acquire) & libc::TP_STATUS_USER != 0 {
+            return Ok(true);
+        }
+        let mut pfd =
+            libc::pollfd { fd: self.fd.as_raw_fd(), events: libc::POLLIN | libc::POLLERR, revents: 0 };
+        // SAFETY: one valid pollfd.
+        let rc = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+        if rc < 0 {
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EINTR) {
+                return Ok(false);
+            }
+            return Err(Error::os("poll the capture socket", err));
+        }
+        if pfd.revents & (libc::POLLERR | libc::POLLNVAL) != 0 && pfd.revents & libc::POLLIN == 0 {
+            let mut err: libc::c_int = 0;
+            let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+            // SAFETY: reads SO_ERROR into a c_int.
+            unsafe {
+                libc::getsockopt(
+                    self.fd.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_ERROR,
+                    (&raw mut err).cast(),
+                    &mut len,
+                )
+            };
+            if err == libc::ENETDOWN || err == libc::ENODEV {
+                return Err(Error::Io {
+                    what: "capture interface went away".into(),
+                    source: io::Error::from_raw_os_error(err),
+                });
+            }
+        }
+        Ok(self.block_status(self.next_block).load(Ordering::Acquire) & libc::TP_STATUS_USER != 0)
+    }
+
+    /// The next block the kernel handed over, if any. The block goes back to
+    /// the kernel when the returned value is dropped.
+    pub fn next_block(&mut self) -> Option<Block<'_>> {
+        if self.block_status(self.next_block).load(Ordering::Acquire) & libc::TP_STATUS_USER == 0 {
+            return None;
+        }
+        let index = self.next_block;
+        self.next_block = (self.next_block + 1) % BLOCK_COUNT;
+        // SAFETY: the block belongs to user space until we store TP_STATUS_KERNEL.
+        let data = unsafe { std::slice::from_raw_parts(self.map.add(index * BLOCK_SIZE), BLOCK_SIZE) };
+        Some(Block { ring: self, index, data })
+    }
+
+    /// Reads and resets the kernel's packet and drop counters.
+    pub fn stats(&self) -> Result<RingStats> {
+        // SAFETY: plain data.
+        let mut st: libc::tpacket_stats_v3 = unsafe { std::mem::zeroed() };
+        let mut len = size_of_val(&st) as libc::socklen_t;
+        // SAFETY: getsockopt into a tpacket_stats_v3 of the given size.
+        let rc = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_STATISTICS,
+                (&raw mut st).cast(),
+                &mut len,
+            )
+        };
+        if rc != 0 {
+            return Err(Error::last_os("read capture statistics (PACKET_STATISTICS)"));
+        }
+        Ok(RingStats { packets: st.tp_packets, drops: st.tp_drops })
+    }
+}
+
+impl Drop for Ring {
+    fn drop(&mut self) {
+        // SAFETY: unmaps what open() mapped; no Block can be alive (they borrow self).
+        unsafe { libc::munmap(self.map.cast(), self.map_len) };
+    }
+}
+
+/// A block of frames owned by user space until dropped.
+#[derive(Debug)]
+pub struct Block<'r> {
+    ring: &'r Ring,
+    index: usize,
+    data: &'r [u8],
+}
+
+/// One captured frame.
+#[derive(Debug, Clone, Copy)]
+pub struct Frame<'b> {
+    /// The bytes captured (the whole frame unless the filter cut it).
+    pub data: &'b [u8],
+    /// The frame's length on the wire.
+    pub wire_len: u32,
+    /// The 802.1Q tag the kernel stripped from the frame (TPID + TCI,
+    /// network order), to be put back after the MAC addresses.
+    pub vlan: Option<[u8; 4]>,
+}
+
+impl Block<'_> {
+    fn u32_at(&self, off: usize) -> u32 {
+        self.data.get(off..off + 4).map_or(0, |b| u32::from_ne_bytes(b.try_into().unwrap()))
+    }
+
+    /// Calls `f` for every frame of the block, in capture order.
+    pub fn for_each_frame<'b>(&'b self, mut f: impl FnMut(Frame<'b>)) {
+        // Offsets of tpacket_block_desc.hdr.bh1 fields (version, offset_to_priv, then bh1).
+        let num_pkts = self.u32_at(12) as usize;
+        let mut off = self.u32_at(16) as usize;
+        for _ in 0..num_pkts {
+            if off + size_of::<libc::tpacket3_hdr>() > self.data.len() {
+                break;
+            }
+            // SAFETY: in bounds (checked above), tpacket3_hdr is plain data, read unaligned.
+            let hdr: libc::tpacket3_hdr =
+                unsafe { std::ptr::read_unaligned(self.data.as_ptr().add(off).cast()) };
+            let start = off + usize::from(hdr.tp_mac);
+            let Some(data) = self.data.get(start..start + hdr.tp_snaplen as usize) else { break };
+            let vlan = (hdr.tp_status & libc::TP_STATUS_VLAN_VALID != 0).then(|| {
+                let tpid = if hdr.tp_status & libc::TP_STATUS_VLAN_TPID_VALID != 0 {
+                    hdr.hv1.tp_vlan_tpid
+                } else {
+                    0x8100
+                };
+                let tci = hdr.hv1.tp_vlan_tci as u16;
+                let mut tag = [0u8; 4];
+                tag[..2].copy_from_slice(&tpid.to_be_bytes());
+                tag[2..].copy_from_slice(&tci.to_be_bytes());
+                tag
+            });
+            f(Frame { data, wire_len: hdr.tp_len, vlan });
+            if hdr.tp_next_offset == 0 {
+                break;
+            }
+            off += hdr.tp_next_offset as usize;
+        }
+    }
+}
+
+impl Drop for Block<'_> {
+    fn drop(&mut self) {
+        // Hands the block back: the kernel may overwrite it from now on.
+        self.ring.block_status(self.index).store(libc::TP_STATUS_KERNEL, Ordering::Release);
+    }
+}

@@ -1,0 +1,545 @@
+//! Flags, environment variables and the validated configuration they make.
+//!
+//! Every flag can also be set by the environment variable the CLI writes into
+//! the sidecar (`BPC_*`), plus the Downward API variables `POD_NAME`,
+//! `POD_NAMESPACE`, `POD_IP` and `NODE_NAME`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+use std::time::Duration;
+
+use bpc_wire::{GreProfile, NetisKey, WorkloadKey};
+use clap::{Parser, ValueEnum};
+
+use crate::error::{Error, Result};
+
+/// Most collectors one agent streams to (each packet goes to every one).
+pub const MAX_COLLECTORS: usize = 4;
+/// What the capture keeps of each frame when `--snaplen` is not given.
+pub const CAPTURE_SNAPLEN: usize = 262_144;
+/// The default metrics endpoint (named port `bpc-metrics`).
+pub const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:9469";
+
+/// Command line of `bpc-agent`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "bpc-agent",
+    version,
+    about = "Capture sidecar: captures its pod's traffic and streams it GRE-encapsulated to collectors",
+    after_help = "Exit codes: 0 clean stop (SIGTERM/SIGINT), 2 configuration or permission error, \
+                  1 other runtime failure."
+)]
+pub struct Args {
+    /// Collector to stream to: IPv4/IPv6 address or DNS name; repeat or comma-separate, up to 4.
+    #[arg(long = "collector", env = "BPC_COLLECTOR", value_name = "HOST", value_delimiter = ',')]
+    pub collectors: Vec<String>,
+
+    /// Interface to capture on [default: the interface of the default route, e.g. eth0].
+    #[arg(long, env = "BPC_INTERFACE", value_name = "IFACE")]
+    pub interface: Option<String>,
+
+    /// Capture filter in tcpdump syntax; the agent's own GRE and metrics traffic are always excluded.
+    #[arg(long, env = "BPC_FILTER", value_name = "EXPR")]
+    pub filter: Option<String>,
+
+    /// Bytes kept of each sent frame (after segmentation) [default: all of it].
+    #[arg(long, env = "BPC_SNAPLEN", value_name = "N")]
+    pub snaplen: Option<usize>,
+
+    /// GRE key: a number (decimal or 0x-hex) or "auto" (from BPC_WORKLOAD, else the pod name).
+    #[arg(long, env = "BPC_KEY", value_name = "N|auto", default_value = "auto")]
+    pub key: String,
+
+    /// Workload this pod belongs to, "namespace/kind/name" (set by kubectl bpc attach).
+    #[arg(long, env = "BPC_WORKLOAD", value_name = "NS/KIND/NAME")]
+    pub workload: Option<String>,
+
+    /// Most packets per second to capture; the excess is dropped and counted (0: no cap).
+    #[arg(long, env = "BPC_MAX_PPS", value_name = "N")]
+    pub max_pps: Option<u64>,
+
+    /// Most megabits per second to capture; the excess is dropped and counted (0: no cap).
+    #[arg(long, env = "BPC_MAX_MBPS", value_name = "N")]
+    pub max_mbps: Option<f64>,
+
+    /// Address of the /metrics, /stats and /healthz endpoint.
+    #[arg(long, env = "BPC_METRICS_ADDR", value_name = "ADDR", default_value = DEFAULT_METRICS_ADDR)]
+    pub metrics_addr: String,
+
+    /// What to do with frames too big for one GRE packet (GSO/GRO super-frames).
+    #[arg(long, env = "BPC_OVERSIZE", value_enum, default_value_t = OversizeMode::Segment)]
+    pub oversize: OversizeMode,
+
+    /// GRE header layout: "standard" (key + sequence) or "netis" (pktminerg: key with direction bits).
+    #[arg(long, env = "BPC_GRE_PROFILE", value_name = "PROFILE", default_value = "standard")]
+    pub gre_profile: GreProfile,
+
+    /// How often DNS collector names are resolved again (e.g. 30s, 500ms, 2m).
+    #[arg(long, env = "BPC_RESOLVE_INTERVAL", value_name = "DURATION", default_value = "30s",
+          value_parser = parse_duration)]
+    pub resolve_interval: Duration,
+
+    /// Print the interfaces the agent can see, and which one it would capture on, then exit.
+    #[arg(long)]
+    pub list_interfaces: bool,
+
+    /// Pod name (Downward API).
+    #[arg(long, env = "POD_NAME", hide = true)]
+    pub pod_name: Option<String>,
+
+    /// Pod namespace (Downward API).
+    #[arg(long, env = "POD_NAMESPACE", hide = true)]
+    pub pod_namespace: Option<String>,
+
+    /// Pod IP (Downward API).
+    #[arg(long, env = "POD_IP", hide = true)]
+    pub pod_ip: Option<String>,
+
+    /// Node name (Downward API).
+    #[arg(long, env = "NODE_NAME", hide = true)]
+    pub node_name: Option<String>,
+}
+
+/// What happens to a frame longer than fits one GRE packet on the collector path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OversizeMode {
+    /// Cut TCP super-frames into MSS segments (other IP: IP fragments), as the NIC would.
+    Segment,
+    /// Send the frame whole with DF clear; the kernel fragments the GRE packet.
+    Fragment,
+    /// Cut the frame to what fits and count it as truncated.
+    Truncate,
+}
+
+impl OversizeMode {
+    /// The name used on the command line and in /stats.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OversizeMode::Segment => "segment",
+            OversizeMode::Fragment => "fragment",
+            OversizeMode::Truncate => "truncate",
+        }
+    }
+}
+
+/// One `--collector` as given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectorSpec {
+    /// The host as the user wrote it (brackets of an IPv6 literal removed).
+    pub host: String,
+    /// Set when `host` is an IP literal: it is never resolved again.
+    pub literal: Option<IpAddr>,
+}
+
+impl FromStr for CollectorSpec {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let host = s.trim();
+        let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+        if host.is_empty() {
+            return Err(Error::Config("empty --collector (BPC_COLLECTOR) entry".into()));
+        }
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            return Ok(CollectorSpec { host: host.to_owned(), literal: Some(ip) });
+        }
+        let valid_name = host.len() <= 253
+            && host.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            });
+        if !valid_name {
+            return Err(Error::Config(format!(
+                "--collector (BPC_COLLECTOR) {s:?} is neither an IP address nor a DNS name \
+                 (GRE has no port: give the host only)"
+            )));
+        }
+        Ok(CollectorSpec { host: host.to_owned(), literal: None })
+    }
+}
+
+/// The GRE key the agent sends and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyChoice {
+    /// Standard profile: the full key; netis profile: the 28-bit keybit.
+    pub key: u32,
+    /// The workload ("namespace/kind/name") the key stands for, when known.
+    pub workload: Option<String>,
+    /// Human explanation for the startup log.
+    pub source: String,
+}
+
+/// Facts about the pod, from the Downward API.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodInfo {
+    /// Pod name (`POD_NAME`, else the hostname, which Kubernetes sets to it).
+    pub name: Option<String>,
+    /// Pod namespace (`POD_NAMESPACE`).
+    pub namespace: Option<String>,
+    /// Pod IP (`POD_IP`).
+    pub ip: Option<String>,
+    /// Node name (`NODE_NAME`).
+    pub node: Option<String>,
+}
+
+/// Validated configuration the agent runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Collectors, in the order given.
+    pub collectors: Vec<CollectorSpec>,
+    /// Capture interface; `None`: find the default-route interface.
+    pub interface: Option<String>,
+    /// The user's filter (without the self-exclusion), `None` for everything.
+    pub filter: Option<String>,
+    /// Bytes kept of each sent frame.
+    pub snaplen: Option<usize>,
+    /// The GRE key.
+    pub key: KeyChoice,
+    /// Packets per second cap.
+    pub max_pps: Option<u64>,
+    /// Bytes per second cap (from `--max-mbps`).
+    pub max_bytes_per_sec: Option<f64>,
+    /// Metrics endpoint address.
+    pub metrics_addr: SocketAddr,
+    /// Oversize frame handling.
+    pub oversize: OversizeMode,
+    /// GRE header layout.
+    pub profile: GreProfile,
+    /// DNS re-resolution period.
+    pub resolve_interval: Duration,
+    /// Downward API facts.
+    pub pod: PodInfo,
+}
+
+/// Treats an empty value (an env var set to "") like an absent one.
+fn non_empty(s: Option<String>) -> Option<String> {
+    s.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
+}
+
+impl Config {
+    /// Validates `args`; `hostname` stands in for the pod name when `POD_NAME` is unset.
+    pub fn from_args(args: Args, hostname: Option<String>) -> Result<Config> {
+        let mut collectors = Vec::new();
+        for c in args.collectors.iter().filter(|c| !c.trim().is_empty()) {
+            let spec: CollectorSpec = c.parse()?;
+            if !collectors.contains(&spec) {
+                collectors.push(spec);
+            }
+        }
+        if collectors.is_empty() {
+            return Err(Error::Config(
+                "no collector: set --collector HOST or BPC_COLLECTOR (IP address or DNS name of the GRE \
+                 receiver; comma-separated, up to 4)"
+                    .into(),
+            ));
+        }
+        if collectors.len() > MAX_COLLECTORS {
+            return Err(Error::Config(format!(
+                "{} collectors given, at most {MAX_COLLECTORS} are supported (--collector / BPC_COLLECTOR)",
+                collectors.len()
+            )));
+        }
+        let snaplen = match args.snaplen {
+            Some(0) | None => None,
+            Some(n) if n < 14 => {
+                return Err(Error::Config(format!(
+                    "--snaplen (BPC_SNAPLEN) {n} is below the 14-byte Ethernet header"
+                )));
+            }
+            Some(n) => Some(n.min(CAPTURE_SNAPLEN)),
+        };
+        let max_bytes_per_sec = match args.max_mbps {
+            Some(m) if !m.is_finite() || m < 0.0 => {
+                return Err(Error::Config(format!(
+                    "--max-mbps (BPC_MAX_MBPS) {m} must be a positive number"
+                )));
+            }
+            Some(m) if m > 0.0 => Some(m * 1e6 / 8.0),
+            _ => None,
+        };
+        let metrics_addr = parse_metrics_addr(&args.metrics_addr)?;
+        if args.resolve_interval.is_zero() {
+            return Err(Error::Config("--resolve-interval (BPC_RESOLVE_INTERVAL) must be above 0".into()));
+        }
+        let pod = PodInfo {
+            name: non_empty(args.pod_name).or(non_empty(hostname.clone())),
+            namespace: non_empty(args.pod_namespace),
+            ip: non_empty(args.pod_ip),
+            node: non_empty(args.node_name),
+        };
+        let key =
+            choose_key(&args.key, non_empty(args.workload).as_deref(), &pod, hostname, args.gre_profile)?;
+        Ok(Config {
+            collectors,
+            interface: non_empty(args.interface),
+            filter: non_empty(args.filter),
+            snaplen,
+            key,
+            max_pps: args.max_pps.filter(|&p| p > 0),
+            max_bytes_per_sec,
+            metrics_addr,
+            oversize: args.oversize,
+            profile: args.gre_profile,
+            resolve_interval: args.resolve_interval,
+            pod,
+        })
+    }
+}
+
+/// Parses `--metrics-addr`: `host:port`, `[v6]:port` or `:port` (all addresses).
+pub fn parse_metrics_addr(s: &str) -> Result<SocketAddr> {
+    let s = s.trim();
+    let full = if s.starts_with(':') { format!("0.0.0.0{s}") } else { s.to_owned() };
+    full.parse().map_err(|_| {
+        Error::Config(format!(
+            "--metrics-addr (BPC_METRICS_ADDR) {s:?} is not ADDRESS:PORT (e.g. 0.0.0.0:9469)"
+        ))
+    })
+}
+
+/// Parses a duration: a number with unit `ms`, `s`, `m` or `h`; a bare number is seconds.
+pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let value: f64 = number.parse().map_err(|_| format!("{s:?} is not a duration like 30s, 500ms or 2m"))?;
+    let seconds = match unit.trim() {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        other => return Err(format!("unknown unit {other:?} in {s:?}: use ms, s, m or h")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{s:?}: {e}"))
+}
+
+/// Decides the GRE key (`--key`), in the order the spec gives: an explicit
+/// number, else `BPC_WORKLOAD`, else the pod's namespace and name, else the hostname.
+pub fn choose_key(
+    key: &str,
+    workload: Option<&str>,
+    pod: &PodInfo,
+    hostname: Option<String>,
+    profile: GreProfile,
+) -> Result<KeyChoice> {
+    let key = key.trim();
+    let workload_key = match workload {
+        Some(w) => Some(WorkloadKey::from_workload_path(w).map(|k| (k, w.to_owned())).ok_or_else(|| {
+            Error::Config(format!(
+                "BPC_WORKLOAD (--workload) {w:?} is not \"namespace/kind/name\" (e.g. shop/deployment/checkout)"
+            ))
+        })?),
+        None => None,
+    };
+    let mut choice = if key.is_empty() || key.eq_ignore_ascii_case("auto") {
+        if let Some((k, w)) = workload_key {
+            KeyChoice { key: k.get(), source: format!("from workload {w} (BPC_WORKLOAD)"), workload: Some(w) }
+        } else if let (Some(ns), Some(name)) = (&pod.namespace, &pod.name) {
+            let (kind, workload) = WorkloadKey::guess_workload_of_pod(name);
+            let path = format!("{ns}/{kind}/{workload}");
+            KeyChoice {
+                key: WorkloadKey::from_workload(ns, kind, workload).get(),
+                source: format!(
+                    "from workload {path}, guessed from pod {ns}/{name} (set BPC_WORKLOAD to be sure)"
+                ),
+                workload: Some(path),
+            }
+        } else {
+            let host = hostname.unwrap_or_else(|| "localhost".to_owned());
+            KeyChoice {
+                key: WorkloadKey::from_workload("", "host", &host).get(),
+                source: format!("from hostname {host:?} (no BPC_WORKLOAD, no POD_NAMESPACE)"),
+                workload: None,
+            }
+        }
+    } else {
+        let k: WorkloadKey = key.parse().map_err(|_| {
+            Error::Config(format!(
+                "--key (BPC_KEY) {key:?} is neither \"auto\" nor a number (decimal or 0x-hex, below 2^32)"
+            ))
+        })?;
+        if profile == GreProfile::Netis && k.get() > NetisKey::MAX_KEYBIT {
+            return Err(Error::Config(format!(
+                "--key (BPC_KEY) {key} does not fit the netis profile's 28-bit keybit (at most {:#x}): \
+                 the top 4 bits carry the direction",
+                NetisKey::MAX_KEYBIT
+            )));
+        }
+        KeyChoice {
+            key: k.get(),
+            source: "from --key (BPC_KEY)".to_owned(),
+            workload: workload_key.map(|(_, w)| w),
+        }
+    };
+    if profile == GreProfile::Netis && choice.key > NetisKey::MAX_KEYBIT {
+        choice.key &= NetisKey::MAX_KEYBIT;
+        choice.source.push_str(", low 28 bits as netis keybit");
+    }
+    Ok(choice)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> std::result::Result<Args, clap::Error> {
+        Args::try_parse_from(std::iter::once("bpc-agent").chain(args.iter().copied()))
+    }
+
+    fn config(args: &[&str]) -> Result<Config> {
+        Config::from_args(parse(args).expect("clap accepts"), Some("host-1".into()))
+    }
+
+    #[test]
+    fn collectors_split_on_commas_and_repeat_and_ipv6_brackets_are_removed() {
+        let c = config(&["--collector", "198.18.0.2,col.mon.svc", "--collector", "[2001:db8::1]"]).unwrap();
+        let hosts: Vec<_> = c.collectors.iter().map(|c| c.host.as_str()).collect();
+        assert_eq!(hosts, ["198.18.0.2", "col.mon.svc", "2001:db8::1"]);
+        assert_eq!(c.collectors[0].literal, Some("198.18.0.2".parse().unwrap()));
+        assert_eq!(c.collectors[1].literal, None);
+        assert!(c.collectors[2].literal.is_some());
+    }
+
+    #[test]
+    fn more_than_four_collectors_or_none_is_a_configuration_error() {
+        let e =
+            config(&["--collector", "198.18.0.1,198.18.0.2,198.18.0.3,198.18.0.4,198.18.0.5"]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("at most 4"), "{e}");
+        let e = config(&[]).unwrap_err();
+        assert!(e.to_string().contains("BPC_COLLECTOR"), "{e}");
+    }
+
+    #[test]
+    fn collector_with_a_port_is_rejected_with_a_reason() {
+        let e = config(&["--collector", "col.svc:4789"]).unwrap_err();
+        assert!(e.to_string().contains("GRE has no port"), "{e}");
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let c = config(&["--collector", "198.18.0.2"]).unwrap();
+        assert_eq!(c.metrics_addr, "0.0.0.0:9469".parse().unwrap());
+        assert_eq!(c.oversize, OversizeMode::Segment);
+        assert_eq!(c.profile, GreProfile::Standard);
+        assert_eq!(c.resolve_interval, Duration::from_secs(30));
+        assert_eq!(
+            (c.snaplen, c.max_pps, c.max_bytes_per_sec, c.filter.as_deref()),
+            (None, None, None, None)
+        );
+    }
+
+    #[test]
+    fn flags_parse_units_and_convert_mbps_to_bytes() {
+        let c = config(&[
+            "--collector=198.18.0.2",
+            "--max-mbps=8",
+            "--max-pps=100",
+            "--snaplen=128",
+            "--resolve-interval=500ms",
+            "--metrics-addr=:9999",
+            "--oversize=truncate",
+            "--gre-profile=netis",
+            "--key=0x10",
+        ])
+        .unwrap();
+        assert_eq!(c.max_bytes_per_sec, Some(1_000_000.0));
+        assert_eq!(c.max_pps, Some(100));
+        assert_eq!(c.snaplen, Some(128));
+        assert_eq!(c.resolve_interval, Duration::from_millis(500));
+        assert_eq!(c.metrics_addr, "0.0.0.0:9999".parse().unwrap());
+        assert_eq!(c.oversize, OversizeMode::Truncate);
+        assert_eq!(c.profile, GreProfile::Netis);
+        assert_eq!(c.key.key, 0x10);
+    }
+
+    #[test]
+    fn unknown_oversize_and_profile_values_are_rejected_by_the_parser() {
+        assert!(parse(&["--collector=198.18.0.2", "--oversize=drop"]).is_err());
+        let e = parse(&["--collector=198.18.0.2", "--gre-profile=erspan"]).unwrap_err();
+        assert!(e.to_string().contains("netis"), "{e}");
+        // clap exits 2 for usage errors, as the contract wants for configuration errors.
+        assert_eq!(e.exit_code(), 2);
+    }
+
+    #[test]
+    fn durations_accept_ms_s_m_h_and_bare_seconds() {
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+        assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5d").is_err());
+    }
+
+    #[test]
+    fn bad_metrics_addr_is_a_configuration_error() {
+        let e = config(&["--collector=198.18.0.2", "--metrics-addr=localhost"]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+    }
+
+    #[test]
+    fn auto_key_prefers_bpc_workload() {
+        let pod = PodInfo {
+            name: Some("web-7d4b9c8f5-x2k9p".into()),
+            namespace: Some("shop".into()),
+            ..Default::default()
+        };
+        let k = choose_key("auto", Some("shop/deploy/checkout"), &pod, None, GreProfile::Standard).unwrap();
+        assert_eq!(k.key, WorkloadKey::from_workload("shop", "deployment", "checkout").get());
+        assert_eq!(k.workload.as_deref(), Some("shop/deploy/checkout"));
+    }
+
+    #[test]
+    fn auto_key_falls_back_to_the_workload_guessed_from_the_pod_name() {
+        let pod = PodInfo {
+            name: Some("web-7d4b9c8f5-x2k9p".into()),
+            namespace: Some("shop".into()),
+            ..Default::default()
+        };
+        let k = choose_key("auto", None, &pod, None, GreProfile::Standard).unwrap();
+        assert_eq!(k.key, WorkloadKey::from_workload("shop", "deployment", "web").get());
+        assert_eq!(k.workload.as_deref(), Some("shop/deployment/web"));
+        assert!(k.source.contains("guessed"), "{}", k.source);
+    }
+
+    #[test]
+    fn auto_key_without_namespace_comes_from_the_hostname_and_has_no_workload() {
+        let k =
+            choose_key("auto", None, &PodInfo::default(), Some("box".into()), GreProfile::Standard).unwrap();
+        assert_eq!(k.key, WorkloadKey::from_workload("", "host", "box").get());
+        assert_eq!(k.workload, None);
+        assert!(k.source.contains("hostname"));
+    }
+
+    #[test]
+    fn malformed_bpc_workload_is_a_configuration_error() {
+        let e = choose_key("auto", Some("shop/checkout"), &PodInfo::default(), None, GreProfile::Standard);
+        assert!(e.unwrap_err().to_string().contains("namespace/kind/name"));
+    }
+
+    #[test]
+    fn explicit_keys_parse_decimal_and_hex_and_reject_garbage() {
+        let p = PodInfo::default();
+        assert_eq!(choose_key("4660", None, &p, None, GreProfile::Standard).unwrap().key, 0x1234);
+        assert_eq!(choose_key("0xdeadbeef", None, &p, None, GreProfile::Standard).unwrap().key, 0xdead_beef);
+        assert!(choose_key("key-1", None, &p, None, GreProfile::Standard).is_err());
+    }
+
+    #[test]
+    fn netis_rejects_an_explicit_key_above_28_bits_and_masks_an_auto_key() {
+        let p = PodInfo::default();
+        let e = choose_key("0x10000000", None, &p, None, GreProfile::Netis).unwrap_err();
+        assert!(e.to_string().contains("28-bit"), "{e}");
+        assert_eq!(choose_key("0x0fffffff", None, &p, None, GreProfile::Netis).unwrap().key, 0x0fff_ffff);
+        let auto = choose_key("auto", Some("a/deployment/b"), &p, None, GreProfile::Netis).unwrap();
+        assert_eq!(auto.key, WorkloadKey::from_workload("a", "deployment", "b").get() & NetisKey::MAX_KEYBIT);
+    }
+
+    #[test]
+    fn empty_environment_style_values_count_as_unset() {
+        let c = config(&["--collector=198.18.0.2", "--filter=", "--interface= "]).unwrap();
+        assert_eq!((c.filter, c.interface), (None, None));
+    }
+}

@@ -1,0 +1,369 @@
+//! Sending GRE packets to the collectors: raw IPPROTO_GRE sockets (the kernel
+//! adds the outer IP header) and `sendmmsg` batches whose messages are iovec
+//! lists `[GRE header, frame]` pointing at the capture ring, so frames are not
+//! copied and nothing is allocated per packet.
+
+use std::io;
+use std::mem::size_of;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use bpc_wire::{Direction, GreProfile};
+
+use crate::error::{Error, Result};
+use crate::stats::{SendErrorKind, Stats};
+
+/// Messages per `sendmmsg` call.
+pub const BATCH: usize = 64;
+/// Room for frames the agent builds itself (segments, re-tagged frames):
+/// enough for a batch of full-size segments before a flush is forced.
+const ARENA_SIZE: usize = 256 * 1024;
+/// Largest IPv4 packet: a GRE packet (and frame) must fit it even when fragmented.
+pub const MAX_IP_PACKET: usize = 65_535;
+
+/// A collector address the batch goes to.
+#[derive(Clone, Copy)]
+struct Destination {
+    /// Index into [`Stats::collectors`].
+    collector: usize,
+    addr: libc::sockaddr_storage,
+    addr_len: libc::socklen_t,
+    v6: bool,
+}
+
+/// Where a message's frame bytes are.
+#[derive(Clone, Copy)]
+struct Slot {
+    header: [u8; bpc_wire::gre::MAX_HEADER_LEN],
+    header_len: usize,
+    /// First part of the frame (all of it unless a VLAN tag is put back).
+    frame: *const u8,
+    frame_len: usize,
+    /// A VLAN tag inserted after the first 12 frame bytes.
+    tag: Option<[u8; 4]>,
+}
+
+/// Builds GRE packets in batches and sends each batch to every collector.
+pub struct Sender {
+    v4: Option<OwnedFd>,
+    v6: Option<OwnedFd>,
+    profile: GreProfile,
+    key: u32,
+    own_mac: [u8; 6],
+    sequence: u32,
+    slots: Vec<Slot>,
+    used: usize,
+    iovecs: Vec<[libc::iovec; 4]>,
+    msgs: Vec<libc::mmsghdr>,
+    arena: Vec<u8>,
+    arena_used: usize,
+    destinations: Vec<Destination>,
+}
+
+// SAFETY: the raw pointers in `slots` point into the arena or the capture ring
+// and are only used by the thread that owns the Sender.
+unsafe impl Send for Sender {}
+
+fn set_int(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
+    // SAFETY: setsockopt with a c_int value.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&raw const value).cast(),
+            size_of::<libc::c_int>() as u32,
+        )
+    };
+    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+/// Opens a raw GRE socket for one address family: non-blocking (a full queue
+/// drops, it never blocks capture), DF clear (oversize packets are
+/// fragmented rather than refused), and a filter that drops everything it
+/// would otherwise receive (all GRE arriving in the pod).
+fn open_raw(family: libc::c_int) -> Result<OwnedFd> {
+    // SAFETY: plain socket(2).
+    let raw = unsafe {
+        libc::socket(
+            family,
+            libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            libc::c_int::from(bpc_wire::IPPROTO_GRE),
+        )
+    };
+    if raw < 0 {
+        return Err(Error::last_os("open the raw GRE socket"));
+    }
+    // SAFETY: fresh descriptor we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let drop_all = [libc::sock_filter { code: 0x06, jt: 0, jf: 0, k: 0 }];
+    crate::capture::attach_filter(&fd, &drop_all)?;
+    let pmtu = if family == libc::AF_INET {
+        set_int(&fd, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_DONT)
+    } else {
+        set_int(&fd, libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER, libc::IPV6_PMTUDISC_DONT)
+    };
+    pmtu.map_err(|e| Error::os("clear DF on the GRE socket", e))?;
+    // Absorbs bursts; the kernel caps it at net.core.wmem_max.
+    let _ = set_int(&fd, libc::SOL_SOCKET, libc::SO_SNDBUF, 4 << 20);
+    Ok(fd)
+}
+
+fn sockaddr(ip: IpAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: sockaddr_storage is plain data; zero is valid.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match SocketAddr::new(ip, 0) {
+        SocketAddr::V4(a) => {
+            // SAFETY: sockaddr_storage is large and aligned enough for sockaddr_in.
+            let sin = unsafe { &mut *(&raw mut storage).cast::<libc::sockaddr_in>() };
+            sin.sin_family = libc::AF_INET as u16;
+            sin.sin_addr.s_addr = u32::from_ne_bytes(a.ip().octets());
+            size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(a) => {
+            // SAFETY: as above, for sockaddr_in6.
+            let sin6 = unsafe { &mut *(&raw mut storage).cast::<libc::sockaddr_in6>() };
+            sin6.sin6_family = libc::AF_INET6 as u16;
+            sin6.sin6_addr.s6_addr = a.ip().octets();
+            size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (storage, len as libc::socklen_t)
+}
+
+impl Sender {
+    /// Opens the raw sockets. IPv4 is required (it is also the capability
+    /// check); IPv6 is optional, for clusters with IPv6 disabled.
+    pub fn new(profile: GreProfile, key: u32, own_mac: [u8; 6]) -> Result<Sender> {
+        let v4 = open_raw(libc::AF_INET)?;
+        let v6 = open_raw(libc::AF_INET6).ok();
+        let empty_slot = Slot {
+            header: [0; bpc_wire::gre::MAX_HEADER_LEN],
+            header_len: 0,
+            frame: std::ptr::null(),
+            frame_len: 0,
+            tag: None,
+        };
+        let empty_iov = libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 };
+        Ok(Sender {
+            v4: Some(v4),
+            v6,
+            profile,
+            key,
+            own_mac,
+            sequence: 0,
+            slots: vec![empty_slot; BATCH],
+            used: 0,
+            iovecs: vec![[empty_iov; 4]; BATCH],
+            // SAFETY: mmsghdr is plain data; zero is valid (filled before each send).
+            msgs: vec![unsafe { std::mem::zeroed() }; BATCH],
+            arena: vec![0; ARENA_SIZE],
+            arena_used: 0,
+            destinations: Vec::new(),
+        })
+    }
+
+    /// Sets where batches go: `(collector index, address)` for every resolved collector.
+    pub fn set_destinations(&mut self, resolved: &[(usize, IpAddr)]) {
+        self.destinations = resolved
+            .iter()
+            .map(|&(collector, ip)| {
+                let (addr, addr_len) = sockaddr(ip);
+                Destination { collector, addr, addr_len, v6: ip.is_ipv6() }
+            })
+            .collect();
+    }
+
+    /// The GRE header length of the profile.
+    pub fn header_len(&self) -> usize {
+        self.profile.header_len()
+    }
+
+    /// The next sequence number (= GRE packets built so far, modulo 2^32).
+    pub fn sequence(&self) -> u32 {
+        self.sequence
+    }
+
+    fn push_slot(&mut self, frame: *const u8, frame_len: usize, tag: Option<[u8; 4]>, first: &[u8]) {
+        let slot = &mut self.slots[self.used];
+        let direction = if self.profile == GreProfile::Netis {
+            Direction::of_frame(first, &self.own_mac)
+        } else {
+            Direction::Unknown
+        };
+        slot.header_len = self
+            .profile
+            .write_header(&mut slot.header, self.key, self.sequence, direction)
+            .expect("GRE header fits MAX_HEADER_LEN");
+        slot.frame = frame;
+        slot.frame_len = frame_len;
+        slot.tag = tag;
+        self.sequence = self.sequence.wrapping_add(1);
+        self.used += 1;
+    }
+
+    /// Queues a frame without copying it; `tag` (if any) is put back after
+    /// the MAC addresses. Flushes first if the batch is full.
+    ///
+    /// # Safety
+    /// `frame` must stay valid and unchanged until the next [`Sender::flush`]
+    /// (or a push that flushes): the capture loop gives its ring block back
+    /// only after flushing.
+    pub unsafe fn push_borrowed(&mut self, frame: &[u8], tag: Option<[u8; 4]>, stats: &Stats) {
+        if self.used == BATCH {
+            self.flush(stats);
+        }
+        self.push_slot(frame.as_ptr(), frame.len(), tag.filter(|_| frame.len() >= 12), frame);
+    }
+
+    /// Queues a copy of `frame` (for frames built in a temporary buffer).
+    /// Flushes first if the batch or the copy arena is full.
+    pub fn push_copied(&mut self, frame: &[u8], stats: &Stats) {
+        let frame = &frame[..frame.len().min(ARENA_SIZE)];
+        if self.used == BATCH || self.arena_used + frame.len() > ARENA_SIZE {
+            self.flush(stats);
+        }
+        let start = self.arena_used;
+        self.arena[start..start + frame.len()].copy_from_slice(frame);
+        self.arena_used += frame.len();
+        let ptr = self.arena[start..].as_ptr();
+        self.push_slot(ptr, frame.len(), None, frame);
+    }
+
+    /// Frames queued and not yet sent.
+    pub fn pending(&self) -> usize {
+        self.used
+    }
+
+    /// Sends every queued frame to every destination and records the outcome.
+    /// Never blocks: a full queue or an unreachable collector is counted and
+    /// the frames are dropped for that collector.
+    pub fn flush(&mut self, stats: &Stats) {
+        let n = self.used;
+        if n == 0 {
+            return;
+        }
+        for i in 0..n {
+            let slot = &self.slots[i];
+            let iov = &mut self.iovecs[i];
+            iov[0] = libc::iovec { iov_base: slot.header.as_ptr() as *mut _, iov_len: slot.header_len };
+            match &slot.tag {
+                None => iov[1] = libc::iovec { iov_base: slot.frame as *mut _, iov_len: slot.frame_len },
+                Some(tag) => {
+                    iov[1] = libc::iovec { iov_base: slot.frame as *mut _, iov_len: 12 };
+                    iov[2] = libc::iovec { iov_base: tag.as_ptr() as *mut _, iov_len: 4 };
+                    // SAFETY: frame_len >= 12 (checked at push).
+                    iov[3] = libc::iovec {
+                        iov_base: unsafe { slot.frame.add(12) } as *mut _,
+                        iov_len: slot.frame_len - 12,
+                    };
+                }
+            }
+        }
+        let now = Instant::now();
+        for d in 0..self.destinations.len() {
+            let dest = self.destinations[d];
+            let fd = if dest.v6 { self.v6.as_ref() } else { self.v4.as_ref() };
+            let cs = &stats.collectors[dest.collector];
+            let Some(fd) = fd else {
+                cs.errors(SendErrorKind::Other).fetch_add(n as u64, Ordering::Relaxed);
+                cs.last_error.set(stats.started, now);
+                continue;
+            };
+            for i in 0..n {
+                let m = &mut self.msgs[i];
+                m.msg_hdr.msg_name = (&raw const dest.addr) as *mut _;
+                m.msg_hdr.msg_namelen = dest.addr_len;
+                m.msg_hdr.msg_iov = self.iovecs[i].as_mut_ptr();
+                m.msg_hdr.msg_iovlen = if self.slots[i].tag.is_some() { 4 } else { 2 };
+                m.msg_hdr.msg_control = std::ptr::null_mut();
+                m.msg_hdr.msg_controllen = 0;
+                m.msg_hdr.msg_flags = 0;
+                m.msg_len = 0;
+            }
+            let (mut sent, mut bytes, mut off) = (0u64, 0u64, 0usize);
+            while off < n {
+                // SAFETY: msgs[off..n] are filled above with pointers into self.slots,
+                // self.iovecs, dest and frames the caller keeps valid until now.
+                let rc = unsafe {
+                    libc::sendmmsg(
+                        fd.as_raw_fd(),
+                        self.msgs[off..].as_mut_ptr(),
+                        (n - off) as u32,
+                        libc::MSG_DONTWAIT,
+                    )
+                };
+                if rc > 0 {
+                    let rc = rc as usize;
+                    sent += rc as u64;
+                    bytes += self.msgs[off..off + rc].iter().map(|m| u64::from(m.msg_len)).sum::<u64>();
+                    off += rc;
+                    continue;
+                }
+                let errno = io::Error::last_os_error().raw_os_error().unwrap_or(0);
+                if errno == libc::EINTR {
+                    continue;
+                }
+                let kind = SendErrorKind::of_errno(errno);
+                if kind == SendErrorKind::Other {
+                    // One bad message (e.g. EMSGSIZE): skip it, send the rest.
+                    cs.errors(kind).fetch_add(1, Ordering::Relaxed);
+                    off += 1;
+                } else {
+                    // The rest would fail the same way: count them without trying.
+                    cs.errors(kind).fetch_add((n - off) as u64, Ordering::Relaxed);
+                    off = n;
+                }
+                cs.last_error.set(stats.started, now);
+            }
+            if sent > 0 {
+                cs.sent_packets.fetch_add(sent, Ordering::Relaxed);
+                cs.sent_bytes.fetch_add(bytes, Ordering::Relaxed);
+                cs.last_send.set(stats.started, now);
+            }
+        }
+        self.used = 0;
+        self.arena_used = 0;
+    }
+}
+
+/// The MTU of the route to `ip` (what the outer GRE packet must fit), from a
+/// connected UDP socket; `None` when there is no route.
+pub fn path_mtu(ip: IpAddr) -> Option<u32> {
+    let socket = std::net::UdpSocket::bind(if ip.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }).ok()?;
+    socket.connect(SocketAddr::new(ip, 9)).ok()?;
+    let (level, name) =
+        if ip.is_ipv4() { (libc::IPPROTO_IP, libc::IP_MTU) } else { (libc::IPPROTO_IPV6, libc::IPV6_MTU) };
+    let mut mtu: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt into a c_int.
+    let rc = unsafe { libc::getsockopt(socket.as_raw_fd(), level, name, (&raw mut mtu).cast(), &mut len) };
+    (rc == 0 && mtu > 0).then_some(mtu as u32)
+}
+
+/// Largest inner frame that fits one GRE packet on a path of `mtu` bytes.
+pub fn max_frame_for(mtu: u32, ipv6: bool, gre_header_len: usize) -> usize {
+    let outer = if ipv6 { 40 } else { 20 } + gre_header_len;
+    (mtu as usize).saturating_sub(outer).max(64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_frame_leaves_room_for_outer_ip_and_gre() {
+        assert_eq!(max_frame_for(1500, false, 12), 1468);
+        assert_eq!(max_frame_for(1500, true, 12), 1448);
+        assert_eq!(max_frame_for(1500, false, 8), 1472);
+        assert_eq!(max_frame_for(1450, false, 12), 1418);
+    }
+
+    #[test]
+    fn loopback_path_mtu_is_known() {
+        let mtu = path_mtu("127.0.0.1".parse().unwrap());
+        assert!(mtu.is_some_and(|m| m >= 65_000), "{mtu:?}");
+    }
+}
