@@ -1,0 +1,505 @@
+//! Network-namespace plumbing for the agent's integration tests.
+//!
+//! A "pod" is a network namespace; the agent runs inside it with
+//! `ip netns exec`. Every namespace, process and temporary file is owned by a
+//! guard that removes it on drop, so a failing test leaves nothing behind.
+//! Names carry a per-test tag and the test process id; addresses are in
+//! 198.18.0.0/15 and only exist inside these namespaces.
+
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bpc_wire::GrePacket;
+
+/// The agent binary under test.
+pub const AGENT: &str = env!("CARGO_BIN_EXE_bpc-agent");
+
+/// Runs a command and panics with its stderr if it fails.
+pub fn sh(args: &[&str]) {
+    let out = Command::new(args[0]).args(&args[1..]).output().expect("run command");
+    assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Reads a file, empty if missing.
+pub fn read_to_string(path: &Path) -> String {
+    let mut s = String::new();
+    if let Ok(mut f) = File::open(path) {
+        let _ = f.read_to_string(&mut s);
+    }
+    s
+}
+
+/// Polls `done` every 20 ms until it holds; panics after `timeout`.
+pub fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A network namespace deleted on drop (its veth ends go with it).
+pub struct Netns {
+    /// The namespace name.
+    pub name: String,
+}
+
+impl Netns {
+    /// Creates `bpc-<role>-<tag><pid>` with loopback up.
+    pub fn new(role: &str, tag: &str) -> Netns {
+        let name = format!("bpc-{role}-{tag}{}", std::process::id());
+        let _ = Command::new("ip").args(["netns", "del", &name]).output();
+        sh(&["ip", "netns", "add", &name]);
+        let ns = Netns { name };
+        ns.exec(&["ip", "link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// Runs a command inside the namespace, panicking on failure.
+    pub fn exec(&self, args: &[&str]) {
+        let mut full = vec!["ip", "netns", "exec", &self.name];
+        full.extend_from_slice(args);
+        sh(&full);
+    }
+
+    /// A command to run inside the namespace.
+    pub fn command(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name, program]);
+        c
+    }
+
+    /// Moves the calling thread into this namespace (for sockets opened by the test itself).
+    pub fn enter(&self) {
+        enter(&self.name);
+    }
+
+    /// The MAC address of `iface` in this namespace.
+    pub fn mac(&self, iface: &str) -> [u8; 6] {
+        let out = self.command("cat").arg(format!("/sys/class/net/{iface}/address")).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut mac = [0u8; 6];
+        for (b, part) in mac.iter_mut().zip(text.trim().split(':')) {
+            *b = u8::from_str_radix(part, 16).unwrap();
+        }
+        mac
+    }
+
+    /// HTTP GET on the agent's metrics endpoint in this namespace: (status code, body).
+    pub fn http_get(&self, port: u16, path: &str) -> (u16, String) {
+        let out = self
+            .command("curl")
+            .args(["-s", "-m", "2", "-w", "\n%{http_code}", &format!("http://127.0.0.1:{port}{path}")])
+            .output()
+            .expect("curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (code.trim().parse().unwrap_or(0), body.to_owned())
+    }
+
+    /// The agent's `/stats` as JSON.
+    pub fn stats(&self, port: u16) -> serde_json::Value {
+        let (code, body) = self.http_get(port, "/stats");
+        assert_eq!(code, 200, "GET /stats: {body}");
+        serde_json::from_str(&body).expect("/stats is JSON")
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+        let _ = std::fs::remove_dir_all(format!("/etc/netns/{}", self.name));
+    }
+}
+
+/// Moves the calling thread into the named network namespace.
+pub fn enter(name: &str) {
+    let ns = File::open(format!("/var/run/netns/{name}")).expect("open netns");
+    // SAFETY: setns(2) moves only the calling thread.
+    let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+    assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+}
+
+/// Connects `a` (in `ans`, address `aip/24`) and `b` (in `bns`, `bip/24`) with a veth pair.
+pub fn veth(a: &str, ans: &Netns, aip: &str, b: &str, bns: &Netns, bip: &str) {
+    assert!(a.len() <= 15 && b.len() <= 15, "interface names too long: {a} {b}");
+    sh(&["ip", "link", "add", a, "type", "veth", "peer", "name", b]);
+    sh(&["ip", "link", "set", a, "netns", &ans.name]);
+    sh(&["ip", "link", "set", b, "netns", &bns.name]);
+    ans.exec(&["ip", "addr", "add", &format!("{aip}/24"), "dev", a]);
+    bns.exec(&["ip", "addr", "add", &format!("{bip}/24"), "dev", b]);
+    ans.exec(&["ip", "link", "set", a, "up"]);
+    bns.exec(&["ip", "link", "set", b, "up"]);
+}
+
+/// A pod with a client on one side and a collector on the other:
+///
+/// ```text
+///  client 198.18.1.2 ==veth== 198.18.1.1 pod 198.18.2.1 ==veth== 198.18.2.2 collector
+/// ```
+pub struct Topology {
+    /// The pod (agent, server, tcpdump).
+    pub pod: Netns,
+    /// Makes requests to the pod.
+    pub client: Netns,
+    /// Receives the GRE stream.
+    pub collector: Netns,
+    /// Pod interface towards the client (the one captured).
+    pub pod_if: String,
+    /// Client's interface.
+    pub client_if: String,
+    /// Pod interface towards the collector.
+    pub pod_col_if: String,
+    /// Collector's interface.
+    pub col_if: String,
+}
+
+/// Pod address on the client side.
+pub const POD_IP: &str = "198.18.1.1";
+/// Client address.
+pub const CLIENT_IP: &str = "198.18.1.2";
+/// Pod address on the collector side.
+pub const POD_COL_IP: &str = "198.18.2.1";
+/// Collector address.
+pub const COLLECTOR_IP: &str = "198.18.2.2";
+
+impl Topology {
+    /// Builds the three namespaces; `tag` keeps names unique per test (≤ 4 chars).
+    pub fn new(tag: &str) -> Topology {
+        let pod = Netns::new("pod", tag);
+        let client = Netns::new("cli", tag);
+        let collector = Netns::new("col", tag);
+        let id = format!("{tag}{}", std::process::id());
+        let t = Topology {
+            pod_if: format!("p{id}a"),
+            client_if: format!("p{id}b"),
+            pod_col_if: format!("p{id}c"),
+            col_if: format!("p{id}d"),
+            pod,
+            client,
+            collector,
+        };
+        veth(&t.pod_if, &t.pod, POD_IP, &t.client_if, &t.client, CLIENT_IP);
+        veth(&t.pod_col_if, &t.pod, POD_COL_IP, &t.col_if, &t.collector, COLLECTOR_IP);
+        t
+    }
+
+    /// Gives the pod a default route through the client side, as a pod's eth0.
+    pub fn default_route_via_client(&self) {
+        self.pod.exec(&["ip", "route", "add", "default", "via", CLIENT_IP, "dev", &self.pod_if]);
+    }
+}
+
+/// A child process killed (SIGKILL) on drop, even when the test panics.
+pub struct Proc {
+    /// The child.
+    pub child: Child,
+    /// Where its stderr goes.
+    pub stderr_path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Proc {
+    /// Spawns `cmd` with stdout discarded and stderr to a temporary file.
+    pub fn spawn(mut cmd: Command) -> Proc {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let stderr_path = dir.path().join("stderr");
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(&stderr_path).expect("stderr file"))
+            .spawn()
+            .expect("spawn");
+        Proc { child, stderr_path, _dir: dir }
+    }
+
+    /// What the process wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        read_to_string(&self.stderr_path)
+    }
+
+    /// Sends a signal.
+    pub fn signal(&self, sig: libc::c_int) {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
+    }
+
+    /// Waits up to `timeout` for the exit.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Panics with its stderr if the process has exited.
+    pub fn assert_running(&mut self) {
+        if let Some(status) = self.child.try_wait().expect("try_wait") {
+            panic!("process exited with {status}: {}", self.stderr());
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The agent running in a pod namespace.
+pub struct Agent {
+    /// The process.
+    pub proc: Proc,
+    /// Its metrics port (on 127.0.0.1 in the pod namespace).
+    pub port: u16,
+}
+
+impl Agent {
+    /// Starts `bpc-agent <args>` in `pod` with metrics on 127.0.0.1:9469 and
+    /// waits until /healthz answers (the capture ring is bound by then).
+    pub fn start(pod: &Netns, args: &[&str], env: &[(&str, &str)]) -> Agent {
+        let mut cmd = pod.command(AGENT);
+        cmd.args(args).args(["--metrics-addr", "127.0.0.1:9469"]).env("RUST_LOG", "info");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Agent::wait_ready(Proc::spawn(cmd), pod, 9469)
+    }
+
+    /// Waits for `proc` (an agent with metrics on `port`) to serve /healthz.
+    pub fn wait_ready(mut proc: Proc, pod: &Netns, port: u16) -> Agent {
+        wait_for("the agent's /healthz", Duration::from_secs(10), || {
+            proc.assert_running();
+            let (code, _) = pod.http_get(port, "/healthz");
+            code == 200 || code == 503
+        });
+        Agent { proc, port }
+    }
+
+    /// SIGTERM, then asserts a clean exit (0) within one second.
+    pub fn stop(mut self) -> String {
+        let sent = Instant::now();
+        self.proc.signal(libc::SIGTERM);
+        let status = self.proc.wait_timeout(Duration::from_secs(3));
+        let took = sent.elapsed();
+        let stderr = self.proc.stderr();
+        assert!(
+            status.is_some_and(|s| s.code() == Some(0)),
+            "agent did not exit 0 on SIGTERM ({status:?}): {stderr}"
+        );
+        assert!(took < Duration::from_secs(1), "agent took {took:?} to stop");
+        stderr
+    }
+}
+
+/// One GRE packet as the collector received it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// GRE header length.
+    pub header_len: usize,
+    /// Key field.
+    pub key: Option<u32>,
+    /// Sequence field.
+    pub sequence: Option<u32>,
+    /// GRE protocol type.
+    pub protocol: u16,
+    /// Outer IPv4 destination (which collector address it was sent to).
+    pub dst: [u8; 4],
+    /// The inner Ethernet frame.
+    pub frame: Vec<u8>,
+}
+
+/// A raw IPPROTO_GRE socket in the collector namespace, read by a thread.
+pub struct Collector {
+    stop: Arc<AtomicBool>,
+    /// Packets received so far.
+    pub received: Arc<AtomicUsize>,
+    thread: Option<JoinHandle<Vec<Received>>>,
+}
+
+impl Collector {
+    /// Starts receiving in `ns`.
+    pub fn start(ns: &Netns) -> Collector {
+        let stop = Arc::new(AtomicBool::new(false));
+        let received = Arc::new(AtomicUsize::new(0));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let netns = ns.name.clone();
+        let thread = {
+            let (stop, received) = (stop.clone(), received.clone());
+            std::thread::spawn(move || {
+                enter(&netns);
+                let sock = socket2::Socket::new(
+                    socket2::Domain::IPV4,
+                    socket2::Type::RAW,
+                    Some(socket2::Protocol::from(i32::from(bpc_wire::IPPROTO_GRE))),
+                )
+                .expect("raw GRE socket");
+                sock.set_recv_buffer_size(8 << 20).expect("SO_RCVBUF");
+                sock.set_read_timeout(Some(Duration::from_millis(50))).expect("timeout");
+                ready_tx.send(()).expect("ready");
+                let mut packets = Vec::new();
+                let mut buf = vec![0u8; 70_000];
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok(n) = std::io::Read::read(&mut &sock, &mut buf) else { continue };
+                    let ihl = usize::from(buf[0] & 0x0f) * 4;
+                    let gre = GrePacket::parse(&buf[ihl..n]).expect("valid GRE from the agent");
+                    packets.push(Received {
+                        header_len: gre.header_len,
+                        key: gre.key,
+                        sequence: gre.sequence,
+                        protocol: gre.protocol,
+                        dst: buf[16..20].try_into().unwrap(),
+                        frame: gre.payload.to_vec(),
+                    });
+                    received.fetch_add(1, Ordering::Relaxed);
+                }
+                packets
+            })
+        };
+        ready_rx.recv_timeout(Duration::from_secs(5)).expect("collector socket ready");
+        Collector { stop, received, thread: Some(thread) }
+    }
+
+    /// Packets received so far.
+    pub fn count(&self) -> usize {
+        self.received.load(Ordering::Relaxed)
+    }
+
+    /// Stops the thread and returns everything received, in arrival order.
+    pub fn finish(mut self) -> Vec<Received> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.take().expect("thread").join().expect("collector thread")
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// tcpdump recording the reference capture in a namespace.
+pub struct Tcpdump {
+    proc: Proc,
+    /// The pcap file.
+    pub pcap: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Tcpdump {
+    /// Starts `tcpdump -i iface -s 0 -U -w file filter` and waits for "listening on".
+    pub fn start(ns: &Netns, iface: &str, filter: &str) -> Tcpdump {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pcap = dir.path().join("ref.pcap");
+        let mut cmd = ns.command("tcpdump");
+        // -B: with -s 0 every ring slot is 256 KiB; the default 2 MiB ring would drop.
+        cmd.args(["-i", iface, "-s", "0", "-B", "32768", "-U", "--immediate-mode", "-n", "-w"])
+            .arg(&pcap)
+            .arg(filter);
+        let mut proc = Proc::spawn(cmd);
+        wait_for("tcpdump to listen", Duration::from_secs(5), || {
+            proc.assert_running();
+            proc.stderr().contains("listening on")
+        });
+        Tcpdump { proc, pcap, _dir: dir }
+    }
+
+    /// Frames recorded so far (tcpdump writes each one at once with -U).
+    pub fn frames(&self) -> Vec<Vec<u8>> {
+        let Ok(file) = File::open(&self.pcap) else { return Vec::new() };
+        let Ok(mut reader) = pcap_file::pcap::PcapReader::new(file) else { return Vec::new() };
+        let mut frames = Vec::new();
+        while let Some(Ok(p)) = reader.next_packet() {
+            frames.push(p.data.into_owned());
+        }
+        frames
+    }
+
+    /// Stops tcpdump (SIGINT) and returns the frames it recorded.
+    pub fn finish(mut self) -> Vec<Vec<u8>> {
+        self.proc.signal(libc::SIGINT);
+        self.proc.wait_timeout(Duration::from_secs(5)).expect("tcpdump stops on SIGINT");
+        let stderr = self.proc.stderr();
+        assert!(
+            stderr.lines().any(|l| l.trim() == "0 packets dropped by kernel"),
+            "tcpdump dropped packets, the comparison would be void: {stderr}"
+        );
+        self.frames()
+    }
+}
+
+/// A TCP server thread in a namespace: answers each connection's request
+/// with `response_len` bytes, then closes.
+pub fn tcp_server(ns: &Netns, addr: SocketAddr, response_len: usize) {
+    let netns = ns.name.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        enter(&netns);
+        let listener = TcpListener::bind(addr).expect("bind server");
+        tx.send(()).unwrap();
+        let body = vec![b'x'; response_len];
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(&body);
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(5)).expect("server listening");
+}
+
+/// Makes `count` request/response exchanges from a thread in `ns`, one
+/// connection each, sequentially; returns the response bytes received.
+pub fn tcp_requests(ns: &Netns, addr: SocketAddr, count: usize) -> usize {
+    let netns = ns.name.clone();
+    std::thread::spawn(move || {
+        enter(&netns);
+        let mut total = 0;
+        for i in 0..count {
+            let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("connect");
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            s.write_all(format!("GET /{i} HTTP/1.0\r\n\r\n").as_bytes()).unwrap();
+            let mut buf = Vec::new();
+            s.read_to_end(&mut buf).expect("read response");
+            total += buf.len();
+        }
+        total
+    })
+    .join()
+    .expect("client thread")
+}
+
+/// Sends `count` UDP datagrams of `len` bytes from a thread in `ns` to `addr`, `gap` apart.
+pub fn udp_send(ns: &Netns, addr: SocketAddr, count: usize, len: usize, gap: Duration) {
+    let netns = ns.name.clone();
+    std::thread::spawn(move || {
+        enter(&netns);
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").expect("udp bind");
+        let payload = vec![0x5a; len];
+        for _ in 0..count {
+            let _ = s.send_to(&payload, addr);
+            if !gap.is_zero() {
+                std::thread::sleep(gap);
+            }
+        }
+    })
+    .join()
+    .expect("udp thread");
+}
