@@ -79,3 +79,32 @@ fn without_cap_net_raw_it_exits_2_naming_the_capability_and_the_pod_spec_fix() {
     assert!(message.starts_with("bpc-agent: cannot open the AF_PACKET capture socket"), "{message}");
     assert!(message.contains("CAP_NET_RAW"), "{message}");
 }
+
+/// The image's way: no ambient capabilities (Kubernetes gives none to a
+/// non-root user), the binary carries `cap_net_raw=+p` and raises it itself.
+#[test]
+fn a_binary_with_file_capability_plus_p_runs_as_nobody_without_ambient_capabilities() {
+    let t = Topology::new("fcap");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let binary = dir.path().join("bpc-agent");
+    std::fs::copy(AGENT, &binary).unwrap();
+    sh(&["setcap", "cap_net_raw=+p", binary.to_str().unwrap()]);
+
+    let collector = Collector::start(&t.collector);
+    let mut cmd = t.pod.command("setpriv");
+    cmd.args(["--reuid", "65534", "--regid", "65534", "--clear-groups", "--inh-caps", "-all"])
+        .args(["--ambient-caps", "-all", "--"])
+        .arg(&binary)
+        .args(["--collector", COLLECTOR_IP, "--interface", &t.pod_if, "--filter", "icmp"])
+        .args(["--metrics-addr", "127.0.0.1:9469"]);
+    let agent = Agent::wait_ready(Proc::spawn(cmd), &t.pod, 9469);
+    let pid = agent.proc.child.id();
+    assert_eq!(status_field(pid, "Uid").split_whitespace().next(), Some("65534"));
+    assert_eq!(status_field(pid, "CapEff"), "0000000000002000", "raised from permitted by the agent");
+
+    let out = t.client.command("ping").args(["-c", "2", "-i", "0.1", POD_IP]).output().unwrap();
+    assert!(out.status.success());
+    wait_for("4 ICMP frames at the collector", Duration::from_secs(5), || collector.count() >= 4);
+    agent.stop();
+}
