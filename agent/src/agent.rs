@@ -270,6 +270,7 @@ pub fn run(config: Config) -> Result<()> {
         if now.duration_since(last_stats) >= STATS_PERIOD {
             last_stats = now;
             read_kernel_counters(&ring, &iface, base_ifdrops, &stats);
+            pipeline.sender.drain_icmp_errors(&stats);
         }
     };
     pipeline.sender.flush(&stats);

@@ -4,7 +4,7 @@
 //! copied and nothing is allocated per packet.
 
 use std::io;
-use std::mem::size_of;
+use std::mem::{size_of, size_of_val};
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::Ordering;
@@ -106,6 +106,14 @@ fn open_raw(family: libc::c_int) -> Result<OwnedFd> {
         set_int(&fd, libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER, libc::IPV6_PMTUDISC_DONT)
     };
     pmtu.map_err(|e| Error::os("clear DF on the GRE socket", e))?;
+    // Without RECVERR an unconnected raw socket ignores ICMP errors: a
+    // collector host with no GRE receiver would look healthy.
+    let recverr = if family == libc::AF_INET {
+        set_int(&fd, libc::IPPROTO_IP, libc::IP_RECVERR, 1)
+    } else {
+        set_int(&fd, libc::IPPROTO_IPV6, libc::IPV6_RECVERR, 1)
+    };
+    recverr.map_err(|e| Error::os("enable ICMP error reports on the GRE socket", e))?;
     // Absorbs bursts; the kernel caps it at net.core.wmem_max.
     let _ = set_int(&fd, libc::SOL_SOCKET, libc::SO_SNDBUF, 4 << 20);
     Ok(fd)
@@ -284,6 +292,7 @@ impl Sender {
                 m.msg_len = 0;
             }
             let (mut sent, mut bytes, mut off) = (0u64, 0u64, 0usize);
+            let mut failed_in_a_row = 0;
             while off < n {
                 // SAFETY: msgs[off..n] are filled above with pointers into self.slots,
                 // self.iovecs, dest and frames the caller keeps valid until now.
@@ -296,6 +305,7 @@ impl Sender {
                     )
                 };
                 if rc > 0 {
+                    failed_in_a_row = 0;
                     let rc = rc as usize;
                     sent += rc as u64;
                     bytes += self.msgs[off..off + rc].iter().map(|m| u64::from(m.msg_len)).sum::<u64>();
@@ -307,12 +317,15 @@ impl Sender {
                     continue;
                 }
                 let kind = SendErrorKind::of_errno(errno);
-                if kind == SendErrorKind::Other {
-                    // One bad message (e.g. EMSGSIZE): skip it, send the rest.
+                failed_in_a_row += 1;
+                if kind == SendErrorKind::Other || failed_in_a_row == 1 {
+                    // One bad message (EMSGSIZE), or a one-off error: a pending
+                    // ICMP error fails exactly one send. Skip it, send the rest.
                     cs.errors(kind).fetch_add(1, Ordering::Relaxed);
                     off += 1;
                 } else {
-                    // The rest would fail the same way: count them without trying.
+                    // Failing again at once (no route, queue full): the rest
+                    // would fail the same way; count them without trying.
                     cs.errors(kind).fetch_add((n - off) as u64, Ordering::Relaxed);
                     off = n;
                 }
@@ -326,6 +339,122 @@ impl Sender {
         }
         self.used = 0;
         self.arena_used = 0;
+    }
+}
+
+/// What an ICMP error means for a collector, for logs and /healthz.
+pub fn describe_icmp(v6: bool, icmp_type: u8, code: u8) -> String {
+    let what = match (v6, icmp_type, code) {
+        (false, 3, 0) | (true, 1, 0) => "network unreachable",
+        (false, 3, 1) | (true, 1, 3) => "host unreachable",
+        (false, 3, 2) | (true, 4, 1) => "protocol unreachable: no GRE receiver on the collector host",
+        (false, 3, 3) | (true, 1, 4) => "port unreachable",
+        (false, 3, 4) => "fragmentation needed",
+        (true, 2, _) => "packet too big",
+        (false, 3, 9 | 10 | 13) | (true, 1, 1) => "administratively prohibited (firewall or NetworkPolicy)",
+        (false, 11, _) | (true, 3, _) => "time exceeded",
+        _ => "",
+    };
+    if what.is_empty() {
+        format!("ICMP{} type {icmp_type} code {code}", if v6 { "v6" } else { "" })
+    } else {
+        what.to_owned()
+    }
+}
+
+impl Sender {
+    /// Reads the ICMP errors the kernel queued for packets we sent and counts
+    /// them as `unreachable` for the collector they were sent to. Never blocks;
+    /// call periodically (the queue is bounded by the receive buffer).
+    pub fn drain_icmp_errors(&mut self, stats: &Stats) {
+        for (fd, v6) in [(self.v4.as_ref(), false), (self.v6.as_ref(), true)] {
+            let Some(fd) = fd else { continue };
+            loop {
+                // SAFETY: plain data buffers for recvmsg.
+                let mut name: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+                let mut data = [0u8; 64];
+                let mut control = [0u64; 64];
+                let mut iov = libc::iovec { iov_base: data.as_mut_ptr().cast(), iov_len: data.len() };
+                // SAFETY: msghdr is plain data; the pointers below are valid for the call.
+                let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+                msg.msg_name = (&raw mut name).cast();
+                msg.msg_namelen = size_of::<libc::sockaddr_storage>() as u32;
+                msg.msg_iov = &mut iov;
+                msg.msg_iovlen = 1;
+                msg.msg_control = control.as_mut_ptr().cast();
+                msg.msg_controllen = size_of_val(&control);
+                // SAFETY: recvmsg on our socket with the buffers above.
+                let rc = unsafe {
+                    libc::recvmsg(fd.as_raw_fd(), &mut msg, libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT)
+                };
+                if rc < 0 {
+                    break;
+                }
+                let Some((icmp_type, icmp_code)) = extended_error(&msg) else { continue };
+                let Some(dest) = self.destinations.iter().find(|d| same_address(&d.addr, &name)) else {
+                    continue;
+                };
+                let cs = &stats.collectors[dest.collector];
+                let now = Instant::now();
+                cs.unreachable.fetch_add(1, Ordering::Relaxed);
+                cs.last_error.set(stats.started, now);
+                cs.last_icmp.set(stats.started, now);
+                let what = describe_icmp(v6, icmp_type, icmp_code);
+                let mut last = cs.icmp_error.lock().unwrap_or_else(|e| e.into_inner());
+                if last.as_deref() != Some(what.as_str()) {
+                    tracing::warn!(collector = %cs.host, "collector answers with ICMP errors: {what}");
+                    *last = Some(what);
+                }
+            }
+        }
+    }
+}
+
+/// The ICMP type and code of an error-queue message, if it carries one.
+fn extended_error(msg: &libc::msghdr) -> Option<(u8, u8)> {
+    // SAFETY: walks the control buffer recvmsg filled, with the libc CMSG macros.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(msg);
+        while !cmsg.is_null() {
+            let c = &*cmsg;
+            if (c.cmsg_level == libc::IPPROTO_IP && c.cmsg_type == libc::IP_RECVERR)
+                || (c.cmsg_level == libc::IPPROTO_IPV6 && c.cmsg_type == libc::IPV6_RECVERR)
+            {
+                let ee: libc::sock_extended_err = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
+                if ee.ee_origin == libc::SO_EE_ORIGIN_ICMP || ee.ee_origin == libc::SO_EE_ORIGIN_ICMP6 {
+                    return Some((ee.ee_type, ee.ee_code));
+                }
+            }
+            cmsg = libc::CMSG_NXTHDR(msg, cmsg);
+        }
+    }
+    None
+}
+
+/// Whether two socket addresses (port ignored) name the same IP address.
+fn same_address(a: &libc::sockaddr_storage, b: &libc::sockaddr_storage) -> bool {
+    if a.ss_family != b.ss_family {
+        return false;
+    }
+    // SAFETY: the family says which sockaddr type each storage holds.
+    unsafe {
+        match i32::from(a.ss_family) {
+            libc::AF_INET => {
+                let (a, b) = (
+                    &*(a as *const _ as *const libc::sockaddr_in),
+                    &*(b as *const _ as *const libc::sockaddr_in),
+                );
+                a.sin_addr.s_addr == b.sin_addr.s_addr
+            }
+            libc::AF_INET6 => {
+                let (a, b) = (
+                    &*(a as *const _ as *const libc::sockaddr_in6),
+                    &*(b as *const _ as *const libc::sockaddr_in6),
+                );
+                a.sin6_addr.s6_addr == b.sin6_addr.s6_addr
+            }
+            _ => false,
+        }
     }
 }
 

@@ -95,6 +95,7 @@ impl SendErrorKind {
             | libc::EHOSTDOWN
             | libc::ECONNREFUSED
             | libc::EADDRNOTAVAIL
+            | libc::ENOPROTOOPT
             | libc::ENONET => SendErrorKind::Unreachable,
             libc::ENOBUFS | libc::EAGAIN | libc::ENOMEM => SendErrorKind::NoBuffer,
             _ => SendErrorKind::Other,
@@ -129,11 +130,15 @@ pub struct CollectorStats {
     pub resolution: Mutex<Option<Resolution>>,
     /// Last resolution error, for /healthz.
     pub resolve_error: Mutex<Option<String>>,
+    /// What the last ICMP error about our packets said, for /healthz.
+    pub icmp_error: Mutex<Option<String>>,
+    /// When that ICMP error was read.
+    pub last_icmp: Moment,
     /// GRE packets handed to the kernel.
     pub sent_packets: AtomicU64,
     /// Their bytes (GRE header + frame).
     pub sent_bytes: AtomicU64,
-    /// Failed sends: unreachable.
+    /// Failed sends (no route, ...) and ICMP errors received: unreachable.
     pub unreachable: AtomicU64,
     /// Failed sends: no buffer.
     pub no_buffer: AtomicU64,
@@ -153,6 +158,8 @@ impl CollectorStats {
             host: host.to_owned(),
             resolution: Mutex::new(None),
             resolve_error: Mutex::new(None),
+            icmp_error: Mutex::new(None),
+            last_icmp: Moment::default(),
             sent_packets: AtomicU64::new(0),
             sent_bytes: AtomicU64::new(0),
             unreachable: AtomicU64::new(0),
@@ -375,6 +382,16 @@ impl Stats {
             else {
                 continue;
             };
+            let icmp_recent = c.last_icmp.age(self.started, now).is_some_and(|a| a < FAILING_WINDOW);
+            let icmp = c.icmp_error.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            if let Some(icmp) = icmp.filter(|_| icmp_recent) {
+                // Sends "succeed" locally, but the collector host bounces them.
+                return bad(format!(
+                    "collector {} answers with ICMP errors ({icmp}): unreachable {}",
+                    c.host,
+                    load(&c.unreachable)
+                ));
+            }
             if err_age < FAILING_WINDOW && send_age.is_none_or(|s| s > err_age) {
                 return bad(format!(
                     "sends to collector {} failing (unreachable {}, no_buffer {}, other {})",
@@ -642,6 +659,22 @@ mod tests {
         assert!(!h.ok && h.reason.as_deref().unwrap().contains("unreachable 3"), "{h:?}");
         s.collectors[0].last_send.set(s.started, t(900));
         assert!(s.health(t(1000)).ok);
+    }
+
+    #[test]
+    fn recent_icmp_errors_make_health_bad_even_while_sends_succeed_locally() {
+        let s = stats();
+        resolve(&s);
+        let t = |ms| s.started + Duration::from_millis(ms);
+        s.capture.heartbeat.set(s.started, t(1000));
+        s.collectors[0].last_error.set(s.started, t(500));
+        s.collectors[0].last_icmp.set(s.started, t(500));
+        s.collectors[0].last_send.set(s.started, t(900));
+        *s.collectors[0].icmp_error.lock().unwrap() = Some("protocol unreachable: no GRE receiver".into());
+        let h = s.health(t(1000));
+        assert!(!h.ok && h.reason.as_deref().unwrap().contains("no GRE receiver"), "{h:?}");
+        s.capture.heartbeat.set(s.started, t(11_000));
+        assert!(s.health(t(11_000)).ok, "ICMP errors older than 10 s no longer count");
     }
 
     #[test]

@@ -338,3 +338,28 @@ fn a_dns_collector_is_re_resolved_and_the_new_address_is_used_and_excluded_from_
     assert!(filter.contains("dst host 198.18.2.3") && !filter.contains("198.18.2.2"), "{filter}");
     assert!(stderr.contains("collector address changed"), "{stderr}");
 }
+
+/// The collector host is up but nothing receives GRE there: its kernel
+/// answers "protocol unreachable". Sends succeed locally, yet the agent must
+/// say the stream goes nowhere.
+#[test]
+fn icmp_errors_from_a_collector_host_without_a_gre_receiver_are_counted_and_make_health_fail() {
+    let t = Topology::new("icmp");
+    let agent = Agent::start(
+        &t.pod,
+        &["--collector", COLLECTOR_IP, "--interface", &t.pod_if, "--filter", "udp port 7777"],
+        &[],
+    );
+    let target: SocketAddr = format!("{POD_IP}:7777").parse().unwrap();
+    udp_send(&t.client, target, 20, 64, Duration::from_millis(5));
+    wait_for("ICMP errors counted as unreachable", Duration::from_secs(5), || {
+        t.pod.stats(agent.port)["collectors"][0]["errors"]["unreachable"].as_u64() > Some(0)
+    });
+    let (code, health) = t.pod.http_get(agent.port, "/healthz");
+    let stats = t.pod.stats(agent.port);
+    let stderr = agent.stop();
+    assert_eq!(code, 503, "{health}");
+    assert!(health.contains("protocol unreachable: no GRE receiver"), "{health}");
+    assert!(stats["collectors"][0]["sent_packets"].as_u64() > Some(0), "the agent keeps sending");
+    assert!(stderr.contains("collector answers with ICMP errors"), "{stderr}");
+}
