@@ -52,6 +52,15 @@ fn a_bad_value_from_the_environment_exits_2() {
 }
 
 #[test]
+fn more_than_four_collectors_in_bpc_collector_exits_2() {
+    let out = Command::new(AGENT)
+        .env("BPC_COLLECTOR", "198.18.0.1,198.18.0.2,198.18.0.3,198.18.0.4,collector.svc")
+        .output()
+        .unwrap();
+    assert_exit_2(&out, &["5 collectors given, at most 4"]);
+}
+
+#[test]
 fn a_busy_metrics_port_exits_2_naming_the_setting() {
     let pod = Netns::new("pod", "port");
     let ns = pod.name.clone();
