@@ -210,11 +210,21 @@ impl Ring {
                     &mut len,
                 )
             };
-            if err == libc::ENETDOWN || err == libc::ENODEV {
-                return Err(Error::Io {
-                    what: "capture interface went away".into(),
-                    source: io::Error::from_raw_os_error(err),
-                });
+            match err {
+                // The interface went down: the kernel re-attaches the socket
+                // when it comes back up, so capture resumes by itself.
+                libc::ENETDOWN => {
+                    tracing::warn!("capture interface is down; capture resumes when it is up again");
+                    return Ok(false);
+                }
+                // The interface was deleted: the socket is unbound for good.
+                libc::ENODEV => {
+                    return Err(Error::Io {
+                        what: "the capture interface was removed".into(),
+                        source: io::Error::from_raw_os_error(err),
+                    });
+                }
+                _ => {}
             }
         }
         Ok(self.block_status(self.next_block).load(Ordering::Acquire) & libc::TP_STATUS_USER != 0)

@@ -363,3 +363,33 @@ fn icmp_errors_from_a_collector_host_without_a_gre_receiver_are_counted_and_make
     assert!(stats["collectors"][0]["sent_packets"].as_u64() > Some(0), "the agent keeps sending");
     assert!(stderr.contains("collector answers with ICMP errors"), "{stderr}");
 }
+
+/// The captured interface going down and up again (a CNI hiccup) must not
+/// kill the agent: capture resumes by itself.
+#[test]
+fn the_capture_interface_going_down_and_up_is_survived_and_capture_resumes() {
+    let t = Topology::new("flap");
+    let collector = Collector::start(&t.collector);
+    let agent = Agent::start(
+        &t.pod,
+        &["--collector", COLLECTOR_IP, "--interface", &t.pod_if, "--filter", "udp port 7777"],
+        &[],
+    );
+    let target: SocketAddr = format!("{POD_IP}:7777").parse().unwrap();
+    udp_send(&t.client, target, 5, 64, Duration::from_millis(2));
+    wait_for("5 frames", Duration::from_secs(5), || collector.count() >= 5);
+
+    t.pod.exec(&["ip", "link", "set", &t.pod_if, "down"]);
+    std::thread::sleep(Duration::from_millis(300));
+    t.pod.exec(&["ip", "link", "set", &t.pod_if, "up"]);
+    let mut agent = agent;
+    agent.proc.assert_running();
+    wait_for("5 more frames after the flap", Duration::from_secs(10), || {
+        agent.proc.assert_running();
+        udp_send(&t.client, target, 1, 64, Duration::ZERO);
+        collector.count() >= 10
+    });
+    let stats = t.pod.stats(agent.port);
+    agent.stop();
+    assert_eq!(stats["health"]["ok"], true, "{stats}");
+}
