@@ -932,9 +932,17 @@ mod tests {
             let frame = if v6 { tcp6_frame(vlan, seq, flags, &data) } else { tcp4_frame(vlan, seq, flags, &data) };
             prop_assume!(frame.len() <= 65_535 + 18);
             let max_frame = frame.len().saturating_sub(1).min(128 + slack);
+            // Ethernet (+ VLAN), IP and TCP headers: copied into every segment.
+            let headers = frame.len() - data.len();
             let (outcome, out) = run(&mut Segmenter::new(max_frame), &frame);
             if frame.len() <= max_frame {
                 prop_assert_eq!(outcome, Outcome::Unchanged);
+            } else if max_frame <= headers {
+                // No room for a single payload byte after the headers (a frame
+                // with 0 or 1 payload bytes, one byte over the limit): no segment
+                // can be built, so the frame goes out whole, as documented.
+                prop_assert_eq!(outcome, Outcome::Unsplittable);
+                prop_assert_eq!(out, vec![frame.clone()]);
             } else {
                 prop_assert!(matches!(outcome, Outcome::Segmented { .. }), "{:?}", outcome);
                 prop_assert_eq!(check_tcp_segments(&frame, &out, max_frame), data);
