@@ -3,89 +3,119 @@
 # (scripts/netns-pod.sh), each with an app server, tcpdump as the reference
 # and a bpc-agent sidecar; a collector namespace runs `bpc-sim receive`.
 #
-#   1. two pods of shop/deployment/web and one of shop/statefulset/db;
-#      a client makes HTTP requests to all three;
-#   2. "pod restart": web-a's agent is killed and its namespace deleted; a
-#      new pod web-c (new IP, fresh agent) takes its place; more traffic;
-#   3. the receiver's --expect asserts, per workload, packets == what
-#      tcpdump saw in that workload's pods, and zero loss; the report must
-#      show web's stream from the new pod under the same workload key.
+#   1. two pods of shop/deployment/web and one of shop/statefulset/db; a
+#      client makes HTTP requests to all three;
+#   2. agent restart in place: db-a's agent is stopped and started again
+#      (same pod, same IP): its sequence numbers start again at 0;
+#   3. pod replacement: web-a's agent is stopped (SIGTERM, as the kubelet
+#      does) and its namespace deleted; a new pod web-c (new IP, fresh
+#      agent) takes its place; more traffic;
+#   4. `bpc-sim check` asserts on the receiver's JSON report, per workload
+#      and per pod, that packets == what tcpdump saw, zero loss, and that
+#      both restarts are reported as restarts (web: 3 streams, 1 restarted
+#      stream; db: 1 stream, 1 sequence restart), not as losses.
 #
 # Usage: scripts/e2e-netns.sh [BIN_DIR]   (default target/debug; built if missing)
-# Exit 0 when every check passes. Run as root.
+# Exit 0 when every check passes, 1 when one fails. Run as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/netns-pod.sh
 source scripts/netns-pod.sh
 
+[[ $(id -u) -eq 0 ]] || { echo "e2e-netns: run as root (it creates network namespaces)" >&2; exit 2; }
 bin=${1:-target/debug}
 if [[ ! -x $bin/bpc-agent || ! -x $bin/bpc-sim ]]; then
   cargo build -p bpc-agent -p bpc-sim
 fi
 bin=$(realpath "$bin")
+# Unique per run: parallel runs (and other tests) never share a namespace.
 cluster="e2e$$"
 prefix=${BPC_E2E_PREFIX:-198.18.101}
-work=$(mktemp -d)
+work=$(mktemp -d /tmp/bpc-e2e.XXXXXX)
 passed=0 failed=0
+receiver=
 
 cleanup() {
+  [[ -n $receiver ]] && kill "$receiver" 2>/dev/null
   bpc_ns_down "$cluster"
-  rm -rf "$work"
+  if [[ $failed -eq 0 && -z ${BPC_E2E_KEEP:-} ]]; then rm -rf "$work"; else echo "e2e-netns: files kept in $work" >&2; fi
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
-check() { # check NAME CONDITION-EXIT-CODE
-  if [[ $2 -eq 0 ]]; then echo "ok   - $1"; passed=$((passed + 1)); else echo "FAIL - $1"; failed=$((failed + 1)); fi
+check() { # NAME EXIT-CODE: one result line, counted
+  if [[ $2 -eq 0 ]]; then
+    echo "ok   - $1"
+    passed=$((passed + 1))
+  else
+    echo "FAIL - $1"
+    failed=$((failed + 1))
+  fi
 }
 
 wait_for_file_text() { # FILE TEXT
   for _ in $(seq 1 100); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done
-  echo "timed out waiting for '$2' in $1" >&2; cat "$1" >&2; return 1
+  echo "timed out waiting for '$2' in $1" >&2
+  cat "$1" >&2
+  return 1
 }
 
 filter="tcp port 8080"
 
-# start_pod NAME IP WORKLOAD: app server, tcpdump reference, agent.
-start_pod() {
+start_agent() { # POD WORKLOAD: the sidecar, once its capture runs (/healthz 200)
+  local name=$1 workload=$2 ns="$cluster-$1"
+  BPC_WORKLOAD=$workload ip netns exec "$ns" "$bin/bpc-agent" --collector "$prefix.2" --filter "$filter" \
+    >>"$work/$name/agent.log" 2>&1 &
+  echo $! >"$work/$name/agent.pid"
+  for _ in $(seq 1 100); do
+    ip netns exec "$ns" curl -sf -o /dev/null "http://127.0.0.1:9469/healthz" && return 0
+    sleep 0.1
+  done
+  echo "agent of $name never became healthy" >&2
+  cat "$work/$name/agent.log" >&2
+  return 1
+}
+
+stop_agent() { # POD: SIGTERM, as the kubelet does; the agent flushes and exits 0
+  local name=$1 rc=0
+  kill -TERM "$(cat "$work/$name/agent.pid")"
+  wait "$(cat "$work/$name/agent.pid")" || rc=$?
+  check "agent of $name exits 0 on SIGTERM" "$rc"
+}
+
+start_pod() { # NAME IP WORKLOAD: app server, tcpdump reference, agent
   local name=$1 ip=$2 workload=$3 ns="$cluster-$1"
   bpc_ns_add_pod "$cluster" "$name" "$ip"
   # Offloads off: tcpdump and the agent must see the very same frames
   # (super-frames are the oversize tests' business, not this one's).
   ip netns exec "$ns" ethtool -K eth0 tso off gso off gro off >/dev/null 2>&1 || true
   mkdir -p "$work/$name/www"
-  echo "hello from $name" > "$work/$name/www/index.html"
+  echo "hello from $name" >"$work/$name/www/index.html"
   (cd "$work/$name/www" && exec ip netns exec "$ns" python3 -m http.server 8080 --bind "$ip" >/dev/null 2>&1) &
-  ip netns exec "$ns" tcpdump -i eth0 -U -s 0 -w "$work/$name/ref.pcap" "$filter" >"$work/$name/tcpdump.log" 2>&1 &
-  echo $! > "$work/$name/tcpdump.pid"
+  ip netns exec "$ns" tcpdump -i eth0 --immediate-mode -U -s 0 -w "$work/$name/ref.pcap" "$filter" >"$work/$name/tcpdump.log" 2>&1 &
+  echo $! >"$work/$name/tcpdump.pid"
   wait_for_file_text "$work/$name/tcpdump.log" "listening on"
-  BPC_WORKLOAD=$workload ip netns exec "$ns" "$bin/bpc-agent" --collector "$prefix.2" --filter "$filter" \
-    >"$work/$name/agent.log" 2>&1 &
-  echo $! > "$work/$name/agent.pid"
+  start_agent "$name" "$workload"
+  # The app server must be up before traffic counts (these requests count too).
   for _ in $(seq 1 100); do
-    ip netns exec "$ns" curl -sf "http://127.0.0.1:9469/healthz" >/dev/null 2>&1 && break
-    ip netns exec "$ns" curl -s "http://127.0.0.1:9469/stats" 2>/dev/null | grep -q '"packets"' && break
+    ip netns exec "$cluster-client" curl -sf -o /dev/null "http://$ip:8080/" && return 0
     sleep 0.1
   done
-  # The app server must be up before traffic counts.
-  for _ in $(seq 1 100); do
-    ip netns exec "$cluster-client" curl -sf -o /dev/null "http://$ip:8080/" && break
-    sleep 0.1
-  done
+  echo "app server of $name never answered" >&2
+  return 1
 }
 
-stop_pod_captures() { # NAME: stop agent (flushes) and tcpdump, keep files
-  local name=$1
-  kill -TERM "$(cat "$work/$name/agent.pid")" 2>/dev/null || true
-  kill -INT "$(cat "$work/$name/tcpdump.pid")" 2>/dev/null || true
-  wait "$(cat "$work/$name/agent.pid")" 2>/dev/null || true
-  wait "$(cat "$work/$name/tcpdump.pid")" 2>/dev/null || true
+stop_tcpdump() { # POD (immediate mode: nothing waits in libpcap's ring for a block timeout)
+  kill -INT "$(cat "$work/$1/tcpdump.pid")" 2>/dev/null || true
+  wait "$(cat "$work/$1/tcpdump.pid")" 2>/dev/null || true
 }
 
-traffic() { # IP N: N HTTP requests from the client
-  local ip=$1 n=$2
+traffic() { # IP N: N HTTP requests from the client, each must succeed
+  local ip=$1 n=$2 bad=0
   for _ in $(seq 1 "$n"); do
-    ip netns exec "$cluster-client" curl -sf -o /dev/null "http://$ip:8080/" || echo "request to $ip failed" >&2
+    ip netns exec "$cluster-client" curl -sf -o /dev/null "http://$ip:8080/" || bad=$((bad + 1))
   done
+  check "$n requests to $ip answered" "$bad"
 }
 
 count() { tcpdump -r "$work/$1/ref.pcap" 2>/dev/null | wc -l; }
@@ -103,32 +133,64 @@ traffic "$prefix.11" 20
 traffic "$prefix.12" 15
 traffic "$prefix.21" 10
 
-# Pod restart: web-a goes away with its agent; web-c comes up elsewhere.
-stop_pod_captures web-a
+# Agent restart in the same pod (container restart): same source, numbering from 0 again.
+stop_agent db-a
+start_agent db-a shop/statefulset/db
+traffic "$prefix.21" 10
+
+# Pod replacement: web-a goes away with its agent; web-c comes up with a new IP.
+stop_agent web-a
+stop_tcpdump web-a
 bpc_ns_del_pod "$cluster" web-a
 start_pod web-c "$prefix.13" shop/deployment/web
 traffic "$prefix.13" 20
 traffic "$prefix.12" 5
 
-for p in web-b db-a web-c; do stop_pod_captures "$p"; done
-web=$(( $(count web-a) + $(count web-b) + $(count web-c) ))
-db=$(count db-a)
-echo "tcpdump saw: web $web frames (web-a $(count web-a), web-b $(count web-b), web-c $(count web-c)), db $db frames"
-check "tcpdump saw traffic in every pod" $(( $(count web-a) > 0 && $(count web-b) > 0 && $(count web-c) > 0 && db > 0 ? 0 : 1 ))
+for p in web-b db-a web-c; do
+  stop_agent "$p"
+  stop_tcpdump "$p"
+done
+web_a=$(count web-a) web_b=$(count web-b) web_c=$(count web-c) db=$(count db-a)
+web=$((web_a + web_b + web_c))
+echo "tcpdump saw: web $web frames (web-a $web_a, web-b $web_b, web-c $web_c), db $db frames"
+check "tcpdump saw traffic in every pod" $((web_a > 0 && web_b > 0 && web_c > 0 && db > 0 ? 0 : 1))
 
 kill -INT "$receiver"
-set +e
-wait "$receiver"
-set -e
-cat "$work/receiver.log" >&2 || true
+rc=0
+wait "$receiver" || rc=$?
+receiver=
+check "receiver exits 0 on SIGINT" "$rc"
+cat "$work/receiver.log" >&2
+received=$(tcpdump -r "$work/received.pcap" 2>/dev/null | wc -l)
+check "receiver wrote every frame to its pcap ($received of $((web + db)))" $((received == web + db ? 0 : 1))
 
-# The same report, asserted with --expect from the written pcap-independent JSON.
-expect_rc=0
-"$bin/bpc-sim" check "$work/report.json" \
-  --expect "workload=shop/web packets=$web loss=0" \
-  --expect "workload=shop/statefulset/db packets=$db loss=0" >"$work/expect.txt" 2>&1 || expect_rc=$?
-cat "$work/expect.txt"
-check "receiver counts per workload equal tcpdump's, zero loss" "$expect_rc"
+expect() { # CHECK-NAME EXPECTATION...: bpc-sim check on the saved report
+  local name=$1 rc=0
+  shift
+  local args=()
+  for e in "$@"; do args+=(--expect "$e"); done
+  "$bin/bpc-sim" check "$work/report.json" "${args[@]}" || rc=$?
+  check "$name" "$rc"
+}
+
+expect "web: receiver count per workload and per pod equals tcpdump's, zero loss" \
+  "workload=shop/web packets=$web loss=0 reorder=0 dup=0" \
+  "workload=shop/web source=$prefix.11 packets=$web_a loss=0" \
+  "workload=shop/web source=$prefix.12 packets=$web_b loss=0" \
+  "workload=shop/web source=$prefix.13 packets=$web_c loss=0"
+expect "web: pod replacement is one restarted stream of the same key, not loss" \
+  "workload=shop/deployment/web streams=3 restarted_streams=1 seq_restarts=0 restarts=1"
+expect "db: receiver count equals tcpdump's, zero loss; agent restart is a sequence restart" \
+  "workload=shop/statefulset/db packets=$db loss=0 streams=1 seq_restarts=1 restarted_streams=0 restarts=1"
+
+# Every check above must be able to fail: the same report against a count
+# off by one, and against "no restart", must be rejected.
+rc=0
+"$bin/bpc-sim" check "$work/report.json" --expect "workload=shop/web packets=$((web + 1))" >/dev/null || rc=$?
+check "a wrong packet count is rejected (exit 1)" $((rc == 1 ? 0 : 1))
+rc=0
+"$bin/bpc-sim" check "$work/report.json" --expect "workload=shop/web restarts=0" >/dev/null || rc=$?
+check "a wrong restart count is rejected (exit 1)" $((rc == 1 ? 0 : 1))
 
 echo "e2e-netns: $passed passed, $failed failed"
 [[ $failed -eq 0 ]]

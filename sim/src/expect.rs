@@ -1,22 +1,40 @@
-//! `--expect 'key=K packets>=N loss=0 reorder<=M'`: assertions on a report.
+//! `--expect 'key=K [source=IP] packets>=N loss=0 reorder<=M'`: assertions on
+//! a report, evaluated over the key's streams (all of them, or one source's).
+
+use std::net::IpAddr;
 
 use crate::Error;
 use crate::map::WorkloadMap;
-use crate::receiver::Report;
+use crate::receiver::{Report, StreamReport, summarize_keys};
+
+/// Fields an expectation can check, over the selected streams of one key.
+const FIELDS: [&str; 9] = [
+    "packets",
+    "bytes",
+    "loss",
+    "reorder",
+    "dup",
+    "restarts",
+    "streams",
+    "restarted_streams",
+    "seq_restarts",
+];
 
 /// One parsed expectation.
 #[derive(Debug, Clone)]
 pub struct Expectation {
     text: String,
     key: u32,
+    source: Option<IpAddr>,
     checks: Vec<(String, String, u64)>,
 }
 
 impl Expectation {
-    /// Parses `key=K|workload=NS/NAME|workload=NS/KIND/NAME` then `field OP N` terms.
+    /// Parses `key=K|workload=NS/NAME|workload=NS/KIND/NAME|NAME-IN-MAP`, an
+    /// optional `source=IP`, then `field OP N` terms.
     pub fn parse(text: &str, map: &WorkloadMap) -> Result<Self, Error> {
         let bad = |m: String| Error::Invalid { what: "--expect", message: m };
-        let mut words = text.split_whitespace();
+        let mut words = text.split_whitespace().peekable();
         let sel = words.next().ok_or_else(|| bad("empty".into()))?;
         let key = if let Some(k) = sel.strip_prefix("key=") {
             k.parse::<bpc_wire::WorkloadKey>().map_err(|_| bad(format!("bad key {k}")))?.0
@@ -35,14 +53,22 @@ impl Expectation {
         } else {
             return Err(bad(format!("must start with key= or workload=: {text}")));
         };
+        let source = match words.peek().and_then(|w| w.strip_prefix("source=")) {
+            Some(ip) => {
+                let ip = ip.parse().map_err(|_| bad(format!("bad source address {ip}")))?;
+                words.next();
+                Some(ip)
+            }
+            None => None,
+        };
         let mut checks = Vec::new();
         for w in words {
             let pos = w.find(['>', '<', '=']).ok_or_else(|| bad(format!("no comparison in {w}")))?;
             let (field, rest) = w.split_at(pos);
             let op_len = if rest[1..].starts_with('=') { 2 } else { 1 };
             let (op, num) = rest.split_at(op_len);
-            if !["packets", "bytes", "loss", "reorder", "dup", "restarts"].contains(&field) {
-                return Err(bad(format!("unknown field {field}")));
+            if !FIELDS.contains(&field) {
+                return Err(bad(format!("unknown field {field} (one of {})", FIELDS.join(", "))));
             }
             if !["=", ">=", "<=", ">", "<"].contains(&op) {
                 return Err(bad(format!("unknown comparison {op}")));
@@ -50,24 +76,36 @@ impl Expectation {
             let n = num.parse().map_err(|_| bad(format!("bad number {num}")))?;
             checks.push((field.to_string(), op.to_string(), n));
         }
-        Ok(Self { text: text.to_string(), key, checks })
+        if checks.is_empty() {
+            return Err(bad(format!("nothing to check in {text}")));
+        }
+        Ok(Self { text: text.to_string(), key, source, checks })
     }
 
     /// None when it holds, otherwise why not.
     pub fn check(&self, report: &Report) -> Option<String> {
         let name = format!("0x{:08x}", self.key);
-        let streams: Vec<_> = report.streams.iter().filter(|s| s.key == name).collect();
-        let sum =
-            |f: &dyn Fn(&crate::receiver::StreamReport) -> u64| streams.iter().map(|s| f(s)).sum::<u64>();
+        let source = self.source.map(|s| s.to_string());
+        let streams: Vec<StreamReport> = report
+            .streams
+            .iter()
+            .filter(|s| s.key == name && source.as_ref().is_none_or(|ip| &s.source == ip))
+            .cloned()
+            .collect();
+        // No stream at all is a key with every count zero.
+        let k = summarize_keys(&streams).pop().unwrap_or_default();
         let mut fails = Vec::new();
         for (field, op, n) in &self.checks {
             let v = match field.as_str() {
-                "packets" => sum(&|s| s.packets),
-                "bytes" => sum(&|s| s.bytes),
-                "loss" => sum(&|s| s.lost),
-                "reorder" => sum(&|s| s.reordered),
-                "dup" => sum(&|s| s.duplicated),
-                _ => sum(&|s| s.restarts),
+                "packets" => k.packets,
+                "bytes" => k.bytes,
+                "loss" => k.lost,
+                "reorder" => k.reordered,
+                "dup" => k.duplicated,
+                "restarts" => k.restarts,
+                "streams" => k.streams,
+                "restarted_streams" => k.restarted_streams,
+                _ => k.sequence_restarts,
             };
             let ok = match op.as_str() {
                 "=" => v == *n,
@@ -82,12 +120,16 @@ impl Expectation {
         }
         (!fails.is_empty()).then(|| format!("{}: {}", self.text, fails.join(", ")))
     }
+
+    /// The expectation as written.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::receiver::StreamReport;
 
     fn report(key: &str, packets: u64, lost: u64) -> Report {
         let s = StreamReport {
@@ -148,8 +190,73 @@ mod tests {
         assert_eq!(m.name(0x10), Some("shop/deployment/checkout"));
         let r = report("0x00000010", 5, 0);
         assert!(Expectation::parse("workload=shop/checkout packets=5", &m).unwrap().check(&r).is_none());
-        for bad in ["", "packets=5", "key=0x10 jitter=1", "key=0x10 packets~5", "key=zz packets=1"] {
+        for bad in [
+            "",
+            "packets=5",
+            "key=0x10",
+            "key=0x10 jitter=1",
+            "key=0x10 packets~5",
+            "key=zz packets=1",
+            "key=0x10 source=nowhere packets=1",
+        ] {
             assert!(Expectation::parse(bad, &m).is_err(), "{bad}");
         }
+    }
+
+    fn stream(source: &str, first: f64, last: f64, packets: u64, restarts: u64) -> StreamReport {
+        StreamReport {
+            source: source.into(),
+            first_seen: first,
+            last_seen: last,
+            restarts,
+            ..report("0x00000020", packets, 0).streams.remove(0)
+        }
+    }
+
+    #[test]
+    fn a_new_source_after_the_old_one_went_silent_counts_as_a_restart_of_the_key() {
+        let m = WorkloadMap::default();
+        // Pod .1 stops at t=10, pod .2 runs throughout, pod .3 appears at t=12.
+        let r = Report {
+            streams: vec![
+                stream("198.18.0.1", 0.0, 10.0, 10, 0),
+                stream("198.18.0.2", 1.0, 20.0, 20, 0),
+                stream("198.18.0.3", 12.0, 20.0, 30, 0),
+            ],
+            ..Default::default()
+        };
+        let holds = |e: &str| Expectation::parse(e, &m).unwrap().check(&r).is_none();
+        assert!(holds("key=0x20 streams=3 restarted_streams=1 restarts=1 seq_restarts=0 packets=60"));
+        assert!(!holds("key=0x20 restarts=0"));
+        assert!(holds("key=0x20 source=198.18.0.3 packets=30 streams=1 restarts=0"));
+        assert!(!holds("key=0x20 source=198.18.0.9 packets>0"), "an absent source has no packets");
+    }
+
+    #[test]
+    fn a_scale_up_is_not_a_restart_but_a_sequence_restart_is() {
+        let m = WorkloadMap::default();
+        // Both sources overlap in time: two live pods, not a replacement.
+        let r = Report {
+            streams: vec![stream("198.18.0.1", 0.0, 10.0, 10, 1), stream("198.18.0.2", 5.0, 20.0, 20, 0)],
+            ..Default::default()
+        };
+        let e = Expectation::parse("key=0x20 restarted_streams=0 seq_restarts=1 restarts=1", &m).unwrap();
+        assert_eq!(e.check(&r), None);
+    }
+
+    #[test]
+    fn each_silent_stream_is_taken_over_only_once() {
+        let m = WorkloadMap::default();
+        // One pod went away, two new ones came: one replacement, one scale-up.
+        let r = Report {
+            streams: vec![
+                stream("198.18.0.1", 0.0, 10.0, 1, 0),
+                stream("198.18.0.2", 11.0, 20.0, 1, 0),
+                stream("198.18.0.3", 12.0, 20.0, 1, 0),
+            ],
+            ..Default::default()
+        };
+        let e = Expectation::parse("key=0x20 restarted_streams=1", &m).unwrap();
+        assert_eq!(e.check(&r), None);
     }
 }

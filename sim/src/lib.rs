@@ -1,8 +1,10 @@
 //! bpc-sim: stands in for the packet analyser. [`receiver`] decapsulates and
 //! counts GRE streams from agents; [`receive`] is the `bpc-sim receive`
-//! command (also embedded by `kubectl bpc sink`); [`replay`] sends pcap or
-//! synthetic frames exactly as an agent would.
+//! command (also embedded by `kubectl bpc sink`); [`check`] applies
+//! `--expect` to a saved report; [`replay`] sends pcap or synthetic frames
+//! exactly as an agent would.
 
+pub mod check;
 mod error;
 pub mod expect;
 pub mod map;

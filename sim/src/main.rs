@@ -15,6 +15,8 @@ struct Cli {
 enum Command {
     /// Receive GRE from agents, count per key, detect loss, write pcap.
     Receive(bpc_sim::receive::ReceiveArgs),
+    /// Apply --expect assertions to a report saved with `receive -o json`.
+    Check(bpc_sim::check::CheckArgs),
     /// Send a pcap (or synthetic frames) GRE-encapsulated like an agent.
     Replay(bpc_sim::replay::ReplayArgs),
 }
@@ -23,6 +25,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Receive(a) => bpc_sim::receive::run_receive(&a),
+        Command::Check(a) => bpc_sim::check::run_check(&a),
         Command::Replay(a) => bpc_sim::replay::run_replay(&a).map(|s| {
             let secs = s.elapsed.as_secs_f64().max(1e-9);
             println!(

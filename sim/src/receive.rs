@@ -184,6 +184,34 @@ pub fn render_text(r: &Report) -> String {
             );
         }
     }
+    if !r.keys.is_empty() {
+        s += &format!(
+            "\n{:<12} {:<32} {:>7} {:>10} {:>12} {:>6} {:>8} {:>12} {:>17}\n",
+            "KEY",
+            "WORKLOAD",
+            "STREAMS",
+            "PACKETS",
+            "BYTES",
+            "LOST",
+            "RESTARTS",
+            "SEQ_RESTARTS",
+            "RESTARTED_STREAMS"
+        );
+        for k in &r.keys {
+            s += &format!(
+                "{:<12} {:<32} {:>7} {:>10} {:>12} {:>6} {:>8} {:>12} {:>17}\n",
+                k.key,
+                k.workload.as_deref().unwrap_or("-"),
+                k.streams,
+                k.packets,
+                k.bytes,
+                k.lost,
+                k.restarts,
+                k.sequence_restarts,
+                k.restarted_streams
+            );
+        }
+    }
     s += &format!(
         "total: {} packets, {} bytes, {} lost, {} malformed in {:.1}s\n",
         r.totals.packets, r.totals.bytes, r.totals.lost, r.totals.malformed, r.elapsed_seconds
@@ -210,6 +238,33 @@ pub fn render_text(r: &Report) -> String {
         s += &format!("note: {n}\n");
     }
     s
+}
+
+/// One line per second of the live view: per key (workload), its streams,
+/// packets, loss, restarts and the packet rate since the previous line.
+fn live_line(r: &Report, last: &mut HashMap<String, u64>, since: Duration) -> String {
+    if r.keys.is_empty() {
+        return format!("waiting for GRE ({:.0}s)", r.elapsed_seconds);
+    }
+    let parts: Vec<String> = r
+        .keys
+        .iter()
+        .map(|k| {
+            let before = last.insert(k.key.clone(), k.packets).unwrap_or(0);
+            let pps = (k.packets - before.min(k.packets)) as f64 / since.as_secs_f64().max(1e-3);
+            format!(
+                "{}: {} stream{} {} pkts {:.0} pps {} lost {} restarts",
+                k.workload.as_deref().unwrap_or(&k.key),
+                k.streams,
+                if k.streams == 1 { "" } else { "s" },
+                k.packets,
+                pps,
+                k.lost,
+                k.restarts
+            )
+        })
+        .collect();
+    parts.join(" | ")
 }
 
 static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -256,6 +311,7 @@ pub fn run_receive(args: &ReceiveArgs) -> Result<ExitCode, Error> {
         pb
     });
     let mut last_print = Instant::now();
+    let mut last_packets = HashMap::new();
     loop {
         std::thread::sleep(Duration::from_millis(20));
         if INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed) {
@@ -270,19 +326,11 @@ pub fn run_receive(args: &ReceiveArgs) -> Result<ExitCode, Error> {
             break;
         }
         if !args.quiet && last_print.elapsed() >= Duration::from_secs(1) {
+            let line = live_line(&receiver.snapshot(), &mut last_packets, last_print.elapsed());
             last_print = Instant::now();
-            let r = receiver.snapshot();
-            let line: Vec<String> = r
-                .streams
-                .iter()
-                .map(|s| {
-                    let name = s.workload.as_deref().unwrap_or(&s.key);
-                    format!("{name} {} pkts {} lost {:.0} pps", s.packets, s.lost, s.rate_pps)
-                })
-                .collect();
             match &bar {
-                Some(pb) => pb.set_message(line.join(" | ")),
-                None => eprintln!("{}", line.join(" | ")),
+                Some(pb) => pb.set_message(line),
+                None => eprintln!("{line}"),
             }
         }
     }

@@ -110,6 +110,78 @@ pub struct LatencyReport {
     pub max_us: f64,
 }
 
+/// One workload key over all its streams: the view that survives pod
+/// restarts, rollouts and rescheduling (each new pod is a new stream of the
+/// same key).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct KeyReport {
+    /// The GRE key, `0x%08x` (netis: the keybit).
+    pub key: String,
+    /// "namespace/kind/name" from the map, when known.
+    pub workload: Option<String>,
+    /// Streams (source address and profile) seen with this key.
+    pub streams: u64,
+    /// Packets over all streams.
+    pub packets: u64,
+    /// Inner frame bytes over all streams.
+    pub bytes: u64,
+    /// Sequence numbers missing, over all streams.
+    pub lost: u64,
+    /// Late packets, over all streams.
+    pub reordered: u64,
+    /// Duplicated packets, over all streams.
+    pub duplicated: u64,
+    /// Times a source started numbering again at 0 (an agent restarted in the same pod).
+    pub sequence_restarts: u64,
+    /// Streams that took over from one that had gone silent: the first packet
+    /// of the new stream came after the last packet of the old one (a pod
+    /// replaced by one with a new IP). Each silent stream is taken over at most once.
+    pub restarted_streams: u64,
+    /// `sequence_restarts + restarted_streams`.
+    pub restarts: u64,
+}
+
+/// Per-key summary of `streams` (any order), sorted by key. Used for the
+/// report and by `--expect`, so a saved JSON report gives the same answers.
+pub fn summarize_keys(streams: &[StreamReport]) -> Vec<KeyReport> {
+    let mut by_key: BTreeMap<&str, Vec<&StreamReport>> = BTreeMap::new();
+    for s in streams {
+        by_key.entry(&s.key).or_default().push(s);
+    }
+    by_key
+        .into_iter()
+        .map(|(key, mut group)| {
+            let mut k = KeyReport {
+                key: key.to_string(),
+                workload: group.iter().find_map(|s| s.workload.clone()),
+                streams: group.len() as u64,
+                ..Default::default()
+            };
+            for s in &group {
+                k.packets += s.packets;
+                k.bytes += s.bytes;
+                k.lost += s.lost;
+                k.reordered += s.reordered;
+                k.duplicated += s.duplicated;
+                k.sequence_restarts += s.restarts;
+            }
+            // Oldest first; a stream takes over from one whose last packet it
+            // follows: that is a replacement, not a scale-up (the old one would
+            // still be sending) and not loss (the new one numbers from its own 0).
+            group.sort_by(|a, b| a.first_seen.total_cmp(&b.first_seen));
+            let mut taken = vec![false; group.len()];
+            for (i, s) in group.iter().enumerate() {
+                if let Some(j) = (0..i).find(|&j| !taken[j] && group[j].last_seen < s.first_seen) {
+                    taken[j] = true;
+                    k.restarted_streams += 1;
+                }
+            }
+            k.restarts = k.sequence_restarts + k.restarted_streams;
+            k
+        })
+        .collect()
+}
+
 /// Totals over all streams.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Totals {
@@ -132,6 +204,9 @@ pub struct Report {
     pub totals: Totals,
     /// Streams ordered by key then source.
     pub streams: Vec<StreamReport>,
+    /// Per-key summary ([`summarize_keys`] of `streams`).
+    #[serde(default)]
+    pub keys: Vec<KeyReport>,
     /// Malformed datagrams by reason.
     pub malformed: BTreeMap<String, u64>,
     /// Top 10 inner flows by packets.
@@ -458,6 +533,7 @@ fn build_report(st: &State, map: &WorkloadMap, elapsed: Duration) -> Report {
             );
         }
     }
+    r.keys = summarize_keys(&r.streams);
     r.malformed = st.malformed.iter().map(|(k, v)| (k.to_string(), *v)).collect();
     r.totals.malformed = st.malformed.values().sum();
     let mut flows: Vec<_> = st.flows.iter().collect();
