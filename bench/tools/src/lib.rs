@@ -6,9 +6,17 @@ use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
-/// The 8-byte marker that starts a load-generator payload, followed by the
-/// send time (CLOCK_REALTIME, nanoseconds, big-endian u64) and a u64 counter.
-pub const MARKER: &[u8; 8] = b"BPCBENCH";
+/// The marker that starts a load-generator payload, followed by the send
+/// time (CLOCK_REALTIME, nanoseconds, big-endian u64) and a u64 counter:
+/// bpc-sim's latency marker (`bpc_sim::LATENCY_MARKER`), so `bpc-sim receive`
+/// reports capture-to-receive latency for the agent's stream.
+pub const MARKER: &[u8; 4] = b"BPCT";
+/// Offset of the send time in the payload.
+pub const STAMP_AT: usize = 4;
+/// Offset of the counter in the payload.
+pub const COUNTER_AT: usize = 12;
+/// Bytes of payload the stamps need.
+pub const STAMP_LEN: usize = 20;
 
 /// Command-line arguments as `--name value` pairs.
 pub struct Args(Vec<String>);
@@ -60,7 +68,8 @@ pub struct Batch {
     bufs: Vec<Vec<u8>>,
     iovecs: Vec<libc::iovec>,
     msgs: Vec<libc::mmsghdr>,
-    addr: libc::sockaddr_in,
+    /// One destination per message (heap, so pointers into it stay valid).
+    addrs: Vec<libc::sockaddr_in>,
 }
 
 impl Batch {
@@ -71,20 +80,27 @@ impl Batch {
         addr.sin_family = libc::AF_INET as u16;
         addr.sin_port = to.port().to_be();
         addr.sin_addr.s_addr = u32::from(*to.ip()).to_be();
-        let mut b = Self { fd, bufs: vec![vec![0u8; len]; n], iovecs: Vec::new(), msgs: Vec::new(), addr };
+        let mut b = Self {
+            fd,
+            bufs: vec![vec![0u8; len]; n],
+            iovecs: Vec::new(),
+            msgs: Vec::new(),
+            addrs: vec![addr; n],
+        };
         b.iovecs = b
             .bufs
             .iter_mut()
             .map(|buf| libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: len })
             .collect();
-        let addr_ptr: *mut libc::sockaddr_in = &mut b.addr;
         b.msgs = b
             .iovecs
             .iter_mut()
-            .map(|iov| {
-                // SAFETY: zeroed mmsghdr is valid; pointers stay valid while `b` lives (Vec buffers never move).
+            .zip(b.addrs.iter_mut())
+            .map(|(iov, addr)| {
+                // SAFETY: zeroed mmsghdr is valid; the pointers are into Vec
+                // buffers that never move or grow while `b` lives.
                 let mut m: libc::mmsghdr = unsafe { zeroed() };
-                m.msg_hdr.msg_name = addr_ptr.cast();
+                m.msg_hdr.msg_name = (addr as *mut libc::sockaddr_in).cast();
                 m.msg_hdr.msg_namelen = size_of::<libc::sockaddr_in>() as u32;
                 m.msg_hdr.msg_iov = iov;
                 m.msg_hdr.msg_iovlen = 1;
@@ -99,14 +115,14 @@ impl Batch {
         &mut self.bufs
     }
 
+    /// Sets the destination port of message `i`.
+    pub fn set_port(&mut self, i: usize, port: u16) {
+        self.addrs[i].sin_port = port.to_be();
+    }
+
     /// Sends the first `n` datagrams; returns how many the kernel took.
     pub fn send(&mut self, n: usize) -> io::Result<usize> {
-        // The address moved with `self`: point every message at its current place.
-        let addr_ptr: *mut libc::sockaddr_in = &mut self.addr;
-        for m in &mut self.msgs[..n] {
-            m.msg_hdr.msg_name = addr_ptr.cast();
-        }
-        // SAFETY: msgs point to live iovecs and buffers owned by self.
+        // SAFETY: msgs point to live iovecs, addresses and buffers owned by self.
         let r = unsafe { libc::sendmmsg(self.fd, self.msgs.as_mut_ptr(), n as u32, 0) };
         if r < 0 { Err(io::Error::last_os_error()) } else { Ok(r as usize) }
     }

@@ -1,0 +1,262 @@
+#!/usr/bin/env bash
+# Benchmarks bpc-agent against tcpdump and the send floor, side by side on the
+# same traffic, in network namespaces (needs root):
+#
+#   gen ──veth── pod ──veth (MTU 9000)── col
+#   loadgen      capturer                bpc-sim receive
+#
+# loadgen (pinned to CPU 0) sends UDP frames of 64, 512 and 1500 bytes to an
+# address the pod's MAC answers for but the pod does not own, at stepped rates
+# up to its maximum; each payload carries bpc-sim's latency marker. One at a
+# time, on the pod's interface (pinned to CPU 1):
+#   tcpdump        tcpdump -i IF -w /dev/null (capture only)
+#   agent          bpc-agent forwarding every frame as GRE to col
+#   agent-filter   bpc-agent with a filter matching 10% of the frames
+#   floor          bench/tools send-floor: pre-built GRE packets of the same
+#                  size, sendmmsg on a raw socket, no capture (no loadgen)
+# The collector link has MTU 9000 so a 1500-byte frame + GRE + outer IPv4 is
+# one packet for every contender.
+#
+# Writes bench/results.json (every run plus headline ratios) and
+# bench/results.md (the Markdown table), and prints the table.
+#
+# Usage: scripts/bench.sh
+#   BENCH_SECONDS=2             traffic per run
+#   BENCH_SIZES="64 512 1500"   frame sizes
+#   BENCH_RATES="50000 100000 200000 0"   offered pps steps, 0 = generator maximum
+#   BENCH_MODES="tcpdump agent agent-filter floor"   (also: profile, a perf
+#                               profile of CPU 1 per run into bench/profile-SIZE.txt)
+#   BENCH_OUT=bench/results.json
+#   BENCH_AGENT, BENCH_SIM, BENCH_LOADGEN, BENCH_FLOOR   prebuilt binaries (else built here)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SECS=${BENCH_SECONDS:-2}
+SIZES=${BENCH_SIZES:-64 512 1500}
+RATES=${BENCH_RATES:-50000 100000 200000 0}
+MODES=${BENCH_MODES:-tcpdump agent agent-filter floor}
+OUT=${BENCH_OUT:-bench/results.json}
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "bench.sh: needs root (network namespaces, raw sockets)" >&2
+  exit 2
+fi
+for tool in ip tcpdump taskset jq curl python3; do
+  command -v "$tool" >/dev/null || { echo "bench.sh: $tool is missing (scripts/install-deps.sh)" >&2; exit 2; }
+done
+if [[ $(nproc) -lt 2 ]]; then
+  echo "bench.sh: needs 2 CPUs (generator and capturer are pinned to CPU 0 and 1)" >&2
+  exit 2
+fi
+
+START=$(date +%s)
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+
+AT=${CARGO_TARGET_DIR_AGENT:-/work/target-agent}
+BT=${CARGO_TARGET_DIR_BENCH:-/work/target-bench}
+if [[ -z "${BENCH_AGENT:-}" || -z "${BENCH_SIM:-}" ]]; then
+  CARGO_TARGET_DIR=$AT cargo build --release -q -p bpc-agent -p bpc-sim
+fi
+if [[ -z "${BENCH_LOADGEN:-}" || -z "${BENCH_FLOOR:-}" ]]; then
+  CARGO_TARGET_DIR=$BT cargo build --release -q --manifest-path bench/tools/Cargo.toml
+fi
+AGENT=${BENCH_AGENT:-$AT/release/bpc-agent}
+SIM=${BENCH_SIM:-$AT/release/bpc-sim}
+LOADGEN=${BENCH_LOADGEN:-$BT/release/loadgen}
+FLOOR=${BENCH_FLOOR:-$BT/release/send-floor}
+
+ID=bb$$
+G=${ID}g P=${ID}p C=${ID}c
+GIF=${ID}ga PIF=${ID}pa PCIF=${ID}pb CIF=${ID}cb
+GEN_IP=198.18.120.1 POD_IP=198.18.120.2 TARGET_IP=198.18.120.250
+POD_C_IP=198.18.121.1 COL_IP=198.18.121.2
+TMP=$(mktemp -d /tmp/bpc-bench.XXXXXX)
+RUNS=$TMP/runs.jsonl
+: > "$RUNS"
+PIDS=()
+
+cleanup() {
+  local p
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  for n in "$G" "$P" "$C"; do ip netns del "$n" 2>/dev/null || true; done
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+for n in "$G" "$P" "$C"; do ip netns add "$n"; ip -n "$n" link set lo up; done
+ip link add "$GIF" netns "$G" type veth peer name "$PIF" netns "$P"
+ip link add "$PCIF" netns "$P" mtu 9000 type veth peer name "$CIF" netns "$C" mtu 9000
+ip -n "$G" addr add "$GEN_IP/24" dev "$GIF"
+ip -n "$P" addr add "$POD_IP/24" dev "$PIF"
+ip -n "$P" addr add "$POD_C_IP/24" dev "$PCIF"
+ip -n "$C" addr add "$COL_IP/24" dev "$CIF"
+for x in "$G $GIF" "$P $PIF" "$P $PCIF" "$C $CIF"; do
+  read -r ns dev <<< "$x"
+  ip -n "$ns" link set "$dev" up
+done
+# The generator's frames reach the pod's MAC but no IP of the pod: the pod's
+# kernel drops them without any work for the "application".
+POD_MAC=$(ip -n "$P" -j link show "$PIF" | jq -r '.[0].address')
+ip -n "$G" neigh add "$TARGET_IP" lladdr "$POD_MAC" dev "$GIF" nud permanent
+ip -n "$P" neigh add "$COL_IP" lladdr "$(ip -n "$C" -j link show "$CIF" | jq -r '.[0].address')" dev "$PCIF" nud permanent
+
+TCK=$(getconf CLK_TCK)
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+hwm_kib() { awk '$1 == "VmHWM:" {print $2}' "/proc/$1/status"; }
+rss_kib() { awk '$1 == "VmRSS:" {print $2}' "/proc/$1/status"; }
+pod_rx() { ip -n "$P" -j -s link show "$PIF" | jq '.[0].stats64.rx.packets'; }
+agent_stats() { ip netns exec "$P" curl -sf --max-time 2 127.0.0.1:9469/stats; }
+
+# bpc-sim receive for DURATION seconds, JSON report to FILE.
+start_sim() {
+  ip netns exec "$C" "$SIM" receive --listen "$COL_IP" --duration "$1" --quiet -o json > "$2" 2>"$TMP/sim.err" &
+  SIM_PID=$!
+  PIDS+=("$SIM_PID")
+  sleep 0.3
+}
+
+loadgen() {
+  ip netns exec "$G" taskset -c 0 "$LOADGEN" --to "$TARGET_IP" --size "$1" --pps "$2" --seconds "$SECS"
+}
+
+# Appends one run record; arguments are jq --argjson name/value pairs.
+record() { jq -cn "$@" '$ARGS.named' >> "$RUNS"; }
+
+run_tcpdump() {
+  local size=$1 rate=$2 tpid rx0 rx1 t0 t1 gen hwm
+  ip netns exec "$P" taskset -c 1 tcpdump -i "$PIF" -w /dev/null 2>"$TMP/tcpdump.err" &
+  tpid=$!
+  PIDS+=("$tpid")
+  sleep 0.5
+  rx0=$(pod_rx); t0=$(ticks "$tpid")
+  gen=$(loadgen "$size" "$rate")
+  sleep 0.3
+  rx1=$(pod_rx); t1=$(ticks "$tpid"); hwm=$(hwm_kib "$tpid")
+  kill -INT "$tpid"
+  wait "$tpid" || true
+  # "captured" leaves out what was still in the ring at SIGINT: count what
+  # the kernel queued for tcpdump (received by filter) minus its drops.
+  local received drops captured
+  received=$(awk '/received by filter/ {print $1}' "$TMP/tcpdump.err")
+  drops=$(awk '/dropped by kernel/ {print $1}' "$TMP/tcpdump.err")
+  captured=$((${received:-0} - ${drops:-0}))
+  record --arg mode tcpdump --argjson size "$size" --argjson rate "$rate" --argjson gen "$gen" \
+    --argjson reached "$((rx1 - rx0))" --argjson captured "$captured" --argjson kernel_drops "${drops:-0}" \
+    --argjson cpu_seconds "$(awk -v t="$((t1 - t0))" -v k="$TCK" 'BEGIN {print t / k}')" \
+    --argjson peak_rss_kib "$hwm"
+}
+
+AGENT_PID=
+start_agent() {
+  local filter=$1
+  local args=(--collector "$COL_IP" --interface "$PIF" --metrics-addr 127.0.0.1:9469 --key 0x0be7c401)
+  [[ -n "$filter" ]] && args+=(--filter "$filter")
+  ip netns exec "$P" taskset -c 1 "$AGENT" "${args[@]}" 2>"$TMP/agent.log" &
+  AGENT_PID=$!
+  PIDS+=("$AGENT_PID")
+  for _ in $(seq 50); do
+    agent_stats >/dev/null 2>&1 && return 0
+    kill -0 "$AGENT_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "bench.sh: bpc-agent did not start:" >&2
+  cat "$TMP/agent.log" >&2
+  exit 1
+}
+
+stop_agent() {
+  kill -TERM "$AGENT_PID" 2>/dev/null || true
+  wait "$AGENT_PID" 2>/dev/null || true
+  AGENT_PID=
+}
+
+run_agent() {
+  local mode=$1 size=$2 rate=$3 s0 s1 rx0 rx1 t0 t1 gen
+  start_sim "$(awk -v s="$SECS" 'BEGIN {print s + 2.2}')" "$TMP/sim.json"
+  s0=$(agent_stats); rx0=$(pod_rx); t0=$(ticks "$AGENT_PID")
+  gen=$(loadgen "$size" "$rate")
+  # The agent reads the kernel's drop counter every second: wait for it.
+  sleep 1.2
+  s1=$(agent_stats); rx1=$(pod_rx); t1=$(ticks "$AGENT_PID")
+  wait "$SIM_PID" || true
+  record --arg mode "$mode" --argjson size "$size" --argjson rate "$rate" --argjson gen "$gen" \
+    --argjson reached "$((rx1 - rx0))" \
+    --argjson captured "$(jq -n --argjson a "$s0" --argjson b "$s1" '$b.capture.packets - $a.capture.packets')" \
+    --argjson kernel_drops "$(jq -n --argjson a "$s0" --argjson b "$s1" '$b.capture.kernel_drops - $a.capture.kernel_drops')" \
+    --argjson forwarded "$(jq -n --argjson a "$s0" --argjson b "$s1" '$b.collectors[0].sent_packets - $a.collectors[0].sent_packets')" \
+    --argjson send_errors "$(jq -n --argjson a "$s0" --argjson b "$s1" '[$b.collectors[0].errors[]] | add - ([$a.collectors[0].errors[]] | add)')" \
+    --argjson cpu_seconds "$(awk -v t="$((t1 - t0))" -v k="$TCK" 'BEGIN {print t / k}')" \
+    --argjson peak_rss_kib "$(hwm_kib "$AGENT_PID")" --argjson rss_kib "$(rss_kib "$AGENT_PID")" \
+    --argjson sim "$(cat "$TMP/sim.json")"
+}
+
+run_floor() {
+  local size=$1 rate=$2 out
+  start_sim "$(awk -v s="$SECS" 'BEGIN {print s + 1}')" "$TMP/sim.json"
+  out=$(ip netns exec "$P" taskset -c 1 "$FLOOR" --to "$COL_IP" --size "$size" --pps "$rate" --seconds "$SECS")
+  wait "$SIM_PID" || true
+  record --arg mode floor --argjson size "$size" --argjson rate "$rate" --argjson floor "$out" \
+    --argjson sim "$(cat "$TMP/sim.json")"
+}
+
+# perf profile of CPU 1 (the agent, its sends and whatever softirq work lands
+# there) during a max-rate agent run: bench/profile-SIZE.txt.
+run_profile() {
+  local size=$1 rate=$2 ppid
+  command -v perf >/dev/null || { echo "bench.sh: profile needs perf (apt-get install linux-perf)" >&2; return 0; }
+  start_sim "$(awk -v s="$SECS" 'BEGIN {print s + 1.5}')" "$TMP/sim.json"
+  perf record -q -C 1 -g -o "$TMP/perf.data" -- sleep "$(awk -v s="$SECS" 'BEGIN {print s + 0.3}')" 2>/dev/null &
+  ppid=$!
+  loadgen "$size" "$rate" >/dev/null
+  wait "$ppid" || true
+  wait "$SIM_PID" || true
+  perf report -i "$TMP/perf.data" --stdio --no-children --sort comm,dso,sym --percent-limit 0.7 -g none \
+    2>/dev/null | grep -v '^$' > "bench/profile-$size.txt" || true
+  perf report -i "$TMP/perf.data" --stdio --no-children --sort comm --percent-limit 0.5 -g none \
+    2>/dev/null | grep -v '^#' | grep -v '^$' >> "bench/profile-$size.txt" || true
+}
+
+idle_agent() {
+  # Idle footprint: no traffic at all for 5 s.
+  local t0 t1
+  start_agent ""
+  sleep 1
+  t0=$(ticks "$AGENT_PID")
+  sleep 5
+  t1=$(ticks "$AGENT_PID")
+  record --arg mode idle --argjson seconds 5 \
+    --argjson cpu_seconds "$(awk -v t="$((t1 - t0))" -v k="$TCK" 'BEGIN {print t / k}')" \
+    --argjson peak_rss_kib "$(hwm_kib "$AGENT_PID")" --argjson rss_kib "$(rss_kib "$AGENT_PID")"
+  stop_agent
+}
+
+echo "bench: $(nproc) CPUs, load $LOAD_BEFORE, ${SECS}s per run, sizes $SIZES, rates $RATES" >&2
+idle_agent
+for size in $SIZES; do
+  for mode in $MODES; do
+    case $mode in
+      agent | profile) start_agent "" ;;
+      agent-filter) start_agent "udp dst port 10" ;;
+    esac
+    for rate in $RATES; do
+      echo "bench: $size B, $mode, ${rate/#0/max} pps" >&2
+      case $mode in
+        tcpdump) run_tcpdump "$size" "$rate" ;;
+        agent | agent-filter) run_agent "$mode" "$size" "$rate" ;;
+        floor) run_floor "$size" "$rate" ;;
+        profile) run_profile "$size" "$rate" ;;
+        *) echo "bench.sh: unknown mode $mode" >&2; exit 2 ;;
+      esac
+    done
+    [[ -n "$AGENT_PID" ]] && stop_agent
+  done
+done
+
+CPU_MODEL=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+python3 bench/report.py "$RUNS" "$OUT" "${OUT%.json}.md" \
+  --date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --nproc "$(nproc)" --cpu "$CPU_MODEL" --kernel "$(uname -r)" \
+  --load-before "$LOAD_BEFORE" --load-after "$(cut -d' ' -f1-3 /proc/loadavg)" \
+  --seconds-per-run "$SECS" --elapsed "$(($(date +%s) - START))"
+cat "${OUT%.json}.md"
