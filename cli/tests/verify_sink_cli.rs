@@ -1,5 +1,5 @@
-//! The `kubectl-bpc` binary: `sink` receives a GRE stream on loopback and
-//! reports it (needs root / CAP_NET_RAW, as CI runs); API-less failures exit 2.
+//! The `kubectl-bpc` binary: `sink` is the bpc-sim receiver in-process
+//! (needs root / CAP_NET_RAW, as CI runs); API-less failures exit 2.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -22,40 +22,76 @@ impl Drop for KillOnDrop {
     }
 }
 
-#[test]
-fn sink_binary_reports_stream_packets_and_sequence_loss() {
-    let key = WorkloadKey::from_workload("ci", "deployment", &format!("sink-{}", std::process::id()));
+/// Sends `seqs` of `key` over raw GRE to 127.0.0.1, each carrying a 50-byte frame.
+fn send_gre(key: u32, seqs: impl Iterator<Item = u32>) {
+    let socket = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(47))).unwrap();
+    let dst = "127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap().into();
+    let mut pkt = [0u8; 12 + 50];
+    for seq in seqs {
+        let n = GreProfile::Standard.write_header(&mut pkt, key, seq, Direction::Inbound).unwrap();
+        socket.send_to(&pkt[..n + 50], &dst).unwrap();
+    }
+}
+
+fn sink(args: &[&str]) -> KillOnDrop {
     let child = Command::new(BIN)
-        .args(["sink", "--listen", "127.0.0.1", "--duration", "2", "--interval", "60", "-o", "json"])
+        .arg("sink")
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut guard = KillOnDrop(Some(child));
+    KillOnDrop(Some(child))
+}
+
+#[test]
+fn sink_binary_reports_stream_packets_and_sequence_loss_in_the_sim_report_schema() {
+    let key = WorkloadKey::from_workload("ci", "deployment", &format!("sink-{}", std::process::id()));
+    let mut guard = sink(&["--listen", "127.0.0.1", "--duration", "2", "--quiet", "-o", "json"]);
     std::thread::sleep(Duration::from_millis(500));
-    let socket = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(47))).unwrap();
-    let dst = "127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap().into();
-    let mut pkt = [0u8; 12 + 50];
     // 0..=199 without 100 and 101: 198 packets, 2 lost.
-    for seq in (0..200).filter(|s| *s != 100 && *s != 101) {
-        let n = GreProfile::Standard.write_header(&mut pkt, key.0, seq, Direction::Inbound).unwrap();
-        socket.send_to(&pkt[..n + 50], &dst).unwrap();
-    }
+    send_gre(key.0, (0..200).filter(|s| *s != 100 && *s != 101));
     let out = guard.0.take().unwrap().wait_with_output().unwrap();
     assert!(out.status.success(), "sink failed: {}", String::from_utf8_lossy(&out.stderr));
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let last: Value = serde_json::from_str(stdout.lines().last().expect("a final report")).unwrap();
-    let stream = last
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stream = report["streams"]
         .as_array()
         .unwrap()
         .iter()
         .find(|s| s["key"] == key.to_string())
-        .unwrap_or_else(|| panic!("no stream {key} in {last}"));
+        .unwrap_or_else(|| panic!("no stream {key} in {report}"));
     assert_eq!(stream["source"], "127.0.0.1");
     assert_eq!(stream["profile"], "standard");
     assert_eq!(stream["packets"], 198);
     assert_eq!(stream["bytes"], 198 * 50);
     assert_eq!(stream["lost"], 2);
+    let per_key = report["keys"].as_array().unwrap().iter().find(|k| k["key"] == key.to_string()).unwrap();
+    assert_eq!((per_key["streams"].as_u64(), per_key["lost"].as_u64()), (Some(1), Some(2)));
+}
+
+#[test]
+fn sink_takes_the_receivers_expect_and_exits_1_naming_the_failed_check() {
+    let key = WorkloadKey::from_workload("ci", "deployment", &format!("sink-exp-{}", std::process::id()));
+    let pass = format!("key={key} packets=20 loss=0");
+    let fail = format!("key={key} packets=21");
+    let mut guard =
+        sink(&["--listen", "127.0.0.1", "--duration", "2", "--quiet", "--expect", &pass, "--expect", &fail]);
+    std::thread::sleep(Duration::from_millis(500));
+    send_gre(key.0, 0..20);
+    let out = guard.0.take().unwrap().wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("expectation failed: {fail}: packets=20")), "{err}");
+    assert!(!err.contains(&pass), "the holding expectation is not reported as failed: {err}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&key.to_string()) && text.contains("total:"), "text report expected: {text}");
+}
+
+#[test]
+fn sink_with_a_bad_output_format_exits_2_without_receiving() {
+    let out = Command::new(BIN).args(["sink", "--listen", "127.0.0.1", "-o", "xml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("xml"));
 }
 
 #[test]
