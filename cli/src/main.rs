@@ -1,92 +1,149 @@
-//! kubectl-bpc: the kubectl plugin.
+//! kubectl-bpc: the kubectl plugin (`kubectl bpc ...` once it is on PATH).
 //!
-//! Placeholder entry point (status/verify/sink/map only) until the CLI
-//! skeleton with KubeArgs and attach/detach lands and replaces it.
+//! Parses the command line and hands each command to its library module.
 
+use std::io::Read;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{CommandFactory, Parser, Subcommand};
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use kubectl_bpc::attach::{AttachArgs, DetachArgs};
+use kubectl_bpc::capabilities::CapabilitiesArg;
+use kubectl_bpc::kube_context::KubeArgs;
+use kubectl_bpc::manifest::{Edit, edit_manifests};
+use kubectl_bpc::sidecar::SidecarOptions;
+use kubectl_bpc::{Error, attach, map, sink, status, verify};
 
 #[derive(Parser)]
 #[command(
     name = "kubectl-bpc",
+    bin_name = "kubectl bpc",
     version,
-    about = "Mirror a workload's own traffic to a packet analyser over GRE"
+    about = "Mirror a workload's own traffic to a packet analyser over GRE, with a capture sidecar",
+    after_help = "Exit codes: 0 success, 1 a workload failed (the others were processed), 2 usage or configuration error."
 )]
 struct Cli {
-    /// Path to the kubeconfig file.
-    #[arg(long, global = true, env = "KUBECONFIG")]
-    kubeconfig: Option<std::path::PathBuf>,
-    /// Kubeconfig context to use.
-    #[arg(long, global = true)]
-    context: Option<String>,
-    /// Namespace (default: the context's).
-    #[arg(short = 'n', long, global = true)]
-    namespace: Option<String>,
-    /// All namespaces.
-    #[arg(short = 'A', long, global = true)]
-    all_namespaces: bool,
+    #[command(flatten)]
+    kube: KubeArgs,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Add the bpc-agent capture sidecar to workloads.
+    Attach(Box<AttachArgs>),
+    /// Remove exactly what attach added.
+    Detach(DetachArgs),
+    /// Add the sidecar to manifests (offline, for GitOps); prints YAML.
+    #[command(after_help = "Examples:
+  kubectl bpc inject -f deploy.yaml --collector 10.0.0.5 > deploy.bpc.yaml
+  kustomize build overlays/prod | kubectl bpc inject -f - --collector probe.obs.svc | kubectl apply -f -")]
+    Inject(Box<InjectArgs>),
+    /// Remove the sidecar from manifests (offline); prints YAML.
+    #[command(after_help = "Example:\n  kubectl bpc uninject -f deploy.bpc.yaml > deploy.yaml")]
+    Uninject(FileArg),
     /// Capture health of attached workloads, with a verdict per pod.
-    Status(kubectl_bpc::status::StatusArgs),
+    #[command(after_help = "Examples:\n  kubectl bpc status -n shop\n  kubectl bpc status -A -o json")]
+    Status(status::StatusArgs),
     /// Prove end to end that a workload's capture reaches a sink.
-    Verify(kubectl_bpc::verify::VerifyArgs),
-    /// Run a GRE receiver in-process.
-    Sink(kubectl_bpc::sink::SinkArgs),
+    #[command(
+        after_help = "Example:\n  kubectl bpc verify deploy/checkout -n shop --sink 10.0.0.9 --timeout 60s"
+    )]
+    Verify(verify::VerifyArgs),
+    /// Run a GRE receiver in-process (the bpc-sim receiver).
+    #[command(after_help = "Example:\n  kubectl bpc sink --listen 0.0.0.0 --duration 30")]
+    Sink(sink::SinkArgs),
     /// Pod IP -> workload and key table for collectors.
-    Map(kubectl_bpc::map::MapArgs),
+    #[command(
+        after_help = "Examples:\n  kubectl bpc map -A -o json > map.json\n  kubectl bpc map -A --watch"
+    )]
+    Map(map::MapArgs),
     /// Print a shell completion script.
-    ///
-    /// Example: kubectl-bpc completion bash > /etc/bash_completion.d/kubectl-bpc
+    #[command(after_help = "Example:\n  kubectl-bpc completion bash > /etc/bash_completion.d/kubectl-bpc")]
     Completion {
-        /// Shell to generate the script for (bash, zsh, fish, ...).
+        /// Shell to generate the script for.
         shell: clap_complete::Shell,
     },
 }
 
-async fn client(cli: &Cli) -> anyhow::Result<(kube::Client, String)> {
-    let options = KubeConfigOptions { context: cli.context.clone(), ..Default::default() };
-    let config = match &cli.kubeconfig {
-        Some(path) => {
-            let kc = Kubeconfig::read_from(path).with_context(|| format!("reading {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kc, &options).await?
-        }
-        None if cli.context.is_some() => kube::Config::from_kubeconfig(&options).await?,
-        None => kube::Config::infer().await?,
-    };
-    let ns = cli.namespace.clone().unwrap_or_else(|| config.default_namespace.clone());
-    Ok((kube::Client::try_from(config)?, ns))
+/// `-f FILE|-`.
+#[derive(clap::Args)]
+struct FileArg {
+    /// Manifest file, or - for standard input (multi-document YAML and kind: List).
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    file: PathBuf,
 }
 
-async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let scope = |ns: &str| if cli.all_namespaces { None } else { Some(ns.to_owned()) };
-    Ok(match &cli.command {
-        Command::Sink(args) => kubectl_bpc::sink::run(args).await?,
+#[derive(clap::Args)]
+struct InjectArgs {
+    #[command(flatten)]
+    file: FileArg,
+    #[command(flatten)]
+    options: SidecarOptions,
+    /// How the agent gets CAP_NET_RAW (auto means default offline: no cluster to ask).
+    #[arg(long, value_enum, default_value = "auto")]
+    capabilities: CapabilitiesArg,
+    /// Inject even into pods with hostNetwork: true.
+    #[arg(long)]
+    allow_host_network: bool,
+}
+
+fn read_input(path: &PathBuf) -> Result<String, Error> {
+    let mut text = String::new();
+    if path.as_os_str() == "-" {
+        std::io::stdin().read_to_string(&mut text)?;
+    } else {
+        text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Usage(format!("cannot read {}: {e}", path.display())))?;
+    }
+    Ok(text)
+}
+
+fn offline(kube: &KubeArgs, file: &FileArg, edit: &Edit) -> Result<ExitCode, Error> {
+    let edited = edit_manifests(&read_input(&file.file)?, edit, kube.namespace.as_deref())?;
+    for note in &edited.notes {
+        eprintln!("note: {note}");
+    }
+    for o in &edited.outcomes {
+        eprintln!("{} in namespace {}: {}", o.workload, o.workload.namespace, o.action);
+    }
+    print!("{}", edited.yaml);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run(cli: Cli) -> Result<ExitCode, Error> {
+    match &cli.command {
         Command::Completion { shell } => {
             clap_complete::generate(*shell, &mut Cli::command(), "kubectl-bpc", &mut std::io::stdout());
-            ExitCode::SUCCESS
+            Ok(ExitCode::SUCCESS)
         }
+        Command::Inject(args) => {
+            kubectl_bpc::preflight::check_options(&args.options)?;
+            let edit = Edit::Inject {
+                options: args.options.clone(),
+                capabilities: args.capabilities,
+                allow_host_network: args.allow_host_network,
+            };
+            offline(&cli.kube, &args.file, &edit)
+        }
+        Command::Uninject(file) => offline(&cli.kube, file, &Edit::Uninject),
+        Command::Sink(args) => sink::run(args).await,
+        Command::Attach(args) => attach::run_attach(args, &cli.kube.connect().await?).await,
+        Command::Detach(args) => attach::run_detach(args, &cli.kube.connect().await?).await,
         Command::Status(args) => {
-            let (client, ns) = client(&cli).await?;
-            kubectl_bpc::status::run(args, &client, scope(&ns).as_deref()).await?
+            let kube = cli.kube.connect().await?;
+            status::run(args, &kube.client, kube.scope()).await
         }
         Command::Map(args) => {
-            let (client, ns) = client(&cli).await?;
-            kubectl_bpc::map::run(args, &client, scope(&ns).as_deref()).await?;
-            ExitCode::SUCCESS
+            let kube = cli.kube.connect().await?;
+            map::run(args, &kube.client, kube.scope()).await.map(|()| ExitCode::SUCCESS)
         }
         Command::Verify(args) => {
-            let (client, ns) = client(&cli).await?;
-            kubectl_bpc::verify::run(args, &client, &ns).await?
+            let kube = cli.kube.connect().await?;
+            verify::run(args, &kube.client, &kube.namespace).await
         }
-    })
+    }
 }
 
 #[tokio::main]
@@ -95,8 +152,8 @@ async fn main() -> ExitCode {
     match run(cli).await {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(2)
+            eprintln!("error: {e}");
+            e.exit_code()
         }
     }
 }

@@ -1,0 +1,561 @@
+//! `kubectl bpc attach` and `kubectl bpc detach`: the live path.
+//!
+//! Each workload is read, planned with [`crate::sidecar::inject`] /
+//! [`crate::sidecar::uninject`] (the same functions as the offline path),
+//! checked, and written with a strategic merge patch that names only the
+//! sidecar container and the status annotation and carries the
+//! resourceVersion read, so a concurrent change is a 409 and the whole
+//! read-plan-write is retried. One workload failing does not stop the others.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::core::{ApiResource, ObjectMeta, TypeMeta};
+use serde_json::Value;
+
+use crate::capabilities::{self, CapabilitiesArg, Choice, Runtime};
+use crate::kube_context::Kube;
+use crate::output::{self, ObjectFormat};
+use crate::sidecar::{self, Injected, Sidecar, SidecarOptions};
+use crate::workload::{WorkloadId, WorkloadKind, WorkloadRef};
+use crate::{EXIT_WORKLOAD_FAILED, Error, preflight};
+
+/// The field manager of every write.
+pub const FIELD_MANAGER: &str = "kubectl-bpc";
+/// Attempts of a read-plan-write cycle when the object changed under us.
+const CONFLICT_ATTEMPTS: usize = 5;
+
+/// `--dry-run` modes, as kubectl's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum DryRun {
+    /// Write for real.
+    #[default]
+    None,
+    /// Nothing is sent that changes anything; the result is printed.
+    Client,
+    /// The write is sent with dryRun=All: validated and admitted, not persisted.
+    Server,
+}
+
+/// Flags of commands that change workloads.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ChangeArgs {
+    /// Only show what would change: client (print the result) or server (sent with dryRun=All).
+    #[arg(long, value_enum, default_value = "none", num_args = 0..=1, default_missing_value = "client", require_equals = true)]
+    pub dry_run: DryRun,
+    /// Print the changed objects in this format (default for --dry-run=client: yaml).
+    #[arg(short = 'o', long, value_enum)]
+    pub output: Option<ObjectFormat>,
+    /// Print a unified diff of each workload instead of the object (with --dry-run).
+    #[arg(long)]
+    pub diff: bool,
+    /// Wait for the rollout to finish (fails early if pods are refused).
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait waits.
+    #[arg(long, value_parser = crate::verify::parse_duration, default_value = "5m")]
+    pub timeout: Duration,
+}
+
+/// `kubectl bpc attach`.
+#[derive(Debug, Clone, clap::Args)]
+#[command(after_help = "Examples:
+  # Mirror the checkout Deployment's traffic to a collector
+  kubectl bpc attach checkout -n shop --collector 10.0.0.5
+
+  # Only HTTPS, two collectors, capped at 20k packets/s per pod, wait for the rollout
+  kubectl bpc attach deploy/checkout --collector 10.0.0.5 --collector probe.obs.svc \\
+      --filter 'tcp port 443' --max-pps 20000 --wait
+
+  # Preview every workload labelled tier=web, as a diff
+  kubectl bpc attach -l tier=web --collector 10.0.0.5 --dry-run --diff")]
+pub struct AttachArgs {
+    /// Workloads: NAME (a Deployment), deploy/NAME, sts/NAME or ds/NAME.
+    #[arg(value_name = "WORKLOAD")]
+    pub workloads: Vec<String>,
+    /// Every Deployment, StatefulSet and DaemonSet matching this label selector.
+    #[arg(short = 'l', long, value_name = "SELECTOR")]
+    pub selector: Option<String>,
+    /// The sidecar's options.
+    #[command(flatten)]
+    pub options: SidecarOptions,
+    /// How the agent gets CAP_NET_RAW.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub capabilities: CapabilitiesArg,
+    /// Attach even to pods with hostNetwork: true (captures the whole node's traffic).
+    #[arg(long)]
+    pub allow_host_network: bool,
+    /// Dry run, output, wait.
+    #[command(flatten)]
+    pub change: ChangeArgs,
+}
+
+/// `kubectl bpc detach`.
+#[derive(Debug, Clone, clap::Args)]
+#[command(after_help = "Examples:
+  # Remove the sidecar from one Deployment
+  kubectl bpc detach checkout -n shop
+
+  # Remove it from every workload of the namespace it was attached to, showing the diff first
+  kubectl bpc detach --all -n shop --dry-run --diff
+  kubectl bpc detach --all -n shop")]
+pub struct DetachArgs {
+    /// Workloads: NAME (a Deployment), deploy/NAME, sts/NAME or ds/NAME.
+    #[arg(value_name = "WORKLOAD")]
+    pub workloads: Vec<String>,
+    /// Every workload matching this label selector.
+    #[arg(short = 'l', long, value_name = "SELECTOR")]
+    pub selector: Option<String>,
+    /// Every workload with the sidecar attached (in the namespace, or with -A everywhere).
+    #[arg(long)]
+    pub all: bool,
+    /// Dry run, output, wait.
+    #[command(flatten)]
+    pub change: ChangeArgs,
+}
+
+/// What happened to one workload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Done {
+    /// The workload.
+    pub workload: WorkloadId,
+    /// In kubectl's words: "attached", "updated", "unchanged", "detached", "not attached".
+    pub action: &'static str,
+    /// The object after the change (for -o).
+    pub object: Value,
+    /// The object before it (for --diff).
+    pub before: Value,
+}
+
+/// The HTTP verb and resource named when the API server says 403.
+fn api_error(e: kube::Error, verb: &str, id: &WorkloadId) -> Error {
+    let ns = &id.namespace;
+    let plural = format!("{}s.apps", id.kind.as_str().to_ascii_lowercase());
+    match e {
+        kube::Error::Api(s) if s.code == 404 => Error::Workload(format!(
+            "{id} not found in namespace {ns}: check the name with kubectl get {plural} -n {ns}"
+        )),
+        kube::Error::Api(s) if s.code == 403 => Error::Workload(format!(
+            "{id} in namespace {ns}: forbidden: {}; kubectl-bpc needs the RBAC verb '{verb}' on {plural} in \
+             namespace {ns} (check with: kubectl auth can-i {verb} {plural} -n {ns})",
+            s.message
+        )),
+        kube::Error::Api(s) if s.code == 409 => Error::Workload(format!(
+            "{id} in namespace {ns} kept changing while it was being patched ({CONFLICT_ATTEMPTS} attempts): \
+             try again when its controller is idle"
+        )),
+        kube::Error::Api(s) => {
+            Error::Workload(format!("{id} in namespace {ns}: {verb} refused: {}", s.message))
+        }
+        other => Error::Workload(format!("{id} in namespace {ns}: {verb} failed: {other}")),
+    }
+}
+
+fn is_conflict(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 409)
+}
+
+/// Finds the workloads named, or matched by a selector, or (`all`) every
+/// attached one. Names are read one by one (so a missing one is its own
+/// failure); a selector or `all` lists each kind.
+pub async fn resolve(
+    kube: &Kube,
+    names: &[String],
+    selector: Option<&str>,
+    all: bool,
+) -> Result<Vec<Result<(WorkloadId, DynamicObject), Error>>, Error> {
+    let refs = names.iter().map(|n| WorkloadRef::parse(n)).collect::<Result<Vec<_>, _>>()?;
+    if refs.is_empty() && selector.is_none() && !all {
+        return Err(Error::Usage(
+            "name at least one workload (NAME, deploy/NAME, sts/NAME, ds/NAME) or use -l SELECTOR".into(),
+        ));
+    }
+    if !refs.is_empty() && (selector.is_some() || all) {
+        return Err(Error::Usage("give workload names or a selector/--all, not both".into()));
+    }
+    if !refs.is_empty() && kube.all_namespaces {
+        return Err(Error::Usage("-A/--all-namespaces cannot be used with workload names: use -n NS".into()));
+    }
+    let mut found = Vec::new();
+    for r in refs {
+        let id = WorkloadId { namespace: kube.namespace.clone(), kind: r.kind, name: r.name };
+        let got = r.kind.api(&kube.client, &id.namespace).get(&id.name).await;
+        found.push(got.map(|o| (id.clone(), o)).map_err(|e| api_error(e, "get", &id)));
+    }
+    if selector.is_some() || all {
+        let lp = selector.map_or_else(ListParams::default, |s| ListParams::default().labels(s));
+        for kind in WorkloadKind::ALL {
+            let api = match kube.scope() {
+                Some(ns) => kind.api(&kube.client, ns),
+                None => kind.api_all(&kube.client),
+            };
+            let list = api.list(&lp).await.map_err(|e| match e {
+                kube::Error::Api(s) if s.code == 403 => Error::Config(format!(
+                    "cannot list {}s: {}; kubectl-bpc needs the RBAC verb 'list' on them",
+                    kind.resource(),
+                    s.message
+                )),
+                kube::Error::Api(s) if s.code == 400 => Error::Usage(format!(
+                    "invalid selector '{}': {}",
+                    selector.unwrap_or_default(),
+                    s.message
+                )),
+                other => Error::Kube(other),
+            })?;
+            for o in list.items {
+                if all && !selector.is_some() && template(&o).and_then(sidecar::status_annotation).is_none() {
+                    continue;
+                }
+                let id = WorkloadId {
+                    namespace: o.metadata.namespace.clone().unwrap_or_else(|| kube.namespace.clone()),
+                    kind,
+                    name: o.metadata.name.clone().unwrap_or_default(),
+                };
+                found.push(Ok((id, o)));
+            }
+        }
+    }
+    Ok(found)
+}
+
+fn template(o: &DynamicObject) -> Option<&Value> {
+    o.data.pointer("/spec/template")
+}
+
+fn object_value(kind: WorkloadKind, o: &DynamicObject) -> Value {
+    let mut v = serde_json::to_value(o).unwrap_or(Value::Null);
+    let ar = kind.api_resource();
+    if v.get("apiVersion").is_none() {
+        v["apiVersion"] = Value::String(ar.api_version);
+        v["kind"] = Value::String(ar.kind);
+    }
+    v
+}
+
+fn with_template(object: &Value, template: &Value) -> Value {
+    let mut v = object.clone();
+    v["spec"]["template"] = template.clone();
+    v
+}
+
+/// Per-namespace capability choices, and the nodes' runtimes read once.
+pub struct CapabilityPlanner {
+    requested: CapabilitiesArg,
+    runtimes: Option<Option<Vec<Runtime>>>,
+    chosen: BTreeMap<String, Result<Choice, String>>,
+}
+
+impl CapabilityPlanner {
+    /// A planner for the mode given on the command line.
+    pub fn new(requested: CapabilitiesArg) -> CapabilityPlanner {
+        CapabilityPlanner { requested, runtimes: None, chosen: BTreeMap::new() }
+    }
+
+    /// The choice for a namespace; prints the reason the first time.
+    pub async fn choose(&mut self, client: &kube::Client, namespace: &str) -> Result<Choice, Error> {
+        if !self.chosen.contains_key(namespace) {
+            let pss = capabilities::pod_security(client, namespace).await?;
+            if self.requested == CapabilitiesArg::Auto && self.runtimes.is_none() {
+                self.runtimes = Some(capabilities::node_runtimes(client).await?);
+            }
+            let runtimes = self.runtimes.as_ref().and_then(Option::as_deref);
+            let choice =
+                capabilities::choose(self.requested, namespace, &pss, runtimes).map_err(|e| e.to_string());
+            if let Ok(c) = &choice {
+                eprintln!("capabilities for namespace {namespace}: {} ({})", c.mode.as_str(), c.reason);
+            }
+            self.chosen.insert(namespace.to_owned(), choice);
+        }
+        self.chosen[namespace].clone().map_err(Error::Workload)
+    }
+}
+
+/// Server-side dry run of a Pod made from `template`: Pod Security and
+/// other admission checks reject Pods, not workloads, so this is the only
+/// way to learn before the rollout that the sidecar will be refused.
+/// Returns the refusal message, or `None` when admitted (or when the user
+/// may not create pods, which only skips the check).
+pub async fn dry_run_pod(
+    client: &kube::Client,
+    id: &WorkloadId,
+    template: &Value,
+) -> Result<Option<String>, Error> {
+    let ar = ApiResource::erase::<Pod>(&());
+    let api = kube::Api::<DynamicObject>::namespaced_with(client.clone(), &id.namespace, &ar);
+    let meta = template.get("metadata").cloned().unwrap_or(Value::Null);
+    let pod = DynamicObject {
+        types: Some(TypeMeta { api_version: "v1".into(), kind: "Pod".into() }),
+        metadata: ObjectMeta {
+            generate_name: Some(format!("{}-bpc-preflight-", id.name)),
+            namespace: Some(id.namespace.clone()),
+            labels: serde_json::from_value(meta["labels"].clone()).unwrap_or_default(),
+            annotations: serde_json::from_value(meta["annotations"].clone()).unwrap_or_default(),
+            ..Default::default()
+        },
+        data: serde_json::json!({"spec": template.get("spec").cloned().unwrap_or(Value::Null)}),
+    };
+    let pp = PostParams { dry_run: true, field_manager: Some(FIELD_MANAGER.into()) };
+    match api.create(&pp, &pod).await {
+        Ok(_) => Ok(None),
+        Err(kube::Error::Api(s)) if s.code == 403 && s.message.contains("cannot create resource") => {
+            eprintln!(
+                "note: {id}: no permission to dry-run pods in namespace {}; skipped the admission pre-flight",
+                id.namespace
+            );
+            Ok(None)
+        }
+        Err(kube::Error::Api(s)) if (400..500).contains(&s.code) => Ok(Some(s.message.clone())),
+        Err(e) => Err(api_error(e, "create (dry run)", id)),
+    }
+}
+
+fn patch_params(dry_run: DryRun) -> PatchParams {
+    PatchParams {
+        dry_run: dry_run == DryRun::Server,
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    }
+}
+
+/// Attaches (or updates, or leaves as is) the sidecar of one workload.
+pub async fn attach_one(
+    kube: &Kube,
+    id: &WorkloadId,
+    mut object: DynamicObject,
+    args: &AttachArgs,
+    planner: &mut CapabilityPlanner,
+) -> Result<Done, Error> {
+    let api = id.kind.api(&kube.client, &id.namespace);
+    let choice = planner.choose(&kube.client, &id.namespace).await?;
+    let sidecar = Sidecar {
+        workload: id.clone(),
+        options: args.options.clone(),
+        capabilities: choice.mode,
+        allow_host_network: args.allow_host_network,
+    };
+    for attempt in 1..=CONFLICT_ATTEMPTS {
+        let before = object_value(id.kind, &object);
+        let current = template(&object).cloned().ok_or_else(|| {
+            Error::Workload(format!("{id} in namespace {} has no spec.template", id.namespace))
+        })?;
+        let mut desired = current.clone();
+        let injected = sidecar::inject(&mut desired, &sidecar).map_err(|e| Error::Workload(e.to_string()))?;
+        let after = with_template(&before, &desired);
+        let action = match injected {
+            Injected::Unchanged => {
+                return Ok(Done { workload: id.clone(), action: "unchanged", object: after, before });
+            }
+            Injected::Added => "attached",
+            Injected::Updated => "updated",
+        };
+        if attempt == 1
+            && let Some(refusal) = dry_run_pod(&kube.client, id, &desired).await?
+        {
+            // Not our doing if the template without the sidecar is refused too.
+            if dry_run_pod(&kube.client, id, &current).await?.is_none() {
+                return Err(Error::Workload(format!(
+                    "{id} in namespace {}: the API server would refuse its pods with the sidecar: {refusal}\n  \
+                     nothing was changed; see --capabilities, or ask for the namespace's policy to allow NET_RAW",
+                    id.namespace
+                )));
+            }
+            eprintln!("note: {id}: pods are refused even without the sidecar ({refusal}); attaching anyway");
+        }
+        if args.change.dry_run == DryRun::Client {
+            return Ok(Done { workload: id.clone(), action, object: after, before });
+        }
+        let patch = sidecar::attach_patch(&current, &desired, object.metadata.resource_version.as_deref());
+        match api.patch(&id.name, &patch_params(args.change.dry_run), &Patch::Strategic(&patch)).await {
+            Ok(o) => {
+                return Ok(Done { workload: id.clone(), action, object: object_value(id.kind, &o), before });
+            }
+            Err(e) if is_conflict(&e) && attempt < CONFLICT_ATTEMPTS => {
+                object = api.get(&id.name).await.map_err(|e| api_error(e, "get", id))?;
+            }
+            Err(e) => return Err(api_error(e, "patch", id)),
+        }
+    }
+    unreachable!("the last attempt returns")
+}
+
+/// Detaches the sidecar of one workload: removes exactly what its status
+/// annotation lists.
+pub async fn detach_one(
+    kube: &Kube,
+    id: &WorkloadId,
+    mut object: DynamicObject,
+    dry_run: DryRun,
+) -> Result<Done, Error> {
+    let api = id.kind.api(&kube.client, &id.namespace);
+    for attempt in 1..=CONFLICT_ATTEMPTS {
+        let before = object_value(id.kind, &object);
+        let current = template(&object).cloned().unwrap_or(Value::Null);
+        let mut desired = current.clone();
+        let outcome = sidecar::uninject(&mut desired, id).map_err(|e| Error::Workload(e.to_string()))?;
+        let after = with_template(&before, &desired);
+        let record = match (outcome, sidecar::attached_record(&current)?) {
+            (sidecar::Uninjected::Removed, Some(record)) => record,
+            _ => return Ok(Done { workload: id.clone(), action: "not attached", object: after, before }),
+        };
+        if dry_run == DryRun::Client {
+            return Ok(Done { workload: id.clone(), action: "detached", object: after, before });
+        }
+        let patch = sidecar::detach_patch(&record, object.metadata.resource_version.as_deref());
+        match api.patch(&id.name, &patch_params(dry_run), &Patch::Strategic(&patch)).await {
+            Ok(o) => {
+                return Ok(Done {
+                    workload: id.clone(),
+                    action: "detached",
+                    object: object_value(id.kind, &o),
+                    before,
+                });
+            }
+            Err(e) if is_conflict(&e) && attempt < CONFLICT_ATTEMPTS => {
+                object = api.get(&id.name).await.map_err(|e| api_error(e, "get", id))?;
+            }
+            Err(e) => return Err(api_error(e, "patch", id)),
+        }
+    }
+    unreachable!("the last attempt returns")
+}
+
+/// Prints results the kubectl way and turns failures into the exit code.
+struct Reporter<'a> {
+    change: &'a ChangeArgs,
+    objects: Vec<Value>,
+    failed: usize,
+}
+
+impl Reporter<'_> {
+    fn format(&self) -> Option<ObjectFormat> {
+        match (self.change.output, self.change.dry_run) {
+            (Some(f), _) => Some(f),
+            (None, DryRun::Client) if !self.change.diff => Some(ObjectFormat::Yaml),
+            _ => None,
+        }
+    }
+
+    fn done(&mut self, done: &Done) -> Result<(), Error> {
+        let suffix = match self.change.dry_run {
+            DryRun::None => "",
+            DryRun::Client => " (dry run)",
+            DryRun::Server => " (server dry run)",
+        };
+        let line = format!("{} {}{suffix}", done.workload, done.action);
+        if self.change.diff {
+            let d = output::diff(
+                &done.workload.to_string(),
+                &output::for_display(done.before.clone()),
+                &output::for_display(done.object.clone()),
+            )?;
+            print!("{d}");
+        }
+        if self.format().is_some() {
+            eprintln!("{line}");
+            self.objects.push(output::for_display(done.object.clone()));
+        } else {
+            println!("{line}");
+        }
+        Ok(())
+    }
+
+    fn failed(&mut self, e: &Error) {
+        eprintln!("error: {e}");
+        self.failed += 1;
+    }
+
+    fn finish(self) -> Result<ExitCode, Error> {
+        if let Some(format) = self.format()
+            && !self.objects.is_empty()
+        {
+            std::io::stdout().write_all(output::render(self.objects, format)?.as_bytes())?;
+        }
+        Ok(if self.failed > 0 { ExitCode::from(EXIT_WORKLOAD_FAILED) } else { ExitCode::SUCCESS })
+    }
+}
+
+/// Asks on a terminal whether to roll back; false when not interactive.
+fn confirm(question: &str) -> bool {
+    if !std::io::stdin().is_terminal() {
+        return false;
+    }
+    eprint!("{question} [y/N] ");
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer).is_ok() && answer.trim().eq_ignore_ascii_case("y")
+}
+
+/// Runs `kubectl bpc attach`.
+pub async fn run_attach(args: &AttachArgs, kube: &Kube) -> Result<ExitCode, Error> {
+    preflight::check_options(&args.options)?;
+    let targets = resolve(kube, &args.workloads, args.selector.as_deref(), false).await?;
+    if targets.is_empty() {
+        eprintln!("no workloads match the selector");
+    }
+    let mut planner = CapabilityPlanner::new(args.capabilities);
+    let mut report = Reporter { change: &args.change, objects: Vec::new(), failed: 0 };
+    for target in targets {
+        let result = match target {
+            Ok((id, object)) => attach_one(kube, &id, object, args, &mut planner).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(done) => {
+                report.done(&done)?;
+                if args.change.wait && args.change.dry_run == DryRun::None && done.action != "unchanged" {
+                    if let Err(e) =
+                        crate::rollout::wait(&kube.client, &done.workload, args.change.timeout).await
+                    {
+                        report.failed(&e);
+                        if confirm(&format!("Detach the sidecar from {} now?", done.workload)) {
+                            let object = done.workload.kind.api(&kube.client, &done.workload.namespace);
+                            match object.get(&done.workload.name).await {
+                                Ok(o) => match detach_one(kube, &done.workload, o, DryRun::None).await {
+                                    Ok(d) => println!("{} {}", d.workload, d.action),
+                                    Err(e) => report.failed(&e),
+                                },
+                                Err(e) => report.failed(&api_error(e, "get", &done.workload)),
+                            }
+                        }
+                    }
+                }
+            }
+            Err(e @ (Error::Workload(_) | Error::Usage(_))) => report.failed(&e),
+            Err(e) => return Err(e),
+        }
+    }
+    report.finish()
+}
+
+/// Runs `kubectl bpc detach`.
+pub async fn run_detach(args: &DetachArgs, kube: &Kube) -> Result<ExitCode, Error> {
+    let targets = resolve(kube, &args.workloads, args.selector.as_deref(), args.all).await?;
+    if targets.is_empty() {
+        eprintln!("no attached workloads found");
+    }
+    let mut report = Reporter { change: &args.change, objects: Vec::new(), failed: 0 };
+    for target in targets {
+        let result = match target {
+            Ok((id, object)) => detach_one(kube, &id, object, args.change.dry_run).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(done) => {
+                report.done(&done)?;
+                if args.change.wait && args.change.dry_run == DryRun::None && done.action == "detached" {
+                    if let Err(e) =
+                        crate::rollout::wait(&kube.client, &done.workload, args.change.timeout).await
+                    {
+                        report.failed(&e);
+                    }
+                }
+            }
+            Err(e @ (Error::Workload(_) | Error::Usage(_))) => report.failed(&e),
+            Err(e) => return Err(e),
+        }
+    }
+    report.finish()
+}

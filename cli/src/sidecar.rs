@@ -1,0 +1,763 @@
+//! The sidecar: the `bpc-agent` container, the record of what attach added
+//! (the `bpc.kubectl.io/status` annotation), and the one pair of functions
+//! that put them into and take them out of a pod template, for both the
+//! live path (attach/detach) and the offline path (inject/uninject).
+//!
+//! Templates are handled as JSON values, not typed structs: a typed round
+//! trip would drop fields this version of k8s-openapi does not know and
+//! reorder the user's manifest; here everything that is not ours stays
+//! exactly as it was.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::Error;
+use crate::workload::WorkloadId;
+
+/// Name of the sidecar container.
+pub const AGENT_CONTAINER: &str = "bpc-agent";
+/// Prefix of every annotation kubectl-bpc writes.
+pub const ANNOTATION_PREFIX: &str = "bpc.kubectl.io/";
+/// The annotation on the pod template recording what attach added.
+pub const STATUS_ANNOTATION: &str = "bpc.kubectl.io/status";
+/// The annotation `verify` sets while its temporary sink is attached.
+pub const VERIFY_ANNOTATION: &str = "bpc.kubectl.io/verify-sink";
+/// Name of the metrics container port.
+pub const METRICS_PORT_NAME: &str = "bpc-metrics";
+/// Default metrics port (the agent's default too).
+pub const DEFAULT_METRICS_PORT: u16 = 9469;
+/// Most collectors one agent streams to.
+pub const MAX_COLLECTORS: usize = 4;
+/// Image repository of the agent; the tag defaults to the plugin's version.
+pub const IMAGE_REPOSITORY: &str = "ghcr.io/kubectl-bpc/bpc-agent";
+
+/// The capabilities containerd and Docker grant a container by default
+/// (containerd's `oci.defaultCapabilities`, moby's `DefaultCapabilities`).
+/// Mode `default` drops all of them but NET_RAW.
+pub const RUNTIME_DEFAULT_CAPABILITIES: [&str; 14] = [
+    "AUDIT_WRITE",
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "MKNOD",
+    "NET_BIND_SERVICE",
+    "NET_RAW",
+    "SETFCAP",
+    "SETGID",
+    "SETPCAP",
+    "SETUID",
+    "SYS_CHROOT",
+];
+
+/// The plugin's version, recorded in the status annotation and used as the
+/// default image tag.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The default agent image: the repository tagged with the plugin's version.
+pub fn default_image() -> String {
+    format!("{IMAGE_REPOSITORY}:{VERSION}")
+}
+
+/// How the sidecar gets CAP_NET_RAW (see [`crate::capabilities`] for `auto`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum CapabilityMode {
+    /// Root, every runtime-default capability dropped except NET_RAW, nothing
+    /// added: passes Pod Security `baseline` on containerd and Docker.
+    Default,
+    /// Root, drop ALL, add NET_RAW: for CRI-O, where NET_RAW is not granted by
+    /// default; needs a namespace whose policy allows adding it.
+    Add,
+}
+
+impl CapabilityMode {
+    /// The name used on the command line and in the status annotation.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CapabilityMode::Default => "default",
+            CapabilityMode::Add => "add",
+        }
+    }
+}
+
+/// `--oversize` values (the agent's `BPC_OVERSIZE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Oversize {
+    /// Split TCP super-frames into MSS-sized segments (the agent's default).
+    Segment,
+    /// Send oversize frames as IP fragments of the GRE packet.
+    Fragment,
+    /// Cut oversize frames to fit (headers survive, payload is lost).
+    Truncate,
+}
+
+/// `--gre-profile` values (the agent's `BPC_GRE_PROFILE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum GreProfileArg {
+    /// Key = workload key, sequence numbers (RFC 2890).
+    Standard,
+    /// pktminerg/Netis compatible: key with direction bits, no sequence.
+    Netis,
+}
+
+/// The sidecar's options: what attach and inject take on the command line,
+/// and what the status annotation records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
+#[serde(rename_all = "camelCase")]
+pub struct SidecarOptions {
+    /// Collector to stream GRE to: IPv4/IPv6 address or DNS name; repeat or comma-separate, up to 4.
+    #[arg(long = "collector", value_name = "HOST", value_delimiter = ',', required = true)]
+    pub collectors: Vec<String>,
+    /// Capture filter in tcpdump (BPF) syntax [default: all of the pod's traffic].
+    #[arg(long, value_name = "EXPR")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+    /// Interface to capture on inside the pod [default: the default route's, e.g. eth0].
+    #[arg(long, value_name = "IFACE")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
+    /// Bytes kept of each frame [default: all of it].
+    #[arg(long, value_name = "BYTES")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snaplen: Option<u32>,
+    /// Most packets per second to forward per pod (excess dropped and counted).
+    #[arg(long, value_name = "N")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_pps: Option<u64>,
+    /// Most megabits per second to forward per pod (excess dropped and counted).
+    #[arg(long, value_name = "N")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_mbps: Option<u64>,
+    /// What to do with frames larger than one GRE packet can carry [agent default: segment].
+    #[arg(long, value_enum)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oversize: Option<Oversize>,
+    /// GRE header profile [agent default: standard].
+    #[arg(long, value_enum)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gre_profile: Option<GreProfileArg>,
+    /// Agent image [default: ghcr.io/kubectl-bpc/bpc-agent:<plugin version>].
+    #[arg(long, value_name = "IMAGE")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// CPU request of the sidecar.
+    #[arg(long, value_name = "QUANTITY", default_value = "50m")]
+    pub cpu: String,
+    /// CPU limit of the sidecar.
+    #[arg(long, value_name = "QUANTITY", default_value = "500m")]
+    pub cpu_limit: String,
+    /// Memory request of the sidecar.
+    #[arg(long, value_name = "QUANTITY", default_value = "32Mi")]
+    pub memory: String,
+    /// Memory limit of the sidecar.
+    #[arg(long, value_name = "QUANTITY", default_value = "64Mi")]
+    pub memory_limit: String,
+    /// Port of the agent's /metrics, /stats and /healthz (container port `bpc-metrics`).
+    #[arg(long, value_name = "PORT", default_value_t = DEFAULT_METRICS_PORT)]
+    pub metrics_port: u16,
+}
+
+impl SidecarOptions {
+    /// Options with the given collectors and every default.
+    pub fn with_collectors(collectors: &[&str]) -> SidecarOptions {
+        SidecarOptions {
+            collectors: collectors.iter().map(|c| (*c).to_owned()).collect(),
+            filter: None,
+            interface: None,
+            snaplen: None,
+            max_pps: None,
+            max_mbps: None,
+            oversize: None,
+            gre_profile: None,
+            image: None,
+            cpu: "50m".into(),
+            cpu_limit: "500m".into(),
+            memory: "32Mi".into(),
+            memory_limit: "64Mi".into(),
+            metrics_port: DEFAULT_METRICS_PORT,
+        }
+    }
+
+    /// The image to run.
+    pub fn image(&self) -> String {
+        self.image.clone().unwrap_or_else(default_image)
+    }
+}
+
+/// Everything that decides the sidecar of one workload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sidecar {
+    /// The workload (its path is `BPC_WORKLOAD`, its key goes into the record).
+    pub workload: WorkloadId,
+    /// The options.
+    pub options: SidecarOptions,
+    /// Capability mode, already resolved (never "auto" here).
+    pub capabilities: CapabilityMode,
+    /// Attach even when the pod uses the node's network namespace.
+    pub allow_host_network: bool,
+}
+
+/// What attach added to a pod template: the JSON of the status annotation.
+/// Detach and uninject remove exactly what it lists.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttachRecord {
+    /// Plugin version that attached.
+    pub version: String,
+    /// `namespace/kind/name`.
+    pub workload: String,
+    /// The workload key, `0x%08x`.
+    pub key: String,
+    /// Containers added (by name).
+    pub containers: Vec<String>,
+    /// Annotations added on the pod template (including this one).
+    pub annotations: Vec<String>,
+    /// Objects that did not exist and were created to hold the annotation, as
+    /// JSON pointers relative to the template (removed again when empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub created: Vec<String>,
+    /// Capability mode used.
+    pub capabilities: CapabilityMode,
+    /// The options attach was given.
+    pub options: SidecarOptions,
+}
+
+impl AttachRecord {
+    /// Parses a status annotation's value.
+    pub fn parse(text: &str) -> Result<AttachRecord, Error> {
+        serde_json::from_str(text).map_err(|e| {
+            Error::Usage(format!(
+                "the {STATUS_ANNOTATION} annotation is not one kubectl-bpc wrote ({e}); \
+                 remove the sidecar by hand or restore the annotation"
+            ))
+        })
+    }
+}
+
+/// What [`inject`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Injected {
+    /// The sidecar was not there and was added.
+    Added,
+    /// The sidecar was there with other options and was replaced in place.
+    Updated,
+    /// The sidecar was there with the same options: nothing changed.
+    Unchanged,
+}
+
+/// What [`uninject`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Uninjected {
+    /// The sidecar and everything recorded with it were removed.
+    Removed,
+    /// There was no sidecar: nothing changed.
+    NotAttached,
+}
+
+/// The sidecar container for a workload.
+pub fn container(sidecar: &Sidecar) -> Value {
+    let o = &sidecar.options;
+    let mut env = vec![
+        json!({"name": "BPC_COLLECTOR", "value": o.collectors.join(",")}),
+        json!({"name": "BPC_WORKLOAD", "value": sidecar.workload.path()}),
+    ];
+    let mut optional = |name: &str, value: Option<String>| {
+        if let Some(v) = value {
+            env.push(json!({"name": name, "value": v}));
+        }
+    };
+    optional("BPC_FILTER", o.filter.clone());
+    optional("BPC_INTERFACE", o.interface.clone());
+    optional("BPC_SNAPLEN", o.snaplen.map(|v| v.to_string()));
+    optional("BPC_MAX_PPS", o.max_pps.map(|v| v.to_string()));
+    optional("BPC_MAX_MBPS", o.max_mbps.map(|v| v.to_string()));
+    optional("BPC_OVERSIZE", o.oversize.map(|v| enum_name(&v)));
+    optional("BPC_GRE_PROFILE", o.gre_profile.map(|v| enum_name(&v)));
+    env.push(json!({"name": "BPC_METRICS_ADDR", "value": format!("0.0.0.0:{}", o.metrics_port)}));
+    for (name, path) in [
+        ("POD_NAME", "metadata.name"),
+        ("POD_NAMESPACE", "metadata.namespace"),
+        ("POD_IP", "status.podIP"),
+        ("NODE_NAME", "spec.nodeName"),
+    ] {
+        env.push(json!({"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}));
+    }
+    let capabilities = match sidecar.capabilities {
+        CapabilityMode::Default => json!({
+            "drop": RUNTIME_DEFAULT_CAPABILITIES.iter().filter(|c| **c != "NET_RAW").collect::<Vec<_>>()
+        }),
+        CapabilityMode::Add => json!({"drop": ["ALL"], "add": ["NET_RAW"]}),
+    };
+    json!({
+        "name": AGENT_CONTAINER,
+        "image": o.image(),
+        "env": env,
+        "ports": [{"name": METRICS_PORT_NAME, "containerPort": o.metrics_port, "protocol": "TCP"}],
+        // Liveness only: a readiness probe would take the business pod out of
+        // its Service whenever capture has a problem.
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": METRICS_PORT_NAME},
+            "initialDelaySeconds": 10,
+            "periodSeconds": 10,
+            "failureThreshold": 6
+        },
+        "resources": {
+            "requests": {"cpu": o.cpu, "memory": o.memory},
+            "limits": {"cpu": o.cpu_limit, "memory": o.memory_limit}
+        },
+        // Root because Kubernetes never gives a non-root process the
+        // capabilities added to its container; the capability set is what
+        // limits the agent, and privilege escalation stays off.
+        "securityContext": {
+            "runAsUser": 0,
+            "runAsNonRoot": false,
+            "allowPrivilegeEscalation": false,
+            "readOnlyRootFilesystem": true,
+            "capabilities": capabilities,
+            "seccompProfile": {"type": "RuntimeDefault"}
+        },
+        "terminationMessagePolicy": "FallbackToLogsOnError"
+    })
+}
+
+fn enum_name<T: Serialize>(v: &T) -> String {
+    serde_json::to_value(v).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+/// The status annotation's record for a sidecar (`created` filled by [`inject`]).
+pub fn record(sidecar: &Sidecar) -> AttachRecord {
+    AttachRecord {
+        version: VERSION.to_owned(),
+        workload: sidecar.workload.path(),
+        key: sidecar.workload.key().to_string(),
+        containers: vec![AGENT_CONTAINER.to_owned()],
+        annotations: vec![STATUS_ANNOTATION.to_owned()],
+        created: Vec::new(),
+        capabilities: sidecar.capabilities,
+        options: sidecar.options.clone(),
+    }
+}
+
+fn not_a_template(workload: &WorkloadId, what: &str) -> Error {
+    Error::Usage(format!("{workload} in namespace {}: {what}", workload.namespace))
+}
+
+/// The status annotation of a template, if any.
+pub fn status_annotation(template: &Value) -> Option<&str> {
+    template.pointer("/metadata/annotations")?.get(STATUS_ANNOTATION)?.as_str()
+}
+
+/// The record of a template's sidecar, if kubectl-bpc attached one.
+pub fn attached_record(template: &Value) -> Result<Option<AttachRecord>, Error> {
+    status_annotation(template).map(AttachRecord::parse).transpose()
+}
+
+fn has_container(template: &Value, name: &str) -> bool {
+    ["containers", "initContainers"].iter().any(|list| {
+        template
+            .pointer(&format!("/spec/{list}"))
+            .and_then(Value::as_array)
+            .is_some_and(|cs| cs.iter().any(|c| c.get("name").and_then(Value::as_str) == Some(name)))
+    })
+}
+
+/// Puts the sidecar into a pod template (`spec.template` of a workload):
+/// adds the container at the end of `containers` (or replaces the one a
+/// previous attach added, in place) and sets the status annotation.
+/// Nothing else in the template changes.
+///
+/// Refuses a template that runs in the host network namespace (unless
+/// allowed) and one with a `bpc-agent` container that kubectl-bpc did not add.
+pub fn inject(template: &mut Value, sidecar: &Sidecar) -> Result<Injected, Error> {
+    let id = &sidecar.workload;
+    if !template.is_object() {
+        return Err(not_a_template(id, "spec.template is missing or not an object"));
+    }
+    let previous = attached_record(template)?;
+    let ours = previous.as_ref().is_some_and(|r| r.containers.iter().any(|c| c == AGENT_CONTAINER));
+    if !ours && has_container(template, AGENT_CONTAINER) {
+        return Err(Error::Usage(format!(
+            "{id} in namespace {} already has a container named {AGENT_CONTAINER} that kubectl-bpc did not add \
+             (no {STATUS_ANNOTATION} annotation); refusing to touch it: rename or remove that container first",
+            id.namespace
+        )));
+    }
+    if template.pointer("/spec/hostNetwork").and_then(Value::as_bool) == Some(true)
+        && !sidecar.allow_host_network
+    {
+        return Err(Error::Usage(format!(
+            "{id} in namespace {} uses hostNetwork: true, so the sidecar would capture the whole node's traffic; \
+             pass --allow-host-network if that is really what you want",
+            id.namespace
+        )));
+    }
+    let mut record = record(sidecar);
+    // A re-attach keeps the list of objects the first attach created.
+    record.created = previous.as_ref().map(|r| r.created.clone()).unwrap_or_default();
+
+    let root = template.as_object_mut().expect("checked above");
+    if !root.contains_key("metadata") {
+        record.created.push("/metadata".into());
+        root.insert("metadata".into(), Value::Object(Map::new()));
+    }
+    let metadata = root
+        .get_mut("metadata")
+        .and_then(Value::as_object_mut)
+        .ok_or_else(|| not_a_template(id, "spec.template.metadata is not an object"))?;
+    if !metadata.contains_key("annotations") || metadata["annotations"].is_null() {
+        record.created.push("/metadata/annotations".into());
+        metadata.insert("annotations".into(), Value::Object(Map::new()));
+    }
+    let annotation = serde_json::to_string(&record).map_err(|e| Error::Encode(e.to_string()))?;
+    let annotations = metadata
+        .get_mut("annotations")
+        .and_then(Value::as_object_mut)
+        .ok_or_else(|| not_a_template(id, "spec.template.metadata.annotations is not a map"))?;
+    let unchanged = ours && annotations.get(STATUS_ANNOTATION).and_then(Value::as_str) == Some(&annotation);
+    annotations.insert(STATUS_ANNOTATION.into(), Value::String(annotation));
+
+    let containers = root
+        .get_mut("spec")
+        .and_then(|s| s.get_mut("containers"))
+        .and_then(Value::as_array_mut)
+        .ok_or_else(|| not_a_template(id, "spec.template.spec.containers is missing"))?;
+    let agent = container(sidecar);
+    match containers.iter_mut().find(|c| c.get("name").and_then(Value::as_str) == Some(AGENT_CONTAINER)) {
+        Some(existing) => *existing = agent,
+        None => containers.push(agent),
+    }
+    Ok(match (ours, unchanged) {
+        (_, true) => Injected::Unchanged,
+        (true, false) => Injected::Updated,
+        (false, _) => Injected::Added,
+    })
+}
+
+/// Takes the sidecar out of a pod template: removes exactly the containers
+/// and annotations its status annotation lists (plus `verify`'s temporary
+/// annotation), and the empty objects attach created. A template without
+/// the annotation but with a `bpc-agent` container is refused: kubectl-bpc
+/// did not add that container.
+pub fn uninject(template: &mut Value, workload: &WorkloadId) -> Result<Uninjected, Error> {
+    let Some(record) = attached_record(template)? else {
+        if has_container(template, AGENT_CONTAINER) {
+            return Err(Error::Usage(format!(
+                "{workload} in namespace {} has a {AGENT_CONTAINER} container without the {STATUS_ANNOTATION} \
+                 annotation: kubectl-bpc did not add it, so it is left alone",
+                workload.namespace
+            )));
+        }
+        return Ok(Uninjected::NotAttached);
+    };
+    for list in ["containers", "initContainers"] {
+        if let Some(cs) = template.pointer_mut(&format!("/spec/{list}")).and_then(Value::as_array_mut) {
+            cs.retain(|c| {
+                !c.get("name")
+                    .and_then(Value::as_str)
+                    .is_some_and(|n| record.containers.iter().any(|r| r == n))
+            });
+        }
+    }
+    if let Some(a) = template.pointer_mut("/metadata/annotations").and_then(Value::as_object_mut) {
+        for name in record.annotations.iter().map(String::as_str).chain([VERIFY_ANNOTATION]) {
+            a.shift_remove(name);
+        }
+    }
+    // Deepest first, so "/metadata" goes after "/metadata/annotations".
+    let mut created = record.created.clone();
+    created.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for pointer in created {
+        remove_if_empty(template, &pointer);
+    }
+    Ok(Uninjected::Removed)
+}
+
+fn remove_if_empty(root: &mut Value, pointer: &str) {
+    let Some((parent, key)) = pointer.rsplit_once('/') else { return };
+    let parent = if parent.is_empty() { Some(&mut *root) } else { root.pointer_mut(parent) };
+    if let Some(Value::Object(map)) = parent
+        && map.get(key).is_some_and(|v| v.as_object().is_some_and(Map::is_empty))
+    {
+        map.shift_remove(key);
+    }
+}
+
+/// The strategic merge patch that turns the live workload whose template is
+/// `current` into one whose template is `desired` (from [`inject`]): it names
+/// only the sidecar container and the status annotation. An added container
+/// goes last (`$setElementOrder`); a replaced one gets `$patch: replace` on
+/// each of its maps and lists so that options dropped since the last attach
+/// do not linger. `resource_version` makes a concurrent change a 409.
+pub fn attach_patch(current: &Value, desired: &Value, resource_version: Option<&str>) -> Value {
+    let annotation = status_annotation(desired).map(|s| Value::String(s.to_owned())).unwrap_or(Value::Null);
+    let desired_containers = desired.pointer("/spec/containers").and_then(Value::as_array);
+    let agent = desired_containers
+        .and_then(|cs| cs.iter().find(|c| c.get("name").and_then(Value::as_str) == Some(AGENT_CONTAINER)))
+        .cloned()
+        .unwrap_or(Value::Null);
+    let mut spec = Map::new();
+    if has_container(current, AGENT_CONTAINER) {
+        spec.insert("containers".into(), json!([replace_directives(agent)]));
+    } else {
+        let order: Vec<Value> = desired_containers
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.get("name").cloned())
+            .map(|n| json!({"name": n}))
+            .collect();
+        spec.insert("$setElementOrder/containers".into(), Value::Array(order));
+        spec.insert("containers".into(), json!([agent]));
+    }
+    let mut patch = json!({"spec": {"template": {
+        "metadata": {"annotations": {STATUS_ANNOTATION: annotation}},
+        "spec": spec
+    }}});
+    if let Some(rv) = resource_version {
+        patch["metadata"] = json!({"resourceVersion": rv});
+    }
+    patch
+}
+
+fn replace_directives(mut container: Value) -> Value {
+    if let Some(fields) = container.as_object_mut() {
+        for value in fields.values_mut() {
+            match value {
+                Value::Object(m) => {
+                    m.insert("$patch".into(), json!("replace"));
+                }
+                Value::Array(items) if items.iter().all(Value::is_object) => {
+                    items.insert(0, json!({"$patch": "replace"}));
+                }
+                _ => {}
+            }
+        }
+    }
+    container
+}
+
+/// The strategic merge patch that removes what `record` lists from a live
+/// workload: `$patch: delete` on each recorded container, null on each
+/// recorded annotation and on verify's.
+pub fn detach_patch(record: &AttachRecord, resource_version: Option<&str>) -> Value {
+    let mut annotations = Map::new();
+    for name in record.annotations.iter().map(String::as_str).chain([VERIFY_ANNOTATION]) {
+        annotations.insert(name.to_owned(), Value::Null);
+    }
+    let containers: Vec<Value> =
+        record.containers.iter().map(|name| json!({"name": name, "$patch": "delete"})).collect();
+    let mut patch = json!({"spec": {"template": {
+        "metadata": {"annotations": annotations},
+        "spec": {"containers": containers}
+    }}});
+    if let Some(rv) = resource_version {
+        patch["metadata"] = json!({"resourceVersion": rv});
+    }
+    patch
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workload::WorkloadKind;
+
+    fn sidecar() -> Sidecar {
+        Sidecar {
+            workload: WorkloadId {
+                namespace: "shop".into(),
+                kind: WorkloadKind::Deployment,
+                name: "web".into(),
+            },
+            options: SidecarOptions::with_collectors(&["198.18.0.2"]),
+            capabilities: CapabilityMode::Default,
+            allow_host_network: false,
+        }
+    }
+
+    fn template() -> Value {
+        json!({"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "app", "image": "nginx"}]}})
+    }
+
+    fn env(c: &Value, name: &str) -> Option<Value> {
+        c["env"].as_array().unwrap().iter().find(|e| e["name"] == name).cloned()
+    }
+
+    #[test]
+    fn container_carries_the_agent_env_downward_api_port_and_probe() {
+        let c = container(&sidecar());
+        assert_eq!(c["name"], AGENT_CONTAINER);
+        assert_eq!(c["image"], format!("ghcr.io/kubectl-bpc/bpc-agent:{VERSION}"));
+        assert_eq!(env(&c, "BPC_COLLECTOR").unwrap()["value"], "198.18.0.2");
+        assert_eq!(env(&c, "BPC_WORKLOAD").unwrap()["value"], "shop/deployment/web");
+        assert_eq!(env(&c, "POD_IP").unwrap()["valueFrom"]["fieldRef"]["fieldPath"], "status.podIP");
+        assert_eq!(env(&c, "NODE_NAME").unwrap()["valueFrom"]["fieldRef"]["fieldPath"], "spec.nodeName");
+        assert!(env(&c, "BPC_FILTER").is_none(), "unset options are not passed");
+        assert_eq!(c["ports"][0], json!({"name": "bpc-metrics", "containerPort": 9469, "protocol": "TCP"}));
+        assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+        assert!(c.get("readinessProbe").is_none(), "a readiness probe would take the pod out of its Service");
+        assert_eq!(c["resources"]["requests"]["cpu"], "50m");
+        assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
+        assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+        assert_eq!(c["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
+    }
+
+    #[test]
+    fn options_map_to_agent_env() {
+        let mut s = sidecar();
+        s.options.collectors.push("collector.obs.svc".into());
+        s.options.filter = Some("tcp port 443".into());
+        s.options.interface = Some("eth1".into());
+        s.options.snaplen = Some(128);
+        s.options.max_pps = Some(5000);
+        s.options.max_mbps = Some(100);
+        s.options.oversize = Some(Oversize::Truncate);
+        s.options.gre_profile = Some(GreProfileArg::Netis);
+        s.options.metrics_port = 9500;
+        let c = container(&s);
+        for (name, value) in [
+            ("BPC_COLLECTOR", "198.18.0.2,collector.obs.svc"),
+            ("BPC_FILTER", "tcp port 443"),
+            ("BPC_INTERFACE", "eth1"),
+            ("BPC_SNAPLEN", "128"),
+            ("BPC_MAX_PPS", "5000"),
+            ("BPC_MAX_MBPS", "100"),
+            ("BPC_OVERSIZE", "truncate"),
+            ("BPC_GRE_PROFILE", "netis"),
+            ("BPC_METRICS_ADDR", "0.0.0.0:9500"),
+        ] {
+            assert_eq!(env(&c, name).unwrap()["value"], value, "{name}");
+        }
+        assert_eq!(c["ports"][0]["containerPort"], 9500);
+    }
+
+    #[test]
+    fn default_mode_drops_every_runtime_default_capability_but_net_raw_and_adds_none() {
+        let c = container(&sidecar());
+        let drop: Vec<&str> = c["securityContext"]["capabilities"]["drop"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert_eq!(drop.len(), 13);
+        assert!(!drop.contains(&"NET_RAW"));
+        assert!(c["securityContext"]["capabilities"].get("add").is_none());
+        assert_eq!(c["securityContext"]["runAsUser"], 0);
+    }
+
+    #[test]
+    fn add_mode_drops_all_and_adds_net_raw() {
+        let mut s = sidecar();
+        s.capabilities = CapabilityMode::Add;
+        let c = container(&s);
+        assert_eq!(c["securityContext"]["capabilities"], json!({"drop": ["ALL"], "add": ["NET_RAW"]}));
+    }
+
+    #[test]
+    fn inject_appends_the_container_and_records_it() {
+        let mut t = template();
+        assert_eq!(inject(&mut t, &sidecar()).unwrap(), Injected::Added);
+        let names: Vec<_> = t["spec"]["containers"].as_array().unwrap().iter().map(|c| &c["name"]).collect();
+        assert_eq!(names, ["app", "bpc-agent"]);
+        let r = attached_record(&t).unwrap().unwrap();
+        assert_eq!(r.key, sidecar().workload.key().to_string());
+        assert_eq!(r.containers, ["bpc-agent"]);
+        assert_eq!(r.created, ["/metadata/annotations"]);
+        assert_eq!(r.capabilities, CapabilityMode::Default);
+    }
+
+    #[test]
+    fn reinject_with_same_options_is_unchanged_and_with_new_options_updates_in_place() {
+        let mut t = template();
+        inject(&mut t, &sidecar()).unwrap();
+        let once = t.clone();
+        assert_eq!(inject(&mut t, &sidecar()).unwrap(), Injected::Unchanged);
+        assert_eq!(t, once);
+        let mut s = sidecar();
+        s.options.filter = Some("tcp".into());
+        assert_eq!(inject(&mut t, &s).unwrap(), Injected::Updated);
+        assert_eq!(t["spec"]["containers"].as_array().unwrap().len(), 2);
+        assert_eq!(env(&t["spec"]["containers"][1], "BPC_FILTER").unwrap()["value"], "tcp");
+        assert_eq!(attached_record(&t).unwrap().unwrap().created, ["/metadata/annotations"]);
+    }
+
+    #[test]
+    fn foreign_agent_container_is_refused_and_left_alone() {
+        let mut t = template();
+        t["spec"]["containers"].as_array_mut().unwrap().push(json!({"name": "bpc-agent", "image": "theirs"}));
+        let before = t.clone();
+        let e = inject(&mut t, &sidecar()).unwrap_err().to_string();
+        assert!(e.contains("did not add"), "{e}");
+        assert_eq!(t, before);
+        assert!(uninject(&mut t, &sidecar().workload).is_err());
+        assert_eq!(t, before);
+    }
+
+    #[test]
+    fn host_network_is_refused_unless_allowed() {
+        let mut t = template();
+        t["spec"]["hostNetwork"] = json!(true);
+        let e = inject(&mut t.clone(), &sidecar()).unwrap_err().to_string();
+        assert!(e.contains("--allow-host-network"), "{e}");
+        let mut s = sidecar();
+        s.allow_host_network = true;
+        assert_eq!(inject(&mut t, &s).unwrap(), Injected::Added);
+    }
+
+    #[test]
+    fn uninject_restores_the_template_exactly() {
+        for original in [
+            template(),
+            json!({"spec": {"containers": [{"name": "app"}]}}),
+            json!({"metadata": {"annotations": {"a": "b"}}, "spec": {"containers": [{"name": "app"}]}}),
+        ] {
+            let mut t = original.clone();
+            inject(&mut t, &sidecar()).unwrap();
+            assert_ne!(t, original);
+            assert_eq!(uninject(&mut t, &sidecar().workload).unwrap(), Uninjected::Removed);
+            assert_eq!(t, original);
+            assert_eq!(uninject(&mut t, &sidecar().workload).unwrap(), Uninjected::NotAttached);
+        }
+    }
+
+    #[test]
+    fn attach_patch_orders_a_new_container_last_and_replaces_an_existing_one() {
+        let current = template();
+        let mut desired = current.clone();
+        inject(&mut desired, &sidecar()).unwrap();
+        let p = attach_patch(&current, &desired, Some("42"));
+        assert_eq!(p["metadata"]["resourceVersion"], "42");
+        let spec = &p["spec"]["template"]["spec"];
+        assert_eq!(spec["$setElementOrder/containers"], json!([{"name": "app"}, {"name": "bpc-agent"}]));
+        assert!(spec["containers"][0].get("$patch").is_none());
+
+        let mut updated = desired.clone();
+        let mut s = sidecar();
+        s.options.filter = Some("udp".into());
+        inject(&mut updated, &s).unwrap();
+        let p = attach_patch(&desired, &updated, None);
+        let c = &p["spec"]["template"]["spec"]["containers"][0];
+        assert!(p.get("metadata").is_none());
+        assert_eq!(c["env"][0], json!({"$patch": "replace"}));
+        assert_eq!(c["securityContext"]["$patch"], "replace");
+        assert_eq!(c["image"], updated["spec"]["containers"][1]["image"]);
+    }
+
+    #[test]
+    fn detach_patch_deletes_recorded_containers_and_nulls_annotations() {
+        let r = record(&sidecar());
+        let p = detach_patch(&r, Some("7"));
+        assert_eq!(
+            p["spec"]["template"]["spec"]["containers"],
+            json!([{"name": "bpc-agent", "$patch": "delete"}])
+        );
+        assert_eq!(p["spec"]["template"]["metadata"]["annotations"][STATUS_ANNOTATION], Value::Null);
+        assert_eq!(p["spec"]["template"]["metadata"]["annotations"][VERIFY_ANNOTATION], Value::Null);
+        assert_eq!(p["metadata"]["resourceVersion"], "7");
+    }
+}
