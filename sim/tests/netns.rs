@@ -244,3 +244,77 @@ fn rotate_mb_splits_output_into_readable_files_holding_every_frame() {
     assert!(!std::path::Path::new(&format!("{out_s}.3")).exists());
     assert_eq!(total, 2500);
 }
+
+#[test]
+fn a_new_source_after_the_old_went_silent_is_a_restarted_stream_and_check_reads_the_saved_report() {
+    let ns = Netns::new("rs");
+    // A second local address: packets to it leave from it, a second "pod".
+    assert!(ns.cmd("ip", &["addr", "add", "198.18.102.1/32", "dev", "lo"]).status().unwrap().success());
+    let r = Guard(Some(
+        ns.cmd(
+            BIN,
+            &[
+                "receive",
+                "--listen",
+                "0.0.0.0",
+                "--quiet",
+                "--count",
+                "300",
+                "--duration",
+                "10",
+                "-o",
+                "json",
+            ],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap(),
+    ));
+    std::thread::sleep(Duration::from_millis(400));
+    // Pod 1 sends, then goes away; pod 2 takes over; then pod 2's agent restarts (numbers from 0 again).
+    replay(&ns, &["--synthetic", "--count", "100", "--key", "0x20"]);
+    std::thread::sleep(Duration::from_millis(50));
+    for _ in 0..2 {
+        let out = ns
+            .cmd(BIN, &["replay", "--to", "198.18.102.1", "--synthetic", "--count", "100", "--key", "0x20"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let out = r.wait();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report = json(&out);
+    let k = &report["keys"][0];
+    assert_eq!(k["key"], "0x00000020");
+    let counts = ["streams", "packets", "lost", "sequence_restarts", "restarted_streams", "restarts"]
+        .map(|f| k[f].as_u64().unwrap());
+    assert_eq!(counts, [2, 300, 0, 1, 1, 2], "{k}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("report.json");
+    std::fs::write(&saved, &out.stdout).unwrap();
+    let check = |exps: &[&str]| {
+        let mut c = Command::new(BIN);
+        c.args(["check", saved.to_str().unwrap()]);
+        for e in exps {
+            c.args(["--expect", e]);
+        }
+        c.output().unwrap()
+    };
+    let ok = check(&[
+        "key=0x20 packets=300 loss=0 streams=2 restarted_streams=1 seq_restarts=1 restarts=2",
+        "key=0x20 source=198.18.102.1 packets=200 seq_restarts=1",
+    ]);
+    assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stdout));
+    let bad = check(&["key=0x20 source=127.0.0.1 packets=101", "key=0x20 restarts=0"]);
+    assert_eq!(bad.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&bad.stdout);
+    assert!(text.contains("FAIL - key=0x20 source=127.0.0.1 packets=101: packets=100"), "{text}");
+    assert!(text.contains("FAIL - key=0x20 restarts=0: restarts=2"), "{text}");
+    let missing = Command::new(BIN)
+        .args(["check", "/nonexistent/report.json", "--expect", "key=1 packets=0"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2), "an unreadable report is an error, not a failed check");
+}
