@@ -1,0 +1,560 @@
+//! attach / detach against a kube-rs `tower-test` mock API server (the
+//! `ApiServerVerifier` pattern of kube-rs's controller-rs): each test plays
+//! the exact requests it expects, in order, answers them, and fails on a
+//! missing call (timeout) or an unexpected one.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use clap::Parser;
+use http::{Request, Response};
+use kube::client::Body;
+use kubectl_bpc::attach::{self, AttachArgs, CapabilityPlanner, DetachArgs, DryRun};
+use kubectl_bpc::capabilities::CapabilitiesArg;
+use kubectl_bpc::kube_context::{Kube, WarningLayer};
+use kubectl_bpc::sidecar::{self, CapabilityMode, STATUS_ANNOTATION, Sidecar, SidecarOptions};
+use kubectl_bpc::workload::{WorkloadId, WorkloadKind};
+use serde_json::{Value, json};
+
+type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+const DEPLOY: &str = "/apis/apps/v1/namespaces/shop/deployments/web";
+const NAMESPACE: &str = "/api/v1/namespaces/shop";
+const NODES: &str = "/api/v1/nodes";
+const PODS: &str = "/api/v1/namespaces/shop/pods";
+
+/// One request the test expects and the answer it gets.
+struct Exchange {
+    method: &'static str,
+    path: &'static str,
+    query: &'static [&'static str],
+    status: u16,
+    body: Value,
+}
+
+fn ex(method: &'static str, path: &'static str, query: &'static [&'static str], body: Value) -> Exchange {
+    Exchange { method, path, query, status: 200, body }
+}
+
+fn err(method: &'static str, path: &'static str, code: u16, reason: &str, message: &str) -> Exchange {
+    Exchange {
+        method,
+        path,
+        query: &[],
+        status: code,
+        body: json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": message, "reason": reason, "code": code}),
+    }
+}
+
+/// A request as the mock server saw it.
+#[derive(Debug, Clone)]
+struct Seen {
+    method: String,
+    path: String,
+    query: String,
+    content_type: String,
+    body: Value,
+}
+
+async fn verify(mut handle: Handle, script: Vec<Exchange>) -> Vec<Seen> {
+    let mut seen = Vec::new();
+    for expected in script {
+        let (req, send) = tokio::time::timeout(Duration::from_secs(5), handle.next_request())
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting for {} {}", expected.method, expected.path))
+            .expect("client gone before the expected request");
+        let s = Seen {
+            method: req.method().to_string(),
+            path: req.uri().path().to_owned(),
+            query: req.uri().query().unwrap_or_default().to_owned(),
+            content_type: req
+                .headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default(),
+            body: {
+                let bytes = req.into_body().collect_bytes().await.unwrap();
+                serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+            },
+        };
+        assert_eq!(
+            (s.method.as_str(), s.path.as_str()),
+            (expected.method, expected.path),
+            "request {}",
+            seen.len()
+        );
+        for q in expected.query {
+            assert!(
+                s.query.split('&').any(|p| p == *q),
+                "{} {}: query {:?} lacks {q}",
+                s.method,
+                s.path,
+                s.query
+            );
+        }
+        let response = Response::builder()
+            .status(expected.status)
+            .header("warning", "299 - \"mock warning\"")
+            .body(Body::from(expected.body.to_string().into_bytes()))
+            .unwrap();
+        send.send_response(response);
+        seen.push(s);
+    }
+    if let Ok(Some((req, _))) = tokio::time::timeout(Duration::from_secs(5), handle.next_request()).await {
+        panic!("unexpected request {} {}", req.method(), req.uri());
+    }
+    seen
+}
+
+/// Runs `f` against a mock API server playing `script`; returns what `f`
+/// returned and the requests seen.
+async fn with_server<T, F, Fut>(script: Vec<Exchange>, f: F) -> (T, Vec<Seen>)
+where
+    F: FnOnce(Kube) -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let server = tokio::spawn(verify(handle, script));
+    let kube = Kube::new(kube::Client::new(svc, "shop"), "shop");
+    let out = tokio::time::timeout(Duration::from_secs(20), f(kube)).await.expect("command hung");
+    let seen = server.await.expect("mock API server assertion failed");
+    (out, seen)
+}
+
+fn template() -> Value {
+    json!({"metadata": {"labels": {"app": "web"}},
+        "spec": {"containers": [{"name": "app", "image": "nginx", "terminationMessagePath": "/dev/termination-log"}]}})
+}
+
+fn deployment(rv: &str, template: Value) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "shop", "resourceVersion": rv, "generation": 3},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}}, "template": template}})
+}
+
+fn web() -> WorkloadId {
+    WorkloadId { namespace: "shop".into(), kind: WorkloadKind::Deployment, name: "web".into() }
+}
+
+fn attached_template(options: SidecarOptions, mode: CapabilityMode) -> Value {
+    let mut t = template();
+    let s = Sidecar { workload: web(), options, capabilities: mode, allow_host_network: false };
+    sidecar::inject(&mut t, &s).unwrap();
+    t
+}
+
+fn namespace(enforce: Option<&str>) -> Value {
+    let labels = enforce.map_or(json!({}), |l| json!({"pod-security.kubernetes.io/enforce": l}));
+    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop", "labels": labels}})
+}
+
+fn nodes(runtime: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "NodeList", "metadata": {}, "items": [
+        {"metadata": {"name": "node-1"}, "status": {"nodeInfo": {"containerRuntimeVersion": runtime,
+            "architecture": "amd64", "bootID": "", "kernelVersion": "", "kubeProxyVersion": "", "kubeletVersion": "",
+            "machineID": "", "operatingSystem": "linux", "osImage": "", "systemUUID": ""}}}]})
+}
+
+fn attach_args(extra: &[&str]) -> AttachArgs {
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        args: AttachArgs,
+    }
+    let argv = ["attach", "web", "--collector", "198.18.0.2"].into_iter().chain(extra.iter().copied());
+    Wrapper::try_parse_from(argv).unwrap().args
+}
+
+fn detach_args(extra: &[&str]) -> DetachArgs {
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        args: DetachArgs,
+    }
+    Wrapper::try_parse_from(["detach"].into_iter().chain(extra.iter().copied())).unwrap().args
+}
+
+async fn attach_web(kube: Kube, args: AttachArgs) -> Result<attach::Done, kubectl_bpc::Error> {
+    let object = web().kind.api(&kube.client, "shop").get("web").await.unwrap();
+    let mut planner = CapabilityPlanner::new(args.capabilities);
+    attach::attach_one(&kube, &web(), object, &args, &mut planner).await
+}
+
+fn agent_of(patch: &Value) -> &Value {
+    &patch["spec"]["template"]["spec"]["containers"][0]
+}
+
+#[tokio::test]
+async fn attach_reads_then_dry_runs_a_pod_then_sends_one_strategic_patch() {
+    let script = vec![
+        ex("GET", DEPLOY, &[], deployment("100", template())),
+        ex("GET", NAMESPACE, &[], namespace(Some("baseline"))),
+        ex("GET", NODES, &[], nodes("containerd://1.7.2")),
+        ex(
+            "POST",
+            PODS,
+            &["dryRun=All", "fieldManager=kubectl-bpc"],
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-bpc-preflight-x"}}),
+        ),
+        ex("PATCH", DEPLOY, &["fieldManager=kubectl-bpc"], deployment("101", template())),
+    ];
+    let (done, seen) = with_server(script, |k| attach_web(k, attach_args(&[]))).await;
+    let done = done.unwrap();
+    assert_eq!(done.action, "attached");
+
+    let pod = &seen[3].body;
+    assert_eq!(pod["kind"], "Pod");
+    assert_eq!(pod["metadata"]["generateName"], "web-bpc-preflight-");
+    assert_eq!(pod["spec"]["containers"][1]["name"], "bpc-agent", "the dry-run pod carries the sidecar");
+
+    let patch = &seen[4];
+    assert_eq!(patch.content_type, "application/strategic-merge-patch+json");
+    assert!(!patch.query.contains("dryRun"));
+    let expected =
+        attached_template(SidecarOptions::with_collectors(&["198.18.0.2"]), CapabilityMode::Default);
+    assert_eq!(patch.body, sidecar::attach_patch(&template(), &expected, Some("100")));
+    let caps = &agent_of(&patch.body)["securityContext"]["capabilities"];
+    assert!(caps.get("add").is_none(), "containerd + baseline: keep the granted NET_RAW, add nothing");
+}
+
+#[tokio::test]
+async fn reattach_with_the_same_options_sends_no_patch() {
+    let attached =
+        attached_template(SidecarOptions::with_collectors(&["198.18.0.2"]), CapabilityMode::Default);
+    let script = vec![
+        ex("GET", DEPLOY, &[], deployment("100", attached)),
+        ex("GET", NAMESPACE, &[], namespace(None)),
+        ex("GET", NODES, &[], nodes("containerd://1.7.2")),
+    ];
+    let (done, seen) = with_server(script, |k| attach_web(k, attach_args(&[]))).await;
+    assert_eq!(done.unwrap().action, "unchanged");
+    assert!(seen.iter().all(|s| s.method == "GET"));
+}
+
+#[tokio::test]
+async fn reattach_with_new_options_replaces_the_sidecar_in_place() {
+    let attached =
+        attached_template(SidecarOptions::with_collectors(&["198.18.0.2"]), CapabilityMode::Default);
+    let script = vec![
+        ex("GET", DEPLOY, &[], deployment("100", attached.clone())),
+        ex("GET", NAMESPACE, &[], namespace(None)),
+        ex("GET", NODES, &[], nodes("containerd://1.7.2")),
+        ex(
+            "POST",
+            PODS,
+            &["dryRun=All"],
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}),
+        ),
+        ex("PATCH", DEPLOY, &[], deployment("101", template())),
+    ];
+    let (done, seen) =
+        with_server(script, |k| attach_web(k, attach_args(&["--filter", "tcp port 443"]))).await;
+    assert_eq!(done.unwrap().action, "updated");
+    let agent = agent_of(&seen[4].body);
+    assert_eq!(agent["env"][0], json!({"$patch": "replace"}), "old env entries must not linger");
+    assert!(
+        agent["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "BPC_FILTER" && e["value"] == "tcp port 443")
+    );
+    assert!(seen[4].body["spec"]["template"]["spec"].get("$setElementOrder/containers").is_none());
+}
+
+#[tokio::test]
+async fn conflict_409_rereads_and_patches_again_with_the_new_resource_version() {
+    let script = vec![
+        ex("GET", DEPLOY, &[], deployment("100", template())),
+        ex("GET", NAMESPACE, &[], namespace(None)),
+        ex("GET", NODES, &[], nodes("containerd://1.7.2")),
+        ex(
+            "POST",
+            PODS,
+            &["dryRun=All"],
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}),
+        ),
+        err(
+            "PATCH",
+            DEPLOY,
+            409,
+            "Conflict",
+            "the object has been modified; please apply your changes to the latest version",
+        ),
+        ex("GET", DEPLOY, &[], deployment("105", template())),
+        ex("PATCH", DEPLOY, &[], deployment("106", template())),
+    ];
+    let (done, seen) = with_server(script, |k| attach_web(k, attach_args(&[]))).await;
+    assert_eq!(done.unwrap().action, "attached");
+    assert_eq!(seen[4].body["metadata"]["resourceVersion"], "100");
+    assert_eq!(seen[6].body["metadata"]["resourceVersion"], "105");
+}
+
+#[tokio::test]
+async fn forbidden_patch_names_the_rbac_verb_and_resource() {
+    let script = vec![
+        ex("GET", DEPLOY, &[], deployment("100", template())),
+        ex("GET", NAMESPACE, &[], namespace(None)),
+        ex("GET", NODES, &[], nodes("containerd://1.7.2")),
+        ex(
+            "POST",
+            PODS,
+            &["dryRun=All"],
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}),
+        ),
+        err(
+            "PATCH",
+            DEPLOY,
+            403,
+            "Forbidden",
+            "deployments.apps \"web\" is forbidden: User \"sre\" cannot patch resource",
+        ),
+    ];
+    let (done, _) = with_server(script, |k| attach_web(k, attach_args(&[]))).await;
+    let e = done.unwrap_err().to_string();
+    assert!(
+        e.contains("RBAC verb 'patch'") && e.contains("kubectl auth can-i patch deployments.apps -n shop"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn server_dry_run_sends_the_patch_with_dry_run_all() {
+    let script = vec![
+        ex("GET", DEPLOY, &[], deployment("100", template())),
+        ex("GET", NAMESPACE, &[], namespace(None)),
+        ex("GET", NODES, &[], nodes("containerd://1.7.2")),
+        ex(
+            "POST",
+            PODS,
+            &["dryRun=All"],
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}),
+        ),
+        ex("PATCH", DEPLOY, &["dryRun=All", "fieldManager=kubectl-bpc"], deployment("100", template())),
+    ];
+    let (done, _) = with_server(script, |k| attach_web(k, attach_args(&["--dry-run=server"]))).await;
+    assert_eq!(done.unwrap().action, "attached");
+}
+
+#[tokio::test]
+async fn client_dry_run_writes_nothing_even_when_nodes_cannot_be_read() {
+    let script = vec![
+        ex("GET", DEPLOY, &[], deployment("100", template())),
+        ex("GET", NAMESPACE, &[], namespace(None)),
+        err(
+            "GET",
+            NODES,
+            403,
+            "Forbidden",
+            "nodes is forbidden: User \"sre\" cannot list resource \"nodes\"",
+        ),
+        ex(
+            "POST",
+            PODS,
+            &["dryRun=All"],
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}),
+        ),
+    ];
+    let (done, _) = with_server(script, |k| attach_web(k, attach_args(&["--dry-run"]))).await;
+    let done = done.unwrap();
+    assert_eq!(done.object["spec"]["template"]["spec"]["containers"][1]["name"], "bpc-agent");
+    assert_eq!(done.before["spec"]["template"], template());
+}
+
+#[tokio::test]
+async fn crio_nodes_get_net_raw_added_where_the_namespace_allows_it() {
+    let script = vec![
+        ex("GET", DEPLOY, &[], deployment("100", template())),
+        ex("GET", NAMESPACE, &[], namespace(Some("privileged"))),
+        ex("GET", NODES, &[], nodes("cri-o://1.29.1")),
+        ex(
+            "POST",
+            PODS,
+            &["dryRun=All"],
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}),
+        ),
+        ex("PATCH", DEPLOY, &[], deployment("101", template())),
+    ];
+    let (done, seen) = with_server(script, |k| attach_web(k, attach_args(&[]))).await;
+    done.unwrap();
+    let caps = &agent_of(&seen[4].body)["securityContext"]["capabilities"];
+    assert_eq!(caps, &json!({"drop": ["ALL"], "add": ["NET_RAW"]}));
+}
+
+#[tokio::test]
+async fn crio_nodes_under_baseline_are_refused_before_any_write() {
+    let script = vec![
+        ex("GET", DEPLOY, &[], deployment("100", template())),
+        ex("GET", NAMESPACE, &[], namespace(Some("baseline"))),
+        ex("GET", NODES, &[], nodes("cri-o://1.29.1")),
+    ];
+    let (done, _) = with_server(script, |k| attach_web(k, attach_args(&[]))).await;
+    assert!(done.unwrap_err().to_string().contains("CRI-O"));
+}
+
+#[tokio::test]
+async fn restricted_namespace_is_refused_with_how_to_proceed() {
+    let script = vec![
+        ex("GET", DEPLOY, &[], deployment("100", template())),
+        ex("GET", NAMESPACE, &[], namespace(Some("restricted"))),
+        ex("GET", NODES, &[], nodes("containerd://1.7.2")),
+    ];
+    let (done, _) = with_server(script, |k| attach_web(k, attach_args(&[]))).await;
+    let e = done.unwrap_err().to_string();
+    assert!(e.contains("restricted") && e.contains("enforce=baseline"), "{e}");
+}
+
+#[tokio::test]
+async fn pods_refused_only_with_the_sidecar_stop_the_attach_with_the_admission_message() {
+    let message = "pods \"web-bpc-preflight-x\" is forbidden: violates PodSecurity \"baseline:latest\": non-default capabilities (container \"bpc-agent\" must not include \"NET_RAW\" in securityContext.capabilities.add)";
+    let script = vec![
+        ex("GET", DEPLOY, &[], deployment("100", template())),
+        ex("GET", NAMESPACE, &[], namespace(None)),
+        err("POST", PODS, 403, "Forbidden", message),
+        ex(
+            "POST",
+            PODS,
+            &["dryRun=All"],
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}),
+        ),
+    ];
+    let (done, _) = with_server(script, |k| attach_web(k, attach_args(&["--capabilities", "add"]))).await;
+    let e = done.unwrap_err().to_string();
+    assert!(
+        e.contains("would refuse its pods") && e.contains("NET_RAW") && e.contains("nothing was changed"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn detach_deletes_the_recorded_container_and_annotation_only() {
+    let attached =
+        attached_template(SidecarOptions::with_collectors(&["198.18.0.2"]), CapabilityMode::Default);
+    let script = vec![
+        ex("GET", DEPLOY, &[], deployment("100", attached)),
+        ex("PATCH", DEPLOY, &["fieldManager=kubectl-bpc"], deployment("101", template())),
+    ];
+    let (done, seen) = with_server(script, |k| async move {
+        let object = web().kind.api(&k.client, "shop").get("web").await.unwrap();
+        attach::detach_one(&k, &web(), object, DryRun::None).await
+    })
+    .await;
+    assert_eq!(done.unwrap().action, "detached");
+    let t = &seen[1].body["spec"]["template"];
+    assert_eq!(t["spec"]["containers"], json!([{"name": "bpc-agent", "$patch": "delete"}]));
+    assert_eq!(t["metadata"]["annotations"][STATUS_ANNOTATION], Value::Null);
+    assert_eq!(seen[1].body["metadata"]["resourceVersion"], "100");
+}
+
+#[tokio::test]
+async fn detach_of_a_workload_without_the_sidecar_is_a_reported_no_op() {
+    let script = vec![ex("GET", DEPLOY, &[], deployment("100", template()))];
+    let (code, seen) =
+        with_server(script, |k| async move { attach::run_detach(&detach_args(&["web"]), &k).await }).await;
+    assert_eq!(format!("{:?}", code.unwrap()), format!("{:?}", std::process::ExitCode::SUCCESS));
+    assert_eq!(seen.len(), 1);
+}
+
+#[tokio::test]
+async fn a_missing_workload_fails_alone_and_the_others_are_still_attached() {
+    let script = vec![
+        err(
+            "GET",
+            "/apis/apps/v1/namespaces/shop/deployments/gone",
+            404,
+            "NotFound",
+            "deployments.apps \"gone\" not found",
+        ),
+        ex("GET", DEPLOY, &[], deployment("100", template())),
+        ex("GET", NAMESPACE, &[], namespace(None)),
+        ex("GET", NODES, &[], nodes("containerd://1.7.2")),
+        ex(
+            "POST",
+            PODS,
+            &["dryRun=All"],
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}),
+        ),
+        ex("PATCH", DEPLOY, &[], deployment("101", template())),
+    ];
+    let mut args = attach_args(&[]);
+    args.workloads = vec!["gone".into(), "web".into()];
+    let (code, seen) = with_server(script, |k| async move { attach::run_attach(&args, &k).await }).await;
+    assert_eq!(format!("{:?}", code.unwrap()), format!("{:?}", std::process::ExitCode::from(1)));
+    assert_eq!(seen.last().unwrap().method, "PATCH");
+}
+
+#[tokio::test]
+async fn detach_all_lists_every_kind_and_detaches_only_attached_workloads() {
+    let attached =
+        attached_template(SidecarOptions::with_collectors(&["198.18.0.2"]), CapabilityMode::Default);
+    let list =
+        |items: Vec<Value>| json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": items});
+    let mut plain = deployment("7", template());
+    plain["metadata"]["name"] = json!("plain");
+    let script = vec![
+        ex(
+            "GET",
+            "/apis/apps/v1/namespaces/shop/deployments",
+            &[],
+            list(vec![deployment("100", attached), plain]),
+        ),
+        ex("GET", "/apis/apps/v1/namespaces/shop/statefulsets", &[], list(vec![])),
+        ex("GET", "/apis/apps/v1/namespaces/shop/daemonsets", &[], list(vec![])),
+        ex("PATCH", DEPLOY, &[], deployment("101", template())),
+    ];
+    let (code, seen) =
+        with_server(script, |k| async move { attach::run_detach(&detach_args(&["--all"]), &k).await }).await;
+    code.unwrap();
+    assert_eq!(seen.len(), 4, "only the attached workload is patched");
+}
+
+#[tokio::test]
+async fn api_server_warnings_reach_the_user_once_each() {
+    let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let collected = Arc::new(Mutex::new(Vec::<String>::new()));
+    let sink = collected.clone();
+    let layer = WarningLayer::with_sink(move |w| sink.lock().unwrap().push(w.to_owned()));
+    let client = kube::client::ClientBuilder::new(svc, "shop").with_layer(&layer).build();
+    let script = vec![
+        ex("GET", DEPLOY, &[], deployment("100", template())),
+        ex("GET", DEPLOY, &[], deployment("100", template())),
+    ];
+    let server = tokio::spawn(verify(handle, script));
+    let api = web().kind.api(&client, "shop");
+    api.get("web").await.unwrap();
+    api.get("web").await.unwrap();
+    drop((api, client));
+    server.await.unwrap();
+    assert_eq!(*collected.lock().unwrap(), ["mock warning"]);
+}
+
+#[test]
+fn capabilities_flag_parses_every_mode() {
+    for (flag, mode) in [
+        ("auto", CapabilitiesArg::Auto),
+        ("default", CapabilitiesArg::Default),
+        ("add", CapabilitiesArg::Add),
+    ] {
+        assert_eq!(attach_args(&["--capabilities", flag]).capabilities, mode);
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs cluster"]
+async fn live_cluster_attach_and_detach_round_trip() {
+    // Run by scripts/e2e-kind.sh against a kind cluster with testdata/kind/app.yaml deployed.
+    let kube =
+        kubectl_bpc::kube_context::KubeArgs { namespace: Some("bpc-e2e".into()), ..Default::default() }
+            .connect()
+            .await
+            .unwrap();
+    let mut args = attach_args(&[]);
+    args.workloads = vec!["web".into()];
+    let code = attach::run_attach(&args, &kube).await.unwrap();
+    assert_eq!(format!("{code:?}"), format!("{:?}", std::process::ExitCode::SUCCESS));
+    let again = attach::run_attach(&args, &kube).await.unwrap();
+    assert_eq!(format!("{again:?}"), format!("{:?}", std::process::ExitCode::SUCCESS));
+    let code = attach::run_detach(&detach_args(&["web"]), &kube).await.unwrap();
+    assert_eq!(format!("{code:?}"), format!("{:?}", std::process::ExitCode::SUCCESS));
+}
