@@ -1,77 +1,152 @@
 #!/usr/bin/env bash
 # The first thing to run: kubectl-bpc end to end on one machine, no cluster.
 #
-# Installs dependencies, builds, then starts a small "cluster" of network
-# namespaces (scripts/netns-pod.sh): three pods of two workloads, each with an
-# app server and the bpc-agent sidecar, a client making requests, and a
-# collector running the bpc-sim receiver with its live view. At the end it
-# prints the receiver's report, opens the written pcapng with tshark, and
-# tears everything down.
+# Installs dependencies, builds (release), then starts a small "cluster" of
+# network namespaces (scripts/netns-pod.sh; a pod *is* a network namespace):
+# three pods of two workloads, each with an app server and the bpc-agent
+# sidecar, a client making requests, and a collector running `kubectl bpc
+# sink` (the bpc-sim receiver) with its live view. Half-way through, pod web-1
+# is replaced by web-3 (new IP, fresh agent), as a rollout would. At the end
+# it prints the sink's report, what each agent says about itself, opens the
+# written pcapng with tshark, and tears everything down.
 #
-# Usage: sudo scripts/demo.sh [SECONDS]   (default 15)
+# Usage: sudo scripts/demo.sh [SECONDS]    (default 20; about SECONDS+10 s after the build)
+#   BPC_BIN_DIR=DIR   use binaries from DIR instead of building
+#   BPC_DEMO_OUT=DIR  where files go (default /tmp/bpc-demo): received.pcapng, logs
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/netns-pod.sh
 source scripts/netns-pod.sh
 
-seconds=${1:-15}
+seconds=${1:-20}
+[[ $seconds =~ ^[0-9]+$ && $seconds -ge 6 ]] || { echo "demo: SECONDS must be a number >= 6" >&2; exit 2; }
 [[ $(id -u) -eq 0 ]] || { echo "demo: run as root (it creates network namespaces): sudo $0" >&2; exit 2; }
 
-echo "== 1/4 dependencies"
-scripts/install-deps.sh
-echo "== 2/4 build (release)"
-cargo build --release --locked -p bpc-agent -p bpc-sim -p kubectl-bpc
-bin=$PWD/target/release
+if [[ -n ${BPC_BIN_DIR:-} ]]; then
+  bin=$(realpath "$BPC_BIN_DIR")
+  echo "== 1/5 dependencies, 2/5 build: skipped (BPC_BIN_DIR=$bin)"
+else
+  echo "== 1/5 dependencies"
+  scripts/install-deps.sh
+  echo "== 2/5 build (release)"
+  cargo build --release --locked -p bpc-agent -p bpc-sim -p kubectl-bpc
+  bin=$(realpath "${CARGO_TARGET_DIR:-target}/release")
+fi
+for b in bpc-agent kubectl-bpc; do
+  [[ -x $bin/$b ]] || { echo "demo: $bin/$b missing" >&2; exit 2; }
+done
 
-cluster=bpcdemo
+cluster="bpcdemo$$"
 prefix=198.18.110
 out=${BPC_DEMO_OUT:-/tmp/bpc-demo}
-rm -rf "$out"; mkdir -p "$out"
-trap 'bpc_ns_down "$cluster"' EXIT
-bpc_ns_down "$cluster"
+rm -rf "$out"
+mkdir -p "$out"
+# shellcheck disable=SC2317 # called by the EXIT trap
+cleanup() {
+  jobs -p | xargs -r kill 2>/dev/null || true
+  bpc_ns_down "$cluster"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
-echo "== 3/4 pods: shop/deployment/web x2, shop/statefulset/db x1; collector $prefix.2"
-bpc_ns_up "$cluster" "$prefix"
-start_pod() { # NAME IP WORKLOAD
+start_pod() { # NAME IP WORKLOAD: app server + bpc-agent sidecar, ready when /healthz says so
   local name=$1 ip=$2 workload=$3 ns="$cluster-$1"
   bpc_ns_add_pod "$cluster" "$name" "$ip"
   mkdir -p "$out/$name"
-  echo "hello from $name ($workload)" > "$out/$name/index.html"
-  (cd "$out/$name" && exec ip netns exec "$ns" python3 -m http.server 8080 --bind "$ip" >/dev/null 2>&1) &
-  BPC_WORKLOAD=$workload BPC_FILTER="tcp port 8080" BPC_COLLECTOR="$prefix.2" \
+  echo "hello from $name ($workload)" >"$out/$name/index.html"
+  bpc_ns_app_server "$ns" "$ip" "$out/$name"
+  # What `kubectl bpc attach` sets in the sidecar.
+  BPC_WORKLOAD=$workload BPC_FILTER="tcp port 8080" BPC_COLLECTOR="$prefix.2" POD_NAME=$name POD_NAMESPACE=shop \
     ip netns exec "$ns" "$bin/bpc-agent" >"$out/$name/agent.log" 2>&1 &
-  printf '   pod %-6s %-15s %-28s agent pid %s\n' "$name" "$ip" "$workload" "$!"
+  echo $! >"$out/$name/agent.pid"
+  # Ready: the agent captures (/healthz 200) and the app answers (asked from
+  # inside the pod, over lo: not captured, not counted).
+  for _ in $(seq 1 100); do
+    ip netns exec "$ns" curl -sf -o /dev/null http://127.0.0.1:9469/healthz &&
+      ip netns exec "$ns" curl -sf -o /dev/null "http://$ip:8080/" && break
+    sleep 0.1
+  done
+  printf '   pod %-6s %-15s %-22s agent pid %s\n' "$name" "$ip" "$workload" "$(cat "$out/$name/agent.pid")"
 }
+
+stop_pod() { # NAME: SIGTERM to the agent (it flushes and exits within 1 s), then the pod goes away
+  local pid
+  pid=$(cat "$out/$1/agent.pid")
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+  bpc_ns_del_pod "$cluster" "$1"
+}
+
+echo "== 3/5 pods: shop/deployment/web x2, shop/statefulset/db x1; collector $prefix.2, client $prefix.3"
+bpc_ns_up "$cluster" "$prefix"
 start_pod web-1 "$prefix.11" shop/deployment/web
 start_pod web-2 "$prefix.12" shop/deployment/web
 start_pod db-1 "$prefix.21" shop/statefulset/db
-sleep 1
 
-# Tell the receiver which key is which workload, as `kubectl bpc map -o json` would.
-cat > "$out/map.json" <<JSON
-[
- {"ip":"$prefix.11","namespace":"shop","kind":"Deployment","workload":"web","key":"0x$(printf '%08x' "$(bpc_key shop deployment web)")","pod":"web-1","node":"demo","attached":true},
- {"ip":"$prefix.12","namespace":"shop","kind":"Deployment","workload":"web","key":"0x$(printf '%08x' "$(bpc_key shop deployment web)")","pod":"web-2","node":"demo","attached":true},
- {"ip":"$prefix.21","namespace":"shop","kind":"StatefulSet","workload":"db","key":"0x$(printf '%08x' "$(bpc_key shop statefulset db)")","pod":"db-1","node":"demo","attached":true}
-]
-JSON
+# Which key is which workload, as `kubectl bpc map -o json` prints it in a cluster.
+web_key=$(printf '0x%08x' "$(bpc_key shop deployment web)")
+db_key=$(printf '0x%08x' "$(bpc_key shop statefulset db)")
+{
+  echo "["
+  for p in "web-1 11 Deployment web $web_key" "web-2 12 Deployment web $web_key" \
+    "web-3 13 Deployment web $web_key" "db-1 21 StatefulSet db $db_key"; do
+    read -r pod ip kind name key <<<"$p"
+    [[ $pod == web-1 ]] || echo ","
+    printf ' {"ip":"%s","namespace":"shop","kind":"%s","workload":"%s","key":"%s","pod":"%s","node":"demo","attached":true}' \
+      "$prefix.$ip" "$kind" "$name" "$key" "$pod"
+  done
+  echo
+  echo "]"
+} >"$out/map.json"
 
-echo "== 4/4 traffic for ${seconds}s; the receiver's live view:"
+# The client: requests to every pod listed in $out/targets; it stops a second
+# before the sink does, so the agents' own counts can be compared with the sink's.
+printf '%s\n' "$prefix.11" "$prefix.12" "$prefix.21" >"$out/targets"
 (
-  end=$((SECONDS + seconds - 2))
+  end=$((SECONDS + seconds - 1))
   while ((SECONDS < end)); do
-    for ip in "$prefix.11" "$prefix.12" "$prefix.21" "$prefix.11"; do
-      ip netns exec "$cluster-client" curl -s -o /dev/null "http://$ip:8080/" || true
-    done
-    sleep 0.05
+    while read -r ip; do
+      ip netns exec "$cluster-client" curl -s -o /dev/null --max-time 1 "http://$ip:8080/" || true
+    done <"$out/targets"
+    sleep 0.02
   done
 ) &
+# Half-way: web-1 is replaced by web-3, as a rollout or a rescheduled pod would be.
+(
+  sleep $((seconds / 2))
+  printf '%s\n' "$prefix.12" "$prefix.21" >"$out/targets"
+  sleep 0.3
+  stop_pod web-1
+  start_pod web-3 "$prefix.13" shop/deployment/web
+  printf '%s\n' "$prefix.12" "$prefix.13" "$prefix.21" >"$out/targets"
+) >"$out/rollout.log" 2>&1 &
+
+echo "== 4/5 traffic for ${seconds}s (web-1 replaced by web-3 after $((seconds / 2))s); kubectl bpc sink's live view:"
 rc=0
-ip netns exec "$cluster-collector" "$bin/bpc-sim" receive --listen "$prefix.2" --duration "$seconds" \
+ip netns exec "$cluster-collector" "$bin/kubectl-bpc" sink --listen "$prefix.2" --duration "$seconds" \
   --map "$out/map.json" --write "$out/received.pcapng" \
-  --expect "workload=shop/web packets>=10 loss=0" --expect "workload=shop/statefulset/db packets>=5 loss=0" || rc=$?
-echo
-echo "== what Wireshark sees in $out/received.pcapng (first 8 frames):"
-tshark -r "$out/received.pcapng" 2>/dev/null | head -8
-echo "== demo done (receiver expectations exit code: $rc); tearing down"
+  --expect "workload=shop/web packets>=100 loss=0 restarted_streams=1" \
+  --expect "workload=shop/statefulset/db packets>=50 loss=0 restarts=0" || rc=$?
+echo "   (rollout: $(tr '\n' ' ' <"$out/rollout.log"))"
+
+echo "== 5/5 what the agents say (GET /stats) and what Wireshark sees"
+for p in web-2 web-3 db-1; do
+  ip netns exec "$cluster-$p" curl -s http://127.0.0.1:9469/stats | python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+cap, c = s["capture"], s["collectors"][0]
+print("   %s: key %s %s captured %d sent %d kernel_drops %d healthy %s" % (sys.argv[1], s["key"],
+      s["workload"], cap["packets"], c["sent_packets"], cap["kernel_drops"], s["health"]["ok"]))
+' "$p" || echo "   $p: no /stats"
+done
+echo "   $out/received.pcapng: one interface per workload; first frames:"
+tshark -r "$out/received.pcapng" -T fields -E separator=' ' \
+  -e frame.number -e frame.interface_name -e ip.src -e ip.dst -e _ws.col.Info 2>/dev/null | sed -n '1,8s/^/   /p' || true
+echo "   frames per interface:"
+tshark -r "$out/received.pcapng" -T fields -e frame.interface_name 2>/dev/null | sort | uniq -c | sed 's/^/   /'
+if [[ $rc -eq 0 ]]; then
+  echo "== demo passed: every sink expectation holds; tearing down"
+else
+  echo "== demo FAILED: sink exit code $rc; tearing down (files in $out)"
+fi
 exit "$rc"

@@ -91,7 +91,7 @@ start_pod() { # NAME IP WORKLOAD: app server, tcpdump reference, agent
   ip netns exec "$ns" ethtool -K eth0 tso off gso off gro off >/dev/null 2>&1 || true
   mkdir -p "$work/$name/www"
   echo "hello from $name" >"$work/$name/www/index.html"
-  (cd "$work/$name/www" && exec ip netns exec "$ns" python3 -m http.server 8080 --bind "$ip" >/dev/null 2>&1) &
+  bpc_ns_app_server "$ns" "$ip" "$work/$name/www"
   ip netns exec "$ns" tcpdump -i eth0 --immediate-mode -U -s 0 -w "$work/$name/ref.pcap" "$filter" >"$work/$name/tcpdump.log" 2>&1 &
   echo $! >"$work/$name/tcpdump.pid"
   wait_for_file_text "$work/$name/tcpdump.log" "listening on"

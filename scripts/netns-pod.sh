@@ -8,6 +8,7 @@
 #   scripts/netns-pod.sh add-pod CLUSTER POD IP  a pod namespace CLUSTER-POD with eth0 = IP/24
 #   scripts/netns-pod.sh del-pod CLUSTER POD
 #   scripts/netns-pod.sh exec CLUSTER NAME CMD...   run CMD in CLUSTER-NAME
+#   scripts/netns-pod.sh app CLUSTER POD IP DIR      static web server IP:8080 serving DIR
 #   scripts/netns-pod.sh down CLUSTER            removes every namespace of CLUSTER
 #
 # PREFIX is the first three octets of a /24 inside 198.18.0.0/15, the
@@ -75,6 +76,19 @@ bpc_key() {
   echo "$h"
 }
 
+# A static web server on IP:8080 inside namespace NS serving DIR, in the
+# background (its pid in $!). Not `python3 -m http.server`: that one looks
+# up its own name (getfqdn) at start, and with no DNS in the namespace that
+# takes seconds.
+bpc_ns_app_server() {
+  local ns=$1 ip=$2 dir=$3
+  (cd "$dir" && exec ip netns exec "$ns" python3 -c '
+import http.server, socketserver, sys
+socketserver.TCPServer.allow_reuse_address = True
+socketserver.TCPServer((sys.argv[1], 8080), http.server.SimpleHTTPRequestHandler).serve_forever()
+' "$ip" >/dev/null 2>&1) &
+}
+
 bpc_ns_prefix() { cat "/run/bpc-netns/$1.prefix"; }
 
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
@@ -84,6 +98,7 @@ if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
     up) bpc_ns_up "$@" ;;
     add-pod) bpc_ns_add_pod "$@" ;;
     del-pod) bpc_ns_del_pod "$@" ;;
+    app) bpc_ns_app_server "$1-$2" "$3" "$4"; wait ;;
     exec) cluster=$1 name=$2; shift 2; exec ip netns exec "$cluster-$name" "$@" ;;
     down) bpc_ns_down "$@" ;;
     *) sed -n '2,20p' "$0" >&2; exit 2 ;;
