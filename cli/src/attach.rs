@@ -207,7 +207,7 @@ pub async fn resolve(
                 other => Error::Kube(other),
             })?;
             for o in list.items {
-                if all && !selector.is_some() && template(&o).and_then(sidecar::status_annotation).is_none() {
+                if all && selector.is_none() && template(&o).and_then(sidecar::status_annotation).is_none() {
                     continue;
                 }
                 let id = WorkloadId {
@@ -505,20 +505,21 @@ pub async fn run_attach(args: &AttachArgs, kube: &Kube) -> Result<ExitCode, Erro
         match result {
             Ok(done) => {
                 report.done(&done)?;
-                if args.change.wait && args.change.dry_run == DryRun::None && done.action != "unchanged" {
-                    if let Err(e) =
+                if args.change.wait
+                    && args.change.dry_run == DryRun::None
+                    && done.action != "unchanged"
+                    && let Err(e) =
                         crate::rollout::wait(&kube.client, &done.workload, args.change.timeout).await
-                    {
-                        report.failed(&e);
-                        if confirm(&format!("Detach the sidecar from {} now?", done.workload)) {
-                            let object = done.workload.kind.api(&kube.client, &done.workload.namespace);
-                            match object.get(&done.workload.name).await {
-                                Ok(o) => match detach_one(kube, &done.workload, o, DryRun::None).await {
-                                    Ok(d) => println!("{} {}", d.workload, d.action),
-                                    Err(e) => report.failed(&e),
-                                },
-                                Err(e) => report.failed(&api_error(e, "get", &done.workload)),
-                            }
+                {
+                    report.failed(&e);
+                    if confirm(&format!("Detach the sidecar from {} now?", done.workload)) {
+                        let object = done.workload.kind.api(&kube.client, &done.workload.namespace);
+                        match object.get(&done.workload.name).await {
+                            Ok(o) => match detach_one(kube, &done.workload, o, DryRun::None).await {
+                                Ok(d) => println!("{} {}", d.workload, d.action),
+                                Err(e) => report.failed(&e),
+                            },
+                            Err(e) => report.failed(&api_error(e, "get", &done.workload)),
                         }
                     }
                 }
@@ -545,12 +546,13 @@ pub async fn run_detach(args: &DetachArgs, kube: &Kube) -> Result<ExitCode, Erro
         match result {
             Ok(done) => {
                 report.done(&done)?;
-                if args.change.wait && args.change.dry_run == DryRun::None && done.action == "detached" {
-                    if let Err(e) =
+                if args.change.wait
+                    && args.change.dry_run == DryRun::None
+                    && done.action == "detached"
+                    && let Err(e) =
                         crate::rollout::wait(&kube.client, &done.workload, args.change.timeout).await
-                    {
-                        report.failed(&e);
-                    }
+                {
+                    report.failed(&e);
                 }
             }
             Err(e @ (Error::Workload(_) | Error::Usage(_))) => report.failed(&e),

@@ -14,6 +14,8 @@ use crate::sidecar::{self, Injected, Sidecar, SidecarOptions, Uninjected};
 use crate::workload::{WorkloadId, WorkloadKind};
 
 /// What to do to each workload found.
+// One value per command run: the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Edit {
     /// Put the sidecar in with these options.
