@@ -20,8 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Error;
 
-/// Name of the capture sidecar container; a pod carrying it is attached.
-pub const AGENT_CONTAINER: &str = "bpc-agent";
+pub use crate::sidecar::AGENT_CONTAINER;
 
 /// One row of the map: the shared `kubectl bpc map -o json` contract that
 /// `bpc-sim --map FILE` reads.

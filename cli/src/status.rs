@@ -24,8 +24,7 @@ use crate::pod_proxy::{self, AgentStats, ProxyError};
 /// Agent `/stats` reads in flight at once.
 const PROXY_CONCURRENCY: usize = 8;
 
-/// Annotation on the pod template recording what attach added.
-pub const STATUS_ANNOTATION: &str = "bpc.kubectl.io/status";
+pub use crate::sidecar::STATUS_ANNOTATION;
 
 /// Output format of `status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]

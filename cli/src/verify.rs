@@ -25,12 +25,7 @@ use crate::map::AGENT_CONTAINER;
 use crate::sink::{GreTally, StreamStats};
 use crate::status::{STATUS_ANNOTATION, parse_workload_arg};
 
-/// Annotation on the pod template while a verify runs, naming the sink, so an
-/// interrupted verify is visible in `kubectl get -o yaml`.
-pub const VERIFY_ANNOTATION: &str = "bpc.kubectl.io/verify-sink";
-
-/// Most collectors an agent accepts (`BPC_COLLECTOR`).
-pub const MAX_COLLECTORS: usize = 4;
+pub use crate::sidecar::{MAX_COLLECTORS, VERIFY_ANNOTATION};
 
 /// Arguments of `kubectl bpc verify`.
 #[derive(Debug, Clone, clap::Args)]
