@@ -159,15 +159,13 @@ fn is_conflict(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 409)
 }
 
-/// Finds the workloads named, or matched by a selector, or (`all`) every
-/// attached one. Names are read one by one (so a missing one is its own
-/// failure); a selector or `all` lists each kind.
-pub async fn resolve(
-    kube: &Kube,
+/// Checks the target arguments before anything is asked of the cluster.
+pub fn check_targets(
     names: &[String],
     selector: Option<&str>,
     all: bool,
-) -> Result<Vec<Result<(WorkloadId, DynamicObject), Error>>, Error> {
+    all_namespaces: bool,
+) -> Result<Vec<WorkloadRef>, Error> {
     let refs = names.iter().map(|n| WorkloadRef::parse(n)).collect::<Result<Vec<_>, _>>()?;
     if refs.is_empty() && selector.is_none() && !all {
         return Err(Error::Usage(
@@ -177,9 +175,22 @@ pub async fn resolve(
     if !refs.is_empty() && (selector.is_some() || all) {
         return Err(Error::Usage("give workload names or a selector/--all, not both".into()));
     }
-    if !refs.is_empty() && kube.all_namespaces {
+    if !refs.is_empty() && all_namespaces {
         return Err(Error::Usage("-A/--all-namespaces cannot be used with workload names: use -n NS".into()));
     }
+    Ok(refs)
+}
+
+/// Finds the workloads named, or matched by a selector, or (`all`) every
+/// attached one. Names are read one by one (so a missing one is its own
+/// failure); a selector or `all` lists each kind.
+pub async fn resolve(
+    kube: &Kube,
+    names: &[String],
+    selector: Option<&str>,
+    all: bool,
+) -> Result<Vec<Result<(WorkloadId, DynamicObject), Error>>, Error> {
+    let refs = check_targets(names, selector, all, kube.all_namespaces)?;
     let mut found = Vec::new();
     for r in refs {
         let id = WorkloadId { namespace: kube.namespace.clone(), kind: r.kind, name: r.name };

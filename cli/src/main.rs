@@ -129,8 +129,20 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
         }
         Command::Uninject(file) => offline(&cli.kube, file, &Edit::Uninject),
         Command::Sink(args) => sink::run(args).await,
-        Command::Attach(args) => attach::run_attach(args, &cli.kube.connect().await?).await,
-        Command::Detach(args) => attach::run_detach(args, &cli.kube.connect().await?).await,
+        Command::Attach(args) => {
+            kubectl_bpc::preflight::check_options(&args.options)?;
+            attach::check_targets(&args.workloads, args.selector.as_deref(), false, cli.kube.all_namespaces)?;
+            attach::run_attach(args, &cli.kube.connect().await?).await
+        }
+        Command::Detach(args) => {
+            attach::check_targets(
+                &args.workloads,
+                args.selector.as_deref(),
+                args.all,
+                cli.kube.all_namespaces,
+            )?;
+            attach::run_detach(args, &cli.kube.connect().await?).await
+        }
         Command::Status(args) => {
             let kube = cli.kube.connect().await?;
             status::run(args, &kube.client, kube.scope()).await
