@@ -47,7 +47,10 @@ pub struct ReceiveArgs {
     /// No live view.
     #[arg(long)]
     pub quiet: bool,
-    /// Assertion, e.g. 'key=0x1234abcd packets>=100 loss=0' (repeatable).
+    /// Assertion 'SELECTOR [source=IP] CHECK...' (repeatable), e.g. 'workload=shop/web packets>=100
+    /// loss=0 restarts>=1'. Selector key=K, workload=NS/NAME, workload=NS/KIND/NAME or a --map name;
+    /// checks FIELD(=|>=|<=|>|<)N over packets bytes loss reorder dup streams seq_restarts
+    /// restarted_streams restarts.
     #[arg(long)]
     pub expect: Vec<String>,
 }
