@@ -61,6 +61,17 @@ pub struct ChangeArgs {
     pub timeout: Duration,
 }
 
+/// The workloads a command acts on: names, or a label selector.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TargetArgs {
+    /// Workloads: NAME (a Deployment), deploy/NAME, sts/NAME or ds/NAME.
+    #[arg(value_name = "WORKLOAD")]
+    pub workloads: Vec<String>,
+    /// Every Deployment, StatefulSet and DaemonSet matching this label selector.
+    #[arg(short = 'l', long, value_name = "SELECTOR")]
+    pub selector: Option<String>,
+}
+
 /// `kubectl bpc attach`.
 #[derive(Debug, Clone, clap::Args)]
 #[command(after_help = "Examples:
@@ -74,12 +85,9 @@ pub struct ChangeArgs {
   # Preview every workload labelled tier=web, as a diff
   kubectl bpc attach -l tier=web --collector 10.0.0.5 --dry-run --diff")]
 pub struct AttachArgs {
-    /// Workloads: NAME (a Deployment), deploy/NAME, sts/NAME or ds/NAME.
-    #[arg(value_name = "WORKLOAD")]
-    pub workloads: Vec<String>,
-    /// Every Deployment, StatefulSet and DaemonSet matching this label selector.
-    #[arg(short = 'l', long, value_name = "SELECTOR")]
-    pub selector: Option<String>,
+    /// Which workloads.
+    #[command(flatten)]
+    pub targets: TargetArgs,
     /// The sidecar's options.
     #[command(flatten)]
     pub options: SidecarOptions,
@@ -104,12 +112,9 @@ pub struct AttachArgs {
   kubectl bpc detach --all -n shop --dry-run --diff
   kubectl bpc detach --all -n shop")]
 pub struct DetachArgs {
-    /// Workloads: NAME (a Deployment), deploy/NAME, sts/NAME or ds/NAME.
-    #[arg(value_name = "WORKLOAD")]
-    pub workloads: Vec<String>,
-    /// Every workload matching this label selector.
-    #[arg(short = 'l', long, value_name = "SELECTOR")]
-    pub selector: Option<String>,
+    /// Which workloads.
+    #[command(flatten)]
+    pub targets: TargetArgs,
     /// Every workload with the sidecar attached (in the namespace, or with -A everywhere).
     #[arg(long)]
     pub all: bool,
@@ -502,7 +507,7 @@ fn confirm(question: &str) -> bool {
 /// Runs `kubectl bpc attach`.
 pub async fn run_attach(args: &AttachArgs, kube: &Kube) -> Result<ExitCode, Error> {
     preflight::check_options(&args.options)?;
-    let targets = resolve(kube, &args.workloads, args.selector.as_deref(), false).await?;
+    let targets = resolve(kube, &args.targets.workloads, args.targets.selector.as_deref(), false).await?;
     if targets.is_empty() {
         eprintln!("no workloads match the selector");
     }
@@ -544,7 +549,7 @@ pub async fn run_attach(args: &AttachArgs, kube: &Kube) -> Result<ExitCode, Erro
 
 /// Runs `kubectl bpc detach`.
 pub async fn run_detach(args: &DetachArgs, kube: &Kube) -> Result<ExitCode, Error> {
-    let targets = resolve(kube, &args.workloads, args.selector.as_deref(), args.all).await?;
+    let targets = resolve(kube, &args.targets.workloads, args.targets.selector.as_deref(), args.all).await?;
     if targets.is_empty() {
         eprintln!("no attached workloads found");
     }

@@ -87,6 +87,18 @@ impl KubeArgs {
     }
 }
 
+/// An API of a namespaced kind over one namespace, or every namespace (`None`).
+pub fn scoped_api<K>(client: &kube::Client, namespace: Option<&str>) -> kube::Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => kube::Api::namespaced(client.clone(), ns),
+        None => kube::Api::all(client.clone()),
+    }
+}
+
 /// The text of one `Warning` header (`299 - "text"`, RFC 7234), unquoted.
 pub fn warning_text(header: &str) -> Option<String> {
     let rest = header.trim();

@@ -131,13 +131,18 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Sink(args) => sink::run(args).await,
         Command::Attach(args) => {
             kubectl_bpc::preflight::check_options(&args.options)?;
-            attach::check_targets(&args.workloads, args.selector.as_deref(), false, cli.kube.all_namespaces)?;
+            attach::check_targets(
+                &args.targets.workloads,
+                args.targets.selector.as_deref(),
+                false,
+                cli.kube.all_namespaces,
+            )?;
             attach::run_attach(args, &cli.kube.connect().await?).await
         }
         Command::Detach(args) => {
             attach::check_targets(
-                &args.workloads,
-                args.selector.as_deref(),
+                &args.targets.workloads,
+                args.targets.selector.as_deref(),
                 args.all,
                 cli.kube.all_namespaces,
             )?;

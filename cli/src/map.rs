@@ -352,16 +352,7 @@ fn diff(old: &[MapEntry], new: &[MapEntry]) -> Vec<MapEvent> {
     events
 }
 
-fn apis<K>(client: &Client, namespace: Option<&str>) -> Api<K>
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
-    K::DynamicType: Default,
-{
-    match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
-}
+use crate::kube_context::scoped_api as apis;
 
 /// Lists pods and ReplicaSets (one call each) and builds the map.
 /// `namespace` None means all namespaces.

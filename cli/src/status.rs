@@ -684,16 +684,7 @@ pub fn parse_workload_arg(arg: &str) -> Result<(Option<&'static str>, &str), Err
     Ok((Some(kind), name))
 }
 
-fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
-    K::DynamicType: Default,
-{
-    match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
-}
+use crate::kube_context::scoped_api as api;
 
 async fn find_workloads(client: &Client, namespace: Option<&str>) -> Result<Vec<Found>, Error> {
     let lp = ListParams::default();

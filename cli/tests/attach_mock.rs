@@ -24,6 +24,7 @@ const NODES: &str = "/api/v1/nodes";
 const PODS: &str = "/api/v1/namespaces/shop/pods";
 
 /// One request the test expects and the answer it gets.
+#[derive(Clone)]
 struct Exchange {
     method: &'static str,
     path: &'static str,
@@ -156,6 +157,21 @@ fn nodes(runtime: &str) -> Value {
             "machineID": "", "operatingSystem": "linux", "osImage": "", "systemUUID": ""}}}]})
 }
 
+/// The reads every attach starts with: the workload, its namespace (Pod
+/// Security labels), the nodes (container runtimes).
+fn reads(deploy: Value, enforce: Option<&str>, runtime: &str) -> Vec<Exchange> {
+    vec![
+        ex("GET", DEPLOY, &[], deploy),
+        ex("GET", NAMESPACE, &[], namespace(enforce)),
+        ex("GET", NODES, &[], nodes(runtime)),
+    ]
+}
+
+/// The admission pre-flight, admitted.
+fn pod_admitted() -> Exchange {
+    ex("POST", PODS, &["dryRun=All"], json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}))
+}
+
 fn attach_args(extra: &[&str]) -> AttachArgs {
     #[derive(Parser)]
     struct Wrapper {
@@ -187,18 +203,19 @@ fn agent_of(patch: &Value) -> &Value {
 
 #[tokio::test]
 async fn attach_reads_then_dry_runs_a_pod_then_sends_one_strategic_patch() {
-    let script = vec![
-        ex("GET", DEPLOY, &[], deployment("100", template())),
-        ex("GET", NAMESPACE, &[], namespace(Some("baseline"))),
-        ex("GET", NODES, &[], nodes("containerd://1.7.2")),
-        ex(
-            "POST",
-            PODS,
-            &["dryRun=All", "fieldManager=kubectl-bpc"],
-            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-bpc-preflight-x"}}),
-        ),
-        ex("PATCH", DEPLOY, &["fieldManager=kubectl-bpc"], deployment("101", template())),
-    ];
+    let script = [
+        reads(deployment("100", template()), Some("baseline"), "containerd://1.7.2"),
+        vec![
+            ex(
+                "POST",
+                PODS,
+                &["dryRun=All", "fieldManager=kubectl-bpc"],
+                json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-bpc-preflight-x"}}),
+            ),
+            ex("PATCH", DEPLOY, &["fieldManager=kubectl-bpc"], deployment("101", template())),
+        ],
+    ]
+    .concat();
     let (done, seen) = with_server(script, |k| attach_web(k, attach_args(&[]))).await;
     let done = done.unwrap();
     assert_eq!(done.action, "attached");
@@ -222,11 +239,7 @@ async fn attach_reads_then_dry_runs_a_pod_then_sends_one_strategic_patch() {
 async fn reattach_with_the_same_options_sends_no_patch() {
     let attached =
         attached_template(SidecarOptions::with_collectors(&["198.18.0.2"]), CapabilityMode::Default);
-    let script = vec![
-        ex("GET", DEPLOY, &[], deployment("100", attached)),
-        ex("GET", NAMESPACE, &[], namespace(None)),
-        ex("GET", NODES, &[], nodes("containerd://1.7.2")),
-    ];
+    let script = reads(deployment("100", attached), None, "containerd://1.7.2");
     let (done, seen) = with_server(script, |k| attach_web(k, attach_args(&[]))).await;
     assert_eq!(done.unwrap().action, "unchanged");
     assert!(seen.iter().all(|s| s.method == "GET"));
@@ -236,18 +249,11 @@ async fn reattach_with_the_same_options_sends_no_patch() {
 async fn reattach_with_new_options_replaces_the_sidecar_in_place() {
     let attached =
         attached_template(SidecarOptions::with_collectors(&["198.18.0.2"]), CapabilityMode::Default);
-    let script = vec![
-        ex("GET", DEPLOY, &[], deployment("100", attached.clone())),
-        ex("GET", NAMESPACE, &[], namespace(None)),
-        ex("GET", NODES, &[], nodes("containerd://1.7.2")),
-        ex(
-            "POST",
-            PODS,
-            &["dryRun=All"],
-            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}),
-        ),
-        ex("PATCH", DEPLOY, &[], deployment("101", template())),
-    ];
+    let script = [
+        reads(deployment("100", attached.clone()), None, "containerd://1.7.2"),
+        vec![pod_admitted(), ex("PATCH", DEPLOY, &[], deployment("101", template()))],
+    ]
+    .concat();
     let (done, seen) =
         with_server(script, |k| attach_web(k, attach_args(&["--filter", "tcp port 443"]))).await;
     assert_eq!(done.unwrap().action, "updated");
@@ -265,26 +271,22 @@ async fn reattach_with_new_options_replaces_the_sidecar_in_place() {
 
 #[tokio::test]
 async fn conflict_409_rereads_and_patches_again_with_the_new_resource_version() {
-    let script = vec![
-        ex("GET", DEPLOY, &[], deployment("100", template())),
-        ex("GET", NAMESPACE, &[], namespace(None)),
-        ex("GET", NODES, &[], nodes("containerd://1.7.2")),
-        ex(
-            "POST",
-            PODS,
-            &["dryRun=All"],
-            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}),
-        ),
-        err(
-            "PATCH",
-            DEPLOY,
-            409,
-            "Conflict",
-            "the object has been modified; please apply your changes to the latest version",
-        ),
-        ex("GET", DEPLOY, &[], deployment("105", template())),
-        ex("PATCH", DEPLOY, &[], deployment("106", template())),
-    ];
+    let script = [
+        reads(deployment("100", template()), None, "containerd://1.7.2"),
+        vec![
+            pod_admitted(),
+            err(
+                "PATCH",
+                DEPLOY,
+                409,
+                "Conflict",
+                "the object has been modified; please apply your changes to the latest version",
+            ),
+            ex("GET", DEPLOY, &[], deployment("105", template())),
+            ex("PATCH", DEPLOY, &[], deployment("106", template())),
+        ],
+    ]
+    .concat();
     let (done, seen) = with_server(script, |k| attach_web(k, attach_args(&[]))).await;
     assert_eq!(done.unwrap().action, "attached");
     assert_eq!(seen[4].body["metadata"]["resourceVersion"], "100");
@@ -293,24 +295,20 @@ async fn conflict_409_rereads_and_patches_again_with_the_new_resource_version() 
 
 #[tokio::test]
 async fn forbidden_patch_names_the_rbac_verb_and_resource() {
-    let script = vec![
-        ex("GET", DEPLOY, &[], deployment("100", template())),
-        ex("GET", NAMESPACE, &[], namespace(None)),
-        ex("GET", NODES, &[], nodes("containerd://1.7.2")),
-        ex(
-            "POST",
-            PODS,
-            &["dryRun=All"],
-            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}),
-        ),
-        err(
-            "PATCH",
-            DEPLOY,
-            403,
-            "Forbidden",
-            "deployments.apps \"web\" is forbidden: User \"sre\" cannot patch resource",
-        ),
-    ];
+    let script = [
+        reads(deployment("100", template()), None, "containerd://1.7.2"),
+        vec![
+            pod_admitted(),
+            err(
+                "PATCH",
+                DEPLOY,
+                403,
+                "Forbidden",
+                "deployments.apps \"web\" is forbidden: User \"sre\" cannot patch resource",
+            ),
+        ],
+    ]
+    .concat();
     let (done, _) = with_server(script, |k| attach_web(k, attach_args(&[]))).await;
     let e = done.unwrap_err().to_string();
     assert!(
@@ -321,18 +319,14 @@ async fn forbidden_patch_names_the_rbac_verb_and_resource() {
 
 #[tokio::test]
 async fn server_dry_run_sends_the_patch_with_dry_run_all() {
-    let script = vec![
-        ex("GET", DEPLOY, &[], deployment("100", template())),
-        ex("GET", NAMESPACE, &[], namespace(None)),
-        ex("GET", NODES, &[], nodes("containerd://1.7.2")),
-        ex(
-            "POST",
-            PODS,
-            &["dryRun=All"],
-            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}),
-        ),
-        ex("PATCH", DEPLOY, &["dryRun=All", "fieldManager=kubectl-bpc"], deployment("100", template())),
-    ];
+    let script = [
+        reads(deployment("100", template()), None, "containerd://1.7.2"),
+        vec![
+            pod_admitted(),
+            ex("PATCH", DEPLOY, &["dryRun=All", "fieldManager=kubectl-bpc"], deployment("100", template())),
+        ],
+    ]
+    .concat();
     let (done, _) = with_server(script, |k| attach_web(k, attach_args(&["--dry-run=server"]))).await;
     assert_eq!(done.unwrap().action, "attached");
 }
@@ -349,12 +343,7 @@ async fn client_dry_run_writes_nothing_even_when_nodes_cannot_be_read() {
             "Forbidden",
             "nodes is forbidden: User \"sre\" cannot list resource \"nodes\"",
         ),
-        ex(
-            "POST",
-            PODS,
-            &["dryRun=All"],
-            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}),
-        ),
+        pod_admitted(),
     ];
     let (done, _) = with_server(script, |k| attach_web(k, attach_args(&["--dry-run"]))).await;
     let done = done.unwrap();
@@ -364,18 +353,11 @@ async fn client_dry_run_writes_nothing_even_when_nodes_cannot_be_read() {
 
 #[tokio::test]
 async fn crio_nodes_get_net_raw_added_where_the_namespace_allows_it() {
-    let script = vec![
-        ex("GET", DEPLOY, &[], deployment("100", template())),
-        ex("GET", NAMESPACE, &[], namespace(Some("privileged"))),
-        ex("GET", NODES, &[], nodes("cri-o://1.29.1")),
-        ex(
-            "POST",
-            PODS,
-            &["dryRun=All"],
-            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}),
-        ),
-        ex("PATCH", DEPLOY, &[], deployment("101", template())),
-    ];
+    let script = [
+        reads(deployment("100", template()), Some("privileged"), "cri-o://1.29.1"),
+        vec![pod_admitted(), ex("PATCH", DEPLOY, &[], deployment("101", template()))],
+    ]
+    .concat();
     let (done, seen) = with_server(script, |k| attach_web(k, attach_args(&[]))).await;
     done.unwrap();
     let caps = &agent_of(&seen[4].body)["securityContext"]["capabilities"];
@@ -384,22 +366,14 @@ async fn crio_nodes_get_net_raw_added_where_the_namespace_allows_it() {
 
 #[tokio::test]
 async fn crio_nodes_under_baseline_are_refused_before_any_write() {
-    let script = vec![
-        ex("GET", DEPLOY, &[], deployment("100", template())),
-        ex("GET", NAMESPACE, &[], namespace(Some("baseline"))),
-        ex("GET", NODES, &[], nodes("cri-o://1.29.1")),
-    ];
+    let script = reads(deployment("100", template()), Some("baseline"), "cri-o://1.29.1");
     let (done, _) = with_server(script, |k| attach_web(k, attach_args(&[]))).await;
     assert!(done.unwrap_err().to_string().contains("CRI-O"));
 }
 
 #[tokio::test]
 async fn restricted_namespace_is_refused_with_how_to_proceed() {
-    let script = vec![
-        ex("GET", DEPLOY, &[], deployment("100", template())),
-        ex("GET", NAMESPACE, &[], namespace(Some("restricted"))),
-        ex("GET", NODES, &[], nodes("containerd://1.7.2")),
-    ];
+    let script = reads(deployment("100", template()), Some("restricted"), "containerd://1.7.2");
     let (done, _) = with_server(script, |k| attach_web(k, attach_args(&[]))).await;
     let e = done.unwrap_err().to_string();
     assert!(e.contains("restricted") && e.contains("enforce=baseline"), "{e}");
@@ -412,12 +386,7 @@ async fn pods_refused_only_with_the_sidecar_stop_the_attach_with_the_admission_m
         ex("GET", DEPLOY, &[], deployment("100", template())),
         ex("GET", NAMESPACE, &[], namespace(None)),
         err("POST", PODS, 403, "Forbidden", message),
-        ex(
-            "POST",
-            PODS,
-            &["dryRun=All"],
-            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}),
-        ),
+        pod_admitted(),
     ];
     let (done, _) = with_server(script, |k| attach_web(k, attach_args(&["--capabilities", "add"]))).await;
     let e = done.unwrap_err().to_string();
@@ -469,16 +438,11 @@ async fn a_missing_workload_fails_alone_and_the_others_are_still_attached() {
         ex("GET", DEPLOY, &[], deployment("100", template())),
         ex("GET", NAMESPACE, &[], namespace(None)),
         ex("GET", NODES, &[], nodes("containerd://1.7.2")),
-        ex(
-            "POST",
-            PODS,
-            &["dryRun=All"],
-            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}),
-        ),
+        pod_admitted(),
         ex("PATCH", DEPLOY, &[], deployment("101", template())),
     ];
     let mut args = attach_args(&[]);
-    args.workloads = vec!["gone".into(), "web".into()];
+    args.targets.workloads = vec!["gone".into(), "web".into()];
     let (code, seen) = with_server(script, |k| async move { attach::run_attach(&args, &k).await }).await;
     assert_eq!(format!("{:?}", code.unwrap()), format!("{:?}", std::process::ExitCode::from(1)));
     assert_eq!(seen.last().unwrap().method, "PATCH");
@@ -550,7 +514,7 @@ async fn live_cluster_attach_and_detach_round_trip() {
             .await
             .unwrap();
     let mut args = attach_args(&[]);
-    args.workloads = vec!["web".into()];
+    args.targets.workloads = vec!["web".into()];
     let code = attach::run_attach(&args, &kube).await.unwrap();
     assert_eq!(format!("{code:?}"), format!("{:?}", std::process::ExitCode::SUCCESS));
     let again = attach::run_attach(&args, &kube).await.unwrap();
