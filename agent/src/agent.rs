@@ -205,6 +205,7 @@ pub fn run(config: Config) -> Result<()> {
     let mut ring = Ring::open(&iface, &program)?;
     let mut sender = Sender::new(config.profile, config.key.key, iface.mac)?;
     sender.set_destinations(&dests);
+    sender.set_send_path(config.send_path);
     let mut seen_generation = stats.generation.load(Ordering::Acquire);
 
     http::spawn(listener, stats.clone())
@@ -246,13 +247,15 @@ pub fn run(config: Config) -> Result<()> {
         if privilege::stop_requested() {
             break Ok(());
         }
+        if let Err(e) = ring.wait(POLL_MS) {
+            break Err(e);
+        }
+        // After the wait, not before: a new collector address published while
+        // we slept must apply to the frames that woke us.
         let generation = stats.generation.load(Ordering::Acquire);
         if generation != seen_generation {
             seen_generation = generation;
             reconfigure(&config, &stats, &ring, &mut pipeline, metrics_port);
-        }
-        if let Err(e) = ring.wait(POLL_MS) {
-            break Err(e);
         }
         for _ in 0..crate::capture::BLOCK_COUNT {
             let Some(block) = ring.next_block() else { break };
@@ -271,6 +274,7 @@ pub fn run(config: Config) -> Result<()> {
             last_stats = now;
             read_kernel_counters(&ring, &iface, base_ifdrops, &stats);
             pipeline.sender.drain_icmp_errors(&stats);
+            pipeline.sender.refresh_links();
         }
     };
     pipeline.sender.flush(&stats);

@@ -70,6 +70,12 @@ pub struct Args {
     #[arg(long, env = "BPC_OVERSIZE", value_enum, default_value_t = OversizeMode::Segment)]
     pub oversize: OversizeMode,
 
+    /// How GRE packets leave: "auto" (an AF_PACKET TX ring for IPv4 collectors
+    /// once their next hop is resolved, else the raw socket) or "raw" (always
+    /// the raw GRE socket, e.g. where policy routing must be followed).
+    #[arg(long, env = "BPC_SEND_PATH", value_enum, default_value_t = SendPath::Auto)]
+    pub send_path: SendPath,
+
     /// GRE header layout: "standard" (key + sequence) or "netis" (pktminerg: key with direction bits).
     #[arg(long, env = "BPC_GRE_PROFILE", value_name = "PROFILE", default_value = "standard")]
     pub gre_profile: GreProfile,
@@ -120,6 +126,15 @@ impl OversizeMode {
             OversizeMode::Truncate => "truncate",
         }
     }
+}
+
+/// How GRE packets are handed to the kernel (see [`crate::txring`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SendPath {
+    /// The TX ring where it can be used, the raw socket otherwise.
+    Auto,
+    /// Always the raw IPPROTO_GRE socket (`sendmmsg`).
+    Raw,
 }
 
 /// One `--collector` as given.
@@ -204,6 +219,8 @@ pub struct Config {
     pub metrics_addr: SocketAddr,
     /// Oversize frame handling.
     pub oversize: OversizeMode,
+    /// Send path.
+    pub send_path: SendPath,
     /// GRE header layout.
     pub profile: GreProfile,
     /// DNS re-resolution period.
@@ -280,6 +297,7 @@ impl Config {
             max_bytes_per_sec,
             metrics_addr,
             oversize: args.oversize,
+            send_path: args.send_path,
             profile: args.gre_profile,
             resolve_interval: args.resolve_interval,
             pod,
@@ -422,6 +440,7 @@ mod tests {
         let c = config(&["--collector", "198.18.0.2"]).unwrap();
         assert_eq!(c.metrics_addr, "0.0.0.0:9469".parse().unwrap());
         assert_eq!(c.oversize, OversizeMode::Segment);
+        assert_eq!(c.send_path, SendPath::Auto);
         assert_eq!(c.profile, GreProfile::Standard);
         assert_eq!(c.resolve_interval, Duration::from_secs(30));
         assert_eq!(
@@ -440,6 +459,7 @@ mod tests {
             "--resolve-interval=500ms",
             "--metrics-addr=:9999",
             "--oversize=truncate",
+            "--send-path=raw",
             "--gre-profile=netis",
             "--key=0x10",
         ])
@@ -450,6 +470,7 @@ mod tests {
         assert_eq!(c.resolve_interval, Duration::from_millis(500));
         assert_eq!(c.metrics_addr, "0.0.0.0:9999".parse().unwrap());
         assert_eq!(c.oversize, OversizeMode::Truncate);
+        assert_eq!(c.send_path, SendPath::Raw);
         assert_eq!(c.profile, GreProfile::Netis);
         assert_eq!(c.key.key, 0x10);
     }

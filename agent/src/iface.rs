@@ -93,6 +93,11 @@ pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
     parts.next().is_none().then_some(mac)
 }
 
+/// Formats a MAC address as `aa:bb:cc:dd:ee:ff`.
+pub fn format_mac(mac: &[u8; 6]) -> String {
+    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
 /// The interface of the default route in `/proc/net/route` and
 /// `/proc/net/ipv6_route` text (lowest metric wins; IPv4 before IPv6 on a tie).
 pub fn default_route_interface(route: &str, ipv6_route: &str) -> Option<String> {

@@ -3,7 +3,8 @@
 //! It shares its pod's network namespace, captures the pod's traffic with an
 //! AF_PACKET TPACKET_V3 ring and a libpcap-compiled filter ([`capture`],
 //! [`filter`]), and streams every frame GRE-encapsulated to up to four
-//! collectors over raw IPPROTO_GRE sockets in `sendmmsg` batches ([`send`]).
+//! collectors, through an AF_PACKET TX ring ([`txring`]) or raw IPPROTO_GRE
+//! sockets in `sendmmsg` batches ([`send`]).
 //! Frames too big for one GRE packet are split by [`segment`]. Counters are
 //! served as JSON, Prometheus text and a health check ([`stats`], [`http`]).
 //! It needs CAP_NET_RAW and nothing else ([`privilege`]).
@@ -21,5 +22,6 @@ pub mod resolve;
 pub mod segment;
 pub mod send;
 pub mod stats;
+pub mod txring;
 
 pub use error::{Error, Result};

@@ -1,7 +1,9 @@
 //! Sending GRE packets to the collectors: raw IPPROTO_GRE sockets (the kernel
 //! adds the outer IP header) and `sendmmsg` batches whose messages are iovec
 //! lists `[GRE header, frame]` pointing at the capture ring, so frames are not
-//! copied and nothing is allocated per packet.
+//! copied and nothing is allocated per packet; or, for IPv4 collectors whose
+//! next hop is resolved, the AF_PACKET TX ring of [`crate::txring`] (cheaper
+//! per packet), with the raw socket as the fallback.
 
 use std::io;
 use std::mem::{size_of, size_of_val};
@@ -12,8 +14,10 @@ use std::time::Instant;
 
 use bpc_wire::{Direction, GreProfile};
 
+use crate::config::SendPath;
 use crate::error::{Error, Result};
 use crate::stats::{SendErrorKind, Stats};
+use crate::txring::{Link, TxRing};
 
 /// Messages per `sendmmsg` call.
 pub const BATCH: usize = 64;
@@ -22,12 +26,18 @@ pub const BATCH: usize = 64;
 const ARENA_SIZE: usize = 256 * 1024;
 /// Largest IPv4 packet: a GRE packet (and frame) must fit it even when fragmented.
 pub const MAX_IP_PACKET: usize = 65_535;
+/// Every this many link refreshes (one a second), one batch per collector
+/// goes through the raw socket even when the TX ring could take it: the
+/// kernel then keeps verifying the next hop's neighbour entry, which the
+/// ring bypasses, so a changed gateway MAC is learnt.
+const RAW_BATCH_EVERY: u32 = 5;
 
 /// A collector address the batch goes to.
 #[derive(Clone, Copy)]
 struct Destination {
     /// Index into [`Stats::collectors`].
     collector: usize,
+    ip: IpAddr,
     addr: libc::sockaddr_storage,
     addr_len: libc::socklen_t,
     v6: bool,
@@ -60,6 +70,17 @@ pub struct Sender {
     arena: Vec<u8>,
     arena_used: usize,
     destinations: Vec<Destination>,
+    /// Per destination: how to reach it over the TX ring, if it can be.
+    links: Vec<Option<Link>>,
+    send_path: SendPath,
+    ring: Option<TxRing>,
+    /// The TX ring could not be opened: the raw socket for good.
+    ring_failed: bool,
+    refreshes: u32,
+    /// The next flush uses the raw socket for every destination.
+    raw_batch_due: bool,
+    /// GRE lengths of the frames pushed to the ring in this flush.
+    ring_lens: Vec<usize>,
 }
 
 // SAFETY: the raw pointers in `slots` point into the arena or the capture ring
@@ -170,7 +191,78 @@ impl Sender {
             arena: vec![0; ARENA_SIZE],
             arena_used: 0,
             destinations: Vec::new(),
+            links: Vec::new(),
+            send_path: SendPath::Raw,
+            ring: None,
+            ring_failed: false,
+            refreshes: 0,
+            raw_batch_due: false,
+            ring_lens: Vec::with_capacity(BATCH),
         })
+    }
+
+    /// Chooses the send path; with [`SendPath::Auto`], call
+    /// [`Sender::refresh_links`] every second.
+    pub fn set_send_path(&mut self, path: SendPath) {
+        self.send_path = path;
+        self.refresh_links();
+    }
+
+    /// Looks up, for every IPv4 destination, the egress interface and next
+    /// hop MAC for the TX ring (opened on first use). A destination without a
+    /// complete neighbour entry, on another interface than the ring's, or
+    /// IPv6, keeps the raw socket. Cheap (two small /proc files): call it
+    /// every second.
+    pub fn refresh_links(&mut self) {
+        self.refreshes = self.refreshes.wrapping_add(1);
+        if self.refreshes.is_multiple_of(RAW_BATCH_EVERY) {
+            self.raw_batch_due = true;
+        }
+        let mut links = Vec::with_capacity(self.destinations.len());
+        for d in &self.destinations {
+            let link = match d.ip {
+                IpAddr::V4(ip) if self.send_path == SendPath::Auto && !self.ring_failed => {
+                    crate::txring::link_to(ip)
+                }
+                _ => None,
+            };
+            let link = link.filter(|l| match &self.ring {
+                Some(ring) => ring.ifindex() == l.ifindex,
+                None => match TxRing::open(l.ifindex, l.mtu) {
+                    Ok(ring) => {
+                        self.ring = Some(ring);
+                        true
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot open the AF_PACKET TX ring; sending through the raw socket");
+                        self.ring_failed = true;
+                        false
+                    }
+                },
+            });
+            links.push(link);
+        }
+        for (i, link) in links.iter().enumerate() {
+            let before = self.links.get(i).cloned().flatten();
+            if before.as_ref() == link.as_ref() {
+                continue;
+            }
+            let ip = self.destinations[i].ip;
+            match link {
+                Some(l) => tracing::info!(
+                    collector = %ip,
+                    interface = %l.ifname,
+                    next_hop_mac = %crate::iface::format_mac(&l.dst_mac),
+                    source = %l.src_ip,
+                    "sending through the AF_PACKET TX ring"
+                ),
+                None if before.is_some() => {
+                    tracing::info!(collector = %ip, "sending through the raw GRE socket")
+                }
+                None => {}
+            }
+        }
+        self.links = links;
     }
 
     /// Sets where batches go: `(collector index, address)` for every resolved collector.
@@ -179,9 +271,11 @@ impl Sender {
             .iter()
             .map(|&(collector, ip)| {
                 let (addr, addr_len) = sockaddr(ip);
-                Destination { collector, addr, addr_len, v6: ip.is_ipv6() }
+                Destination { collector, ip, addr, addr_len, v6: ip.is_ipv6() }
             })
             .collect();
+        self.links = vec![None; self.destinations.len()];
+        self.refresh_links();
     }
 
     /// The GRE header length of the profile.
@@ -271,8 +365,12 @@ impl Sender {
             }
         }
         let now = Instant::now();
+        let raw_batch = std::mem::take(&mut self.raw_batch_due);
         for d in 0..self.destinations.len() {
             let dest = self.destinations[d];
+            if !raw_batch && self.flush_ring(d, n, stats, now) {
+                continue;
+            }
             let fd = if dest.v6 { self.v6.as_ref() } else { self.v4.as_ref() };
             let cs = &stats.collectors[dest.collector];
             let Some(fd) = fd else {
@@ -339,6 +437,66 @@ impl Sender {
         }
         self.used = 0;
         self.arena_used = 0;
+    }
+
+    /// Sends the batch's `n` frames to destination `d` through the TX ring.
+    /// Returns false (nothing done) when the ring cannot take them: no link,
+    /// or a packet that does not fit the MTU (the raw socket fragments it).
+    fn flush_ring(&mut self, d: usize, n: usize, stats: &Stats, now: Instant) -> bool {
+        let (Some(ring), Some(Some(link))) = (self.ring.as_mut(), self.links.get(d)) else {
+            return false;
+        };
+        let slots = &self.slots[..n];
+        let gre_len = |s: &Slot| s.header_len + s.frame_len + if s.tag.is_some() { 4 } else { 0 };
+        if !slots.iter().all(|s| ring.fits(link, gre_len(s))) {
+            return false;
+        }
+        let cs = &stats.collectors[self.destinations[d].collector];
+        self.ring_lens.clear();
+        let mut full = 0u64;
+        for slot in slots {
+            // SAFETY: slot.frame points to frame_len bytes the caller keeps
+            // valid until this flush returns (see push_borrowed/push_copied).
+            let frame = unsafe { std::slice::from_raw_parts(slot.frame, slot.frame_len) };
+            let header = &slot.header[..slot.header_len];
+            let pushed = match &slot.tag {
+                None => ring.push(link, &[header, frame]),
+                Some(tag) => ring.push(link, &[header, &frame[..12], tag, &frame[12..]]),
+            };
+            if pushed {
+                self.ring_lens.push(gre_len(slot));
+            } else {
+                full += 1;
+            }
+        }
+        let (mut bytes, lens) = (0u64, &self.ring_lens);
+        let flushed = ring.flush(|k, sent| {
+            if sent {
+                bytes += lens[k] as u64;
+            }
+        });
+        if full > 0 {
+            cs.errors(SendErrorKind::NoBuffer).fetch_add(full, Ordering::Relaxed);
+            cs.last_error.set(stats.started, now);
+        }
+        if flushed.failed > 0 {
+            let kind = match flushed.errno {
+                0 => SendErrorKind::Other,
+                e => SendErrorKind::of_errno(e),
+            };
+            cs.errors(kind).fetch_add(flushed.failed as u64, Ordering::Relaxed);
+            cs.last_error.set(stats.started, now);
+            if matches!(flushed.errno, libc::ENXIO | libc::ENODEV | libc::ENETDOWN) {
+                // The interface went away or down: the raw socket until the next refresh.
+                self.links[d] = None;
+            }
+        }
+        if flushed.sent > 0 {
+            cs.sent_packets.fetch_add(flushed.sent as u64, Ordering::Relaxed);
+            cs.sent_bytes.fetch_add(bytes, Ordering::Relaxed);
+            cs.last_send.set(stats.started, now);
+        }
+        true
     }
 }
 

@@ -320,8 +320,12 @@ fn a_dns_collector_is_re_resolved_and_the_new_address_is_used_and_excluded_from_
     wait_for("5 frames to the first address", Duration::from_secs(5), || collector.count() >= 5);
 
     write_hosts("198.18.2.3");
-    wait_for("the new address in /stats", Duration::from_secs(5), || {
-        t.pod.stats(agent.port)["collectors"][0]["address"] == "198.18.2.3"
+    // The resolver publishes the address; the capture loop applies it (and
+    // the new self-exclusion filter) when it next wakes: wait for both.
+    wait_for("the new address and filter in /stats", Duration::from_secs(5), || {
+        let s = t.pod.stats(agent.port);
+        s["collectors"][0]["address"] == "198.18.2.3"
+            && s["filter"].as_str().is_some_and(|f| f.contains("dst host 198.18.2.3"))
     });
     let stats = t.pod.stats(agent.port);
     udp_send(&t.client, target, 5, 64, Duration::from_millis(2));
