@@ -21,7 +21,7 @@ def derive(r):
     if mode == "idle":
         r["cpu_percent"] = 100.0 * r["cpu_seconds"] / r["seconds"]
         return r
-    if mode == "floor":
+    if mode in ("floor", "floor-txring"):
         f, sim = r["floor"], r["sim"]
         secs = f["seconds"]
         received = sim["totals"]["packets"]
@@ -95,18 +95,27 @@ def headline(runs, size):
     h["floor_max_pps"] = max(r["forwarded_pps"] for r in floor.values())
     if h["floor_loss_free_pps"]:
         h["loss_free_ratio"] = h["agent_loss_free_pps"] / h["floor_loss_free_pps"]
-    top = max(agent, key=lambda r: r["reached_pps"])
+    top = max(agent, key=lambda r: (r["rate"] == 0, r["reached_pps"]))
     h["generator_max_pps"] = top["reached_pps"]
     h["forwarded_share_at_max"] = top["forwarded_share"]
     h["kernel_drops_at_max"] = top["kernel_drops"]
     h["agent_peak_rss_kib"] = max(r["peak_rss_kib"] for r in agent)
     h["receiver_lost_anything"] = any(r["receiver_loss"] for r in agent + filt)
     if filt:
-        ftop = max(filt, key=lambda r: r["reached_pps"])
+        ftop = max(filt, key=lambda r: (r["rate"] == 0, r["reached_pps"]))
         h["filter_forwarded_share_at_max"] = ftop["forwarded_share"]
         h["filter_cpu_us_per_reached_packet_at_max"] = 1e6 * ftop["cpu_seconds"] / max(1, ftop["reached"])
+    txring = {r["rate"]: r for r in runs if r["mode"] == "floor-txring" and r["size"] == size}
+    if txring:
+        # Per-packet CPU of the TX ring against the raw socket, rate by rate.
+        h["txring_cpu_ratio_by_rate"] = {
+            str(rate): txring[rate]["cpu_us_per_packet"] / floor[rate]["cpu_us_per_packet"]
+            for rate in txring
+            if rate in floor
+        }
+        h["txring_max_pps"] = max(r["forwarded_pps"] for r in txring.values())
     if tcpdump:
-        ttop = max(tcpdump, key=lambda r: r["reached_pps"])
+        ttop = max(tcpdump, key=lambda r: (r["rate"] == 0, r["reached_pps"]))
         h["tcpdump_captured_share_at_max"] = ttop["captured_share"]
         h["tcpdump_cpu_us_per_packet_at_max"] = ttop["cpu_us_per_packet"]
     return h
@@ -133,7 +142,7 @@ def markdown(meta, runs, heads, idle):
     for r in runs:
         if r["mode"] == "idle":
             continue
-        floor = r["mode"] == "floor"
+        floor = r["mode"].startswith("floor")
         share = r.get("forwarded_share") if r["mode"] != "tcpdump" else r.get("captured_share")
         lat = "–"
         if r.get("latency_p50_us") is not None:
@@ -185,7 +194,8 @@ def markdown(meta, runs, heads, idle):
     if idle:
         out.append("")
         out.append(
-            f"Idle agent (no traffic, 5 s): {idle['cpu_percent']:.3f}% of a core, "
+            f"Idle agent (no traffic, 5 s, all threads' run time from /proc/PID/task/*/schedstat): "
+            f"{idle['cpu_percent']:.4f}% of a core, "
             f"RSS {idle['rss_kib'] / 1024:.1f} MiB (peak {idle['peak_rss_kib'] / 1024:.1f} MiB)."
         )
     return "\n".join(out) + "\n"

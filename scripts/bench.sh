@@ -11,9 +11,13 @@
 # time, on the pod's interface (pinned to CPU 1):
 #   tcpdump        tcpdump -i IF -w /dev/null (capture only)
 #   agent          bpc-agent forwarding every frame as GRE to col
+#   agent-raw      the same with --send-path raw (sendmmsg on the raw GRE
+#                  socket instead of the AF_PACKET TX ring)
 #   agent-filter   bpc-agent with a filter matching 10% of the frames
 #   floor          bench/tools send-floor: pre-built GRE packets of the same
 #                  size, sendmmsg on a raw socket, no capture (no loadgen)
+#   floor-txring   the same through an AF_PACKET TX ring with
+#                  PACKET_QDISC_BYPASS (complete frames pre-built in the ring)
 # The collector link has MTU 9000 so a 1500-byte frame + GRE + outer IPv4 is
 # one packet for every contender.
 #
@@ -24,7 +28,7 @@
 #   BENCH_SECONDS=2             traffic per run
 #   BENCH_SIZES="64 512 1500"   frame sizes
 #   BENCH_RATES="50000 100000 200000 0"   offered pps steps, 0 = generator maximum
-#   BENCH_MODES="tcpdump agent agent-filter floor"   (also: profile, a perf
+#   BENCH_MODES="tcpdump agent agent-raw agent-filter floor floor-txring"   (also: profile, a perf
 #                               profile of CPU 1 per run into bench/profile-SIZE.txt)
 #   BENCH_OUT=bench/results.json
 #   BENCH_AGENT, BENCH_SIM, BENCH_LOADGEN, BENCH_FLOOR   prebuilt binaries (else built here)
@@ -34,7 +38,7 @@ cd "$(dirname "$0")/.."
 SECS=${BENCH_SECONDS:-2}
 SIZES=${BENCH_SIZES:-64 512 1500}
 RATES=${BENCH_RATES:-50000 100000 200000 0}
-MODES=${BENCH_MODES:-tcpdump agent agent-filter floor}
+MODES=${BENCH_MODES:-tcpdump agent agent-raw agent-filter floor floor-txring}
 OUT=${BENCH_OUT:-bench/results.json}
 
 if [[ $(id -u) -ne 0 ]]; then
@@ -64,6 +68,7 @@ AGENT=${BENCH_AGENT:-$AT/release/bpc-agent}
 SIM=${BENCH_SIM:-$AT/release/bpc-sim}
 LOADGEN=${BENCH_LOADGEN:-$BT/release/loadgen}
 FLOOR=${BENCH_FLOOR:-$BT/release/send-floor}
+FLOOR_TXRING=${BENCH_FLOOR_TXRING:-$BT/release/send-floor-txring}
 
 ID=bb$$
 G=${ID}g P=${ID}p C=${ID}c
@@ -100,7 +105,8 @@ done
 # kernel drops them without any work for the "application".
 POD_MAC=$(ip -n "$P" -j link show "$PIF" | jq -r '.[0].address')
 ip -n "$G" neigh add "$TARGET_IP" lladdr "$POD_MAC" dev "$GIF" nud permanent
-ip -n "$P" neigh add "$COL_IP" lladdr "$(ip -n "$C" -j link show "$CIF" | jq -r '.[0].address')" dev "$PCIF" nud permanent
+COL_MAC=$(ip -n "$C" -j link show "$CIF" | jq -r '.[0].address')
+ip -n "$P" neigh add "$COL_IP" lladdr "$COL_MAC" dev "$PCIF" nud permanent
 
 TCK=$(getconf CLK_TCK)
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
@@ -150,9 +156,7 @@ run_tcpdump() {
 
 AGENT_PID=
 start_agent() {
-  local filter=$1
-  local args=(--collector "$COL_IP" --interface "$PIF" --metrics-addr 127.0.0.1:9469 --key 0x0be7c401)
-  [[ -n "$filter" ]] && args+=(--filter "$filter")
+  local args=(--collector "$COL_IP" --interface "$PIF" --metrics-addr 127.0.0.1:9469 --key 0x0be7c401 "$@")
   ip netns exec "$P" taskset -c 1 "$AGENT" "${args[@]}" 2>"$TMP/agent.log" &
   AGENT_PID=$!
   PIDS+=("$AGENT_PID")
@@ -187,17 +191,23 @@ run_agent() {
     --argjson kernel_drops "$(jq -n --argjson a "$s0" --argjson b "$s1" '$b.capture.kernel_drops - $a.capture.kernel_drops')" \
     --argjson forwarded "$(jq -n --argjson a "$s0" --argjson b "$s1" '$b.collectors[0].sent_packets - $a.collectors[0].sent_packets')" \
     --argjson send_errors "$(jq -n --argjson a "$s0" --argjson b "$s1" '[$b.collectors[0].errors[]] | add - ([$a.collectors[0].errors[]] | add)')" \
+    --argjson errors "$(jq -cn --argjson a "$s0" --argjson b "$s1" '$b.collectors[0].errors | with_entries(.value -= $a.collectors[0].errors[.key])')" \
     --argjson cpu_seconds "$(awk -v t="$((t1 - t0))" -v k="$TCK" 'BEGIN {print t / k}')" \
     --argjson peak_rss_kib "$(hwm_kib "$AGENT_PID")" --argjson rss_kib "$(rss_kib "$AGENT_PID")" \
     --argjson sim "$(cat "$TMP/sim.json")"
 }
 
 run_floor() {
-  local size=$1 rate=$2 out
-  start_sim "$(awk -v s="$SECS" 'BEGIN {print s + 1}')" "$TMP/sim.json"
-  out=$(ip netns exec "$P" taskset -c 1 "$FLOOR" --to "$COL_IP" --size "$size" --pps "$rate" --seconds "$SECS")
+  local mode=$1 size=$2 rate=$3 out
+  start_sim "$(awk -v s="$SECS" 'BEGIN {print s + 0.7}')" "$TMP/sim.json"
+  if [[ $mode == floor ]]; then
+    out=$(ip netns exec "$P" taskset -c 1 "$FLOOR" --to "$COL_IP" --size "$size" --pps "$rate" --seconds "$SECS")
+  else
+    out=$(ip netns exec "$P" taskset -c 1 "$FLOOR_TXRING" --ifname "$PCIF" --dst-mac "$COL_MAC" \
+      --src "$POD_C_IP" --to "$COL_IP" --size "$size" --pps "$rate" --seconds "$SECS")
+  fi
   wait "$SIM_PID" || true
-  record --arg mode floor --argjson size "$size" --argjson rate "$rate" --argjson floor "$out" \
+  record --arg mode "$mode" --argjson size "$size" --argjson rate "$rate" --argjson floor "$out" \
     --argjson sim "$(cat "$TMP/sim.json")"
 }
 
@@ -218,16 +228,20 @@ run_profile() {
     2>/dev/null | grep -v '^#' | grep -v '^$' >> "bench/profile-$size.txt" || true
 }
 
+# Run time of every thread of PID in nanoseconds (schedstat: finer than the
+# 10 ms ticks of /proc/PID/stat, which an idle agent never reaches).
+run_ns() { cat /proc/"$1"/task/*/schedstat | awk '{n += $1} END {printf "%d", n}'; }
+
 idle_agent() {
   # Idle footprint: no traffic at all for 5 s.
-  local t0 t1
-  start_agent ""
+  local n0 n1
+  start_agent
   sleep 1
-  t0=$(ticks "$AGENT_PID")
+  n0=$(run_ns "$AGENT_PID")
   sleep 5
-  t1=$(ticks "$AGENT_PID")
+  n1=$(run_ns "$AGENT_PID")
   record --arg mode idle --argjson seconds 5 \
-    --argjson cpu_seconds "$(awk -v t="$((t1 - t0))" -v k="$TCK" 'BEGIN {print t / k}')" \
+    --argjson cpu_seconds "$(awk -v n="$((n1 - n0))" 'BEGIN {print n / 1e9}')" \
     --argjson peak_rss_kib "$(hwm_kib "$AGENT_PID")" --argjson rss_kib "$(rss_kib "$AGENT_PID")"
   stop_agent
 }
@@ -237,15 +251,16 @@ idle_agent
 for size in $SIZES; do
   for mode in $MODES; do
     case $mode in
-      agent | profile) start_agent "" ;;
-      agent-filter) start_agent "udp dst port 10" ;;
+      agent | profile) start_agent ;;
+      agent-raw) start_agent --send-path raw ;;
+      agent-filter) start_agent --filter "udp dst port 10" ;;
     esac
     for rate in $RATES; do
       echo "bench: $size B, $mode, ${rate/#0/max} pps" >&2
       case $mode in
         tcpdump) run_tcpdump "$size" "$rate" ;;
-        agent | agent-filter) run_agent "$mode" "$size" "$rate" ;;
-        floor) run_floor "$size" "$rate" ;;
+        agent | agent-raw | agent-filter) run_agent "$mode" "$size" "$rate" ;;
+        floor | floor-txring) run_floor "$mode" "$size" "$rate" ;;
         profile) run_profile "$size" "$rate" ;;
         *) echo "bench.sh: unknown mode $mode" >&2; exit 2 ;;
       esac

@@ -43,13 +43,13 @@ fn main() {
     let (mut counter, mut matched) = (0u64, 0u64);
     let (sent, secs) = paced(pps, seconds, batch_len, |n| {
         let now = now_ns().to_be_bytes();
-        for i in 0..n {
+        for (i, matches) in matching[..n].iter_mut().enumerate() {
             let c = counter + i as u64;
             let buf = &mut batch.bufs()[i];
             buf[STAMP_AT..STAMP_AT + 8].copy_from_slice(&now);
             buf[COUNTER_AT..COUNTER_AT + 8].copy_from_slice(&c.to_be_bytes());
-            matching[i] = c % match_every == 0;
-            batch.set_port(i, if matching[i] { MATCH_PORT } else { OTHER_PORT });
+            *matches = c.is_multiple_of(match_every);
+            batch.set_port(i, if *matches { MATCH_PORT } else { OTHER_PORT });
         }
         let sent = batch.send(n).unwrap_or(0);
         // Unsent datagrams are stamped again next time, with the same counters.
