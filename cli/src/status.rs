@@ -227,9 +227,10 @@ pub fn judge(obs: &PodObservation, ctx: &HintContext<'_>) -> Judgement {
             Verdict::MissingNetRaw,
             format!("agent exited 2: {msg}"),
             format!(
-                "the bpc-agent container needs capabilities.add [NET_RAW]; re-run kubectl bpc attach {workload} \
-                 -n {ns}; if namespace {ns} enforces Pod Security 'restricted', NET_RAW is refused: use the \
-                 'baseline' level (kubectl label ns {ns} pod-security.kubernetes.io/enforce=baseline) or an exemption"
+                "the node's runtime did not grant NET_RAW (CRI-O does not by default): re-attach with \
+                 kubectl bpc attach {workload} -n {ns} --capabilities add (needs a namespace that does not \
+                 enforce Pod Security baseline), or add NET_RAW to CRI-O's default_capabilities; under \
+                 'restricted' capture is impossible: kubectl label ns {ns} pod-security.kubernetes.io/enforce=baseline"
             ),
         );
     }

@@ -212,7 +212,11 @@ async fn crashlooping_agent_gets_its_previous_log_and_net_raw_is_named() {
     let text = String::from_utf8(out).unwrap();
     assert!(text.contains("[FAIL] shop/deployment/web"), "{text}");
     assert!(text.contains("| ERROR collector lookup failed"), "{text}");
-    assert!(text.contains("hint: the bpc-agent container needs capabilities.add [NET_RAW]"), "{text}");
+    assert!(
+        text.contains("hint: the node's runtime did not grant NET_RAW")
+            && text.contains("--capabilities add"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
