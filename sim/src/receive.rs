@@ -361,6 +361,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn live_line_shows_each_key_with_its_rate_since_the_previous_line() {
+        let key = |key: &str, workload: Option<&str>, packets| crate::receiver::KeyReport {
+            key: key.into(),
+            workload: workload.map(str::to_string),
+            streams: 2,
+            packets,
+            restarts: 1,
+            ..Default::default()
+        };
+        let mut r =
+            Report { keys: vec![key("0x00000001", Some("shop/deployment/web"), 100)], ..Default::default() };
+        let mut last = HashMap::new();
+        let first = live_line(&r, &mut last, Duration::from_secs(1));
+        assert_eq!(first, "shop/deployment/web: 2 streams 100 pkts 100 pps 0 lost 1 restarts");
+        r.keys = vec![key("0x00000001", Some("shop/deployment/web"), 150), key("0x00000002", None, 10)];
+        let second = live_line(&r, &mut last, Duration::from_secs(2));
+        assert_eq!(
+            second,
+            "shop/deployment/web: 2 streams 150 pkts 25 pps 0 lost 1 restarts | \
+             0x00000002: 2 streams 10 pkts 5 pps 0 lost 1 restarts"
+        );
+        assert!(live_line(&Report::default(), &mut last, Duration::from_secs(1)).starts_with("waiting"));
+    }
+
+    #[test]
     fn original_length_comes_from_the_inner_ipv4_header_when_truncated() {
         let mut f = vec![0u8; 64];
         f[12..14].copy_from_slice(&[0x08, 0x00]);

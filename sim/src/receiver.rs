@@ -534,6 +534,15 @@ fn build_report(st: &State, map: &WorkloadMap, elapsed: Duration) -> Report {
         }
     }
     r.keys = summarize_keys(&r.streams);
+    for k in r.keys.iter().filter(|k| k.restarts > 0) {
+        r.notes.push(format!(
+            "{}: {} restarted stream(s) (a new source after another went silent: pod replaced) and {} \
+             sequence restart(s) (agent restarted in place); counted as restarts, not loss",
+            k.workload.as_deref().unwrap_or(&k.key),
+            k.restarted_streams,
+            k.sequence_restarts
+        ));
+    }
     r.malformed = st.malformed.iter().map(|(k, v)| (k.to_string(), *v)).collect();
     r.totals.malformed = st.malformed.values().sum();
     let mut flows: Vec<_> = st.flows.iter().collect();
