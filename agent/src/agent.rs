@@ -20,9 +20,11 @@ use crate::send::{MAX_IP_PACKET, Sender, max_frame_for};
 use crate::stats::{Identity, Stats};
 use crate::{http, resolve};
 
-/// How long the loop sleeps in poll() when no block is ready: bounds the
-/// reaction time to SIGTERM and the heartbeat period.
-const POLL_MS: i32 = 100;
+/// How long the loop sleeps in ppoll() when no block is ready: the heartbeat
+/// period when idle. SIGTERM/SIGINT interrupt it at once (they are delivered
+/// only during the wait), so it can be long: each wake-up costs CPU even with
+/// nothing to do, and an idle sidecar should cost next to nothing.
+const POLL_MS: i32 = 1000;
 /// Kernel counters are read this often.
 const STATS_PERIOD: Duration = Duration::from_secs(1);
 /// Path MTU assumed until a collector resolves.
@@ -166,6 +168,8 @@ fn destinations(stats: &Stats, gre_len: usize) -> (Vec<(usize, IpAddr)>, usize) 
 /// configuration or permission problems (exit 2); later ones are runtime failures.
 pub fn run(config: Config) -> Result<()> {
     privilege::install_stop_handlers();
+    // Before any thread is spawned, so they all inherit the blocked mask.
+    let wait_mask = privilege::block_stop_signals();
     let has_net_raw = privilege::raise_net_raw();
     let iface = iface::choose(config.interface.as_deref())?;
     if !iface.is_ethernet() {
@@ -247,7 +251,7 @@ pub fn run(config: Config) -> Result<()> {
         if privilege::stop_requested() {
             break Ok(());
         }
-        if let Err(e) = ring.wait(POLL_MS) {
+        if let Err(e) = ring.wait(POLL_MS, &wait_mask) {
             break Err(e);
         }
         // After the wait, not before: a new collector address published while

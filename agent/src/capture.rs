@@ -181,15 +181,21 @@ impl Ring {
         }
     }
 
-    /// Waits up to `timeout_ms` for a block. `Ok(false)`: timed out or interrupted by a signal.
-    pub fn wait(&self, timeout_ms: i32) -> Result<bool> {
+    /// Waits up to `timeout_ms` for a block, with the signal mask `sigmask`
+    /// while waiting (see [`crate::privilege::block_stop_signals`]).
+    /// `Ok(false)`: timed out or interrupted by a signal.
+    pub fn wait(&self, timeout_ms: i32, sigmask: &libc::sigset_t) -> Result<bool> {
         if self.block_status(self.next_block).load(Ordering::Acquire) & libc::TP_STATUS_USER != 0 {
             return Ok(true);
         }
         let mut pfd =
             libc::pollfd { fd: self.fd.as_raw_fd(), events: libc::POLLIN | libc::POLLERR, revents: 0 };
-        // SAFETY: one valid pollfd.
-        let rc = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+        let timeout = libc::timespec {
+            tv_sec: libc::time_t::from(timeout_ms / 1000),
+            tv_nsec: libc::c_long::from(timeout_ms % 1000) * 1_000_000,
+        };
+        // SAFETY: one valid pollfd, a valid timespec and signal mask.
+        let rc = unsafe { libc::ppoll(&mut pfd, 1, &timeout, sigmask) };
         if rc < 0 {
             let err = io::Error::last_os_error();
             if err.raw_os_error() == Some(libc::EINTR) {

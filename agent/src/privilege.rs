@@ -66,6 +66,26 @@ pub fn install_stop_handlers() {
     }
 }
 
+/// Blocks SIGTERM and SIGINT in the calling thread, and so in every thread
+/// it spawns afterwards, and returns the mask to wait with: the capture loop
+/// passes it to `ppoll`, so the signals are delivered only while it sleeps
+/// (never to another thread, never lost between checking [`stop_requested`]
+/// and sleeping). The loop can then sleep long when idle and still stop at once.
+pub fn block_stop_signals() -> libc::sigset_t {
+    // SAFETY: sigset_t manipulation and pthread_sigmask on the calling thread.
+    unsafe {
+        let mut block: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut block);
+        libc::sigaddset(&mut block, libc::SIGTERM);
+        libc::sigaddset(&mut block, libc::SIGINT);
+        let mut previous: libc::sigset_t = std::mem::zeroed();
+        libc::pthread_sigmask(libc::SIG_BLOCK, &block, &mut previous);
+        libc::sigdelset(&mut previous, libc::SIGTERM);
+        libc::sigdelset(&mut previous, libc::SIGINT);
+        previous
+    }
+}
+
 /// Whether SIGTERM or SIGINT arrived.
 pub fn stop_requested() -> bool {
     STOP.load(Ordering::Relaxed)

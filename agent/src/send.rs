@@ -79,6 +79,10 @@ pub struct Sender {
     refreshes: u32,
     /// The next flush uses the raw socket for every destination.
     raw_batch_due: bool,
+    /// Something was sent since the last [`Sender::refresh_links`].
+    busy: bool,
+    /// Per destination: the path last logged.
+    announced: Vec<Option<Link>>,
     /// GRE lengths of the frames pushed to the ring in this flush.
     ring_lens: Vec<usize>,
 }
@@ -197,6 +201,8 @@ impl Sender {
             ring_failed: false,
             refreshes: 0,
             raw_batch_due: false,
+            busy: false,
+            announced: Vec::new(),
             ring_lens: Vec::with_capacity(BATCH),
         })
     }
@@ -205,19 +211,33 @@ impl Sender {
     /// [`Sender::refresh_links`] every second.
     pub fn set_send_path(&mut self, path: SendPath) {
         self.send_path = path;
-        self.refresh_links();
+        self.look_up_links();
+    }
+
+    /// Call every second. While packets flow, looks the links up again
+    /// ([`Sender::look_up_links`]) and, every few seconds, routes one batch
+    /// through the raw socket. When nothing was sent since the last call it
+    /// reads nothing (an idle agent costs next to no CPU) and forgets the
+    /// links: traffic resuming after a pause takes the raw socket, which
+    /// refreshes the neighbour entry, until the next call finds it again.
+    pub fn refresh_links(&mut self) {
+        if !std::mem::take(&mut self.busy) {
+            self.links.iter_mut().for_each(|l| *l = None);
+            return;
+        }
+        self.refreshes = self.refreshes.wrapping_add(1);
+        if self.refreshes.is_multiple_of(RAW_BATCH_EVERY) {
+            self.raw_batch_due = true;
+        }
+        self.look_up_links();
     }
 
     /// Looks up, for every IPv4 destination, the egress interface and next
     /// hop MAC for the TX ring (opened on first use). A destination without a
     /// complete neighbour entry, on another interface than the ring's, or
-    /// IPv6, keeps the raw socket. Cheap (two small /proc files): call it
-    /// every second.
-    pub fn refresh_links(&mut self) {
-        self.refreshes = self.refreshes.wrapping_add(1);
-        if self.refreshes.is_multiple_of(RAW_BATCH_EVERY) {
-            self.raw_batch_due = true;
-        }
+    /// IPv6, keeps the raw socket. Reads two small /proc files and the
+    /// interface's sysfs entries.
+    pub fn look_up_links(&mut self) {
         let mut links = Vec::with_capacity(self.destinations.len());
         for d in &self.destinations {
             let link = match d.ip {
@@ -242,8 +262,11 @@ impl Sender {
             });
             links.push(link);
         }
+        self.announced.resize(links.len(), None);
         for (i, link) in links.iter().enumerate() {
-            let before = self.links.get(i).cloned().flatten();
+            // Compared with what was last logged, not with `links`, which an
+            // idle pause clears silently.
+            let before = std::mem::replace(&mut self.announced[i], link.clone());
             if before.as_ref() == link.as_ref() {
                 continue;
             }
@@ -275,7 +298,8 @@ impl Sender {
             })
             .collect();
         self.links = vec![None; self.destinations.len()];
-        self.refresh_links();
+        self.announced = vec![None; self.destinations.len()];
+        self.look_up_links();
     }
 
     /// The GRE header length of the profile.
@@ -366,6 +390,7 @@ impl Sender {
         }
         let now = Instant::now();
         let raw_batch = std::mem::take(&mut self.raw_batch_due);
+        self.busy = true;
         for d in 0..self.destinations.len() {
             let dest = self.destinations[d];
             if !raw_batch && self.flush_ring(d, n, stats, now) {
