@@ -140,6 +140,10 @@ pub struct SidecarOptions {
     #[arg(long, value_enum)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gre_profile: Option<GreProfileArg>,
+    /// GRE key (decimal or 0x-hex) instead of the workload key; with --gre-profile netis, the keybit.
+    #[arg(long, value_name = "N", value_parser = parse_key)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<u32>,
     /// Agent image [default: ghcr.io/kubectl-bpc/bpc-agent:<plugin version>].
     #[arg(long, value_name = "IMAGE")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -161,6 +165,12 @@ pub struct SidecarOptions {
     pub metrics_port: u16,
 }
 
+fn parse_key(text: &str) -> Result<u32, String> {
+    text.parse::<bpc_wire::WorkloadKey>()
+        .map(|k| k.0)
+        .map_err(|e| format!("{e}: give a decimal or 0x-hex 32-bit key"))
+}
+
 impl SidecarOptions {
     /// Options with the given collectors and every default.
     pub fn with_collectors(collectors: &[&str]) -> SidecarOptions {
@@ -173,6 +183,7 @@ impl SidecarOptions {
             max_mbps: None,
             oversize: None,
             gre_profile: None,
+            key: None,
             image: None,
             cpu: "50m".into(),
             cpu_limit: "500m".into(),
@@ -279,6 +290,7 @@ pub fn container(sidecar: &Sidecar) -> Value {
     optional("BPC_MAX_MBPS", o.max_mbps.map(|v| v.to_string()));
     optional("BPC_OVERSIZE", o.oversize.map(|v| enum_name(&v)));
     optional("BPC_GRE_PROFILE", o.gre_profile.map(|v| enum_name(&v)));
+    optional("BPC_KEY", o.key.map(|k| bpc_wire::WorkloadKey(k).to_string()));
     env.push(json!({"name": "BPC_METRICS_ADDR", "value": format!("0.0.0.0:{}", o.metrics_port)}));
     for (name, path) in [
         ("POD_NAME", "metadata.name"),
@@ -617,6 +629,7 @@ mod tests {
         s.options.max_mbps = Some(100);
         s.options.oversize = Some(Oversize::Truncate);
         s.options.gre_profile = Some(GreProfileArg::Netis);
+        s.options.key = Some(0x10);
         s.options.metrics_port = 9500;
         let c = container(&s);
         for (name, value) in [
@@ -628,6 +641,7 @@ mod tests {
             ("BPC_MAX_MBPS", "100"),
             ("BPC_OVERSIZE", "truncate"),
             ("BPC_GRE_PROFILE", "netis"),
+            ("BPC_KEY", "0x00000010"),
             ("BPC_METRICS_ADDR", "0.0.0.0:9500"),
         ] {
             assert_eq!(env(&c, name).unwrap()["value"], value, "{name}");
