@@ -100,10 +100,11 @@ db_key=$(printf '0x%08x' "$(bpc_key shop statefulset db)")
 } >"$out/map.json"
 
 # The client: requests to every pod listed in $out/targets; it stops a second
-# before the sink does, so the agents' own counts can be compared with the sink's.
+# or two before the sink does, so the agents' own counts can be compared with
+# the sink's (and no agent sends to a collector that has gone).
 printf '%s\n' "$prefix.11" "$prefix.12" "$prefix.21" >"$out/targets"
 (
-  end=$((SECONDS + seconds - 1))
+  end=$((SECONDS + seconds - 2))
   while ((SECONDS < end)); do
     while read -r ip; do
       ip netns exec "$cluster-client" curl -s -o /dev/null --max-time 1 "http://$ip:8080/" || true
@@ -135,8 +136,9 @@ for p in web-2 web-3 db-1; do
 import json, sys
 s = json.load(sys.stdin)
 cap, c = s["capture"], s["collectors"][0]
-print("   %s: key %s %s captured %d sent %d kernel_drops %d healthy %s" % (sys.argv[1], s["key"],
-      s["workload"], cap["packets"], c["sent_packets"], cap["kernel_drops"], s["health"]["ok"]))
+health = "healthy" if s["health"]["ok"] else "unhealthy: " + str(s["health"]["reason"])
+print("   %s: key %s %s captured %d sent %d kernel_drops %d %s" % (sys.argv[1], s["key"],
+      s["workload"], cap["packets"], c["sent_packets"], cap["kernel_drops"], health))
 ' "$p" || echo "   $p: no /stats"
 done
 echo "   $out/received.pcapng: one interface per workload; first frames:"
