@@ -19,4 +19,7 @@ shellcheck -x scripts/*.sh .ci/run
 echo "== cargo test"
 cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-4}"
 
+echo "== e2e (netns pods)"
+scripts/e2e-netns.sh "${CARGO_TARGET_DIR:-target}/debug"
+
 echo "== test.sh: all passed"
