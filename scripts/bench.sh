@@ -115,6 +115,9 @@ ip -n "$P" neigh add "$COL_IP" lladdr "$COL_MAC" dev "$PCIF" nud permanent
 
 TCK=$(getconf CLK_TCK)
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# Run time of every thread of PID in nanoseconds (schedstat: finer than the
+# 10 ms ticks of /proc/PID/stat, which an idle agent never reaches).
+run_ns() { cat /proc/"$1"/task/*/schedstat | awk '{n += $1} END {printf "%d", n}'; }
 hwm_kib() { awk '$1 == "VmHWM:" {print $2}' "/proc/$1/status"; }
 rss_kib() { awk '$1 == "VmRSS:" {print $2}' "/proc/$1/status"; }
 pod_rx() { ip -n "$P" -j -s link show "$PIF" | jq '.[0].stats64.rx.packets'; }
@@ -182,13 +185,13 @@ stop_agent() {
 }
 
 run_agent() {
-  local mode=$1 size=$2 rate=$3 s0 s1 rx0 rx1 t0 t1 gen
+  local mode=$1 size=$2 rate=$3 s0 s1 rx0 rx1 t0 t1 n0 n1 gen
   start_sim "$(awk -v s="$SECS" 'BEGIN {print s + 2.2}')" "$TMP/sim.json"
-  s0=$(agent_stats); rx0=$(pod_rx); t0=$(ticks "$AGENT_PID")
+  s0=$(agent_stats); rx0=$(pod_rx); t0=$(ticks "$AGENT_PID"); n0=$(run_ns "$AGENT_PID")
   gen=$(loadgen "$size" "$rate")
   # The agent reads the kernel's drop counter every second: wait for it.
   sleep 1.2
-  s1=$(agent_stats); rx1=$(pod_rx); t1=$(ticks "$AGENT_PID")
+  s1=$(agent_stats); rx1=$(pod_rx); t1=$(ticks "$AGENT_PID"); n1=$(run_ns "$AGENT_PID")
   wait "$SIM_PID" || true
   record --arg mode "$mode" --argjson size "$size" --argjson rate "$rate" --argjson gen "$gen" \
     --argjson reached "$((rx1 - rx0))" \
@@ -198,6 +201,7 @@ run_agent() {
     --argjson send_errors "$(jq -n --argjson a "$s0" --argjson b "$s1" '[$b.collectors[0].errors[]] | add - ([$a.collectors[0].errors[]] | add)')" \
     --argjson errors "$(jq -cn --argjson a "$s0" --argjson b "$s1" '$b.collectors[0].errors | with_entries(.value -= $a.collectors[0].errors[.key])')" \
     --argjson cpu_seconds "$(awk -v t="$((t1 - t0))" -v k="$TCK" 'BEGIN {print t / k}')" \
+    --argjson sched_seconds "$(awk -v n="$((n1 - n0))" 'BEGIN {print n / 1e9}')" \
     --argjson peak_rss_kib "$(hwm_kib "$AGENT_PID")" --argjson rss_kib "$(rss_kib "$AGENT_PID")" \
     --argjson sim "$(cat "$TMP/sim.json")"
 }
@@ -232,10 +236,6 @@ run_profile() {
   perf report -i "$TMP/perf.data" --stdio --no-children --sort comm --percent-limit 0.5 -g none \
     2>/dev/null | grep -v '^#' | grep -v '^$' >> "bench/profile-$size.txt" || true
 }
-
-# Run time of every thread of PID in nanoseconds (schedstat: finer than the
-# 10 ms ticks of /proc/PID/stat, which an idle agent never reaches).
-run_ns() { cat /proc/"$1"/task/*/schedstat | awk '{n += $1} END {printf "%d", n}'; }
 
 idle_agent() {
   # Idle footprint: no traffic at all for 5 s.

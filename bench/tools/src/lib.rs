@@ -141,7 +141,21 @@ pub fn socket(domain: i32, ty: i32, proto: i32) -> i32 {
 
 /// Paces a sender to `pps` packets per second (0: as fast as possible) for
 /// `seconds`, calling `send_batch(max)` which returns how many it sent.
-pub fn paced(pps: u64, seconds: f64, batch: usize, mut send_batch: impl FnMut(usize) -> usize) -> (u64, f64) {
+/// Sends whatever is due every 50 us (smooth traffic, for the generator).
+pub fn paced(pps: u64, seconds: f64, batch: usize, send_batch: impl FnMut(usize) -> usize) -> (u64, f64) {
+    paced_in_batches(pps, seconds, batch, 1, send_batch)
+}
+
+/// Like [`paced`], but waits until `min_batch` packets are due before
+/// sending: a forwarder batches what it captured in a ring block, so the
+/// send floor must batch as well to be the floor at a paced rate too.
+pub fn paced_in_batches(
+    pps: u64,
+    seconds: f64,
+    batch: usize,
+    min_batch: usize,
+    mut send_batch: impl FnMut(usize) -> usize,
+) -> (u64, f64) {
     let start = Instant::now();
     let end = start + Duration::from_secs_f64(seconds);
     let mut sent = 0u64;
@@ -152,8 +166,12 @@ pub fn paced(pps: u64, seconds: f64, batch: usize, mut send_batch: impl FnMut(us
         }
         let due =
             if pps == 0 { sent + batch as u64 } else { ((now - start).as_secs_f64() * pps as f64) as u64 };
-        if due <= sent {
-            std::thread::sleep(Duration::from_micros(50));
+        let want = sent + min_batch.max(1) as u64;
+        if due < want {
+            // Sleep until the batch is due (at least 50 us): every wake-up
+            // costs CPU that would be charged to the sender.
+            let at = Duration::from_secs_f64(want as f64 / pps as f64);
+            std::thread::sleep(at.saturating_sub(now - start).max(Duration::from_micros(50)));
             continue;
         }
         let n = (due - sent).min(batch as u64) as usize;

@@ -14,7 +14,7 @@ use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::Ipv4Addr;
 
-use bpc_bench_tools::{Args, cpu_seconds, paced, socket, udp_frame};
+use bpc_bench_tools::{Args, cpu_seconds, paced_in_batches, socket, udp_frame};
 use bpc_wire::{Direction, GreProfile};
 
 const KEY: u32 = 0x0be7_c400;
@@ -136,7 +136,7 @@ fn main() {
 
     let cpu0 = cpu_seconds();
     let (mut next, mut sequence, mut id) = (0usize, 0u32, 0u16);
-    let (sent, secs) = paced(pps, seconds, batch_len, |n| {
+    let (sent, secs) = paced_in_batches(pps, seconds, batch_len, batch_len, |n| {
         let mut queued = 0;
         for _ in 0..n {
             let slot = &mut ring[next * FRAME_SIZE..(next + 1) * FRAME_SIZE];

@@ -7,7 +7,7 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use bpc_bench_tools::{Args, Batch, cpu_seconds, paced, socket, udp_frame};
+use bpc_bench_tools::{Args, Batch, cpu_seconds, paced_in_batches, socket, udp_frame};
 use bpc_wire::{Direction, GreProfile};
 
 /// Any key: the send floor's packets are counted, not attributed.
@@ -29,7 +29,7 @@ fn main() {
     }
     let cpu0 = cpu_seconds();
     let mut sequence = 0u32;
-    let (sent, secs) = paced(pps, seconds, batch_len, |n| {
+    let (sent, secs) = paced_in_batches(pps, seconds, batch_len, batch_len, |n| {
         for buf in &mut batch.bufs()[..n] {
             buf[8..12].copy_from_slice(&sequence.to_be_bytes());
             sequence = sequence.wrapping_add(1);
