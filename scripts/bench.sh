@@ -28,8 +28,9 @@
 #   BENCH_SECONDS=1.5           traffic per run
 #   BENCH_SIZES="64 512 1500"   frame sizes
 #   BENCH_RATES="50000 100000 150000 0"   offered pps steps, 0 = generator maximum
-#   BENCH_MODES="tcpdump agent agent-raw agent-filter floor floor-txring"   (also: profile, a perf
-#                               profile of CPU 1 per run into bench/profile-SIZE.txt)
+#   BENCH_MODES="tcpdump agent agent-raw agent-filter floor floor-txring"   (also: profile
+#                               and profile-raw, a perf profile of CPU 1 during an agent
+#                               run into bench/profile[-raw]-SIZE.txt; modes may repeat)
 #   BENCH_OUT=bench/results.json
 #   BENCH_RECEIVER_CPU=0        CPU list for bpc-sim receive
 #   BENCH_AGENT, BENCH_SIM, BENCH_LOADGEN, BENCH_FLOOR   prebuilt binaries (else built here)
@@ -144,10 +145,11 @@ run_tcpdump() {
   tpid=$!
   PIDS+=("$tpid")
   sleep 0.5
-  rx0=$(pod_rx); t0=$(ticks "$tpid")
+  # schedstat, not /proc/PID/stat: tcpdump's CPU is below the 10 ms tick at low rates.
+  rx0=$(pod_rx); t0=$(run_ns "$tpid")
   gen=$(loadgen "$size" "$rate")
   sleep 0.3
-  rx1=$(pod_rx); t1=$(ticks "$tpid"); hwm=$(hwm_kib "$tpid")
+  rx1=$(pod_rx); t1=$(run_ns "$tpid"); hwm=$(hwm_kib "$tpid")
   kill -INT "$tpid"
   wait "$tpid" || true
   # "captured" leaves out what was still in the ring at SIGINT: count what
@@ -158,7 +160,7 @@ run_tcpdump() {
   captured=$((${received:-0} - ${drops:-0}))
   record --arg mode tcpdump --argjson size "$size" --argjson rate "$rate" --argjson gen "$gen" \
     --argjson reached "$((rx1 - rx0))" --argjson captured "$captured" --argjson kernel_drops "${drops:-0}" \
-    --argjson cpu_seconds "$(awk -v t="$((t1 - t0))" -v k="$TCK" 'BEGIN {print t / k}')" \
+    --argjson cpu_seconds "$(awk -v n="$((t1 - t0))" 'BEGIN {print n / 1e9}')" \
     --argjson peak_rss_kib "$hwm"
 }
 
@@ -223,7 +225,8 @@ run_floor() {
 # perf profile of CPU 1 (the agent, its sends and whatever softirq work lands
 # there) during a max-rate agent run: bench/profile-SIZE.txt.
 run_profile() {
-  local size=$1 rate=$2 ppid
+  local mode=$1 size=$2 rate=$3 ppid out
+  out="bench/$mode-$size.txt"
   command -v perf >/dev/null || { echo "bench.sh: profile needs perf (apt-get install linux-perf)" >&2; return 0; }
   start_sim "$(awk -v s="$SECS" 'BEGIN {print s + 1.5}')" "$TMP/sim.json"
   perf record -q -C 1 -g -o "$TMP/perf.data" -- sleep "$(awk -v s="$SECS" 'BEGIN {print s + 0.3}')" 2>/dev/null &
@@ -232,9 +235,9 @@ run_profile() {
   wait "$ppid" || true
   wait "$SIM_PID" || true
   perf report -i "$TMP/perf.data" --stdio --no-children --sort comm,dso,sym --percent-limit 0.7 -g none \
-    2>/dev/null | grep -v '^$' > "bench/profile-$size.txt" || true
+    2>/dev/null | grep -v '^$' > "$out" || true
   perf report -i "$TMP/perf.data" --stdio --no-children --sort comm --percent-limit 0.5 -g none \
-    2>/dev/null | grep -v '^#' | grep -v '^$' >> "bench/profile-$size.txt" || true
+    2>/dev/null | grep -v '^#' | grep -v '^$' >> "$out" || true
 }
 
 idle_agent() {
@@ -257,7 +260,7 @@ for size in $SIZES; do
   for mode in $MODES; do
     case $mode in
       agent | profile) start_agent ;;
-      agent-raw) start_agent --send-path raw ;;
+      agent-raw | profile-raw) start_agent --send-path raw ;;
       agent-filter) start_agent --filter "udp dst port 10" ;;
     esac
     for rate in $RATES; do
@@ -266,7 +269,7 @@ for size in $SIZES; do
         tcpdump) run_tcpdump "$size" "$rate" ;;
         agent | agent-raw | agent-filter) run_agent "$mode" "$size" "$rate" ;;
         floor | floor-txring) run_floor "$mode" "$size" "$rate" ;;
-        profile) run_profile "$size" "$rate" ;;
+        profile | profile-raw) run_profile "$mode" "$size" "$rate" ;;
         *) echo "bench.sh: unknown mode $mode" >&2; exit 2 ;;
       esac
     done
