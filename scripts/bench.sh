@@ -51,6 +51,10 @@ if [[ $(id -u) -ne 0 ]]; then
   echo "bench.sh: needs root (network namespaces, raw sockets)" >&2
   exit 2
 fi
+# jq is the bench's own extra (not in scripts/install-deps.sh): install it if missing.
+if ! command -v jq >/dev/null && command -v apt-get >/dev/null; then
+  apt-get install -y -q jq >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q jq >/dev/null; } || true
+fi
 for tool in ip tcpdump taskset jq curl python3; do
   command -v "$tool" >/dev/null || { echo "bench.sh: $tool is missing (scripts/install-deps.sh)" >&2; exit 2; }
 done
