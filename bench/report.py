@@ -334,10 +334,29 @@ def rebuild(path):
     with open(path) as f:
         old = json.load(f)
     runs = [derive(r) for r in old["runs"]]
-    write(path, old["machine"], runs)
+    write(path, old["machine"], runs, old.get("bulk_tcp"))
 
 
-def write(out_json, meta, runs):
+def bulk_markdown(bulk):
+    out = [
+        "",
+        "Bulk TCP through the pod (`iperf3 --bidir -b 40M -t 3`, collector link MTU 1500): TCP payload bytes "
+        "delivered to the collector / seen by tcpdump `-s 0` in the pod, per `--oversize` mode:",
+        "",
+        "| `--oversize` | payload delivered / seen | delivered % | frames captured (> 1514 B), largest | frames sent (> 1514 B), largest | tcpdump drops |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for b in bulk:
+        c, s = b["captured"], b["sent"]
+        out.append(
+            f"| `{b['oversize']}` | {b['delivered']:,} / {b['seen']:,} | {100 * b['delivered'] / max(1, b['seen']):.2f} "
+            f"| {c['frames']:,} ({c['over']:,}), {c['largest']:,} B | {s['frames']:,} ({s['over']:,}), {s['largest']:,} B "
+            f"| {b.get('tcpdump_drops') or 0} |"
+        )
+    return "\n".join(out) + "\n"
+
+
+def write(out_json, meta, runs, bulk=None):
     sizes = sorted({r["size"] for r in runs if "size" in r})
     heads = [headline(runs, s) for s in sizes]
     idle = next((r for r in runs if r["mode"] == "idle"), None)
@@ -347,11 +366,13 @@ def write(out_json, meta, runs):
             r["sim"] = {k: r["sim"].get(k) for k in ("elapsed_seconds", "totals", "latency")}
     tgts = targets(heads, idle)
     result = {"machine": meta, "headlines": heads, "targets": tgts, "idle": idle, "runs": runs}
+    if bulk:
+        result["bulk_tcp"] = bulk
     with open(out_json, "w") as f:
         json.dump(result, f, indent=1)
         f.write("\n")
     with open(out_json[: -len(".json")] + ".md", "w") as f:
-        f.write(markdown(meta, runs, heads, idle, tgts))
+        f.write(markdown(meta, runs, heads, idle, tgts) + (bulk_markdown(bulk) if bulk else ""))
 
 
 def main():
@@ -366,6 +387,7 @@ def main():
     ap.add_argument("out_md")
     for name in ("date", "nproc", "cpu", "kernel", "load-before", "load-after", "seconds-per-run", "elapsed"):
         ap.add_argument("--" + name, required=True)
+    ap.add_argument("--bulk", help="bulk TCP records (JSON lines)")
     a = ap.parse_args()
     with open(a.runs) as f:
         runs = [derive(json.loads(line)) for line in f if line.strip()]
@@ -379,7 +401,11 @@ def main():
         "seconds_per_run": float(a.seconds_per_run),
         "elapsed_seconds": int(a.elapsed),
     }
-    write(a.out_json, meta, runs)
+    bulk = []
+    if a.bulk:
+        with open(a.bulk) as f:
+            bulk = [json.loads(line) for line in f if line.strip()]
+    write(a.out_json, meta, runs, bulk)
 
 
 if __name__ == "__main__":

@@ -55,7 +55,7 @@ fi
 if ! command -v jq >/dev/null && command -v apt-get >/dev/null; then
   apt-get install -y -q jq >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q jq >/dev/null; } || true
 fi
-for tool in ip tcpdump taskset jq curl python3; do
+for tool in ip tcpdump taskset jq curl python3 iperf3 tshark; do
   command -v "$tool" >/dev/null || { echo "bench.sh: $tool is missing (scripts/install-deps.sh)" >&2; exit 2; }
 done
 if [[ $(nproc) -lt 2 ]]; then
@@ -281,9 +281,61 @@ for size in $SIZES; do
   done
 done
 
+# Bulk TCP (the oversize issue): iperf3 --bidir through the pod with the
+# agent in each --oversize mode, the collector link at MTU 1500 as in a real
+# cluster. TCP payload bytes delivered to the collector (bpc-sim's pcap) /
+# seen by tcpdump -s 0 in the pod: GSO/GRO super-frames are where payload
+# gets lost.
+BULK=$TMP/bulk.jsonl
+: > "$BULK"
+# TCP payload bytes actually present in a pcap: a truncated frame keeps its
+# original length (and tshark's tcp.len) but lacks the cut-off bytes.
+payload() {
+  tshark -r "$1" -T fields -e tcp.len -e frame.len -e frame.cap_len -Y 'tcp.port == 5201' 2>/dev/null |
+    awk '{p = $1 - ($2 - $3); if (p > 0) n += p} END {printf "%d", n}'
+}
+frames() { # PCAP SIZE: frames, frames longer than SIZE as carried, largest as carried
+  tshark -r "$1" -T fields -e frame.cap_len 2>/dev/null |
+    awk -v m="$2" '{n++; if ($1 > m) big++; if ($1 > max) max = $1} END {printf "{\"frames\":%d,\"over\":%d,\"largest\":%d}", n, big, max}'
+}
+run_bulk() {
+  local mode=$1 tpid spid seen delivered
+  ip netns exec "$P" iperf3 -s -1 -B "$POD_IP" >/dev/null 2>&1 &
+  PIDS+=($!)
+  ip netns exec "$P" tcpdump -i "$PIF" -s 0 --immediate-mode -U -w "$TMP/bulk-pod.pcap" "tcp port 5201" \
+    2>"$TMP/bulk-tcpdump.err" &
+  tpid=$!
+  PIDS+=("$tpid")
+  ip netns exec "$C" "$SIM" receive --listen "$COL_IP" --quiet -o json --write "$TMP/bulk-col.pcap" \
+    >"$TMP/bulk-sim.json" 2>"$TMP/sim.err" &
+  spid=$!
+  PIDS+=("$spid")
+  start_agent --oversize "$mode" --filter "tcp port 5201"
+  sleep 0.5
+  ip netns exec "$G" iperf3 -c "$POD_IP" --bidir -b "${BENCH_BULK_RATE:-40M}" -t "${BENCH_BULK_SECONDS:-3}" >/dev/null
+  sleep 0.5
+  stop_agent
+  kill -INT "$tpid" "$spid" 2>/dev/null || true
+  wait "$tpid" "$spid" 2>/dev/null || true
+  seen=$(payload "$TMP/bulk-pod.pcap")
+  delivered=$(payload "$TMP/bulk-col.pcap")
+  jq -cn --arg oversize "$mode" --argjson seen "$seen" --argjson delivered "$delivered" \
+    --argjson captured "$(frames "$TMP/bulk-pod.pcap" 1514)" --argjson sent "$(frames "$TMP/bulk-col.pcap" 1514)" \
+    --argjson tcpdump_drops "$(awk '/dropped by kernel/ {print $1}' "$TMP/bulk-tcpdump.err")" \
+    '$ARGS.named' >>"$BULK"
+}
+if [[ ${BENCH_BULK:-1} == 1 ]]; then
+  ip -n "$P" link set "$PCIF" mtu 1500
+  ip -n "$C" link set "$CIF" mtu 1500
+  for mode in ${BENCH_BULK_MODES:-segment fragment truncate}; do
+    echo "bench: bulk TCP, --oversize $mode" >&2
+    run_bulk "$mode"
+  done
+fi
+
 CPU_MODEL=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 python3 bench/report.py "$RUNS" "$OUT" "${OUT%.json}.md" \
   --date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --nproc "$(nproc)" --cpu "$CPU_MODEL" --kernel "$(uname -r)" \
   --load-before "$LOAD_BEFORE" --load-after "$(cut -d' ' -f1-3 /proc/loadavg)" \
-  --seconds-per-run "$SECS" --elapsed "$(($(date +%s) - START))"
+  --seconds-per-run "$SECS" --elapsed "$(($(date +%s) - START))" --bulk "$BULK"
 cat "${OUT%.json}.md"
