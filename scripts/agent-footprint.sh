@@ -10,8 +10,8 @@ cd "$(dirname "$0")/.."
 
 AGENT=${1:-}
 if [[ -z "$AGENT" ]]; then
-  CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/target-agent} cargo build --release -q -p bpc-agent
-  AGENT=${CARGO_TARGET_DIR:-/work/target-agent}/release/bpc-agent
+  CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target} cargo build --release -q -p bpc-agent
+  AGENT=${CARGO_TARGET_DIR:-target}/release/bpc-agent
 fi
 SECONDS_PER_PHASE=${SECONDS_PER_PHASE:-10}
 ID=fp$$

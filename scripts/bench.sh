@@ -66,8 +66,8 @@ fi
 START=$(date +%s)
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 
-AT=${CARGO_TARGET_DIR_AGENT:-/work/target-agent}
-BT=${CARGO_TARGET_DIR_BENCH:-/work/target-bench}
+AT=${CARGO_TARGET_DIR_AGENT:-${CARGO_TARGET_DIR:-$PWD/target}}
+BT=${CARGO_TARGET_DIR_BENCH:-$PWD/bench/tools/target}
 if [[ -z "${BENCH_AGENT:-}" || -z "${BENCH_SIM:-}" ]]; then
   CARGO_TARGET_DIR=$AT cargo build --release -q -p bpc-agent -p bpc-sim
 fi
