@@ -90,10 +90,40 @@ pub fn state(kind: WorkloadKind, object: &Value) -> RolloutState {
     }
 }
 
+/// `FailedCreate` events of a StatefulSet or DaemonSet (their controllers
+/// report a refused pod only as an event, not as a condition), as
+/// (uid, count, message). A Deployment's ReplicaSet failure is already in the
+/// Deployment's `ReplicaFailure` condition.
+async fn failed_create_events(
+    client: &kube::Client,
+    id: &WorkloadId,
+) -> Result<Vec<(String, i32, String)>, Error> {
+    if id.kind == WorkloadKind::Deployment {
+        return Ok(Vec::new());
+    }
+    let api = kube::Api::<k8s_openapi::api::core::v1::Event>::namespaced(client.clone(), &id.namespace);
+    let fields =
+        format!("involvedObject.kind={},involvedObject.name={},reason=FailedCreate", id.kind, id.name);
+    let list = api.list(&kube::api::ListParams::default().fields(&fields)).await?;
+    Ok(list
+        .items
+        .into_iter()
+        .map(|e| (e.metadata.uid.unwrap_or_default(), e.count.unwrap_or(1), e.message.unwrap_or_default()))
+        .collect())
+}
+
+/// The first FailedCreate event that is new since `before` (or counted again).
+pub fn new_failure(before: &[(String, i32, String)], now: &[(String, i32, String)]) -> Option<String> {
+    now.iter()
+        .find(|(uid, count, _)| !before.iter().any(|(u, c, _)| u == uid && c >= count))
+        .map(|(_, _, message)| format!("FailedCreate: {message}"))
+}
+
 /// Polls the workload until its rollout completes, fails or `timeout`
 /// passes, showing progress. Returns the failure message as an error.
 pub async fn wait(client: &kube::Client, id: &WorkloadId, timeout: Duration) -> Result<(), Error> {
     let api = id.kind.api(client, &id.namespace);
+    let events_before = failed_create_events(client, id).await?;
     let bar = indicatif::ProgressBar::new_spinner();
     bar.set_style(
         indicatif::ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
@@ -104,7 +134,13 @@ pub async fn wait(client: &kube::Client, id: &WorkloadId, timeout: Duration) -> 
     let result = loop {
         let object =
             serde_json::to_value(api.get(&id.name).await?).map_err(|e| Error::Encode(e.to_string()))?;
-        match state(id.kind, &object) {
+        let mut state = state(id.kind, &object);
+        if state != RolloutState::Complete
+            && let Some(failure) = new_failure(&events_before, &failed_create_events(client, id).await?)
+        {
+            state = RolloutState::Failed(failure);
+        }
+        match state {
             RolloutState::Complete => break Ok(()),
             RolloutState::Failed(message) => {
                 break Err(Error::Workload(format!(
@@ -178,6 +214,16 @@ mod tests {
         );
         let RolloutState::Failed(m) = state(WorkloadKind::Deployment, &d) else { panic!() };
         assert!(m.starts_with("FailedCreate: ") && m.contains("PodSecurity"), "{m}");
+    }
+
+    #[test]
+    fn only_failed_create_events_new_since_the_attach_count() {
+        let old = vec![("u1".to_owned(), 3, "old refusal".to_owned())];
+        assert_eq!(new_failure(&old, &old), None);
+        let again = vec![("u1".to_owned(), 4, "refused again".to_owned())];
+        assert_eq!(new_failure(&old, &again).unwrap(), "FailedCreate: refused again");
+        let fresh = vec![old[0].clone(), ("u2".to_owned(), 1, "pods \"db-0\" is forbidden".to_owned())];
+        assert!(new_failure(&old, &fresh).unwrap().contains("forbidden"));
     }
 
     #[test]

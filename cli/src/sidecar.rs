@@ -104,6 +104,16 @@ pub enum GreProfileArg {
     Netis,
 }
 
+/// `--send-path` values (the agent's `BPC_SEND_PATH`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SendPath {
+    /// AF_PACKET TX ring for IPv4 collectors, raw socket otherwise (the agent's default).
+    Auto,
+    /// Always the raw GRE socket: keeps the pod's own netfilter OUTPUT rules and policy routing in the path.
+    Raw,
+}
+
 /// The sidecar's options: what attach and inject take on the command line,
 /// and what the status annotation records.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
@@ -140,6 +150,10 @@ pub struct SidecarOptions {
     #[arg(long, value_enum)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gre_profile: Option<GreProfileArg>,
+    /// How the agent sends [agent default: auto].
+    #[arg(long, value_enum)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_path: Option<SendPath>,
     /// GRE key (decimal or 0x-hex) instead of the workload key; with --gre-profile netis, the keybit.
     #[arg(long, value_name = "N", value_parser = parse_key)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -183,6 +197,7 @@ impl SidecarOptions {
             max_mbps: None,
             oversize: None,
             gre_profile: None,
+            send_path: None,
             key: None,
             image: None,
             cpu: "50m".into(),
@@ -291,6 +306,7 @@ pub fn container(sidecar: &Sidecar) -> Value {
     optional("BPC_OVERSIZE", o.oversize.map(|v| enum_name(&v)));
     optional("BPC_GRE_PROFILE", o.gre_profile.map(|v| enum_name(&v)));
     optional("BPC_KEY", o.key.map(|k| bpc_wire::WorkloadKey(k).to_string()));
+    optional("BPC_SEND_PATH", o.send_path.map(|v| enum_name(&v)));
     env.push(json!({"name": "BPC_METRICS_ADDR", "value": format!("0.0.0.0:{}", o.metrics_port)}));
     for (name, path) in [
         ("POD_NAME", "metadata.name"),
@@ -630,6 +646,7 @@ mod tests {
         s.options.oversize = Some(Oversize::Truncate);
         s.options.gre_profile = Some(GreProfileArg::Netis);
         s.options.key = Some(0x10);
+        s.options.send_path = Some(SendPath::Raw);
         s.options.metrics_port = 9500;
         let c = container(&s);
         for (name, value) in [
@@ -642,6 +659,7 @@ mod tests {
             ("BPC_OVERSIZE", "truncate"),
             ("BPC_GRE_PROFILE", "netis"),
             ("BPC_KEY", "0x00000010"),
+            ("BPC_SEND_PATH", "raw"),
             ("BPC_METRICS_ADDR", "0.0.0.0:9500"),
         ] {
             assert_eq!(env(&c, name).unwrap()["value"], value, "{name}");

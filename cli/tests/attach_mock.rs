@@ -522,3 +522,39 @@ async fn live_cluster_attach_and_detach_round_trip() {
     let code = attach::run_detach(&detach_args(&["web"]), &kube).await.unwrap();
     assert_eq!(format!("{code:?}"), format!("{:?}", std::process::ExitCode::SUCCESS));
 }
+
+#[tokio::test]
+async fn wait_on_a_statefulset_stops_at_a_new_failed_create_event_with_the_admission_message() {
+    const STS: &str = "/apis/apps/v1/namespaces/shop/statefulsets/db";
+    const EVENTS: &str = "/api/v1/namespaces/shop/events";
+    let events =
+        |items: Vec<Value>| json!({"apiVersion": "v1", "kind": "EventList", "metadata": {}, "items": items});
+    let refused = json!({"metadata": {"name": "db.17", "namespace": "shop", "uid": "e1"},
+        "involvedObject": {"kind": "StatefulSet", "name": "db"}, "reason": "FailedCreate", "count": 1,
+        "message": "create Pod db-0 in StatefulSet db failed error: pods \"db-0\" is forbidden: violates PodSecurity \"baseline:latest\""});
+    let sts = json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "db", "namespace": "shop", "generation": 2},
+        "spec": {"replicas": 1, "serviceName": "db", "selector": {"matchLabels": {"app": "db"}}, "template": template()},
+        "status": {"observedGeneration": 2, "replicas": 1, "readyReplicas": 0, "updatedReplicas": 0,
+            "currentRevision": "db-1", "updateRevision": "db-2"}});
+    let script = vec![
+        ex(
+            "GET",
+            EVENTS,
+            &[
+                "fieldSelector=involvedObject.kind%3DStatefulSet%2CinvolvedObject.name%3Ddb%2Creason%3DFailedCreate",
+            ],
+            events(vec![]),
+        ),
+        ex("GET", STS, &[], sts),
+        ex("GET", EVENTS, &[], events(vec![refused])),
+    ];
+    let id = WorkloadId { namespace: "shop".into(), kind: WorkloadKind::StatefulSet, name: "db".into() };
+    let (result, _) = with_server(script, |k| async move {
+        kubectl_bpc::rollout::wait(&k.client, &id, Duration::from_secs(30)).await
+    })
+    .await;
+    let e = result.unwrap_err().to_string();
+    assert!(e.contains("FailedCreate") && e.contains("forbidden"), "{e}");
+    assert!(e.contains("kubectl bpc detach statefulset/db -n shop"), "{e}");
+}
