@@ -51,7 +51,8 @@ pub struct Ring {
 // SAFETY: the mapping is owned by this value and only touched through &mut self.
 unsafe impl Send for Ring {}
 
-fn setsockopt<T>(
+/// `setsockopt(2)` with a typed value; `what` names the step in the error.
+pub(crate) fn setsockopt<T>(
     fd: &OwnedFd,
     level: libc::c_int,
     name: libc::c_int,
@@ -69,6 +70,29 @@ fn setsockopt<T>(
         )
     };
     if rc == 0 { Ok(()) } else { Err(Error::last_os(what)) }
+}
+
+/// Maps the ring the kernel allocated for an AF_PACKET socket
+/// (PACKET_RX_RING or PACKET_TX_RING), shared, with `flags` added.
+pub(crate) fn map_ring(
+    fd: &OwnedFd,
+    len: usize,
+    flags: libc::c_int,
+    what: &'static str,
+) -> Result<*mut libc::c_void> {
+    // SAFETY: maps `len` bytes of the ring the kernel holds for fd; the
+    // caller unmaps exactly that length when it drops the ring.
+    let map = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | flags,
+            fd.as_raw_fd(),
+            0,
+        )
+    };
+    if map == libc::MAP_FAILED { Err(Error::last_os(what)) } else { Ok(map) }
 }
 
 /// Attaches a classic BPF program to a socket (replacing any earlier one atomically).
@@ -115,36 +139,10 @@ impl Ring {
             "set up the capture ring (PACKET_RX_RING)",
         )?;
         let map_len = BLOCK_SIZE * BLOCK_COUNT;
-        // SAFETY: maps the ring the kernel just allocated for this socket.
-        let map = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                map_len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_LOCKED,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        let map = if map == libc::MAP_FAILED {
-            // MAP_LOCKED needs RLIMIT_MEMLOCK room; the ring works without it.
-            // SAFETY: as above, without MAP_LOCKED.
-            let map = unsafe {
-                libc::mmap(
-                    std::ptr::null_mut(),
-                    map_len,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_SHARED,
-                    fd.as_raw_fd(),
-                    0,
-                )
-            };
-            if map == libc::MAP_FAILED {
-                return Err(Error::last_os("map the capture ring"));
-            }
-            map
-        } else {
-            map
+        // MAP_LOCKED needs RLIMIT_MEMLOCK room; the ring works without it.
+        let map = match map_ring(&fd, map_len, libc::MAP_LOCKED, "map the capture ring") {
+            Ok(map) => map,
+            Err(_) => map_ring(&fd, map_len, 0, "map the capture ring")?,
         };
         let ring = Ring { fd, map: map.cast(), map_len, next_block: 0 };
         // SAFETY: sockaddr_ll is plain data; zero is a valid starting value.

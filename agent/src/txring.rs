@@ -145,18 +145,8 @@ pub fn link_to(dst: Ipv4Addr) -> Option<Link> {
     })
 }
 
-fn set_opt<T>(fd: &OwnedFd, name: libc::c_int, value: &T) -> io::Result<()> {
-    // SAFETY: value points to a live T of the given size.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_PACKET,
-            name,
-            (value as *const T).cast(),
-            size_of::<T>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+fn set_opt<T>(fd: &OwnedFd, name: libc::c_int, value: &T, what: &'static str) -> Result<()> {
+    crate::capture::setsockopt(fd, libc::SOL_PACKET, name, value, what)
 }
 
 /// A TX ring bound to one interface.
@@ -210,11 +200,10 @@ impl TxRing {
         }
         // SAFETY: fresh descriptor we own.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        set_opt(&fd, PACKET_VERSION, &TPACKET_V2)
-            .map_err(|e| Error::os("set TPACKET_V2 on the send ring", e))?;
-        set_opt(&fd, PACKET_QDISC_BYPASS, &1i32).map_err(|e| Error::os("set PACKET_QDISC_BYPASS", e))?;
+        set_opt(&fd, PACKET_VERSION, &TPACKET_V2, "set TPACKET_V2 on the send ring")?;
+        set_opt(&fd, PACKET_QDISC_BYPASS, &1i32, "set PACKET_QDISC_BYPASS")?;
         // A malformed frame is skipped instead of stopping the ring.
-        set_opt(&fd, PACKET_LOSS, &1i32).map_err(|e| Error::os("set PACKET_LOSS", e))?;
+        set_opt(&fd, PACKET_LOSS, &1i32, "set PACKET_LOSS")?;
         let frame_size = (DATA_AT + ETH_LEN + mtu).next_power_of_two().max(2048);
         let frames = (RING_BYTES / frame_size).max(crate::send::BATCH);
         let block_size = frame_size.max(4096);
@@ -224,22 +213,9 @@ impl TxRing {
             tp_frame_size: frame_size as u32,
             tp_frame_nr: frames as u32,
         };
-        set_opt(&fd, PACKET_TX_RING, &req).map_err(|e| Error::os("create the TX ring", e))?;
+        set_opt(&fd, PACKET_TX_RING, &req, "create the TX ring")?;
         let map_len = frames * frame_size;
-        // SAFETY: maps the ring the kernel just allocated for fd.
-        let map = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                map_len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        if map == libc::MAP_FAILED {
-            return Err(Error::last_os("map the TX ring"));
-        }
+        let map = crate::capture::map_ring(&fd, map_len, 0, "map the TX ring")?;
         let ring = TxRing {
             fd,
             map: map.cast(),
