@@ -18,17 +18,11 @@ const MAX_FRAME: usize = 1500 - 20 - 12;
 /// returns (tcpdump's frame, frames received, /stats).
 fn jumbo(tag: &str, mode: &str) -> (Vec<u8>, Vec<Received>, serde_json::Value) {
     let t = Topology::new(tag);
-    for (ns, iface) in [(&t.pod, &t.pod_if), (&t.client, &t.client_if)] {
-        ns.exec(&["ip", "link", "set", "dev", iface, "mtu", "9000"]);
-    }
+    t.jumbo_pod_link();
     let collector = Collector::start(&t.collector);
     let filter = "udp port 7777";
     let tcpdump = Tcpdump::start(&t.pod, &t.pod_if, filter);
-    let agent = Agent::start(
-        &t.pod,
-        &["--collector", COLLECTOR_IP, "--interface", &t.pod_if, "--filter", filter, "--oversize", mode],
-        &[],
-    );
+    let agent = t.start_agent(filter, &["--oversize", mode], &[]);
     let target: SocketAddr = format!("{POD_IP}:7777").parse().unwrap();
     udp_send(&t.client, target, 1, PAYLOAD, Duration::ZERO);
     wait_for("the frame at the collector", Duration::from_secs(5), || collector.count() >= 1);

@@ -28,26 +28,11 @@ fn the_tx_ring_carries_the_stream_once_the_next_hop_is_resolved_and_oversize_pac
     let t = Topology::new("txr");
     // 9000-byte pod link: a 4000-byte datagram is one frame the ring cannot
     // carry on the 1500-byte collector path.
-    for (ns, iface) in [(&t.pod, &t.pod_if), (&t.client, &t.client_if)] {
-        ns.exec(&["ip", "link", "set", "dev", iface, "mtu", "9000"]);
-    }
+    t.jumbo_pod_link();
     let collector = Collector::start(&t.collector);
     let filter = "udp port 7777";
     let tcpdump = Tcpdump::start(&t.pod, &t.pod_if, filter);
-    let agent = Agent::start(
-        &t.pod,
-        &[
-            "--collector",
-            COLLECTOR_IP,
-            "--interface",
-            &t.pod_if,
-            "--filter",
-            filter,
-            "--oversize",
-            "fragment",
-        ],
-        &[],
-    );
+    let agent = t.start_agent(filter, &["--oversize", "fragment"], &[]);
     let target: SocketAddr = format!("{POD_IP}:7777").parse().unwrap();
     // The first packets go through the raw socket, which makes the kernel
     // resolve the collector's MAC; the agent switches within a second.
@@ -80,11 +65,7 @@ fn send_path_raw_never_uses_the_tx_ring() {
     let collector = Collector::start(&t.collector);
     let filter = "udp port 7777";
     let tcpdump = Tcpdump::start(&t.pod, &t.pod_if, filter);
-    let agent = Agent::start(
-        &t.pod,
-        &["--collector", COLLECTOR_IP, "--interface", &t.pod_if, "--filter", filter, "--send-path", "raw"],
-        &[],
-    );
+    let agent = t.start_agent(filter, &["--send-path", "raw"], &[]);
     let target: SocketAddr = format!("{POD_IP}:7777").parse().unwrap();
     udp_send(&t.client, target, 5, 64, Duration::from_millis(2));
     // Two link refreshes: with the default path the ring would be in use by now.

@@ -170,11 +170,7 @@ fn own_gre_and_metrics_traffic_are_never_captured_even_without_a_filter() {
 fn collector_outage_is_counted_the_agent_survives_and_the_stream_resumes_with_continuing_sequence() {
     let t = Topology::new("out");
     let collector = Collector::start(&t.collector);
-    let agent = Agent::start(
-        &t.pod,
-        &["--collector", COLLECTOR_IP, "--interface", &t.pod_if, "--filter", "udp port 7777"],
-        &[],
-    );
+    let agent = t.start_agent("udp port 7777", &[], &[]);
     let target: SocketAddr = format!("{POD_IP}:7777").parse().unwrap();
     let gap = Duration::from_millis(5);
 
@@ -224,11 +220,8 @@ fn netis_profile_sends_8_byte_headers_whose_key_carries_each_frames_direction() 
     let server: SocketAddr = format!("{POD_IP}:8080").parse().unwrap();
     tcp_server(&t.pod, server, 500);
     let collector = Collector::start(&t.collector);
-    let agent = Agent::start(
-        &t.pod,
-        &["--collector", COLLECTOR_IP, "--interface", &t.pod_if, "--filter", "tcp port 8080"],
-        &[("BPC_GRE_PROFILE", "netis"), ("BPC_KEY", "0x0abcdef")],
-    );
+    let agent =
+        t.start_agent("tcp port 8080", &[], &[("BPC_GRE_PROFILE", "netis"), ("BPC_KEY", "0x0abcdef")]);
     assert_eq!(tcp_requests(&t.client, server, 3), 1500);
     wait_for("three exchanges", Duration::from_secs(5), || collector.count() >= 3 * 6);
     std::thread::sleep(Duration::from_millis(200));
@@ -260,20 +253,7 @@ fn netis_profile_sends_8_byte_headers_whose_key_carries_each_frames_direction() 
 fn max_pps_drops_and_counts_the_excess_instead_of_queueing_it() {
     let t = Topology::new("rate");
     let collector = Collector::start(&t.collector);
-    let agent = Agent::start(
-        &t.pod,
-        &[
-            "--collector",
-            COLLECTOR_IP,
-            "--interface",
-            &t.pod_if,
-            "--filter",
-            "udp port 7777",
-            "--max-pps",
-            "100",
-        ],
-        &[],
-    );
+    let agent = t.start_agent("udp port 7777", &["--max-pps", "100"], &[]);
     let target: SocketAddr = format!("{POD_IP}:7777").parse().unwrap();
     let started = std::time::Instant::now();
     udp_send(&t.client, target, 2000, 64, Duration::ZERO);
@@ -349,11 +329,7 @@ fn a_dns_collector_is_re_resolved_and_the_new_address_is_used_and_excluded_from_
 #[test]
 fn icmp_errors_from_a_collector_host_without_a_gre_receiver_are_counted_and_make_health_fail() {
     let t = Topology::new("icmp");
-    let agent = Agent::start(
-        &t.pod,
-        &["--collector", COLLECTOR_IP, "--interface", &t.pod_if, "--filter", "udp port 7777"],
-        &[],
-    );
+    let agent = t.start_agent("udp port 7777", &[], &[]);
     let target: SocketAddr = format!("{POD_IP}:7777").parse().unwrap();
     udp_send(&t.client, target, 20, 64, Duration::from_millis(5));
     wait_for("ICMP errors counted as unreachable", Duration::from_secs(5), || {
@@ -374,11 +350,7 @@ fn icmp_errors_from_a_collector_host_without_a_gre_receiver_are_counted_and_make
 fn the_capture_interface_going_down_and_up_is_survived_and_capture_resumes() {
     let t = Topology::new("flap");
     let collector = Collector::start(&t.collector);
-    let agent = Agent::start(
-        &t.pod,
-        &["--collector", COLLECTOR_IP, "--interface", &t.pod_if, "--filter", "udp port 7777"],
-        &[],
-    );
+    let agent = t.start_agent("udp port 7777", &[], &[]);
     let target: SocketAddr = format!("{POD_IP}:7777").parse().unwrap();
     udp_send(&t.client, target, 5, 64, Duration::from_millis(2));
     wait_for("5 frames", Duration::from_secs(5), || collector.count() >= 5);

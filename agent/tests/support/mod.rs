@@ -194,6 +194,22 @@ impl Topology {
         t
     }
 
+    /// Starts the agent in the pod: streaming to the collector namespace,
+    /// capturing `filter` on the pod's client-side link, then `extra` flags.
+    pub fn start_agent(&self, filter: &str, extra: &[&str], env: &[(&str, &str)]) -> Agent {
+        let mut args = vec!["--collector", COLLECTOR_IP, "--interface", &self.pod_if, "--filter", filter];
+        args.extend_from_slice(extra);
+        Agent::start(&self.pod, &args, env)
+    }
+
+    /// Raises the MTU of the pod's client-side link to 9000, so one frame can
+    /// be larger than the 1500-byte collector path carries.
+    pub fn jumbo_pod_link(&self) {
+        for (ns, iface) in [(&self.pod, &self.pod_if), (&self.client, &self.client_if)] {
+            ns.exec(&["ip", "link", "set", "dev", iface, "mtu", "9000"]);
+        }
+    }
+
     /// Gives the pod a default route through the client side, as a pod's eth0.
     pub fn default_route_via_client(&self) {
         self.pod.exec(&["ip", "route", "add", "default", "via", CLIENT_IP, "dev", &self.pod_if]);
