@@ -669,16 +669,12 @@ fn template_attached(t: &PodTemplateSpec) -> bool {
 /// name matching any kind. Returns (canonical kind or None, name).
 pub fn parse_workload_arg(arg: &str) -> Result<(Option<&'static str>, &str), Error> {
     let Some((kind, name)) = arg.split_once('/') else { return Ok((None, arg)) };
-    let kind = match kind.to_ascii_lowercase().as_str() {
-        "deploy" | "deployment" | "deployments" | "deployment.apps" => "Deployment",
-        "sts" | "statefulset" | "statefulsets" | "statefulset.apps" => "StatefulSet",
-        "ds" | "daemonset" | "daemonsets" | "daemonset.apps" => "DaemonSet",
-        other => {
-            return Err(Error::Usage(format!(
-                "unsupported workload kind '{other}' in '{arg}': use deployment/NAME, statefulset/NAME or daemonset/NAME"
-            )));
-        }
-    };
+    let kind = crate::workload::WorkloadKind::from_resource(kind).map(|k| k.as_str()).ok_or_else(|| {
+        Error::Usage(format!(
+            "unsupported workload kind '{}' in '{arg}': use deployment/NAME, statefulset/NAME or daemonset/NAME",
+            kind.to_ascii_lowercase()
+        ))
+    })?;
     if name.is_empty() {
         return Err(Error::Usage(format!("workload '{arg}' has no name")));
     }

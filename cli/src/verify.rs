@@ -24,6 +24,7 @@ use crate::Error;
 use crate::map::AGENT_CONTAINER;
 use crate::sink::{GreTally, StreamStats};
 use crate::status::{STATUS_ANNOTATION, parse_workload_arg};
+use crate::workload::WorkloadKind;
 
 pub use crate::sidecar::{MAX_COLLECTORS, VERIFY_ANNOTATION};
 
@@ -260,18 +261,9 @@ pub fn collector_patch(
 }
 
 async fn patch(client: &Client, target: &Target, body: &Value) -> Result<(), kube::Error> {
-    let pp = PatchParams::default();
-    let p = Patch::Strategic(body);
-    let ns = &target.namespace;
-    match target.kind {
-        "StatefulSet" => {
-            Api::<StatefulSet>::namespaced(client.clone(), ns).patch(&target.name, &pp, &p).await.map(drop)
-        }
-        "DaemonSet" => {
-            Api::<DaemonSet>::namespaced(client.clone(), ns).patch(&target.name, &pp, &p).await.map(drop)
-        }
-        _ => Api::<Deployment>::namespaced(client.clone(), ns).patch(&target.name, &pp, &p).await.map(drop),
-    }
+    let kind = WorkloadKind::from_kind(target.kind).unwrap_or(WorkloadKind::Deployment);
+    let api = kind.api(client, &target.namespace);
+    api.patch(&target.name, &PatchParams::default(), &Patch::Strategic(body)).await.map(drop)
 }
 
 /// Result of one pod.
