@@ -16,6 +16,16 @@ packages=(
   procps
   ethtool          # turn off veth offloads where a test compares exact frame counts
   python3          # the sample app server in the netns demo
+  jq               # JSON checks in the e2e scripts
+  # The local Kubernetes cluster (scripts/cluster.sh): runtime, CNI, images.
+  containerd       # CRI runtime (1.6, CRI v1), with ctr to import images
+  runc
+  containernetworking-plugins  # bridge, host-local, loopback, portmap in /usr/lib/cni
+  iptables         # kube-proxy and the kubelet's chains
+  conntrack
+  openssl          # the cluster's PKI
+  libcap2-bin      # setcap: the agent image's cap_net_raw=+p
+  busybox-static   # the test app image: sh, httpd, wget
 )
 
 missing=()
