@@ -102,7 +102,7 @@ images() {
   # The test app: busybox's sh, httpd and wget; serves /www on port 8080.
   local busybox
   busybox=$(command -v busybox) || die "busybox is required for the app image (apt-get install busybox-static)"
-  ldd "$busybox" 2>&1 | grep -q 'not a dynamic executable' ||
+  [[ $(ldd "$busybox" 2>&1 || true) =~ not\ a\ dynamic\ executable|statically\ linked ]] ||
     die "$busybox is not static; install busybox-static"
   mkdir -p "$work/app/bin" "$work/app/www" "$work/app/tmp" "$work/app/etc"
   cp "$busybox" "$work/app/bin/busybox"
@@ -256,7 +256,19 @@ preflight() {
 }
 
 network() {
-  ip link add "$bridge" type bridge
+  # containerd bind-mounts each pod's network namespace under /run/netns. The
+  # first `ip netns add` (the netns tests) that finds /run/netns unmounted
+  # bind-mounts it onto itself, hiding those mounts: kubelet then cannot
+  # remove a pod ("remove netns: device or resource busy"). Do it first, as ip does.
+  mkdir -p /run/netns
+  mountpoint -q /run/netns || mount --bind /run/netns /run/netns
+  mount --make-shared /run/netns
+  # A fixed MAC: a Linux bridge without one takes its lowest port's MAC and
+  # changes it as pods come and go, and the pods' neighbour entries for the
+  # gateway then name a MAC nobody owns until they expire (measured here: an
+  # agent's GRE stream lost 236 of 242 packets after a rollout removed the pod
+  # whose veth MAC the bridge had).
+  ip link add "$bridge" address 02:42:c6:13:40:01 type bridge
   ip addr add "$node_ip/${pod_cidr#*/}" dev "$bridge"
   ip link set "$bridge" up
   # Service IPs exist only as kube-proxy's DNAT rules; never route them out.
