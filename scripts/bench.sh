@@ -33,6 +33,12 @@
 #                               run into bench/profile[-raw]-SIZE.txt; modes may repeat)
 #   BENCH_OUT=bench/results.json
 #   BENCH_RECEIVER_CPU=0        CPU list for bpc-sim receive
+#   BENCH_STALL=1               stall rows: the agent frozen (SIGSTOP) 3 times for each of
+#   BENCH_STALL_MS="50 150 300" these milliseconds under BENCH_STALL_RATE (40000) pps of
+#   BENCH_STALL_SIZES="64 1400" each frame size: kernel drops against the ring's ride-out
+#   BENCH_DUAL=1                generator-maximum rows with tcpdump capturing beside the
+#   BENCH_DUAL_SIZES="64 1400"  agent in the same run: both kernel drop counters
+#   BENCH_AGENT_ARGS=           extra agent flags for every agent run (e.g. "--buffer 8")
 #   BENCH_AGENT, BENCH_SIM, BENCH_LOADGEN, BENCH_FLOOR   prebuilt binaries (else built here)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -170,7 +176,9 @@ run_tcpdump() {
 
 AGENT_PID=
 start_agent() {
-  local args=(--collector "$COL_IP" --interface "$PIF" --metrics-addr 127.0.0.1:9469 --key 0x0be7c401 "$@")
+  local extra
+  read -r -a extra <<< "${BENCH_AGENT_ARGS:-}"
+  local args=(--collector "$COL_IP" --interface "$PIF" --metrics-addr 127.0.0.1:9469 --key 0x0be7c401 "${extra[@]}" "$@")
   ip netns exec "$P" taskset -c 1 "$AGENT" "${args[@]}" 2>"$TMP/agent.log" &
   AGENT_PID=$!
   PIDS+=("$AGENT_PID")
@@ -281,6 +289,96 @@ for size in $SIZES; do
   done
 done
 
+# Stall rows (the capture ring issue): the agent frozen with SIGSTOP three
+# times for FREEZE ms, 400 ms apart, under RATE pps; kernel drops, what was
+# captured and forwarded. A ring rides out (blocks - 1) x max(1 ms, time to
+# fill a block) of stall: report.py sets the prediction beside the drops.
+STALL=$TMP/stall.jsonl
+: > "$STALL"
+delta() { jq -n --argjson a "$1" --argjson b "$2" "\$b$3 - \$a$3"; }
+run_stall() {
+  local size=$1 rate=$2 ms=$3 secs s0 s1 rx0 rx1 lpid
+  secs=$(awk -v f="$ms" 'BEGIN {print 0.6 + 3 * (f / 1000 + 0.4)}')
+  start_sim "$(awk -v s="$secs" 'BEGIN {print s + 2}')" "$TMP/sim.json"
+  s0=$(agent_stats); rx0=$(pod_rx)
+  ip netns exec "$G" taskset -c 0 "$LOADGEN" --to "$TARGET_IP" --size "$size" --pps "$rate" --seconds "$secs" \
+    > "$TMP/gen.json" &
+  lpid=$!
+  PIDS+=("$lpid")
+  local freeze
+  freeze=$(awk -v f="$ms" 'BEGIN {print f / 1000}')
+  sleep 0.6
+  for _ in 1 2 3; do
+    # Nothing but the sleep between STOP and CONT: the freeze lasts $ms plus
+    # a fork and exec of sleep (a few ms).
+    kill -STOP "$AGENT_PID"
+    sleep "$freeze"
+    kill -CONT "$AGENT_PID"
+    sleep 0.4
+  done
+  wait "$lpid"
+  sleep 1.2
+  s1=$(agent_stats); rx1=$(pod_rx)
+  wait "$SIM_PID" || true
+  jq -cn --argjson size "$size" --argjson rate "$rate" --argjson freeze_ms "$ms" --argjson freezes 3 \
+    --argjson gen "$(cat "$TMP/gen.json")" --argjson reached "$((rx1 - rx0))" \
+    --argjson captured "$(delta "$s0" "$s1" .capture.packets)" \
+    --argjson kernel_drops "$(delta "$s0" "$s1" .capture.kernel_drops)" \
+    --argjson forwarded "$(delta "$s0" "$s1" '.collectors[0].sent_packets')" \
+    --argjson send_errors "$(jq -n --argjson a "$s0" --argjson b "$s1" '[$b.collectors[0].errors[]] | add - ([$a.collectors[0].errors[]] | add)')" \
+    --argjson sim "$(jq -c '{totals, latency}' "$TMP/sim.json")" \
+    --argjson peak_rss_kib "$(hwm_kib "$AGENT_PID")" --arg agent_args "${BENCH_AGENT_ARGS:-}" \
+    '$ARGS.named' >> "$STALL"
+}
+if [[ ${BENCH_STALL:-1} == 1 ]]; then
+  for size in ${BENCH_STALL_SIZES:-64 1400}; do
+    start_agent
+    for ms in ${BENCH_STALL_MS:-50 150 300}; do
+      echo "bench: stall, $size B, ${BENCH_STALL_RATE:-40000} pps, 3 x $ms ms" >&2
+      run_stall "$size" "${BENCH_STALL_RATE:-40000}" "$ms"
+    done
+    stop_agent
+  done
+fi
+
+# Generator-maximum rows with tcpdump (default options, pinned to the
+# generator's CPU so it does not take the agent's) capturing the same
+# interface in the same run: the agent's kernel drops beside tcpdump's.
+DUAL=$TMP/dual.jsonl
+: > "$DUAL"
+run_dual() {
+  local size=$1 tpid s0 s1 rx0 rx1 gen received drops
+  start_agent
+  ip netns exec "$P" taskset -c 0 tcpdump -i "$PIF" -w /dev/null 2>"$TMP/dual-tcpdump.err" &
+  tpid=$!
+  PIDS+=("$tpid")
+  sleep 0.5
+  start_sim "$(awk -v s="$SECS" 'BEGIN {print s + 2.2}')" "$TMP/sim.json"
+  s0=$(agent_stats); rx0=$(pod_rx)
+  gen=$(loadgen "$size" 0)
+  sleep 1.2
+  s1=$(agent_stats); rx1=$(pod_rx)
+  wait "$SIM_PID" || true
+  kill -INT "$tpid"
+  wait "$tpid" || true
+  stop_agent
+  received=$(awk '/received by filter/ {print $1}' "$TMP/dual-tcpdump.err")
+  drops=$(awk '/dropped by kernel/ {print $1}' "$TMP/dual-tcpdump.err")
+  jq -cn --argjson size "$size" --argjson gen "$gen" --argjson reached "$((rx1 - rx0))" \
+    --argjson captured "$(delta "$s0" "$s1" .capture.packets)" \
+    --argjson kernel_drops "$(delta "$s0" "$s1" .capture.kernel_drops)" \
+    --argjson forwarded "$(delta "$s0" "$s1" '.collectors[0].sent_packets')" \
+    --argjson sim "$(jq -c '{totals, latency}' "$TMP/sim.json")" \
+    --argjson tcpdump_received "${received:-0}" --argjson tcpdump_drops "${drops:-0}" \
+    --arg agent_args "${BENCH_AGENT_ARGS:-}" '$ARGS.named' >> "$DUAL"
+}
+if [[ ${BENCH_DUAL:-1} == 1 ]]; then
+  for size in ${BENCH_DUAL_SIZES:-64 1400}; do
+    echo "bench: generator maximum, $size B, agent and tcpdump in the same run" >&2
+    run_dual "$size"
+  done
+fi
+
 # Bulk TCP (the oversize issue): iperf3 --bidir through the pod with the
 # agent in each --oversize mode, the collector link at MTU 1500 as in a real
 # cluster. TCP payload bytes delivered to the collector (bpc-sim's pcap) /
@@ -337,5 +435,5 @@ CPU_MODEL=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 python3 bench/report.py "$RUNS" "$OUT" "${OUT%.json}.md" \
   --date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --nproc "$(nproc)" --cpu "$CPU_MODEL" --kernel "$(uname -r)" \
   --load-before "$LOAD_BEFORE" --load-after "$(cut -d' ' -f1-3 /proc/loadavg)" \
-  --seconds-per-run "$SECS" --elapsed "$(($(date +%s) - START))" --bulk "$BULK"
+  --seconds-per-run "$SECS" --elapsed "$(($(date +%s) - START))" --bulk "$BULK" --stall "$STALL" --dual "$DUAL"
 cat "${OUT%.json}.md"

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{error, info, warn};
 
-use crate::capture::{Frame, Ring};
+use crate::capture::{Frame, LARGEST_STANDARD_FRAME, Ring, RingGeometry};
 use crate::config::{CAPTURE_SNAPLEN, Config, OversizeMode};
 use crate::error::{Error, Result};
 use crate::filter;
@@ -66,6 +66,13 @@ impl Pipeline {
         self.tally.bytes += len as u64;
         if !self.limiter.admit(len) {
             self.tally.rate_limited += 1;
+            return;
+        }
+        // Longer than a ring block (BIG TCP): the kernel kept only the start,
+        // which cannot be segmented; send what there is, cut to fit, and
+        // count it as truncated.
+        if frame.data.len() < (frame.wire_len as usize).min(CAPTURE_SNAPLEN) {
+            self.push_ring(frame, self.max_frame.min(self.snaplen), stats);
             return;
         }
         if len <= self.max_frame {
@@ -206,7 +213,12 @@ pub fn run(config: Config) -> Result<()> {
     let program = filter::compile(&filter_text)?;
     *stats.filter.lock().unwrap_or_else(|e| e.into_inner()) = filter_text.clone();
 
-    let mut ring = Ring::open(&iface, &program)?;
+    // Blocks hold the largest frame whole: a super-frame of a standard stack,
+    // or a jumbo frame; BIG TCP frames above it arrive cut (and are counted).
+    let largest_frame = LARGEST_STANDARD_FRAME.max(iface.mtu as usize + 18).min(CAPTURE_SNAPLEN);
+    let geometry = RingGeometry::new(config.buffer_mib as usize * (1 << 20), largest_frame)
+        .map_err(|why| Error::Config(format!("--buffer (BPC_BUFFER) {} MiB: {why}", config.buffer_mib)))?;
+    let mut ring = Ring::open(&iface, &program, geometry, config.buffer_mib)?;
     let mut sender = Sender::new(config.profile, config.key.key, iface.mac)?;
     sender.set_destinations(&dests);
     sender.set_send_path(config.send_path);
@@ -227,6 +239,15 @@ pub fn run(config: Config) -> Result<()> {
         oversize = config.oversize.as_str(),
         max_frame,
         metrics = %config.metrics_addr,
+        metrics_private = config.metrics_private,
+        ring = %format!(
+            "{} MiB, {} blocks of {} KiB, frames up to {} B whole, {} ms timeout",
+            config.buffer_mib,
+            geometry.block_count,
+            geometry.block_size >> 10,
+            geometry.largest_whole_frame(),
+            crate::capture::BLOCK_TIMEOUT_MS
+        ),
         cap_net_raw = has_net_raw,
         filter = %filter_text,
         "capturing"
@@ -261,7 +282,7 @@ pub fn run(config: Config) -> Result<()> {
             seen_generation = generation;
             reconfigure(&config, &stats, &ring, &mut pipeline, metrics_port);
         }
-        for _ in 0..crate::capture::BLOCK_COUNT {
+        for _ in 0..geometry.block_count {
             let Some(block) = ring.next_block() else { break };
             if pipeline.limiter.is_active() {
                 pipeline.limiter.refill(Instant::now());

@@ -14,11 +14,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use crate::error::{Error, Result};
 use crate::iface::Interface;
 
-/// Size of one ring block. Bigger than the largest frame the filter accepts
-/// (262144) so a GRO super-frame always fits.
-pub const BLOCK_SIZE: usize = 1 << 20;
-/// Blocks in the ring: 8 MiB absorbs bursts while the sender catches up.
-pub const BLOCK_COUNT: usize = 8;
 /// Frame slot size the kernel wants to know about (unused by TPACKET_V3 itself).
 const FRAME_SIZE: usize = 2048;
 /// A block holding at least one frame is handed over after this many
@@ -28,6 +23,88 @@ const FRAME_SIZE: usize = 2048;
 /// scripts/bench.sh (512 B, 20k/100k pps) p50 0.6-0.9 ms instead of
 /// 2.3-3.0 ms, CPU per packet within the run-to-run noise.
 pub const BLOCK_TIMEOUT_MS: u32 = 1;
+/// The smallest block: it must hold the largest frame whole, since the
+/// kernel cuts a frame that does not fit its block (TPACKET_V3 never spans
+/// blocks). 128 KiB holds any GSO/GRO super-frame of a stack without BIG TCP
+/// ([`LARGEST_STANDARD_FRAME`]); smaller blocks would not.
+pub const MIN_BLOCK_SIZE: usize = 128 << 10;
+/// Fewest blocks a ring may have: fewer and one slow `sendmmsg` on the
+/// block in hand already fills the rest.
+pub const MIN_BLOCKS: usize = 8;
+/// The block descriptor at the start of every block (`tpacket_block_desc`).
+const BLOCK_HEADER: usize = 48;
+/// What the kernel puts before each frame: `tpacket3_hdr` and `sockaddr_ll`,
+/// padded so the network header is 16-byte aligned (82 bytes before an
+/// Ethernet header), plus the 8-byte alignment of the next frame; rounded up.
+pub const FRAME_OVERHEAD: usize = 96;
+/// The largest frame without BIG TCP: a 65,535-byte IP packet, Ethernet
+/// header and a VLAN tag.
+pub const LARGEST_STANDARD_FRAME: usize = 65_535 + 14 + 4;
+
+/// The shape of the TPACKET_V3 receive ring.
+///
+/// Why many small blocks rather than a few large ones: the kernel hands a
+/// block to user space when it is full *or* when [`BLOCK_TIMEOUT_MS`]
+/// passes with at least one frame in it. While the agent is not scheduled
+/// (a busy node, CPU throttling), the timer keeps retiring blocks every
+/// millisecond however little they hold, so at any rate below a block per
+/// millisecond the ring rides out one millisecond of stall per block,
+/// whatever its size in bytes. 8 blocks of 1 MiB rode out 8 ms; 192 blocks
+/// of 128 KiB ride out 191 ms in 24 MiB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RingGeometry {
+    /// Bytes per block (a power of two, at least [`MIN_BLOCK_SIZE`]).
+    pub block_size: usize,
+    /// Blocks in the ring.
+    pub block_count: usize,
+}
+
+impl RingGeometry {
+    /// The ring for `buffer_bytes` of memory whose blocks hold frames of up
+    /// to `largest_frame` bytes whole. `Err` says why the size cannot work.
+    pub fn new(buffer_bytes: usize, largest_frame: usize) -> std::result::Result<RingGeometry, String> {
+        let block_size =
+            (largest_frame + BLOCK_HEADER + FRAME_OVERHEAD).next_power_of_two().max(MIN_BLOCK_SIZE);
+        let block_count = buffer_bytes / block_size;
+        if block_count < MIN_BLOCKS {
+            return Err(format!(
+                "{} KiB holds {block_count} blocks of {} KiB, at least {MIN_BLOCKS} are needed (at least {} KiB)",
+                buffer_bytes >> 10,
+                block_size >> 10,
+                (MIN_BLOCKS * block_size) >> 10
+            ));
+        }
+        Ok(RingGeometry { block_size, block_count })
+    }
+
+    /// Memory the ring maps (all of it counts in RSS from the start: the
+    /// kernel inserts every page at mmap time).
+    pub fn bytes(&self) -> usize {
+        self.block_size * self.block_count
+    }
+
+    /// The largest frame a block holds whole; a larger one arrives cut.
+    pub fn largest_whole_frame(&self) -> usize {
+        self.block_size - BLOCK_HEADER - FRAME_OVERHEAD
+    }
+
+    /// Frames of `frame_len` bytes one block holds.
+    pub fn frames_per_block(&self, frame_len: usize) -> usize {
+        (self.block_size - BLOCK_HEADER) / (frame_len + FRAME_OVERHEAD)
+    }
+
+    /// How long the agent may stop reading before the kernel drops frames of
+    /// `frame_len` bytes arriving at `pps`: all blocks but the one being
+    /// filled, each retired after [`BLOCK_TIMEOUT_MS`] or when full, or
+    /// holding a single frame at rates below one per timeout.
+    pub fn stall_ridden_out(&self, pps: f64, frame_len: usize) -> std::time::Duration {
+        let timeout = f64::from(BLOCK_TIMEOUT_MS) / 1000.0;
+        let fill = self.frames_per_block(frame_len) as f64 / pps;
+        let per_block = if pps * timeout <= 1.0 { 1.0 / pps } else { fill.min(timeout) };
+        std::time::Duration::from_secs_f64(per_block * (self.block_count - 1) as f64)
+    }
+}
+
 const ETH_P_ALL: u16 = 0x0003;
 
 /// The kernel's per-socket counters since the previous read.
@@ -44,7 +121,7 @@ pub struct RingStats {
 pub struct Ring {
     fd: OwnedFd,
     map: *mut u8,
-    map_len: usize,
+    geometry: RingGeometry,
     next_block: usize,
 }
 
@@ -109,8 +186,14 @@ pub fn attach_filter(fd: &OwnedFd, program: &[libc::sock_filter]) -> Result<()> 
 
 impl Ring {
     /// Opens the capture socket on `iface` with `filter` already attached,
-    /// so that no frame outside the filter is ever queued.
-    pub fn open(iface: &Interface, filter: &[libc::sock_filter]) -> Result<Ring> {
+    /// so that no frame outside the filter is ever queued, and a ring of
+    /// `geometry` (`buffer_mib` is the `--buffer` it came from, for errors).
+    pub fn open(
+        iface: &Interface,
+        filter: &[libc::sock_filter],
+        geometry: RingGeometry,
+        buffer_mib: u32,
+    ) -> Result<Ring> {
         // Protocol 0: nothing is received until bind(), after the filter and ring are set up.
         // SAFETY: plain socket(2).
         let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
@@ -122,29 +205,43 @@ impl Ring {
         attach_filter(&fd, filter)?;
         let version = libc::tpacket_versions::TPACKET_V3 as libc::c_int;
         setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_VERSION, &version, "select TPACKET_V3")?;
+        let RingGeometry { block_size, block_count } = geometry;
         let req = libc::tpacket_req3 {
-            tp_block_size: BLOCK_SIZE as u32,
-            tp_block_nr: BLOCK_COUNT as u32,
+            tp_block_size: block_size as u32,
+            tp_block_nr: block_count as u32,
             tp_frame_size: FRAME_SIZE as u32,
-            tp_frame_nr: (BLOCK_SIZE / FRAME_SIZE * BLOCK_COUNT) as u32,
+            tp_frame_nr: (block_size / FRAME_SIZE * block_count) as u32,
             tp_retire_blk_tov: BLOCK_TIMEOUT_MS,
             tp_sizeof_priv: 0,
             tp_feature_req_word: 0,
         };
-        setsockopt(
-            &fd,
-            libc::SOL_PACKET,
-            libc::PACKET_RX_RING,
-            &req,
-            "set up the capture ring (PACKET_RX_RING)",
-        )?;
-        let map_len = BLOCK_SIZE * BLOCK_COUNT;
-        // MAP_LOCKED needs RLIMIT_MEMLOCK room; the ring works without it.
-        let map = match map_ring(&fd, map_len, libc::MAP_LOCKED, "map the capture ring") {
-            Ok(map) => map,
-            Err(_) => map_ring(&fd, map_len, 0, "map the capture ring")?,
+        let refused = |source: io::Error| match source.raw_os_error() {
+            Some(libc::EPERM) | Some(libc::EACCES) => {
+                Error::os("set up the capture ring (PACKET_RX_RING)", source)
+            }
+            _ => Error::Ring { mib: buffer_mib, blocks: block_count, block_kib: block_size >> 10, source },
         };
-        let ring = Ring { fd, map: map.cast(), map_len, next_block: 0 };
+        // SAFETY: req is a live tpacket_req3 of the given size.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_RX_RING,
+                (&raw const req).cast(),
+                size_of_val(&req) as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(refused(io::Error::last_os_error()));
+        }
+        let map_len = geometry.bytes();
+        // No MAP_LOCKED: the kernel's ring pages are never swapped anyway,
+        // and locking 24 MiB would exceed the usual 8 MiB RLIMIT_MEMLOCK.
+        let map = map_ring(&fd, map_len, 0, "map the capture ring").map_err(|e| match e {
+            Error::Io { source, .. } => refused(source),
+            other => other,
+        })?;
+        let ring = Ring { fd, map: map.cast(), geometry, next_block: 0 };
         // SAFETY: sockaddr_ll is plain data; zero is a valid starting value.
         let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         addr.sll_family = libc::AF_PACKET as u16;
@@ -164,6 +261,11 @@ impl Ring {
         Ok(ring)
     }
 
+    /// The ring's shape.
+    pub fn geometry(&self) -> RingGeometry {
+        self.geometry
+    }
+
     /// The socket, for re-attaching the filter.
     pub fn fd(&self) -> &OwnedFd {
         &self.fd
@@ -178,7 +280,7 @@ impl Ring {
         // SAFETY: block_status is the first u32 of the block header, inside the mapping
         // and 4-byte aligned; the kernel writes it concurrently, hence the atomic.
         unsafe {
-            let desc = self.map.add(index * BLOCK_SIZE).cast::<libc::tpacket_block_desc>();
+            let desc = self.map.add(index * self.geometry.block_size).cast::<libc::tpacket_block_desc>();
             AtomicU32::from_ptr((&raw mut (*desc).hdr.bh1.block_status).cast())
         }
     }
@@ -245,9 +347,10 @@ impl Ring {
             return None;
         }
         let index = self.next_block;
-        self.next_block = (self.next_block + 1) % BLOCK_COUNT;
+        let block_size = self.geometry.block_size;
+        self.next_block = (self.next_block + 1) % self.geometry.block_count;
         // SAFETY: the block belongs to user space until we store TP_STATUS_KERNEL.
-        let data = unsafe { std::slice::from_raw_parts(self.map.add(index * BLOCK_SIZE), BLOCK_SIZE) };
+        let data = unsafe { std::slice::from_raw_parts(self.map.add(index * block_size), block_size) };
         Some(Block { ring: self, index, data })
     }
 
@@ -276,7 +379,7 @@ impl Ring {
 impl Drop for Ring {
     fn drop(&mut self) {
         // SAFETY: unmaps what open() mapped; no Block can be alive (they borrow self).
-        unsafe { libc::munmap(self.map.cast(), self.map_len) };
+        unsafe { libc::munmap(self.map.cast(), self.geometry.bytes()) };
     }
 }
 
@@ -344,5 +447,68 @@ impl Drop for Block<'_> {
     fn drop(&mut self) {
         // Hands the block back: the kernel may overwrite it from now on.
         self.ring.block_status(self.index).store(libc::TP_STATUS_KERNEL, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: usize = 1 << 20;
+
+    #[test]
+    fn the_default_24_mib_is_192_blocks_of_128_kib_holding_any_standard_super_frame() {
+        let g = RingGeometry::new(24 * MIB, LARGEST_STANDARD_FRAME).unwrap();
+        assert_eq!((g.block_size, g.block_count, g.bytes()), (128 << 10, 192, 24 * MIB));
+        assert!(g.largest_whole_frame() >= LARGEST_STANDARD_FRAME);
+        // A 64 KiB block would cut the largest standard super-frame.
+        let half = RingGeometry { block_size: 64 << 10, block_count: 384 };
+        assert!(half.largest_whole_frame() < LARGEST_STANDARD_FRAME);
+    }
+
+    #[test]
+    fn block_count_follows_the_buffer_size() {
+        for (mib, blocks) in [(1, 8), (8, 64), (16, 128), (24, 192), (64, 512), (1024, 8192)] {
+            let g = RingGeometry::new(mib * MIB, LARGEST_STANDARD_FRAME).unwrap();
+            assert_eq!((g.block_size, g.block_count), (128 << 10, blocks), "{mib} MiB");
+        }
+        // Not a whole number of blocks: the rest is not used.
+        assert_eq!(RingGeometry::new(MIB + 100_000, LARGEST_STANDARD_FRAME).unwrap().block_count, 8);
+    }
+
+    #[test]
+    fn a_super_frame_larger_than_the_smallest_block_gets_a_larger_block() {
+        // BIG TCP: a 185,000-byte frame needs 256 KiB blocks, the snaplen maximum 512 KiB.
+        let g = RingGeometry::new(24 * MIB, 185_000).unwrap();
+        assert_eq!((g.block_size, g.block_count), (256 << 10, 96));
+        assert!(g.largest_whole_frame() >= 185_000);
+        let g = RingGeometry::new(24 * MIB, crate::config::CAPTURE_SNAPLEN).unwrap();
+        assert_eq!((g.block_size, g.block_count), (512 << 10, 48));
+        // Jumbo or standard frames never shrink the block below 128 KiB.
+        assert_eq!(RingGeometry::new(24 * MIB, 9018).unwrap().block_size, 128 << 10);
+    }
+
+    #[test]
+    fn too_small_a_buffer_for_eight_blocks_is_refused_with_the_minimum() {
+        let e = RingGeometry::new(MIB / 2, LARGEST_STANDARD_FRAME).unwrap_err();
+        assert!(e.contains("at least 8") && e.contains("1024 KiB"), "{e}");
+        assert!(RingGeometry::new(2 * MIB, crate::config::CAPTURE_SNAPLEN).is_err(), "4 blocks of 512 KiB");
+    }
+
+    #[test]
+    fn stall_ridden_out_is_one_millisecond_per_block_until_blocks_fill_faster() {
+        let g = RingGeometry::new(24 * MIB, LARGEST_STANDARD_FRAME).unwrap();
+        let ms = |pps: f64, len: usize| g.stall_ridden_out(pps, len).as_secs_f64() * 1000.0;
+        // 40 kpps: 40 frames a millisecond fit one block at 64 and 1400 bytes.
+        assert!((ms(40_000.0, 64) - 191.0).abs() < 0.01);
+        assert!((ms(40_000.0, 1400) - 191.0).abs() < 0.01);
+        // 150 kpps of 1500 bytes fill a block (80 frames) in 0.53 ms.
+        assert_eq!(g.frames_per_block(1500), 82);
+        assert!((ms(150_000.0, 1500) - 191.0 * 82.0 / 150.0).abs() < 0.01);
+        // Below one frame per timeout, every frame gets its own block.
+        assert!((ms(500.0, 64) - 382.0).abs() < 0.01);
+        // The old ring: 8 blocks of 1 MiB rode out 7 ms at 40 kpps.
+        let old = RingGeometry { block_size: MIB, block_count: 8 };
+        assert!((old.stall_ridden_out(40_000.0, 64).as_secs_f64() * 1000.0 - 7.0).abs() < 0.01);
     }
 }

@@ -19,6 +19,12 @@ pub const MAX_COLLECTORS: usize = 4;
 pub const CAPTURE_SNAPLEN: usize = 262_144;
 /// The default metrics endpoint (named port `bpc-metrics`).
 pub const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:9469";
+/// Capture ring size in MiB when `--buffer` is not given (see [`crate::capture::RingGeometry`]).
+pub const DEFAULT_BUFFER_MIB: u32 = 24;
+/// Smallest `--buffer`: 8 blocks of 128 KiB.
+pub const MIN_BUFFER_MIB: u32 = 1;
+/// Largest `--buffer`: far beyond any sidecar's memory budget already.
+pub const MAX_BUFFER_MIB: u32 = 1024;
 
 /// Command line of `bpc-agent`.
 #[derive(Debug, Parser)]
@@ -65,6 +71,21 @@ pub struct Args {
     /// Address of the /metrics, /stats and /healthz endpoint.
     #[arg(long, env = "BPC_METRICS_ADDR", value_name = "ADDR", default_value = DEFAULT_METRICS_ADDR)]
     pub metrics_addr: String,
+
+    /// Serve the endpoint on loopback only (127.0.0.1 or ::1, the port of --metrics-addr):
+    /// nothing outside the pod can read the counters; probe with --check-health.
+    #[arg(long, env = "BPC_METRICS_PRIVATE")]
+    pub metrics_private: bool,
+
+    /// GET /healthz on the agent's own endpoint (the port of --metrics-addr, on loopback when
+    /// it listens on all addresses) and exit 0 if healthy, 1 if not: an exec liveness probe.
+    #[arg(long)]
+    pub check_health: bool,
+
+    /// Capture ring size in MiB: longer scheduling stalls ridden out for more memory
+    /// (24 MiB: about 190 ms at any rate up to ~100 MB/s).
+    #[arg(long, env = "BPC_BUFFER", value_name = "MIB", default_value_t = DEFAULT_BUFFER_MIB)]
+    pub buffer: u32,
 
     /// What to do with frames too big for one GRE packet (GSO/GRO super-frames).
     #[arg(long, env = "BPC_OVERSIZE", value_enum, default_value_t = OversizeMode::Segment)]
@@ -215,8 +236,12 @@ pub struct Config {
     pub max_pps: Option<u64>,
     /// Bytes per second cap (from `--max-mbps`).
     pub max_bytes_per_sec: Option<f64>,
-    /// Metrics endpoint address.
+    /// Metrics endpoint address (loopback in private mode).
     pub metrics_addr: SocketAddr,
+    /// Whether `--metrics-private` put the endpoint on loopback.
+    pub metrics_private: bool,
+    /// Capture ring size in MiB.
+    pub buffer_mib: u32,
     /// Oversize frame handling.
     pub oversize: OversizeMode,
     /// Send path.
@@ -275,7 +300,17 @@ impl Config {
             Some(m) if m > 0.0 => Some(m * 1e6 / 8.0),
             _ => None,
         };
-        let metrics_addr = parse_metrics_addr(&args.metrics_addr)?;
+        let mut metrics_addr = parse_metrics_addr(&args.metrics_addr)?;
+        if args.metrics_private {
+            metrics_addr = private_metrics_addr(metrics_addr)?;
+        }
+        if !(MIN_BUFFER_MIB..=MAX_BUFFER_MIB).contains(&args.buffer) {
+            return Err(Error::Config(format!(
+                "--buffer (BPC_BUFFER) {} MiB is outside {MIN_BUFFER_MIB}..={MAX_BUFFER_MIB}: give the capture \
+                 ring size in MiB (default {DEFAULT_BUFFER_MIB})",
+                args.buffer
+            )));
+        }
         if args.resolve_interval.is_zero() {
             return Err(Error::Config("--resolve-interval (BPC_RESOLVE_INTERVAL) must be above 0".into()));
         }
@@ -296,6 +331,8 @@ impl Config {
             max_pps: args.max_pps.filter(|&p| p > 0),
             max_bytes_per_sec,
             metrics_addr,
+            metrics_private: args.metrics_private,
+            buffer_mib: args.buffer,
             oversize: args.oversize,
             send_path: args.send_path,
             profile: args.gre_profile,
@@ -314,6 +351,21 @@ pub fn parse_metrics_addr(s: &str) -> Result<SocketAddr> {
             "--metrics-addr (BPC_METRICS_ADDR) {s:?} is not ADDRESS:PORT (e.g. 0.0.0.0:9469)"
         ))
     })
+}
+
+/// The loopback address `--metrics-private` binds: the unspecified address
+/// becomes loopback of its family; an explicit non-loopback address
+/// contradicts private mode.
+pub fn private_metrics_addr(addr: SocketAddr) -> Result<SocketAddr> {
+    match addr.ip() {
+        ip if ip.is_loopback() => Ok(addr),
+        IpAddr::V4(ip) if ip.is_unspecified() => Ok((std::net::Ipv4Addr::LOCALHOST, addr.port()).into()),
+        IpAddr::V6(ip) if ip.is_unspecified() => Ok((std::net::Ipv6Addr::LOCALHOST, addr.port()).into()),
+        _ => Err(Error::Config(format!(
+            "--metrics-private (BPC_METRICS_PRIVATE) serves on loopback only, but --metrics-addr \
+             (BPC_METRICS_ADDR) is {addr}: give :PORT or 127.0.0.1:PORT, or drop --metrics-private"
+        ))),
+    }
 }
 
 /// Parses a duration: a number with unit `ms`, `s`, `m` or `h`; a bare number is seconds.
@@ -492,6 +544,34 @@ mod tests {
         assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("5d").is_err());
+    }
+
+    #[test]
+    fn metrics_private_binds_loopback_on_the_given_port_and_refuses_a_routable_address() {
+        let c =
+            config(&["--collector=198.18.0.2", "--metrics-private", "--metrics-addr=0.0.0.0:9500"]).unwrap();
+        assert_eq!((c.metrics_addr, c.metrics_private), ("127.0.0.1:9500".parse().unwrap(), true));
+        let c = config(&["--collector=198.18.0.2", "--metrics-private", "--metrics-addr=[::]:9469"]).unwrap();
+        assert_eq!(c.metrics_addr, "[::1]:9469".parse().unwrap());
+        let c = config(&["--collector=198.18.0.2"]).unwrap();
+        assert!(!c.metrics_private && c.metrics_addr.ip().is_unspecified());
+        let e = config(&["--collector=198.18.0.2", "--metrics-private", "--metrics-addr=198.18.0.1:9469"])
+            .unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("BPC_METRICS_PRIVATE"), "{e}");
+    }
+
+    #[test]
+    fn buffer_defaults_to_24_mib_and_out_of_range_sizes_name_the_flag() {
+        assert_eq!(config(&["--collector=198.18.0.2"]).unwrap().buffer_mib, 24);
+        assert_eq!(config(&["--collector=198.18.0.2", "--buffer=64"]).unwrap().buffer_mib, 64);
+        for bad in ["0", "1025"] {
+            let e = config(&["--collector=198.18.0.2", &format!("--buffer={bad}")]).unwrap_err();
+            assert_eq!(e.exit_code(), 2);
+            assert!(e.to_string().contains("--buffer (BPC_BUFFER)"), "{e}");
+        }
+        // Not a number at all: clap's usage error, also exit 2.
+        assert_eq!(parse(&["--collector=198.18.0.2", "--buffer=lots"]).unwrap_err().exit_code(), 2);
     }
 
     #[test]

@@ -52,6 +52,22 @@ pub enum Error {
         source: io::Error,
     },
 
+    /// The kernel refused the capture ring `--buffer` asked for.
+    #[error(
+        "the kernel refused a capture ring of {mib} MiB ({blocks} blocks of {block_kib} KiB) for --buffer \
+         (BPC_BUFFER): {source}; choose a smaller --buffer (default 24) or free memory on the node"
+    )]
+    Ring {
+        /// The `--buffer` given.
+        mib: u32,
+        /// Blocks asked for.
+        blocks: usize,
+        /// Their size in KiB.
+        block_kib: usize,
+        /// What setsockopt(PACKET_RX_RING) or mmap said.
+        source: io::Error,
+    },
+
     /// A system call failed at run time.
     #[error("{what}: {source}")]
     Io {
@@ -71,7 +87,8 @@ impl Error {
             | Error::Filter { .. }
             | Error::Interface(_)
             | Error::Permission { .. }
-            | Error::MetricsBind { .. } => 2,
+            | Error::MetricsBind { .. }
+            | Error::Ring { .. } => 2,
             Error::Io { .. } => 1,
         }
     }
@@ -104,6 +121,22 @@ mod tests {
         assert_eq!(e.exit_code(), 2);
         let msg = e.to_string();
         assert!(msg.contains("CAP_NET_RAW") && msg.contains("NET_RAW") && msg.contains("--capabilities"));
+    }
+
+    #[test]
+    fn a_refused_ring_is_a_configuration_error_naming_the_flag_and_the_fix() {
+        let e = Error::Ring {
+            mib: 512,
+            blocks: 4096,
+            block_kib: 128,
+            source: io::Error::from_raw_os_error(libc::ENOMEM),
+        };
+        assert_eq!(e.exit_code(), 2);
+        let msg = e.to_string();
+        assert!(
+            msg.contains("--buffer (BPC_BUFFER)") && msg.contains("512 MiB") && msg.contains("smaller"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -1,18 +1,49 @@
-//! The tiny HTTP/1.1 endpoint on `--metrics-addr`: `/metrics`, `/stats`,
-//! `/healthz`. One std thread, one request per connection: it is scraped
-//! every few seconds, no need for an async runtime in a sidecar.
+//! The agent's HTTP/1.1 endpoint on `--metrics-addr`: `/metrics`, `/stats`,
+//! `/healthz`, and the client side of `bpc-agent --check-health`.
+//!
+//! Any pod that can reach the pod IP can connect, so the endpoint must keep
+//! answering the kubelet's probe and Prometheus while port scanners leave
+//! connections idle and slow clients dribble bytes. One std thread runs a
+//! poll(2) loop over nonblocking sockets:
+//!
+//! - every connection has [`DEADLINE`] from accept to read its request and
+//!   write the whole answer, however the client paces its bytes; then it is
+//!   closed (counted `timeout`);
+//! - at most [`MAX_CONNECTIONS`] are open; accepting one more closes the
+//!   oldest (counted `evicted`), so a crowd of idle sockets cannot lock the
+//!   probe out: it is always the newest;
+//! - a request is read into a fixed buffer of [`MAX_REQUEST`] bytes and parsed
+//!   by [`parse`], a pure function of those bytes (proptested): a malformed
+//!   request line or header gets 400 as soon as it is seen, a head that does
+//!   not fit gets 414/431, both closed at once.
+//!
+//! No async runtime: a dozen scrapes a minute do not pay for one, and a
+//! poll loop over at most 65 descriptors costs nothing while idle (it sleeps
+//! until a socket is ready or the earliest deadline).
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use tracing::debug;
 
 use crate::stats::Stats;
 
-/// Requests larger than this are refused (ours are a few hundred bytes).
-const MAX_REQUEST: usize = 8192;
+/// Bytes of request head a connection may send (ours are a few hundred).
+pub const MAX_REQUEST: usize = 8192;
+/// Connections served at once; one more evicts the oldest.
+pub const MAX_CONNECTIONS: usize = 64;
+/// From accept to the last byte of the answer. Below the kubelet's default
+/// probe timeout (1 s) would be too tight for a scrape over a busy network;
+/// long enough for any honest client, short enough that a slow one holds its
+/// slot for 2 s only.
+pub const DEADLINE: Duration = Duration::from_secs(2);
+/// Connections accepted per loop turn, so a connect flood cannot starve the
+/// connections already open.
+const ACCEPT_BURST: usize = 16;
 
 /// A response: status line, content type, body.
 #[derive(Debug, PartialEq, Eq)]
@@ -25,18 +56,199 @@ pub struct Response {
     pub body: String,
 }
 
-/// Answers one request line (`GET /stats HTTP/1.1`).
-pub fn respond(request_line: &str, stats: &Stats, now: Instant) -> Response {
-    let mut parts = request_line.split_whitespace();
-    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let path = target.split('?').next().unwrap_or("");
+impl Response {
+    fn text(status: &'static str, body: &str) -> Response {
+        Response { status, content_type: "text/plain", body: body.to_owned() }
+    }
+
+    /// The bytes on the wire; `head_only` for HEAD (length of the body, no body).
+    pub fn to_bytes(&self, head_only: bool) -> Vec<u8> {
+        let allow = if self.status.starts_with("405") { "Allow: GET, HEAD\r\n" } else { "" };
+        let mut out = format!(
+            "HTTP/1.1 {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{allow}Connection: close\r\n\r\n",
+            self.status,
+            self.content_type,
+            self.body.len()
+        )
+        .into_bytes();
+        if !head_only {
+            out.extend_from_slice(self.body.as_bytes());
+        }
+        out
+    }
+}
+
+/// Why a request head is refused before it is routed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Not HTTP/1.x syntax: 400.
+    BadRequest,
+    /// The request line does not fit the buffer: 414.
+    UriTooLong,
+    /// The header section does not fit the buffer: 431.
+    HeadersTooLarge,
+}
+
+impl Refusal {
+    /// The answer sent before closing.
+    pub fn response(self) -> Response {
+        match self {
+            Refusal::BadRequest => Response::text("400 Bad Request", "malformed HTTP request\n"),
+            Refusal::UriTooLong => Response::text("414 URI Too Long", "request line too long\n"),
+            Refusal::HeadersTooLarge => {
+                Response::text("431 Request Header Fields Too Large", "request head over 8192 bytes\n")
+            }
+        }
+    }
+}
+
+/// What the bytes received so far on a connection amount to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parsed<'a> {
+    /// A valid prefix of a request head: read more.
+    Incomplete,
+    /// A complete, well-formed request head.
+    Request {
+        /// The method token (`GET`, `HEAD`, or any other token: routed to 405).
+        method: &'a str,
+        /// The target's path, without the query.
+        path: &'a str,
+    },
+    /// Refused: answer and close.
+    Refused(Refusal),
+}
+
+/// RFC 9110 `tchar`: what a method or header name is made of.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Checks a request line (without its line ending); `complete` is false for
+/// a line still being received, whose tail may be cut anywhere.
+fn request_line(line: &[u8], complete: bool) -> Result<Option<(&str, &str)>, Refusal> {
+    let bad = Err(Refusal::BadRequest);
+    let mut parts = line.splitn(3, |&b| b == b' ');
+    let method = parts.next().unwrap_or_default();
+    if method.len() > 16 || !method.iter().copied().all(is_tchar) {
+        return bad;
+    }
+    let Some(target) = parts.next() else {
+        return if complete || method.is_empty() && !line.is_empty() { bad } else { Ok(None) };
+    };
+    if method.is_empty() || target.first().is_some_and(|&b| b != b'/') {
+        return bad;
+    }
+    if !target.iter().all(|b| (0x21..=0x7e).contains(b)) {
+        return bad;
+    }
+    let Some(version) = parts.next() else { return if complete { bad } else { Ok(None) } };
+    if target.is_empty() {
+        return bad;
+    }
+    let versions: [&[u8]; 2] = [b"HTTP/1.1", b"HTTP/1.0"];
+    if complete {
+        if !versions.contains(&version) {
+            return bad;
+        }
+    } else if !versions.iter().any(|v| v.starts_with(version)) {
+        return bad;
+    }
+    if !complete {
+        return Ok(None);
+    }
+    // Only tchar and visible ASCII were accepted above: valid UTF-8.
+    let method = std::str::from_utf8(method).map_err(|_| Refusal::BadRequest)?;
+    let target = std::str::from_utf8(target).map_err(|_| Refusal::BadRequest)?;
+    let path = target.split(['?', '#']).next().unwrap_or_default();
+    Ok(Some((method, path)))
+}
+
+/// Checks a header line (without its line ending), complete or still arriving.
+fn header_line(line: &[u8], complete: bool) -> Result<(), Refusal> {
+    // obs-fold (a continuation line) is rejected, as RFC 9112 allows.
+    if line.first().is_some_and(|&b| b == b' ' || b == b'\t') {
+        return Err(Refusal::BadRequest);
+    }
+    let colon = line.iter().position(|&b| b == b':');
+    let name = &line[..colon.unwrap_or(line.len())];
+    if !name.iter().copied().all(is_tchar) || (colon.is_some() || complete) && name.is_empty() {
+        return Err(Refusal::BadRequest);
+    }
+    if complete && colon.is_none() {
+        return Err(Refusal::BadRequest);
+    }
+    let value = colon.map_or(&[][..], |c| &line[c + 1..]);
+    // Field values: visible bytes, space, tab and obs-text; no other controls.
+    if value.iter().any(|&b| b < 0x20 && b != b'\t' || b == 0x7f) {
+        return Err(Refusal::BadRequest);
+    }
+    Ok(())
+}
+
+/// Parses the bytes received so far on a connection. `full` says the buffer
+/// cannot take more, so an incomplete head is refused as too large.
+///
+/// Lines end with CRLF or a bare LF (RFC 9112 lets a server accept LF); a CR
+/// anywhere else is malformed. Empty lines before the request line are
+/// skipped. The header section is checked but not kept: the routes need
+/// only the method and the path.
+pub fn parse(buf: &[u8], full: bool) -> Parsed<'_> {
+    let start = buf.iter().position(|&b| b != b'\r' && b != b'\n').unwrap_or(buf.len());
+    // Each leading CR must be followed by LF (a CR ending the buffer may still get it).
+    let leading = &buf[..start];
+    let stray_cr =
+        leading.iter().enumerate().any(|(i, &b)| b == b'\r' && buf.get(i + 1).is_some_and(|&n| n != b'\n'));
+    if stray_cr {
+        return Parsed::Refused(Refusal::BadRequest);
+    }
+    let mut rest = &buf[start..];
+    let mut first: Option<(&str, &str)> = None;
+    loop {
+        let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
+            // A line still arriving: refuse it now if it already cannot be valid.
+            let partial = rest.strip_suffix(b"\r").unwrap_or(rest);
+            if partial.contains(&b'\r') {
+                return Parsed::Refused(Refusal::BadRequest);
+            }
+            let checked = match first {
+                None => request_line(partial, false).map(|_| ()),
+                Some(_) => header_line(partial, false),
+            };
+            if let Err(r) = checked {
+                return Parsed::Refused(r);
+            }
+            if full {
+                let r = if first.is_none() { Refusal::UriTooLong } else { Refusal::HeadersTooLarge };
+                return Parsed::Refused(r);
+            }
+            return Parsed::Incomplete;
+        };
+        let line = &rest[..nl];
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.contains(&b'\r') {
+            return Parsed::Refused(Refusal::BadRequest);
+        }
+        rest = &rest[nl + 1..];
+        match first {
+            None => match request_line(line, true) {
+                Ok(Some(rl)) => first = Some(rl),
+                Ok(None) | Err(_) => return Parsed::Refused(Refusal::BadRequest),
+            },
+            Some((method, path)) if line.is_empty() => return Parsed::Request { method, path },
+            Some(_) => {
+                if let Err(r) = header_line(line, true) {
+                    return Parsed::Refused(r);
+                }
+            }
+        }
+    }
+}
+
+/// Answers a parsed request.
+pub fn respond(method: &str, path: &str, stats: &Stats, now: Instant) -> Response {
     const JSON: &str = "application/json";
     if method != "GET" && method != "HEAD" {
-        return Response {
-            status: "405 Method Not Allowed",
-            content_type: "text/plain",
-            body: "GET only\n".into(),
-        };
+        return Response::text("405 Method Not Allowed", "GET only\n");
     }
     match path {
         "/metrics" => Response {
@@ -57,70 +269,308 @@ pub fn respond(request_line: &str, stats: &Stats, now: Instant) -> Response {
                 body: serde_json::to_string(&health).unwrap_or_default() + "\n",
             }
         }
-        "/" => Response {
-            status: "200 OK",
-            content_type: "text/plain",
-            body: "bpc-agent: /metrics /stats /healthz\n".into(),
-        },
-        _ => Response { status: "404 Not Found", content_type: "text/plain", body: "not found\n".into() },
+        "/" => Response::text("200 OK", "bpc-agent: /metrics /stats /healthz\n"),
+        _ => Response::text("404 Not Found", "not found\n"),
     }
 }
 
-fn handle(mut stream: TcpStream, stats: &Stats) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(2)))?;
-    let mut buf = [0u8; MAX_REQUEST];
-    let mut len = 0;
-    while !buf[..len].windows(4).any(|w| w == b"\r\n\r\n") && !buf[..len].windows(2).any(|w| w == b"\n\n") {
-        if len == buf.len() {
-            break;
-        }
-        let n = stream.read(&mut buf[len..])?;
-        if n == 0 {
-            break;
-        }
-        len += n;
+/// How a connection ended, as counted in `bpc_agent_http_connections_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A well-formed request was answered (any status, 404 and 405 included).
+    Served,
+    /// The deadline passed before the answer was written.
+    Timeout,
+    /// Malformed or oversize: 400/414/431 and closed.
+    BadRequest,
+    /// Closed to make room for a newer connection.
+    Evicted,
+    /// The client went away before a complete request (or mid-answer).
+    Closed,
+}
+
+fn count(stats: &Stats, outcome: Outcome) {
+    let h = &stats.http;
+    let counter = match outcome {
+        Outcome::Served => &h.served,
+        Outcome::Timeout => &h.timeout,
+        Outcome::BadRequest => &h.bad_request,
+        Outcome::Evicted => &h.evicted,
+        Outcome::Closed => &h.closed,
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+enum Phase {
+    /// Reading the request head into the buffer.
+    Reading,
+    /// Writing the answer; `outcome` is counted once it is all out.
+    Writing { out: Vec<u8>, sent: usize, outcome: Outcome },
+    /// Answer written and our side shut down: discarding what the client
+    /// still sends until it closes, so that closing with unread bytes does
+    /// not reset the connection before the client has read the answer.
+    Draining,
+}
+
+struct Conn {
+    stream: TcpStream,
+    accepted: Instant,
+    buf: Box<[u8]>,
+    len: usize,
+    phase: Phase,
+}
+
+impl Conn {
+    fn new(stream: TcpStream, accepted: Instant) -> Conn {
+        Conn { stream, accepted, buf: vec![0; MAX_REQUEST].into_boxed_slice(), len: 0, phase: Phase::Reading }
     }
-    let text = String::from_utf8_lossy(&buf[..len]);
-    let line = text.lines().next().unwrap_or("");
-    let response = respond(line, stats, Instant::now());
-    let head = format!(
-        "HTTP/1.1 {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        response.status,
-        response.content_type,
-        response.body.len()
-    );
-    stream.write_all(head.as_bytes())?;
-    if !line.starts_with("HEAD ") {
-        stream.write_all(response.body.as_bytes())?;
+
+    fn deadline(&self) -> Instant {
+        self.accepted + DEADLINE
     }
-    stream.flush()
+
+    fn events(&self) -> libc::c_short {
+        match self.phase {
+            Phase::Writing { .. } => libc::POLLOUT,
+            Phase::Reading | Phase::Draining => libc::POLLIN,
+        }
+    }
+
+    /// Ends the connection; `outcome` is counted unless the answer was
+    /// already written (draining).
+    fn close(self, stats: &Stats, outcome: Outcome) {
+        if !matches!(self.phase, Phase::Draining) {
+            count(stats, outcome);
+        }
+    }
+
+    /// The deadline passed: a best-effort 408 to a client still sending, then close.
+    fn expire(mut self, stats: &Stats) {
+        if matches!(self.phase, Phase::Reading) {
+            let _ = self.stream.write(&Response::text("408 Request Timeout", "").to_bytes(false));
+        }
+        self.close(stats, Outcome::Timeout);
+    }
+
+    /// Does what the socket is ready for. `None`: the connection is done
+    /// (its outcome counted).
+    fn advance(mut self, stats: &Stats) -> Option<Conn> {
+        loop {
+            match &mut self.phase {
+                Phase::Reading => {
+                    if self.len == self.buf.len() {
+                        // parse() refused a full buffer already; not reached.
+                        self.close(stats, Outcome::BadRequest);
+                        return None;
+                    }
+                    match self.stream.read(&mut self.buf[self.len..]) {
+                        Ok(0) => {
+                            self.close(stats, Outcome::Closed);
+                            return None;
+                        }
+                        Ok(n) => self.len += n,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Some(self),
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(_) => {
+                            self.close(stats, Outcome::Closed);
+                            return None;
+                        }
+                    }
+                    let full = self.len == self.buf.len();
+                    let (out, outcome) = match parse(&self.buf[..self.len], full) {
+                        Parsed::Incomplete => continue,
+                        Parsed::Request { method, path } => (
+                            respond(method, path, stats, Instant::now()).to_bytes(method == "HEAD"),
+                            Outcome::Served,
+                        ),
+                        Parsed::Refused(r) => (r.response().to_bytes(false), Outcome::BadRequest),
+                    };
+                    self.phase = Phase::Writing { out, sent: 0, outcome };
+                }
+                Phase::Writing { out, sent, outcome } => {
+                    match self.stream.write(&out[*sent..]) {
+                        Ok(n) => *sent += n,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Some(self),
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(_) => {
+                            self.close(stats, Outcome::Closed);
+                            return None;
+                        }
+                    }
+                    if *sent == out.len() {
+                        count(stats, *outcome);
+                        let _ = self.stream.shutdown(Shutdown::Write);
+                        self.phase = Phase::Draining;
+                    }
+                }
+                Phase::Draining => return if self.drain_would_block() { Some(self) } else { None },
+            }
+        }
+    }
+
+    /// Reads and discards until the socket has nothing more; true while the
+    /// client keeps the connection open.
+    fn drain_would_block(&mut self) -> bool {
+        loop {
+            match self.stream.read(&mut self.buf) {
+                Ok(0) => return false,
+                Ok(_) => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return false,
+            }
+        }
+    }
+}
+
+/// Milliseconds poll(2) may sleep before `deadline`, rounded up so the
+/// deadline has passed when it wakes.
+fn poll_timeout(now: Instant, deadline: Option<Instant>) -> libc::c_int {
+    match deadline {
+        None => -1,
+        Some(d) => {
+            let left = d.saturating_duration_since(now);
+            let ms = left.as_micros().div_ceil(1000);
+            ms.min(libc::c_int::MAX as u128) as libc::c_int
+        }
+    }
+}
+
+/// The connection to close when one more must be accepted: one whose answer
+/// is already written if any (it costs the client nothing), else the oldest.
+fn victim(conns: &[Conn]) -> usize {
+    conns.iter().position(|c| matches!(c.phase, Phase::Draining)).unwrap_or(0)
+}
+
+/// The poll loop; runs until the process exits.
+fn serve(listener: TcpListener, stats: &Stats) {
+    let mut conns: Vec<Conn> = Vec::with_capacity(MAX_CONNECTIONS);
+    let mut fds: Vec<libc::pollfd> = Vec::with_capacity(MAX_CONNECTIONS + 1);
+    loop {
+        let now = Instant::now();
+        // Connections are kept in accept order, so deadlines are in order too.
+        while conns.first().is_some_and(|c| c.deadline() <= now) {
+            conns.remove(0).expire(stats);
+        }
+        fds.clear();
+        fds.push(libc::pollfd { fd: listener.as_raw_fd(), events: libc::POLLIN, revents: 0 });
+        fds.extend(conns.iter().map(|c| libc::pollfd {
+            fd: c.stream.as_raw_fd(),
+            events: c.events(),
+            revents: 0,
+        }));
+        let timeout = poll_timeout(now, conns.first().map(Conn::deadline));
+        // SAFETY: fds is a valid array of fds.len() pollfd structs.
+        let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+        if rc < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() != io::ErrorKind::Interrupted {
+                debug!(error = %err, "poll failed");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            continue;
+        }
+        let ready: Vec<bool> = fds[1..].iter().map(|p| p.revents != 0).collect();
+        let mut kept = Vec::with_capacity(MAX_CONNECTIONS);
+        for (conn, ready) in conns.drain(..).zip(ready) {
+            if ready {
+                kept.extend(conn.advance(stats));
+            } else {
+                kept.push(conn);
+            }
+        }
+        conns = kept;
+        if fds[0].revents & libc::POLLIN != 0 {
+            accept_some(&listener, &mut conns, stats);
+        }
+    }
+}
+
+fn accept_some(listener: &TcpListener, conns: &mut Vec<Conn>, stats: &Stats) {
+    for _ in 0..ACCEPT_BURST {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                if stream.set_nonblocking(true).is_err() {
+                    count(stats, Outcome::Closed);
+                    continue;
+                }
+                let _ = stream.set_nodelay(true);
+                if conns.len() >= MAX_CONNECTIONS {
+                    conns.remove(victim(conns)).close(stats, Outcome::Evicted);
+                }
+                conns.push(Conn::new(stream, Instant::now()));
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                // EMFILE and the like: free a slot so the next accept can succeed.
+                debug!(error = %e, "accept failed");
+                if !conns.is_empty() {
+                    conns.remove(0).close(stats, Outcome::Evicted);
+                } else {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                return;
+            }
+        }
+    }
 }
 
 /// Serves on `listener` from a background thread until the process exits.
-pub fn spawn(listener: TcpListener, stats: Arc<Stats>) -> std::io::Result<()> {
-    std::thread::Builder::new().name("bpc-http".into()).spawn(move || {
-        for stream in listener.incoming() {
-            match stream {
-                Ok(s) => {
-                    if let Err(e) = handle(s, &stats) {
-                        debug!(error = %e, "metrics request failed");
-                    }
-                }
-                Err(e) => {
-                    debug!(error = %e, "accept failed");
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-            }
-        }
-    })?;
+pub fn spawn(listener: TcpListener, stats: Arc<Stats>) -> io::Result<()> {
+    listener.set_nonblocking(true)?;
+    std::thread::Builder::new().name("bpc-http".into()).spawn(move || serve(listener, &stats))?;
     Ok(())
+}
+
+/// Where `bpc-agent --check-health` dials for an endpoint bound to `bind`:
+/// the loopback address of the same family when bound to all addresses.
+pub fn probe_address(bind: SocketAddr) -> SocketAddr {
+    match bind.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, bind.port()).into(),
+        IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, bind.port()).into(),
+        _ => bind,
+    }
+}
+
+/// `GET /healthz` on `addr` within `timeout` overall: `Ok(body)` for 200,
+/// `Err(why)` otherwise (503 with the agent's reason, no answer, ...).
+pub fn check_health(addr: SocketAddr, timeout: Duration) -> Result<String, String> {
+    let until = Instant::now() + timeout;
+    let left = || until.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+    let mut stream =
+        TcpStream::connect_timeout(&addr, left()).map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    stream.set_write_timeout(Some(left())).map_err(|e| e.to_string())?;
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .map_err(|e| format!("cannot send to {addr}: {e}"))?;
+    let mut answer = Vec::with_capacity(512);
+    let mut chunk = [0u8; 1024];
+    loop {
+        stream.set_read_timeout(Some(left())).map_err(|e| e.to_string())?;
+        match stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) if answer.len() + n <= 64 * 1024 => answer.extend_from_slice(&chunk[..n]),
+            Ok(_) => return Err(format!("answer from {addr} too long")),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(format!("no complete answer from {addr} within {timeout:?}: {e}")),
+        }
+    }
+    let text = String::from_utf8_lossy(&answer);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.lines().next().unwrap_or_default();
+    if status.split(' ').nth(1) == Some("200") {
+        Ok(body.trim().to_owned())
+    } else {
+        Err(format!("{status}: {}", body.trim()))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::stats::Identity;
+    use proptest::prelude::*;
 
     fn stats() -> Stats {
         let id = Identity {
@@ -137,16 +587,18 @@ mod tests {
     fn routes_answer_with_their_content_types() {
         let s = stats();
         let now = Instant::now();
-        assert_eq!(respond("GET /stats HTTP/1.1", &s, now).content_type, "application/json");
-        assert!(respond("GET /metrics HTTP/1.1", &s, now).body.contains("bpc_agent_info"));
-        assert_eq!(respond("GET /nope HTTP/1.1", &s, now).status, "404 Not Found");
-        assert_eq!(respond("POST /stats HTTP/1.1", &s, now).status, "405 Method Not Allowed");
+        assert_eq!(respond("GET", "/stats", &s, now).content_type, "application/json");
+        assert!(respond("GET", "/metrics", &s, now).body.contains("bpc_agent_info"));
+        assert_eq!(respond("GET", "/nope", &s, now).status, "404 Not Found");
+        let post = respond("POST", "/stats", &s, now);
+        assert_eq!(post.status, "405 Method Not Allowed");
+        assert!(String::from_utf8(post.to_bytes(false)).unwrap().contains("\r\nAllow: GET, HEAD\r\n"));
     }
 
     #[test]
     fn healthz_is_503_with_a_json_reason_before_capture_runs() {
         let s = stats();
-        let r = respond("GET /healthz HTTP/1.1", &s, Instant::now());
+        let r = respond("GET", "/healthz", &s, Instant::now());
         assert_eq!(r.status, "503 Service Unavailable");
         let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
         assert_eq!(v["ok"], false);
@@ -154,17 +606,211 @@ mod tests {
     }
 
     #[test]
-    fn a_real_connection_gets_a_complete_http_response() {
+    fn head_responses_carry_the_length_but_no_body() {
+        let r = Response::text("200 OK", "hello\n");
+        let text = String::from_utf8(r.to_bytes(true)).unwrap();
+        assert!(text.ends_with("Content-Length: 6\r\nConnection: close\r\n\r\n"), "{text:?}");
+    }
+
+    #[test]
+    fn the_parser_accepts_requests_as_clients_send_them() {
+        for (raw, method, path) in [
+            (
+                &b"GET /healthz HTTP/1.1\r\nHost: 10.0.0.1:9469\r\nUser-Agent: kube-probe/1.33\r\n\r\n"[..],
+                "GET",
+                "/healthz",
+            ),
+            (b"GET /metrics?x=1 HTTP/1.0\n\n", "GET", "/metrics"),
+            (b"\r\nHEAD / HTTP/1.1\r\nAccept:*/*\r\n\r\n", "HEAD", "/"),
+            (b"DELETE /stats HTTP/1.1\r\nX-Empty:\r\n\r\n", "DELETE", "/stats"),
+        ] {
+            assert_eq!(
+                parse(raw, false),
+                Parsed::Request { method, path },
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+    }
+
+    #[test]
+    fn the_parser_refuses_malformed_heads_as_soon_as_they_are_seen() {
+        for raw in [
+            &b"GET\r\n\r\n"[..],
+            b"GET /healthz\r\n",
+            b"GET healthz HTTP/1.1\r\n",
+            b"GET /a b HTTP/1.1\r\n",
+            b"GET /healthz HTTP/2.0\r\n",
+            b"GET /healthz HTTP/1.1\rX",
+            b"G\0T /",
+            b"GET /\x01",
+            b"GET / HTTP/1.1\r\n folded\r\n",
+            b"GET / HTTP/1.1\r\nNo colon here\r\n",
+            b"GET / HTTP/1.1\r\nBad Name: x\r\n",
+            b"GET / HTTP/1.1\r\nX: a\x00b",
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", // a TLS ClientHello
+            b" GET / HTTP/1.1\r\n",
+        ] {
+            assert_eq!(
+                parse(raw, false),
+                Parsed::Refused(Refusal::BadRequest),
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+        // Prefixes of good requests are only incomplete.
+        for raw in [&b""[..], b"GE", b"GET /he", b"GET /healthz HTTP/1.", b"GET / HTTP/1.1\r\nHos", b"\r\n"] {
+            assert_eq!(parse(raw, false), Parsed::Incomplete, "{:?}", String::from_utf8_lossy(raw));
+        }
+    }
+
+    #[test]
+    fn a_head_that_fills_the_buffer_is_too_large() {
+        let mut long_line = b"GET /".to_vec();
+        long_line.resize(MAX_REQUEST, b'a');
+        assert_eq!(parse(&long_line, true), Parsed::Refused(Refusal::UriTooLong));
+        let mut many_headers = b"GET / HTTP/1.1\r\n".to_vec();
+        while many_headers.len() < MAX_REQUEST {
+            many_headers.extend_from_slice(b"X-Pad: aaaaaaaaaaaaaaaa\r\n");
+        }
+        many_headers.truncate(MAX_REQUEST);
+        assert_eq!(parse(&many_headers, true), Parsed::Refused(Refusal::HeadersTooLarge));
+    }
+
+    #[test]
+    fn probe_address_dials_loopback_for_an_unspecified_bind() {
+        assert_eq!(probe_address("0.0.0.0:9469".parse().unwrap()), "127.0.0.1:9469".parse().unwrap());
+        assert_eq!(probe_address("[::]:9469".parse().unwrap()), "[::1]:9469".parse().unwrap());
+        assert_eq!(probe_address("127.0.0.1:80".parse().unwrap()), "127.0.0.1:80".parse().unwrap());
+    }
+
+    fn serve_stats() -> (SocketAddr, Arc<Stats>) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        spawn(listener, Arc::new(stats())).unwrap();
+        let s = Arc::new(stats());
+        spawn(listener, s.clone()).unwrap();
+        (addr, s)
+    }
+
+    fn exchange(addr: SocketAddr, request: &[u8]) -> String {
         let mut c = TcpStream::connect(addr).unwrap();
-        c.write_all(b"GET /stats HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-        let mut out = String::new();
-        c.read_to_string(&mut out).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c.write_all(request).unwrap();
+        let mut out = Vec::new();
+        c.read_to_end(&mut out).unwrap();
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[test]
+    fn a_real_connection_gets_a_complete_http_response() {
+        let (addr, s) = serve_stats();
+        let out = exchange(addr, b"GET /stats HTTP/1.1\r\nHost: x\r\n\r\n");
         let (head, body) = out.split_once("\r\n\r\n").unwrap();
         assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
         let v: serde_json::Value = serde_json::from_str(body).unwrap();
         assert_eq!(v["collectors"][0]["host"], "198.18.0.2");
+        assert!(exchange(addr, b"POST / HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 405 "));
+        assert!(exchange(addr, b"BREW /pot HTCPCP/1.0\r\n\r\n").starts_with("HTTP/1.1 400 "));
+        let mut big = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        big.resize(MAX_REQUEST + 100, b'x');
+        assert!(exchange(addr, &big).starts_with("HTTP/1.1 431 "));
+        // Counted once each, when the answer is out (the client saw it first).
+        wait(|| {
+            s.http.served.load(Ordering::Relaxed) == 2 && s.http.bad_request.load(Ordering::Relaxed) == 2
+        });
+    }
+
+    fn wait(mut done: impl FnMut() -> bool) {
+        let until = Instant::now() + Duration::from_secs(5);
+        while !done() {
+            assert!(Instant::now() < until, "condition not reached");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn a_crowd_of_idle_connections_evicts_the_oldest_and_never_blocks_a_probe() {
+        let (addr, s) = serve_stats();
+        let idle: Vec<TcpStream> =
+            (0..MAX_CONNECTIONS + 10).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        let t = Instant::now();
+        let out = exchange(addr, b"GET /healthz HTTP/1.1\r\n\r\n");
+        assert!(out.starts_with("HTTP/1.1 503 "), "{out}");
+        assert!(t.elapsed() < Duration::from_millis(500), "probe took {:?}", t.elapsed());
+        wait(|| s.http.evicted.load(Ordering::Relaxed) >= 11);
+        // The oldest went first: the first idle socket is closed by now.
+        let mut first = &idle[0];
+        first.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        assert_eq!(first.read(&mut [0u8; 16]).unwrap(), 0);
+    }
+
+    #[test]
+    fn check_health_reports_the_status_and_reason() {
+        let (addr, s) = serve_stats();
+        let e = check_health(addr, Duration::from_secs(2)).unwrap_err();
+        assert!(e.contains("503") && e.contains("capture has not started"), "{e}");
+        s.capture.heartbeat.set(s.started, Instant::now());
+        *s.collectors[0].resolution.lock().unwrap() =
+            Some(crate::stats::Resolution { address: "198.18.0.2".parse().unwrap(), path_mtu: 1500 });
+        assert!(check_health(addr, Duration::from_secs(2)).unwrap().contains("\"ok\":true"));
+        let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        assert!(check_health(closed, Duration::from_secs(1)).unwrap_err().contains("cannot connect"));
+    }
+
+    /// A well-formed request head: method, path, query, headers, line ending.
+    fn request() -> impl Strategy<Value = (Vec<u8>, String, String)> {
+        (
+            "[A-Z]{1,10}",
+            "(/[a-zA-Z0-9._~%-]{0,12}){1,4}",
+            proptest::option::of("[a-z0-9=&]{0,10}"),
+            proptest::collection::vec(("[A-Za-z][A-Za-z0-9-]{0,15}", "[ -~]{0,40}"), 0..6),
+            any::<bool>(),
+            1.0f64..=1.1,
+        )
+            .prop_map(|(method, path, query, headers, crlf, version)| {
+                let eol = if crlf { "\r\n" } else { "\n" };
+                let v = if version > 1.05 { "1.1" } else { "1.0" };
+                let q = query.map(|q| format!("?{q}")).unwrap_or_default();
+                let mut head = format!("{method} {path}{q} HTTP/{v}{eol}");
+                for (name, value) in headers {
+                    head.push_str(&format!("{name}:{}{eol}", value.trim_end()));
+                }
+                head.push_str(eol);
+                (head.into_bytes(), method, path)
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic_and_a_full_buffer_is_never_incomplete(
+            bytes in proptest::collection::vec(any::<u8>(), 0..600),
+        ) {
+            let _ = parse(&bytes, false);
+            prop_assert_ne!(parse(&bytes, true), Parsed::Incomplete);
+        }
+
+        #[test]
+        fn well_formed_requests_parse_and_every_prefix_is_incomplete((head, method, path) in request()) {
+            prop_assert_eq!(parse(&head, false), Parsed::Request { method: &method, path: &path });
+            for cut in 0..head.len() {
+                prop_assert_eq!(parse(&head[..cut], false), Parsed::Incomplete, "prefix {}", cut);
+            }
+            // Whatever follows the head (a body, a pipelined request) does not change it.
+            let mut more = head.clone();
+            more.extend_from_slice(b"\x00\xffjunk");
+            prop_assert_eq!(parse(&more, false), Parsed::Request { method: &method, path: &path });
+        }
+
+        #[test]
+        fn a_control_byte_in_the_request_line_is_refused(
+            (head, _m, _p) in request(),
+            at in any::<prop::sample::Index>(),
+            byte in prop_oneof![0u8..=8, 11u8..=12, 14u8..=31, Just(127u8)],
+        ) {
+            let line_end = head.iter().position(|&b| b == b'\r' || b == b'\n').unwrap();
+            let mut bad = head.clone();
+            bad[at.index(line_end)] = byte;
+            prop_assert_eq!(parse(&bad, false), Parsed::Refused(Refusal::BadRequest));
+        }
     }
 }

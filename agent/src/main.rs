@@ -8,6 +8,9 @@ use clap::Parser;
 
 /// Where Kubernetes reads the container's termination message.
 const TERMINATION_LOG: &str = "/dev/termination-log";
+/// `--check-health` gives up after this: below the 2 s `timeoutSeconds` that
+/// attach sets on the exec probe, so the probe reports our reason, not a kill.
+const HEALTH_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(1500);
 
 fn main() -> ExitCode {
     // clap exits 2 on usage errors, like every other configuration error.
@@ -22,6 +25,9 @@ fn main() -> ExitCode {
         print!("{}", bpc_agent::iface::listing());
         return ExitCode::SUCCESS;
     }
+    if args.check_health {
+        return check_health(&args);
+    }
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_owned());
     match Config::from_args(args, hostname).and_then(bpc_agent::agent::run) {
         Ok(()) => ExitCode::SUCCESS,
@@ -29,6 +35,31 @@ fn main() -> ExitCode {
             tracing::error!("{e}");
             write_termination_log(&e.to_string());
             ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}
+
+/// `--check-health`: 0 when the agent's own `/healthz` says 200, 1 otherwise
+/// (2 for an unusable --metrics-addr), with the verdict on stdout, where the
+/// kubelet records an exec probe's output.
+fn check_health(args: &Args) -> ExitCode {
+    let addr = bpc_agent::config::parse_metrics_addr(&args.metrics_addr)
+        .and_then(|a| if args.metrics_private { bpc_agent::config::private_metrics_addr(a) } else { Ok(a) });
+    let addr = match addr {
+        Ok(a) => bpc_agent::http::probe_address(a),
+        Err(e) => {
+            println!("bpc-agent --check-health: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match bpc_agent::http::check_health(addr, HEALTH_CHECK_TIMEOUT) {
+        Ok(body) => {
+            println!("healthy: {body}");
+            ExitCode::SUCCESS
+        }
+        Err(why) => {
+            println!("unhealthy: {why}");
+            ExitCode::from(1)
         }
     }
 }

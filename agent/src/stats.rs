@@ -74,6 +74,21 @@ pub struct CaptureCounters {
     pub heartbeat: Moment,
 }
 
+/// How the HTTP endpoint's connections ended (see [`crate::http::Outcome`]).
+#[derive(Debug, Default)]
+pub struct HttpCounters {
+    /// A well-formed request was answered.
+    pub served: AtomicU64,
+    /// The deadline from accept passed before the answer was out.
+    pub timeout: AtomicU64,
+    /// Malformed or oversize requests, answered 400/414/431.
+    pub bad_request: AtomicU64,
+    /// Closed to make room: more than the bound were open.
+    pub evicted: AtomicU64,
+    /// The client left before a complete request.
+    pub closed: AtomicU64,
+}
+
 /// Why sends fail, as counted per collector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SendErrorKind {
@@ -217,6 +232,8 @@ pub struct Stats {
     pub collectors: Vec<CollectorStats>,
     /// Bumped whenever a collector's resolution changes.
     pub generation: AtomicU64,
+    /// The HTTP endpoint's connections.
+    pub http: HttpCounters,
 }
 
 /// `/stats` JSON (schema shared with `kubectl bpc status`).
@@ -234,6 +251,18 @@ pub struct Snapshot {
     pub capture: CaptureSnapshot,
     pub collectors: Vec<CollectorSnapshot>,
     pub health: Health,
+    pub http: HttpSnapshot,
+}
+
+/// The `http` object of `/stats`: connections to the endpoint by outcome.
+#[allow(missing_docs)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct HttpSnapshot {
+    pub served: u64,
+    pub timeout: u64,
+    pub bad_request: u64,
+    pub evicted: u64,
+    pub closed: u64,
 }
 
 /// The `capture` object of `/stats`.
@@ -301,6 +330,7 @@ impl Stats {
             capture: CaptureCounters::default(),
             collectors: hosts.iter().map(|h| CollectorStats::new(h)).collect(),
             generation: AtomicU64::new(0),
+            http: HttpCounters::default(),
         }
     }
 
@@ -351,6 +381,13 @@ impl Stats {
             },
             collectors,
             health: self.health(now),
+            http: HttpSnapshot {
+                served: load(&self.http.served),
+                timeout: load(&self.http.timeout),
+                bad_request: load(&self.http.bad_request),
+                evicted: load(&self.http.evicted),
+                closed: load(&self.http.closed),
+            },
         }
     }
 
@@ -537,6 +574,24 @@ impl Stats {
                 (labels(&[("collector", &c.host), ("address", addr)]), f64::from(u8::from(!addr.is_empty())))
             })
             .collect();
+        let h = &s.http;
+        let outcomes: Vec<(String, f64)> = [
+            ("served", h.served),
+            ("timeout", h.timeout),
+            ("bad_request", h.bad_request),
+            ("evicted", h.evicted),
+            ("closed", h.closed),
+        ]
+        .iter()
+        .map(|(outcome, v)| (labels(&[("outcome", outcome)]), *v as f64))
+        .collect();
+        metric(
+            "http_connections_total",
+            "counter",
+            "Connections to this endpoint by how they ended: served, timeout (deadline from accept), \
+             bad_request (400/414/431), evicted (over the connection bound), closed (client left first).",
+            &outcomes,
+        );
         metric(
             "collector_resolved",
             "gauge",
@@ -700,6 +755,7 @@ mod tests {
             "sent_bytes_total",
             "send_errors_total",
             "last_send_timestamp_seconds",
+            "http_connections_total",
         ] {
             assert!(text.contains(&format!("# TYPE bpc_agent_{family} ")), "missing {family}:\n{text}");
         }

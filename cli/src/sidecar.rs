@@ -31,6 +31,10 @@ pub const MAX_COLLECTORS: usize = 4;
 /// Image repository of the agent; the tag defaults to the plugin's version.
 pub const IMAGE_REPOSITORY: &str = "ghcr.io/kubectl-bpc/bpc-agent";
 
+/// Where the agent image keeps the binary (agent/Dockerfile); the exec
+/// liveness probe of `--metrics-private` runs it.
+pub const AGENT_BINARY: &str = "/usr/local/bin/bpc-agent";
+
 /// The capabilities containerd and Docker grant a container by default
 /// (containerd's `oci.defaultCapabilities`, moby's `DefaultCapabilities`).
 /// Mode `default` drops all of them but NET_RAW.
@@ -177,6 +181,17 @@ pub struct SidecarOptions {
     /// Port of the agent's /metrics, /stats and /healthz (container port `bpc-metrics`).
     #[arg(long, value_name = "PORT", default_value_t = DEFAULT_METRICS_PORT)]
     pub metrics_port: u16,
+    /// Serve the agent's /metrics, /stats and /healthz on loopback only (BPC_METRICS_PRIVATE):
+    /// no other pod can read them; the liveness probe runs `bpc-agent --check-health` instead
+    /// of an httpGet, no container port is declared, and status reports the counters as private.
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub metrics_private: bool,
+    /// Capture ring size in MiB (BPC_BUFFER) [agent default: 24]: rides out longer scheduling
+    /// stalls for more memory (about 8 ms per MiB at rates up to ~100 MB/s).
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buffer: Option<u32>,
 }
 
 fn parse_key(text: &str) -> Result<u32, String> {
@@ -205,6 +220,8 @@ impl SidecarOptions {
             memory: "32Mi".into(),
             memory_limit: "64Mi".into(),
             metrics_port: DEFAULT_METRICS_PORT,
+            metrics_private: false,
+            buffer: None,
         }
     }
 
@@ -307,7 +324,11 @@ pub fn container(sidecar: &Sidecar) -> Value {
     optional("BPC_GRE_PROFILE", o.gre_profile.map(|v| enum_name(&v)));
     optional("BPC_KEY", o.key.map(|k| bpc_wire::WorkloadKey(k).to_string()));
     optional("BPC_SEND_PATH", o.send_path.map(|v| enum_name(&v)));
+    optional("BPC_BUFFER", o.buffer.map(|v| v.to_string()));
     env.push(json!({"name": "BPC_METRICS_ADDR", "value": format!("0.0.0.0:{}", o.metrics_port)}));
+    if o.metrics_private {
+        env.push(json!({"name": "BPC_METRICS_PRIVATE", "value": "true"}));
+    }
     for (name, path) in [
         ("POD_NAME", "metadata.name"),
         ("POD_NAMESPACE", "metadata.namespace"),
@@ -322,7 +343,7 @@ pub fn container(sidecar: &Sidecar) -> Value {
         }),
         CapabilityMode::Add => json!({"drop": ["ALL"], "add": ["NET_RAW"]}),
     };
-    json!({
+    let mut agent = json!({
         "name": AGENT_CONTAINER,
         "image": o.image(),
         "env": env,
@@ -351,7 +372,24 @@ pub fn container(sidecar: &Sidecar) -> Value {
             "seccompProfile": {"type": "RuntimeDefault"}
         },
         "terminationMessagePolicy": "FallbackToLogsOnError"
-    })
+    });
+    if o.metrics_private {
+        // The kubelet's httpGet dials the pod IP, where nothing listens now:
+        // the agent checks its own loopback endpoint instead (it inherits
+        // the container's BPC_METRICS_ADDR and BPC_METRICS_PRIVATE). A port
+        // nobody can reach is not declared, so no scraper tries it.
+        if let Some(fields) = agent.as_object_mut() {
+            fields.shift_remove("ports");
+        }
+        agent["livenessProbe"] = json!({
+            "exec": {"command": [AGENT_BINARY, "--check-health"]},
+            "initialDelaySeconds": 10,
+            "periodSeconds": 10,
+            "timeoutSeconds": 2,
+            "failureThreshold": 6
+        });
+    }
+    agent
 }
 
 fn enum_name<T: Serialize>(v: &T) -> String {
@@ -665,6 +703,36 @@ mod tests {
             assert_eq!(env(&c, name).unwrap()["value"], value, "{name}");
         }
         assert_eq!(c["ports"][0]["containerPort"], 9500);
+    }
+
+    #[test]
+    fn metrics_private_sets_the_env_drops_the_port_and_probes_by_exec() {
+        let mut s = sidecar();
+        s.options.metrics_private = true;
+        let c = container(&s);
+        assert_eq!(env(&c, "BPC_METRICS_PRIVATE").unwrap()["value"], "true");
+        assert_eq!(env(&c, "BPC_METRICS_ADDR").unwrap()["value"], "0.0.0.0:9469");
+        assert!(c.get("ports").is_none(), "nothing outside the pod can reach the port");
+        assert_eq!(
+            c["livenessProbe"]["exec"]["command"],
+            json!(["/usr/local/bin/bpc-agent", "--check-health"])
+        );
+        assert!(c["livenessProbe"].get("httpGet").is_none());
+        assert_eq!(c["livenessProbe"]["timeoutSeconds"], 2);
+        let r = record(&s);
+        assert!(serde_json::to_string(&r).unwrap().contains("\"metricsPrivate\":true"));
+        // Default options record neither field: existing annotations stay byte-identical.
+        let default = serde_json::to_string(&record(&sidecar())).unwrap();
+        assert!(!default.contains("metricsPrivate") && !default.contains("buffer"), "{default}");
+        assert!(env(&container(&sidecar()), "BPC_METRICS_PRIVATE").is_none());
+    }
+
+    #[test]
+    fn buffer_sets_bpc_buffer() {
+        let mut s = sidecar();
+        assert!(env(&container(&s), "BPC_BUFFER").is_none());
+        s.options.buffer = Some(64);
+        assert_eq!(env(&container(&s), "BPC_BUFFER").unwrap()["value"], "64");
     }
 
     #[test]

@@ -167,6 +167,9 @@ pub struct PodObservation {
     pub interval_seconds: f64,
     /// NO-TRAFFIC threshold in seconds.
     pub no_traffic_after: f64,
+    /// Attached with `--metrics-private`: the agent's counters are on
+    /// loopback only, so they are not read (and not missed).
+    pub metrics_private: bool,
 }
 
 /// A verdict with its reason and, unless OK, a hint.
@@ -260,6 +263,17 @@ pub fn judge(obs: &PodObservation, ctx: &HintContext<'_>) -> Judgement {
             format!("agent container {} ({})", agent.state, agent.reason.as_deref().unwrap_or("no reason")),
             format!("kubectl describe pod -n {ns} {pod} (events show image pull or scheduling problems)"),
         );
+    }
+    if obs.metrics_private {
+        return Judgement {
+            verdict: Verdict::Ok,
+            reason: format!(
+                "agent running ({} restarts); its counters are private (attached with --metrics-private: \
+                 the endpoint listens on loopback only, the liveness probe checks it)",
+                agent.restarts
+            ),
+            hint: None,
+        };
     }
     let first = match obs.first.as_ref() {
         Some(Ok(s)) => s,
@@ -752,6 +766,15 @@ fn select(found: Vec<Found>, wanted: &[String]) -> Result<Vec<Found>, Error> {
     Ok(out)
 }
 
+/// Whether the pod's sidecar was attached with `--metrics-private`, as its
+/// status annotation (copied from the template) records.
+fn metrics_private(pod: &Pod) -> bool {
+    pod.annotations()
+        .get(STATUS_ANNOTATION)
+        .and_then(|a| crate::sidecar::AttachRecord::parse(a).ok())
+        .is_some_and(|r| r.options.metrics_private)
+}
+
 fn agent_status(pod: &Pod) -> Option<AgentContainer> {
     let st = pod.status.as_ref();
     let all = st
@@ -808,7 +831,7 @@ pub async fn collect(
         }
     };
     let first: Vec<Option<Result<AgentStats, ProxyError>>> = stream::iter(0..members.len())
-        .map(|i| fetch(i, running(&members[i].2)))
+        .map(|i| fetch(i, running(&members[i].2) && !metrics_private(&members[i].1)))
         .buffered(PROXY_CONCURRENCY)
         .collect()
         .await;
@@ -834,6 +857,7 @@ pub async fn collect(
             second,
             interval_seconds: args.sample_interval as f64,
             no_traffic_after: args.no_traffic_after as f64,
+            metrics_private: metrics_private(&pod),
         };
         let judgement = judge(&obs, &HintContext { namespace: &ns, pod: &name, workload: &workload });
         let mut logs = Vec::new();
@@ -955,7 +979,14 @@ mod tests {
     }
 
     fn obs(agent: Option<AgentContainer>, first: Option<Result<AgentStats, ProxyError>>) -> PodObservation {
-        PodObservation { agent, first, second: None, interval_seconds: 2.0, no_traffic_after: 60.0 }
+        PodObservation {
+            agent,
+            first,
+            second: None,
+            interval_seconds: 2.0,
+            no_traffic_after: 60.0,
+            metrics_private: false,
+        }
     }
 
     #[test]
@@ -964,6 +995,24 @@ mod tests {
         assert_eq!(j.verdict, Verdict::Ok);
         assert!(j.hint.is_none());
         assert!(j.reason.contains("100 packets"), "{}", j.reason);
+    }
+
+    #[test]
+    fn private_counters_are_reported_as_private_not_as_unavailable() {
+        let mut o = obs(Some(running()), None);
+        assert_eq!(judge(&o, &CTX).verdict, Verdict::StatsUnavailable, "not private: unread is a failure");
+        o.metrics_private = true;
+        let j = judge(&o, &CTX);
+        assert_eq!(j.verdict, Verdict::Ok);
+        assert!(j.reason.contains("counters are private") && j.reason.contains("--metrics-private"), "{j:?}");
+        // A crash loop still shows: privacy hides the counters, not the container state.
+        o.agent = Some(AgentContainer {
+            state: "waiting".into(),
+            reason: Some("CrashLoopBackOff".into()),
+            restarts: 3,
+            ..running()
+        });
+        assert_eq!(judge(&o, &CTX).verdict, Verdict::Crashloop);
     }
 
     #[test]

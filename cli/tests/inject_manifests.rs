@@ -92,6 +92,27 @@ fn inject_matches_the_golden_files() {
     }
 }
 
+/// `--metrics-private --buffer 48`: the one manifest whose golden shows the
+/// private mode (env, no container port, exec liveness probe) and the ring size.
+#[test]
+fn inject_with_metrics_private_and_buffer_matches_its_golden_file() {
+    let mut options = SidecarOptions::with_collectors(&["198.18.0.2"]);
+    options.metrics_private = true;
+    options.buffer = Some(48);
+    let input = std::fs::read_to_string(testdata().join("manifests/single-container.yaml")).unwrap();
+    let out = edit_manifests(&input, &inject_edit(options, CapabilitiesArg::Auto), None).unwrap();
+    let path = testdata().join("golden/inject-private/single-container.yaml");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &out.yaml).unwrap();
+    }
+    let golden = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1 to create)", path.display()));
+    assert_eq!(out.yaml, golden, "differs from its golden file (UPDATE_GOLDEN=1 to refresh, then review)");
+    let back = edit_manifests(&out.yaml, &Edit::Uninject, None).unwrap().yaml;
+    assert_eq!(documents(&back), documents(&input));
+}
+
 #[test]
 fn uninject_of_manifests_without_a_sidecar_changes_nothing() {
     for (name, input) in manifests() {
@@ -132,17 +153,22 @@ fn options() -> impl Strategy<Value = (SidecarOptions, CapabilitiesArg)> {
         proptest::option::of(prop_oneof![Just(GreProfileArg::Standard), Just(GreProfileArg::Netis)]),
         1024u16..65535,
         prop_oneof![Just(CapabilitiesArg::Default), Just(CapabilitiesArg::Add), Just(CapabilitiesArg::Auto)],
+        (any::<bool>(), proptest::option::of(1u32..=1024)),
     )
-        .prop_map(|(collectors, filter, snaplen, max_pps, oversize, gre_profile, port, caps)| {
-            let mut o = SidecarOptions::with_collectors(&collectors);
-            o.filter = filter.map(str::to_owned);
-            o.snaplen = snaplen;
-            o.max_pps = max_pps;
-            o.oversize = oversize;
-            o.gre_profile = gre_profile;
-            o.metrics_port = port;
-            (o, caps)
-        })
+        .prop_map(
+            |(collectors, filter, snaplen, max_pps, oversize, gre_profile, port, caps, (private, buffer))| {
+                let mut o = SidecarOptions::with_collectors(&collectors);
+                o.filter = filter.map(str::to_owned);
+                o.snaplen = snaplen;
+                o.max_pps = max_pps;
+                o.oversize = oversize;
+                o.gre_profile = gre_profile;
+                o.metrics_port = port;
+                o.metrics_private = private;
+                o.buffer = buffer;
+                (o, caps)
+            },
+        )
 }
 
 proptest! {

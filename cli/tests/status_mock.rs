@@ -334,3 +334,32 @@ async fn all_namespaces_lists_cluster_wide_and_reads_daemon_set_rollout() {
     assert_eq!(w.pods[0].judgement.verdict, Verdict::NoTraffic);
     assert!(w.pods[0].judgement.hint.as_ref().unwrap().contains("kubectl bpc verify daemonset/edge -n net"));
 }
+
+#[tokio::test]
+async fn a_sidecar_attached_with_metrics_private_is_not_proxied_and_reported_as_private() {
+    let (client, mut handle) = mock();
+    let server = tokio::spawn(async move {
+        let running = json!({"running": {"startedAt": "2026-01-01T00:00:00Z"}});
+        let mut private = pod("web", "eeeee", "198.18.1.6", running, json!({}), 0);
+        // The pod carries its template's status annotation, options included.
+        private["metadata"]["annotations"] = json!({"bpc.kubectl.io/status":
+            "{\"version\":\"0.1.0\",\"workload\":\"shop/deployment/web\",\"key\":\"0x1\",\"containers\":[\"bpc-agent\"],\
+             \"annotations\":[\"bpc.kubectl.io/status\"],\"capabilities\":\"default\",\"options\":{\"collectors\":[\"198.18.0.2\"],\
+             \"cpu\":\"50m\",\"cpuLimit\":\"500m\",\"memory\":\"32Mi\",\"memoryLimit\":\"64Mi\",\"metricsPort\":9469,\"metricsPrivate\":true}}"});
+        serve_workload_lists(&mut handle, vec![deployment("web", true)], vec![private]).await;
+        // No proxy call may follow: the endpoint is on the pod's loopback.
+        let next = tokio::time::timeout(Duration::from_millis(300), handle.next_request()).await;
+        assert!(next.is_err() || next.unwrap().is_none(), "status must not read private counters");
+    });
+    let report =
+        tokio::time::timeout(Duration::from_secs(10), status::collect(&client, Some("shop"), &args(2)))
+            .await
+            .expect("status timed out")
+            .expect("status");
+    tokio::time::timeout(Duration::from_secs(5), server).await.unwrap().unwrap();
+    let p = &report.workloads[0].pods[0];
+    assert_eq!(p.judgement.verdict, Verdict::Ok);
+    assert!(p.judgement.reason.contains("counters are private"), "{}", p.judgement.reason);
+    assert!(p.stats.is_none());
+    assert!(report.ok);
+}
