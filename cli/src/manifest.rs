@@ -153,14 +153,14 @@ pub fn edit_manifests(input: &str, edit: &Edit, namespace: Option<&str>) -> Resu
     let mut editor = Editor { edit, namespace, out: Edited::default() };
     let mut parts: Vec<String> = Vec::new();
     for (index, source) in split_documents(input).into_iter().enumerate() {
-        let yaml: serde_yaml::Value = serde_yaml::from_str(source).map_err(|e| {
+        let yaml: yaml_serde::Value = yaml_serde::from_str(source).map_err(|e| {
             Error::Usage(format!("document {} of the input is not valid YAML: {e}", index + 1))
         })?;
         let mut doc: Value = serde_json::to_value(&yaml).map_err(|e| {
             Error::Usage(format!("document {} cannot be read as a Kubernetes object: {e}", index + 1))
         })?;
         if !doc.is_null() && editor.edit_value(&mut doc)? {
-            let text = serde_yaml::to_string(&doc).map_err(|e| Error::Encode(e.to_string()))?;
+            let text = yaml_serde::to_string(&doc).map_err(|e| Error::Encode(e.to_string()))?;
             parts.push(text);
         } else {
             // Not ours to touch: the document's own text, comments and all.
@@ -218,11 +218,11 @@ mod tests {
     #[test]
     fn a_list_has_each_workload_item_edited() {
         let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [
-            serde_yaml::from_str::<Value>(DEPLOY).unwrap(),
+            yaml_serde::from_str::<Value>(DEPLOY).unwrap(),
             {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}
         ]});
-        let out = edit_manifests(&serde_yaml::to_string(&list).unwrap(), &inject(), None).unwrap();
-        let v: Value = serde_yaml::from_str(&out.yaml).unwrap();
+        let out = edit_manifests(&yaml_serde::to_string(&list).unwrap(), &inject(), None).unwrap();
+        let v: Value = yaml_serde::from_str(&out.yaml).unwrap();
         assert_eq!(v["items"][0]["spec"]["template"]["spec"]["containers"][1]["name"], "bpc-agent");
         assert_eq!(v["items"][1], list["items"][1]);
     }

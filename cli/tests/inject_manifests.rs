@@ -41,9 +41,9 @@ fn golden_options() -> Edit {
 
 /// The documents of a YAML stream as JSON values (semantic comparison).
 fn documents(yaml: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(yaml)
+    yaml_serde::Deserializer::from_str(yaml)
         .map(|d| {
-            serde_json::to_value(<serde_yaml::Value as serde::Deserialize>::deserialize(d).unwrap()).unwrap()
+            serde_json::to_value(<yaml_serde::Value as serde::Deserialize>::deserialize(d).unwrap()).unwrap()
         })
         .filter(|v| !v.is_null())
         .collect()

@@ -24,9 +24,9 @@ fn workloads() -> Vec<Value> {
     files.sort();
     for path in files {
         let text = std::fs::read_to_string(&path).unwrap();
-        for doc in serde_yaml::Deserializer::from_str(&text) {
+        for doc in yaml_serde::Deserializer::from_str(&text) {
             let v =
-                serde_json::to_value(<serde_yaml::Value as serde::Deserialize>::deserialize(doc).unwrap())
+                serde_json::to_value(<yaml_serde::Value as serde::Deserialize>::deserialize(doc).unwrap())
                     .unwrap();
             let items = if v["kind"] == "List" { v["items"].as_array().unwrap().clone() } else { vec![v] };
             out.extend(items.into_iter().filter(|i| i["apiVersion"] == "apps/v1"));
@@ -37,8 +37,8 @@ fn workloads() -> Vec<Value> {
 }
 
 fn edit(object: &Value, edit: &Edit) -> Value {
-    let yaml = serde_yaml::to_string(object).unwrap();
-    serde_yaml::from_str(&edit_manifests(&yaml, edit, None).unwrap().yaml).unwrap()
+    let yaml = yaml_serde::to_string(object).unwrap();
+    yaml_serde::from_str(&edit_manifests(&yaml, edit, None).unwrap().yaml).unwrap()
 }
 
 fn inject(options: SidecarOptions, caps: CapabilitiesArg) -> Edit {
