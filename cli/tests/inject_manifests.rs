@@ -1,6 +1,7 @@
 //! Offline inject/uninject over testdata/manifests: golden files, and the
-//! properties that make it safe for GitOps (uninject undoes inject exactly,
-//! inject is idempotent, nothing else in a manifest changes).
+//! properties that make it safe for GitOps: inject only adds lines, uninject
+//! undoes inject byte for byte, inject is idempotent, nothing else in a
+//! manifest changes.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -72,6 +73,15 @@ fn other_containers(yaml: &str) -> Vec<String> {
         .collect()
 }
 
+/// The lines `edited` removed from `original` (empty: it only added lines).
+fn removed_lines(original: &str, edited: &str) -> Vec<String> {
+    similar::TextDiff::from_lines(original, edited)
+        .iter_all_changes()
+        .filter(|c| c.tag() == similar::ChangeTag::Delete)
+        .map(|c| c.value().to_owned())
+        .collect()
+}
+
 #[test]
 fn inject_matches_the_golden_files() {
     let update = std::env::var_os("UPDATE_GOLDEN").is_some();
@@ -93,10 +103,23 @@ fn inject_matches_the_golden_files() {
 }
 
 #[test]
+fn goldens_only_add_lines_and_uninject_gives_the_input_back_byte_for_byte() {
+    for (name, input) in manifests() {
+        let golden = std::fs::read_to_string(testdata().join("golden/inject").join(&name)).unwrap();
+        assert_eq!(removed_lines(&input, &golden), Vec::<String>::new(), "{name}: inject changed a line");
+        assert!(golden.len() > input.len(), "{name}: nothing added");
+        let back = edit_manifests(&golden, &Edit::Uninject, None).unwrap();
+        assert!(back.outcomes.iter().all(|o| o.action == "sidecar removed"), "{name}");
+        assert_eq!(back.yaml, input, "{name}: uninject(inject(x)) is not x byte for byte");
+        assert!(back.notes.is_empty(), "{name}: {:?}", back.notes);
+    }
+}
+
+#[test]
 fn uninject_of_manifests_without_a_sidecar_changes_nothing() {
     for (name, input) in manifests() {
         let out = edit_manifests(&input, &Edit::Uninject, None).unwrap();
-        assert_eq!(documents(&out.yaml), documents(&input), "{name}");
+        assert_eq!(out.yaml, input, "{name}");
         assert!(out.outcomes.iter().all(|o| o.action == "not attached"), "{name}");
     }
 }
@@ -157,13 +180,17 @@ proptest! {
             prop_assert_eq!(&twice.yaml, &once, "{}: inject(inject(x)) != inject(x)", name);
             prop_assert!(twice.outcomes.iter().all(|o| o.action == "unchanged"), "{}", name);
 
+            prop_assert!(removed_lines(&input, &once).is_empty(), "{}: inject changed a line", name);
             let back = edit_manifests(&once, &Edit::Uninject, None).unwrap().yaml;
-            prop_assert_eq!(documents(&back), documents(&input), "{}: uninject(inject(x)) != x", name);
+            prop_assert_eq!(&back, &input, "{}: uninject(inject(x)) != x", name);
 
-            // Re-injecting with other options, then uninjecting, still gives x back.
-            let updated = edit_manifests(&once, &inject_edit(other.0.clone(), other.1), None).unwrap().yaml;
-            let back = edit_manifests(&updated, &Edit::Uninject, None).unwrap().yaml;
-            prop_assert_eq!(documents(&back), documents(&input), "{}: after an update", name);
+            // Re-injecting with other options (edited in place too), then
+            // uninjecting, still gives x back byte for byte.
+            let updated = edit_manifests(&once, &inject_edit(other.0.clone(), other.1), None).unwrap();
+            prop_assert!(updated.notes.iter().all(|n| !n.contains("re-emitted")), "{}: {:?}", name, updated.notes);
+            prop_assert!(removed_lines(&input, &updated.yaml).is_empty(), "{}: update changed a line", name);
+            let back = edit_manifests(&updated.yaml, &Edit::Uninject, None).unwrap().yaml;
+            prop_assert_eq!(&back, &input, "{}: after an update", name);
 
             prop_assert_eq!(other_containers(&once), other_containers(&input), "{}: another container changed", name);
         }
@@ -194,7 +221,7 @@ fn binary_injects_from_stdin_and_reports_each_workload_on_stderr() {
 
     let back = kubectl_bpc(&["uninject", "-f", "-"], &String::from_utf8(out.stdout).unwrap());
     assert!(back.status.success());
-    assert_eq!(documents(&String::from_utf8(back.stdout).unwrap()), documents(&input));
+    assert_eq!(String::from_utf8(back.stdout).unwrap(), input);
 }
 
 #[test]

@@ -1,0 +1,1 @@
+//! `inject --kustomize DIR` (filled in below).
