@@ -52,6 +52,7 @@ pub fn edit(source: &str, old: &Value, new: &Value, templates: &[Path]) -> Resul
     }
     // Stable: additions at the same place stay in the order of the changes.
     splices.sort_by_key(|s| (s.start, s.end));
+    let splices = doc.merge_removals(splices);
     let mut out = String::with_capacity(source.len() + splices.iter().map(|s| s.text.len()).sum::<usize>());
     let mut at = 0;
     for s in &splices {
@@ -335,13 +336,28 @@ impl Doc<'_> {
             return Err(format!("{at} starts on a line shared with other YAML"));
         }
         let (_, end) = content(entry);
-        let stop = self.next_line(end);
-        let mut begin = line;
-        if stop == self.text.len() && !self.text.ends_with('\n') {
-            // Last line without a line break: take the one before it.
-            begin -= if self.text[..line].ends_with("\r\n") { 2 } else { usize::from(line > 0) };
+        Ok(Splice { start: line, end: self.next_line(end), text: String::new() })
+    }
+
+    /// Joins removals that touch; one that reaches the end of a text
+    /// without a final line break takes the line break before it instead
+    /// (the one [`Doc::insert_after`] added).
+    fn merge_removals(&self, splices: Vec<Splice>) -> Vec<Splice> {
+        let mut out: Vec<Splice> = Vec::with_capacity(splices.len());
+        for s in splices {
+            match out.last_mut() {
+                Some(last) if last.text.is_empty() && s.text.is_empty() && s.start <= last.end => {
+                    last.end = last.end.max(s.end);
+                }
+                _ => out.push(s),
+            }
         }
-        Ok(Splice { start: begin, end: stop, text: String::new() })
+        for s in &mut out {
+            if s.text.is_empty() && s.end == self.text.len() && !self.text.ends_with('\n') && s.start > 0 {
+                s.start -= if self.text[..s.start].ends_with("\r\n") { 2 } else { 1 };
+            }
+        }
+        out
     }
 }
 
