@@ -77,9 +77,10 @@ pub struct Edited {
     pub outcomes: Vec<Outcome>,
     /// Each workload's template before and after, in input order.
     pub templates: Vec<TemplateEdit>,
-    /// Notes for the user (namespace assumed, capability mode picked,
-    /// documents re-emitted instead of edited in place).
+    /// Notes for the user (namespace assumed, capability mode picked).
     pub notes: Vec<String>,
+    /// Notes naming each document re-emitted instead of edited in place, and why.
+    pub fallbacks: Vec<String>,
 }
 
 /// Splits a YAML stream into its documents' source text, at `---` lines.
@@ -251,7 +252,7 @@ pub fn edit_manifests(input: &str, edit: &Edit, namespace: Option<&str>) -> Resu
             Ok(text) => yaml.push_str(&text),
             Err(why) => {
                 let names: Vec<String> = touched.iter().map(|t| t.workload.to_string()).collect();
-                editor.out.notes.push(format!(
+                editor.out.fallbacks.push(format!(
                     "document {} ({}) is not edited in place because {why}: it is re-emitted whole, so its \
                      own formatting and comments are not kept",
                     index + 1,

@@ -119,7 +119,7 @@ fn goldens_only_add_lines_and_uninject_gives_the_input_back_byte_for_byte() {
         let back = edit_manifests(&golden, &Edit::Uninject, None).unwrap();
         assert!(back.outcomes.iter().all(|o| o.action == "sidecar removed"), "{name}");
         assert_eq!(back.yaml, input, "{name}: uninject(inject(x)) is not x byte for byte");
-        assert!(back.notes.is_empty(), "{name}: {:?}", back.notes);
+        assert!(back.notes.is_empty() && back.fallbacks.is_empty(), "{name}: {:?}", back.fallbacks);
     }
 }
 
@@ -195,7 +195,7 @@ proptest! {
             // Re-injecting with other options (edited in place too), then
             // uninjecting, still gives x back byte for byte.
             let updated = edit_manifests(&once, &inject_edit(other.0.clone(), other.1), None).unwrap();
-            prop_assert!(updated.notes.iter().all(|n| !n.contains("re-emitted")), "{}: {:?}", name, updated.notes);
+            prop_assert!(updated.fallbacks.is_empty(), "{}: {:?}", name, updated.fallbacks);
             prop_assert!(removed_lines(&input, &updated.yaml).is_empty(), "{}: update changed a line", name);
             let back = edit_manifests(&updated.yaml, &Edit::Uninject, None).unwrap().yaml;
             prop_assert_eq!(&back, &input, "{}: after an update", name);
@@ -497,7 +497,7 @@ proptest! {
         let input = render(&m);
         let edit = inject_edit(opts, caps);
         let once = edit_manifests(&input, &edit, None).unwrap();
-        prop_assert!(once.notes.iter().all(|n| !n.contains("re-emitted")), "{:?}\n{}", once.notes, input);
+        prop_assert!(once.fallbacks.is_empty(), "{:?}\n{}", once.fallbacks, input);
         prop_assert!(!once.outcomes.is_empty() || !input.contains("apps/v1"));
         prop_assert!(once.outcomes.iter().all(|o| o.action == "sidecar added"));
         prop_assert_eq!(removed_lines(&input, &once.yaml), Vec::<String>::new(), "input:\n{}", input);
@@ -517,12 +517,12 @@ proptest! {
         let twice = edit_manifests(&once.yaml, &edit, None).unwrap().yaml;
         prop_assert_eq!(&twice, &once.yaml, "inject(inject(x)) != inject(x)");
         let back = edit_manifests(&once.yaml, &Edit::Uninject, None).unwrap();
-        prop_assert!(back.notes.iter().all(|n| !n.contains("re-emitted")), "{:?}", back.notes);
+        prop_assert!(back.fallbacks.is_empty(), "{:?}", back.fallbacks);
         prop_assert_eq!(&back.yaml, &input, "uninject(inject(x)) != x");
 
         // An update with other options is edited in place too.
         let updated = edit_manifests(&once.yaml, &inject_edit(other.0, other.1), None).unwrap();
-        prop_assert!(updated.notes.iter().all(|n| !n.contains("re-emitted")), "{:?}", updated.notes);
+        prop_assert!(updated.fallbacks.is_empty(), "{:?}", updated.fallbacks);
         prop_assert_eq!(removed_lines(&input, &updated.yaml), Vec::<String>::new());
         let back = edit_manifests(&updated.yaml, &Edit::Uninject, None).unwrap().yaml;
         prop_assert_eq!(&back, &input, "uninject(update(inject(x))) != x");
@@ -547,8 +547,12 @@ fn documents_that_cannot_be_edited_in_place_are_re_emitted_with_a_note_naming_th
     ] {
         let input = format!("{block}---\n{doc}");
         let out = edit_manifests(&input, &golden_options(), None).unwrap();
-        let note =
-            out.notes.iter().find(|n| n.contains("re-emitted")).unwrap_or_else(|| panic!("{:?}", out.notes));
+        let note = out
+            .fallbacks
+            .iter()
+            .find(|n| n.contains("re-emitted"))
+            .unwrap_or_else(|| panic!("{:?}", out.notes));
+        assert_eq!(out.fallbacks.len(), 1, "{:?}", out.fallbacks);
         assert!(note.starts_with("document 2 ("), "{note}");
         assert!(note.contains(needle), "{note}");
         // The other document is still edited in place.
