@@ -38,6 +38,7 @@ enum Command {
     /// Add the sidecar to manifests (offline, for GitOps); prints YAML.
     #[command(after_help = "Examples:
   kubectl bpc inject -f deploy.yaml --collector 10.0.0.5 > deploy.bpc.yaml
+  kubectl bpc inject -f base/app.yaml --collector 10.0.0.5 --kustomize overlays/bpc && kubectl kustomize overlays/bpc
   kustomize build overlays/prod | kubectl bpc inject -f - --collector probe.obs.svc | kubectl apply -f -")]
     Inject(Box<InjectArgs>),
     /// Remove the sidecar from manifests (offline); prints YAML.
@@ -87,6 +88,10 @@ struct InjectArgs {
     /// Inject even into pods with hostNetwork: true.
     #[arg(long)]
     allow_host_network: bool,
+    /// Write the sidecar as Kustomize patches plus a kustomization.yaml into DIR instead of printing
+    /// edited manifests (the manifests are its resources, not edited).
+    #[arg(long, value_name = "DIR")]
+    kustomize: Option<PathBuf>,
 }
 
 fn read_input(path: &PathBuf) -> Result<String, Error> {
@@ -102,7 +107,7 @@ fn read_input(path: &PathBuf) -> Result<String, Error> {
 
 fn offline(kube: &KubeArgs, file: &FileArg, edit: &Edit) -> Result<ExitCode, Error> {
     let edited = edit_manifests(&read_input(&file.file)?, edit, kube.namespace.as_deref())?;
-    for note in &edited.notes {
+    for note in edited.notes.iter().chain(&edited.fallbacks) {
         eprintln!("note: {note}");
     }
     for o in &edited.outcomes {
@@ -125,7 +130,29 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
                 capabilities: args.capabilities,
                 allow_host_network: args.allow_host_network,
             };
-            offline(&cli.kube, &args.file, &edit)
+            match &args.kustomize {
+                None => offline(&cli.kube, &args.file, &edit),
+                Some(dir) => {
+                    let input = read_input(&args.file.file)?;
+                    let written = kubectl_bpc::manifest::kustomize::write(
+                        &input,
+                        &args.file.file,
+                        dir,
+                        &edit,
+                        cli.kube.namespace.as_deref(),
+                    )?;
+                    for note in written.edited.notes.iter().chain(&written.notes) {
+                        eprintln!("note: {note}");
+                    }
+                    for o in &written.edited.outcomes {
+                        eprintln!("{} in namespace {}: {}", o.workload, o.workload.namespace, o.action);
+                    }
+                    for file in &written.files {
+                        eprintln!("wrote {}", file.display());
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+            }
         }
         Command::Uninject(file) => offline(&cli.kube, file, &Edit::Uninject),
         Command::Sink(args) => sink::run(args).await,

@@ -2,9 +2,15 @@
 //! sidecar as `attach`, written into the files instead of the cluster.
 //!
 //! Input is one or more YAML documents, any of which may be a `kind: List`.
-//! Documents that hold no workload are copied through byte for byte
-//! (comments included); a workload document is re-emitted with its keys in
-//! their original order and only the sidecar's parts changed.
+//! Each document is read with serde; the sidecar is put in or taken out of
+//! every workload's pod template by [`sidecar::inject`] / [`sidecar::uninject`]
+//! (the one definition of what the sidecar is), and the difference is then
+//! written into the document's own text in place ([`lossless`]): every byte
+//! outside what was added or removed stays as it was, comments included, so
+//! `uninject(inject(f)) == f` byte for byte. A document that cannot be edited
+//! in place (flow style, anchors and aliases, ...) is re-emitted whole, with
+//! a note saying which and why. Documents without a workload, and workloads
+//! the edit leaves as they are, are copied through byte for byte.
 
 use serde_json::Value;
 
@@ -12,6 +18,12 @@ use crate::Error;
 use crate::capabilities::{CapabilitiesArg, PodSecurity, choose};
 use crate::sidecar::{self, Injected, Sidecar, SidecarOptions, Uninjected};
 use crate::workload::{WorkloadId, WorkloadKind};
+
+pub mod diff;
+pub mod kustomize;
+pub mod lossless;
+
+use diff::{Path, Seg};
 
 /// What to do to each workload found.
 // One value per command run: the size difference costs nothing.
@@ -41,6 +53,21 @@ pub struct Outcome {
     pub action: &'static str,
 }
 
+/// One workload's pod template before and after the edit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TemplateEdit {
+    /// The workload.
+    pub workload: WorkloadId,
+    /// Its document (1-based) in the input.
+    pub document: usize,
+    /// Path of the workload object in its document (empty, or `items[i]` of a List).
+    pub object: Path,
+    /// The pod template before.
+    pub before: Value,
+    /// The pod template after.
+    pub after: Value,
+}
+
 /// The result of editing a stream of manifests.
 #[derive(Debug, Clone, Default)]
 pub struct Edited {
@@ -48,8 +75,12 @@ pub struct Edited {
     pub yaml: String,
     /// One entry per workload, in input order.
     pub outcomes: Vec<Outcome>,
+    /// Each workload's template before and after, in input order.
+    pub templates: Vec<TemplateEdit>,
     /// Notes for the user (namespace assumed, capability mode picked).
     pub notes: Vec<String>,
+    /// Notes naming each document re-emitted instead of edited in place, and why.
+    pub fallbacks: Vec<String>,
 }
 
 /// Splits a YAML stream into its documents' source text, at `---` lines.
@@ -71,34 +102,67 @@ fn split_documents(input: &str) -> Vec<&str> {
     docs
 }
 
-fn workload_kind(doc: &Value) -> Option<WorkloadKind> {
-    let api = doc.get("apiVersion")?.as_str()?;
-    (api == "apps/v1").then_some(())?;
-    WorkloadKind::from_kind(doc.get("kind")?.as_str()?)
-}
-
 struct Editor<'a> {
     edit: &'a Edit,
     namespace: Option<&'a str>,
+    /// The document being edited (1-based).
+    document: usize,
     out: Edited,
 }
 
 impl Editor<'_> {
+    /// Names the object at `at` of the current document in messages.
+    fn place(&self, at: &Path) -> String {
+        match at.0.as_slice() {
+            [Seg::Key(items), Seg::Index(i)] if items == "items" => {
+                format!("document {}, List item {}", self.document, i + 1)
+            }
+            _ => format!("document {}", self.document),
+        }
+    }
+
     /// Edits a workload or a List in place; false when the value holds no workload.
-    fn edit_value(&mut self, doc: &mut Value) -> Result<bool, Error> {
+    fn edit_value(&mut self, doc: &mut Value, at: &Path) -> Result<bool, Error> {
         if doc.get("kind").and_then(Value::as_str) == Some("List") {
             let mut any = false;
             if let Some(items) = doc.get_mut("items").and_then(Value::as_array_mut) {
-                for item in items {
-                    any |= self.edit_value(item)?;
+                for (i, item) in items.iter_mut().enumerate() {
+                    any |= self.edit_value(item, &at.child(Seg::Key("items".into())).child(Seg::Index(i)))?;
                 }
             }
             return Ok(any);
         }
-        let Some(kind) = workload_kind(doc) else { return Ok(false) };
+        let Some(kind) = doc.get("kind").and_then(Value::as_str).and_then(WorkloadKind::from_kind) else {
+            return Ok(false);
+        };
+        let api = doc.get("apiVersion").and_then(Value::as_str);
+        if api.is_some_and(|a| a != "apps/v1") {
+            self.out.notes.push(format!(
+                "{}: a {kind} of apiVersion {} is not an apps/v1 workload: left as it is",
+                self.place(at),
+                api.unwrap_or_default()
+            ));
+            return Ok(false);
+        }
         let name = doc.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let named = if name.is_empty() { format!("a {kind}") } else { format!("{}/{name}", kind.resource()) };
+        // A workload kind without a pod template is a broken manifest, not
+        // something to pass through as if it were not ours.
+        let containers = doc.pointer("/spec/template/spec/containers").and_then(Value::as_array);
+        if containers.is_none_or(Vec::is_empty) {
+            return Err(Error::Workload(format!(
+                "{}: {named} has no usable pod template (spec.template.spec.containers is missing or empty)",
+                self.place(at)
+            )));
+        }
+        if api.is_none() {
+            return Err(Error::Workload(format!("{}: {named} has no apiVersion (apps/v1)", self.place(at))));
+        }
         if name.is_empty() {
-            return Err(Error::Usage(format!("a {kind} in the input has no metadata.name")));
+            return Err(Error::Usage(format!(
+                "{}: a {kind} in the input has no metadata.name",
+                self.place(at)
+            )));
         }
         let namespace = match doc.pointer("/metadata/namespace").and_then(Value::as_str) {
             Some(ns) => ns.to_owned(),
@@ -112,9 +176,8 @@ impl Editor<'_> {
             }
         };
         let workload = WorkloadId { namespace, kind, name };
-        let template = doc
-            .pointer_mut("/spec/template")
-            .ok_or_else(|| Error::Usage(format!("{workload} has no spec.template")))?;
+        let template = doc.pointer_mut("/spec/template").expect("checked above");
+        let before = template.clone();
         let action = match self.edit {
             Edit::Inject { options, capabilities, allow_host_network } => {
                 let choice = choose(*capabilities, &workload.namespace, &PodSecurity::default(), None)?;
@@ -142,41 +205,62 @@ impl Editor<'_> {
                 Uninjected::NotAttached => "not attached",
             },
         };
+        self.out.templates.push(TemplateEdit {
+            workload: workload.clone(),
+            document: self.document,
+            object: at.clone(),
+            before,
+            after: template.clone(),
+        });
         self.out.outcomes.push(Outcome { workload, action });
         Ok(true)
     }
 }
 
+/// The `---` line a document's source starts with, if any.
+fn marker_line(source: &str) -> &str {
+    if source.starts_with("---") { source.split_inclusive('\n').next().unwrap_or(source) } else { "" }
+}
+
 /// Applies `edit` to every workload in a YAML stream. `namespace` keys
 /// workloads whose manifest has none (default: "default").
 pub fn edit_manifests(input: &str, edit: &Edit, namespace: Option<&str>) -> Result<Edited, Error> {
-    let mut editor = Editor { edit, namespace, out: Edited::default() };
-    let mut parts: Vec<String> = Vec::new();
+    let mut editor = Editor { edit, namespace, document: 0, out: Edited::default() };
+    let mut yaml = String::with_capacity(input.len() * 2);
     for (index, source) in split_documents(input).into_iter().enumerate() {
-        let yaml: serde_yaml::Value = serde_yaml::from_str(source).map_err(|e| {
+        editor.document = index + 1;
+        let parsed: yaml_serde::Value = yaml_serde::from_str(source).map_err(|e| {
             Error::Usage(format!("document {} of the input is not valid YAML: {e}", index + 1))
         })?;
-        let mut doc: Value = serde_json::to_value(&yaml).map_err(|e| {
+        let doc: Value = serde_json::to_value(&parsed).map_err(|e| {
             Error::Usage(format!("document {} cannot be read as a Kubernetes object: {e}", index + 1))
         })?;
-        if !doc.is_null() && editor.edit_value(&mut doc)? {
-            let text = serde_yaml::to_string(&doc).map_err(|e| Error::Encode(e.to_string()))?;
-            parts.push(text);
-        } else {
-            // Not ours to touch: the document's own text, comments and all.
-            let body =
-                source.strip_prefix("---").map_or(source, |rest| rest.split_once('\n').map_or("", |x| x.1));
-            parts.push(body.to_owned());
+        let first_template = editor.out.templates.len();
+        let mut edited = doc.clone();
+        if doc.is_null() || !editor.edit_value(&mut edited, &Path::default())? || edited == doc {
+            // Not ours to touch, or nothing to change: the document's own text.
+            yaml.push_str(source);
+            continue;
         }
-    }
-    let mut yaml = String::new();
-    for (i, part) in parts.iter().enumerate() {
-        if i > 0 {
-            yaml.push_str("---\n");
-        }
-        yaml.push_str(part);
-        if !part.is_empty() && !part.ends_with('\n') {
-            yaml.push('\n');
+        let touched = &editor.out.templates[first_template..];
+        let templates: Vec<Path> = touched
+            .iter()
+            .filter(|t| t.before != t.after)
+            .map(|t| t.object.child(Seg::Key("spec".into())).child(Seg::Key("template".into())))
+            .collect();
+        match lossless::edit(source, &doc, &edited, &templates) {
+            Ok(text) => yaml.push_str(&text),
+            Err(why) => {
+                let names: Vec<String> = touched.iter().map(|t| t.workload.to_string()).collect();
+                editor.out.fallbacks.push(format!(
+                    "document {} ({}) is not edited in place because {why}: it is re-emitted whole, so its \
+                     own formatting and comments are not kept",
+                    index + 1,
+                    names.join(", ")
+                ));
+                yaml.push_str(marker_line(source));
+                yaml.push_str(&yaml_serde::to_string(&edited).map_err(|e| Error::Encode(e.to_string()))?);
+            }
         }
     }
     editor.out.yaml = yaml;
@@ -218,11 +302,11 @@ mod tests {
     #[test]
     fn a_list_has_each_workload_item_edited() {
         let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [
-            serde_yaml::from_str::<Value>(DEPLOY).unwrap(),
+            yaml_serde::from_str::<Value>(DEPLOY).unwrap(),
             {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}
         ]});
-        let out = edit_manifests(&serde_yaml::to_string(&list).unwrap(), &inject(), None).unwrap();
-        let v: Value = serde_yaml::from_str(&out.yaml).unwrap();
+        let out = edit_manifests(&yaml_serde::to_string(&list).unwrap(), &inject(), None).unwrap();
+        let v: Value = yaml_serde::from_str(&out.yaml).unwrap();
         assert_eq!(v["items"][0]["spec"]["template"]["spec"]["containers"][1]["name"], "bpc-agent");
         assert_eq!(v["items"][1], list["items"][1]);
     }

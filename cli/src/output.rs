@@ -31,7 +31,7 @@ pub fn render(objects: Vec<Value>, format: ObjectFormat) -> Result<String, Error
         }
     };
     match format {
-        ObjectFormat::Yaml => serde_yaml::to_string(&value).map_err(|e| Error::Encode(e.to_string())),
+        ObjectFormat::Yaml => yaml_serde::to_string(&value).map_err(|e| Error::Encode(e.to_string())),
         ObjectFormat::Json => serde_json::to_string_pretty(&value)
             .map(|mut s| {
                 s.push('\n');
@@ -44,7 +44,7 @@ pub fn render(objects: Vec<Value>, format: ObjectFormat) -> Result<String, Error
 /// A unified diff of two objects' YAML, headed like `kubectl diff`; empty
 /// when they are equal.
 pub fn diff(name: &str, before: &Value, after: &Value) -> Result<String, Error> {
-    let yaml = |v: &Value| serde_yaml::to_string(v).map_err(|e| Error::Encode(e.to_string()));
+    let yaml = |v: &Value| yaml_serde::to_string(v).map_err(|e| Error::Encode(e.to_string()));
     let (old, new) = (yaml(before)?, yaml(after)?);
     if old == new {
         return Ok(String::new());

@@ -24,9 +24,9 @@ fn workloads() -> Vec<Value> {
     files.sort();
     for path in files {
         let text = std::fs::read_to_string(&path).unwrap();
-        for doc in serde_yaml::Deserializer::from_str(&text) {
+        for doc in yaml_serde::Deserializer::from_str(&text) {
             let v =
-                serde_json::to_value(<serde_yaml::Value as serde::Deserialize>::deserialize(doc).unwrap())
+                serde_json::to_value(<yaml_serde::Value as serde::Deserialize>::deserialize(doc).unwrap())
                     .unwrap();
             let items = if v["kind"] == "List" { v["items"].as_array().unwrap().clone() } else { vec![v] };
             out.extend(items.into_iter().filter(|i| i["apiVersion"] == "apps/v1"));
@@ -37,8 +37,8 @@ fn workloads() -> Vec<Value> {
 }
 
 fn edit(object: &Value, edit: &Edit) -> Value {
-    let yaml = serde_yaml::to_string(object).unwrap();
-    serde_yaml::from_str(&edit_manifests(&yaml, edit, None).unwrap().yaml).unwrap()
+    let yaml = yaml_serde::to_string(object).unwrap();
+    yaml_serde::from_str(&edit_manifests(&yaml, edit, None).unwrap().yaml).unwrap()
 }
 
 fn inject(options: SidecarOptions, caps: CapabilitiesArg) -> Edit {
@@ -117,4 +117,145 @@ fn detach_patch_applied_by_kubectl_equals_uninject() {
         let patched = kubectl_patch(&injected, &sidecar::detach_patch(&record, None));
         assert_eq!(without_empty_annotations(patched), object, "{}", object["metadata"]["name"]);
     }
+}
+
+// ---- inject --kustomize, rendered by `kubectl kustomize` ------------------
+
+/// The objects of a YAML stream, Lists flattened, sorted by kind, namespace
+/// and name (Kustomize orders its output its own way).
+fn objects(yaml: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    for doc in yaml_serde::Deserializer::from_str(yaml) {
+        let v = serde_json::to_value(<yaml_serde::Value as serde::Deserialize>::deserialize(doc).unwrap())
+            .unwrap();
+        if v.is_null() {
+            continue;
+        }
+        if v["kind"] == "List" {
+            out.extend(v["items"].as_array().unwrap().iter().cloned());
+        } else {
+            out.push(v);
+        }
+    }
+    let key = |v: &Value| {
+        format!(
+            "{}/{}/{}",
+            v["kind"],
+            v["metadata"]["namespace"].as_str().unwrap_or(""),
+            v["metadata"]["name"]
+        )
+    };
+    out.sort_by_key(key);
+    out
+}
+
+fn kubectl_bpc(args: &[&std::ffi::OsStr], stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kubectl-bpc"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn kustomize(dir: &Path) -> String {
+    let out = Command::new("kubectl").arg("kustomize").arg(dir).output().expect("kubectl is installed");
+    assert!(out.status.success(), "kubectl kustomize failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn kustomize_output_rendered_by_kubectl_equals_inject() {
+    let mut files: Vec<_> =
+        std::fs::read_dir(testdata().join("manifests")).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    let mut options = SidecarOptions::with_collectors(&["198.18.0.2", "probe.obs.svc"]);
+    options.filter = Some("tcp port 443".into());
+    for path in files {
+        let input = std::fs::read_to_string(&path).unwrap();
+        let name = path.file_name().unwrap();
+        let injected =
+            edit_manifests(&input, &inject(options.clone(), CapabilitiesArg::Add), None).unwrap().yaml;
+        for (case, inside) in [("inside", true), ("outside", false)] {
+            // The manifest inside DIR is referenced; one outside is copied in.
+            let tmp = tempfile::tempdir().unwrap();
+            let dir = tmp.path().join("overlay");
+            std::fs::create_dir(&dir).unwrap();
+            let file = if inside { dir.join(name) } else { tmp.path().join(name) };
+            std::fs::write(&file, &input).unwrap();
+            let out = kubectl_bpc(
+                &[
+                    "inject".as_ref(),
+                    "-f".as_ref(),
+                    file.as_os_str(),
+                    "--collector".as_ref(),
+                    "198.18.0.2,probe.obs.svc".as_ref(),
+                    "--filter".as_ref(),
+                    "tcp port 443".as_ref(),
+                    "--capabilities".as_ref(),
+                    "add".as_ref(),
+                    "--kustomize".as_ref(),
+                    dir.as_os_str(),
+                ],
+                "",
+            );
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "{name:?} {case}: {stderr}");
+            assert!(out.stdout.is_empty(), "--kustomize prints no manifests");
+            assert_eq!(std::fs::read_to_string(&file).unwrap(), input, "{name:?}: the resource was edited");
+            let k = std::fs::read_to_string(dir.join("kustomization.yaml")).unwrap();
+            let resource = name.to_string_lossy();
+            assert!(k.contains(&format!("resources:\n- {resource}\n")), "{k}");
+            assert_eq!(stderr.contains("copied there unchanged"), !inside, "{stderr}");
+            if !inside {
+                assert_eq!(std::fs::read_to_string(dir.join(name)).unwrap(), input);
+            }
+            assert_eq!(objects(&kustomize(&dir)), objects(&injected), "{name:?} {case}");
+        }
+    }
+}
+
+#[test]
+fn kustomize_refuses_a_kustomization_it_did_not_write_and_rewrites_its_own() {
+    let input = std::fs::read_to_string(testdata().join("manifests/multi-doc.yaml")).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let args = |dir: &Path| -> Vec<std::ffi::OsString> {
+        ["inject", "-f", "-", "--collector", "198.18.0.2", "--kustomize"]
+            .iter()
+            .map(Into::into)
+            .chain([dir.as_os_str().to_owned()])
+            .collect()
+    };
+    let dir = tmp.path().join("k");
+    let run = |dir: &Path| {
+        let a = args(dir);
+        kubectl_bpc(&a.iter().map(|s| s.as_os_str()).collect::<Vec<_>>(), &input)
+    };
+    // Standard input is written into DIR, then a second run replaces what the first wrote.
+    for _ in 0..2 {
+        let out = run(&dir);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(std::fs::read_to_string(dir.join("manifests.yaml")).unwrap(), input);
+    }
+    let injected = edit_manifests(
+        &input,
+        &inject(SidecarOptions::with_collectors(&["198.18.0.2"]), CapabilitiesArg::Auto),
+        None,
+    )
+    .unwrap()
+    .yaml;
+    assert_eq!(objects(&kustomize(&dir)), objects(&injected));
+
+    let theirs = tmp.path().join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    std::fs::write(theirs.join("kustomization.yaml"), "resources: []\n").unwrap();
+    let out = run(&theirs);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("was not written by kubectl bpc"));
+    assert_eq!(std::fs::read_to_string(theirs.join("kustomization.yaml")).unwrap(), "resources: []\n");
 }
