@@ -18,7 +18,9 @@
 #
 # Settings (environment): BPC_CLUSTER_CACHE (binaries, default
 # /var/cache/bpc-cluster), BPC_CLUSTER_STATE (default /var/lib/bpc-cluster),
-# BPC_AGENT_BINARY (default target/release/bpc-agent, built when missing).
+# BPC_AGENT_BINARY (default target/release/bpc-agent, built when missing),
+# BPC_AGENT_IMAGE_NAME (default localhost/bpc-agent:VERSION). `images` alone
+# re-imports the images into a running cluster.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -43,7 +45,7 @@ apiserver_port=6443
 ports=("$etcd_port" "$etcd_peer_port" "$apiserver_port" 10250 10248 10257 10259 10249 10256)
 
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$repo/Cargo.toml" | head -1)
-agent_image=localhost/bpc-agent:$version
+agent_image=${BPC_AGENT_IMAGE_NAME:-localhost/bpc-agent:$version}
 app_image=localhost/bpc-app:1
 pause_image=localhost/bpc-pause:1
 components=(containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
