@@ -13,7 +13,8 @@
 #           namespaces, the bridge, mounts, cgroups and iptables rules; safe to repeat
 #   status  which components run, and the node
 #   env     export lines: KUBECONFIG, PATH (this kubectl first), BPC_AGENT_IMAGE,
-#           BPC_APP_IMAGE, BPC_NODE_IP;  use: eval "$(scripts/cluster.sh env)"
+#           BPC_APP_IMAGE, BPC_NODE_IP (the node as pods reach it: a collector),
+#           BPC_SINK_IP (a second node address);  use: eval "$(scripts/cluster.sh env)"
 #   build   only build (or reuse) the upstream binaries
 #
 # Settings (environment): BPC_CLUSTER_CACHE (binaries, default
@@ -35,6 +36,7 @@ pki=$state/pki
 
 # Addresses: all inside 198.18.0.0/15, away from the netns tests' 198.18.x.
 node_ip=198.19.64.1
+sink_ip=198.19.64.254
 pod_cidr=198.19.64.0/24
 service_cidr=198.19.96.0/24
 bridge=bpc-cni0
@@ -272,6 +274,8 @@ network() {
   # whose veth MAC the bridge had).
   ip link add "$bridge" address 02:42:c6:13:40:01 type bridge
   ip addr add "$node_ip/${pod_cidr#*/}" dev "$bridge"
+  # A second node address, for a sink beside the collector (verify needs its own).
+  ip addr add "$sink_ip/32" dev "$bridge"
   ip link set "$bridge" up
   # Service IPs exist only as kube-proxy's DNAT rules; never route them out.
   ip route add unreachable "$service_cidr"
@@ -505,6 +509,7 @@ export PATH=$bin:\$PATH
 export BPC_AGENT_IMAGE=$agent_image
 export BPC_APP_IMAGE=$app_image
 export BPC_NODE_IP=$node_ip
+export BPC_SINK_IP=$sink_ip
 EOF
 }
 

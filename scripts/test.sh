@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The one test command (README, CI): installs dependencies, then checks
-# formatting, lints, and runs every test of the workspace. Needs root: the
-# tests build network namespaces (a pod is one network namespace).
+# formatting, lints, runs every test of the workspace, the netns end to end,
+# and the end to end on a real local Kubernetes cluster (docs/cluster.md).
+# Needs root: the tests build network namespaces (a pod is one network
+# namespace) and the cluster runs containerd and the kubelet.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,5 +23,8 @@ cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-4}"
 
 echo "== e2e (netns pods)"
 scripts/e2e-netns.sh "${CARGO_TARGET_DIR:-target}/debug"
+
+echo "== e2e (a real Kubernetes cluster: scripts/cluster.sh up, the scenario, down)"
+scripts/e2e-cluster.sh
 
 echo "== test.sh: all passed"

@@ -77,8 +77,9 @@ pub struct Args {
     #[arg(long, env = "BPC_METRICS_PRIVATE")]
     pub metrics_private: bool,
 
-    /// GET /healthz on the agent's own endpoint (the port of --metrics-addr, on loopback when
-    /// it listens on all addresses) and exit 0 if healthy, 1 if not: an exec liveness probe.
+    /// GET /livez (the capture loop runs) on the agent's own endpoint (the port of
+    /// --metrics-addr, on loopback when it listens on all addresses) and exit 0 if
+    /// alive, 1 if not: an exec liveness probe.
     #[arg(long)]
     pub check_health: bool,
 

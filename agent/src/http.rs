@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use tracing::debug;
 
-use crate::stats::Stats;
+use crate::stats::{Health, Stats};
 
 /// Bytes of request head a connection may send (ours are a few hundred).
 pub const MAX_REQUEST: usize = 8192;
@@ -59,6 +59,14 @@ pub struct Response {
 impl Response {
     fn text(status: &'static str, body: &str) -> Response {
         Response { status, content_type: "text/plain", body: body.to_owned() }
+    }
+
+    fn health(health: &Health) -> Response {
+        Response {
+            status: if health.ok { "200 OK" } else { "503 Service Unavailable" },
+            content_type: "application/json",
+            body: serde_json::to_string(health).unwrap_or_default() + "\n",
+        }
     }
 
     /// The bytes on the wire; `head_only` for HEAD (length of the body, no body).
@@ -261,15 +269,9 @@ pub fn respond(method: &str, path: &str, stats: &Stats, now: Instant) -> Respons
             content_type: JSON,
             body: serde_json::to_string(&stats.snapshot(now)).unwrap_or_default() + "\n",
         },
-        "/healthz" => {
-            let health = stats.health(now);
-            Response {
-                status: if health.ok { "200 OK" } else { "503 Service Unavailable" },
-                content_type: JSON,
-                body: serde_json::to_string(&health).unwrap_or_default() + "\n",
-            }
-        }
-        "/" => Response::text("200 OK", "bpc-agent: /metrics /stats /healthz\n"),
+        "/healthz" => Response::health(&stats.health(now)),
+        "/livez" => Response::health(&stats.liveness(now)),
+        "/" => Response::text("200 OK", "bpc-agent: /metrics /stats /healthz /livez\n"),
         _ => Response::text("404 Not Found", "not found\n"),
     }
 }
@@ -533,8 +535,8 @@ pub fn probe_address(bind: SocketAddr) -> SocketAddr {
     }
 }
 
-/// `GET /healthz` on `addr` within `timeout` overall: `Ok(body)` for 200,
-/// `Err(why)` otherwise (503 with the agent's reason, no answer, ...).
+/// `GET /livez` (the liveness check) on `addr` within `timeout` overall:
+/// `Ok(body)` for 200, `Err(why)` otherwise (503 with the agent's reason, no answer, ...).
 pub fn check_health(addr: SocketAddr, timeout: Duration) -> Result<String, String> {
     let until = Instant::now() + timeout;
     let left = || until.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
@@ -542,7 +544,7 @@ pub fn check_health(addr: SocketAddr, timeout: Duration) -> Result<String, Strin
         TcpStream::connect_timeout(&addr, left()).map_err(|e| format!("cannot connect to {addr}: {e}"))?;
     stream.set_write_timeout(Some(left())).map_err(|e| e.to_string())?;
     stream
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .write_all(b"GET /livez HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .map_err(|e| format!("cannot send to {addr}: {e}"))?;
     let mut answer = Vec::with_capacity(512);
     let mut chunk = [0u8; 1024];

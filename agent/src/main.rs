@@ -39,7 +39,7 @@ fn main() -> ExitCode {
     }
 }
 
-/// `--check-health`: 0 when the agent's own `/healthz` says 200, 1 otherwise
+/// `--check-health`: 0 when the agent's own `/livez` says 200, 1 otherwise
 /// (2 for an unusable --metrics-addr), with the verdict on stdout, where the
 /// kubelet records an exec probe's output.
 fn check_health(args: &Args) -> ExitCode {

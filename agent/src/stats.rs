@@ -391,16 +391,27 @@ impl Stats {
         }
     }
 
+    /// Alive while the capture loop runs (`/livez`, the liveness probe's
+    /// check). A collector outage is not in it: restarting the agent does not
+    /// cure one, and the restart would lose what it captures meanwhile.
+    pub fn liveness(&self, now: Instant) -> Health {
+        let bad = |reason: String| Health { ok: false, reason: Some(reason) };
+        match self.capture.heartbeat.age(self.started, now) {
+            None => bad("capture has not started".into()),
+            Some(age) if age > STALL_AFTER => {
+                bad(format!("capture loop stalled for {:.1}s", age.as_secs_f64()))
+            }
+            Some(_) => Health { ok: true, reason: None },
+        }
+    }
+
     /// Healthy while the capture loop runs, at least one collector has an
     /// address, and no collector's sends have been failing recently.
     pub fn health(&self, now: Instant) -> Health {
         let bad = |reason: String| Health { ok: false, reason: Some(reason) };
-        match self.capture.heartbeat.age(self.started, now) {
-            None => return bad("capture has not started".into()),
-            Some(age) if age > STALL_AFTER => {
-                return bad(format!("capture loop stalled for {:.1}s", age.as_secs_f64()));
-            }
-            Some(_) => {}
+        let alive = self.liveness(now);
+        if !alive.ok {
+            return alive;
         }
         if self.collectors.iter().all(|c| c.resolution().is_none()) {
             let why: Vec<String> = self
@@ -714,6 +725,21 @@ mod tests {
         assert!(!h.ok && h.reason.as_deref().unwrap().contains("unreachable 3"), "{h:?}");
         s.collectors[0].last_send.set(s.started, t(900));
         assert!(s.health(t(1000)).ok);
+    }
+
+    #[test]
+    fn liveness_follows_the_capture_loop_only_not_the_collector() {
+        let s = stats();
+        resolve(&s);
+        let t = |ms| s.started + Duration::from_millis(ms);
+        assert!(!s.liveness(t(10)).ok, "not alive before capture starts");
+        s.capture.heartbeat.set(s.started, t(1000));
+        s.collectors[0].last_error.set(s.started, t(900));
+        s.collectors[0].unreachable.store(3, Ordering::Relaxed);
+        assert!(!s.health(t(1000)).ok);
+        assert!(s.liveness(t(1000)).ok, "a failing collector must not get the agent restarted");
+        let stalled = s.liveness(t(1000) + STALL_AFTER + Duration::from_secs(1));
+        assert!(!stalled.ok && stalled.reason.unwrap().contains("stalled"));
     }
 
     #[test]

@@ -1,15 +1,27 @@
 //! Reading an agent's `/stats` through the API server's pod proxy
-//! (`/api/v1/namespaces/NS/pods/NAME:9469/proxy/stats`), so `status` works
+//! (`/api/v1/namespaces/NS/pods/NAME:PORT/proxy/stats`), so `status` works
 //! from anywhere kubectl works, without a port-forward.
 //!
 //! kube-rs has no typed pod proxy, so the request is built by hand and sent
 //! with [`kube::Client::request_text`].
 
+use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
 use serde::{Deserialize, Serialize};
 
-/// Port of the agent's metrics endpoint (named port `bpc-metrics`).
-pub const METRICS_PORT: u16 = 9469;
+use crate::sidecar::{AGENT_CONTAINER, DEFAULT_METRICS_PORT, METRICS_PORT_NAME};
+
+/// The port of a pod's agent endpoint: its `bpc-metrics` container port
+/// (`attach --metrics-port` moves it), else the default. The pod proxy takes
+/// only a number, not a port name.
+pub fn metrics_port(pod: &Pod) -> u16 {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.containers.iter().find(|c| c.name == AGENT_CONTAINER))
+        .and_then(|c| c.ports.as_ref()?.iter().find(|p| p.name.as_deref() == Some(METRICS_PORT_NAME)))
+        .and_then(|p| u16::try_from(p.container_port).ok())
+        .unwrap_or(DEFAULT_METRICS_PORT)
+}
 
 /// The agent `GET /stats` JSON (shared contract).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -132,13 +144,18 @@ impl std::fmt::Display for ProxyError {
 }
 
 /// API server path of an agent endpoint through the pod proxy.
-pub fn proxy_path(namespace: &str, pod: &str, endpoint: &str) -> String {
-    format!("/api/v1/namespaces/{namespace}/pods/{pod}:{METRICS_PORT}/proxy/{endpoint}")
+pub fn proxy_path(namespace: &str, pod: &str, port: u16, endpoint: &str) -> String {
+    format!("/api/v1/namespaces/{namespace}/pods/{pod}:{port}/proxy/{endpoint}")
 }
 
 /// Fetches and decodes an agent's `/stats`.
-pub async fn fetch_stats(client: &Client, namespace: &str, pod: &str) -> Result<AgentStats, ProxyError> {
-    let req = http::Request::get(proxy_path(namespace, pod, "stats"))
+pub async fn fetch_stats(
+    client: &Client,
+    namespace: &str,
+    pod: &str,
+    port: u16,
+) -> Result<AgentStats, ProxyError> {
+    let req = http::Request::get(proxy_path(namespace, pod, port, "stats"))
         .body(Vec::new())
         .map_err(|e| ProxyError::Transport(e.to_string()))?;
     let text = client.request_text(req).await.map_err(|e| match e {
@@ -155,9 +172,28 @@ mod tests {
     #[test]
     fn proxy_path_names_the_metrics_port() {
         assert_eq!(
-            proxy_path("shop", "web-1", "stats"),
+            proxy_path("shop", "web-1", 9469, "stats"),
             "/api/v1/namespaces/shop/pods/web-1:9469/proxy/stats"
         );
+    }
+
+    fn pod_with_agent_ports(ports: serde_json::Value) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web-1"},
+            "spec": {"containers": [
+                {"name": "app", "ports": [{"name": "bpc-metrics", "containerPort": 8080}]},
+                {"name": "bpc-agent", "ports": ports}
+            ]}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_metrics_port_is_the_agent_containers_bpc_metrics_port() {
+        let moved = pod_with_agent_ports(serde_json::json!([{"name": "bpc-metrics", "containerPort": 9500}]));
+        assert_eq!(metrics_port(&moved), 9500);
+        // Another container's port of the same name is not the agent's.
+        assert_eq!(metrics_port(&pod_with_agent_ports(serde_json::json!([]))), DEFAULT_METRICS_PORT);
     }
 
     #[test]

@@ -347,14 +347,18 @@ pub fn container(sidecar: &Sidecar) -> Value {
         "name": AGENT_CONTAINER,
         "image": o.image(),
         "env": env,
-        "ports": [{"name": METRICS_PORT_NAME, "containerPort": o.metrics_port, "protocol": "TCP"}],
         // Liveness only: a readiness probe would take the business pod out of
-        // its Service whenever capture has a problem.
+        // its Service whenever capture has a problem. /livez, not /healthz: a
+        // collector outage makes /healthz 503, and restarting the agent for
+        // it cures nothing (seen on the real cluster: every agent restarted
+        // while the sink was down).
+        // The handler last, in both modes, so that switching --metrics-private
+        // edits a manifest in place (keys removed and added at the end).
         "livenessProbe": {
-            "httpGet": {"path": "/healthz", "port": METRICS_PORT_NAME},
             "initialDelaySeconds": 10,
             "periodSeconds": 10,
-            "failureThreshold": 6
+            "failureThreshold": 6,
+            "httpGet": {"path": "/livez", "port": METRICS_PORT_NAME}
         },
         "resources": {
             "requests": {"cpu": o.cpu, "memory": o.memory},
@@ -378,16 +382,18 @@ pub fn container(sidecar: &Sidecar) -> Value {
         // the agent checks its own loopback endpoint instead (it inherits
         // the container's BPC_METRICS_ADDR and BPC_METRICS_PRIVATE). A port
         // nobody can reach is not declared, so no scraper tries it.
-        if let Some(fields) = agent.as_object_mut() {
-            fields.shift_remove("ports");
-        }
         agent["livenessProbe"] = json!({
-            "exec": {"command": [AGENT_BINARY, "--check-health"]},
             "initialDelaySeconds": 10,
             "periodSeconds": 10,
+            "failureThreshold": 6,
             "timeoutSeconds": 2,
-            "failureThreshold": 6
+            "exec": {"command": [AGENT_BINARY, "--check-health"]}
         });
+    } else {
+        // Last, like the probe's handler: switching --metrics-private then
+        // only removes or appends keys, which a manifest is edited in place for.
+        agent["ports"] =
+            json!([{"name": METRICS_PORT_NAME, "containerPort": o.metrics_port, "protocol": "TCP"}]);
     }
     agent
 }
@@ -664,7 +670,7 @@ mod tests {
         assert_eq!(env(&c, "NODE_NAME").unwrap()["valueFrom"]["fieldRef"]["fieldPath"], "spec.nodeName");
         assert!(env(&c, "BPC_FILTER").is_none(), "unset options are not passed");
         assert_eq!(c["ports"][0], json!({"name": "bpc-metrics", "containerPort": 9469, "protocol": "TCP"}));
-        assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+        assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/livez");
         assert!(c.get("readinessProbe").is_none(), "a readiness probe would take the pod out of its Service");
         assert_eq!(c["resources"]["requests"]["cpu"], "50m");
         assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);

@@ -192,6 +192,8 @@ pub struct HintContext<'a> {
     pub pod: &'a str,
     /// `kind/name` of the workload, e.g. `deployment/web`.
     pub workload: &'a str,
+    /// The pod's agent endpoint port.
+    pub metrics_port: u16,
 }
 
 fn drops(s: &AgentStats) -> u64 {
@@ -212,7 +214,7 @@ fn mentions_net_raw(t: &Termination) -> bool {
 /// Computes a pod's verdict from what was observed. Worst problems first:
 /// a missing sidecar or a crashing agent hides whatever the counters say.
 pub fn judge(obs: &PodObservation, ctx: &HintContext<'_>) -> Judgement {
-    let HintContext { namespace: ns, pod, workload } = *ctx;
+    let HintContext { namespace: ns, pod, workload, metrics_port } = *ctx;
     let fail = |verdict, reason: String, hint: String| Judgement { verdict, reason, hint: Some(hint) };
     let Some(agent) = obs.agent.as_ref() else {
         return fail(
@@ -294,8 +296,8 @@ pub fn judge(obs: &PodObservation, ctx: &HintContext<'_>) -> Judgement {
                 format!(
                     "the API server cannot reach the agent on port {}: check NetworkPolicy and the bpc-metrics port; \
                      try kubectl get --raw {}",
-                    pod_proxy::METRICS_PORT,
-                    pod_proxy::proxy_path(ns, pod, "healthz")
+                    metrics_port,
+                    pod_proxy::proxy_path(ns, pod, metrics_port, "healthz")
                 ),
             );
         }
@@ -303,7 +305,7 @@ pub fn judge(obs: &PodObservation, ctx: &HintContext<'_>) -> Judgement {
             return fail(
                 Verdict::StatsUnavailable,
                 "agent stats were not read".into(),
-                format!("kubectl get --raw {}", pod_proxy::proxy_path(ns, pod, "stats")),
+                format!("kubectl get --raw {}", pod_proxy::proxy_path(ns, pod, metrics_port, "stats")),
             );
         }
     };
@@ -822,8 +824,13 @@ pub async fn collect(
         async move {
             if wanted {
                 Some(
-                    pod_proxy::fetch_stats(client, &pod.namespace().unwrap_or_default(), &pod.name_any())
-                        .await,
+                    pod_proxy::fetch_stats(
+                        client,
+                        &pod.namespace().unwrap_or_default(),
+                        &pod.name_any(),
+                        pod_proxy::metrics_port(pod),
+                    )
+                    .await,
                 )
             } else {
                 None
@@ -859,7 +866,13 @@ pub async fn collect(
             no_traffic_after: args.no_traffic_after as f64,
             metrics_private: metrics_private(&pod),
         };
-        let judgement = judge(&obs, &HintContext { namespace: &ns, pod: &name, workload: &workload });
+        let ctx = HintContext {
+            namespace: &ns,
+            pod: &name,
+            workload: &workload,
+            metrics_port: pod_proxy::metrics_port(&pod),
+        };
+        let judgement = judge(&obs, &ctx);
         let mut logs = Vec::new();
         if judgement.verdict == Verdict::Crashloop && args.log_lines > 0 {
             let lp = LogParams {
@@ -944,7 +957,7 @@ mod tests {
     use crate::pod_proxy::{CaptureStats, CollectorStats, Health, SendErrors};
 
     const CTX: HintContext<'static> =
-        HintContext { namespace: "shop", pod: "web-1", workload: "deployment/web" };
+        HintContext { namespace: "shop", pod: "web-1", workload: "deployment/web", metrics_port: 9469 };
 
     fn running() -> AgentContainer {
         AgentContainer { state: "running".into(), ready: true, ..Default::default() }

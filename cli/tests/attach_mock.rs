@@ -507,7 +507,7 @@ fn capabilities_flag_parses_every_mode() {
 #[tokio::test]
 #[ignore = "needs cluster"]
 async fn live_cluster_attach_and_detach_round_trip() {
-    // Run by scripts/e2e-kind.sh against a kind cluster with testdata/kind/app.yaml deployed.
+    // Run by scripts/e2e-cluster.sh against the real cluster with testdata/cluster/app.yaml deployed.
     let kube =
         kubectl_bpc::kube_context::KubeArgs { namespace: Some("bpc-e2e".into()), ..Default::default() }
             .connect()
