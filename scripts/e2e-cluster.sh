@@ -86,11 +86,32 @@ spec_json() { # the workload's spec, normalised: no rollout-restart stamp, keys 
            if .template.metadata.annotations == {} then del(.template.metadata.annotations) else . end'
 }
 resource_version() { kubectl get "$1" -n "${2:-$ns}" -o jsonpath='{.metadata.resourceVersion}'; }
+app_deployment() { # name replicas [pod-spec line] [container line]: a Deployment of the app, sleeping
+  cat <<EOF
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: $1}
+spec:
+  replicas: $2
+  selector: {matchLabels: {app: $1}}
+  template:
+    metadata: {labels: {app: $1}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      ${3:-}
+      containers:
+      - name: app
+        image: $BPC_APP_IMAGE
+        imagePullPolicy: IfNotPresent
+        command: [sleep, "3600"]
+        ${4:-}
+EOF
+}
 
 # ---------------------------------------------------------------- app
 
 if [[ ${BPC_E2E_CLUSTER:-} == up ]]; then # a cluster a previous run may have left objects in
-  kubectl delete namespace "$ns" bpc-e2e-restricted bpc-e2e-host bpc-e2e-quota --ignore-not-found --timeout 120s
+  kubectl delete namespace "$ns" bpc-e2e-restricted bpc-e2e-host bpc-e2e-late --ignore-not-found --timeout 120s
   kubectl delete clusterrolebinding,clusterrole bpc-e2e-namespace --ignore-not-found
 fi
 
@@ -211,7 +232,7 @@ ok "COLLECTOR-UNREACHABLE, exit 1"
 step "attached with --metrics-port 9500, status still reads the agent"
 "$bpc" attach sts/db -n "$ns" "${attach_opts[@]}" --metrics-port 9500 --wait --timeout 3m
 timeout 60 "$bpc" status -n "$ns" sts/db -o json >"$work/status-9500.json" || true
-jq -e '[.workloads[].pods[] | select(.stats != null and .verdict == "OK")] | length == 1' "$work/status-9500.json" >/dev/null ||
+jq -e '[.workloads[].pods[] | select(.stats != null and .stats.workload == "'"$ns"'/statefulset/db")] | length == 1' "$work/status-9500.json" >/dev/null ||
   fail "status did not read the agent on port 9500: $(jq -c '[.workloads[].pods[] | {pod: .name, verdict, reason}]' "$work/status-9500.json")"
 ok "status read the agent on port 9500"
 "$bpc" attach sts/db -n "$ns" "${attach_opts[@]}" --wait --timeout 3m
@@ -231,10 +252,13 @@ ok "PASS; the sidecar's env is as before"
 
 step "map --watch across a rollout: old pod IPs deleted, new ones added"
 old_ips=$(app_pods web | awk '{print $2}' | sort)
+old_pods=$(app_pods web | awk '{print "pod/" $1}')
 background "$bpc" map -n "$ns" --watch -o json >"$work/watch.jsonl" 2>"$work/watch.log"
 sleep 2
 kubectl rollout restart -n "$ns" deploy/web
 kubectl rollout status -n "$ns" deploy/web --timeout 120s
+# shellcheck disable=SC2086 # one argument per pod
+kubectl wait -n "$ns" --for=delete $old_pods --timeout 60s
 sleep 2
 kill "${pids[-1]}"
 pids=()
@@ -259,9 +283,9 @@ ok "unchanged, generation $gen"
 # ---------------------------------------------------------------- refusals
 
 refused() { # namespace workload expected-message args...: attach fails with the message, writes nothing
-  local rns=$1 w=$2 want=$3 rv out code
+  local rns=$1 w=$2 want=$3 spec out code
   shift 3
-  rv=$(resource_version "$w" "$rns")
+  spec=$(spec_json "$w" "$rns")
   set +e
   out=$("$bpc" attach "$w" -n "$rns" "${attach_opts[@]}" "$@" 2>&1)
   code=$?
@@ -269,49 +293,19 @@ refused() { # namespace workload expected-message args...: attach fails with the
   echo "$out"
   ((code != 0)) || fail "attach $w in $rns was not refused"
   grep -qi -- "$want" <<<"$out" || fail "attach $w in $rns: the refusal does not say '$want'"
-  [[ $(resource_version "$w" "$rns") == "$rv" ]] || fail "attach $w in $rns changed it although refused"
-  [[ $(template_containers "$w" "$rns") != *bpc-agent* ]] || fail "attach $w in $rns added the sidecar"
+  [[ $(spec_json "$w" "$rns") == "$spec" ]] || fail "attach $w in $rns changed its spec although refused"
   ok "refused (exit $code, '$want'); $w unchanged"
 }
 
 step "refusals on the real server, each before anything is written"
 kubectl create namespace bpc-e2e-restricted
 kubectl label namespace bpc-e2e-restricted pod-security.kubernetes.io/enforce=restricted
-kubectl apply -n bpc-e2e-restricted -f - <<EOF
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: locked}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: locked}}
-  template:
-    metadata: {labels: {app: locked}}
-    spec:
-      securityContext: {runAsNonRoot: true, runAsUser: 65534, seccompProfile: {type: RuntimeDefault}}
-      containers:
-      - name: app
-        image: $BPC_APP_IMAGE
-        imagePullPolicy: IfNotPresent
-        command: [sleep, "3600"]
-        securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
-EOF
+app_deployment locked 1 'securityContext: {runAsNonRoot: true, runAsUser: 65534, seccompProfile: {type: RuntimeDefault}}' \
+  'securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}' | kubectl apply -n bpc-e2e-restricted -f -
 refused bpc-e2e-restricted deploy/locked restricted
 
 kubectl create namespace bpc-e2e-host
-kubectl apply -n bpc-e2e-host -f - <<EOF
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: hostnet}
-spec:
-  replicas: 0
-  selector: {matchLabels: {app: hostnet}}
-  template:
-    metadata: {labels: {app: hostnet}}
-    spec:
-      hostNetwork: true
-      containers:
-      - {name: app, image: $BPC_APP_IMAGE, imagePullPolicy: IfNotPresent, command: [sleep, "3600"]}
-EOF
+app_deployment hostnet 0 'hostNetwork: true' | kubectl apply -n bpc-e2e-host -f -
 refused bpc-e2e-host deploy/hostnet hostNetwork
 
 refused "$ns" deploy/web "NET_RAW" --capabilities add
@@ -319,37 +313,34 @@ refused "$ns" deploy/web "NET_RAW" --capabilities add
 # ---------------------------------------------------------------- --wait on refused pods
 
 step "--wait on a rollout whose new pods the server refuses stops at the real FailedCreate"
-kubectl create namespace bpc-e2e-quota
-kubectl apply -n bpc-e2e-quota -f - <<EOF
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: tight}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: tight}}
-  template:
-    metadata: {labels: {app: tight}}
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-      - name: app
-        image: $BPC_APP_IMAGE
-        imagePullPolicy: IfNotPresent
-        command: [sleep, "3600"]
-        resources: {limits: {memory: 64Mi}, requests: {memory: 64Mi}}
-EOF
-kubectl rollout status -n bpc-e2e-quota deploy/tight --timeout 60s
-# Room for the running pod and its surge replacement, not for their sidecars' memory.
-kubectl create quota -n bpc-e2e-quota mem --hard=limits.memory=160Mi
+# The pre-flight's dry-run Pod passes (baseline); the namespace then enforces
+# restricted before the ReplicaSet creates the new pods (the Deployment is
+# paused until then), so the real controller's create is refused.
+kubectl create namespace bpc-e2e-late
+kubectl label namespace bpc-e2e-late pod-security.kubernetes.io/enforce=baseline
+app_deployment tight 1 | kubectl apply -n bpc-e2e-late -f -
+kubectl rollout status -n bpc-e2e-late deploy/tight --timeout 60s
+kubectl rollout pause -n bpc-e2e-late deploy/tight
+"$bpc" attach deploy/tight -n bpc-e2e-late "${attach_opts[@]}" --wait --timeout 90s >"$work/late.txt" 2>&1 &
+attach_pid=$!
+pids+=("$attach_pid")
+for _ in $(seq 1 120); do
+  [[ $(template_containers deploy/tight bpc-e2e-late) != *bpc-agent* ]] || break
+  sleep 0.25
+done
+[[ $(template_containers deploy/tight bpc-e2e-late) == *bpc-agent* ]] || fail "attach did not patch deploy/tight"
+kubectl label namespace bpc-e2e-late pod-security.kubernetes.io/enforce=restricted --overwrite
+kubectl rollout resume -n bpc-e2e-late deploy/tight
 set +e
-out=$("$bpc" attach deploy/tight -n bpc-e2e-quota "${attach_opts[@]}" --wait --timeout 90s 2>&1)
+wait "$attach_pid"
 code=$?
 set -e
-echo "$out"
+unset 'pids[-1]'
+cat "$work/late.txt"
 ((code == 1)) || fail "attach --wait exit $code, want 1"
-grep -q FailedCreate <<<"$out" || fail "attach --wait did not report FailedCreate"
-grep -q 'kubectl bpc detach deployment/tight -n bpc-e2e-quota' <<<"$out" || fail "no rollback command printed"
-ok "stopped at FailedCreate with the rollback command"
+grep -q 'forbidden' "$work/late.txt" || fail "attach --wait did not report the refusal"
+grep -q 'kubectl bpc detach deployment/tight -n bpc-e2e-late' "$work/late.txt" || fail "no rollback command printed"
+ok "stopped at the FailedCreate (PodSecurity restricted) with the rollback command"
 
 # ---------------------------------------------------------------- RBAC
 

@@ -329,6 +329,18 @@ pub async fn dry_run_pod(
     }
 }
 
+/// What to do about an admission refusal of the pod with the sidecar, by the
+/// policy that refused it (the message names it).
+fn refusal_hint(refusal: &str) -> &'static str {
+    if refusal.contains("exceeded quota") {
+        "the sidecar's resources do not fit the namespace's ResourceQuota: lower --cpu-limit/--memory-limit or raise the quota"
+    } else if refusal.contains("PodSecurity") {
+        "see --capabilities, or ask for the namespace's policy to allow NET_RAW"
+    } else {
+        "the refusal above names the policy (admission webhook, LimitRange, ...) the sidecar must satisfy"
+    }
+}
+
 fn patch_params(dry_run: DryRun) -> PatchParams {
     PatchParams {
         dry_run: dry_run == DryRun::Server,
@@ -375,8 +387,9 @@ pub async fn attach_one(
             if dry_run_pod(&kube.client, id, &current).await?.is_none() {
                 return Err(Error::Workload(format!(
                     "{id} in namespace {}: the API server would refuse its pods with the sidecar: {refusal}\n  \
-                     nothing was changed; see --capabilities, or ask for the namespace's policy to allow NET_RAW",
-                    id.namespace
+                     nothing was changed; {}",
+                    id.namespace,
+                    refusal_hint(&refusal)
                 )));
             }
             eprintln!("note: {id}: pods are refused even without the sidecar ({refusal}); attaching anyway");
@@ -576,4 +589,18 @@ pub async fn run_detach(args: &DetachArgs, kube: &Kube) -> Result<ExitCode, Erro
         }
     }
     report.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_hint_names_what_to_change_for_the_policy_that_refused() {
+        let quota = "pods \"web-x\" is forbidden: exceeded quota: mem, requested: limits.memory=128Mi";
+        assert!(refusal_hint(quota).contains("ResourceQuota"));
+        let pss = "pods \"web-x\" is forbidden: violates PodSecurity \"baseline:latest\": non-default capabilities";
+        assert!(refusal_hint(pss).contains("--capabilities"));
+        assert!(refusal_hint("admission webhook \"x\" denied the request").contains("names the policy"));
+    }
 }
