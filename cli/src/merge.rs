@@ -218,16 +218,13 @@ impl<W: Write> Merger<W> {
     /// flushes; returns how many were written.
     pub fn drain(&mut self) -> Result<usize, Error> {
         let mut written = 0;
-        loop {
-            let Some((i, ts)) = self
-                .streams
-                .iter()
-                .enumerate()
-                .filter_map(|(i, s)| s.queue.front().map(|it| (i, it.order())))
-                .min_by_key(|&(_, ts)| ts)
-            else {
-                break;
-            };
+        while let Some((i, ts)) = self
+            .streams
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.queue.front().map(|it| (i, it.order())))
+            .min_by_key(|&(_, ts)| ts)
+        {
             let blocked = self
                 .streams
                 .iter()
