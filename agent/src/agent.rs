@@ -9,15 +9,16 @@ use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
 
 use crate::capture::{Frame, LARGEST_STANDARD_FRAME, Ring, RingGeometry};
-use crate::config::{CAPTURE_SNAPLEN, Config, OversizeMode};
+use crate::config::{CAPTURE_SNAPLEN, Config, OversizeMode, WriteTarget};
 use crate::error::{Error, Result};
 use crate::filter;
 use crate::iface::{self, Interface};
-use crate::privilege;
+use crate::pcapng::{self, Counters, PcapngOut};
 use crate::ratelimit::RateLimiter;
 use crate::segment::{Outcome, Segmenter};
 use crate::send::{MAX_IP_PACKET, Sender, max_frame_for};
 use crate::stats::{Identity, Stats};
+use crate::{control, privilege};
 use crate::{http, resolve};
 
 /// How long the loop sleeps in ppoll() when no block is ready: the heartbeat
@@ -41,6 +42,47 @@ struct Tally {
     rate_limited: u64,
 }
 
+/// `--duration` and `--count`: when the capture ends by itself.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    deadline: Option<Instant>,
+    /// Packets still to capture.
+    remaining: Option<u64>,
+}
+
+impl Limits {
+    fn new(config: &Config, now: Instant) -> Limits {
+        Limits { deadline: config.duration.map(|d| now + d), remaining: config.count }
+    }
+
+    /// Takes one packet; false once `--count` packets were taken.
+    fn take(&mut self) -> bool {
+        match &mut self.remaining {
+            Some(0) => false,
+            Some(n) => {
+                *n -= 1;
+                true
+            }
+            None => true,
+        }
+    }
+
+    fn reached(&self, now: Instant) -> bool {
+        self.remaining == Some(0) || self.deadline.is_some_and(|d| now >= d)
+    }
+
+    /// How long to sleep in ppoll: the idle period, shorter near the deadline.
+    fn poll_ms(&self, now: Instant) -> i32 {
+        match self.deadline {
+            Some(d) => {
+                let left = d.saturating_duration_since(now).as_millis().min(POLL_MS as u128) as i32;
+                left.max(1)
+            }
+            None => POLL_MS,
+        }
+    }
+}
+
 /// Everything that touches a frame between the ring and the socket.
 struct Pipeline {
     sender: Sender,
@@ -56,10 +98,14 @@ struct Pipeline {
     /// A VLAN super-frame with its tag put back, for the segmenter.
     scratch: Vec<u8>,
     tally: Tally,
+    limits: Limits,
 }
 
 impl Pipeline {
     fn handle(&mut self, frame: Frame<'_>, stats: &Stats) {
+        if !self.limits.take() {
+            return;
+        }
         let tag_len = if frame.vlan.is_some() { 4 } else { 0 };
         let len = frame.data.len() + tag_len;
         self.tally.packets += 1;
@@ -140,19 +186,23 @@ impl Pipeline {
     }
 
     fn publish(&mut self, stats: &Stats, now: Instant) {
-        let t = std::mem::take(&mut self.tally);
-        if t.packets == 0 {
-            return;
-        }
-        let c = &stats.capture;
-        c.packets.fetch_add(t.packets, Ordering::Relaxed);
-        c.bytes.fetch_add(t.bytes, Ordering::Relaxed);
-        c.truncated.fetch_add(t.truncated, Ordering::Relaxed);
-        c.segmented.fetch_add(t.segmented, Ordering::Relaxed);
-        c.segments.fetch_add(t.segments, Ordering::Relaxed);
-        c.rate_limited.fetch_add(t.rate_limited, Ordering::Relaxed);
-        c.last_packet.set(stats.started, now);
+        publish(std::mem::take(&mut self.tally), stats, now);
     }
+}
+
+/// Adds a block's tallies to the shared counters.
+fn publish(t: Tally, stats: &Stats, now: Instant) {
+    if t.packets == 0 {
+        return;
+    }
+    let c = &stats.capture;
+    c.packets.fetch_add(t.packets, Ordering::Relaxed);
+    c.bytes.fetch_add(t.bytes, Ordering::Relaxed);
+    c.truncated.fetch_add(t.truncated, Ordering::Relaxed);
+    c.segmented.fetch_add(t.segmented, Ordering::Relaxed);
+    c.segments.fetch_add(t.segments, Ordering::Relaxed);
+    c.rate_limited.fetch_add(t.rate_limited, Ordering::Relaxed);
+    c.last_packet.set(stats.started, now);
 }
 
 /// The collectors that have an address, and the smallest largest-frame over their paths.
@@ -171,7 +221,7 @@ fn destinations(stats: &Stats, gre_len: usize) -> (Vec<(usize, IpAddr)>, usize) 
     (out, max_frame)
 }
 
-/// Runs the agent until SIGTERM/SIGINT. Errors before capture starts are
+/// Runs the agent until SIGTERM/SIGINT, `--duration` or `--count`. Errors before capture starts are
 /// configuration or permission problems (exit 2); later ones are runtime failures.
 pub fn run(config: Config) -> Result<()> {
     privilege::install_stop_handlers();
@@ -194,6 +244,9 @@ pub fn run(config: Config) -> Result<()> {
     let listener = TcpListener::bind(config.metrics_addr)
         .map_err(|source| Error::MetricsBind { addr: config.metrics_addr.to_string(), source })?;
     let metrics_port = listener.local_addr().map(|a| a.port()).unwrap_or(config.metrics_addr.port());
+    // An endpoint on loopback never shows on the captured interface; excluding
+    // its port there would only hide application traffic that happens to use it.
+    let excluded_port = if config.metrics_addr.ip().is_loopback() { 0 } else { metrics_port };
 
     let identity = Identity {
         key: format!("{:#010x}", config.key.key),
@@ -204,12 +257,20 @@ pub fn run(config: Config) -> Result<()> {
     };
     let hosts: Vec<String> = config.collectors.iter().map(|c| c.host.clone()).collect();
     let stats = Arc::new(Stats::new(identity, String::new(), &hosts));
+    if config.stdin_control {
+        if !control::wait_for_start(&wait_mask)? {
+            info!("stdin-control: stdin closed or stop requested before the start; nothing captured");
+            return Ok(());
+        }
+        control::spawn_stop_watch()
+            .map_err(|e| Error::Io { what: "start the stdin-control thread".into(), source: e })?;
+    }
     resolve::resolve_all(&config.collectors, &stats);
 
     let gre_len = config.profile.header_len();
     let (dests, max_frame) = destinations(&stats, gre_len);
     let addresses: Vec<IpAddr> = dests.iter().map(|d| d.1).collect();
-    let filter_text = filter::compose(config.filter.as_deref(), &addresses, metrics_port);
+    let filter_text = filter::compose(config.filter.as_deref(), &addresses, excluded_port);
     let program = filter::compile(&filter_text)?;
     *stats.filter.lock().unwrap_or_else(|e| e.into_inner()) = filter_text.clone();
 
@@ -219,6 +280,26 @@ pub fn run(config: Config) -> Result<()> {
     let geometry = RingGeometry::new(config.buffer_mib as usize * (1 << 20), largest_frame)
         .map_err(|why| Error::Config(format!("--buffer (BPC_BUFFER) {} MiB: {why}", config.buffer_mib)))?;
     let mut ring = Ring::open(&iface, &program, geometry, config.buffer_mib)?;
+    if let Some(target) = &config.write {
+        let snaplen = config.snaplen.unwrap_or(CAPTURE_SNAPLEN);
+        let out = PcapngOut::open(target, &iface.name, snaplen as u32)?;
+        http::spawn(listener, stats.clone())
+            .map_err(|e| Error::Io { what: "start the HTTP thread".into(), source: e })?;
+        info!(
+            version = crate::stats::VERSION,
+            interface = %iface.name,
+            write = %match target { WriteTarget::Stdout => "stdout".into(), WriteTarget::File(p) => p.display().to_string() },
+            duration = ?config.duration,
+            count = ?config.count,
+            metrics = %config.metrics_addr,
+            cap_net_raw = has_net_raw,
+            filter = %filter_text,
+            "capturing to pcapng"
+        );
+        let result = write_loop(&config, &mut ring, &iface, out, snaplen, &stats, &wait_mask);
+        log_summary(&stats);
+        return result;
+    }
     let mut sender = Sender::new(config.profile, config.key.key, iface.mac)?;
     sender.set_destinations(&dests);
     sender.set_send_path(config.send_path);
@@ -263,16 +344,17 @@ pub fn run(config: Config) -> Result<()> {
         max_whole: MAX_IP_PACKET - 40 - bpc_wire::gre::MAX_HEADER_LEN,
         scratch: Vec::with_capacity(CAPTURE_SNAPLEN + 4),
         tally: Tally::default(),
+        limits: Limits::new(&config, Instant::now()),
     };
     let base_ifdrops = iface.rx_dropped();
     let mut last_stats = Instant::now();
     stats.capture.heartbeat.set(stats.started, Instant::now());
 
     let result = loop {
-        if privilege::stop_requested() {
+        if privilege::stop_requested() || pipeline.limits.reached(Instant::now()) {
             break Ok(());
         }
-        if let Err(e) = ring.wait(POLL_MS, &wait_mask) {
+        if let Err(e) = ring.wait(pipeline.limits.poll_ms(Instant::now()), &wait_mask) {
             break Err(e);
         }
         // After the wait, not before: a new collector address published while
@@ -306,6 +388,101 @@ pub fn run(config: Config) -> Result<()> {
     read_kernel_counters(&ring, &iface, base_ifdrops, &stats);
     log_summary(&stats);
     result
+}
+
+/// The `--write` loop: ring block → filter already applied → rate limit → pcapng.
+fn write_loop(
+    config: &Config,
+    ring: &mut Ring,
+    iface: &Interface,
+    mut out: PcapngOut,
+    snaplen: usize,
+    stats: &Stats,
+    wait_mask: &libc::sigset_t,
+) -> Result<()> {
+    let block_count = ring.geometry().block_count;
+    let mut limits = Limits::new(config, Instant::now());
+    let mut limiter = RateLimiter::new(config.max_pps, config.max_bytes_per_sec, Instant::now());
+    let base_ifdrops = iface.rx_dropped();
+    let mut last_stats = Instant::now();
+    let mut delivered = 0u64;
+    stats.capture.heartbeat.set(stats.started, Instant::now());
+    let write_statistics = |ring: &Ring, out: &mut PcapngOut, delivered: u64| {
+        read_kernel_counters(ring, iface, base_ifdrops, stats);
+        let s = stats.snapshot(Instant::now());
+        out.statistics(
+            wall_clock(),
+            Counters {
+                received: s.capture.packets,
+                interface_drops: s.capture.interface_drops,
+                os_drops: s.capture.kernel_drops + s.capture.rate_limited,
+                delivered,
+            },
+        )
+    };
+    let result = loop {
+        if privilege::stop_requested() || limits.reached(Instant::now()) {
+            break Ok(());
+        }
+        if let Err(e) = ring.wait(limits.poll_ms(Instant::now()), wait_mask) {
+            break Err(e);
+        }
+        let mut failed = None;
+        for _ in 0..block_count {
+            let Some(block) = ring.next_block() else { break };
+            if limiter.is_active() {
+                limiter.refill(Instant::now());
+            }
+            let mut tally = Tally::default();
+            block.for_each_frame(|frame| {
+                if failed.is_some() || !limits.take() {
+                    return;
+                }
+                let len = frame.data.len() + if frame.vlan.is_some() { 4 } else { 0 };
+                tally.packets += 1;
+                tally.bytes += len as u64;
+                if !limiter.admit(len) {
+                    tally.rate_limited += 1;
+                    return;
+                }
+                tally.truncated += u64::from(len.min(snaplen) < frame.wire_len as usize);
+                match out.packet(&frame, snaplen) {
+                    Ok(()) => delivered += 1,
+                    Err(e) => failed = Some(e),
+                }
+            });
+            drop(block);
+            publish(tally, stats, Instant::now());
+        }
+        if let Some(e) = failed {
+            break Err(e);
+        }
+        let now = Instant::now();
+        stats.capture.heartbeat.set(stats.started, now);
+        if now.duration_since(last_stats) >= STATS_PERIOD {
+            last_stats = now;
+            if let Err(e) = write_statistics(ring, &mut out, delivered) {
+                break Err(e);
+            }
+        }
+        if let Err(e) = out.flush() {
+            break Err(e);
+        }
+    };
+    // The last word: final counters, then everything to the reader.
+    let result = result.and_then(|()| write_statistics(ring, &mut out, delivered)).and_then(|()| out.flush());
+    match result {
+        Err(e) if pcapng::reader_gone(&e) => {
+            info!("the reader of --write went away (broken pipe); stopping");
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+/// Now, since the Unix epoch: the clock the ring stamps frames with.
+fn wall_clock() -> Duration {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default()
 }
 
 fn read_kernel_counters(ring: &Ring, iface: &Interface, base_ifdrops: u64, stats: &Stats) {

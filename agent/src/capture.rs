@@ -401,6 +401,8 @@ pub struct Frame<'b> {
     /// The 802.1Q tag the kernel stripped from the frame (TPID + TCI,
     /// network order), to be put back after the MAC addresses.
     pub vlan: Option<[u8; 4]>,
+    /// When the kernel captured it, since the Unix epoch (for `--write`).
+    pub timestamp: std::time::Duration,
 }
 
 impl Block<'_> {
@@ -434,7 +436,8 @@ impl Block<'_> {
                 tag[2..].copy_from_slice(&tci.to_be_bytes());
                 tag
             });
-            f(Frame { data, wire_len: hdr.tp_len, vlan });
+            let timestamp = std::time::Duration::new(u64::from(hdr.tp_sec), hdr.tp_nsec);
+            f(Frame { data, wire_len: hdr.tp_len, vlan, timestamp });
             if hdr.tp_next_offset == 0 {
                 break;
             }

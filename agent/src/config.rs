@@ -32,7 +32,8 @@ pub const MAX_BUFFER_MIB: u32 = 1024;
     name = "bpc-agent",
     version,
     about = "Capture sidecar: captures its pod's traffic and streams it GRE-encapsulated to collectors",
-    after_help = "Exit codes: 0 clean stop (SIGTERM/SIGINT), 2 configuration or permission error, \
+    after_help = "Exit codes: 0 clean stop (SIGTERM/SIGINT, --duration, --count, stdin closed with \
+                  --stdin-control), 2 configuration or permission error, \
                   1 other runtime failure."
 )]
 pub struct Args {
@@ -106,6 +107,25 @@ pub struct Args {
     #[arg(long, env = "BPC_RESOLVE_INTERVAL", value_name = "DURATION", default_value = "30s",
           value_parser = parse_duration)]
     pub resolve_interval: Duration,
+
+    /// Write the capture as pcapng to FILE ("-": stdout) instead of streaming GRE; no collector
+    /// is needed, and /stats is still served.
+    #[arg(long, short = 'w', env = "BPC_WRITE", value_name = "FILE|-")]
+    pub write: Option<String>,
+
+    /// Stop after this long (e.g. 60, 60s, 500ms, 2m), exit 0 with everything flushed.
+    #[arg(long, env = "BPC_DURATION", value_name = "SECS", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// Stop after this many captured packets, exit 0 with everything flushed.
+    #[arg(long, env = "BPC_COUNT", value_name = "N")]
+    pub count: Option<u64>,
+
+    /// Start capturing at the first byte on stdin and stop when stdin closes or sends another
+    /// byte: `kubectl bpc capture` attaches before the first pcapng byte is written (output
+    /// written before an attach is lost) and stops the agent by detaching.
+    #[arg(long, env = "BPC_STDIN_CONTROL", hide = true)]
+    pub stdin_control: bool,
 
     /// Print the interfaces the agent can see, and which one it would capture on, then exit.
     #[arg(long)]
@@ -253,6 +273,23 @@ pub struct Config {
     pub resolve_interval: Duration,
     /// Downward API facts.
     pub pod: PodInfo,
+    /// `--write`: where pcapng goes instead of GRE; `None`: stream to the collectors.
+    pub write: Option<WriteTarget>,
+    /// `--duration`: stop after this long.
+    pub duration: Option<Duration>,
+    /// `--count`: stop after this many packets.
+    pub count: Option<u64>,
+    /// `--stdin-control`: start on a byte on stdin, stop on its close.
+    pub stdin_control: bool,
+}
+
+/// Where `--write` puts the pcapng.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteTarget {
+    /// `-`: standard output.
+    Stdout,
+    /// A file, created or truncated.
+    File(std::path::PathBuf),
 }
 
 /// Treats an empty value (an env var set to "") like an absent one.
@@ -270,10 +307,28 @@ impl Config {
                 collectors.push(spec);
             }
         }
-        if collectors.is_empty() {
+        let write = match non_empty(args.write) {
+            None => None,
+            Some(w) if w == "-" => Some(WriteTarget::Stdout),
+            Some(w) => Some(WriteTarget::File(w.into())),
+        };
+        if write.is_some() && !collectors.is_empty() {
+            return Err(Error::Config(
+                "--write (BPC_WRITE) and --collector (BPC_COLLECTOR) exclude each other: the capture \
+                 goes either to a pcapng file/stdout or to GRE collectors"
+                    .into(),
+            ));
+        }
+        if args.count == Some(0) {
+            return Err(Error::Config("--count (BPC_COUNT) must be above 0".into()));
+        }
+        if args.duration.is_some_and(|d| d.is_zero()) {
+            return Err(Error::Config("--duration (BPC_DURATION) must be above 0".into()));
+        }
+        if collectors.is_empty() && write.is_none() {
             return Err(Error::Config(
                 "no collector: set --collector HOST or BPC_COLLECTOR (IP address or DNS name of the GRE \
-                 receiver; comma-separated, up to 4)"
+                 receiver; comma-separated, up to 4), or --write FILE|- for pcapng"
                     .into(),
             ));
         }
@@ -339,6 +394,10 @@ impl Config {
             profile: args.gre_profile,
             resolve_interval: args.resolve_interval,
             pod,
+            write,
+            duration: args.duration,
+            count: args.count,
+            stdin_control: args.stdin_control,
         })
     }
 }

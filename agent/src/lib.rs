@@ -12,10 +12,12 @@
 pub mod agent;
 pub mod capture;
 pub mod config;
+pub mod control;
 pub mod error;
 pub mod filter;
 pub mod http;
 pub mod iface;
+pub mod pcapng;
 pub mod privilege;
 pub mod ratelimit;
 pub mod resolve;

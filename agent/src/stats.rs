@@ -413,7 +413,8 @@ impl Stats {
         if !alive.ok {
             return alive;
         }
-        if self.collectors.iter().all(|c| c.resolution().is_none()) {
+        // No collectors at all (--write): nothing to resolve, the capture alone decides.
+        if !self.collectors.is_empty() && self.collectors.iter().all(|c| c.resolution().is_none()) {
             let why: Vec<String> = self
                 .collectors
                 .iter()

@@ -12,7 +12,7 @@ use kubectl_bpc::capabilities::CapabilitiesArg;
 use kubectl_bpc::kube_context::KubeArgs;
 use kubectl_bpc::manifest::{Edit, edit_manifests};
 use kubectl_bpc::sidecar::SidecarOptions;
-use kubectl_bpc::{Error, attach, map, sink, status, verify};
+use kubectl_bpc::{Error, attach, capture, map, sink, status, verify};
 
 #[derive(Parser)]
 #[command(
@@ -35,6 +35,8 @@ enum Command {
     Attach(Box<AttachArgs>),
     /// Remove exactly what attach added.
     Detach(DetachArgs),
+    /// Capture running pods now, with no restart (an ephemeral container): to a collector or pcapng.
+    Capture(Box<capture::CaptureArgs>),
     /// Add the sidecar to manifests (offline, for GitOps); prints YAML.
     #[command(after_help = "Examples:
   kubectl bpc inject -f deploy.yaml --collector 10.0.0.5 > deploy.bpc.yaml
@@ -174,6 +176,10 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
                 cli.kube.all_namespaces,
             )?;
             attach::run_detach(args, &cli.kube.connect().await?).await
+        }
+        Command::Capture(args) => {
+            args.check()?;
+            capture::run(args, &cli.kube.connect().await?).await
         }
         Command::Status(args) => {
             let kube = cli.kube.connect().await?;

@@ -55,6 +55,9 @@ pub struct StatusArgs {
     /// Agent log lines shown for a crash-looping agent.
     #[arg(long, default_value_t = 10)]
     pub log_lines: i64,
+    /// List the `kubectl bpc capture` containers of the pods instead (running and finished).
+    #[arg(long)]
+    pub captures: bool,
 }
 
 /// Verdict of one pod (and, as the worst of its pods, of a workload).
@@ -944,11 +947,42 @@ pub fn render(
 /// Entry point of `kubectl bpc status`: exit 0 all OK, 1 anything not OK;
 /// API and usage errors are returned (the caller exits 2).
 pub async fn run(args: &StatusArgs, client: &Client, namespace: Option<&str>) -> Result<ExitCode, Error> {
+    if args.captures {
+        return run_captures(client, namespace).await;
+    }
     let report = collect(client, namespace, args).await?;
     let stdout = std::io::stdout();
     let marks = if stdout.is_terminal() { Marks::TTY } else { Marks::PLAIN };
     render(&report, args.output, marks, &mut stdout.lock())?;
     Ok(report.exit_code())
+}
+
+/// `status --captures`: one line per capture container, per pod.
+async fn run_captures(client: &Client, namespace: Option<&str>) -> Result<ExitCode, Error> {
+    let pods: kube::Api<Pod> = crate::kube_context::scoped_api(client, namespace);
+    let list = pods.list(&kube::api::ListParams::default()).await?;
+    let mut rows = vec![["NAMESPACE", "POD", "CONTAINER", "STARTED", "STATE"].map(String::from).to_vec()];
+    for p in &list.items {
+        for (name, start, state) in crate::capture::captures_of(p) {
+            rows.push(vec![
+                p.metadata.namespace.clone().unwrap_or_default(),
+                p.metadata.name.clone().unwrap_or_default(),
+                name,
+                start.unwrap_or_else(|| "-".into()),
+                state,
+            ]);
+        }
+    }
+    if rows.len() == 1 {
+        println!("no captures");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let widths: Vec<usize> = (0..5).map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0)).collect();
+    for r in rows {
+        let cells: Vec<String> = r.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        println!("{}", cells.join("  ").trim_end());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

@@ -87,6 +87,7 @@ fn args(sample_interval: u64) -> StatusArgs {
         no_traffic_after: 60,
         sample_interval,
         log_lines: 10,
+        captures: false,
     }
 }
 

@@ -239,6 +239,19 @@ impl Proc {
         Proc { child, stderr_path, _dir: dir }
     }
 
+    /// Spawns `cmd` with stdin as given, stdout into `stdout` and stderr to a temporary file.
+    pub fn spawn_with(mut cmd: Command, stdin: Stdio, stdout: File) -> Proc {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let stderr_path = dir.path().join("stderr");
+        let child = cmd
+            .stdin(stdin)
+            .stdout(stdout)
+            .stderr(File::create(&stderr_path).expect("stderr file"))
+            .spawn()
+            .expect("spawn");
+        Proc { child, stderr_path, _dir: dir }
+    }
+
     /// What the process wrote to stderr so far.
     pub fn stderr(&self) -> String {
         read_to_string(&self.stderr_path)

@@ -1,0 +1,158 @@
+//! `--write`: the capture as pcapng instead of GRE.
+//!
+//! One section, one Ethernet interface with nanosecond timestamps (the ring's
+//! own resolution), one Enhanced Packet Block per frame, and an Interface
+//! Statistics Block every second and at the end: a reader of the stream
+//! (`kubectl bpc capture -w`) learns the agent's drops from the stream itself,
+//! with no second connection to /stats, which an ephemeral container cannot
+//! expose as a port.
+
+use std::borrow::Cow;
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::os::fd::AsFd;
+use std::time::Duration;
+
+use pcap_file::DataLink;
+use pcap_file::pcapng::PcapNgWriter;
+use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
+use pcap_file::pcapng::blocks::interface_description::{
+    InterfaceDescriptionBlock, InterfaceDescriptionOption,
+};
+use pcap_file::pcapng::blocks::interface_statistics::{InterfaceStatisticsBlock, InterfaceStatisticsOption};
+
+use crate::capture::Frame;
+use crate::config::WriteTarget;
+use crate::error::{Error, Result};
+
+/// Output buffer: large enough that a busy block becomes a few write(2)s,
+/// small enough that little is lost if the reader vanishes.
+const BUFFER: usize = 256 << 10;
+
+/// Counters written into an Interface Statistics Block.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Frames the filter accepted (isb_ifrecv).
+    pub received: u64,
+    /// Dropped by the interface before capture (isb_ifdrop).
+    pub interface_drops: u64,
+    /// Dropped by the kernel ring, or by the agent's own --max-pps/--max-mbps caps (isb_osdrop).
+    pub os_drops: u64,
+    /// Written to this stream (isb_usrdeliv).
+    pub delivered: u64,
+}
+
+/// The pcapng stream being written.
+pub struct PcapngOut {
+    writer: PcapNgWriter<BufWriter<File>>,
+    /// A VLAN-tagged frame with its tag put back.
+    scratch: Vec<u8>,
+    /// Whether anything was written since the last flush.
+    dirty: bool,
+}
+
+fn io_error(what: &str, e: pcap_file::PcapError) -> Error {
+    let source = match e {
+        pcap_file::PcapError::IoError(e) => e,
+        other => io::Error::other(other.to_string()),
+    };
+    Error::Io { what: what.to_owned(), source }
+}
+
+impl PcapngOut {
+    /// Opens `target` and writes the section and interface headers for `iface`.
+    pub fn open(target: &WriteTarget, iface: &str, snaplen: u32) -> Result<PcapngOut> {
+        let file = match target {
+            // A duplicate of fd 1 as a File: std's Stdout is line-buffered and
+            // would flush at every 0x0a byte of binary data.
+            WriteTarget::Stdout => io::stdout()
+                .as_fd()
+                .try_clone_to_owned()
+                .map(File::from)
+                .map_err(|source| Error::Io { what: "duplicate stdout for --write -".into(), source })?,
+            WriteTarget::File(path) => File::create(path).map_err(|source| {
+                Error::Config(format!("cannot create --write (BPC_WRITE) file {}: {source}", path.display()))
+            })?,
+        };
+        let mut writer = PcapNgWriter::new(BufWriter::with_capacity(BUFFER, file))
+            .map_err(|e| io_error("write the pcapng section header", e))?;
+        writer
+            .write_pcapng_block(InterfaceDescriptionBlock {
+                linktype: DataLink::ETHERNET,
+                snaplen,
+                options: vec![
+                    InterfaceDescriptionOption::IfName(Cow::Owned(iface.to_owned())),
+                    // pcap-file writes timestamps as nanoseconds; say so.
+                    InterfaceDescriptionOption::IfTsResol(9),
+                ],
+            })
+            .map_err(|e| io_error("write the pcapng interface block", e))?;
+        let mut out = PcapngOut { writer, scratch: Vec::new(), dirty: true };
+        // The headers go out at once: a reader (Wireshark) shows the
+        // interface before the first packet arrives.
+        out.flush()?;
+        Ok(out)
+    }
+
+    /// Writes one frame, cut to `snaplen` bytes, with its 802.1Q tag put back.
+    pub fn packet(&mut self, frame: &Frame<'_>, snaplen: usize) -> Result<()> {
+        let data: &[u8] = match frame.vlan {
+            Some(tag) if frame.data.len() >= 12 => {
+                self.scratch.clear();
+                self.scratch.extend_from_slice(&frame.data[..12]);
+                self.scratch.extend_from_slice(&tag);
+                self.scratch.extend_from_slice(&frame.data[12..]);
+                &self.scratch
+            }
+            _ => frame.data,
+        };
+        let tag_len = if frame.vlan.is_some() { 4 } else { 0 };
+        let data = &data[..data.len().min(snaplen)];
+        self.writer
+            .write_pcapng_block(EnhancedPacketBlock {
+                interface_id: 0,
+                timestamp: frame.timestamp,
+                original_len: frame.wire_len + tag_len,
+                data: Cow::Borrowed(data),
+                options: vec![],
+            })
+            .map_err(|e| io_error("write a packet to --write", e))?;
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// Writes an Interface Statistics Block stamped `now` (since the epoch).
+    pub fn statistics(&mut self, now: Duration, c: Counters) -> Result<()> {
+        self.writer
+            .write_pcapng_block(InterfaceStatisticsBlock {
+                interface_id: 0,
+                timestamp: now.as_nanos() as u64,
+                options: vec![
+                    InterfaceStatisticsOption::IsbIfRecv(c.received),
+                    InterfaceStatisticsOption::IsbIfDrop(c.interface_drops),
+                    InterfaceStatisticsOption::IsbOsDrop(c.os_drops),
+                    InterfaceStatisticsOption::IsbUsrDeliv(c.delivered),
+                ],
+            })
+            .map_err(|e| io_error("write statistics to --write", e))?;
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// Pushes what is buffered to the file or pipe.
+    pub fn flush(&mut self) -> Result<()> {
+        if std::mem::take(&mut self.dirty) {
+            self.writer
+                .get_mut()
+                .flush()
+                .map_err(|source| Error::Io { what: "write to --write".into(), source })?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether `e` says the reader of the stream went away (EPIPE): a clean end
+/// of the capture (`wireshark` closed, `head -c` satisfied), not a failure.
+pub fn reader_gone(e: &Error) -> bool {
+    matches!(e, Error::Io { source, .. } if source.kind() == io::ErrorKind::BrokenPipe)
+}

@@ -1,0 +1,206 @@
+#!/usr/bin/env bash
+# The `kubectl bpc capture` scenario on a running cluster (scripts/e2e-cluster.sh
+# calls it at its end; it can also run alone). Every step asserts what it claims:
+#   1. capture -w FILE from a running Deployment pod while a client makes N HTTP
+#      requests: the pod's UID and restart counts stay as they were, the file
+#      opens in tshark and holds exactly N HTTP GET requests, the capture
+#      container ended with exit 0;
+#   2. capture --collector to `kubectl bpc sink` on the node: every packet the
+#      agent sent reached the sink, zero loss;
+#   3. capture in a namespace enforcing Pod Security restricted: refused before
+#      anything is written (exit 2, no file, no ephemeral container).
+#
+# Environment (scripts/cluster.sh env gives all but the last): KUBECONFIG,
+# BPC_AGENT_IMAGE, BPC_APP_IMAGE, BPC_NODE_IP (an address of the node the pods
+# can reach, where the sink listens), KUBECTL_BPC (the kubectl-bpc binary).
+# Needs root (the sink's raw socket), kubectl, tshark and jq.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+: "${KUBECONFIG:?set KUBECONFIG}" "${BPC_AGENT_IMAGE:?set BPC_AGENT_IMAGE}" "${BPC_APP_IMAGE:?set BPC_APP_IMAGE}"
+: "${BPC_NODE_IP:?set BPC_NODE_IP}"
+bpc=${KUBECTL_BPC:?set KUBECTL_BPC to the kubectl-bpc binary}
+export KUBECONFIG
+requests=${BPC_CAPTURE_REQUESTS:-20}
+ns="bpc-cap-$$"
+restricted="bpc-cap-r-$$"
+work=$(mktemp -d)
+pids=()
+started=$SECONDS
+
+step() { printf '\n== [capture %3ds] %s\n' "$((SECONDS - started))" "$*"; }
+fail() { echo "FAIL: $*" >&2; exit 1; }
+ok() { echo "ok - $*"; }
+
+cleanup() {
+  local rc=$? pid
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  if ((rc != 0)); then
+    echo "e2e-cluster-capture: failed (exit $rc); logs:" >&2
+    for f in "$work"/*.log; do [[ -e $f ]] && { echo "--- $f" >&2; tail -n 30 "$f" >&2; }; done
+    kubectl get pods -n "$ns" -o wide >&2 2>/dev/null || true
+  fi
+  kubectl delete namespace "$ns" "$restricted" --ignore-not-found --wait=true --timeout=120s >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# app_pod NS NAME-PREFIX LABEL: the one running pod of label app=LABEL.
+app_pod() {
+  kubectl get pods -n "$1" -l "app=$2" --field-selector status.phase=Running -o jsonpath='{.items[0].metadata.name}'
+}
+
+# client NS NAME URL N: a pod that GETs URL N times; asserts all N succeeded.
+client() {
+  # shellcheck disable=SC2016 # expanded by the client pod's shell
+  kubectl run "$2" -n "$1" --image "$BPC_APP_IMAGE" --image-pull-policy IfNotPresent --restart Never \
+    --command -- sh -c 'n=0; for i in $(seq 1 '"$4"'); do wget -q -O /dev/null "'"$3"'" && n=$((n+1)); done
+      echo "requests ok: $n"' >/dev/null
+  kubectl wait -n "$1" "pod/$2" --for=jsonpath='{.status.phase}'=Succeeded --timeout 90s >/dev/null ||
+    fail "client $2 did not finish: $(kubectl logs -n "$1" "$2" 2>&1 | tail -n 5)"
+  local got
+  got=$(kubectl logs -n "$1" "$2" | awk '/requests ok/ {print $3}')
+  [[ $got == "$4" ]] || fail "client $2: $got of $4 requests succeeded"
+}
+
+# wait_capturing NS POD LOG: until the capture container of POD says it captures.
+wait_capturing() {
+  local name=""
+  for _ in $(seq 1 120); do
+    name=$(sed -n 's/.*added ephemeral container \(bpc-capture-[a-z0-9-]*\).*/\1/p' "$3" | head -n 1)
+    if [[ -n $name ]] && kubectl logs -n "$1" "$2" -c "$name" 2>/dev/null | grep -q 'capturing'; then
+      echo "$name"
+      return 0
+    fi
+    sleep 0.5
+  done
+  fail "no capture container of $2 started capturing: $(cat "$3")"
+}
+
+# exit_code NS POD CONTAINER: the terminated exit code of an ephemeral container.
+exit_code() {
+  kubectl get pod -n "$1" "$2" -o json |
+    jq -r --arg c "$3" '.status.ephemeralContainerStatuses[] | select(.name == $c) | .state.terminated.exitCode // "running"'
+}
+
+identity() { kubectl get pod -n "$1" "$2" -o json | jq -c '{uid: .metadata.uid, restarts: [.status.containerStatuses[].restartCount]}'; }
+
+step "a Deployment of the test app in namespace $ns (Pod Security baseline)"
+kubectl create namespace "$ns" >/dev/null
+kubectl label namespace "$ns" pod-security.kubernetes.io/enforce=baseline >/dev/null
+kubectl apply -n "$ns" -f - >/dev/null <<EOF
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, labels: {app: web}}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: app
+        image: $BPC_APP_IMAGE
+        imagePullPolicy: IfNotPresent
+        command: [sh, -c, 'mkdir -p /tmp/www && echo web > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www']
+        ports: [{containerPort: 8080, name: http}]
+EOF
+kubectl rollout status -n "$ns" deploy/web --timeout 120s >/dev/null
+pod=$(app_pod "$ns" web web)
+ip=$(kubectl get pod -n "$ns" "$pod" -o jsonpath='{.status.podIP}')
+before=$(identity "$ns" "$pod")
+ok "pod $pod ($ip): $before"
+
+step "capture -w FILE from pod/$pod while a client makes $requests HTTP requests; Ctrl-C ends it"
+"$bpc" capture -n "$ns" "pod/$pod" --image "$BPC_AGENT_IMAGE" --filter 'tcp port 8080' --duration 120s \
+  -w "$work/web.pcapng" 2>"$work/capture-w.log" &
+cap_pid=$!
+pids+=("$cap_pid")
+name=$(wait_capturing "$ns" "$pod" "$work/capture-w.log")
+client "$ns" client-w "http://$ip:8080/" "$requests"
+sleep 2
+kill -INT "$cap_pid"
+rc=0
+wait "$cap_pid" || rc=$?
+((rc == 0)) || fail "capture -w exited $rc: $(cat "$work/capture-w.log")"
+ok "capture exit 0: $(grep -c . "$work/capture-w.log") lines on stderr"
+
+step "the pod was not restarted: UID and restart counts as before"
+after=$(identity "$ns" "$pod")
+[[ $after == "$before" ]] || fail "pod changed: before $before, after $after"
+ok "$after"
+
+step "the file opens in tshark and holds exactly $requests HTTP GET requests"
+gets=$(tshark -r "$work/web.pcapng" -Y 'http.request.method == "GET"' 2>"$work/tshark.log" | wc -l)
+[[ $gets == "$requests" ]] || fail "tshark finds $gets HTTP GET requests, the client made $requests"
+ifaces=$(tshark -r "$work/web.pcapng" -T fields -e frame.interface_name 2>/dev/null | sort -u)
+[[ $ifaces == "$ns/$pod" ]] || fail "interface names in the file: $ifaces"
+ok "$gets GET requests, on interface $ifaces"
+
+step "the capture container $name ended with exit 0 and stays listed as terminated"
+code=$(exit_code "$ns" "$pod" "$name")
+[[ $code == 0 ]] || fail "$name: $code"
+"$bpc" status -n "$ns" --captures | tee "$work/status.log"
+grep -q "$name.*finished" "$work/status.log" || fail "status does not list $name as finished"
+ok "$name terminated, exit 0"
+
+step "capture --collector $BPC_NODE_IP to kubectl bpc sink: zero loss"
+"$bpc" sink --listen "$BPC_NODE_IP" --duration 120 --quiet -o json >"$work/sink.json" 2>"$work/sink.log" &
+sink_pid=$!
+pids+=("$sink_pid")
+sleep 1
+"$bpc" capture -n "$ns" deploy/web --image "$BPC_AGENT_IMAGE" --filter 'tcp port 8080' --duration 120s \
+  --collector "$BPC_NODE_IP" 2>"$work/capture-c.log" &
+cap_pid=$!
+pids+=("$cap_pid")
+name=$(wait_capturing "$ns" "$pod" "$work/capture-c.log")
+client "$ns" client-c "http://$ip:8080/" "$requests"
+sleep 2
+kill -INT "$cap_pid"
+rc=0
+wait "$cap_pid" || rc=$?
+((rc == 0)) || fail "capture --collector exited $rc: $(cat "$work/capture-c.log")"
+kill -INT "$sink_pid"
+wait "$sink_pid" || fail "sink failed: $(cat "$work/sink.log")"
+sent=$(sed -n "s/.*sent to $BPC_NODE_IP \([0-9]*\) packets.*/\1/p" "$work/capture-c.log")
+# Only this pod's stream: other agents on a shared cluster may send to the node too.
+mine=$(jq -c --arg ip "$ip" '[.streams[] | select(.source == $ip)]' "$work/sink.json")
+received=$(jq '[.[].packets] | add // 0' <<<"$mine")
+jq -e 'length == 1 and .[0].lost == 0' <<<"$mine" >/dev/null || fail "the pod's stream at the sink: $mine"
+{ [[ -n $sent ]] && ((sent > 0)); } || fail "no 'sent to' count from the agent: $(cat "$work/capture-c.log")"
+[[ $received == "$sent" ]] || fail "the agent sent $sent packets, the sink received $received"
+[[ $(identity "$ns" "$pod") == "$before" ]] || fail "pod changed after the collector capture"
+ok "the agent sent $sent packets, the sink received $received, lost 0; pod unchanged"
+
+step "a capture in namespace $restricted (enforce: restricted) is refused before anything is written"
+kubectl create namespace "$restricted" >/dev/null
+kubectl label namespace "$restricted" pod-security.kubernetes.io/enforce=restricted >/dev/null
+kubectl apply -n "$restricted" -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Pod
+metadata: {name: locked, labels: {app: locked}}
+spec:
+  terminationGracePeriodSeconds: 1
+  securityContext: {runAsNonRoot: true, runAsUser: 1000, seccompProfile: {type: RuntimeDefault}}
+  containers:
+  - name: app
+    image: $BPC_APP_IMAGE
+    imagePullPolicy: IfNotPresent
+    command: [sh, -c, 'mkdir -p /tmp/www && exec httpd -f -p 8080 -h /tmp/www']
+    securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
+EOF
+kubectl wait -n "$restricted" pod/locked --for=jsonpath='{.status.phase}'=Running --timeout 90s >/dev/null
+rc=0
+"$bpc" capture -n "$restricted" pod/locked --image "$BPC_AGENT_IMAGE" -w "$work/locked.pcapng" \
+  2>"$work/capture-r.log" || rc=$?
+((rc == 2)) || fail "capture in a restricted namespace exited $rc, not 2: $(cat "$work/capture-r.log")"
+grep -q "restricted" "$work/capture-r.log" || fail "the refusal does not name restricted: $(cat "$work/capture-r.log")"
+[[ ! -e $work/locked.pcapng ]] || fail "the output file was created"
+ephemeral=$(kubectl get pod -n "$restricted" locked -o jsonpath='{.spec.ephemeralContainers}')
+[[ -z $ephemeral ]] || fail "the pod got an ephemeral container: $ephemeral"
+ok "exit 2, no file, no ephemeral container: $(head -n 1 "$work/capture-r.log")"
+
+echo
+echo "e2e-cluster-capture: all passed in $((SECONDS - started)) s"
