@@ -388,6 +388,11 @@ for app in web db edge; do
 done
 ok "specs restored; no sidecar in the new pods"
 
+# ---------------------------------------------------------------- capture now
+
+step "kubectl bpc capture: ephemeral containers, no restart (scripts/e2e-cluster-capture.sh)"
+KUBECTL_BPC=$bpc scripts/e2e-cluster-capture.sh
+
 # ---------------------------------------------------------------- cluster-only tests
 
 step "cluster-only tests (cargo test -- --ignored) against this cluster (attach + detach of web)"
