@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Turns scripts/bench.sh's run records (one JSON object per line) into
 bench/results.json (machine, every run with derived figures, headline
-ratios per frame size, targets) and a Markdown table for the README.
+ratios per frame size, targets) and a Markdown table for bench/README.md.
 
 Usage: report.py RUNS.jsonl OUT.json OUT.md --date D --nproc N --cpu MODEL ...
        report.py --rebuild OUT.json    (recompute OUT.json and OUT.md from OUT.json's runs)

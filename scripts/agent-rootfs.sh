@@ -6,7 +6,7 @@
 # Usage: agent-rootfs.sh BINARY OUTDIR [--standalone]
 #
 # - the binary at /usr/local/bin/bpc-agent, mode 0755, with the file capability
-#   cap_net_raw=+p (permitted, not effective: see the README, Privileges);
+#   cap_net_raw=+p (permitted, not effective: see docs/agent.md, Privileges);
 # - libpcap and every library it links (libdbus, libsystemd, ...), except
 #   glibc and libgcc, which the distroless base has;
 # - --standalone: glibc, libgcc, the dynamic loader, /etc/passwd and

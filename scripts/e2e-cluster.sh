@@ -2,7 +2,7 @@
 # The end-to-end scenario on a real cluster: the local one of
 # scripts/cluster.sh by default, kind with --kind (where Docker exists). One
 # script, so the two cannot drift. Every step asserts what it claims; the
-# README (How this is tested) says what each step proves.
+# docs/cluster.md says what each step proves.
 #
 # Usage: scripts/e2e-cluster.sh [--kind] [--keep]
 #   --kind   create a kind cluster instead (needs docker and kind)

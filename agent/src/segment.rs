@@ -884,7 +884,7 @@ mod tests {
         assert_eq!(check_tcp_segments(&frame, &out, 1514), data);
     }
 
-    /// Not a check: the cost figure in the README (Oversize frames). Run with
+    /// Not a check: the cost figure in docs/agent.md (Oversize frames). Run with
     /// `cargo test --release -p bpc-agent --lib segment_throughput -- --ignored --nocapture`.
     #[test]
     #[ignore]

@@ -6,7 +6,7 @@
 //! `sendmmsg` on a raw GRE socket this skips, per packet, the route lookup,
 //! `ip_append_data`'s checksum-while-copying, the socket buffer accounting and
 //! the qdisc; `scripts/bench.sh` measured it cheaper per packet (see
-//! the README, Performance). It costs one copy of each frame into the ring (the raw
+//! bench/README.md). It costs one copy of each frame into the ring (the raw
 //! socket copies it too, into an skb).
 //!
 //! The kernel's routing is not consulted per packet, so the agent does it:

@@ -402,7 +402,7 @@ fn segment_mode_delivers_every_tcp_payload_byte_of_super_frames_in_both_directio
     assert!(run.pod_pcap().exists());
 }
 
-/// Not a check: prints the README row (payload delivered / payload seen) for
+/// Not a check: prints the docs/agent.md row (payload delivered / payload seen) for
 /// each `--oversize` mode. Run with
 /// `cargo test -p bpc-agent --test oversize -- --ignored --nocapture`.
 #[test]

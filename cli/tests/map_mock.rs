@@ -98,7 +98,7 @@ async fn all_namespaces_map_lists_once_and_resolves_deployments_and_statefulsets
     assert!(csv.lines().nth(2).unwrap().starts_with("198.18.1.2,shop,Deployment,checkout,0x"), "{csv}");
     let mut table = Vec::new();
     map::render(&rows, map::MapFormat::Table, &mut table).unwrap();
-    // Golden files shown in the README (Checking capture); BLESS=1 regenerates them.
+    // Golden files shown in docs/guide.md (Checking capture); BLESS=1 regenerates them.
     for (name, actual) in [("map-table.txt", String::from_utf8(table).unwrap()), ("map.csv", csv)] {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/status/").to_owned() + name;
         if std::env::var_os("BLESS").is_some() {

@@ -159,7 +159,7 @@ async fn proxy_stats_path_is_exact_and_a_503_is_a_verdict_not_a_crash() {
     assert!(!report.ok);
     assert_eq!(report.exit_code(), std::process::ExitCode::from(1));
 
-    // The JSON shape documented in the README (Checking capture).
+    // The JSON shape documented in docs/guide.md (Checking capture).
     let mut out = Vec::new();
     status::render(&report, StatusFormat::Json, Marks::PLAIN, &mut out).unwrap();
     let v: Value = serde_json::from_slice(&out).unwrap();

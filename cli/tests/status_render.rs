@@ -1,5 +1,5 @@
 //! The `status` text and JSON renderings of a fixture report, compared with
-//! the golden files shown in the README (Checking capture) (no cluster here: the report is a
+//! the golden files shown in docs/guide.md (Checking capture) (no cluster here: the report is a
 //! fixture). Regenerate with `BLESS=1 cargo test -p kubectl-bpc --test status_render`.
 
 use bpc_wire::WorkloadKey;
