@@ -599,7 +599,8 @@ mod tests {
     fn a_refusal_hint_names_what_to_change_for_the_policy_that_refused() {
         let quota = "pods \"web-x\" is forbidden: exceeded quota: mem, requested: limits.memory=128Mi";
         assert!(refusal_hint(quota).contains("ResourceQuota"));
-        let pss = "pods \"web-x\" is forbidden: violates PodSecurity \"baseline:latest\": non-default capabilities";
+        let pss =
+            "pods \"web-x\" is forbidden: violates PodSecurity \"baseline:latest\": non-default capabilities";
         assert!(refusal_hint(pss).contains("--capabilities"));
         assert!(refusal_hint("admission webhook \"x\" denied the request").contains("names the policy"));
     }
