@@ -62,7 +62,7 @@ impl std::fmt::Debug for GreTally {
 impl GreTally {
     /// Opens the raw GRE socket on `listen` (IPv4 or IPv6) and starts receiving.
     pub fn start(listen: IpAddr) -> Result<Self, Error> {
-        let config = ReceiverConfig { listen, map: Default::default(), frame_sink: None };
+        let config = ReceiverConfig { listen, map: Default::default(), paths: false, frame_sink: None };
         let receiver = Receiver::start(config).map_err(|e| receiver_error(e, listen))?;
         Ok(GreTally { receiver, started: Instant::now() })
     }

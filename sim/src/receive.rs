@@ -17,7 +17,8 @@ use pcap_file::pcapng::blocks::interface_description::{
 
 use crate::Error;
 use crate::expect::Expectation;
-use crate::map::WorkloadMap;
+use crate::map::{SharedMap, WorkloadMap};
+use crate::paths::{PathsReport, render_dot, top_edges};
 use crate::receiver::{FrameSink, Receiver, ReceiverConfig, Report};
 
 /// Options of `bpc-sim receive` (flattened into `kubectl bpc sink`).
@@ -32,9 +33,15 @@ pub struct ReceiveArgs {
     /// Rotate the pcap file after N megabytes (FILE.1, FILE.2, ...).
     #[arg(long)]
     pub rotate_mb: Option<u64>,
-    /// `kubectl bpc map -o json` output, for workload names.
+    /// `kubectl bpc map -o json` output, for workload names; re-read when the file changes.
     #[arg(long)]
     pub map: Option<String>,
+    /// Discover service paths: write PREFIX.json, PREFIX.dot and (with Graphviz) PREFIX.svg/.png.
+    #[arg(long, value_name = "PREFIX")]
+    pub paths: Option<String>,
+    /// Rewrite the --paths files every SECS seconds during the run (and once at the end).
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    pub paths_interval: f64,
     /// Stop after S seconds.
     #[arg(long)]
     pub duration: Option<f64>,
@@ -68,7 +75,7 @@ struct PcapSink {
     rotate: Option<u64>,
     written: u64,
     index: u32,
-    map: WorkloadMap,
+    map: SharedMap,
     writer: Option<Writer>,
 }
 
@@ -106,8 +113,13 @@ impl FrameSink for PcapSink {
                 let next = ifaces.len() as u32;
                 let id = *ifaces.entry(key).or_insert_with(|| {
                     // A new key: declare its interface, named by workload when mapped.
-                    let name =
-                        self.map.name(key).map(str::to_string).unwrap_or_else(|| format!("0x{key:08x}"));
+                    let name = self
+                        .map
+                        .read()
+                        .unwrap()
+                        .name(key)
+                        .map(str::to_string)
+                        .unwrap_or_else(|| format!("0x{key:08x}"));
                     let idb = InterfaceDescriptionBlock {
                         linktype: DataLink::ETHERNET,
                         snaplen: 262144,
@@ -278,15 +290,109 @@ extern "C" fn on_sigint(_: libc::c_int) {
 
 /// Runs `bpc-sim receive`: 0 when every expectation holds, 1 otherwise.
 pub fn run_receive(args: &ReceiveArgs) -> Result<ExitCode, Error> {
+    run_receive_with(args, None)
+}
+
+/// Follows a `--map` file: re-reads it when its modification time or size
+/// changes. A file caught half-written fails to parse and is retried on the
+/// next change or poll, keeping the previous map.
+struct MapFile {
+    path: String,
+    seen: Option<(SystemTime, u64)>,
+    failed: bool,
+}
+
+impl MapFile {
+    fn stamp(&self) -> Option<(SystemTime, u64)> {
+        let m = std::fs::metadata(&self.path).ok()?;
+        Some((m.modified().ok()?, m.len()))
+    }
+
+    /// Reloads into `map` when changed; true when it did.
+    fn poll(&mut self, map: &SharedMap) -> bool {
+        let stamp = self.stamp();
+        if stamp.is_none() || (stamp == self.seen && !self.failed) {
+            return false;
+        }
+        match WorkloadMap::load(&self.path) {
+            Ok(newer) => {
+                map.write().unwrap().update(newer);
+                self.seen = stamp;
+                self.failed = false;
+                true
+            }
+            Err(e) => {
+                if !self.failed || stamp != self.seen {
+                    eprintln!("bpc-sim: keeping the previous map: {e}");
+                }
+                self.seen = stamp;
+                self.failed = true;
+                false
+            }
+        }
+    }
+}
+
+/// Writes PREFIX.json and PREFIX.dot (each via a temporary file and a
+/// rename, so a reader never sees half a file), then PREFIX.svg and
+/// PREFIX.png with Graphviz's `dot` when it is installed. Returns whether
+/// the pictures were drawn.
+pub fn write_paths(prefix: &str, report: &PathsReport) -> Result<bool, Error> {
+    let put = |ext: &str, text: &str| -> Result<(), Error> {
+        let path = format!("{prefix}.{ext}");
+        let tmp = format!("{path}.tmp");
+        std::fs::write(&tmp, text).map_err(|source| Error::File { path: tmp.clone(), source })?;
+        std::fs::rename(&tmp, &path).map_err(|source| Error::File { path, source })
+    };
+    put("json", &(serde_json::to_string_pretty(report).expect("paths serialise") + "\n"))?;
+    put("dot", &render_dot(report))?;
+    let mut drawn = true;
+    for fmt in ["svg", "png"] {
+        let out = format!("{prefix}.{fmt}");
+        let tmp = format!("{prefix}.tmp.{fmt}");
+        let ok = std::process::Command::new("dot")
+            .arg(format!("-T{fmt}"))
+            .arg(format!("{prefix}.dot"))
+            .arg("-o")
+            .arg(&tmp)
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            std::fs::rename(&tmp, &out).map_err(|source| Error::File { path: out, source })?;
+        } else {
+            let _ = std::fs::remove_file(&tmp);
+            drawn = false;
+        }
+    }
+    Ok(drawn)
+}
+
+/// [`run_receive`] with a map kept fresh by the caller (`kubectl bpc sink
+/// --map-watch`); `--map` still seeds and follows its file when given.
+pub fn run_receive_with(args: &ReceiveArgs, shared: Option<SharedMap>) -> Result<ExitCode, Error> {
     if args.output != "text" && args.output != "json" {
         return Err(Error::Invalid { what: "-o", message: format!("{} (use text or json)", args.output) });
     }
-    let map = match &args.map {
-        Some(p) => WorkloadMap::load(p)?,
-        None => WorkloadMap::default(),
+    if !(args.paths_interval > 0.0 && args.paths_interval.is_finite()) {
+        return Err(Error::Invalid {
+            what: "--paths-interval",
+            message: format!("{} (seconds > 0)", args.paths_interval),
+        });
+    }
+    let shared = shared.unwrap_or_default();
+    let mut map_file = args.map.as_ref().map(|p| MapFile { path: p.clone(), seen: None, failed: false });
+    if let Some(f) = &mut map_file {
+        // The first read must succeed: a wrong path is a usage error, not a wait.
+        let first = WorkloadMap::load(&f.path)?;
+        f.seen = f.stamp();
+        shared.write().unwrap().update(first);
+    }
+    let expectations = {
+        let map = shared.read().unwrap();
+        args.expect.iter().map(|e| Expectation::parse(e, &map)).collect::<Result<Vec<_>, _>>()?
     };
-    let expectations =
-        args.expect.iter().map(|e| Expectation::parse(e, &map)).collect::<Result<Vec<_>, _>>()?;
     let frame_sink: Option<Arc<Mutex<dyn FrameSink>>> = match &args.write {
         Some(p) => {
             let mut sink = PcapSink {
@@ -294,7 +400,7 @@ pub fn run_receive(args: &ReceiveArgs) -> Result<ExitCode, Error> {
                 rotate: args.rotate_mb,
                 written: 0,
                 index: 0,
-                map: map.clone(),
+                map: shared.clone(),
                 writer: None,
             };
             sink.open()?;
@@ -304,8 +410,30 @@ pub fn run_receive(args: &ReceiveArgs) -> Result<ExitCode, Error> {
     };
     // SAFETY: the handler only stores to an atomic.
     unsafe { libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t) };
-    let receiver =
-        Receiver::start(ReceiverConfig { listen: args.listen, map, frame_sink: frame_sink.clone() })?;
+    let receiver = Receiver::start(ReceiverConfig {
+        listen: args.listen,
+        map: shared.clone(),
+        paths: args.paths.is_some(),
+        frame_sink: frame_sink.clone(),
+    })?;
+    let paths_every = Duration::from_secs_f64(args.paths_interval);
+    let mut last_paths = Instant::now();
+    let mut last_map_poll = Instant::now();
+    let mut graphviz_note = false;
+    let mut write_paths_now = |report: &PathsReport| {
+        let Some(prefix) = &args.paths else { return };
+        match write_paths(prefix, report) {
+            Ok(true) => {}
+            Ok(false) if !graphviz_note => {
+                graphviz_note = true;
+                eprintln!(
+                    "note: Graphviz `dot` not found or failed: {prefix}.svg/.png not drawn (apt-get install graphviz)"
+                );
+            }
+            Ok(false) => {}
+            Err(e) => eprintln!("bpc-sim: {e}"),
+        }
+    };
     let start = Instant::now();
     // On a terminal an indicatif line redraws in place; otherwise plain periodic lines for logs.
     let bar = (std::io::stderr().is_terminal() && !args.quiet).then(|| {
@@ -328,8 +456,24 @@ pub fn run_receive(args: &ReceiveArgs) -> Result<ExitCode, Error> {
         {
             break;
         }
+        if let Some(f) = &mut map_file
+            && last_map_poll.elapsed() >= Duration::from_millis(500)
+        {
+            last_map_poll = Instant::now();
+            f.poll(&shared);
+        }
+        if args.paths.is_some() && last_paths.elapsed() >= paths_every {
+            last_paths = Instant::now();
+            write_paths_now(&receiver.paths());
+        }
         if !args.quiet && last_print.elapsed() >= Duration::from_secs(1) {
-            let line = live_line(&receiver.snapshot(), &mut last_packets, last_print.elapsed());
+            let mut line = live_line(&receiver.snapshot(), &mut last_packets, last_print.elapsed());
+            if args.paths.is_some() {
+                let top = top_edges(&receiver.paths(), 3);
+                if !top.is_empty() {
+                    line = format!("{line} || {}", top.join("; "));
+                }
+            }
             last_print = Instant::now();
             match &bar {
                 Some(pb) => pb.set_message(line),
@@ -340,8 +484,20 @@ pub fn run_receive(args: &ReceiveArgs) -> Result<ExitCode, Error> {
     if let Some(pb) = bar {
         pb.finish_and_clear();
     }
+    if let Some(f) = &mut map_file {
+        f.poll(&shared);
+    }
+    let paths = args.paths.as_ref().map(|_| receiver.paths());
     let report = receiver.stop();
     drop(frame_sink);
+    if let (Some(prefix), Some(p)) = (&args.paths, &paths) {
+        write_paths_now(p);
+        eprintln!(
+            "paths: {} edges, {} nodes written to {prefix}.json and {prefix}.dot",
+            p.edges.len(),
+            p.nodes.len()
+        );
+    }
     let text = if args.output == "json" {
         serde_json::to_string_pretty(&report).expect("report serialises") + "\n"
     } else {

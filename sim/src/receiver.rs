@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::Error;
-use crate::map::WorkloadMap;
+use crate::map::{SharedMap, WorkloadMap};
+use crate::paths::{FlowTable, PathsReport, TcpFlags};
 
 const BATCH: usize = 64;
 const BUF: usize = 65536;
@@ -26,8 +27,10 @@ const MAX_LATENCY_SAMPLES: usize = 1 << 20;
 pub struct ReceiverConfig {
     /// Address to bind (IPv4 or IPv6; unspecified = all).
     pub listen: IpAddr,
-    /// Key -> workload names.
-    pub map: WorkloadMap,
+    /// Key -> workload names, address -> workload; others may update it while the receiver runs.
+    pub map: SharedMap,
+    /// Account flows for path discovery ([`Receiver::paths`]).
+    pub paths: bool,
     /// Receives each decapsulated inner frame with its receive time (for `--write`).
     pub frame_sink: Option<Arc<Mutex<dyn FrameSink>>>,
 }
@@ -237,6 +240,7 @@ struct State {
     flows: HashMap<FlowKey, (u64, u64)>,
     latencies_ns: Vec<u64>,
     valid: u64,
+    paths: Option<FlowTable>,
 }
 
 /// A running receiver.
@@ -245,7 +249,7 @@ pub struct Receiver {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     started: Instant,
-    map: WorkloadMap,
+    map: SharedMap,
     /// The bound address.
     pub local: IpAddr,
 }
@@ -264,7 +268,11 @@ impl Receiver {
         force_recv_buffer(&socket, 64 << 20);
         socket.set_read_timeout(Some(Duration::from_millis(50))).map_err(sock_err("setting timeout"))?;
         let state = Arc::new(Mutex::new(State::default()));
-        state.lock().unwrap().latencies_ns.reserve(MAX_LATENCY_SAMPLES);
+        {
+            let mut st = state.lock().unwrap();
+            st.latencies_ns.reserve(MAX_LATENCY_SAMPLES);
+            st.paths = config.paths.then(FlowTable::default);
+        }
         let stop = Arc::new(AtomicBool::new(false));
         let (st, sp, sink) = (state.clone(), stop.clone(), config.frame_sink.clone());
         let v4 = config.listen.is_ipv4();
@@ -284,7 +292,25 @@ impl Receiver {
 
     /// The counters so far.
     pub fn snapshot(&self) -> Report {
-        build_report(&self.state.lock().unwrap(), &self.map, self.started.elapsed())
+        let map = self.map.read().unwrap();
+        build_report(&self.state.lock().unwrap(), &map, self.started.elapsed())
+    }
+
+    /// The path graph so far (empty unless started with `paths`), labelled
+    /// with the map as it is now.
+    pub fn paths(&self) -> PathsReport {
+        let map = self.map.read().unwrap();
+        let st = self.state.lock().unwrap();
+        // Stream sources are the capturing pods: their flows are counted from the client side.
+        let capturing = st.streams.keys().map(|k| k.1).collect();
+        let now = unix(SystemTime::now());
+        let empty = FlowTable::default();
+        st.paths.as_ref().unwrap_or(&empty).report(&map, &capturing, now)
+    }
+
+    /// The shared map the receiver labels with.
+    pub fn map(&self) -> &SharedMap {
+        &self.map
     }
 
     /// Valid packets so far: cheap, unlike [`Receiver::snapshot`] (which sorts latency samples).
@@ -454,13 +480,13 @@ fn handle(st: &mut State, src: IpAddr, gre: &[u8], now: SystemTime, sink: Option
             Direction::Unknown => c.unknown += 1,
         }
     }
-    inspect_inner(st, frame, now);
+    inspect_inner(st, src, frame, now);
     if let Some(sink) = sink {
         sink.lock().unwrap().frame(now, key, frame);
     }
 }
 
-fn inspect_inner(st: &mut State, frame: &[u8], now: SystemTime) {
+fn inspect_inner(st: &mut State, observer: IpAddr, frame: &[u8], now: SystemTime) {
     use etherparse::{NetSlice, SlicedPacket, TransportSlice};
     let Ok(p) = SlicedPacket::from_ethernet(frame) else { return };
     let (proto, s, d) = match &p.net {
@@ -476,8 +502,12 @@ fn inspect_inner(st: &mut State, frame: &[u8], now: SystemTime) {
         ),
         _ => return,
     };
+    let mut flags = None;
     let (sp, dp) = match &p.transport {
-        Some(TransportSlice::Tcp(t)) => (t.source_port(), t.destination_port()),
+        Some(TransportSlice::Tcp(t)) => {
+            flags = Some(TcpFlags { syn: t.syn(), ack: t.ack(), rst: t.rst() });
+            (t.source_port(), t.destination_port())
+        }
         Some(TransportSlice::Udp(u)) => {
             let payload = u.payload();
             if payload.len() >= 12 && &payload[..4] == crate::LATENCY_MARKER {
@@ -494,6 +524,10 @@ fn inspect_inner(st: &mut State, frame: &[u8], now: SystemTime) {
     let e = st.flows.entry((proto, s, sp, d, dp)).or_insert((0, 0));
     e.0 += 1;
     e.1 += frame.len() as u64;
+    if let Some(paths) = st.paths.as_mut() {
+        let ns = now.duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+        paths.observe(observer, proto, (s, sp), (d, dp), flags, frame.len(), ns);
+    }
 }
 
 fn unix(t: SystemTime) -> f64 {
