@@ -22,4 +22,7 @@ cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-4}"
 echo "== e2e (netns pods)"
 scripts/e2e-netns.sh "${CARGO_TARGET_DIR:-target}/debug"
 
+echo "== e2e (netns service paths)"
+scripts/e2e-netns-paths.sh "${CARGO_TARGET_DIR:-target}/debug"
+
 echo "== test.sh: all passed"
