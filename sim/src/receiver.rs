@@ -21,6 +21,8 @@ use crate::paths::{FlowTable, PathsReport, TcpFlags};
 const BATCH: usize = 64;
 const BUF: usize = 65536;
 const MAX_LATENCY_SAMPLES: usize = 1 << 20;
+/// Control buffer per message: room for one SCM_TIMESTAMPNS (a timespec).
+const CTRL: usize = 64;
 
 /// What the receiver listens on and how it labels streams.
 #[derive(Clone)]
@@ -349,6 +351,20 @@ fn receive_loop(
     let mut iovs: Vec<libc::iovec> = (0..BATCH)
         .map(|i| libc::iovec { iov_base: bufs[i * BUF..].as_mut_ptr().cast(), iov_len: BUF })
         .collect();
+    // Per-packet kernel receive times (SO_TIMESTAMPNS): packets of one
+    // batch differ, which a handshake's RTT needs. Without them, the batch's time.
+    let on: libc::c_int = 1;
+    // SAFETY: plain setsockopt with an int option value.
+    let stamped = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as u32,
+        )
+    } == 0;
+    let mut ctrl = vec![[0u64; CTRL / 8]; BATCH];
     let mut msgs: Vec<libc::mmsghdr> = (0..BATCH)
         .map(|i| {
             let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
@@ -363,6 +379,10 @@ fn receive_loop(
         for (i, m) in msgs.iter_mut().enumerate() {
             m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as u32;
             m.msg_hdr.msg_iov = &mut iovs[i];
+            if stamped {
+                m.msg_hdr.msg_control = ctrl[i].as_mut_ptr().cast();
+                m.msg_hdr.msg_controllen = CTRL as _;
+            }
         }
         // SAFETY: msgs point at iovs/addrs/bufs, all alive and sized as declared.
         let n = unsafe {
@@ -377,6 +397,7 @@ fn receive_loop(
             let len = msgs[i].msg_len as usize;
             let data = &bufs[i * BUF..i * BUF + len];
             let src = sockaddr_ip(&addrs[i]);
+            let now = if stamped { kernel_time(&msgs[i].msg_hdr).unwrap_or(now) } else { now };
             let gre = if v4 {
                 let ihl = data.first().map(|b| ((b & 0x0f) as usize) * 4).unwrap_or(0);
                 if ihl < 20 || data.len() < ihl {
@@ -408,6 +429,23 @@ fn force_recv_buffer(socket: &Socket, bytes: libc::c_int) {
     if r != 0 {
         let _ = socket.set_recv_buffer_size(bytes as usize);
     }
+}
+
+/// The SCM_TIMESTAMPNS control message of a received packet.
+fn kernel_time(hdr: &libc::msghdr) -> Option<SystemTime> {
+    // SAFETY: the control buffer was filled by recvmmsg for this header; the
+    // CMSG macros stay within msg_controllen.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(hdr);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
+                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                return Some(UNIX_EPOCH + Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32));
+            }
+            c = libc::CMSG_NXTHDR(hdr, c);
+        }
+    }
+    None
 }
 
 fn sockaddr_ip(sa: &libc::sockaddr_storage) -> IpAddr {
