@@ -80,6 +80,9 @@ pub struct FlowState {
 pub struct FlowTable {
     flows: std::collections::HashMap<FlowKey, FlowState>,
     dropped: u64,
+    /// Edges of flows folded by [`FlowTable::compact`], and their nodes.
+    archived: BTreeMap<EdgeId, EdgeAcc>,
+    archived_nodes: BTreeMap<String, PathNode>,
 }
 
 impl FlowTable {
@@ -172,47 +175,10 @@ impl FlowTable {
     /// a server-side record of a flow whose client is capturing too is
     /// dropped (the client's record counts it, and sees the Service address).
     pub fn report(&self, map: &WorkloadMap, capturing: &HashSet<IpAddr>, generated_at: f64) -> PathsReport {
-        let mut edges: BTreeMap<EdgeId, EdgeAcc> = BTreeMap::new();
-        let mut nodes: BTreeMap<String, PathNode> = BTreeMap::new();
+        let mut edges = self.archived.clone();
+        let mut nodes = self.archived_nodes.clone();
         for (k, st) in &self.flows {
-            let c = st.client.unwrap_or_else(|| guess_client(k, map));
-            let (client, server) = if c == 0 { (k.a, k.b) } else { (k.b, k.a) };
-            let observed_by = if k.observer == client.0 {
-                Observer::Client
-            } else if k.observer == server.0 {
-                if capturing.contains(&client.0) {
-                    continue;
-                }
-                Observer::Server
-            } else {
-                Observer::Other
-            };
-            let client_node = endpoint(&client.0, map, capturing);
-            let (server_node, service) = server_endpoint(&server.0, map, capturing);
-            let id = EdgeId {
-                client: client_node.id.clone(),
-                server: server_node.id.clone(),
-                service,
-                protocol: k.proto,
-                port: server.1,
-            };
-            for n in [client_node, server_node] {
-                let e = nodes.entry(n.id.clone()).or_insert(n.clone());
-                e.attached |= n.attached;
-            }
-            let e = edges.entry(id).or_default();
-            let s = c as usize;
-            e.flows += 1;
-            e.connections += st.connections;
-            e.packets_to_server += st.packets[s];
-            e.packets_to_client += st.packets[1 - s];
-            e.bytes_to_server += st.bytes[s];
-            e.bytes_to_client += st.bytes[1 - s];
-            e.resets += st.resets;
-            e.rtt.extend_from_slice(&st.rtt_us);
-            e.first_ns = if e.first_ns == 0 { st.first_ns } else { e.first_ns.min(st.first_ns) };
-            e.last_ns = e.last_ns.max(st.last_ns);
-            e.observed[observed_by as usize] = true;
+            fold(k, st, map, capturing, &mut edges, &mut nodes);
         }
         let edges = edges
             .into_iter()
@@ -220,7 +186,7 @@ impl FlowTable {
                 acc.rtt.sort_unstable();
                 let rtt = (!acc.rtt.is_empty()).then(|| {
                     let pct = |q: f64| acc.rtt[((acc.rtt.len() - 1) as f64 * q).round() as usize];
-                    Rtt { samples: acc.rtt.len() as u64, p50_us: pct(0.5), p99_us: pct(0.99) }
+                    Rtt { samples: acc.rtt_seen, p50_us: pct(0.5), p99_us: pct(0.99) }
                 });
                 let observed_by = ["client", "server", "other"]
                     .iter()
@@ -259,6 +225,98 @@ impl FlowTable {
     }
 }
 
+impl FlowTable {
+    /// Folds flows silent since before `idle_before_ns` into their edges with
+    /// the labels of now, so a long capture keeps one record per edge rather
+    /// than one per connection (each client port is a flow). A folded flow
+    /// that speaks again starts a new record on the same edge.
+    pub fn compact(&mut self, map: &WorkloadMap, capturing: &HashSet<IpAddr>, idle_before_ns: u64) {
+        let (archived, nodes) = (&mut self.archived, &mut self.archived_nodes);
+        self.flows.retain(|k, st| {
+            if st.last_ns >= idle_before_ns {
+                return true;
+            }
+            fold(k, st, map, capturing, archived, nodes);
+            false
+        });
+    }
+}
+
+/// Adds one flow record to its edge (or drops it: the server side of a flow
+/// whose client captures too).
+fn fold(
+    k: &FlowKey,
+    st: &FlowState,
+    map: &WorkloadMap,
+    capturing: &HashSet<IpAddr>,
+    edges: &mut BTreeMap<EdgeId, EdgeAcc>,
+    nodes: &mut BTreeMap<String, PathNode>,
+) {
+    let c = st.client.unwrap_or_else(|| guess_client(k, map));
+    let (client, server) = if c == 0 { (k.a, k.b) } else { (k.b, k.a) };
+    let observed_by = if k.observer == client.0 {
+        Observer::Client
+    } else if k.observer == server.0 {
+        if capturing.contains(&client.0) {
+            return;
+        }
+        Observer::Server
+    } else {
+        Observer::Other
+    };
+    let client_node = endpoint(&client.0, map, capturing);
+    let (server_node, service) = server_endpoint(&server.0, map, capturing);
+    let id = EdgeId {
+        client: client_node.id.clone(),
+        server: server_node.id.clone(),
+        service,
+        protocol: k.proto,
+        port: server.1,
+    };
+    for n in [client_node, server_node] {
+        let e = nodes.entry(n.id.clone()).or_insert(n.clone());
+        e.attached |= n.attached;
+    }
+    let e = edges.entry(id).or_default();
+    let s = c as usize;
+    e.flows += 1;
+    e.connections += st.connections;
+    e.packets_to_server += st.packets[s];
+    e.packets_to_client += st.packets[1 - s];
+    e.bytes_to_server += st.bytes[s];
+    e.bytes_to_client += st.bytes[1 - s];
+    e.resets += st.resets;
+    for &r in &st.rtt_us {
+        e.add_rtt(r);
+    }
+    e.first_ns = if e.first_ns == 0 { st.first_ns } else { e.first_ns.min(st.first_ns) };
+    e.last_ns = e.last_ns.max(st.last_ns);
+    e.observed[observed_by as usize] = true;
+}
+
+/// RTT samples kept per edge; past it a uniform sample of all of them
+/// (reservoir sampling), so percentiles stay fair in bounded memory.
+const MAX_RTT_SAMPLES: usize = 1 << 16;
+
+impl EdgeAcc {
+    fn add_rtt(&mut self, r: u32) {
+        self.rtt_seen += 1;
+        if self.rtt.len() < MAX_RTT_SAMPLES {
+            self.rtt.push(r);
+            return;
+        }
+        // xorshift: deterministic, no dependency, good enough to pick slots.
+        let mut x = self.rtt_seen ^ 0x9e37_79b9_7f4a_7c15;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let slot = (x % self.rtt_seen) as usize;
+        if slot < MAX_RTT_SAMPLES {
+            self.rtt[slot] = r;
+        }
+    }
+}
+
 fn us(ns: u64) -> u32 {
     (ns / 1000).min(u32::MAX as u64) as u32
 }
@@ -292,7 +350,7 @@ enum Observer {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct EdgeId {
+pub(crate) struct EdgeId {
     client: String,
     server: String,
     service: Option<String>,
@@ -300,8 +358,9 @@ struct EdgeId {
     port: u16,
 }
 
-#[derive(Default)]
+#[derive(Debug, Clone, Default)]
 struct EdgeAcc {
+    rtt_seen: u64,
     flows: u64,
     connections: u64,
     packets_to_server: u64,
@@ -708,6 +767,37 @@ mod tests {
         let r = t.report(&m, &HashSet::from([ip(FRONT)]), 0.0);
         assert_eq!(r.edges.len(), 1, "{:?}", r.edges);
         assert_eq!((r.edges[0].server.as_str(), r.edges[0].connections), ("shop/api", 2));
+    }
+
+    #[test]
+    fn compacting_idle_flows_keeps_the_edges_and_their_counts() {
+        let mut t = FlowTable::default();
+        let capturing = HashSet::from([ip(FRONT), ip(API)]);
+        connection(&mut t, FRONT, (FRONT, 40001), (VIP, 80), 1_000_000, 100_000);
+        connection(&mut t, API, (FRONT, 40001), (API, 8080), 1_050_000, 20_000);
+        connection(&mut t, FRONT, (FRONT, 40002), (VIP, 80), 9_000_000, 300_000);
+        let before = t.report(&map(), &capturing, 0.0);
+        // The first connection (both records) went silent before t = 5 ms.
+        t.compact(&map(), &capturing, 5_000_000);
+        assert_eq!(t.len(), 1);
+        let after = t.report(&map(), &capturing, 0.0);
+        assert_eq!(after.edges, before.edges);
+        assert_eq!(after.edges[0].connections, 2);
+        assert_eq!(after.edges[0].handshake_rtt_us.as_ref().unwrap().samples, 2);
+        t.compact(&map(), &capturing, u64::MAX);
+        assert!(t.is_empty());
+        assert_eq!(t.report(&map(), &capturing, 0.0).edges, before.edges);
+    }
+
+    #[test]
+    fn rtt_samples_are_bounded_and_still_counted() {
+        let mut acc = EdgeAcc::default();
+        for i in 0..(MAX_RTT_SAMPLES as u32 + 1000) {
+            acc.add_rtt(i % 100);
+        }
+        assert_eq!(acc.rtt.len(), MAX_RTT_SAMPLES);
+        assert_eq!(acc.rtt_seen, MAX_RTT_SAMPLES as u64 + 1000);
+        assert!(acc.rtt.iter().all(|&r| r < 100));
     }
 
     #[test]

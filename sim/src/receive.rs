@@ -541,6 +541,54 @@ mod tests {
         assert!(live_line(&Report::default(), &mut last, Duration::from_secs(1)).starts_with("waiting"));
     }
 
+    fn pod_row(ip: &str, workload: &str) -> String {
+        format!(
+            r#"[{{"type":"pod","ip":"{ip}","namespace":"shop","kind":"Deployment","workload":"{workload}","key":"7"}}]"#
+        )
+    }
+
+    #[test]
+    fn map_file_is_re_read_when_it_changes_and_a_broken_one_keeps_the_previous_map() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("map.json");
+        std::fs::write(&path, pod_row("198.18.1.2", "api")).unwrap();
+        let shared = SharedMap::default();
+        let mut f = MapFile { path: path.to_str().unwrap().into(), seen: None, failed: false };
+        assert!(f.poll(&shared));
+        assert!(!f.poll(&shared), "unchanged file: no reload");
+        let peer = |ip: &str| shared.read().unwrap().peer(&ip.parse().unwrap()).map(|p| p.name.clone());
+        assert_eq!(peer("198.18.1.2").as_deref(), Some("api"));
+        // A new pod IP (longer file: the size changes even within one mtime tick).
+        std::fs::write(&path, pod_row("198.18.1.33", "api-new")).unwrap();
+        assert!(f.poll(&shared));
+        assert_eq!(peer("198.18.1.33").as_deref(), Some("api-new"));
+        assert_eq!(peer("198.18.1.2").as_deref(), Some("api"), "the replaced pod keeps its label");
+        std::fs::write(&path, "[{\"type\": ").unwrap();
+        assert!(!f.poll(&shared));
+        assert_eq!(peer("198.18.1.33").as_deref(), Some("api-new"));
+        std::fs::write(&path, pod_row("198.18.1.44", "db")).unwrap();
+        assert!(f.poll(&shared), "a fixed file is read again");
+        assert_eq!(peer("198.18.1.44").as_deref(), Some("db"));
+    }
+
+    #[test]
+    fn path_files_are_written_and_drawn_when_graphviz_is_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let prefix = dir.path().join("p");
+        let prefix = prefix.to_str().unwrap();
+        let report =
+            crate::paths::FlowTable::default().report(&WorkloadMap::default(), &Default::default(), 1.0);
+        let drawn = write_paths(prefix, &report).unwrap();
+        let json: PathsReport =
+            serde_json::from_str(&std::fs::read_to_string(format!("{prefix}.json")).unwrap()).unwrap();
+        assert_eq!(json, report);
+        assert!(std::fs::read_to_string(format!("{prefix}.dot")).unwrap().starts_with("digraph paths {"));
+        let has_dot = std::process::Command::new("dot").arg("-V").output().is_ok_and(|o| o.status.success());
+        assert_eq!(drawn, has_dot);
+        assert_eq!(std::path::Path::new(&format!("{prefix}.svg")).exists(), has_dot);
+        assert!(!std::path::Path::new(&format!("{prefix}.json.tmp")).exists());
+    }
+
     #[test]
     fn original_length_comes_from_the_inner_ipv4_header_when_truncated() {
         let mut f = vec![0u8; 64];

@@ -21,6 +21,8 @@ use crate::paths::{FlowTable, PathsReport, TcpFlags};
 const BATCH: usize = 64;
 const BUF: usize = 65536;
 const MAX_LATENCY_SAMPLES: usize = 1 << 20;
+/// Flows silent this long are folded into their edges (see [`FlowTable::compact`]).
+const PATHS_IDLE: Duration = Duration::from_secs(120);
 /// Control buffer per message: room for one SCM_TIMESTAMPNS (a timespec).
 const CTRL: usize = 64;
 
@@ -302,12 +304,21 @@ impl Receiver {
     /// with the map as it is now.
     pub fn paths(&self) -> PathsReport {
         let map = self.map.read().unwrap();
-        let st = self.state.lock().unwrap();
+        let mut guard = self.state.lock().unwrap();
+        let st = &mut *guard;
         // Stream sources are the capturing pods: their flows are counted from the client side.
         let capturing = st.streams.keys().map(|k| k.1).collect();
-        let now = unix(SystemTime::now());
-        let empty = FlowTable::default();
-        st.paths.as_ref().unwrap_or(&empty).report(&map, &capturing, now)
+        let now = SystemTime::now();
+        let Some(paths) = st.paths.as_mut() else {
+            return FlowTable::default().report(&map, &capturing, unix(now));
+        };
+        let idle_before = now.checked_sub(PATHS_IDLE).unwrap_or(UNIX_EPOCH);
+        paths.compact(
+            &map,
+            &capturing,
+            idle_before.duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos() as u64,
+        );
+        paths.report(&map, &capturing, unix(now))
     }
 
     /// The shared map the receiver labels with.
