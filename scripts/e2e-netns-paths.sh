@@ -127,6 +127,8 @@ requests() { # FROM-POD URL N: N requests (one connection each), each must succe
   check "$n requests $from -> $url answered" "$bad"
 }
 
+# Bridged frames through iptables: br_netfilter (built in, or a module to load).
+[[ -e /proc/sys/net/bridge ]] || modprobe br_netfilter 2>/dev/null || true
 bpc_ns_up "$cluster" "$prefix"
 # The node routes (the VIP) and bridges (the pods), with the bridged replies
 # through conntrack (bridge-nf-call-iptables, per namespace) as on a CNI node.
