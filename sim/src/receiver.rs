@@ -296,15 +296,20 @@ impl Receiver {
 
     /// The counters so far.
     pub fn snapshot(&self) -> Report {
+        // State before map, as the receiving thread takes them (its pcapng
+        // writer reads the map under the state lock): one order, no deadlock
+        // when a map writer waits in between.
+        let st = self.state.lock().unwrap();
         let map = self.map.read().unwrap();
-        build_report(&self.state.lock().unwrap(), &map, self.started.elapsed())
+        build_report(&st, &map, self.started.elapsed())
     }
 
     /// The path graph so far (empty unless started with `paths`), labelled
     /// with the map as it is now.
     pub fn paths(&self) -> PathsReport {
-        let map = self.map.read().unwrap();
+        // State, then map: the order of [`Receiver::snapshot`] and the receiving thread.
         let mut guard = self.state.lock().unwrap();
+        let map = self.map.read().unwrap();
         let st = &mut *guard;
         // Stream sources are the capturing pods: their flows are counted from the client side.
         let capturing = st.streams.keys().map(|k| k.1).collect();
