@@ -416,8 +416,20 @@ pub struct MapState {
     pods: BTreeMap<(String, String), PodRows>,
     services: BTreeMap<(String, String), Service>,
     nodes: BTreeMap<String, Node>,
-    emitted: BTreeMap<(RowType, String), MapEntry>,
+    /// Rows last emitted, per namespace (pods and Services) and for nodes.
+    emitted: BTreeMap<String, Rows>,
+    emitted_nodes: Rows,
 }
+
+/// What a change can affect.
+enum Scope {
+    Namespace(String),
+    Nodes,
+    All,
+}
+
+/// Rows by (type, address).
+type Rows = BTreeMap<(RowType, String), MapEntry>;
 
 /// A pod's labels (for Service selectors) and its rows.
 type PodRows = (BTreeMap<String, String>, Vec<MapEntry>);
@@ -436,54 +448,106 @@ impl MapState {
         }
     }
 
-    /// Every row the current objects give, unsorted.
-    fn rows(&self) -> Vec<MapEntry> {
-        let pod_rows = || self.pods.values().flat_map(|(labels, rows)| rows.iter().map(move |r| (labels, r)));
+    /// The rows of one namespace: its pods' and its Services' (whose
+    /// selectors only pick pods of their own namespace).
+    fn namespace_rows(&self, ns: &str) -> Rows {
+        let from = (ns.to_owned(), String::new());
+        let pods: Vec<&PodRows> =
+            self.pods.range(from.clone()..).take_while(|(k, _)| k.0 == ns).map(|(_, v)| v).collect();
+        let pod_rows = || pods.iter().flat_map(|(labels, rows)| rows.iter().map(move |r| (labels, r)));
         let mut rows: Vec<MapEntry> = pod_rows().map(|(_, r)| r.clone()).collect();
-        for svc in self.services.values() {
+        for (_, svc) in self.services.range(from..).take_while(|(k, _)| k.0 == ns) {
             rows.extend(entries_of_service(svc, pod_rows()));
         }
-        for node in self.nodes.values() {
-            rows.extend(entries_of_node(node));
-        }
+        rows.into_iter().map(|r| ((r.row_type, r.ip.clone()), r)).collect()
+    }
+
+    fn node_rows(&self) -> Rows {
+        self.nodes.values().flat_map(entries_of_node).map(|r| ((r.row_type, r.ip.clone()), r)).collect()
+    }
+
+    /// Every row the current objects give, unsorted.
+    fn rows(&self) -> Vec<MapEntry> {
+        let namespaces: std::collections::BTreeSet<&String> =
+            self.pods.keys().chain(self.services.keys()).map(|(ns, _)| ns).collect();
+        let mut rows: Vec<MapEntry> =
+            namespaces.into_iter().flat_map(|ns| self.namespace_rows(ns).into_values()).collect();
+        rows.extend(self.node_rows().into_values());
         rows
     }
 
-    /// Emits what changed since the last call: deletes first, then adds
-    /// and updates, each in (type, address) order.
-    fn sync(&mut self) -> Vec<MapEvent> {
-        let mut now: BTreeMap<(RowType, String), MapEntry> = BTreeMap::new();
-        for r in self.rows() {
-            now.insert((r.row_type, r.ip.clone()), r);
-        }
-        let mut events: Vec<MapEvent> = self
-            .emitted
-            .iter()
-            .filter(|(k, _)| !now.contains_key(*k))
-            .map(|(_, e)| MapEvent { event: MapEventKind::Delete, entry: e.clone() })
+    /// Emits what changed in `scope` since the last call: deletes first,
+    /// then adds and updates, each in (type, address) order. Only the scope
+    /// is re-derived, so a pod event costs its namespace, not the cluster.
+    fn sync(&mut self, scope: Scope) -> Vec<MapEvent> {
+        let namespaces: Vec<String> = match &scope {
+            Scope::Namespace(ns) => vec![ns.clone()],
+            Scope::Nodes => Vec::new(),
+            Scope::All => {
+                let mut all: std::collections::BTreeSet<String> = self.emitted.keys().cloned().collect();
+                all.extend(self.pods.keys().chain(self.services.keys()).map(|(ns, _)| ns.clone()));
+                all.into_iter().collect()
+            }
+        };
+        let mut groups: Vec<(Option<String>, Rows)> = namespaces
+            .into_iter()
+            .map(|ns| {
+                let rows = self.namespace_rows(&ns);
+                (Some(ns), rows)
+            })
             .collect();
-        for (k, n) in &now {
-            match self.emitted.get(k) {
-                None => events.push(MapEvent { event: MapEventKind::Add, entry: n.clone() }),
-                Some(o) if o != n => events.push(MapEvent { event: MapEventKind::Update, entry: n.clone() }),
-                Some(_) => {}
+        if matches!(scope, Scope::Nodes | Scope::All) {
+            groups.push((None, self.node_rows()));
+        }
+        let empty = BTreeMap::new();
+        let mut deletes = Vec::new();
+        let mut changes = Vec::new();
+        for (ns, now) in &groups {
+            let old = match ns {
+                Some(ns) => self.emitted.get(ns).unwrap_or(&empty),
+                None => &self.emitted_nodes,
+            };
+            deletes.extend(
+                old.iter()
+                    .filter(|(k, _)| !now.contains_key(*k))
+                    .map(|(_, e)| MapEvent { event: MapEventKind::Delete, entry: e.clone() }),
+            );
+            for (k, n) in now {
+                match old.get(k) {
+                    None => changes.push(MapEvent { event: MapEventKind::Add, entry: n.clone() }),
+                    Some(o) if o != n => {
+                        changes.push(MapEvent { event: MapEventKind::Update, entry: n.clone() })
+                    }
+                    Some(_) => {}
+                }
             }
         }
-        self.emitted = now;
-        events
+        for (ns, now) in groups {
+            match ns {
+                Some(ns) if now.is_empty() => {
+                    self.emitted.remove(&ns);
+                }
+                Some(ns) => {
+                    self.emitted.insert(ns, now);
+                }
+                None => self.emitted_nodes = now,
+            }
+        }
+        deletes.extend(changes);
+        deletes
     }
 
     /// Applies the current state of a pod and returns the resulting events.
     pub fn apply(&mut self, pod: &Pod, owners: &OwnerCache) -> Vec<MapEvent> {
         self.put_pod(pod, owners);
-        self.sync()
+        self.sync(Scope::Namespace(pod.namespace().unwrap_or_default()))
     }
 
     /// Forgets a deleted pod and returns delete events for its IPs (and
     /// updates of the Services that selected it).
     pub fn delete(&mut self, pod: &Pod) -> Vec<MapEvent> {
         self.pods.remove(&id_of(pod));
-        self.sync()
+        self.sync(Scope::Namespace(pod.namespace().unwrap_or_default()))
     }
 
     /// Replaces all pods after a (re)list: pods that vanished while the
@@ -493,48 +557,48 @@ impl MapState {
         for p in pods {
             self.put_pod(p, owners);
         }
-        self.sync()
+        self.sync(Scope::All)
     }
 
     /// Applies a Service.
     pub fn apply_service(&mut self, svc: &Service) -> Vec<MapEvent> {
         self.services.insert(id_of(svc), svc.clone());
-        self.sync()
+        self.sync(Scope::Namespace(svc.namespace().unwrap_or_default()))
     }
 
     /// Forgets a deleted Service.
     pub fn delete_service(&mut self, svc: &Service) -> Vec<MapEvent> {
         self.services.remove(&id_of(svc));
-        self.sync()
+        self.sync(Scope::Namespace(svc.namespace().unwrap_or_default()))
     }
 
     /// Replaces all Services after a (re)list.
     pub fn relist_services(&mut self, services: &[Service]) -> Vec<MapEvent> {
         self.services = services.iter().map(|s| (id_of(s), s.clone())).collect();
-        self.sync()
+        self.sync(Scope::All)
     }
 
     /// Applies a Node.
     pub fn apply_node(&mut self, node: &Node) -> Vec<MapEvent> {
         self.nodes.insert(node.name_any(), node.clone());
-        self.sync()
+        self.sync(Scope::Nodes)
     }
 
     /// Forgets a deleted Node.
     pub fn delete_node(&mut self, node: &Node) -> Vec<MapEvent> {
         self.nodes.remove(&node.name_any());
-        self.sync()
+        self.sync(Scope::Nodes)
     }
 
     /// Replaces all Nodes after a (re)list.
     pub fn relist_nodes(&mut self, nodes: &[Node]) -> Vec<MapEvent> {
         self.nodes = nodes.iter().map(|n| (n.name_any(), n.clone())).collect();
-        self.sync()
+        self.sync(Scope::Nodes)
     }
 
     /// Rows currently known.
     pub fn entries(&self) -> impl Iterator<Item = &MapEntry> {
-        self.emitted.values()
+        self.emitted.values().flat_map(BTreeMap::values).chain(self.emitted_nodes.values())
     }
 }
 
@@ -901,6 +965,30 @@ mod tests {
         assert_eq!(summary, [(MapEventKind::Delete, RowType::Pod), (MapEventKind::Add, RowType::Pod)]);
         let evs = state.delete_service(&service("web", json!(["198.18.9.1"]), json!({"app": "web"})));
         assert_eq!((evs[0].event, evs[0].entry.row_type), (MapEventKind::Delete, RowType::Service));
+    }
+
+    #[test]
+    fn a_pod_event_re_derives_only_its_namespace_and_keeps_the_others() {
+        let owners = OwnerCache::from_replica_sets([&web_rs()]);
+        let mut state = MapState::default();
+        let other = pod(json!({"metadata": {"name": "x", "namespace": "ns", "labels": {"app": "web"}},
+            "spec": {"containers": []}, "status": {"podIP": "198.18.4.4"}}));
+        state.relist(&[web_pod_labelled("198.18.1.2"), other], &owners);
+        // A Service in "shop" selecting app=web must not pick the pod of "ns".
+        let evs = state.apply_service(&service("web", json!(["198.18.9.1"]), json!({"app": "web"})));
+        assert_eq!(evs.len(), 1);
+        assert_eq!(evs[0].entry.backends.len(), 1);
+        let node: Node = serde_json::from_value(json!({"metadata": {"name": "n1"},
+            "status": {"addresses": [{"type": "InternalIP", "address": "198.19.64.1"}]}}))
+        .unwrap();
+        assert_eq!(state.apply_node(&node).len(), 1);
+        let evs = state.apply(&web_pod_labelled("198.18.1.3"), &owners);
+        let ips: Vec<_> = evs.iter().map(|e| (e.event, e.entry.ip.as_str())).collect();
+        assert_eq!(ips, [(MapEventKind::Delete, "198.18.1.2"), (MapEventKind::Add, "198.18.1.3")]);
+        let mut all: Vec<_> = state.entries().map(|e| e.ip.as_str()).collect();
+        all.sort();
+        assert_eq!(all, ["198.18.1.3", "198.18.4.4", "198.18.9.1", "198.19.64.1"]);
+        assert_eq!(state.delete_node(&node)[0].event, MapEventKind::Delete);
     }
 
     #[test]
