@@ -99,6 +99,9 @@ impl FlowTable {
         len: usize,
         now_ns: u64,
     ) {
+        if !is_peer(&src.0) || !is_peer(&dst.0) {
+            return;
+        }
         let (a, b, from) = if src <= dst { (src, dst, 0usize) } else { (dst, src, 1usize) };
         let key = FlowKey { proto, a, b, observer };
         let len_now = self.flows.len();
@@ -314,6 +317,16 @@ impl EdgeAcc {
         if slot < MAX_RTT_SAMPLES {
             self.rtt[slot] = r;
         }
+    }
+}
+
+/// Whether an address can be one end of a path: neighbour discovery, MLD,
+/// DHCP and other multicast, broadcast or unspecified traffic is a pod
+/// talking to its link, not calling a workload.
+fn is_peer(ip: &IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => !(v4.is_multicast() || v4.is_broadcast() || v4.is_unspecified()),
+        IpAddr::V6(v6) => !(v6.is_multicast() || v6.is_unspecified()),
     }
 }
 
@@ -749,6 +762,20 @@ mod tests {
         assert_eq!((e.bytes_to_server, e.bytes_to_client, e.connections), (80, 120, 0));
         let n = r.nodes.iter().find(|n| n.id == "external/198.18.200.9").unwrap();
         assert_eq!(n.node_type, "external");
+    }
+
+    #[test]
+    fn link_chatter_is_not_a_path() {
+        let mut t = FlowTable::default();
+        let o = ip(FRONT);
+        t.observe(o, 58, (ip("::"), 0), (ip("ff02::16"), 0), None, 90, 1);
+        t.observe(o, 58, (ip("fe80::1"), 0), (ip("ff02::2"), 0), None, 70, 2);
+        t.observe(o, 17, (ip("0.0.0.0"), 68), (ip("255.255.255.255"), 67), None, 300, 3);
+        t.observe(o, 17, (ip(FRONT), 5353), (ip("224.0.0.251"), 5353), None, 100, 4);
+        assert!(t.is_empty());
+        // Link-local unicast is a peer like any other.
+        t.observe(o, 6, (ip("fe80::1"), 40000), (ip("fe80::2"), 80), SYN, 74, 5);
+        assert_eq!(t.len(), 1);
     }
 
     #[test]

@@ -282,6 +282,12 @@ fn live_line(r: &Report, last: &mut HashMap<String, u64>, since: Duration) -> St
     parts.join(" | ")
 }
 
+/// The live view's top three edges, after the per-key part.
+fn paths_suffix(p: &PathsReport) -> String {
+    let top = top_edges(p, 3);
+    if top.is_empty() { String::new() } else { format!(" || {}", top.join("; ")) }
+}
+
 static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 extern "C" fn on_sigint(_: libc::c_int) {
@@ -469,10 +475,7 @@ pub fn run_receive_with(args: &ReceiveArgs, shared: Option<SharedMap>) -> Result
         if !args.quiet && last_print.elapsed() >= Duration::from_secs(1) {
             let mut line = live_line(&receiver.snapshot(), &mut last_packets, last_print.elapsed());
             if args.paths.is_some() {
-                let top = top_edges(&receiver.paths(), 3);
-                if !top.is_empty() {
-                    line = format!("{line} || {}", top.join("; "));
-                }
+                line += &paths_suffix(&receiver.paths());
             }
             last_print = Instant::now();
             match &bar {
@@ -569,6 +572,37 @@ mod tests {
         std::fs::write(&path, pod_row("198.18.1.44", "db")).unwrap();
         assert!(f.poll(&shared), "a fixed file is read again");
         assert_eq!(peer("198.18.1.44").as_deref(), Some("db"));
+    }
+
+    #[test]
+    fn live_view_appends_the_top_edges_by_packets() {
+        let edge = |client: &str, packets| crate::paths::PathEdge {
+            client: client.into(),
+            server: "shop/api".into(),
+            service: Some("shop/api-svc".into()),
+            protocol: "tcp".into(),
+            port: 80,
+            flows: 1,
+            connections: 2,
+            packets_to_server: packets,
+            packets_to_client: 0,
+            bytes_to_server: 0,
+            bytes_to_client: 0,
+            resets: 0,
+            handshake_rtt_us: None,
+            first_seen: 0.0,
+            last_seen: 0.0,
+            observed_by: vec!["client".into()],
+        };
+        let mut p =
+            crate::paths::FlowTable::default().report(&WorkloadMap::default(), &Default::default(), 0.0);
+        assert_eq!(paths_suffix(&p), "");
+        p.edges = vec![edge("shop/a", 1), edge("shop/b", 9), edge("shop/c", 5), edge("shop/d", 7)];
+        assert_eq!(
+            paths_suffix(&p),
+            " || shop/b -> shop/api tcp/80 via shop/api-svc 2 conn; shop/d -> shop/api tcp/80 via shop/api-svc 2 conn; \
+             shop/c -> shop/api tcp/80 via shop/api-svc 2 conn"
+        );
     }
 
     #[test]
