@@ -9,7 +9,7 @@
 //! freshest answer, and [`crate::map::WorkloadMap::update`] keeps replaced
 //! pods' addresses so their flows keep their workload.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
@@ -17,8 +17,18 @@ use serde::{Deserialize, Serialize};
 
 use crate::map::{RowType, WorkloadMap};
 
+/// The pods streaming to the receiver (stream sources), each with the
+/// first and last receive time of its streams (Unix nanoseconds).
+pub type Capturing = HashMap<IpAddr, (u64, u64)>;
+
 /// Schema name and version of `PREFIX.json` (README, *Service paths*).
 pub const PATHS_SCHEMA: &str = "bpc-paths/1";
+
+/// How far apart the client's stream and a flow the server captured may be
+/// and still be the client's to count: the two sidecars' frames reach the
+/// receiver with their own send delays (ring blocks, batches), so the
+/// client's frames of a flow may come after the server's.
+const CAPTURE_SLACK_NS: u64 = 5_000_000_000;
 
 /// Flows kept at most; later new flows are counted in `flows_dropped`.
 const MAX_FLOWS: usize = 1 << 20;
@@ -175,9 +185,10 @@ impl FlowTable {
 
     /// The path graph: flows labelled by `map`, flows captured by both ends
     /// counted once. `capturing` are the sources of the streams received:
-    /// a server-side record of a flow whose client is capturing too is
-    /// dropped (the client's record counts it, and sees the Service address).
-    pub fn report(&self, map: &WorkloadMap, capturing: &HashSet<IpAddr>, generated_at: f64) -> PathsReport {
+    /// a server-side record of a flow whose client was capturing meanwhile
+    /// is dropped (the client's record counts it, and sees the Service
+    /// address); a client detached before the flow leaves it to the server.
+    pub fn report(&self, map: &WorkloadMap, capturing: &Capturing, generated_at: f64) -> PathsReport {
         let mut edges = self.archived.clone();
         let mut nodes = self.archived_nodes.clone();
         for (k, st) in &self.flows {
@@ -233,7 +244,7 @@ impl FlowTable {
     /// the labels of now, so a long capture keeps one record per edge rather
     /// than one per connection (each client port is a flow). A folded flow
     /// that speaks again starts a new record on the same edge.
-    pub fn compact(&mut self, map: &WorkloadMap, capturing: &HashSet<IpAddr>, idle_before_ns: u64) {
+    pub fn compact(&mut self, map: &WorkloadMap, capturing: &Capturing, idle_before_ns: u64) {
         let (archived, nodes) = (&mut self.archived, &mut self.archived_nodes);
         self.flows.retain(|k, st| {
             if st.last_ns >= idle_before_ns {
@@ -251,7 +262,7 @@ fn fold(
     k: &FlowKey,
     st: &FlowState,
     map: &WorkloadMap,
-    capturing: &HashSet<IpAddr>,
+    capturing: &Capturing,
     edges: &mut BTreeMap<EdgeId, EdgeAcc>,
     nodes: &mut BTreeMap<String, PathNode>,
 ) {
@@ -260,7 +271,11 @@ fn fold(
     let observed_by = if k.observer == client.0 {
         Observer::Client
     } else if k.observer == server.0 {
-        if capturing.contains(&client.0) {
+        let overlaps = |&(first, last): &(u64, u64)| {
+            first <= st.last_ns.saturating_add(CAPTURE_SLACK_NS)
+                && last.saturating_add(CAPTURE_SLACK_NS) >= st.first_ns
+        };
+        if capturing.get(&client.0).is_some_and(overlaps) {
             return;
         }
         Observer::Server
@@ -388,8 +403,8 @@ struct EdgeAcc {
 }
 
 /// The graph node of an address: its workload, Service, node or itself.
-fn endpoint(ip: &IpAddr, map: &WorkloadMap, capturing: &HashSet<IpAddr>) -> PathNode {
-    let attached = capturing.contains(ip);
+fn endpoint(ip: &IpAddr, map: &WorkloadMap, capturing: &Capturing) -> PathNode {
+    let attached = capturing.contains_key(ip);
     match map.peer(ip) {
         Some(p) => match p.row_type {
             RowType::Pod => PathNode {
@@ -431,11 +446,7 @@ fn endpoint(ip: &IpAddr, map: &WorkloadMap, capturing: &HashSet<IpAddr>) -> Path
 /// The server end: a Service whose selector picks exactly one workload is
 /// drawn as that workload (the call reaches it whichever pod answers), with
 /// the Service's name on the edge; any other Service stays a Service node.
-fn server_endpoint(
-    ip: &IpAddr,
-    map: &WorkloadMap,
-    capturing: &HashSet<IpAddr>,
-) -> (PathNode, Option<String>) {
+fn server_endpoint(ip: &IpAddr, map: &WorkloadMap, capturing: &Capturing) -> (PathNode, Option<String>) {
     let node = endpoint(ip, map, capturing);
     let Some(p) = map.peer(ip).filter(|p| p.row_type == RowType::Service) else { return (node, None) };
     let service = Some(node.id.clone());
@@ -628,6 +639,11 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// Pods capturing for the whole test.
+    fn cap<const N: usize>(ips: [IpAddr; N]) -> Capturing {
+        ips.into_iter().map(|i| (i, (0, u64::MAX))).collect()
+    }
+
     const FRONT: &str = "198.18.7.11";
     const API: &str = "198.18.7.21";
     const VIP: &str = "198.18.8.1";
@@ -670,7 +686,7 @@ mod tests {
         connection(&mut t, FRONT, (FRONT, 40001), (API, 8080), 1_000_000_000, 100_000);
         connection(&mut t, FRONT, (FRONT, 40002), (API, 8080), 2_000_000_000, 300_000);
         connection(&mut t, FRONT, (FRONT, 40003), (API, 8080), 3_000_000_000, 200_000);
-        let r = t.report(&map(), &HashSet::from([ip(FRONT)]), 0.0);
+        let r = t.report(&map(), &cap([ip(FRONT)]), 0.0);
         assert_eq!(r.edges.len(), 1);
         let e = &r.edges[0];
         assert_eq!((e.client.as_str(), e.server.as_str(), e.port), ("shop/frontend", "shop/api", 8080));
@@ -692,7 +708,7 @@ mod tests {
         t.observe(o, 6, c, s, SYN, 74, 2_000_000);
         t.observe(o, 6, s, c, SYNACK, 74, 2_010_000);
         t.observe(o, 6, c, s, ACK, 66, 2_060_000);
-        let r = t.report(&map(), &HashSet::from([ip(API)]), 0.0);
+        let r = t.report(&map(), &cap([ip(API)]), 0.0);
         let e = &r.edges[0];
         assert_eq!((e.client.as_str(), e.server.as_str()), ("shop/db", "shop/api"));
         assert_eq!(e.connections, 1);
@@ -709,7 +725,7 @@ mod tests {
         let (c, s, o) = ((ip(FRONT), 40010), (ip(DB), 9), ip(FRONT));
         t.observe(o, 6, c, s, SYN, 74, 1000);
         t.observe(o, 6, s, c, RST, 60, 2000);
-        let r = t.report(&map(), &HashSet::from([o]), 0.0);
+        let r = t.report(&map(), &cap([o]), 0.0);
         let e = &r.edges[0];
         assert_eq!((e.connections, e.resets, e.port), (0, 1, 9));
         assert!(e.handshake_rtt_us.is_none());
@@ -723,7 +739,7 @@ mod tests {
         connection(&mut t, API, (FRONT, 40001), (API, 8080), 1_050_000, 20_000);
         // api -> db, db not capturing: api's (client) record.
         connection(&mut t, API, (API, 41000), (DB, 5432), 2_000_000, 10_000);
-        let capturing = HashSet::from([ip(FRONT), ip(API)]);
+        let capturing = cap([ip(FRONT), ip(API)]);
         let r = t.report(&map(), &capturing, 0.0);
         let summary: Vec<_> = r
             .edges
@@ -738,12 +754,27 @@ mod tests {
             ]
         );
         // Had frontend not been capturing, the server side would be the only record and count.
-        let r = t.report(&map(), &HashSet::from([ip(API)]), 0.0);
+        let r = t.report(&map(), &cap([ip(API)]), 0.0);
         assert!(
             r.edges
                 .iter()
                 .any(|e| e.client == "shop/frontend" && e.port == 8080 && e.observed_by == ["server"])
         );
+    }
+
+    #[test]
+    fn a_client_detached_before_the_flow_leaves_it_to_the_server_and_late_client_frames_still_count() {
+        let s = 1_000_000_000;
+        let mut t = FlowTable::default();
+        // The server captures a call at t = 100 s.
+        connection(&mut t, API, (FRONT, 40001), (API, 8080), 100 * s, 20_000);
+        // frontend's sidecar stopped at t = 10 s: the server's record counts.
+        let detached = Capturing::from([(ip(API), (0, u64::MAX)), (ip(FRONT), (0, 10 * s))]);
+        let r = t.report(&map(), &detached, 0.0);
+        assert_eq!((r.edges.len(), r.edges[0].observed_by.as_slice()), (1, &["server".to_owned()][..]));
+        // frontend's stream is 2 s behind (its frames of this flow not in yet): still the client's to count.
+        let lagging = Capturing::from([(ip(API), (0, u64::MAX)), (ip(FRONT), (0, 98 * s))]);
+        assert!(t.report(&map(), &lagging, 0.0).edges.is_empty());
     }
 
     #[test]
@@ -753,7 +784,7 @@ mod tests {
         // Mid-stream UDP: no SYN; the lower port is the server.
         t.observe(ip(FRONT), 17, (ip(FRONT), 53000), (ext, 53), None, 80, 5);
         t.observe(ip(FRONT), 17, (ext, 53), (ip(FRONT), 53000), None, 120, 6);
-        let r = t.report(&map(), &HashSet::from([ip(FRONT)]), 0.0);
+        let r = t.report(&map(), &cap([ip(FRONT)]), 0.0);
         let e = &r.edges[0];
         assert_eq!(
             (e.client.as_str(), e.server.as_str(), e.protocol.as_str(), e.port),
@@ -791,7 +822,7 @@ mod tests {
             ))
             .unwrap(),
         );
-        let r = t.report(&m, &HashSet::from([ip(FRONT)]), 0.0);
+        let r = t.report(&m, &cap([ip(FRONT)]), 0.0);
         assert_eq!(r.edges.len(), 1, "{:?}", r.edges);
         assert_eq!((r.edges[0].server.as_str(), r.edges[0].connections), ("shop/api", 2));
     }
@@ -799,7 +830,7 @@ mod tests {
     #[test]
     fn compacting_idle_flows_keeps_the_edges_and_their_counts() {
         let mut t = FlowTable::default();
-        let capturing = HashSet::from([ip(FRONT), ip(API)]);
+        let capturing = cap([ip(FRONT), ip(API)]);
         connection(&mut t, FRONT, (FRONT, 40001), (VIP, 80), 1_000_000, 100_000);
         connection(&mut t, API, (FRONT, 40001), (API, 8080), 1_050_000, 20_000);
         connection(&mut t, FRONT, (FRONT, 40002), (VIP, 80), 9_000_000, 300_000);
@@ -831,7 +862,7 @@ mod tests {
     fn schema_and_dot_name_nodes_by_namespace_and_name() {
         let mut t = FlowTable::default();
         connection(&mut t, FRONT, (FRONT, 40001), (VIP, 80), 1_000_000_000, 100_000);
-        let r = t.report(&map(), &HashSet::from([ip(FRONT)]), 12.5);
+        let r = t.report(&map(), &cap([ip(FRONT)]), 12.5);
         let v = serde_json::to_value(&r).unwrap();
         assert_eq!(v["schema"], PATHS_SCHEMA);
         let keys: Vec<&str> = v["edges"][0].as_object().unwrap().keys().map(String::as_str).collect();

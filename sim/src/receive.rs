@@ -594,8 +594,11 @@ mod tests {
             last_seen: 0.0,
             observed_by: vec!["client".into()],
         };
-        let mut p =
-            crate::paths::FlowTable::default().report(&WorkloadMap::default(), &Default::default(), 0.0);
+        let mut p = crate::paths::FlowTable::default().report(
+            &WorkloadMap::default(),
+            &crate::paths::Capturing::default(),
+            0.0,
+        );
         assert_eq!(paths_suffix(&p), "");
         p.edges = vec![edge("shop/a", 1), edge("shop/b", 9), edge("shop/c", 5), edge("shop/d", 7)];
         assert_eq!(
@@ -610,8 +613,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let prefix = dir.path().join("p");
         let prefix = prefix.to_str().unwrap();
-        let report =
-            crate::paths::FlowTable::default().report(&WorkloadMap::default(), &Default::default(), 1.0);
+        let report = crate::paths::FlowTable::default().report(
+            &WorkloadMap::default(),
+            &crate::paths::Capturing::default(),
+            1.0,
+        );
         let drawn = write_paths(prefix, &report).unwrap();
         let json: PathsReport =
             serde_json::from_str(&std::fs::read_to_string(format!("{prefix}.json")).unwrap()).unwrap();

@@ -16,7 +16,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::Error;
 use crate::map::{SharedMap, WorkloadMap};
-use crate::paths::{FlowTable, PathsReport, TcpFlags};
+use crate::paths::{Capturing, FlowTable, PathsReport, TcpFlags};
 
 const BATCH: usize = 64;
 const BUF: usize = 65536;
@@ -312,7 +312,12 @@ impl Receiver {
         let map = self.map.read().unwrap();
         let st = &mut *guard;
         // Stream sources are the capturing pods: their flows are counted from the client side.
-        let capturing = st.streams.keys().map(|k| k.1).collect();
+        let mut capturing = Capturing::new();
+        for (k, s) in &st.streams {
+            let (first, last) = (unix_ns(s.first), unix_ns(s.last));
+            let w = capturing.entry(k.1).or_insert((first, last));
+            *w = (w.0.min(first), w.1.max(last));
+        }
         let now = SystemTime::now();
         let Some(paths) = st.paths.as_mut() else {
             return FlowTable::default().report(&map, &capturing, unix(now));
@@ -582,6 +587,10 @@ fn inspect_inner(st: &mut State, observer: IpAddr, frame: &[u8], now: SystemTime
         let ns = now.duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
         paths.observe(observer, proto, (s, sp), (d, dp), flags, frame.len(), ns);
     }
+}
+
+fn unix_ns(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
 }
 
 fn unix(t: SystemTime) -> f64 {
