@@ -393,6 +393,11 @@ ok "specs restored; no sidecar in the new pods"
 step "kubectl bpc capture: ephemeral containers, no restart (scripts/e2e-cluster-capture.sh)"
 KUBECTL_BPC=$bpc scripts/e2e-cluster-capture.sh
 
+# ---------------------------------------------------------------- service paths
+
+step "service paths: sink --map-watch --paths across a rollout (scripts/e2e-cluster-paths.sh)"
+KUBECTL_BPC=$bpc scripts/e2e-cluster-paths.sh
+
 # ---------------------------------------------------------------- cluster-only tests
 
 step "cluster-only tests (cargo test -- --ignored) against this cluster (attach + detach of web)"

@@ -17,6 +17,7 @@ packages=(
   ethtool          # turn off veth offloads where a test compares exact frame counts
   python3          # the sample app server in the netns demo
   jq               # JSON checks in the e2e scripts
+  graphviz         # dot: the receiver's --paths pictures (PREFIX.svg, PREFIX.png)
   # The local Kubernetes cluster (scripts/cluster.sh): runtime, CNI, images.
   containerd       # CRI runtime (1.6, CRI v1), with ctr to import images
   runc

@@ -24,6 +24,9 @@ cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-4}"
 echo "== e2e (netns pods)"
 scripts/e2e-netns.sh "${CARGO_TARGET_DIR:-target}/debug"
 
+echo "== e2e (netns service paths)"
+scripts/e2e-netns-paths.sh "${CARGO_TARGET_DIR:-target}/debug"
+
 echo "== e2e (a real Kubernetes cluster: scripts/cluster.sh up, the scenario, down)"
 scripts/e2e-cluster.sh
 

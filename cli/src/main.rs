@@ -157,7 +157,16 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             }
         }
         Command::Uninject(file) => offline(&cli.kube, file, &Edit::Uninject),
-        Command::Sink(args) => sink::run(args).await,
+        Command::Sink(args) => {
+            let watch_from = if args.map_watch {
+                let kube = cli.kube.connect().await?;
+                let scope = kube.scope().map(str::to_owned);
+                Some((kube.client, scope))
+            } else {
+                None
+            };
+            sink::run(args, watch_from).await
+        }
         Command::Attach(args) => {
             kubectl_bpc::preflight::check_options(&args.options)?;
             attach::check_targets(

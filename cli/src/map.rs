@@ -1,5 +1,7 @@
-//! `kubectl bpc map`: pod IP -> workload table, so a collector can label each
-//! GRE stream (keyed by workload key and source pod IP) while pod IPs churn.
+//! `kubectl bpc map`: address -> workload table, so a collector can label each
+//! GRE stream (keyed by workload key and source pod IP) and each peer of the
+//! captured flows while pod IPs churn: pod IPs, Service ClusterIPs (with the
+//! workloads the selector picks) and node InternalIPs.
 //!
 //! Owners are resolved from one list of ReplicaSets, never one GET per pod:
 //! Pod -> ReplicaSet -> Deployment, StatefulSet/DaemonSet/Job directly, and a
@@ -11,10 +13,10 @@ use std::io::Write;
 use bpc_wire::WorkloadKey;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::ListParams;
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use serde::{Deserialize, Serialize};
 
@@ -22,27 +24,9 @@ use crate::Error;
 
 pub use crate::sidecar::AGENT_CONTAINER;
 
-/// One row of the map: the shared `kubectl bpc map -o json` contract that
-/// `bpc-sim --map FILE` reads.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MapEntry {
-    /// Pod IP (the source address of the pod's GRE stream).
-    pub ip: String,
-    /// Namespace of the pod.
-    pub namespace: String,
-    /// Workload kind, e.g. `Deployment`, `StatefulSet`, `Pod`.
-    pub kind: String,
-    /// Workload name.
-    pub workload: String,
-    /// Workload key as `0x%08x` (the GRE key of the Standard profile).
-    pub key: String,
-    /// Pod name.
-    pub pod: String,
-    /// Node the pod runs on (empty when not scheduled).
-    pub node: String,
-    /// Whether the pod carries the `bpc-agent` sidecar.
-    pub attached: bool,
-}
+/// One row of the map: the shared `kubectl bpc map -o json` contract, defined
+/// once in bpc-sim (which reads it with `--map FILE`).
+pub use bpc_sim::map::{Backend, MAP_SCHEMA_VERSION, MapEntry, RowType};
 
 /// Output format of `map`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -169,6 +153,7 @@ pub fn entries_of_pod(pod: &Pod, owners: &OwnerCache) -> Vec<MapEntry> {
     ips.into_iter()
         .filter(|ip| !ip.is_empty())
         .map(|ip| MapEntry {
+            row_type: RowType::Pod,
             ip,
             namespace: namespace.clone(),
             kind: workload.kind.clone(),
@@ -177,16 +162,135 @@ pub fn entries_of_pod(pod: &Pod, owners: &OwnerCache) -> Vec<MapEntry> {
             pod: pod.name_any(),
             node: node.clone(),
             attached,
+            backends: Vec::new(),
         })
         .collect()
 }
 
-/// The full map of listed pods, sorted by namespace, workload, pod, IP.
-pub fn build_map(pods: &[Pod], owners: &OwnerCache) -> Vec<MapEntry> {
-    let mut rows: Vec<MapEntry> = pods.iter().flat_map(|p| entries_of_pod(p, owners)).collect();
+/// Whether a Service's selector picks a pod with these labels. A Service
+/// without a selector has hand-made endpoints: it picks no workload here.
+fn selects(selector: Option<&BTreeMap<String, String>>, labels: &BTreeMap<String, String>) -> bool {
+    selector.is_some_and(|sel| !sel.is_empty() && sel.iter().all(|(k, v)| labels.get(k) == Some(v)))
+}
+
+/// Map rows of one Service: one per ClusterIP (`clusterIPs`, else
+/// `clusterIP`); none for headless (`None`) and ExternalName Services, whose
+/// callers send to pod IPs or elsewhere. `pods` are the pods' labels and
+/// rows, of any namespace (only the Service's own are considered).
+pub fn entries_of_service<'a>(
+    svc: &Service,
+    pods: impl IntoIterator<Item = (&'a BTreeMap<String, String>, &'a MapEntry)>,
+) -> Vec<MapEntry> {
+    let Some(spec) = svc.spec.as_ref() else { return Vec::new() };
+    let mut ips: Vec<String> = spec.cluster_ips.clone().unwrap_or_default();
+    if ips.is_empty()
+        && let Some(ip) = spec.cluster_ip.clone()
+    {
+        ips.push(ip);
+    }
+    ips.retain(|ip| !ip.is_empty() && ip != "None");
+    if ips.is_empty() {
+        return Vec::new();
+    }
+    let namespace = svc.namespace().unwrap_or_default();
+    let mut backends = Vec::new();
+    let mut attached = false;
+    for (labels, row) in pods {
+        if row.namespace == namespace && selects(spec.selector.as_ref(), labels) {
+            attached |= row.attached;
+            backends.push(Backend {
+                kind: row.kind.clone(),
+                workload: row.workload.clone(),
+                key: row.key.clone(),
+            });
+        }
+    }
+    backends.sort();
+    backends.dedup();
+    // One backend workload: the Service *is* that workload to its callers,
+    // so it shares the key; otherwise a key of its own.
+    let key = match backends.as_slice() {
+        [b] => b.key.clone(),
+        _ => WorkloadKey::from_workload(&namespace, "Service", &svc.name_any()).to_string(),
+    };
+    ips.into_iter()
+        .map(|ip| MapEntry {
+            row_type: RowType::Service,
+            ip,
+            namespace: namespace.clone(),
+            kind: "Service".into(),
+            workload: svc.name_any(),
+            key: key.clone(),
+            pod: String::new(),
+            node: String::new(),
+            attached,
+            backends: backends.clone(),
+        })
+        .collect()
+}
+
+/// Map rows of one Node: one per InternalIP.
+pub fn entries_of_node(node: &Node) -> Vec<MapEntry> {
+    let name = node.name_any();
+    let key = WorkloadKey::from_workload("", "Node", &name).to_string();
+    node.status
+        .as_ref()
+        .and_then(|s| s.addresses.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|a| a.type_ == "InternalIP" && !a.address.is_empty())
+        .map(|a| MapEntry {
+            row_type: RowType::Node,
+            ip: a.address.clone(),
+            namespace: String::new(),
+            kind: "Node".into(),
+            workload: name.clone(),
+            key: key.clone(),
+            pod: String::new(),
+            node: name.clone(),
+            attached: false,
+            backends: Vec::new(),
+        })
+        .collect()
+}
+
+fn sort_rows(rows: &mut [MapEntry]) {
     rows.sort_by(|a, b| {
-        (&a.namespace, &a.workload, &a.pod, &a.ip).cmp(&(&b.namespace, &b.workload, &b.pod, &b.ip))
+        (a.row_type, &a.namespace, &a.workload, &a.pod, &a.ip).cmp(&(
+            b.row_type,
+            &b.namespace,
+            &b.workload,
+            &b.pod,
+            &b.ip,
+        ))
     });
+}
+
+/// The map of listed pods only, sorted by namespace, workload, pod, IP.
+pub fn build_map(pods: &[Pod], owners: &OwnerCache) -> Vec<MapEntry> {
+    build_full_map(pods, &[], &[], owners)
+}
+
+/// The full map: pod rows, then Service rows, then node rows, each sorted
+/// by namespace, name, pod, IP.
+pub fn build_full_map(
+    pods: &[Pod],
+    services: &[Service],
+    nodes: &[Node],
+    owners: &OwnerCache,
+) -> Vec<MapEntry> {
+    let mut state = MapState::default();
+    for p in pods {
+        state.put_pod(p, owners);
+    }
+    for s in services {
+        state.services.insert(id_of(s), s.clone());
+    }
+    for n in nodes {
+        state.nodes.insert(n.name_any(), n.clone());
+    }
+    let mut rows = state.rows();
+    sort_rows(&mut rows);
     rows
 }
 
@@ -198,25 +302,27 @@ pub fn render(rows: &[MapEntry], format: MapFormat, out: &mut impl Write) -> Res
             writeln!(out)?;
         }
         MapFormat::Csv => {
-            writeln!(out, "ip,namespace,kind,workload,key,pod,node,attached")?;
+            // `type` last: readers of the schema 1 columns keep their positions.
+            writeln!(out, "ip,namespace,kind,workload,key,pod,node,attached,type")?;
             for r in rows {
                 let fields = [&r.ip, &r.namespace, &r.kind, &r.workload, &r.key, &r.pod, &r.node];
                 let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
-                writeln!(out, "{},{}", line.join(","), r.attached)?;
+                writeln!(out, "{},{},{}", line.join(","), r.attached, type_name(r.row_type))?;
             }
         }
         MapFormat::Table => {
-            let header = ["IP", "NAMESPACE", "KIND", "WORKLOAD", "KEY", "POD", "NODE", "ATTACHED"];
-            let body: Vec<[String; 8]> = rows
+            let header = ["TYPE", "IP", "NAMESPACE", "KIND", "WORKLOAD", "KEY", "POD", "NODE", "ATTACHED"];
+            let body: Vec<[String; 9]> = rows
                 .iter()
                 .map(|r| {
                     [
+                        type_name(r.row_type).to_owned(),
                         r.ip.clone(),
                         r.namespace.clone(),
                         r.kind.clone(),
                         r.workload.clone(),
                         r.key.clone(),
-                        r.pod.clone(),
+                        if r.row_type == RowType::Service { backends_text(r) } else { r.pod.clone() },
                         r.node.clone(),
                         if r.attached { "yes" } else { "no" }.to_owned(),
                     ]
@@ -258,6 +364,23 @@ pub(crate) fn write_table<const N: usize>(
     Ok(())
 }
 
+fn type_name(t: RowType) -> &'static str {
+    match t {
+        RowType::Pod => "pod",
+        RowType::Service => "service",
+        RowType::Node => "node",
+    }
+}
+
+/// A Service's backends in the table's POD column: `-> Deployment/api,...`.
+fn backends_text(r: &MapEntry) -> String {
+    if r.backends.is_empty() {
+        return "-> (none)".into();
+    }
+    let names: Vec<String> = r.backends.iter().map(|b| format!("{}/{}", b.kind, b.workload)).collect();
+    format!("-> {}", names.join(","))
+}
+
 fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_owned() }
 }
@@ -266,11 +389,11 @@ fn csv_field(s: &str) -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MapEventKind {
-    /// A pod IP appeared.
+    /// An address appeared (pod IP, ClusterIP, node IP).
     Add,
-    /// A known pod IP now maps to different fields (e.g. attached changed).
+    /// A known address now maps to different fields (e.g. attached, a Service's backends).
     Update,
-    /// A pod IP went away (pod deleted or lost its IP).
+    /// An address went away (pod deleted or lost its IP, Service or node deleted).
     Delete,
 }
 
@@ -284,85 +407,229 @@ pub struct MapEvent {
     pub entry: MapEntry,
 }
 
-/// The current map of a watch, keyed by (namespace, pod) so that pod updates
-/// turn into add/update/delete events per IP.
+/// The current map of a watch: the pods' rows (with their labels, for
+/// Service selectors), the Services and Nodes, and the rows last emitted.
+/// Every change re-derives the rows and emits the difference, so a pod that
+/// changes workload also updates the Services that select it.
 #[derive(Debug, Default)]
 pub struct MapState {
-    by_pod: BTreeMap<(String, String), Vec<MapEntry>>,
+    pods: BTreeMap<(String, String), PodRows>,
+    services: BTreeMap<(String, String), Service>,
+    nodes: BTreeMap<String, Node>,
+    /// Rows last emitted, per namespace (pods and Services) and for nodes.
+    emitted: BTreeMap<String, Rows>,
+    emitted_nodes: Rows,
+}
+
+/// What a change can affect.
+enum Scope {
+    Namespace(String),
+    Nodes,
+    All,
+}
+
+/// Rows by (type, address).
+type Rows = BTreeMap<(RowType, String), MapEntry>;
+
+/// A pod's labels (for Service selectors) and its rows.
+type PodRows = (BTreeMap<String, String>, Vec<MapEntry>);
+
+fn id_of<K: ResourceExt>(o: &K) -> (String, String) {
+    (o.namespace().unwrap_or_default(), o.name_any())
 }
 
 impl MapState {
-    /// Applies the current state of a pod and returns the resulting events.
-    pub fn apply(&mut self, pod: &Pod, owners: &OwnerCache) -> Vec<MapEvent> {
-        let id = (pod.namespace().unwrap_or_default(), pod.name_any());
-        let new = entries_of_pod(pod, owners);
-        let old = self.by_pod.remove(&id).unwrap_or_default();
-        let events = diff(&old, &new);
-        if !new.is_empty() {
-            self.by_pod.insert(id, new);
+    fn put_pod(&mut self, pod: &Pod, owners: &OwnerCache) {
+        let rows = entries_of_pod(pod, owners);
+        if rows.is_empty() {
+            self.pods.remove(&id_of(pod));
+        } else {
+            self.pods.insert(id_of(pod), (pod.labels().clone(), rows));
         }
-        events
     }
 
-    /// Forgets a deleted pod and returns delete events for its IPs.
-    pub fn delete(&mut self, pod: &Pod) -> Vec<MapEvent> {
-        let id = (pod.namespace().unwrap_or_default(), pod.name_any());
-        let old = self.by_pod.remove(&id).unwrap_or_default();
-        old.into_iter().map(|entry| MapEvent { event: MapEventKind::Delete, entry }).collect()
+    /// The rows of one namespace: its pods' and its Services' (whose
+    /// selectors only pick pods of their own namespace).
+    fn namespace_rows(&self, ns: &str) -> Rows {
+        let from = (ns.to_owned(), String::new());
+        let pods: Vec<&PodRows> =
+            self.pods.range(from.clone()..).take_while(|(k, _)| k.0 == ns).map(|(_, v)| v).collect();
+        let pod_rows = || pods.iter().flat_map(|(labels, rows)| rows.iter().map(move |r| (labels, r)));
+        let mut rows: Vec<MapEntry> = pod_rows().map(|(_, r)| r.clone()).collect();
+        for (_, svc) in self.services.range(from..).take_while(|(k, _)| k.0 == ns) {
+            rows.extend(entries_of_service(svc, pod_rows()));
+        }
+        rows.into_iter().map(|r| ((r.row_type, r.ip.clone()), r)).collect()
     }
 
-    /// Replaces the whole state after a (re)list: pods that vanished while the
-    /// watch was down are deleted, the rest diffed.
-    pub fn relist(&mut self, pods: &[Pod], owners: &OwnerCache) -> Vec<MapEvent> {
-        let present: std::collections::HashSet<(String, String)> =
-            pods.iter().map(|p| (p.namespace().unwrap_or_default(), p.name_any())).collect();
-        let gone: Vec<_> = self.by_pod.keys().filter(|k| !present.contains(*k)).cloned().collect();
-        let mut events = Vec::new();
-        for id in gone {
-            for entry in self.by_pod.remove(&id).unwrap_or_default() {
-                events.push(MapEvent { event: MapEventKind::Delete, entry });
+    fn node_rows(&self) -> Rows {
+        self.nodes.values().flat_map(entries_of_node).map(|r| ((r.row_type, r.ip.clone()), r)).collect()
+    }
+
+    /// Every row the current objects give, unsorted.
+    fn rows(&self) -> Vec<MapEntry> {
+        let namespaces: std::collections::BTreeSet<&String> =
+            self.pods.keys().chain(self.services.keys()).map(|(ns, _)| ns).collect();
+        let mut rows: Vec<MapEntry> =
+            namespaces.into_iter().flat_map(|ns| self.namespace_rows(ns).into_values()).collect();
+        rows.extend(self.node_rows().into_values());
+        rows
+    }
+
+    /// Emits what changed in `scope` since the last call: deletes first,
+    /// then adds and updates, each in (type, address) order. Only the scope
+    /// is re-derived, so a pod event costs its namespace, not the cluster.
+    fn sync(&mut self, scope: Scope) -> Vec<MapEvent> {
+        let namespaces: Vec<String> = match &scope {
+            Scope::Namespace(ns) => vec![ns.clone()],
+            Scope::Nodes => Vec::new(),
+            Scope::All => {
+                let mut all: std::collections::BTreeSet<String> = self.emitted.keys().cloned().collect();
+                all.extend(self.pods.keys().chain(self.services.keys()).map(|(ns, _)| ns.clone()));
+                all.into_iter().collect()
+            }
+        };
+        let mut groups: Vec<(Option<String>, Rows)> = namespaces
+            .into_iter()
+            .map(|ns| {
+                let rows = self.namespace_rows(&ns);
+                (Some(ns), rows)
+            })
+            .collect();
+        if matches!(scope, Scope::Nodes | Scope::All) {
+            groups.push((None, self.node_rows()));
+        }
+        let empty = BTreeMap::new();
+        let mut deletes = Vec::new();
+        let mut changes = Vec::new();
+        for (ns, now) in &groups {
+            let old = match ns {
+                Some(ns) => self.emitted.get(ns).unwrap_or(&empty),
+                None => &self.emitted_nodes,
+            };
+            deletes.extend(
+                old.iter()
+                    .filter(|(k, _)| !now.contains_key(*k))
+                    .map(|(_, e)| MapEvent { event: MapEventKind::Delete, entry: e.clone() }),
+            );
+            for (k, n) in now {
+                match old.get(k) {
+                    None => changes.push(MapEvent { event: MapEventKind::Add, entry: n.clone() }),
+                    Some(o) if o != n => {
+                        changes.push(MapEvent { event: MapEventKind::Update, entry: n.clone() })
+                    }
+                    Some(_) => {}
+                }
             }
         }
-        for pod in pods {
-            events.extend(self.apply(pod, owners));
+        for (ns, now) in groups {
+            match ns {
+                Some(ns) if now.is_empty() => {
+                    self.emitted.remove(&ns);
+                }
+                Some(ns) => {
+                    self.emitted.insert(ns, now);
+                }
+                None => self.emitted_nodes = now,
+            }
         }
-        events
+        deletes.extend(changes);
+        deletes
+    }
+
+    /// Applies the current state of a pod and returns the resulting events.
+    pub fn apply(&mut self, pod: &Pod, owners: &OwnerCache) -> Vec<MapEvent> {
+        self.put_pod(pod, owners);
+        self.sync(Scope::Namespace(pod.namespace().unwrap_or_default()))
+    }
+
+    /// Forgets a deleted pod and returns delete events for its IPs (and
+    /// updates of the Services that selected it).
+    pub fn delete(&mut self, pod: &Pod) -> Vec<MapEvent> {
+        self.pods.remove(&id_of(pod));
+        self.sync(Scope::Namespace(pod.namespace().unwrap_or_default()))
+    }
+
+    /// Replaces all pods after a (re)list: pods that vanished while the
+    /// watch was down are deleted, the rest diffed.
+    pub fn relist(&mut self, pods: &[Pod], owners: &OwnerCache) -> Vec<MapEvent> {
+        self.pods.clear();
+        for p in pods {
+            self.put_pod(p, owners);
+        }
+        self.sync(Scope::All)
+    }
+
+    /// Applies a Service.
+    pub fn apply_service(&mut self, svc: &Service) -> Vec<MapEvent> {
+        self.services.insert(id_of(svc), svc.clone());
+        self.sync(Scope::Namespace(svc.namespace().unwrap_or_default()))
+    }
+
+    /// Forgets a deleted Service.
+    pub fn delete_service(&mut self, svc: &Service) -> Vec<MapEvent> {
+        self.services.remove(&id_of(svc));
+        self.sync(Scope::Namespace(svc.namespace().unwrap_or_default()))
+    }
+
+    /// Replaces all Services after a (re)list.
+    pub fn relist_services(&mut self, services: &[Service]) -> Vec<MapEvent> {
+        self.services = services.iter().map(|s| (id_of(s), s.clone())).collect();
+        self.sync(Scope::All)
+    }
+
+    /// Applies a Node.
+    pub fn apply_node(&mut self, node: &Node) -> Vec<MapEvent> {
+        self.nodes.insert(node.name_any(), node.clone());
+        self.sync(Scope::Nodes)
+    }
+
+    /// Forgets a deleted Node.
+    pub fn delete_node(&mut self, node: &Node) -> Vec<MapEvent> {
+        self.nodes.remove(&node.name_any());
+        self.sync(Scope::Nodes)
+    }
+
+    /// Replaces all Nodes after a (re)list.
+    pub fn relist_nodes(&mut self, nodes: &[Node]) -> Vec<MapEvent> {
+        self.nodes = nodes.iter().map(|n| (n.name_any(), n.clone())).collect();
+        self.sync(Scope::Nodes)
     }
 
     /// Rows currently known.
     pub fn entries(&self) -> impl Iterator<Item = &MapEntry> {
-        self.by_pod.values().flatten()
+        self.emitted.values().flat_map(BTreeMap::values).chain(self.emitted_nodes.values())
     }
-}
-
-fn diff(old: &[MapEntry], new: &[MapEntry]) -> Vec<MapEvent> {
-    let mut events = Vec::new();
-    for o in old {
-        if !new.iter().any(|n| n.ip == o.ip) {
-            events.push(MapEvent { event: MapEventKind::Delete, entry: o.clone() });
-        }
-    }
-    for n in new {
-        match old.iter().find(|o| o.ip == n.ip) {
-            None => events.push(MapEvent { event: MapEventKind::Add, entry: n.clone() }),
-            Some(o) if o != n => events.push(MapEvent { event: MapEventKind::Update, entry: n.clone() }),
-            Some(_) => {}
-        }
-    }
-    events
 }
 
 use crate::kube_context::scoped_api as apis;
 
-/// Lists pods and ReplicaSets (one call each) and builds the map.
+/// Lists Nodes, or none when the user may not (a namespace-scoped role):
+/// node rows are a help for labelling, not a reason to fail the map.
+async fn list_nodes(client: &Client) -> Result<Option<Vec<Node>>, Error> {
+    let api: Api<Node> = Api::all(client.clone());
+    match api.list(&ListParams::default()).await {
+        Ok(list) => Ok(Some(list.items)),
+        Err(kube::Error::Api(s)) if s.code == 403 || s.code == 404 => {
+            tracing::debug!("no node rows: {}", s.message);
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Lists ReplicaSets, pods, Services and Nodes (one call each) and builds the map.
 /// `namespace` None means all namespaces.
 pub async fn fetch_map(client: &Client, namespace: Option<&str>) -> Result<Vec<MapEntry>, Error> {
     let rs_api: Api<ReplicaSet> = apis(client, namespace);
     let pod_api: Api<Pod> = apis(client, namespace);
+    let svc_api: Api<Service> = apis(client, namespace);
     let sets = rs_api.list(&ListParams::default()).await?;
     let owners = OwnerCache::from_replica_sets(&sets.items);
     let pods = pod_api.list(&ListParams::default()).await?;
-    Ok(build_map(&pods.items, &owners))
+    let services = svc_api.list(&ListParams::default()).await?;
+    let nodes = list_nodes(client).await?.unwrap_or_default();
+    Ok(build_full_map(&pods.items, &services.items, &nodes, &owners))
 }
 
 /// Runs `kubectl bpc map`: prints the map once, or with `--watch` streams
@@ -384,8 +651,21 @@ pub async fn run(args: &MapArgs, client: &Client, namespace: Option<&str>) -> Re
     .await
 }
 
-/// Watches pods (and ReplicaSets, to keep the owner cache fresh) and calls
-/// `emit` for each map change. Returns when the pod watch stream ends.
+/// A secondary watch stream (Services, Nodes): it backs off and retries on
+/// its own, and never stops the pod stream.
+fn side_watch<K>(
+    api: Api<K>,
+) -> futures::stream::BoxStream<'static, Result<watcher::Event<K>, watcher::Error>>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+    K::DynamicType: Default,
+{
+    watcher(api, watcher::Config::default()).default_backoff().boxed()
+}
+
+/// Watches pods (and ReplicaSets, to keep the owner cache fresh), Services
+/// and Nodes (when the user may list them) and calls `emit` for each map
+/// change. Returns when the pod watch stream ends.
 pub async fn watch(
     client: &Client,
     namespace: Option<&str>,
@@ -393,27 +673,30 @@ pub async fn watch(
 ) -> Result<(), Error> {
     let rs_api: Api<ReplicaSet> = apis(client, namespace);
     let pod_api: Api<Pod> = apis(client, namespace);
+    let svc_api: Api<Service> = apis(client, namespace);
     let sets = rs_api.list(&ListParams::default()).await?;
     let mut owners = OwnerCache::from_replica_sets(&sets.items);
     let mut state = MapState::default();
     let mut pods = watcher(pod_api, watcher::Config::default()).boxed();
     let mut rs_events = watcher(rs_api, watcher::Config::default()).boxed();
-    let mut relist: Vec<Pod> = Vec::new();
+    let mut svc_events = side_watch(svc_api);
+    let mut node_events = match list_nodes(client).await? {
+        Some(_) => side_watch(Api::<Node>::all(client.clone())),
+        None => futures::stream::pending().boxed(),
+    };
+    let (mut relist, mut svc_relist, mut node_relist) = (Vec::new(), Vec::new(), Vec::new());
     loop {
-        tokio::select! {
+        let events = tokio::select! {
             ev = pods.try_next() => {
                 let Some(ev) = ev.map_err(|e| Error::Usage(format!("pod watch failed: {e}")))? else {
                     return Ok(());
                 };
-                let events = match ev {
+                match ev {
                     watcher::Event::Init => { relist.clear(); Vec::new() }
                     watcher::Event::InitApply(p) => { relist.push(p); Vec::new() }
                     watcher::Event::InitDone => state.relist(&std::mem::take(&mut relist), &owners),
                     watcher::Event::Apply(p) => state.apply(&p, &owners),
                     watcher::Event::Delete(p) => state.delete(&p),
-                };
-                for e in events {
-                    emit(e)?;
                 }
             }
             ev = rs_events.next() => {
@@ -422,7 +705,27 @@ pub async fn watch(
                 if let Some(Ok(watcher::Event::Apply(rs) | watcher::Event::InitApply(rs))) = ev {
                     owners.insert(&rs);
                 }
+                Vec::new()
             }
+            Some(ev) = svc_events.next() => match ev {
+                Ok(watcher::Event::Init) => { svc_relist.clear(); Vec::new() }
+                Ok(watcher::Event::InitApply(s)) => { svc_relist.push(s); Vec::new() }
+                Ok(watcher::Event::InitDone) => state.relist_services(&std::mem::take(&mut svc_relist)),
+                Ok(watcher::Event::Apply(s)) => state.apply_service(&s),
+                Ok(watcher::Event::Delete(s)) => state.delete_service(&s),
+                Err(e) => { tracing::debug!("service watch: {e}"); Vec::new() }
+            },
+            Some(ev) = node_events.next() => match ev {
+                Ok(watcher::Event::Init) => { node_relist.clear(); Vec::new() }
+                Ok(watcher::Event::InitApply(n)) => { node_relist.push(n); Vec::new() }
+                Ok(watcher::Event::InitDone) => state.relist_nodes(&std::mem::take(&mut node_relist)),
+                Ok(watcher::Event::Apply(n)) => state.apply_node(&n),
+                Ok(watcher::Event::Delete(n)) => state.delete_node(&n),
+                Err(e) => { tracing::debug!("node watch: {e}"); Vec::new() }
+            },
+        };
+        for e in events {
+            emit(e)?;
         }
     }
 }
@@ -531,7 +834,7 @@ mod tests {
         let key = WorkloadKey::from_workload("shop", "Deployment", "web").to_string();
         assert_eq!(
             v,
-            json!([{"ip": "198.18.1.2", "namespace": "shop", "kind": "Deployment", "workload": "web",
+            json!([{"type": "pod", "ip": "198.18.1.2", "namespace": "shop", "kind": "Deployment", "workload": "web",
                 "key": key, "pod": "web-5f6c7d8b9-abcde", "node": "node-1", "attached": true}])
         );
     }
@@ -544,8 +847,8 @@ mod tests {
         render(&[row.clone()], MapFormat::Csv, &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
         let expected = format!(
-            "ip,namespace,kind,workload,key,pod,node,attached\n\
-             198.18.1.2,shop,Deployment,web,{},web-5f6c7d8b9-abcde,\"odd,node\",false\n",
+            "ip,namespace,kind,workload,key,pod,node,attached,type\n\
+             198.18.1.2,shop,Deployment,web,{},web-5f6c7d8b9-abcde,\"odd,node\",false,pod\n",
             row.key
         );
         assert_eq!(text, expected);
@@ -561,6 +864,154 @@ mod tests {
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0].find("NAMESPACE"), lines[1].find("shop"));
         assert_eq!(lines[0].find("ATTACHED"), lines[1].find("yes"));
+        assert!(lines[1].starts_with("pod "), "{text}");
+    }
+
+    fn service(name: &str, ips: serde_json::Value, selector: serde_json::Value) -> Service {
+        serde_json::from_value(json!({"metadata": {"name": name, "namespace": "shop"},
+            "spec": {"clusterIP": ips[0], "clusterIPs": ips, "selector": selector}}))
+        .unwrap()
+    }
+
+    fn db_pod(ip: &str) -> Pod {
+        pod(json!({"metadata": {"name": "db-0", "namespace": "shop", "labels": {"app": "db", "tier": "data"},
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "db", "uid": "u",
+                    "controller": true}]},
+            "spec": {"containers": []}, "status": {"podIP": ip}}))
+    }
+
+    fn web_pod_labelled(ip: &str) -> Pod {
+        let mut p = web_pod(ip, true);
+        p.metadata.labels.as_mut().unwrap().insert("app".into(), "web".into());
+        p.metadata.labels.as_mut().unwrap().insert("tier".into(), "data".into());
+        p
+    }
+
+    #[test]
+    fn service_rows_per_cluster_ip_name_the_workloads_the_selector_picks() {
+        let owners = OwnerCache::from_replica_sets([&web_rs()]);
+        let pods = [web_pod_labelled("198.18.1.2"), db_pod("198.18.1.5")];
+        let one = service("web", json!(["198.18.9.1", "fd00::9:1"]), json!({"app": "web"}));
+        let both = service("data", json!(["198.18.9.2"]), json!({"tier": "data"}));
+        let rows = build_full_map(&pods, &[one, both], &[], &owners);
+        let svc: Vec<_> = rows.iter().filter(|r| r.row_type == RowType::Service).collect();
+        let ips: Vec<_> = svc.iter().map(|r| (r.workload.as_str(), r.ip.as_str())).collect();
+        assert_eq!(ips, [("data", "198.18.9.2"), ("web", "198.18.9.1"), ("web", "fd00::9:1")]);
+        let web_key = WorkloadKey::from_workload("shop", "Deployment", "web").to_string();
+        let web = svc[1];
+        assert_eq!(
+            web.backends,
+            [Backend { kind: "Deployment".into(), workload: "web".into(), key: web_key.clone() }]
+        );
+        assert_eq!((web.key.as_str(), web.attached, web.kind.as_str()), (web_key.as_str(), true, "Service"));
+        let data = svc[0];
+        let names: Vec<_> = data.backends.iter().map(|b| b.workload.as_str()).collect();
+        assert_eq!(names, ["web", "db"], "sorted by kind, then name");
+        assert_eq!(data.key, WorkloadKey::from_workload("shop", "Service", "data").to_string());
+        let v = serde_json::to_value(web).unwrap();
+        assert_eq!(v["type"], "service");
+        assert_eq!(v["backends"][0]["workload"], "web");
+    }
+
+    #[test]
+    fn headless_selectorless_and_external_name_services_pick_nothing_or_have_no_row() {
+        let pods = [db_pod("198.18.1.5")];
+        let headless = service("h", json!(["None"]), json!({"app": "db"}));
+        let manual = service("m", json!(["198.18.9.3"]), serde_json::Value::Null);
+        let ext: Service = serde_json::from_value(
+            json!({"metadata": {"name": "e", "namespace": "shop"}, "spec": {"type": "ExternalName", "externalName": "x"}}),
+        )
+        .unwrap();
+        let rows = build_full_map(&pods, &[headless, manual, ext], &[], &OwnerCache::default());
+        let svc: Vec<_> = rows.iter().filter(|r| r.row_type == RowType::Service).collect();
+        assert_eq!(svc.len(), 1);
+        assert_eq!((svc[0].workload.as_str(), svc[0].backends.len()), ("m", 0));
+    }
+
+    #[test]
+    fn node_rows_are_internal_ips_only() {
+        let node: Node = serde_json::from_value(json!({"metadata": {"name": "node-1"},
+            "status": {"addresses": [{"type": "InternalIP", "address": "198.19.64.1"},
+                {"type": "Hostname", "address": "node-1"}, {"type": "ExternalIP", "address": "198.18.250.1"}]}}))
+        .unwrap();
+        let rows = build_full_map(&[], &[], &[node], &OwnerCache::default());
+        assert_eq!(rows.len(), 1);
+        let r = &rows[0];
+        assert_eq!(
+            (r.row_type, r.ip.as_str(), r.workload.as_str(), r.node.as_str()),
+            (RowType::Node, "198.19.64.1", "node-1", "node-1")
+        );
+        assert_eq!(serde_json::to_value(r).unwrap()["type"], "node");
+    }
+
+    #[test]
+    fn watch_state_updates_a_service_when_the_pods_it_selects_change() {
+        let owners = OwnerCache::from_replica_sets([&web_rs()]);
+        let mut state = MapState::default();
+        state.apply_service(&service("web", json!(["198.18.9.1"]), json!({"app": "web"})));
+        let evs = state.apply(&web_pod_labelled("198.18.1.2"), &owners);
+        let summary: Vec<_> = evs.iter().map(|e| (e.event, e.entry.row_type, e.entry.ip.as_str())).collect();
+        assert_eq!(
+            summary,
+            [
+                (MapEventKind::Add, RowType::Pod, "198.18.1.2"),
+                (MapEventKind::Update, RowType::Service, "198.18.9.1")
+            ]
+        );
+        assert_eq!(evs[1].entry.backends.len(), 1);
+        // The pod replaced by one with a new IP: the Service row does not change.
+        let evs = state.apply(&web_pod_labelled("198.18.1.3"), &owners);
+        let summary: Vec<_> = evs.iter().map(|e| (e.event, e.entry.row_type)).collect();
+        assert_eq!(summary, [(MapEventKind::Delete, RowType::Pod), (MapEventKind::Add, RowType::Pod)]);
+        let evs = state.delete_service(&service("web", json!(["198.18.9.1"]), json!({"app": "web"})));
+        assert_eq!((evs[0].event, evs[0].entry.row_type), (MapEventKind::Delete, RowType::Service));
+    }
+
+    #[test]
+    fn a_pod_event_re_derives_only_its_namespace_and_keeps_the_others() {
+        let owners = OwnerCache::from_replica_sets([&web_rs()]);
+        let mut state = MapState::default();
+        let other = pod(json!({"metadata": {"name": "x", "namespace": "ns", "labels": {"app": "web"}},
+            "spec": {"containers": []}, "status": {"podIP": "198.18.4.4"}}));
+        state.relist(&[web_pod_labelled("198.18.1.2"), other], &owners);
+        // A Service in "shop" selecting app=web must not pick the pod of "ns".
+        let evs = state.apply_service(&service("web", json!(["198.18.9.1"]), json!({"app": "web"})));
+        assert_eq!(evs.len(), 1);
+        assert_eq!(evs[0].entry.backends.len(), 1);
+        let node: Node = serde_json::from_value(json!({"metadata": {"name": "n1"},
+            "status": {"addresses": [{"type": "InternalIP", "address": "198.19.64.1"}]}}))
+        .unwrap();
+        assert_eq!(state.apply_node(&node).len(), 1);
+        let evs = state.apply(&web_pod_labelled("198.18.1.3"), &owners);
+        let ips: Vec<_> = evs.iter().map(|e| (e.event, e.entry.ip.as_str())).collect();
+        assert_eq!(ips, [(MapEventKind::Delete, "198.18.1.2"), (MapEventKind::Add, "198.18.1.3")]);
+        let mut all: Vec<_> = state.entries().map(|e| e.ip.as_str()).collect();
+        all.sort();
+        assert_eq!(all, ["198.18.1.3", "198.18.4.4", "198.18.9.1", "198.19.64.1"]);
+        assert_eq!(state.delete_node(&node)[0].event, MapEventKind::Delete);
+    }
+
+    #[test]
+    fn map_rows_read_back_by_bpc_sim_label_services_and_nodes() {
+        let owners = OwnerCache::from_replica_sets([&web_rs()]);
+        let rows = build_full_map(
+            &[web_pod_labelled("198.18.1.2")],
+            &[service("web", json!(["198.18.9.1"]), json!({"app": "web"}))],
+            &[],
+            &owners,
+        );
+        let mut out = Vec::new();
+        render(&rows, MapFormat::Json, &mut out).unwrap();
+        let m = bpc_sim::map::WorkloadMap::from_json(std::str::from_utf8(&out).unwrap()).unwrap();
+        let p = m.peer(&"198.18.9.1".parse().unwrap()).unwrap();
+        assert_eq!(
+            (p.row_type, p.name.as_str(), p.backends[0].workload.as_str()),
+            (RowType::Service, "web", "web")
+        );
+        assert_eq!(
+            m.name(WorkloadKey::from_workload("shop", "Deployment", "web").0),
+            Some("shop/deployment/web")
+        );
     }
 
     #[test]

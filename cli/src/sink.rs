@@ -10,18 +10,26 @@ use std::net::IpAddr;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use bpc_sim::map::{SharedMap, WorkloadMap};
 use bpc_sim::receive::ReceiveArgs;
 use bpc_sim::receiver::{Receiver, ReceiverConfig};
+use kube::Client;
+
+use crate::map::{MapEvent, MapEventKind};
 use serde::Serialize;
 
 use crate::Error;
 
-/// Arguments of `kubectl bpc sink`: exactly those of `bpc-sim receive`.
+/// Arguments of `kubectl bpc sink`: those of `bpc-sim receive`, and `--map-watch`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SinkArgs {
     /// The receiver's options.
     #[command(flatten)]
     pub receive: ReceiveArgs,
+    /// Label streams and paths from a live `kubectl bpc map --watch` run in-process
+    /// (needs cluster access; -n NS or -A choose the namespaces).
+    #[arg(long)]
+    pub map_watch: bool,
 }
 
 /// Counters of one received stream (one agent process of one workload).
@@ -62,7 +70,7 @@ impl std::fmt::Debug for GreTally {
 impl GreTally {
     /// Opens the raw GRE socket on `listen` (IPv4 or IPv6) and starts receiving.
     pub fn start(listen: IpAddr) -> Result<Self, Error> {
-        let config = ReceiverConfig { listen, map: Default::default(), frame_sink: None };
+        let config = ReceiverConfig { listen, map: Default::default(), paths: false, frame_sink: None };
         let receiver = Receiver::start(config).map_err(|e| receiver_error(e, listen))?;
         Ok(GreTally { receiver, started: Instant::now() })
     }
@@ -114,19 +122,52 @@ fn receiver_error(e: bpc_sim::Error, listen: IpAddr) -> Error {
     }
 }
 
+/// Applies one `map --watch` event to the receiver's map. A delete changes
+/// nothing: the address keeps its last label, so flows of a replaced pod
+/// stay with their workload (a new row for the address relabels it).
+pub fn apply_map_event(map: &SharedMap, event: &MapEvent) -> Result<(), Error> {
+    if event.event == MapEventKind::Delete {
+        return Ok(());
+    }
+    let one = WorkloadMap::from_entries([&event.entry]).map_err(|e| Error::Receiver(e.to_string()))?;
+    map.write().unwrap().update(one);
+    Ok(())
+}
+
 /// Runs `kubectl bpc sink`: the bpc-sim receiver until Ctrl-C, `--duration`
 /// or `--count`, then its report; exit 0, or 1 when an `--expect` fails.
-pub async fn run(args: &SinkArgs) -> Result<ExitCode, Error> {
+/// With `--map-watch`, `watch_from` gives the cluster and scope whose map
+/// labels the streams and paths while the receiver runs.
+pub async fn run(args: &SinkArgs, watch_from: Option<(Client, Option<String>)>) -> Result<ExitCode, Error> {
     let receive = args.receive.clone();
     let listen = receive.listen;
+    let shared = SharedMap::default();
+    let watcher = match watch_from {
+        Some((client, scope)) if args.map_watch => {
+            let map = shared.clone();
+            Some(tokio::spawn(async move {
+                let result =
+                    crate::map::watch(&client, scope.as_deref(), |ev| apply_map_event(&map, &ev)).await;
+                if let Err(e) = result {
+                    eprintln!("warning: map watch stopped: {e}; labels stay as they were");
+                }
+            }))
+        }
+        _ => None,
+    };
     // The receiver's loop blocks (it polls its thread); keep it off the async workers.
-    tokio::task::spawn_blocking(move || bpc_sim::receive::run_receive(&receive))
-        .await
-        .map_err(|e| Error::Receiver(e.to_string()))?
-        .map_err(|e| match e {
-            bpc_sim::Error::Socket { .. } => receiver_error(e, listen),
-            other => Error::Usage(other.to_string()),
-        })
+    let result =
+        tokio::task::spawn_blocking(move || bpc_sim::receive::run_receive_with(&receive, Some(shared)))
+            .await
+            .map_err(|e| Error::Receiver(e.to_string()))?
+            .map_err(|e| match e {
+                bpc_sim::Error::Socket { .. } => receiver_error(e, listen),
+                other => Error::Usage(other.to_string()),
+            });
+    if let Some(w) = watcher {
+        w.abort();
+    }
+    result
 }
 
 #[cfg(test)]
@@ -165,6 +206,24 @@ mod tests {
             .unwrap_or_else(|| panic!("no stream {key} in {snap:?}"));
         assert_eq!((s.packets, s.lost, s.profile.as_str(), s.bytes), (4, 2, "standard", 240));
         assert_eq!(s.source.to_string(), "127.0.0.1");
+    }
+
+    #[test]
+    fn map_events_label_new_addresses_and_deletes_keep_the_last_label() {
+        let shared = SharedMap::default();
+        let entry: crate::map::MapEntry = serde_json::from_value(serde_json::json!({"type": "pod",
+            "ip": "198.18.1.2", "namespace": "shop", "kind": "Deployment", "workload": "api", "key": "0x2"}))
+        .unwrap();
+        let ip = "198.18.1.2".parse().unwrap();
+        apply_map_event(&shared, &MapEvent { event: MapEventKind::Add, entry: entry.clone() }).unwrap();
+        assert_eq!(shared.read().unwrap().peer(&ip).unwrap().name, "api");
+        assert_eq!(shared.read().unwrap().name(2), Some("shop/deployment/api"));
+        apply_map_event(&shared, &MapEvent { event: MapEventKind::Delete, entry: entry.clone() }).unwrap();
+        assert_eq!(shared.read().unwrap().peer(&ip).unwrap().name, "api");
+        let mut db = entry;
+        db.workload = "db".into();
+        apply_map_event(&shared, &MapEvent { event: MapEventKind::Add, entry: db }).unwrap();
+        assert_eq!(shared.read().unwrap().peer(&ip).unwrap().name, "db");
     }
 
     #[test]

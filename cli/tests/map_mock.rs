@@ -34,7 +34,7 @@ fn pod(ns: &str, name: &str, owner: (&str, &str), ip: &str, attached: bool) -> V
     if attached {
         containers.push(json!({"name": "bpc-agent"}));
     }
-    json!({"metadata": {"name": name, "namespace": ns, "resourceVersion": "7",
+    json!({"metadata": {"name": name, "namespace": ns, "resourceVersion": "7", "labels": {"app": owner.1},
             "ownerReferences": [{"apiVersion": "apps/v1", "kind": owner.0, "name": owner.1, "uid": "o",
                 "controller": true}]},
         "spec": {"nodeName": "node-1", "containers": containers},
@@ -70,6 +70,26 @@ async fn all_namespaces_map_lists_once_and_resolves_deployments_and_statefulsets
                 ],
             ),
         );
+        let (req, send) = handle.next_request().await.expect("service list");
+        assert_eq!(req.uri().path(), "/api/v1/services");
+        respond(
+            send,
+            list(
+                "ServiceList",
+                vec![json!({"metadata": {"name": "pg", "namespace": "db"},
+                    "spec": {"clusterIP": "198.18.9.7", "clusterIPs": ["198.18.9.7"], "selector": {"app": "pg"}}})],
+            ),
+        );
+        let (req, send) = handle.next_request().await.expect("node list");
+        assert_eq!(req.uri().path(), "/api/v1/nodes");
+        respond(
+            send,
+            list(
+                "NodeList",
+                vec![json!({"metadata": {"name": "node-1"},
+                    "status": {"addresses": [{"type": "InternalIP", "address": "198.19.64.1"}]}})],
+            ),
+        );
     });
     let rows = tokio::time::timeout(Duration::from_secs(10), map::fetch_map(&client, None))
         .await
@@ -83,18 +103,27 @@ async fn all_namespaces_map_lists_once_and_resolves_deployments_and_statefulsets
     assert_eq!(
         v,
         json!([
-            {"ip": "198.18.2.7", "namespace": "db", "kind": "StatefulSet", "workload": "pg",
+            {"type": "pod", "ip": "198.18.2.7", "namespace": "db", "kind": "StatefulSet", "workload": "pg",
              "key": WorkloadKey::from_workload("db", "statefulset", "pg").to_string(),
              "pod": "pg-0", "node": "node-1", "attached": false},
-            {"ip": "198.18.1.2", "namespace": "shop", "kind": "Deployment", "workload": "checkout",
+            {"type": "pod", "ip": "198.18.1.2", "namespace": "shop", "kind": "Deployment", "workload": "checkout",
              "key": WorkloadKey::from_workload("shop", "deployment", "checkout").to_string(),
              "pod": "checkout-5f6c7d8b9-abcde", "node": "node-1", "attached": true},
+            // One backend workload: the Service shares its key.
+            {"type": "service", "ip": "198.18.9.7", "namespace": "db", "kind": "Service", "workload": "pg",
+             "key": WorkloadKey::from_workload("db", "statefulset", "pg").to_string(),
+             "pod": "", "node": "", "attached": false,
+             "backends": [{"kind": "StatefulSet", "workload": "pg",
+                 "key": WorkloadKey::from_workload("db", "statefulset", "pg").to_string()}]},
+            {"type": "node", "ip": "198.19.64.1", "namespace": "", "kind": "Node", "workload": "node-1",
+             "key": WorkloadKey::from_workload("", "Node", "node-1").to_string(),
+             "pod": "", "node": "node-1", "attached": false},
         ])
     );
     let mut csv = Vec::new();
     map::render(&rows, map::MapFormat::Csv, &mut csv).unwrap();
     let csv = String::from_utf8(csv).unwrap();
-    assert_eq!(csv.lines().count(), 3);
+    assert_eq!(csv.lines().count(), 5);
     assert!(csv.lines().nth(2).unwrap().starts_with("198.18.1.2,shop,Deployment,checkout,0x"), "{csv}");
     let mut table = Vec::new();
     map::render(&rows, map::MapFormat::Table, &mut table).unwrap();
@@ -132,9 +161,32 @@ async fn serve_watch(mut handle: Handle, events: Vec<Value>) {
                 let body: String = events.take().unwrap().iter().map(|e| format!("{e}\n")).collect();
                 respond(send, body);
             }
-            ("/api/v1/namespaces/shop/pods" | "/apis/apps/v1/namespaces/shop/replicasets", true) => {
-                pending.push(send)
-            }
+            ("/api/v1/namespaces/shop/services", false) => respond(
+                send,
+                list(
+                    "ServiceList",
+                    vec![json!({"metadata": {"name": "web", "namespace": "shop", "resourceVersion": "3"},
+                        "spec": {"clusterIP": "198.18.9.1", "selector": {"app": "web-6b7c8"}}})],
+                ),
+            ),
+            // A namespace-scoped user: no node rows, and no node watch.
+            ("/api/v1/nodes", false) => send.send_response(
+                Response::builder()
+                    .status(403)
+                    .body(Body::from(
+                        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "forbidden",
+                            "reason": "Forbidden", "code": 403})
+                        .to_string()
+                        .into_bytes(),
+                    ))
+                    .unwrap(),
+            ),
+            (
+                "/api/v1/namespaces/shop/pods"
+                | "/apis/apps/v1/namespaces/shop/replicasets"
+                | "/api/v1/namespaces/shop/services",
+                true,
+            ) => pending.push(send),
             other => panic!("unexpected request {other:?} {query}"),
         }
     }
@@ -152,10 +204,16 @@ async fn watch_turns_pod_events_into_add_update_delete_lines() {
     ];
     tokio::spawn(serve_watch(handle, events));
     let mut seen = Vec::new();
+    let mut services = Vec::new();
     let result = tokio::time::timeout(
         Duration::from_secs(10),
         map::watch(&client, Some("shop"), |ev| {
-            seen.push(serde_json::to_value(&ev).unwrap());
+            let v = serde_json::to_value(&ev).unwrap();
+            if v["type"] == "service" {
+                services.push(v);
+                return Ok(());
+            }
+            seen.push(v);
             if seen.len() == 4 { Err(kubectl_bpc::Error::Usage("enough".into())) } else { Ok(()) }
         }),
     )
@@ -180,4 +238,13 @@ async fn watch_turns_pod_events_into_add_update_delete_lines() {
     );
     assert_eq!(seen[2]["workload"], "web");
     assert_eq!(seen[2]["kind"], "Deployment");
+    // The Service (listed in whichever order against the pods) ends up
+    // naming the web Deployment, attached since the attached pod came.
+    let last = services.last().expect("service events");
+    assert_eq!(
+        (&last["ip"], &last["workload"], &last["attached"]),
+        (&json!("198.18.9.1"), &json!("web"), &json!(true))
+    );
+    assert_eq!(last["backends"][0]["workload"], "web");
+    assert!(seen.iter().all(|e| e["type"] == "pod"));
 }

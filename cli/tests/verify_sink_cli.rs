@@ -108,3 +108,37 @@ fn bad_output_format_is_a_usage_error_exit_2() {
     let out = Command::new(BIN).args(["map", "-o", "xml"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn sink_map_watch_without_a_usable_kubeconfig_exits_2_before_receiving() {
+    let out = Command::new(BIN)
+        .args(["sink", "--map-watch", "--listen", "127.0.0.1", "--duration", "1"])
+        .env("KUBECONFIG", "/nonexistent/bpc-kubeconfig")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/nonexistent/bpc-kubeconfig"), "{err}");
+}
+
+#[test]
+fn sink_paths_writes_the_path_files_and_rejects_a_zero_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("paths");
+    let prefix = prefix.to_str().unwrap();
+    let out = Command::new(BIN)
+        .args(["sink", "--listen", "127.0.0.1", "--duration", "0.5", "--quiet", "--paths", prefix])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{prefix}.json")).unwrap()).unwrap();
+    assert_eq!(json["schema"], bpc_sim::paths::PATHS_SCHEMA);
+    assert!(std::fs::read_to_string(format!("{prefix}.dot")).unwrap().starts_with("digraph"));
+    let out = Command::new(BIN)
+        .args(["sink", "--listen", "127.0.0.1", "--paths", prefix, "--paths-interval", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--paths-interval"));
+}

@@ -8,6 +8,7 @@ pub mod check;
 mod error;
 pub mod expect;
 pub mod map;
+pub mod paths;
 pub mod receive;
 pub mod receiver;
 pub mod replay;

@@ -1,50 +1,141 @@
-//! The `kubectl bpc map -o json` file: key -> workload names.
+//! The `kubectl bpc map -o json` contract: one row per address a capture can
+//! show, and the [`WorkloadMap`] the receiver labels streams and paths with.
+//!
+//! [`MapEntry`] is the one definition of a row: `kubectl bpc map` writes it,
+//! `bpc-sim --map FILE` and `kubectl bpc sink --map-watch` read it.
+//!
+//! Schema version [`MAP_SCHEMA_VERSION`] (2): every row has a `type`:
+//! `pod`, `service` (one row per `clusterIPs` entry) or `node` (InternalIP).
+//! Version 1 rows had no `type` and were all pods; they still read as pods.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, RwLock};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::Error;
 
-/// One row of the map JSON.
-#[derive(Debug, Clone, Deserialize)]
-pub struct MapEntry {
-    /// Pod IP.
-    #[serde(default)]
-    pub ip: Option<String>,
-    /// Namespace.
-    pub namespace: String,
-    /// Workload kind (Deployment, StatefulSet, ...).
+/// Version of the map row schema (documented in the README, *map*).
+pub const MAP_SCHEMA_VERSION: u32 = 2;
+
+/// What an address in the map is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RowType {
+    /// A pod IP (the source of the pod's GRE stream).
+    #[default]
+    Pod,
+    /// A Service ClusterIP: calls to it are DNATed to a backend after the pod's interface.
+    Service,
+    /// A node's InternalIP (host-network pods, SNATed traffic, kubelet probes).
+    Node,
+}
+
+/// A workload a Service's selector picks.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Backend {
+    /// Workload kind, e.g. `Deployment`.
     pub kind: String,
     /// Workload name.
     pub workload: String,
-    /// Key as `0x%08x` or decimal.
+    /// Workload key as `0x%08x`.
     pub key: String,
-    /// Pod name.
-    #[serde(default)]
-    pub pod: Option<String>,
 }
 
-/// Key -> "namespace/kind/name".
+/// One row of the map.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MapEntry {
+    /// Row type; absent in version 1 files, where every row is a pod.
+    #[serde(rename = "type", default)]
+    pub row_type: RowType,
+    /// The address: pod IP, Service ClusterIP or node InternalIP.
+    pub ip: String,
+    /// Namespace of the pod or Service; empty for nodes.
+    #[serde(default)]
+    pub namespace: String,
+    /// Workload kind (`Deployment`, `StatefulSet`, `Pod`, ...); `Service`; `Node`.
+    pub kind: String,
+    /// Workload name; the Service's name; the node's name.
+    pub workload: String,
+    /// Workload key as `0x%08x` (a Service with exactly one backend workload
+    /// has that workload's key, otherwise the key of `ns/service/name`).
+    pub key: String,
+    /// Pod name (pods only).
+    #[serde(default)]
+    pub pod: String,
+    /// Node the pod runs on; the node's own name for node rows.
+    #[serde(default)]
+    pub node: String,
+    /// Pods: carries the sidecar. Services: some backend pod does.
+    #[serde(default)]
+    pub attached: bool,
+    /// Services: the workloads the selector picks, sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backends: Vec<Backend>,
+}
+
+/// What the map says about one address, as paths need it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    /// Row type.
+    pub row_type: RowType,
+    /// Namespace (empty for nodes).
+    pub namespace: String,
+    /// Kind (workload kind, `Service`, `Node`).
+    pub kind: String,
+    /// Workload, Service or node name.
+    pub name: String,
+    /// Whether the pod (or some Service backend) is attached.
+    pub attached: bool,
+    /// Service backends.
+    pub backends: Vec<Backend>,
+}
+
+/// Key -> "namespace/kind/name", and address -> [`Peer`].
 #[derive(Debug, Clone, Default)]
 pub struct WorkloadMap {
     names: HashMap<u32, String>,
+    peers: HashMap<IpAddr, Peer>,
 }
 
 impl WorkloadMap {
-    /// Parses the JSON array.
+    /// Parses the JSON array (schema 1 or 2).
     pub fn from_json(text: &str) -> Result<Self, Error> {
         let rows: Vec<MapEntry> =
             serde_json::from_str(text).map_err(|e| Error::Invalid { what: "map", message: e.to_string() })?;
-        let mut names = HashMap::new();
+        Self::from_entries(&rows)
+    }
+
+    /// Builds the map from rows (the in-process watcher of `sink --map-watch`).
+    pub fn from_entries<'a>(rows: impl IntoIterator<Item = &'a MapEntry>) -> Result<Self, Error> {
+        let mut map = Self::default();
         for row in rows {
             let key: bpc_wire::WorkloadKey = row
                 .key
                 .parse()
                 .map_err(|_| Error::Invalid { what: "map", message: format!("bad key {:?}", row.key) })?;
-            names.insert(key.0, format!("{}/{}/{}", row.namespace, row.kind.to_lowercase(), row.workload));
+            // Only pods send streams: a Service row must not rename a key.
+            if row.row_type == RowType::Pod {
+                map.names
+                    .insert(key.0, format!("{}/{}/{}", row.namespace, row.kind.to_lowercase(), row.workload));
+            }
+            // Rows without a usable address still name their key.
+            if let Ok(ip) = row.ip.parse::<IpAddr>() {
+                map.peers.insert(
+                    ip,
+                    Peer {
+                        row_type: row.row_type,
+                        namespace: row.namespace.clone(),
+                        kind: row.kind.clone(),
+                        name: row.workload.clone(),
+                        attached: row.attached,
+                        backends: row.backends.clone(),
+                    },
+                );
+            }
         }
-        Ok(Self { names })
+        Ok(map)
     }
 
     /// Reads a map file.
@@ -59,6 +150,34 @@ impl WorkloadMap {
         self.names.get(&key).map(String::as_str)
     }
 
+    /// What the map says about an address.
+    pub fn peer(&self, ip: &IpAddr) -> Option<&Peer> {
+        self.peers.get(ip)
+    }
+
+    /// Rows (addresses) known.
+    pub fn len(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// No address known.
+    pub fn is_empty(&self) -> bool {
+        self.peers.is_empty()
+    }
+
+    /// Replaces the map with `newer`, keeping the addresses that `newer` no
+    /// longer has: a replaced pod's IP leaves the map, but the flows it had
+    /// must keep their workload. An address a new row claims takes the new label.
+    pub fn update(&mut self, newer: WorkloadMap) {
+        let WorkloadMap { names, peers } = newer;
+        for (ip, peer) in peers {
+            self.peers.insert(ip, peer);
+        }
+        for (key, name) in names {
+            self.names.insert(key, name);
+        }
+    }
+
     /// Keys whose workload is `ns/name` or `ns/kind/name`.
     pub fn find(&self, wanted: &str) -> Option<u32> {
         self.names.iter().find_map(|(k, n)| {
@@ -66,5 +185,86 @@ impl WorkloadMap {
             let short = format!("{}/{}", parts[0], parts[2]);
             (n == wanted || short == wanted).then_some(*k)
         })
+    }
+}
+
+/// The map shared between the receiver and whoever keeps it fresh (the file
+/// poller of `--map`, the watcher of `sink --map-watch`).
+pub type SharedMap = Arc<RwLock<WorkloadMap>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const V2: &str = r#"[
+      {"type": "pod", "ip": "198.18.1.2", "namespace": "shop", "kind": "Deployment", "workload": "api",
+       "key": "0x00000011", "pod": "api-1", "node": "n1", "attached": true},
+      {"type": "service", "ip": "198.18.9.1", "namespace": "shop", "kind": "Service", "workload": "api-svc",
+       "key": "0x00000011", "attached": true,
+       "backends": [{"kind": "Deployment", "workload": "api", "key": "0x00000011"}]},
+      {"type": "node", "ip": "198.19.64.1", "kind": "Node", "workload": "node-1", "key": "0x00000099",
+       "node": "node-1"}
+    ]"#;
+
+    #[test]
+    fn schema_1_rows_without_type_are_pods() {
+        let m = WorkloadMap::from_json(
+            r#"[{"ip": "198.18.1.2", "namespace": "shop", "kind": "Deployment", "workload": "web",
+                 "key": "0x0000000a", "pod": "web-1"}]"#,
+        )
+        .unwrap();
+        assert_eq!(m.name(10), Some("shop/deployment/web"));
+        let p = m.peer(&"198.18.1.2".parse().unwrap()).unwrap();
+        assert_eq!((p.row_type, p.name.as_str(), p.attached), (RowType::Pod, "web", false));
+    }
+
+    #[test]
+    fn service_and_node_rows_label_addresses_but_never_rename_a_key() {
+        let m = WorkloadMap::from_json(V2).unwrap();
+        assert_eq!(m.name(0x11), Some("shop/deployment/api"));
+        assert_eq!(m.name(0x99), None, "node rows send no stream");
+        let svc = m.peer(&"198.18.9.1".parse().unwrap()).unwrap();
+        assert_eq!((svc.row_type, svc.name.as_str()), (RowType::Service, "api-svc"));
+        assert_eq!(svc.backends[0].workload, "api");
+        let node = m.peer(&"198.19.64.1".parse().unwrap()).unwrap();
+        assert_eq!((node.row_type, node.namespace.as_str()), (RowType::Node, ""));
+        assert_eq!(m.len(), 3);
+    }
+
+    #[test]
+    fn rows_round_trip_and_pods_omit_backends() {
+        let rows: Vec<MapEntry> = serde_json::from_str(V2).unwrap();
+        let v = serde_json::to_value(&rows).unwrap();
+        assert_eq!(v[0]["type"], "pod");
+        assert!(v[0].get("backends").is_none());
+        assert_eq!(v[1]["type"], "service");
+        assert_eq!(v[2]["type"], "node");
+        let back: Vec<MapEntry> = serde_json::from_value(v).unwrap();
+        assert_eq!(back, rows);
+    }
+
+    #[test]
+    fn unknown_row_type_is_rejected() {
+        let err = WorkloadMap::from_json(
+            r#"[{"type": "ingress", "ip": "1.2.3.4", "kind": "X", "workload": "x", "key": "1"}]"#,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("ingress"), "{err}");
+    }
+
+    #[test]
+    fn update_keeps_addresses_that_left_and_relabels_reused_ones() {
+        let mut m = WorkloadMap::from_json(V2).unwrap();
+        let newer = WorkloadMap::from_json(
+            r#"[{"type": "pod", "ip": "198.18.1.3", "namespace": "shop", "kind": "Deployment",
+                 "workload": "api", "key": "0x00000011", "pod": "api-2"},
+                {"type": "pod", "ip": "198.19.64.1", "namespace": "shop", "kind": "Deployment",
+                 "workload": "db", "key": "0x00000012", "pod": "db-1"}]"#,
+        )
+        .unwrap();
+        m.update(newer);
+        assert_eq!(m.peer(&"198.18.1.2".parse().unwrap()).unwrap().name, "api", "old pod IP kept");
+        assert_eq!(m.peer(&"198.18.1.3".parse().unwrap()).unwrap().name, "api");
+        assert_eq!(m.peer(&"198.19.64.1".parse().unwrap()).unwrap().name, "db", "reused address relabelled");
     }
 }

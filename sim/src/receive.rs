@@ -17,7 +17,8 @@ use pcap_file::pcapng::blocks::interface_description::{
 
 use crate::Error;
 use crate::expect::Expectation;
-use crate::map::WorkloadMap;
+use crate::map::{SharedMap, WorkloadMap};
+use crate::paths::{PathsReport, render_dot, top_edges};
 use crate::receiver::{FrameSink, Receiver, ReceiverConfig, Report};
 
 /// Options of `bpc-sim receive` (flattened into `kubectl bpc sink`).
@@ -32,9 +33,15 @@ pub struct ReceiveArgs {
     /// Rotate the pcap file after N megabytes (FILE.1, FILE.2, ...).
     #[arg(long)]
     pub rotate_mb: Option<u64>,
-    /// `kubectl bpc map -o json` output, for workload names.
+    /// `kubectl bpc map -o json` output, for workload names; re-read when the file changes.
     #[arg(long)]
     pub map: Option<String>,
+    /// Discover service paths: write PREFIX.json, PREFIX.dot and (with Graphviz) PREFIX.svg/.png.
+    #[arg(long, value_name = "PREFIX")]
+    pub paths: Option<String>,
+    /// Rewrite the --paths files every SECS seconds during the run (and once at the end).
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    pub paths_interval: f64,
     /// Stop after S seconds.
     #[arg(long)]
     pub duration: Option<f64>,
@@ -68,7 +75,7 @@ struct PcapSink {
     rotate: Option<u64>,
     written: u64,
     index: u32,
-    map: WorkloadMap,
+    map: SharedMap,
     writer: Option<Writer>,
 }
 
@@ -106,8 +113,13 @@ impl FrameSink for PcapSink {
                 let next = ifaces.len() as u32;
                 let id = *ifaces.entry(key).or_insert_with(|| {
                     // A new key: declare its interface, named by workload when mapped.
-                    let name =
-                        self.map.name(key).map(str::to_string).unwrap_or_else(|| format!("0x{key:08x}"));
+                    let name = self
+                        .map
+                        .read()
+                        .unwrap()
+                        .name(key)
+                        .map(str::to_string)
+                        .unwrap_or_else(|| format!("0x{key:08x}"));
                     let idb = InterfaceDescriptionBlock {
                         linktype: DataLink::ETHERNET,
                         snaplen: 262144,
@@ -270,6 +282,12 @@ fn live_line(r: &Report, last: &mut HashMap<String, u64>, since: Duration) -> St
     parts.join(" | ")
 }
 
+/// The live view's top three edges, after the per-key part.
+fn paths_suffix(p: &PathsReport) -> String {
+    let top = top_edges(p, 3);
+    if top.is_empty() { String::new() } else { format!(" || {}", top.join("; ")) }
+}
+
 static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 extern "C" fn on_sigint(_: libc::c_int) {
@@ -278,15 +296,109 @@ extern "C" fn on_sigint(_: libc::c_int) {
 
 /// Runs `bpc-sim receive`: 0 when every expectation holds, 1 otherwise.
 pub fn run_receive(args: &ReceiveArgs) -> Result<ExitCode, Error> {
+    run_receive_with(args, None)
+}
+
+/// Follows a `--map` file: re-reads it when its modification time or size
+/// changes. A file caught half-written fails to parse and is retried on the
+/// next change or poll, keeping the previous map.
+struct MapFile {
+    path: String,
+    seen: Option<(SystemTime, u64)>,
+    failed: bool,
+}
+
+impl MapFile {
+    fn stamp(&self) -> Option<(SystemTime, u64)> {
+        let m = std::fs::metadata(&self.path).ok()?;
+        Some((m.modified().ok()?, m.len()))
+    }
+
+    /// Reloads into `map` when changed; true when it did.
+    fn poll(&mut self, map: &SharedMap) -> bool {
+        let stamp = self.stamp();
+        if stamp.is_none() || (stamp == self.seen && !self.failed) {
+            return false;
+        }
+        match WorkloadMap::load(&self.path) {
+            Ok(newer) => {
+                map.write().unwrap().update(newer);
+                self.seen = stamp;
+                self.failed = false;
+                true
+            }
+            Err(e) => {
+                if !self.failed || stamp != self.seen {
+                    eprintln!("bpc-sim: keeping the previous map: {e}");
+                }
+                self.seen = stamp;
+                self.failed = true;
+                false
+            }
+        }
+    }
+}
+
+/// Writes PREFIX.json and PREFIX.dot (each via a temporary file and a
+/// rename, so a reader never sees half a file), then PREFIX.svg and
+/// PREFIX.png with Graphviz's `dot` when it is installed. Returns whether
+/// the pictures were drawn.
+pub fn write_paths(prefix: &str, report: &PathsReport) -> Result<bool, Error> {
+    let put = |ext: &str, text: &str| -> Result<(), Error> {
+        let path = format!("{prefix}.{ext}");
+        let tmp = format!("{path}.tmp");
+        std::fs::write(&tmp, text).map_err(|source| Error::File { path: tmp.clone(), source })?;
+        std::fs::rename(&tmp, &path).map_err(|source| Error::File { path, source })
+    };
+    put("json", &(serde_json::to_string_pretty(report).expect("paths serialise") + "\n"))?;
+    put("dot", &render_dot(report))?;
+    let mut drawn = true;
+    for fmt in ["svg", "png"] {
+        let out = format!("{prefix}.{fmt}");
+        let tmp = format!("{prefix}.tmp.{fmt}");
+        let ok = std::process::Command::new("dot")
+            .arg(format!("-T{fmt}"))
+            .arg(format!("{prefix}.dot"))
+            .arg("-o")
+            .arg(&tmp)
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            std::fs::rename(&tmp, &out).map_err(|source| Error::File { path: out, source })?;
+        } else {
+            let _ = std::fs::remove_file(&tmp);
+            drawn = false;
+        }
+    }
+    Ok(drawn)
+}
+
+/// [`run_receive`] with a map kept fresh by the caller (`kubectl bpc sink
+/// --map-watch`); `--map` still seeds and follows its file when given.
+pub fn run_receive_with(args: &ReceiveArgs, shared: Option<SharedMap>) -> Result<ExitCode, Error> {
     if args.output != "text" && args.output != "json" {
         return Err(Error::Invalid { what: "-o", message: format!("{} (use text or json)", args.output) });
     }
-    let map = match &args.map {
-        Some(p) => WorkloadMap::load(p)?,
-        None => WorkloadMap::default(),
+    if !(args.paths_interval > 0.0 && args.paths_interval.is_finite()) {
+        return Err(Error::Invalid {
+            what: "--paths-interval",
+            message: format!("{} (seconds > 0)", args.paths_interval),
+        });
+    }
+    let shared = shared.unwrap_or_default();
+    let mut map_file = args.map.as_ref().map(|p| MapFile { path: p.clone(), seen: None, failed: false });
+    if let Some(f) = &mut map_file {
+        // The first read must succeed: a wrong path is a usage error, not a wait.
+        let first = WorkloadMap::load(&f.path)?;
+        f.seen = f.stamp();
+        shared.write().unwrap().update(first);
+    }
+    let expectations = {
+        let map = shared.read().unwrap();
+        args.expect.iter().map(|e| Expectation::parse(e, &map)).collect::<Result<Vec<_>, _>>()?
     };
-    let expectations =
-        args.expect.iter().map(|e| Expectation::parse(e, &map)).collect::<Result<Vec<_>, _>>()?;
     let frame_sink: Option<Arc<Mutex<dyn FrameSink>>> = match &args.write {
         Some(p) => {
             let mut sink = PcapSink {
@@ -294,7 +406,7 @@ pub fn run_receive(args: &ReceiveArgs) -> Result<ExitCode, Error> {
                 rotate: args.rotate_mb,
                 written: 0,
                 index: 0,
-                map: map.clone(),
+                map: shared.clone(),
                 writer: None,
             };
             sink.open()?;
@@ -304,8 +416,30 @@ pub fn run_receive(args: &ReceiveArgs) -> Result<ExitCode, Error> {
     };
     // SAFETY: the handler only stores to an atomic.
     unsafe { libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t) };
-    let receiver =
-        Receiver::start(ReceiverConfig { listen: args.listen, map, frame_sink: frame_sink.clone() })?;
+    let receiver = Receiver::start(ReceiverConfig {
+        listen: args.listen,
+        map: shared.clone(),
+        paths: args.paths.is_some(),
+        frame_sink: frame_sink.clone(),
+    })?;
+    let paths_every = Duration::from_secs_f64(args.paths_interval);
+    let mut last_paths = Instant::now();
+    let mut last_map_poll = Instant::now();
+    let mut graphviz_note = false;
+    let mut write_paths_now = |report: &PathsReport| {
+        let Some(prefix) = &args.paths else { return };
+        match write_paths(prefix, report) {
+            Ok(true) => {}
+            Ok(false) if !graphviz_note => {
+                graphviz_note = true;
+                eprintln!(
+                    "note: Graphviz `dot` not found or failed: {prefix}.svg/.png not drawn (apt-get install graphviz)"
+                );
+            }
+            Ok(false) => {}
+            Err(e) => eprintln!("bpc-sim: {e}"),
+        }
+    };
     let start = Instant::now();
     // On a terminal an indicatif line redraws in place; otherwise plain periodic lines for logs.
     let bar = (std::io::stderr().is_terminal() && !args.quiet).then(|| {
@@ -328,8 +462,21 @@ pub fn run_receive(args: &ReceiveArgs) -> Result<ExitCode, Error> {
         {
             break;
         }
+        if let Some(f) = &mut map_file
+            && last_map_poll.elapsed() >= Duration::from_millis(500)
+        {
+            last_map_poll = Instant::now();
+            f.poll(&shared);
+        }
+        if args.paths.is_some() && last_paths.elapsed() >= paths_every {
+            last_paths = Instant::now();
+            write_paths_now(&receiver.paths());
+        }
         if !args.quiet && last_print.elapsed() >= Duration::from_secs(1) {
-            let line = live_line(&receiver.snapshot(), &mut last_packets, last_print.elapsed());
+            let mut line = live_line(&receiver.snapshot(), &mut last_packets, last_print.elapsed());
+            if args.paths.is_some() {
+                line += &paths_suffix(&receiver.paths());
+            }
             last_print = Instant::now();
             match &bar {
                 Some(pb) => pb.set_message(line),
@@ -340,8 +487,20 @@ pub fn run_receive(args: &ReceiveArgs) -> Result<ExitCode, Error> {
     if let Some(pb) = bar {
         pb.finish_and_clear();
     }
+    if let Some(f) = &mut map_file {
+        f.poll(&shared);
+    }
+    let paths = args.paths.as_ref().map(|_| receiver.paths());
     let report = receiver.stop();
     drop(frame_sink);
+    if let (Some(prefix), Some(p)) = (&args.paths, &paths) {
+        write_paths_now(p);
+        eprintln!(
+            "paths: {} edges, {} nodes written to {prefix}.json and {prefix}.dot",
+            p.edges.len(),
+            p.nodes.len()
+        );
+    }
     let text = if args.output == "json" {
         serde_json::to_string_pretty(&report).expect("report serialises") + "\n"
     } else {
@@ -383,6 +542,91 @@ mod tests {
              0x00000002: 2 streams 10 pkts 5 pps 0 lost 1 restarts"
         );
         assert!(live_line(&Report::default(), &mut last, Duration::from_secs(1)).starts_with("waiting"));
+    }
+
+    fn pod_row(ip: &str, workload: &str) -> String {
+        format!(
+            r#"[{{"type":"pod","ip":"{ip}","namespace":"shop","kind":"Deployment","workload":"{workload}","key":"7"}}]"#
+        )
+    }
+
+    #[test]
+    fn map_file_is_re_read_when_it_changes_and_a_broken_one_keeps_the_previous_map() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("map.json");
+        std::fs::write(&path, pod_row("198.18.1.2", "api")).unwrap();
+        let shared = SharedMap::default();
+        let mut f = MapFile { path: path.to_str().unwrap().into(), seen: None, failed: false };
+        assert!(f.poll(&shared));
+        assert!(!f.poll(&shared), "unchanged file: no reload");
+        let peer = |ip: &str| shared.read().unwrap().peer(&ip.parse().unwrap()).map(|p| p.name.clone());
+        assert_eq!(peer("198.18.1.2").as_deref(), Some("api"));
+        // A new pod IP (longer file: the size changes even within one mtime tick).
+        std::fs::write(&path, pod_row("198.18.1.33", "api-new")).unwrap();
+        assert!(f.poll(&shared));
+        assert_eq!(peer("198.18.1.33").as_deref(), Some("api-new"));
+        assert_eq!(peer("198.18.1.2").as_deref(), Some("api"), "the replaced pod keeps its label");
+        std::fs::write(&path, "[{\"type\": ").unwrap();
+        assert!(!f.poll(&shared));
+        assert_eq!(peer("198.18.1.33").as_deref(), Some("api-new"));
+        std::fs::write(&path, pod_row("198.18.1.44", "db")).unwrap();
+        assert!(f.poll(&shared), "a fixed file is read again");
+        assert_eq!(peer("198.18.1.44").as_deref(), Some("db"));
+    }
+
+    #[test]
+    fn live_view_appends_the_top_edges_by_packets() {
+        let edge = |client: &str, packets| crate::paths::PathEdge {
+            client: client.into(),
+            server: "shop/api".into(),
+            service: Some("shop/api-svc".into()),
+            protocol: "tcp".into(),
+            port: 80,
+            flows: 1,
+            connections: 2,
+            packets_to_server: packets,
+            packets_to_client: 0,
+            bytes_to_server: 0,
+            bytes_to_client: 0,
+            resets: 0,
+            handshake_rtt_us: None,
+            first_seen: 0.0,
+            last_seen: 0.0,
+            observed_by: vec!["client".into()],
+        };
+        let mut p = crate::paths::FlowTable::default().report(
+            &WorkloadMap::default(),
+            &crate::paths::Capturing::default(),
+            0.0,
+        );
+        assert_eq!(paths_suffix(&p), "");
+        p.edges = vec![edge("shop/a", 1), edge("shop/b", 9), edge("shop/c", 5), edge("shop/d", 7)];
+        assert_eq!(
+            paths_suffix(&p),
+            " || shop/b -> shop/api tcp/80 via shop/api-svc 2 conn; shop/d -> shop/api tcp/80 via shop/api-svc 2 conn; \
+             shop/c -> shop/api tcp/80 via shop/api-svc 2 conn"
+        );
+    }
+
+    #[test]
+    fn path_files_are_written_and_drawn_when_graphviz_is_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let prefix = dir.path().join("p");
+        let prefix = prefix.to_str().unwrap();
+        let report = crate::paths::FlowTable::default().report(
+            &WorkloadMap::default(),
+            &crate::paths::Capturing::default(),
+            1.0,
+        );
+        let drawn = write_paths(prefix, &report).unwrap();
+        let json: PathsReport =
+            serde_json::from_str(&std::fs::read_to_string(format!("{prefix}.json")).unwrap()).unwrap();
+        assert_eq!(json, report);
+        assert!(std::fs::read_to_string(format!("{prefix}.dot")).unwrap().starts_with("digraph paths {"));
+        let has_dot = std::process::Command::new("dot").arg("-V").output().is_ok_and(|o| o.status.success());
+        assert_eq!(drawn, has_dot);
+        assert_eq!(std::path::Path::new(&format!("{prefix}.svg")).exists(), has_dot);
+        assert!(!std::path::Path::new(&format!("{prefix}.json.tmp")).exists());
     }
 
     #[test]

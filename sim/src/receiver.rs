@@ -15,19 +15,26 @@ use serde::{Deserialize, Serialize};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::Error;
-use crate::map::WorkloadMap;
+use crate::map::{SharedMap, WorkloadMap};
+use crate::paths::{Capturing, FlowTable, PathsReport, TcpFlags};
 
 const BATCH: usize = 64;
 const BUF: usize = 65536;
 const MAX_LATENCY_SAMPLES: usize = 1 << 20;
+/// Flows silent this long are folded into their edges (see [`FlowTable::compact`]).
+const PATHS_IDLE: Duration = Duration::from_secs(120);
+/// Control buffer per message: room for one SCM_TIMESTAMPNS (a timespec).
+const CTRL: usize = 64;
 
 /// What the receiver listens on and how it labels streams.
 #[derive(Clone)]
 pub struct ReceiverConfig {
     /// Address to bind (IPv4 or IPv6; unspecified = all).
     pub listen: IpAddr,
-    /// Key -> workload names.
-    pub map: WorkloadMap,
+    /// Key -> workload names, address -> workload; others may update it while the receiver runs.
+    pub map: SharedMap,
+    /// Account flows for path discovery ([`Receiver::paths`]).
+    pub paths: bool,
     /// Receives each decapsulated inner frame with its receive time (for `--write`).
     pub frame_sink: Option<Arc<Mutex<dyn FrameSink>>>,
 }
@@ -237,6 +244,7 @@ struct State {
     flows: HashMap<FlowKey, (u64, u64)>,
     latencies_ns: Vec<u64>,
     valid: u64,
+    paths: Option<FlowTable>,
 }
 
 /// A running receiver.
@@ -245,7 +253,7 @@ pub struct Receiver {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     started: Instant,
-    map: WorkloadMap,
+    map: SharedMap,
     /// The bound address.
     pub local: IpAddr,
 }
@@ -264,7 +272,11 @@ impl Receiver {
         force_recv_buffer(&socket, 64 << 20);
         socket.set_read_timeout(Some(Duration::from_millis(50))).map_err(sock_err("setting timeout"))?;
         let state = Arc::new(Mutex::new(State::default()));
-        state.lock().unwrap().latencies_ns.reserve(MAX_LATENCY_SAMPLES);
+        {
+            let mut st = state.lock().unwrap();
+            st.latencies_ns.reserve(MAX_LATENCY_SAMPLES);
+            st.paths = config.paths.then(FlowTable::default);
+        }
         let stop = Arc::new(AtomicBool::new(false));
         let (st, sp, sink) = (state.clone(), stop.clone(), config.frame_sink.clone());
         let v4 = config.listen.is_ipv4();
@@ -284,7 +296,44 @@ impl Receiver {
 
     /// The counters so far.
     pub fn snapshot(&self) -> Report {
-        build_report(&self.state.lock().unwrap(), &self.map, self.started.elapsed())
+        // State before map, as the receiving thread takes them (its pcapng
+        // writer reads the map under the state lock): one order, no deadlock
+        // when a map writer waits in between.
+        let st = self.state.lock().unwrap();
+        let map = self.map.read().unwrap();
+        build_report(&st, &map, self.started.elapsed())
+    }
+
+    /// The path graph so far (empty unless started with `paths`), labelled
+    /// with the map as it is now.
+    pub fn paths(&self) -> PathsReport {
+        // State, then map: the order of [`Receiver::snapshot`] and the receiving thread.
+        let mut guard = self.state.lock().unwrap();
+        let map = self.map.read().unwrap();
+        let st = &mut *guard;
+        // Stream sources are the capturing pods: their flows are counted from the client side.
+        let mut capturing = Capturing::new();
+        for (k, s) in &st.streams {
+            let (first, last) = (unix_ns(s.first), unix_ns(s.last));
+            let w = capturing.entry(k.1).or_insert((first, last));
+            *w = (w.0.min(first), w.1.max(last));
+        }
+        let now = SystemTime::now();
+        let Some(paths) = st.paths.as_mut() else {
+            return FlowTable::default().report(&map, &capturing, unix(now));
+        };
+        let idle_before = now.checked_sub(PATHS_IDLE).unwrap_or(UNIX_EPOCH);
+        paths.compact(
+            &map,
+            &capturing,
+            idle_before.duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos() as u64,
+        );
+        paths.report(&map, &capturing, unix(now))
+    }
+
+    /// The shared map the receiver labels with.
+    pub fn map(&self) -> &SharedMap {
+        &self.map
     }
 
     /// Valid packets so far: cheap, unlike [`Receiver::snapshot`] (which sorts latency samples).
@@ -323,6 +372,20 @@ fn receive_loop(
     let mut iovs: Vec<libc::iovec> = (0..BATCH)
         .map(|i| libc::iovec { iov_base: bufs[i * BUF..].as_mut_ptr().cast(), iov_len: BUF })
         .collect();
+    // Per-packet kernel receive times (SO_TIMESTAMPNS): packets of one
+    // batch differ, which a handshake's RTT needs. Without them, the batch's time.
+    let on: libc::c_int = 1;
+    // SAFETY: plain setsockopt with an int option value.
+    let stamped = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as u32,
+        )
+    } == 0;
+    let mut ctrl = vec![[0u64; CTRL / 8]; BATCH];
     let mut msgs: Vec<libc::mmsghdr> = (0..BATCH)
         .map(|i| {
             let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
@@ -337,6 +400,10 @@ fn receive_loop(
         for (i, m) in msgs.iter_mut().enumerate() {
             m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as u32;
             m.msg_hdr.msg_iov = &mut iovs[i];
+            if stamped {
+                m.msg_hdr.msg_control = ctrl[i].as_mut_ptr().cast();
+                m.msg_hdr.msg_controllen = CTRL as _;
+            }
         }
         // SAFETY: msgs point at iovs/addrs/bufs, all alive and sized as declared.
         let n = unsafe {
@@ -351,6 +418,7 @@ fn receive_loop(
             let len = msgs[i].msg_len as usize;
             let data = &bufs[i * BUF..i * BUF + len];
             let src = sockaddr_ip(&addrs[i]);
+            let now = if stamped { kernel_time(&msgs[i].msg_hdr).unwrap_or(now) } else { now };
             let gre = if v4 {
                 let ihl = data.first().map(|b| ((b & 0x0f) as usize) * 4).unwrap_or(0);
                 if ihl < 20 || data.len() < ihl {
@@ -382,6 +450,23 @@ fn force_recv_buffer(socket: &Socket, bytes: libc::c_int) {
     if r != 0 {
         let _ = socket.set_recv_buffer_size(bytes as usize);
     }
+}
+
+/// The SCM_TIMESTAMPNS control message of a received packet.
+fn kernel_time(hdr: &libc::msghdr) -> Option<SystemTime> {
+    // SAFETY: the control buffer was filled by recvmmsg for this header; the
+    // CMSG macros stay within msg_controllen.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(hdr);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
+                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                return Some(UNIX_EPOCH + Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32));
+            }
+            c = libc::CMSG_NXTHDR(hdr, c);
+        }
+    }
+    None
 }
 
 fn sockaddr_ip(sa: &libc::sockaddr_storage) -> IpAddr {
@@ -454,13 +539,13 @@ fn handle(st: &mut State, src: IpAddr, gre: &[u8], now: SystemTime, sink: Option
             Direction::Unknown => c.unknown += 1,
         }
     }
-    inspect_inner(st, frame, now);
+    inspect_inner(st, src, frame, now);
     if let Some(sink) = sink {
         sink.lock().unwrap().frame(now, key, frame);
     }
 }
 
-fn inspect_inner(st: &mut State, frame: &[u8], now: SystemTime) {
+fn inspect_inner(st: &mut State, observer: IpAddr, frame: &[u8], now: SystemTime) {
     use etherparse::{NetSlice, SlicedPacket, TransportSlice};
     let Ok(p) = SlicedPacket::from_ethernet(frame) else { return };
     let (proto, s, d) = match &p.net {
@@ -476,8 +561,12 @@ fn inspect_inner(st: &mut State, frame: &[u8], now: SystemTime) {
         ),
         _ => return,
     };
+    let mut flags = None;
     let (sp, dp) = match &p.transport {
-        Some(TransportSlice::Tcp(t)) => (t.source_port(), t.destination_port()),
+        Some(TransportSlice::Tcp(t)) => {
+            flags = Some(TcpFlags { syn: t.syn(), ack: t.ack(), rst: t.rst() });
+            (t.source_port(), t.destination_port())
+        }
         Some(TransportSlice::Udp(u)) => {
             let payload = u.payload();
             if payload.len() >= 12 && &payload[..4] == crate::LATENCY_MARKER {
@@ -494,6 +583,14 @@ fn inspect_inner(st: &mut State, frame: &[u8], now: SystemTime) {
     let e = st.flows.entry((proto, s, sp, d, dp)).or_insert((0, 0));
     e.0 += 1;
     e.1 += frame.len() as u64;
+    if let Some(paths) = st.paths.as_mut() {
+        let ns = now.duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+        paths.observe(observer, proto, (s, sp), (d, dp), flags, frame.len(), ns);
+    }
+}
+
+fn unix_ns(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
 }
 
 fn unix(t: SystemTime) -> f64 {

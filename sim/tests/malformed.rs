@@ -66,8 +66,13 @@ fn hundred_thousand_malformed_datagrams_never_stop_the_receiver() {
         // SAFETY: setns on this thread only, with a valid netns fd.
         assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
         let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        let rx = Receiver::start(ReceiverConfig { listen: lo, map: Default::default(), frame_sink: None })
-            .unwrap();
+        let rx = Receiver::start(ReceiverConfig {
+            listen: lo,
+            map: Default::default(),
+            paths: false,
+            frame_sink: None,
+        })
+        .unwrap();
         let tx = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(47))).unwrap();
         tx.connect(&SocketAddr::new(lo, 0).into()).unwrap();
         let key = 0x4242_4242;

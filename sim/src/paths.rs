@@ -1,0 +1,901 @@
+//! Service path discovery: from the inner frames of every stream, which
+//! workload calls which, per protocol and server port.
+//!
+//! The hot path ([`FlowTable::observe`]) only updates a flow record keyed by
+//! a small `Copy` key: the flow's two ends in canonical order plus the
+//! capturing pod (the GRE source). Everything that needs the map (labels,
+//! Services, dedup of flows both ends captured) happens when a report is
+//! built, so a map that changes mid-capture labels every flow with the
+//! freshest answer, and [`crate::map::WorkloadMap::update`] keeps replaced
+//! pods' addresses so their flows keep their workload.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::map::{RowType, WorkloadMap};
+
+/// The pods streaming to the receiver (stream sources), each with the
+/// first and last receive time of its streams (Unix nanoseconds).
+pub type Capturing = HashMap<IpAddr, (u64, u64)>;
+
+/// Schema name and version of `PREFIX.json` (README, *Service paths*).
+pub const PATHS_SCHEMA: &str = "bpc-paths/1";
+
+/// How far apart the client's stream and a flow the server captured may be
+/// and still be the client's to count: the two sidecars' frames reach the
+/// receiver with their own send delays (ring blocks, batches), so the
+/// client's frames of a flow may come after the server's.
+const CAPTURE_SLACK_NS: u64 = 5_000_000_000;
+
+/// Flows kept at most; later new flows are counted in `flows_dropped`.
+const MAX_FLOWS: usize = 1 << 20;
+
+/// One flow as seen by one capturing pod. `a`/`b` are the ends in canonical
+/// order (smaller address:port first), so both directions share one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    /// IP protocol number.
+    pub proto: u8,
+    /// Lower end.
+    pub a: (IpAddr, u16),
+    /// Higher end.
+    pub b: (IpAddr, u16),
+    /// Source address of the GRE stream that carried the frame: the capturing pod.
+    pub observer: IpAddr,
+}
+
+/// TCP flags that matter to the handshake.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TcpFlags {
+    /// SYN.
+    pub syn: bool,
+    /// ACK.
+    pub ack: bool,
+    /// RST.
+    pub rst: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Idle,
+    /// SYN from `client` seen at `syn_ns`.
+    Syn,
+    /// SYN-ACK seen at `synack_ns`.
+    SynAck,
+}
+
+/// Counters of one flow record.
+#[derive(Debug, Clone)]
+pub struct FlowState {
+    /// 0: `a` is the client, 1: `b` is; None until a SYN says (then ports decide).
+    client: Option<u8>,
+    packets: [u64; 2],
+    bytes: [u64; 2],
+    resets: u64,
+    connections: u64,
+    phase: Phase,
+    syn_ns: u64,
+    synack_ns: u64,
+    /// Handshake round-trip times, microseconds, one per connection.
+    rtt_us: Vec<u32>,
+    first_ns: u64,
+    last_ns: u64,
+}
+
+/// Every flow record of a receiver.
+#[derive(Debug, Default)]
+pub struct FlowTable {
+    flows: std::collections::HashMap<FlowKey, FlowState>,
+    dropped: u64,
+    /// Edges of flows folded by [`FlowTable::compact`], and their nodes.
+    archived: BTreeMap<EdgeId, EdgeAcc>,
+    archived_nodes: BTreeMap<String, PathNode>,
+}
+
+impl FlowTable {
+    /// Accounts one inner frame of `len` bytes from `src:sp` to `dst:dp`,
+    /// captured by `observer`, received at `now_ns` (Unix nanoseconds).
+    #[allow(clippy::too_many_arguments)]
+    pub fn observe(
+        &mut self,
+        observer: IpAddr,
+        proto: u8,
+        src: (IpAddr, u16),
+        dst: (IpAddr, u16),
+        tcp: Option<TcpFlags>,
+        len: usize,
+        now_ns: u64,
+    ) {
+        if !is_peer(&src.0) || !is_peer(&dst.0) {
+            return;
+        }
+        let (a, b, from) = if src <= dst { (src, dst, 0usize) } else { (dst, src, 1usize) };
+        let key = FlowKey { proto, a, b, observer };
+        let len_now = self.flows.len();
+        let st = match self.flows.entry(key) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                if len_now >= MAX_FLOWS {
+                    self.dropped += 1;
+                    return;
+                }
+                e.insert(FlowState {
+                    client: None,
+                    packets: [0; 2],
+                    bytes: [0; 2],
+                    resets: 0,
+                    connections: 0,
+                    phase: Phase::Idle,
+                    syn_ns: 0,
+                    synack_ns: 0,
+                    rtt_us: Vec::new(),
+                    first_ns: now_ns,
+                    last_ns: now_ns,
+                })
+            }
+        };
+        st.packets[from] += 1;
+        st.bytes[from] += len as u64;
+        st.last_ns = now_ns;
+        let Some(f) = tcp else { return };
+        let sender = if from == 0 { a.0 } else { b.0 };
+        if f.rst {
+            st.resets += 1;
+        }
+        if f.syn && !f.ack {
+            // A retransmitted SYN keeps the first one's time: the handshake
+            // took as long as the client waited. A SYN after a handshake is a
+            // new connection on the same tuple.
+            if st.phase != Phase::Syn || st.client != Some(from as u8) {
+                st.phase = Phase::Syn;
+                st.syn_ns = now_ns;
+            }
+            st.client = Some(from as u8);
+        } else if f.syn && f.ack {
+            if st.phase == Phase::Syn && st.client == Some(1 - from as u8) {
+                st.connections += 1;
+                st.phase = Phase::SynAck;
+                st.synack_ns = now_ns;
+                // Seen from the client: SYN out, SYN-ACK back.
+                if sender != observer {
+                    st.rtt_us.push(us(now_ns - st.syn_ns));
+                }
+            }
+        } else if f.ack && st.phase == Phase::SynAck && st.client == Some(from as u8) {
+            st.phase = Phase::Idle;
+            // Seen from the server: SYN-ACK out, the client's ACK back.
+            if sender != observer {
+                st.rtt_us.push(us(now_ns - st.synack_ns));
+            }
+        }
+    }
+
+    /// Flow records held.
+    pub fn len(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// No flow yet.
+    pub fn is_empty(&self) -> bool {
+        self.flows.is_empty()
+    }
+
+    /// The path graph: flows labelled by `map`, flows captured by both ends
+    /// counted once. `capturing` are the sources of the streams received:
+    /// a server-side record of a flow whose client was capturing meanwhile
+    /// is dropped (the client's record counts it, and sees the Service
+    /// address); a client detached before the flow leaves it to the server.
+    pub fn report(&self, map: &WorkloadMap, capturing: &Capturing, generated_at: f64) -> PathsReport {
+        let mut edges = self.archived.clone();
+        let mut nodes = self.archived_nodes.clone();
+        for (k, st) in &self.flows {
+            fold(k, st, map, capturing, &mut edges, &mut nodes);
+        }
+        let edges = edges
+            .into_iter()
+            .map(|(id, mut acc)| {
+                acc.rtt.sort_unstable();
+                let rtt = (!acc.rtt.is_empty()).then(|| {
+                    let pct = |q: f64| acc.rtt[((acc.rtt.len() - 1) as f64 * q).round() as usize];
+                    Rtt { samples: acc.rtt_seen, p50_us: pct(0.5), p99_us: pct(0.99) }
+                });
+                let observed_by = ["client", "server", "other"]
+                    .iter()
+                    .zip(acc.observed)
+                    .filter(|(_, on)| *on)
+                    .map(|(n, _)| (*n).to_owned())
+                    .collect();
+                PathEdge {
+                    client: id.client,
+                    server: id.server,
+                    service: id.service,
+                    protocol: protocol_name(id.protocol),
+                    port: id.port,
+                    flows: acc.flows,
+                    connections: acc.connections,
+                    packets_to_server: acc.packets_to_server,
+                    packets_to_client: acc.packets_to_client,
+                    bytes_to_server: acc.bytes_to_server,
+                    bytes_to_client: acc.bytes_to_client,
+                    resets: acc.resets,
+                    handshake_rtt_us: rtt,
+                    first_seen: acc.first_ns as f64 / 1e9,
+                    last_seen: acc.last_ns as f64 / 1e9,
+                    observed_by,
+                }
+            })
+            .collect();
+        PathsReport {
+            schema: PATHS_SCHEMA.to_owned(),
+            generated_at,
+            nodes: nodes.into_values().collect(),
+            edges,
+            flows: self.flows.len() as u64,
+            flows_dropped: self.dropped,
+        }
+    }
+}
+
+impl FlowTable {
+    /// Folds flows silent since before `idle_before_ns` into their edges with
+    /// the labels of now, so a long capture keeps one record per edge rather
+    /// than one per connection (each client port is a flow). A folded flow
+    /// that speaks again starts a new record on the same edge.
+    pub fn compact(&mut self, map: &WorkloadMap, capturing: &Capturing, idle_before_ns: u64) {
+        let (archived, nodes) = (&mut self.archived, &mut self.archived_nodes);
+        self.flows.retain(|k, st| {
+            if st.last_ns >= idle_before_ns {
+                return true;
+            }
+            fold(k, st, map, capturing, archived, nodes);
+            false
+        });
+    }
+}
+
+/// Adds one flow record to its edge (or drops it: the server side of a flow
+/// whose client captures too).
+fn fold(
+    k: &FlowKey,
+    st: &FlowState,
+    map: &WorkloadMap,
+    capturing: &Capturing,
+    edges: &mut BTreeMap<EdgeId, EdgeAcc>,
+    nodes: &mut BTreeMap<String, PathNode>,
+) {
+    let c = st.client.unwrap_or_else(|| guess_client(k, map));
+    let (client, server) = if c == 0 { (k.a, k.b) } else { (k.b, k.a) };
+    let observed_by = if k.observer == client.0 {
+        Observer::Client
+    } else if k.observer == server.0 {
+        let overlaps = |&(first, last): &(u64, u64)| {
+            first <= st.last_ns.saturating_add(CAPTURE_SLACK_NS)
+                && last.saturating_add(CAPTURE_SLACK_NS) >= st.first_ns
+        };
+        if capturing.get(&client.0).is_some_and(overlaps) {
+            return;
+        }
+        Observer::Server
+    } else {
+        Observer::Other
+    };
+    let client_node = endpoint(&client.0, map, capturing);
+    let (server_node, service) = server_endpoint(&server.0, map, capturing);
+    let id = EdgeId {
+        client: client_node.id.clone(),
+        server: server_node.id.clone(),
+        service,
+        protocol: k.proto,
+        port: server.1,
+    };
+    for n in [client_node, server_node] {
+        let e = nodes.entry(n.id.clone()).or_insert(n.clone());
+        e.attached |= n.attached;
+    }
+    let e = edges.entry(id).or_default();
+    let s = c as usize;
+    e.flows += 1;
+    e.connections += st.connections;
+    e.packets_to_server += st.packets[s];
+    e.packets_to_client += st.packets[1 - s];
+    e.bytes_to_server += st.bytes[s];
+    e.bytes_to_client += st.bytes[1 - s];
+    e.resets += st.resets;
+    for &r in &st.rtt_us {
+        e.add_rtt(r);
+    }
+    e.first_ns = if e.first_ns == 0 { st.first_ns } else { e.first_ns.min(st.first_ns) };
+    e.last_ns = e.last_ns.max(st.last_ns);
+    e.observed[observed_by as usize] = true;
+}
+
+/// RTT samples kept per edge; past it a uniform sample of all of them
+/// (reservoir sampling), so percentiles stay fair in bounded memory.
+const MAX_RTT_SAMPLES: usize = 1 << 16;
+
+impl EdgeAcc {
+    fn add_rtt(&mut self, r: u32) {
+        self.rtt_seen += 1;
+        if self.rtt.len() < MAX_RTT_SAMPLES {
+            self.rtt.push(r);
+            return;
+        }
+        // xorshift: deterministic, no dependency, good enough to pick slots.
+        let mut x = self.rtt_seen ^ 0x9e37_79b9_7f4a_7c15;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let slot = (x % self.rtt_seen) as usize;
+        if slot < MAX_RTT_SAMPLES {
+            self.rtt[slot] = r;
+        }
+    }
+}
+
+/// Whether an address can be one end of a path: neighbour discovery, MLD,
+/// DHCP and other multicast, broadcast or unspecified traffic is a pod
+/// talking to its link, not calling a workload.
+fn is_peer(ip: &IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => !(v4.is_multicast() || v4.is_broadcast() || v4.is_unspecified()),
+        IpAddr::V6(v6) => !(v6.is_multicast() || v6.is_unspecified()),
+    }
+}
+
+fn us(ns: u64) -> u32 {
+    (ns / 1000).min(u32::MAX as u64) as u32
+}
+
+/// No SYN seen (the flow began before the capture, or is not TCP): the end
+/// that is a Service address is the server, otherwise the lower port.
+fn guess_client(k: &FlowKey, map: &WorkloadMap) -> u8 {
+    let is_service = |ip: &IpAddr| map.peer(ip).is_some_and(|p| p.row_type == RowType::Service);
+    match (is_service(&k.a.0), is_service(&k.b.0)) {
+        (true, false) => 1,
+        (false, true) => 0,
+        _ if k.a.1 < k.b.1 => 1,
+        _ => 0,
+    }
+}
+
+fn protocol_name(p: u8) -> String {
+    match p {
+        6 => "tcp".into(),
+        17 => "udp".into(),
+        1 | 58 => "icmp".into(),
+        n => n.to_string(),
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Observer {
+    Client = 0,
+    Server = 1,
+    Other = 2,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct EdgeId {
+    client: String,
+    server: String,
+    service: Option<String>,
+    protocol: u8,
+    port: u16,
+}
+
+#[derive(Debug, Clone, Default)]
+struct EdgeAcc {
+    rtt_seen: u64,
+    flows: u64,
+    connections: u64,
+    packets_to_server: u64,
+    packets_to_client: u64,
+    bytes_to_server: u64,
+    bytes_to_client: u64,
+    resets: u64,
+    rtt: Vec<u32>,
+    first_ns: u64,
+    last_ns: u64,
+    observed: [bool; 3],
+}
+
+/// The graph node of an address: its workload, Service, node or itself.
+fn endpoint(ip: &IpAddr, map: &WorkloadMap, capturing: &Capturing) -> PathNode {
+    let attached = capturing.contains_key(ip);
+    match map.peer(ip) {
+        Some(p) => match p.row_type {
+            RowType::Pod => PathNode {
+                id: format!("{}/{}", p.namespace, p.name),
+                node_type: "workload".into(),
+                namespace: p.namespace.clone(),
+                kind: p.kind.clone(),
+                name: p.name.clone(),
+                attached: attached || p.attached,
+            },
+            RowType::Service => PathNode {
+                id: format!("{}/{}", p.namespace, p.name),
+                node_type: "service".into(),
+                namespace: p.namespace.clone(),
+                kind: "Service".into(),
+                name: p.name.clone(),
+                attached: false,
+            },
+            RowType::Node => PathNode {
+                id: format!("node/{}", p.name),
+                node_type: "node".into(),
+                namespace: String::new(),
+                kind: "Node".into(),
+                name: p.name.clone(),
+                attached,
+            },
+        },
+        None => PathNode {
+            id: format!("external/{ip}"),
+            node_type: "external".into(),
+            namespace: String::new(),
+            kind: String::new(),
+            name: ip.to_string(),
+            attached,
+        },
+    }
+}
+
+/// The server end: a Service whose selector picks exactly one workload is
+/// drawn as that workload (the call reaches it whichever pod answers), with
+/// the Service's name on the edge; any other Service stays a Service node.
+fn server_endpoint(ip: &IpAddr, map: &WorkloadMap, capturing: &Capturing) -> (PathNode, Option<String>) {
+    let node = endpoint(ip, map, capturing);
+    let Some(p) = map.peer(ip).filter(|p| p.row_type == RowType::Service) else { return (node, None) };
+    let service = Some(node.id.clone());
+    match p.backends.as_slice() {
+        [b] => (
+            PathNode {
+                id: format!("{}/{}", p.namespace, b.workload),
+                node_type: "workload".into(),
+                namespace: p.namespace.clone(),
+                kind: b.kind.clone(),
+                name: b.workload.clone(),
+                attached: p.attached,
+            },
+            service,
+        ),
+        _ => (node, service),
+    }
+}
+
+/// A graph node (`nodes[]` of `PREFIX.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PathNode {
+    /// `namespace/name` (workloads, Services), `node/NAME`, `external/IP`.
+    pub id: String,
+    /// `workload`, `service`, `node` or `external`.
+    #[serde(rename = "type")]
+    pub node_type: String,
+    /// Namespace (empty for nodes and external peers).
+    pub namespace: String,
+    /// Workload kind, `Service`, `Node`, or empty.
+    pub kind: String,
+    /// Workload, Service, node name, or the address.
+    pub name: String,
+    /// Some pod of it sends a stream here (or the map says it carries the sidecar).
+    pub attached: bool,
+}
+
+/// Handshake round-trip times of an edge.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rtt {
+    /// Handshakes measured.
+    pub samples: u64,
+    /// Median, microseconds.
+    pub p50_us: u32,
+    /// 99th percentile, microseconds.
+    pub p99_us: u32,
+}
+
+/// One path (`edges[]` of `PREFIX.json`): client workload -> server workload
+/// over one protocol and server port.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PathEdge {
+    /// Client node id.
+    pub client: String,
+    /// Server node id.
+    pub server: String,
+    /// `namespace/name` of the Service the client called, when it called a ClusterIP.
+    pub service: Option<String>,
+    /// `tcp`, `udp`, `icmp` or the protocol number.
+    pub protocol: String,
+    /// Server port as the counted capture saw it (the Service port for a ClusterIP call).
+    pub port: u16,
+    /// Flow records (5-tuples) on this edge.
+    pub flows: u64,
+    /// TCP handshakes seen (SYN then SYN-ACK).
+    pub connections: u64,
+    /// Packets client -> server.
+    pub packets_to_server: u64,
+    /// Packets server -> client.
+    pub packets_to_client: u64,
+    /// Inner frame bytes client -> server.
+    pub bytes_to_server: u64,
+    /// Inner frame bytes server -> client.
+    pub bytes_to_client: u64,
+    /// TCP resets, either way.
+    pub resets: u64,
+    /// Handshake RTT at the capturing pod: SYN -> SYN-ACK on the client,
+    /// SYN-ACK -> ACK on the server; null when no handshake was seen.
+    pub handshake_rtt_us: Option<Rtt>,
+    /// Unix seconds of the first packet.
+    pub first_seen: f64,
+    /// Unix seconds of the last packet.
+    pub last_seen: f64,
+    /// Whose captures were counted: `client`, `server`, `other` (a stream
+    /// whose source is neither end, e.g. a NATed agent).
+    pub observed_by: Vec<String>,
+}
+
+/// `PREFIX.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PathsReport {
+    /// [`PATHS_SCHEMA`].
+    pub schema: String,
+    /// Unix seconds when written.
+    pub generated_at: f64,
+    /// Graph nodes, sorted by id.
+    pub nodes: Vec<PathNode>,
+    /// Edges, sorted by client, server, service, protocol, port.
+    pub edges: Vec<PathEdge>,
+    /// Flow records held.
+    pub flows: u64,
+    /// New flows not recorded (table full).
+    pub flows_dropped: u64,
+}
+
+fn rate(e: &PathEdge) -> f64 {
+    let span = e.last_seen - e.first_seen;
+    if span > 0.0 { (e.packets_to_server + e.packets_to_client) as f64 / span } else { 0.0 }
+}
+
+/// The label of an edge: port, Service, connections, rate, p99.
+pub fn edge_label(e: &PathEdge) -> String {
+    let mut s = format!("{}/{}", e.protocol, e.port);
+    if let Some(svc) = &e.service {
+        let _ = write!(s, " via {svc}");
+    }
+    let _ = write!(s, "\n{} conn, {:.1} pkt/s", e.connections, rate(e));
+    if let Some(r) = &e.handshake_rtt_us {
+        let _ = write!(s, ", p99 {:.2} ms", r.p99_us as f64 / 1000.0);
+    }
+    if e.resets > 0 {
+        let _ = write!(s, ", {} rst", e.resets);
+    }
+    s
+}
+
+fn dot_quote(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n"))
+}
+
+/// `PREFIX.dot`: one node per workload (`namespace/name`), one edge per path.
+pub fn render_dot(r: &PathsReport) -> String {
+    let mut s = String::from(
+        "digraph paths {\n  rankdir=LR;\n  node [shape=box, style=\"rounded\", fontname=\"Helvetica\"];\n  \
+         edge [fontname=\"Helvetica\", fontsize=10];\n",
+    );
+    for n in &r.nodes {
+        let (shape, style) = match (n.node_type.as_str(), n.attached) {
+            ("external", _) => ("ellipse", "dashed"),
+            ("node", _) => ("box3d", "solid"),
+            ("service", _) => ("hexagon", "solid"),
+            (_, true) => ("box", "rounded,bold"),
+            (_, false) => ("box", "rounded,dashed"),
+        };
+        let label = if n.kind.is_empty() { n.id.clone() } else { format!("{}\n{}", n.id, n.kind) };
+        let _ = writeln!(
+            s,
+            "  {} [label={}, shape={shape}, style=\"{style}\"];",
+            dot_quote(&n.id),
+            dot_quote(&label)
+        );
+    }
+    for e in &r.edges {
+        let _ = writeln!(
+            s,
+            "  {} -> {} [label={}];",
+            dot_quote(&e.client),
+            dot_quote(&e.server),
+            dot_quote(&edge_label(e))
+        );
+    }
+    s.push_str("}\n");
+    s
+}
+
+/// The top `n` edges by packets, one short line each (the live view).
+pub fn top_edges(r: &PathsReport, n: usize) -> Vec<String> {
+    let mut edges: Vec<&PathEdge> = r.edges.iter().collect();
+    edges.sort_by_key(|e| std::cmp::Reverse(e.packets_to_server + e.packets_to_client));
+    edges
+        .into_iter()
+        .take(n)
+        .map(|e| {
+            let via = e.service.as_deref().map(|s| format!(" via {s}")).unwrap_or_default();
+            format!("{} -> {} {}/{}{via} {} conn", e.client, e.server, e.protocol, e.port, e.connections)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SYN: Option<TcpFlags> = Some(TcpFlags { syn: true, ack: false, rst: false });
+    const SYNACK: Option<TcpFlags> = Some(TcpFlags { syn: true, ack: true, rst: false });
+    const ACK: Option<TcpFlags> = Some(TcpFlags { syn: false, ack: true, rst: false });
+    const RST: Option<TcpFlags> = Some(TcpFlags { syn: false, ack: true, rst: true });
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    /// Pods capturing for the whole test.
+    fn cap<const N: usize>(ips: [IpAddr; N]) -> Capturing {
+        ips.into_iter().map(|i| (i, (0, u64::MAX))).collect()
+    }
+
+    const FRONT: &str = "198.18.7.11";
+    const API: &str = "198.18.7.21";
+    const VIP: &str = "198.18.8.1";
+    const DB: &str = "198.18.7.31";
+
+    fn map() -> WorkloadMap {
+        WorkloadMap::from_json(&format!(
+            r#"[{{"type":"pod","ip":"{FRONT}","namespace":"shop","kind":"Deployment","workload":"frontend","key":"1","attached":true}},
+                {{"type":"pod","ip":"{API}","namespace":"shop","kind":"Deployment","workload":"api","key":"2","attached":true}},
+                {{"type":"pod","ip":"{DB}","namespace":"shop","kind":"StatefulSet","workload":"db","key":"3"}},
+                {{"type":"service","ip":"{VIP}","namespace":"shop","kind":"Service","workload":"api-svc","key":"2",
+                  "backends":[{{"kind":"Deployment","workload":"api","key":"2"}}]}}]"#
+        ))
+        .unwrap()
+    }
+
+    /// One TCP connection: handshake at t0 (RTT `rtt_ns`), one request and
+    /// one response, as captured by `observer`.
+    #[allow(clippy::too_many_arguments)]
+    fn connection(
+        t: &mut FlowTable,
+        observer: &str,
+        client: (&str, u16),
+        server: (&str, u16),
+        t0: u64,
+        rtt_ns: u64,
+    ) {
+        let (c, s) = ((ip(client.0), client.1), (ip(server.0), server.1));
+        let o = ip(observer);
+        t.observe(o, 6, c, s, SYN, 74, t0);
+        t.observe(o, 6, s, c, SYNACK, 74, t0 + rtt_ns);
+        t.observe(o, 6, c, s, ACK, 66, t0 + 2 * rtt_ns);
+        t.observe(o, 6, c, s, ACK, 200, t0 + 3 * rtt_ns);
+        t.observe(o, 6, s, c, ACK, 1000, t0 + 4 * rtt_ns);
+    }
+
+    #[test]
+    fn client_side_handshake_rtt_is_syn_to_synack_and_each_handshake_is_a_connection() {
+        let mut t = FlowTable::default();
+        connection(&mut t, FRONT, (FRONT, 40001), (API, 8080), 1_000_000_000, 100_000);
+        connection(&mut t, FRONT, (FRONT, 40002), (API, 8080), 2_000_000_000, 300_000);
+        connection(&mut t, FRONT, (FRONT, 40003), (API, 8080), 3_000_000_000, 200_000);
+        let r = t.report(&map(), &cap([ip(FRONT)]), 0.0);
+        assert_eq!(r.edges.len(), 1);
+        let e = &r.edges[0];
+        assert_eq!((e.client.as_str(), e.server.as_str(), e.port), ("shop/frontend", "shop/api", 8080));
+        assert_eq!((e.connections, e.flows, e.resets), (3, 3, 0));
+        assert_eq!((e.packets_to_server, e.packets_to_client), (9, 6));
+        assert_eq!((e.bytes_to_server, e.bytes_to_client), (3 * (74 + 66 + 200), 3 * (74 + 1000)));
+        let rtt = e.handshake_rtt_us.as_ref().unwrap();
+        assert_eq!((rtt.samples, rtt.p50_us, rtt.p99_us), (3, 200, 300));
+        assert_eq!(e.observed_by, ["client"]);
+        assert_eq!((e.first_seen, e.last_seen), (1.0, 3.0008));
+    }
+
+    #[test]
+    fn server_side_rtt_is_synack_to_ack_and_a_retransmitted_syn_keeps_its_first_time() {
+        let mut t = FlowTable::default();
+        let (c, s, o) = ((ip(DB), 50000), (ip(API), 5432), ip(API));
+        // DB is not capturing: only the server side sees this flow.
+        t.observe(o, 6, c, s, SYN, 74, 1_000_000);
+        t.observe(o, 6, c, s, SYN, 74, 2_000_000);
+        t.observe(o, 6, s, c, SYNACK, 74, 2_010_000);
+        t.observe(o, 6, c, s, ACK, 66, 2_060_000);
+        let r = t.report(&map(), &cap([ip(API)]), 0.0);
+        let e = &r.edges[0];
+        assert_eq!((e.client.as_str(), e.server.as_str()), ("shop/db", "shop/api"));
+        assert_eq!(e.connections, 1);
+        assert_eq!(e.handshake_rtt_us.as_ref().unwrap().p50_us, 50);
+        assert_eq!(e.observed_by, ["server"]);
+        // The client end is in the map but sends no stream here, and the map says unattached.
+        let db = r.nodes.iter().find(|n| n.id == "shop/db").unwrap();
+        assert!(!db.attached);
+    }
+
+    #[test]
+    fn resets_are_counted_and_a_refused_connection_is_no_handshake() {
+        let mut t = FlowTable::default();
+        let (c, s, o) = ((ip(FRONT), 40010), (ip(DB), 9), ip(FRONT));
+        t.observe(o, 6, c, s, SYN, 74, 1000);
+        t.observe(o, 6, s, c, RST, 60, 2000);
+        let r = t.report(&map(), &cap([o]), 0.0);
+        let e = &r.edges[0];
+        assert_eq!((e.connections, e.resets, e.port), (0, 1, 9));
+        assert!(e.handshake_rtt_us.is_none());
+    }
+
+    #[test]
+    fn a_flow_captured_by_both_ends_counts_once_with_the_service_name() {
+        let mut t = FlowTable::default();
+        // Client side: frontend calls the VIP; server side: api sees the DNATed flow.
+        connection(&mut t, FRONT, (FRONT, 40001), (VIP, 80), 1_000_000, 100_000);
+        connection(&mut t, API, (FRONT, 40001), (API, 8080), 1_050_000, 20_000);
+        // api -> db, db not capturing: api's (client) record.
+        connection(&mut t, API, (API, 41000), (DB, 5432), 2_000_000, 10_000);
+        let capturing = cap([ip(FRONT), ip(API)]);
+        let r = t.report(&map(), &capturing, 0.0);
+        let summary: Vec<_> = r
+            .edges
+            .iter()
+            .map(|e| (e.client.as_str(), e.server.as_str(), e.service.as_deref(), e.port, e.connections))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("shop/api", "shop/db", None, 5432, 1),
+                ("shop/frontend", "shop/api", Some("shop/api-svc"), 80, 1),
+            ]
+        );
+        // Had frontend not been capturing, the server side would be the only record and count.
+        let r = t.report(&map(), &cap([ip(API)]), 0.0);
+        assert!(
+            r.edges
+                .iter()
+                .any(|e| e.client == "shop/frontend" && e.port == 8080 && e.observed_by == ["server"])
+        );
+    }
+
+    #[test]
+    fn a_client_detached_before_the_flow_leaves_it_to_the_server_and_late_client_frames_still_count() {
+        let s = 1_000_000_000;
+        let mut t = FlowTable::default();
+        // The server captures a call at t = 100 s.
+        connection(&mut t, API, (FRONT, 40001), (API, 8080), 100 * s, 20_000);
+        // frontend's sidecar stopped at t = 10 s: the server's record counts.
+        let detached = Capturing::from([(ip(API), (0, u64::MAX)), (ip(FRONT), (0, 10 * s))]);
+        let r = t.report(&map(), &detached, 0.0);
+        assert_eq!((r.edges.len(), r.edges[0].observed_by.as_slice()), (1, &["server".to_owned()][..]));
+        // frontend's stream is 2 s behind (its frames of this flow not in yet): still the client's to count.
+        let lagging = Capturing::from([(ip(API), (0, u64::MAX)), (ip(FRONT), (0, 98 * s))]);
+        assert!(t.report(&map(), &lagging, 0.0).edges.is_empty());
+    }
+
+    #[test]
+    fn unknown_addresses_are_external_and_flows_without_syn_guess_the_server_by_port() {
+        let mut t = FlowTable::default();
+        let ext = ip("198.18.200.9");
+        // Mid-stream UDP: no SYN; the lower port is the server.
+        t.observe(ip(FRONT), 17, (ip(FRONT), 53000), (ext, 53), None, 80, 5);
+        t.observe(ip(FRONT), 17, (ext, 53), (ip(FRONT), 53000), None, 120, 6);
+        let r = t.report(&map(), &cap([ip(FRONT)]), 0.0);
+        let e = &r.edges[0];
+        assert_eq!(
+            (e.client.as_str(), e.server.as_str(), e.protocol.as_str(), e.port),
+            ("shop/frontend", "external/198.18.200.9", "udp", 53)
+        );
+        assert_eq!((e.bytes_to_server, e.bytes_to_client, e.connections), (80, 120, 0));
+        let n = r.nodes.iter().find(|n| n.id == "external/198.18.200.9").unwrap();
+        assert_eq!(n.node_type, "external");
+    }
+
+    #[test]
+    fn link_chatter_is_not_a_path() {
+        let mut t = FlowTable::default();
+        let o = ip(FRONT);
+        t.observe(o, 58, (ip("::"), 0), (ip("ff02::16"), 0), None, 90, 1);
+        t.observe(o, 58, (ip("fe80::1"), 0), (ip("ff02::2"), 0), None, 70, 2);
+        t.observe(o, 17, (ip("0.0.0.0"), 68), (ip("255.255.255.255"), 67), None, 300, 3);
+        t.observe(o, 17, (ip(FRONT), 5353), (ip("224.0.0.251"), 5353), None, 100, 4);
+        assert!(t.is_empty());
+        // Link-local unicast is a peer like any other.
+        t.observe(o, 6, (ip("fe80::1"), 40000), (ip("fe80::2"), 80), SYN, 74, 5);
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn a_replaced_pod_keeps_its_workload_once_the_map_moves_on() {
+        let mut t = FlowTable::default();
+        connection(&mut t, FRONT, (FRONT, 40001), (API, 8080), 1_000, 100);
+        let mut m = map();
+        let new_api = "198.18.7.22";
+        connection(&mut t, FRONT, (FRONT, 40002), (new_api, 8080), 2_000, 100);
+        m.update(
+            WorkloadMap::from_json(&format!(
+                r#"[{{"type":"pod","ip":"{new_api}","namespace":"shop","kind":"Deployment","workload":"api","key":"2"}}]"#
+            ))
+            .unwrap(),
+        );
+        let r = t.report(&m, &cap([ip(FRONT)]), 0.0);
+        assert_eq!(r.edges.len(), 1, "{:?}", r.edges);
+        assert_eq!((r.edges[0].server.as_str(), r.edges[0].connections), ("shop/api", 2));
+    }
+
+    #[test]
+    fn compacting_idle_flows_keeps_the_edges_and_their_counts() {
+        let mut t = FlowTable::default();
+        let capturing = cap([ip(FRONT), ip(API)]);
+        connection(&mut t, FRONT, (FRONT, 40001), (VIP, 80), 1_000_000, 100_000);
+        connection(&mut t, API, (FRONT, 40001), (API, 8080), 1_050_000, 20_000);
+        connection(&mut t, FRONT, (FRONT, 40002), (VIP, 80), 9_000_000, 300_000);
+        let before = t.report(&map(), &capturing, 0.0);
+        // The first connection (both records) went silent before t = 5 ms.
+        t.compact(&map(), &capturing, 5_000_000);
+        assert_eq!(t.len(), 1);
+        let after = t.report(&map(), &capturing, 0.0);
+        assert_eq!(after.edges, before.edges);
+        assert_eq!(after.edges[0].connections, 2);
+        assert_eq!(after.edges[0].handshake_rtt_us.as_ref().unwrap().samples, 2);
+        t.compact(&map(), &capturing, u64::MAX);
+        assert!(t.is_empty());
+        assert_eq!(t.report(&map(), &capturing, 0.0).edges, before.edges);
+    }
+
+    #[test]
+    fn rtt_samples_are_bounded_and_still_counted() {
+        let mut acc = EdgeAcc::default();
+        for i in 0..(MAX_RTT_SAMPLES as u32 + 1000) {
+            acc.add_rtt(i % 100);
+        }
+        assert_eq!(acc.rtt.len(), MAX_RTT_SAMPLES);
+        assert_eq!(acc.rtt_seen, MAX_RTT_SAMPLES as u64 + 1000);
+        assert!(acc.rtt.iter().all(|&r| r < 100));
+    }
+
+    #[test]
+    fn schema_and_dot_name_nodes_by_namespace_and_name() {
+        let mut t = FlowTable::default();
+        connection(&mut t, FRONT, (FRONT, 40001), (VIP, 80), 1_000_000_000, 100_000);
+        let r = t.report(&map(), &cap([ip(FRONT)]), 12.5);
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["schema"], PATHS_SCHEMA);
+        let keys: Vec<&str> = v["edges"][0].as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "client",
+                "server",
+                "service",
+                "protocol",
+                "port",
+                "flows",
+                "connections",
+                "packets_to_server",
+                "packets_to_client",
+                "bytes_to_server",
+                "bytes_to_client",
+                "resets",
+                "handshake_rtt_us",
+                "first_seen",
+                "last_seen",
+                "observed_by"
+            ]
+        );
+        assert_eq!(v["nodes"][0]["type"], "workload");
+        let back: PathsReport = serde_json::from_value(v).unwrap();
+        assert_eq!(back, r);
+        let dot = render_dot(&r);
+        assert!(
+            dot.contains("\"shop/frontend\" -> \"shop/api\" [label=\"tcp/80 via shop/api-svc\\n1 conn"),
+            "{dot}"
+        );
+        assert!(dot.contains("\"shop/api\" [label=\"shop/api\\nDeployment\""), "{dot}");
+        assert_eq!(top_edges(&r, 3), ["shop/frontend -> shop/api tcp/80 via shop/api-svc 1 conn"]);
+    }
+}
