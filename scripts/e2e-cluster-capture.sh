@@ -26,11 +26,9 @@ ns="bpc-cap-$$"
 restricted="bpc-cap-r-$$"
 work=$(mktemp -d)
 pids=()
-started=$SECONDS
-
-step() { printf '\n== [capture %3ds] %s\n' "$((SECONDS - started))" "$*"; }
-fail() { echo "FAIL: $*" >&2; exit 1; }
-ok() { echo "ok - $*"; }
+e2e_tag=capture
+# shellcheck source=scripts/e2e-lib.sh
+source scripts/e2e-lib.sh
 
 cleanup() {
   local rc=$? pid
@@ -89,24 +87,7 @@ identity() { kubectl get pod -n "$1" "$2" -o json | jq -c '{uid: .metadata.uid, 
 step "a Deployment of the test app in namespace $ns (Pod Security baseline)"
 kubectl create namespace "$ns" >/dev/null
 kubectl label namespace "$ns" pod-security.kubernetes.io/enforce=baseline >/dev/null
-kubectl apply -n "$ns" -f - >/dev/null <<EOF
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web, labels: {app: web}}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-      - name: app
-        image: $BPC_APP_IMAGE
-        imagePullPolicy: IfNotPresent
-        command: [sh, -c, 'mkdir -p /tmp/www && echo web > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www']
-        ports: [{containerPort: 8080, name: http}]
-EOF
+app_deployment web 1 | kubectl apply -n "$ns" -f - >/dev/null
 kubectl rollout status -n "$ns" deploy/web --timeout 120s >/dev/null
 pod=$(app_pod "$ns" web web)
 ip=$(kubectl get pod -n "$ns" "$pod" -o jsonpath='{.status.podIP}')
@@ -203,4 +184,4 @@ ephemeral=$(kubectl get pod -n "$restricted" locked -o jsonpath='{.spec.ephemera
 ok "exit 2, no file, no ephemeral container: $(head -n 1 "$work/capture-r.log")"
 
 echo
-echo "e2e-cluster-capture: all passed in $((SECONDS - started)) s"
+echo "e2e-cluster-capture: all passed in $((SECONDS - e2e_started)) s"

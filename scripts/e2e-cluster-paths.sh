@@ -24,11 +24,9 @@ bpc=${KUBECTL_BPC:-${CARGO_TARGET_DIR:-target}/debug/kubectl-bpc}
 ns="bpc-paths-$$"
 work=$(mktemp -d /tmp/bpc-e2e-cluster-paths.XXXXXX)
 sink_pid=
-started=$SECONDS
-
-step() { printf '\n== [%3ds] %s\n' "$((SECONDS - started))" "$*"; }
-fail() { echo "FAIL: $*" >&2; exit 1; }
-ok() { echo "ok - $*"; }
+e2e_tag=paths
+# shellcheck source=scripts/e2e-lib.sh
+source scripts/e2e-lib.sh
 
 cleanup() {
   local rc=$?
@@ -46,24 +44,10 @@ trap 'exit 130' INT TERM
 
 step "namespace $ns: app (Deployment, 2 replicas) behind Service app"
 kubectl create namespace "$ns"
-kubectl apply -n "$ns" -f - <<EOF
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: app, labels: {app: app}}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: app}}
-  template:
-    metadata: {labels: {app: app}}
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-      - name: app
-        image: $BPC_APP_IMAGE
-        imagePullPolicy: IfNotPresent
-        command: [sh, -c, 'mkdir -p /tmp/www && echo app > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www']
-        ports: [{containerPort: 8080, name: http}]
----
+{
+  app_deployment app 2
+  echo ---
+  cat <<EOF
 apiVersion: v1
 kind: Service
 metadata: {name: app}
@@ -71,29 +55,16 @@ spec:
   selector: {app: app}
   ports: [{port: 80, targetPort: http}]
 EOF
+} | kubectl apply -n "$ns" -f -
 vip=$(kubectl get svc app -n "$ns" -o jsonpath='{.spec.clusterIP}')
 [[ -n $vip ]] || fail "Service app has no ClusterIP"
 ok "Service app: ClusterIP $vip"
 
 step "client (Deployment): one HTTP request to $vip:80 every 0.5 s"
-kubectl apply -n "$ns" -f - <<EOF
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: client, labels: {app: client}}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: client}}
-  template:
-    metadata: {labels: {app: client}}
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-      - name: client
-        image: $BPC_APP_IMAGE
-        imagePullPolicy: IfNotPresent
-        # busybox wget -T segfaults here: timeout bounds each request instead.
-        command: [sh, -c, 'while true; do timeout 5 wget -q -O /dev/null http://$vip/ || echo failed; sleep 0.5; done']
-EOF
+# busybox wget -T segfaults here: timeout bounds each request instead.
+# shellcheck disable=SC2016 # $vip is expanded here, the rest by the pod's shell
+app_deployment client 1 "[sh, -c, 'while true; do timeout 5 wget -q -O /dev/null http://$vip/ || echo failed; sleep 0.5; done']" |
+  kubectl apply -n "$ns" -f -
 
 step "attach client and app (collector $BPC_NODE_IP)"
 "$bpc" attach deploy/client deploy/app -n "$ns" --collector "$BPC_NODE_IP" --image "$BPC_AGENT_IMAGE" \
@@ -172,4 +143,4 @@ for ip in $new_ips; do
     fail "no stream from the new app pod $ip labelled $ns/deployment/app: $(jq -c '[.streams[] | {source, workload, packets}]' "$work/sink.json")"
 done
 ok "new app pods ($new_ips) captured traffic, labelled $ns/deployment/app by --map-watch"
-echo "e2e-cluster-paths: passed in $((SECONDS - started))s"
+echo "e2e-cluster-paths: passed in $((SECONDS - e2e_started))s"

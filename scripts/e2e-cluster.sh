@@ -29,11 +29,8 @@ sim=${BPC_SIM:-$target/debug/bpc-sim}
 ns="bpc-e2e"
 work=$(mktemp -d)
 pids=()
-started=$SECONDS
-
-step() { printf '\n== [%3ds] %s\n' "$((SECONDS - started))" "$*"; }
-fail() { echo "FAIL: $*" >&2; exit 1; }
-ok() { echo "ok - $*"; }
+# shellcheck source=scripts/e2e-lib.sh
+source scripts/e2e-lib.sh
 background() { "$@" & pids+=($!); }
 
 cleanup() {
@@ -86,27 +83,6 @@ spec_json() { # the workload's spec, normalised: no rollout-restart stamp, keys 
            if .template.metadata.annotations == {} then del(.template.metadata.annotations) else . end'
 }
 resource_version() { kubectl get "$1" -n "${2:-$ns}" -o jsonpath='{.metadata.resourceVersion}'; }
-app_deployment() { # name replicas [pod-spec line] [container line]: a Deployment of the app, sleeping
-  cat <<EOF
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: $1}
-spec:
-  replicas: $2
-  selector: {matchLabels: {app: $1}}
-  template:
-    metadata: {labels: {app: $1}}
-    spec:
-      terminationGracePeriodSeconds: 1
-      ${3:-}
-      containers:
-      - name: app
-        image: $BPC_APP_IMAGE
-        imagePullPolicy: IfNotPresent
-        command: [sleep, "3600"]
-        ${4:-}
-EOF
-}
 
 # ---------------------------------------------------------------- app
 
@@ -248,6 +224,19 @@ after_env=$(kubectl get deploy web -n "$ns" -o jsonpath='{.spec.template.spec.co
 kubectl rollout status -n "$ns" deploy/web --timeout 120s
 ok "PASS; the sidecar's env is as before"
 
+step "verify --ephemeral: PASS with no rollout (same ReplicaSets, same pods)"
+rs_before=$(kubectl get rs -n "$ns" -l app=web -o name | sort)
+pods_before=$(app_pods web | awk '{print $1}' | sort)
+web_ips=$(app_pods web | awk '{print $2}' | tr '\n' ' ')
+background sh -c "for i in \$(seq 1 300); do for ip in $web_ips; do curl -s -o /dev/null --max-time 1 http://\$ip:8080/; done; sleep 0.1; done"
+"$bpc" verify deploy/web -n "$ns" --ephemeral --image "$BPC_AGENT_IMAGE" --sink "$BPC_SINK_IP" --timeout 60s |
+  tee "$work/verify-ephemeral.txt"
+kill "${pids[-1]}" 2>/dev/null || true
+grep -q PASS "$work/verify-ephemeral.txt" || fail "verify --ephemeral did not PASS"
+[[ $(kubectl get rs -n "$ns" -l app=web -o name | sort) == "$rs_before" ]] || fail "verify --ephemeral made a ReplicaSet"
+[[ $(app_pods web | awk '{print $1}' | sort) == "$pods_before" ]] || fail "verify --ephemeral replaced pods"
+ok "PASS; no new ReplicaSet, the same pods"
+
 # ---------------------------------------------------------------- map
 
 step "map --watch across a rollout: old pod IPs deleted, new ones added"
@@ -300,12 +289,12 @@ refused() { # namespace workload expected-message args...: attach fails with the
 step "refusals on the real server, each before anything is written"
 kubectl create namespace bpc-e2e-restricted
 kubectl label namespace bpc-e2e-restricted pod-security.kubernetes.io/enforce=restricted
-app_deployment locked 1 'securityContext: {runAsNonRoot: true, runAsUser: 65534, seccompProfile: {type: RuntimeDefault}}' \
+app_deployment locked 1 '[sleep, "3600"]' 'securityContext: {runAsNonRoot: true, runAsUser: 65534, seccompProfile: {type: RuntimeDefault}}' \
   'securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}' | kubectl apply -n bpc-e2e-restricted -f -
 refused bpc-e2e-restricted deploy/locked restricted
 
 kubectl create namespace bpc-e2e-host
-app_deployment hostnet 0 'hostNetwork: true' | kubectl apply -n bpc-e2e-host -f -
+app_deployment hostnet 0 '[sleep, "3600"]' 'hostNetwork: true' | kubectl apply -n bpc-e2e-host -f -
 refused bpc-e2e-host deploy/hostnet hostNetwork
 
 refused "$ns" deploy/web "NET_RAW" --capabilities add
@@ -318,7 +307,7 @@ step "--wait on a rollout whose new pods the server refuses stops at the real Fa
 # paused until then), so the real controller's create is refused.
 kubectl create namespace bpc-e2e-late
 kubectl label namespace bpc-e2e-late pod-security.kubernetes.io/enforce=baseline
-app_deployment tight 1 | kubectl apply -n bpc-e2e-late -f -
+app_deployment tight 1 '[sleep, "3600"]' | kubectl apply -n bpc-e2e-late -f -
 kubectl rollout status -n bpc-e2e-late deploy/tight --timeout 60s
 kubectl rollout pause -n bpc-e2e-late deploy/tight
 "$bpc" attach deploy/tight -n bpc-e2e-late "${attach_opts[@]}" --wait --timeout 90s >"$work/late.txt" 2>&1 &
@@ -404,4 +393,4 @@ step "cluster-only tests (cargo test -- --ignored) against this cluster (attach 
 cargo test --locked -p kubectl-bpc --test attach_mock -- --ignored
 
 echo
-echo "e2e-cluster ($mode): all passed in $((SECONDS - started)) s"
+echo "e2e-cluster ($mode): all passed in $((SECONDS - e2e_started)) s"

@@ -471,11 +471,21 @@ pub async fn plan(kube: &Kube, args: &CaptureArgs) -> Result<Vec<Planned>, Error
     let mut planned = Vec::new();
     for (i, (p, workload)) in pods.iter().enumerate() {
         let id = if pods.len() > 1 && args.id.is_some() { format!("{base}-{i}") } else { base.clone() };
+        // A sidecar in the pod streams GRE too: captured, it would be sent to
+        // our collector, where the sidecar captures it again, and so on.
+        let sidecar = sidecar_collectors(p);
+        let container = if sidecar.is_empty() {
+            capture_container(args, workload.as_ref(), &kube.namespace, choice.mode, &id)
+        } else {
+            let mut a = args.clone();
+            a.filter = Some(without_gre_to(args.filter.as_deref(), &sidecar));
+            capture_container(&a, workload.as_ref(), &kube.namespace, choice.mode, &id)
+        };
         let plan = Planned {
             namespace: kube.namespace.clone(),
             pod: p.metadata.name.clone().unwrap_or_default(),
             uid: p.metadata.uid.clone().unwrap_or_default(),
-            container: capture_container(args, workload.as_ref(), &kube.namespace, choice.mode, &id),
+            container,
         };
         let api: Api<Pod> = Api::namespaced(kube.client.clone(), &plan.namespace);
         api.patch_ephemeral_containers(&plan.pod, &patch_params(true), &Patch::Strategic(plan.patch()))
@@ -484,6 +494,35 @@ pub async fn plan(kube: &Kube, args: &CaptureArgs) -> Result<Vec<Planned>, Error
         planned.push(plan);
     }
     Ok(planned)
+}
+
+/// The collectors of the pod's `bpc-agent` sidecar, where they are addresses
+/// (a name would have to be resolved by the filter compiler in the pod).
+pub fn sidecar_collectors(pod: &Pod) -> Vec<std::net::IpAddr> {
+    let Some(agent) = pod.spec.as_ref().and_then(crate::verify::agent_of).map(|(c, _)| c) else {
+        return Vec::new();
+    };
+    crate::verify::env_of(agent, "BPC_COLLECTOR")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|c| c.trim().parse().ok())
+        .collect()
+}
+
+/// `filter` (all traffic when None) without GRE sent to `collectors`.
+pub fn without_gre_to(filter: Option<&str>, collectors: &[std::net::IpAddr]) -> String {
+    let terms: Vec<String> = collectors
+        .iter()
+        .map(|c| match c {
+            std::net::IpAddr::V4(_) => format!("(ip proto 47 and dst host {c})"),
+            std::net::IpAddr::V6(_) => format!("(ip6 proto 47 and dst host {c})"),
+        })
+        .collect();
+    let not_sidecar = format!("not ({})", terms.join(" or "));
+    match filter {
+        Some(f) if !f.trim().is_empty() => format!("({f}) and {not_sidecar}"),
+        _ => not_sidecar,
+    }
 }
 
 /// Adds the planned container to its pod (the real patch).
@@ -851,6 +890,23 @@ pub fn captures_of(pod: &Pod) -> Vec<(String, Option<String>, String)> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_sidecars_gre_is_left_out_of_the_capture_so_the_two_agents_cannot_echo_each_other() {
+        let v4: std::net::IpAddr = "198.18.0.2".parse().unwrap();
+        let v6: std::net::IpAddr = "2001:db8::2".parse().unwrap();
+        assert_eq!(without_gre_to(None, &[v4]), "not ((ip proto 47 and dst host 198.18.0.2))");
+        assert_eq!(
+            without_gre_to(Some("tcp port 8080"), &[v4, v6]),
+            "(tcp port 8080) and not ((ip proto 47 and dst host 198.18.0.2) or (ip6 proto 47 and dst host 2001:db8::2))"
+        );
+        let pod: Pod = serde_json::from_value(json!({"spec": {"containers": [
+            {"name": "app"},
+            {"name": "bpc-agent", "env": [{"name": "BPC_COLLECTOR", "value": "198.18.0.2, collector.obs.svc"}]}
+        ]}}))
+        .unwrap();
+        assert_eq!(sidecar_collectors(&pod), vec![v4], "names are left to the agent");
+    }
+
     use super::*;
     use clap::Parser;
 

@@ -200,7 +200,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
         }
         Command::Verify(args) => {
             let kube = cli.kube.connect().await?;
-            verify::run(args, &kube.client, &kube.namespace).await
+            verify::run(args, &kube).await
         }
     }
 }

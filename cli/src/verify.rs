@@ -5,6 +5,10 @@
 //! workload's sidecar (keeping the user's collectors), waits until every
 //! ready pod's stream (by workload key and pod IP) delivered enough packets,
 //! then restores the original collectors, also on timeout, error or Ctrl-C.
+//!
+//! `--ephemeral` proves the same path with no rollout: an ephemeral capture
+//! container (`kubectl bpc capture --collector SINK`) in each running pod
+//! streams to the receiver; the workload's spec is not touched.
 
 use std::future::Future;
 use std::io::Write;
@@ -21,6 +25,9 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::Error;
+use crate::capabilities::CapabilitiesArg;
+use crate::capture::{self, CaptureArgs};
+use crate::kube_context::Kube;
 use crate::map::AGENT_CONTAINER;
 use crate::sink::{GreTally, StreamStats};
 use crate::status::{STATUS_ANNOTATION, parse_workload_arg};
@@ -48,6 +55,13 @@ pub struct VerifyArgs {
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = VerifyFormat::Table)]
     pub output: VerifyFormat,
+    /// Prove each running pod's capture and path with an ephemeral capture container (no
+    /// rollout, the workload need not be attached) instead of re-pointing the sidecar.
+    #[arg(long)]
+    pub ephemeral: bool,
+    /// With --ephemeral: the agent image [default: ghcr.io/kubectl-bpc/bpc-agent:<plugin version>].
+    #[arg(long, value_name = "IMAGE", requires = "ephemeral")]
+    pub image: Option<String>,
 }
 
 /// Output format of `verify`.
@@ -108,11 +122,11 @@ pub struct Target {
     pub desired: i32,
 }
 
-fn env_of(c: &Container, name: &str) -> Option<String> {
+pub fn env_of(c: &Container, name: &str) -> Option<String> {
     c.env.as_ref()?.iter().find(|e| e.name == name).and_then(|e| e.value.clone())
 }
 
-fn agent_of(spec: &k8s_openapi::api::core::v1::PodSpec) -> Option<(&Container, bool)> {
+pub fn agent_of(spec: &k8s_openapi::api::core::v1::PodSpec) -> Option<(&Container, bool)> {
     if let Some(c) = spec.containers.iter().find(|c| c.name == AGENT_CONTAINER) {
         return Some((c, false));
     }
@@ -432,6 +446,143 @@ pub async fn verify(
     })
 }
 
+/// A pod of an ephemeral verification: name, IP, the key its capture sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CapturedPod {
+    /// Pod name.
+    pub pod: String,
+    /// Pod IP.
+    pub ip: String,
+    /// Workload key of the capture's stream.
+    pub key: String,
+}
+
+/// One look at the receiver for `--ephemeral`: every captured pod must have
+/// delivered `min_packets` from its IP with its key.
+pub fn evaluate_captures(
+    pods: &[CapturedPod],
+    streams: &[StreamStats],
+    min_packets: u64,
+) -> (bool, Option<String>, Vec<PodResult>) {
+    let results: Vec<PodResult> = pods
+        .iter()
+        .map(|p| {
+            let (packets, lost) = streams
+                .iter()
+                .filter(|s| s.source.to_string() == p.ip && s.key.as_deref() == Some(p.key.as_str()))
+                .fold((0, 0), |(n, l), s| (n + s.packets, l + s.lost));
+            PodResult {
+                pod: p.pod.clone(),
+                ip: p.ip.clone(),
+                key: p.key.clone(),
+                has_sink: true,
+                packets,
+                lost,
+                pass: packets >= min_packets,
+            }
+        })
+        .collect();
+    let reason = if results.is_empty() {
+        Some("no running pod".to_owned())
+    } else {
+        results
+            .iter()
+            .find(|p| !p.pass)
+            .map(|p| format!("{} delivered {} of {min_packets} packets", p.pod, p.packets))
+    };
+    (reason.is_none(), reason, results)
+}
+
+/// `verify --ephemeral`: adds a capture container streaming to the sink to
+/// every running pod of the workload and waits until each delivered enough.
+/// The captures end by themselves at `--timeout` (Kubernetes cannot remove
+/// an ephemeral container); nothing else changes.
+pub async fn verify_ephemeral(
+    kube: &Kube,
+    args: &VerifyArgs,
+    source: &impl StreamSource,
+    interrupt: impl Future<Output = ()>,
+) -> Result<VerifyReport, Error> {
+    let sink = args.advertise.unwrap_or(args.sink).to_string();
+    let capture = CaptureArgs {
+        targets: vec![args.workload.clone()],
+        selector: None,
+        filter: None,
+        duration: args.timeout,
+        count: None,
+        collectors: vec![sink.clone()],
+        write: None,
+        interface: None,
+        snaplen: None,
+        max_pps: None,
+        max_mbps: None,
+        oversize: None,
+        gre_profile: None,
+        key: None,
+        image: args.image.clone(),
+        buffer: None,
+        capabilities: CapabilitiesArg::Auto,
+        id: None,
+    };
+    capture.check()?;
+    let plans = capture::plan(kube, &capture).await?;
+    let pods_api: Api<Pod> = Api::namespaced(kube.client.clone(), &kube.namespace);
+    let mut pods = Vec::new();
+    for plan in &plans {
+        let pod = pods_api.get(&plan.pod).await?;
+        // A sidecar already sending to the sink has the same key and IP: its
+        // packets would pass for the capture's.
+        if let Some(agent) = pod.spec.as_ref().and_then(agent_of).map(|(c, _)| c)
+            && env_of(agent, "BPC_COLLECTOR").is_some_and(|v| v.split(',').any(|c| c.trim() == sink))
+        {
+            return Err(Error::Usage(format!(
+                "{sink} is already a collector of pod/{}'s sidecar; verify needs a sink of its own",
+                plan.pod
+            )));
+        }
+        let key = match capture::workload_of(&pod) {
+            Some(w) => WorkloadKey::from_workload(&w.namespace, w.kind.as_str(), &w.name),
+            None => WorkloadKey::from_workload(&kube.namespace, "Pod", &plan.pod),
+        };
+        let ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone()).unwrap_or_default();
+        pods.push(CapturedPod { pod: plan.pod.clone(), ip, key: key.to_string() });
+    }
+    for plan in &plans {
+        capture::add_container(kube, plan).await?;
+        eprintln!(
+            "pod/{}: added ephemeral container {} (ends after {:?})",
+            plan.pod,
+            plan.container_name(),
+            args.timeout
+        );
+    }
+    let wait = async {
+        let deadline = tokio::time::Instant::now() + args.timeout;
+        loop {
+            let last = evaluate_captures(&pods, &source.snapshot(), args.min_packets);
+            if last.0 || tokio::time::Instant::now() >= deadline {
+                return last;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    };
+    let (pass, reason, results) = tokio::select! {
+        r = wait => r,
+        _ = interrupt => return Err(Error::Usage("interrupted (the captures end by themselves at --timeout)".into())),
+    };
+    let workload = capture::workload_of(&pods_api.get(&plans[0].pod).await?)
+        .map_or_else(|| args.workload.clone(), |w| format!("{}/{}", w.kind.as_str().to_lowercase(), w.name));
+    Ok(VerifyReport {
+        workload,
+        namespace: kube.namespace.clone(),
+        sink,
+        pass,
+        reason: if pass { None } else { reason.map(|r| format!("timed out after {:?}: {r}", args.timeout)) },
+        pods: results,
+        restored: true,
+    })
+}
+
 /// Writes the report.
 pub fn render(report: &VerifyReport, format: VerifyFormat, out: &mut impl Write) -> Result<(), Error> {
     if format == VerifyFormat::Json {
@@ -468,12 +619,16 @@ pub fn render(report: &VerifyReport, format: VerifyFormat, out: &mut impl Write)
 
 /// Entry point of `kubectl bpc verify`: exit 0 PASS, 1 FAIL; API, usage and
 /// receiver errors are returned (the caller exits 2).
-pub async fn run(args: &VerifyArgs, client: &Client, namespace: &str) -> Result<ExitCode, Error> {
+pub async fn run(args: &VerifyArgs, kube: &Kube) -> Result<ExitCode, Error> {
     let tally = GreTally::start(args.sink)?;
     let interrupt = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    let report = verify(client, namespace, args, &tally, interrupt).await?;
+    let report = if args.ephemeral {
+        verify_ephemeral(kube, args, &tally, interrupt).await?
+    } else {
+        verify(&kube.client, &kube.namespace, args, &tally, interrupt).await?
+    };
     render(&report, args.output, &mut std::io::stdout().lock())?;
     Ok(report.exit_code())
 }
@@ -490,6 +645,37 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert!(parse_duration("1d").is_err());
         assert!(parse_duration("s").is_err());
+    }
+
+    fn stream(source: &str, key: &str, packets: u64) -> StreamStats {
+        StreamStats {
+            key: Some(key.into()),
+            source: source.parse().unwrap(),
+            profile: "standard".into(),
+            packets,
+            bytes: packets * 100,
+            lost: 0,
+            reordered: 0,
+            duplicated: 0,
+            restarts: 0,
+        }
+    }
+
+    #[test]
+    fn an_ephemeral_verification_passes_when_every_pod_delivered_with_its_own_ip_and_key() {
+        let pods = vec![
+            CapturedPod { pod: "web-a".into(), ip: "198.18.1.2".into(), key: "0x773f9626".into() },
+            CapturedPod { pod: "web-b".into(), ip: "198.18.1.3".into(), key: "0x773f9626".into() },
+        ];
+        // web-b's packets arrive with another key (someone else's stream from its IP).
+        let streams = [stream("198.18.1.2", "0x773f9626", 12), stream("198.18.1.3", "0x00000001", 50)];
+        let (pass, reason, results) = evaluate_captures(&pods, &streams, 10);
+        assert!(!pass);
+        assert_eq!(reason.as_deref(), Some("web-b delivered 0 of 10 packets"));
+        assert!(results[0].pass && !results[1].pass);
+        let streams = [stream("198.18.1.2", "0x773f9626", 12), stream("198.18.1.3", "0x773f9626", 10)];
+        assert!(evaluate_captures(&pods, &streams, 10).0);
+        assert_eq!(evaluate_captures(&[], &streams, 10).1.as_deref(), Some("no running pod"));
     }
 
     #[test]

@@ -94,6 +94,8 @@ fn args(name: &str, timeout: Duration) -> VerifyArgs {
         timeout,
         min_packets: 20,
         output: VerifyFormat::Table,
+        ephemeral: false,
+        image: None,
     }
 }
 
