@@ -1,26 +1,16 @@
-//! `map` against the kube-rs mock API server: one list of ReplicaSets and one
-//! of pods (never a GET per pod), and `--watch` events from a mocked watch
-//! stream.
-
-use std::time::Duration;
+//! `map` against the shared mock API server (tests/mock): one list of
+//! ReplicaSets and one of pods (never a GET per pod), and `--watch` events
+//! from a mocked watch stream.
 
 use bpc_wire::WorkloadKey;
-use http::{Request, Response};
-use kube::Client;
-use kube::client::Body;
 use kubectl_bpc::map;
 use serde_json::{Value, json};
 
-type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+mod mock;
+use mock::*;
 
-fn mock() -> (Client, Handle) {
-    let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    (Client::new(svc, "default"), handle)
-}
-
-fn list(kind: &str, items: Vec<Value>) -> String {
+fn list(kind: &str, items: Vec<Value>) -> Value {
     json!({"apiVersion": "v1", "kind": kind, "metadata": {"resourceVersion": "10"}, "items": items})
-        .to_string()
 }
 
 fn rs(ns: &str, name: &str, deploy: &str) -> Value {
@@ -41,21 +31,19 @@ fn pod(ns: &str, name: &str, owner: (&str, &str), ip: &str, attached: bool) -> V
         "status": {"podIP": ip}})
 }
 
-fn respond(send: tower_test::mock::SendResponse<Response<Body>>, body: String) {
-    send.send_response(Response::builder().body(Body::from(body.into_bytes())).unwrap());
-}
-
 #[tokio::test]
 async fn all_namespaces_map_lists_once_and_resolves_deployments_and_statefulsets() {
-    let (client, mut handle) = mock();
-    let server = tokio::spawn(async move {
-        let (req, send) = handle.next_request().await.expect("replicaset list");
-        assert_eq!(req.uri().path(), "/apis/apps/v1/replicasets");
-        respond(send, list("ReplicaSetList", vec![rs("shop", "checkout-5f6c7d8b9", "checkout")]));
-        let (req, send) = handle.next_request().await.expect("pod list");
-        assert_eq!(req.uri().path(), "/api/v1/pods");
-        respond(
-            send,
+    let script = vec![
+        ex(
+            "GET",
+            "/apis/apps/v1/replicasets",
+            &[],
+            list("ReplicaSetList", vec![rs("shop", "checkout-5f6c7d8b9", "checkout")]),
+        ),
+        ex(
+            "GET",
+            "/api/v1/pods",
+            &[],
             list(
                 "PodList",
                 vec![
@@ -69,33 +57,30 @@ async fn all_namespaces_map_lists_once_and_resolves_deployments_and_statefulsets
                     pod("db", "pg-0", ("StatefulSet", "pg"), "198.18.2.7", false),
                 ],
             ),
-        );
-        let (req, send) = handle.next_request().await.expect("service list");
-        assert_eq!(req.uri().path(), "/api/v1/services");
-        respond(
-            send,
+        ),
+        ex(
+            "GET",
+            "/api/v1/services",
+            &[],
             list(
                 "ServiceList",
                 vec![json!({"metadata": {"name": "pg", "namespace": "db"},
                     "spec": {"clusterIP": "198.18.9.7", "clusterIPs": ["198.18.9.7"], "selector": {"app": "pg"}}})],
             ),
-        );
-        let (req, send) = handle.next_request().await.expect("node list");
-        assert_eq!(req.uri().path(), "/api/v1/nodes");
-        respond(
-            send,
+        ),
+        ex(
+            "GET",
+            "/api/v1/nodes",
+            &[],
             list(
                 "NodeList",
                 vec![json!({"metadata": {"name": "node-1"},
                     "status": {"addresses": [{"type": "InternalIP", "address": "198.19.64.1"}]}})],
             ),
-        );
-    });
-    let rows = tokio::time::timeout(Duration::from_secs(10), map::fetch_map(&client, None))
-        .await
-        .expect("map timed out")
-        .unwrap();
-    tokio::time::timeout(Duration::from_secs(5), server).await.unwrap().unwrap();
+        ),
+    ];
+    let (rows, _) = with_server(script, |k| async move { map::fetch_map(&k.client, None).await }).await;
+    let rows = rows.unwrap();
 
     let mut json_out = Vec::new();
     map::render(&rows, map::MapFormat::Json, &mut json_out).unwrap();
@@ -137,64 +122,50 @@ async fn all_namespaces_map_lists_once_and_resolves_deployments_and_statefulsets
     }
 }
 
-/// Serves the watcher: lists answered, the first pod watch gets `events`, any
-/// later watch request is left pending (as a quiet API server would).
-async fn serve_watch(mut handle: Handle, events: Vec<Value>) {
-    let mut pending = Vec::new();
-    let mut events = Some(events);
-    while let Some((req, send)) = handle.next_request().await {
-        let path = req.uri().path().to_owned();
-        let query = req.uri().query().unwrap_or("").to_owned();
-        let watching = query.contains("watch=true");
-        match (path.as_str(), watching) {
-            ("/apis/apps/v1/namespaces/shop/replicasets", false) => {
-                respond(send, list("ReplicaSetList", vec![rs("shop", "web-6b7c8", "web")]))
-            }
-            ("/api/v1/namespaces/shop/pods", false) => respond(
-                send,
+/// The watcher's part: its own ReplicaSet list and the node list (refused:
+/// a namespace-scoped user gets no node rows and no node watch), then the
+/// watchers' lists and watches in whatever order they come; the first pod
+/// watch gets `events`, any later watch is left pending (as a quiet API
+/// server would).
+fn watch_script(events: Vec<Value>) -> Vec<Exchange> {
+    const SETS: &str = "/apis/apps/v1/namespaces/shop/replicasets";
+    const PODS: &str = "/api/v1/namespaces/shop/pods";
+    const SERVICES: &str = "/api/v1/namespaces/shop/services";
+    let sets = || list("ReplicaSetList", vec![rs("shop", "web-6b7c8", "web")]);
+    [
+        vec![ex("GET", SETS, &[], sets()), err("GET", "/api/v1/nodes", 403, "Forbidden", "forbidden")],
+        any_order(vec![
+            ex(
+                "GET",
+                PODS,
+                &[],
                 list(
                     "PodList",
                     vec![pod("shop", "web-6b7c8-aaaaa", ("ReplicaSet", "web-6b7c8"), "198.18.1.2", false)],
                 ),
             ),
-            ("/api/v1/namespaces/shop/pods", true) if events.is_some() => {
-                let body: String = events.take().unwrap().iter().map(|e| format!("{e}\n")).collect();
-                respond(send, body);
-            }
-            ("/api/v1/namespaces/shop/services", false) => respond(
-                send,
+            watch(PODS, events),
+            ex(
+                "GET",
+                SERVICES,
+                &[],
                 list(
                     "ServiceList",
                     vec![json!({"metadata": {"name": "web", "namespace": "shop", "resourceVersion": "3"},
                         "spec": {"clusterIP": "198.18.9.1", "selector": {"app": "web-6b7c8"}}})],
                 ),
             ),
-            // A namespace-scoped user: no node rows, and no node watch.
-            ("/api/v1/nodes", false) => send.send_response(
-                Response::builder()
-                    .status(403)
-                    .body(Body::from(
-                        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "forbidden",
-                            "reason": "Forbidden", "code": 403})
-                        .to_string()
-                        .into_bytes(),
-                    ))
-                    .unwrap(),
-            ),
-            (
-                "/api/v1/namespaces/shop/pods"
-                | "/apis/apps/v1/namespaces/shop/replicasets"
-                | "/api/v1/namespaces/shop/services",
-                true,
-            ) => pending.push(send),
-            other => panic!("unexpected request {other:?} {query}"),
-        }
-    }
+            ex("GET", SETS, &[], sets()).repeatable(),
+            quiet_watch(PODS).repeatable(),
+            quiet_watch(SETS).repeatable(),
+            quiet_watch(SERVICES).repeatable(),
+        ]),
+    ]
+    .concat()
 }
 
 #[tokio::test]
 async fn watch_turns_pod_events_into_add_update_delete_lines() {
-    let (client, handle) = mock();
     let attached = pod("shop", "web-6b7c8-aaaaa", ("ReplicaSet", "web-6b7c8"), "198.18.1.2", true);
     let new_pod = pod("shop", "web-6b7c8-bbbbb", ("ReplicaSet", "web-6b7c8"), "198.18.1.9", true);
     let events = vec![
@@ -202,12 +173,9 @@ async fn watch_turns_pod_events_into_add_update_delete_lines() {
         json!({"type": "ADDED", "object": new_pod}),
         json!({"type": "DELETED", "object": attached}),
     ];
-    tokio::spawn(serve_watch(handle, events));
-    let mut seen = Vec::new();
-    let mut services = Vec::new();
-    let result = tokio::time::timeout(
-        Duration::from_secs(10),
-        map::watch(&client, Some("shop"), |ev| {
+    let ((result, seen, services), _) = with_server(watch_script(events), |k| async move {
+        let (mut seen, mut services) = (Vec::new(), Vec::new());
+        let result = map::watch(&k.client, Some("shop"), |ev| {
             let v = serde_json::to_value(&ev).unwrap();
             if v["type"] == "service" {
                 services.push(v);
@@ -215,10 +183,11 @@ async fn watch_turns_pod_events_into_add_update_delete_lines() {
             }
             seen.push(v);
             if seen.len() == 4 { Err(kubectl_bpc::Error::Usage("enough".into())) } else { Ok(()) }
-        }),
-    )
-    .await
-    .expect("watch produced fewer than 4 events");
+        })
+        .await;
+        (result, seen, services)
+    })
+    .await;
     assert!(matches!(result, Err(kubectl_bpc::Error::Usage(m)) if m == "enough"));
     let summary: Vec<(String, String, bool)> = seen
         .iter()

@@ -1,4 +1,4 @@
-//! `verify` orchestration against the kube-rs mock API server, with the real
+//! `verify` orchestration against the shared mock API server (tests/mock), with the real
 //! embedded receiver on 127.0.0.1 fed by GRE packets sent from a raw socket
 //! in the test (needs root / CAP_NET_RAW, as CI runs).
 //!
@@ -9,23 +9,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bpc_wire::{Direction, GreProfile, WorkloadKey};
-use http::{Request, Response};
-use kube::Client;
-use kube::client::Body;
 use kubectl_bpc::sink::GreTally;
 use kubectl_bpc::verify::{self, VerifyArgs, VerifyFormat};
 use serde_json::{Value, json};
 use socket2::{Domain, Protocol, Socket, Type};
 
-type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+mod mock;
+use mock::*;
 
 const USER_COLLECTOR: &str = "198.18.0.2";
 const ANNOTATION: &str = r#"{"containers":["bpc-agent"],"options":{"collectors":["198.18.0.2"]}}"#;
-
-fn mock() -> (Client, Handle) {
-    let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    (Client::new(svc, "default"), handle)
-}
 
 fn deployment(name: &str, collectors: &str) -> Value {
     json!({"apiVersion": "apps/v1", "kind": "Deployment",
@@ -43,47 +36,29 @@ fn pod(deploy: &str, collectors: &str) -> Value {
         "status": {"podIP": "127.0.0.1", "conditions": [{"type": "Ready", "status": "True"}]}})
 }
 
-fn respond(send: tower_test::mock::SendResponse<Response<Body>>, body: String) {
-    send.send_response(Response::builder().body(Body::from(body.into_bytes())).unwrap());
+fn pod_list(deploy: &str, collectors: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [pod(deploy, collectors)]})
 }
 
-/// Plays the API server: GET of the deployment, the sink patch, pod lists
-/// (old pod first, then the rolled pod carrying the sink), the restore patch.
-/// Returns the patch bodies and their content types.
-async fn serve(mut handle: Handle, name: String) -> Vec<(String, Value)> {
-    let mut patches = Vec::new();
-    let mut lists = 0;
-    while let Some((req, send)) = handle.next_request().await {
-        let path = req.uri().path().to_owned();
-        let method = req.method().clone();
-        let ctype =
-            req.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
-        let body = req.into_body().collect_bytes().await.unwrap();
-        let deploy_path = format!("/apis/apps/v1/namespaces/shop/deployments/{name}");
-        match (method.as_str(), path.as_str()) {
-            ("GET", p) if p == deploy_path => respond(send, deployment(&name, USER_COLLECTOR).to_string()),
-            ("PATCH", p) if p == deploy_path => {
-                patches.push((ctype, serde_json::from_slice(&body).unwrap()));
-                respond(send, deployment(&name, USER_COLLECTOR).to_string());
-                if patches.len() == 2 {
-                    return patches;
-                }
-            }
-            ("GET", "/api/v1/namespaces/shop/pods") => {
-                lists += 1;
-                // The first look sees the pod from before the patch: not passing yet.
-                let collectors = if lists == 1 {
-                    USER_COLLECTOR.to_owned()
-                } else {
-                    format!("{USER_COLLECTOR},127.0.0.1")
-                };
-                let list = json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [pod(&name, &collectors)]});
-                respond(send, list.to_string());
-            }
-            other => panic!("unexpected request {other:?}"),
-        }
-    }
-    patches
+/// The API server's part: GET of the deployment, the sink patch, pod lists
+/// (old pod first, then the rolled pod carrying the sink, polled until the
+/// wait ends), the restore patch.
+fn script(name: &str) -> Vec<Exchange> {
+    let deploy = format!("/apis/apps/v1/namespaces/shop/deployments/{name}");
+    const PODS: &str = "/api/v1/namespaces/shop/pods";
+    vec![
+        ex("GET", deploy.clone(), &[], deployment(name, USER_COLLECTOR)),
+        ex("PATCH", deploy.clone(), &[], deployment(name, USER_COLLECTOR)),
+        // The first look sees the pod from before the patch: not passing yet.
+        ex("GET", PODS, &[], pod_list(name, USER_COLLECTOR)),
+        ex("GET", PODS, &[], pod_list(name, &format!("{USER_COLLECTOR},127.0.0.1"))).repeatable(),
+        ex("PATCH", deploy, &[], deployment(name, USER_COLLECTOR)),
+    ]
+}
+
+/// The patch bodies the server saw and their content types.
+fn patches(seen: &[Seen]) -> Vec<(String, Value)> {
+    seen.iter().filter(|s| s.method == "PATCH").map(|s| (s.content_type.clone(), s.body.clone())).collect()
 }
 
 fn args(name: &str, timeout: Duration) -> VerifyArgs {
@@ -140,28 +115,18 @@ async fn verify_passes_when_the_pod_stream_arrives_and_restores_the_collectors()
     let name = format!("web-pass-{}", std::process::id());
     let key = WorkloadKey::from_workload("shop", "deployment", &name);
     let tally = GreTally::start("127.0.0.1".parse().unwrap()).expect("raw GRE socket (run as root)");
-    let (client, handle) = mock();
-    let server = tokio::spawn(serve(handle, name.clone()));
     let sender = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(300));
         send_gre(key.0, 30);
     });
-    let report = tokio::time::timeout(
-        Duration::from_secs(15),
-        verify::verify(
-            &client,
-            "shop",
-            &args(&name, Duration::from_secs(10)),
-            &tally,
-            std::future::pending(),
-        ),
-    )
-    .await
-    .expect("verify hung")
-    .unwrap();
+    let a = args(&name, Duration::from_secs(10));
+    let (report, seen) = with_server(script(&name), |k| async move {
+        verify::verify(&k.client, "shop", &a, &tally, std::future::pending()).await
+    })
+    .await;
+    let report = report.unwrap();
     sender.join().unwrap();
-    let patches = tokio::time::timeout(Duration::from_secs(5), server).await.unwrap().unwrap();
-    assert_add_then_restore(&patches);
+    assert_add_then_restore(&patches(&seen));
     assert!(report.pass, "{report:?}");
     assert_eq!(report.exit_code(), std::process::ExitCode::SUCCESS);
     assert_eq!(report.pods.len(), 1);
@@ -177,19 +142,15 @@ async fn verify_passes_when_the_pod_stream_arrives_and_restores_the_collectors()
 async fn verify_restores_the_collectors_when_the_wait_times_out() {
     let name = format!("web-timeout-{}", std::process::id());
     let tally = GreTally::start("127.0.0.1".parse().unwrap()).expect("raw GRE socket (run as root)");
-    let (client, handle) = mock();
-    let server = tokio::spawn(serve(handle, name.clone()));
     // Packets with another workload's key must not count for this one.
     send_gre(WorkloadKey::from_workload("shop", "deployment", "someone-else").0, 30);
-    let report = tokio::time::timeout(
-        Duration::from_secs(15),
-        verify::verify(&client, "shop", &args(&name, Duration::from_secs(2)), &tally, std::future::pending()),
-    )
-    .await
-    .expect("verify hung")
-    .unwrap();
-    let patches = tokio::time::timeout(Duration::from_secs(5), server).await.unwrap().unwrap();
-    assert_add_then_restore(&patches);
+    let a = args(&name, Duration::from_secs(2));
+    let (report, seen) = with_server(script(&name), |k| async move {
+        verify::verify(&k.client, "shop", &a, &tally, std::future::pending()).await
+    })
+    .await;
+    let report = report.unwrap();
+    assert_add_then_restore(&patches(&seen));
     assert!(!report.pass);
     assert_eq!(report.exit_code(), std::process::ExitCode::from(1));
     assert_eq!(report.pods[0].packets, 0);
@@ -200,22 +161,18 @@ async fn verify_restores_the_collectors_when_the_wait_times_out() {
 async fn verify_restores_the_collectors_when_interrupted() {
     let name = format!("web-intr-{}", std::process::id());
     let tally = GreTally::start("127.0.0.1".parse().unwrap()).expect("raw GRE socket (run as root)");
-    let (client, handle) = mock();
-    let server = tokio::spawn(serve(handle, name.clone()));
     let fired = Arc::new(Mutex::new(false));
     let f = fired.clone();
     let interrupt = async move {
         tokio::time::sleep(Duration::from_millis(700)).await;
         *f.lock().unwrap() = true;
     };
-    let result = tokio::time::timeout(
-        Duration::from_secs(15),
-        verify::verify(&client, "shop", &args(&name, Duration::from_secs(60)), &tally, interrupt),
-    )
-    .await
-    .expect("verify hung");
+    let a = args(&name, Duration::from_secs(60));
+    let (result, seen) = with_server(script(&name), |k| async move {
+        verify::verify(&k.client, "shop", &a, &tally, interrupt).await
+    })
+    .await;
     assert!(*fired.lock().unwrap());
     assert!(matches!(result, Err(kubectl_bpc::Error::Usage(ref m)) if m == "interrupted"), "{result:?}");
-    let patches = tokio::time::timeout(Duration::from_secs(5), server).await.unwrap().unwrap();
-    assert_add_then_restore(&patches);
+    assert_add_then_restore(&patches(&seen));
 }
