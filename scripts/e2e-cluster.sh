@@ -223,6 +223,11 @@ after_env=$(kubectl get deploy web -n "$ns" -o jsonpath='{.spec.template.spec.co
 [[ $before_env == "$after_env" ]] || fail "verify did not restore the sidecar's env: $before_env -> $after_env"
 kubectl rollout status -n "$ns" deploy/web --timeout 120s
 ok "PASS; the sidecar's env is as before"
+# The pods that sent to the sink go before the next step counts pods.
+for _ in $(seq 1 120); do
+  [[ -z $(kubectl get pods -n "$ns" -l app=web -o jsonpath='{.items[?(@.metadata.deletionTimestamp)].metadata.name}') ]] && break
+  sleep 0.5
+done
 
 step "verify --ephemeral: PASS with no rollout (same ReplicaSets, same pods)"
 rs_before=$(kubectl get rs -n "$ns" -l app=web -o name | sort)

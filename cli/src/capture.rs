@@ -352,7 +352,12 @@ pub async fn resolve_pods(kube: &Kube, args: &CaptureArgs) -> Result<Vec<(Pod, O
     let mut out: Vec<(Pod, Option<WorkloadId>)> = Vec::new();
     let running_of = |list: Vec<Pod>, what: &str| -> Result<Vec<Pod>, Error> {
         let total = list.len();
-        let running: Vec<Pod> = list.into_iter().filter(|p| phase(p) == "Running").collect();
+        // A terminating pod still reports Running until its containers end:
+        // a capture there would be cut short by the pod's own deletion.
+        let running: Vec<Pod> = list
+            .into_iter()
+            .filter(|p| phase(p) == "Running" && p.metadata.deletion_timestamp.is_none())
+            .collect();
         if running.is_empty() {
             return Err(Error::Usage(format!(
                 "{what} in namespace {ns} has no Running pod ({total} pod(s) in other phases): capture needs a \
@@ -522,6 +527,22 @@ pub fn without_gre_to(filter: Option<&str>, collectors: &[std::net::IpAddr]) -> 
     match filter {
         Some(f) if !f.trim().is_empty() => format!("({f}) and {not_sidecar}"),
         _ => not_sidecar,
+    }
+}
+
+impl Planned {
+    /// The capture starts by itself instead of waiting for the plugin's start
+    /// byte on stdin: for a caller that streams to a collector and does not
+    /// attach (`verify --ephemeral`). `--duration` still ends it.
+    pub fn without_stdin_control(mut self) -> Planned {
+        if let Some(env) = self.container["env"].as_array_mut() {
+            env.retain(|e| e["name"] != "BPC_STDIN_CONTROL");
+        }
+        if let Some(fields) = self.container.as_object_mut() {
+            fields.shift_remove("stdin");
+            fields.shift_remove("stdinOnce");
+        }
+        self
     }
 }
 
@@ -890,6 +911,20 @@ pub fn captures_of(pod: &Pod) -> Vec<(String, Option<String>, String)> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_capture_nobody_attaches_to_starts_by_itself() {
+        let plan = Planned {
+            namespace: "shop".into(),
+            pod: "web-1".into(),
+            uid: "u".into(),
+            container: json!({"name": "bpc-capture-x", "stdin": true, "stdinOnce": true,
+                "env": [{"name": "BPC_STDIN_CONTROL", "value": "true"}, {"name": "BPC_DURATION", "value": "60000ms"}]}),
+        }
+        .without_stdin_control();
+        assert_eq!(plan.container["env"], json!([{"name": "BPC_DURATION", "value": "60000ms"}]));
+        assert!(plan.container.get("stdin").is_none() && plan.container.get("stdinOnce").is_none());
+    }
+
     #[test]
     fn a_sidecars_gre_is_left_out_of_the_capture_so_the_two_agents_cannot_echo_each_other() {
         let v4: std::net::IpAddr = "198.18.0.2".parse().unwrap();

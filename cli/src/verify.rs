@@ -316,6 +316,8 @@ pub struct VerifyReport {
     pub pods: Vec<PodResult>,
     /// Whether the original collectors were restored.
     pub restored: bool,
+    /// `--ephemeral`: proven with ephemeral captures; the workload was not changed.
+    pub ephemeral: bool,
 }
 
 impl VerifyReport {
@@ -443,6 +445,7 @@ pub async fn verify(
         reason,
         pods,
         restored: true,
+        ephemeral: false,
     })
 }
 
@@ -525,7 +528,12 @@ pub async fn verify_ephemeral(
         id: None,
     };
     capture.check()?;
-    let plans = capture::plan(kube, &capture).await?;
+    // Nobody attaches to these captures to start them: they start at once.
+    let plans: Vec<_> = capture::plan(kube, &capture)
+        .await?
+        .into_iter()
+        .map(capture::Planned::without_stdin_control)
+        .collect();
     let pods_api: Api<Pod> = Api::namespaced(kube.client.clone(), &kube.namespace);
     let mut pods = Vec::new();
     for plan in &plans {
@@ -580,6 +588,7 @@ pub async fn verify_ephemeral(
         reason: if pass { None } else { reason.map(|r| format!("timed out after {:?}: {r}", args.timeout)) },
         pods: results,
         restored: true,
+        ephemeral: true,
     })
 }
 
@@ -613,7 +622,11 @@ pub fn render(report: &VerifyReport, format: VerifyFormat, out: &mut impl Write)
         )?,
         Some(r) => writeln!(out, "FAIL {} -n {}: {r}", report.workload, report.namespace)?,
     }
-    writeln!(out, "original collectors restored")?;
+    if report.ephemeral {
+        writeln!(out, "the workload was not changed; the captures end by themselves")?;
+    } else {
+        writeln!(out, "original collectors restored")?;
+    }
     Ok(())
 }
 
