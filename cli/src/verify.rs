@@ -358,10 +358,7 @@ pub fn evaluate(
             .is_some_and(|v| v.split(',').any(|c| c.trim() == sink));
         let ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone()).unwrap_or_default();
         let key = expected_key(target, agent).to_string();
-        let (packets, lost) = streams
-            .iter()
-            .filter(|s| s.source.to_string() == ip && s.key.as_deref() == Some(key.as_str()))
-            .fold((0, 0), |(p, l), s| (p + s.packets, l + s.lost));
+        let (packets, lost) = delivered(streams, &ip, &key);
         let pass = has_sink && packets >= min_packets;
         results.push(PodResult { pod: pod.name_any(), ip, key, has_sink, packets, lost, pass });
     }
@@ -374,12 +371,25 @@ pub fn evaluate(
     } else if let Some(p) = results.iter().find(|p| !p.has_sink) {
         Some(format!("rollout in progress: {} does not send to the sink yet", p.pod))
     } else {
-        results
-            .iter()
-            .find(|p| !p.pass)
-            .map(|p| format!("{} delivered {} of {min_packets} packets", p.pod, p.packets))
+        first_short(&results, min_packets)
     };
     (reason.is_none(), reason, results)
+}
+
+/// Packets and losses received from `ip` with `key`: one pod's stream(s).
+fn delivered(streams: &[StreamStats], ip: &str, key: &str) -> (u64, u64) {
+    streams
+        .iter()
+        .filter(|s| s.source.to_string() == ip && s.key.as_deref() == Some(key))
+        .fold((0, 0), |(n, l), s| (n + s.packets, l + s.lost))
+}
+
+/// Why a set of results does not pass yet: the first pod short of packets.
+fn first_short(results: &[PodResult], min_packets: u64) -> Option<String> {
+    results
+        .iter()
+        .find(|p| !p.pass)
+        .map(|p| format!("{} delivered {} of {min_packets} packets", p.pod, p.packets))
 }
 
 /// Runs the verification against a receiver; `interrupt` completing (e.g.
@@ -470,10 +480,7 @@ pub fn evaluate_captures(
     let results: Vec<PodResult> = pods
         .iter()
         .map(|p| {
-            let (packets, lost) = streams
-                .iter()
-                .filter(|s| s.source.to_string() == p.ip && s.key.as_deref() == Some(p.key.as_str()))
-                .fold((0, 0), |(n, l), s| (n + s.packets, l + s.lost));
+            let (packets, lost) = delivered(streams, &p.ip, &p.key);
             PodResult {
                 pod: p.pod.clone(),
                 ip: p.ip.clone(),
@@ -488,10 +495,7 @@ pub fn evaluate_captures(
     let reason = if results.is_empty() {
         Some("no running pod".to_owned())
     } else {
-        results
-            .iter()
-            .find(|p| !p.pass)
-            .map(|p| format!("{} delivered {} of {min_packets} packets", p.pod, p.packets))
+        first_short(&results, min_packets)
     };
     (reason.is_none(), reason, results)
 }
