@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{error, info, warn};
 
-use crate::capture::{Frame, LARGEST_STANDARD_FRAME, Ring, RingGeometry};
+use crate::capture::{Capture, CaptureGeometry, Frame, FrameSink, LARGEST_STANDARD_FRAME};
 use crate::config::{CAPTURE_SNAPLEN, Config, OversizeMode, WriteTarget};
 use crate::error::{Error, Result};
 use crate::filter;
@@ -190,7 +190,29 @@ impl Pipeline {
     }
 }
 
-/// Adds a block's tallies to the shared counters.
+/// The pipeline as the capture's frame sink: frames are queued in the
+/// sender straight from ring memory and sent before their blocks go back.
+struct Forward<'a> {
+    pipeline: &'a mut Pipeline,
+    stats: &'a Stats,
+}
+
+impl FrameSink for Forward<'_> {
+    fn frame(&mut self, frame: Frame<'_>) {
+        self.pipeline.handle(frame, self.stats);
+    }
+
+    fn release(&mut self) {
+        let now = Instant::now();
+        self.pipeline.sender.flush(self.stats);
+        self.pipeline.publish(self.stats, now);
+        if self.pipeline.limiter.is_active() {
+            self.pipeline.limiter.refill(now);
+        }
+    }
+}
+
+/// Adds a batch's tallies to the shared counters.
 fn publish(t: Tally, stats: &Stats, now: Instant) {
     if t.packets == 0 {
         return;
@@ -271,15 +293,16 @@ pub fn run(config: Config) -> Result<()> {
     let (dests, max_frame) = destinations(&stats, gre_len);
     let addresses: Vec<IpAddr> = dests.iter().map(|d| d.1).collect();
     let filter_text = filter::compose(config.filter.as_deref(), &addresses, excluded_port);
-    let program = filter::compile(&filter_text)?;
     *stats.filter.lock().unwrap_or_else(|e| e.into_inner()) = filter_text.clone();
 
-    // Blocks hold the largest frame whole: a super-frame of a standard stack,
-    // or a jumbo frame; BIG TCP frames above it arrive cut (and are counted).
-    let largest_frame = LARGEST_STANDARD_FRAME.max(iface.mtu as usize + 18).min(CAPTURE_SNAPLEN);
-    let geometry = RingGeometry::new(config.buffer_mib as usize * (1 << 20), largest_frame)
+    // The super-frame ring's blocks hold the largest frame whole: a
+    // super-frame of a standard stack, or a jumbo frame; BIG TCP frames above
+    // it arrive cut (and are counted).
+    let mtu_frame = iface.mtu as usize + 18;
+    let largest_frame = LARGEST_STANDARD_FRAME.max(mtu_frame).min(CAPTURE_SNAPLEN);
+    let geometry = CaptureGeometry::new(config.buffer_mib as usize * (1 << 20), mtu_frame, largest_frame)
         .map_err(|why| Error::Config(format!("--buffer (BPC_BUFFER) {} MiB: {why}", config.buffer_mib)))?;
-    let mut ring = Ring::open(&iface, &program, geometry, config.buffer_mib)?;
+    let mut capture = Capture::open(&iface, &filter_text, geometry, config.buffer_mib)?;
     if let Some(target) = &config.write {
         let snaplen = config.snaplen.unwrap_or(CAPTURE_SNAPLEN);
         let out = PcapngOut::open(target, &iface.name, snaplen as u32)?;
@@ -296,7 +319,7 @@ pub fn run(config: Config) -> Result<()> {
             filter = %filter_text,
             "capturing to pcapng"
         );
-        let result = write_loop(&config, &mut ring, &iface, out, snaplen, &stats, &wait_mask);
+        let result = write_loop(&config, &mut capture, &iface, out, snaplen, &stats, &wait_mask);
         log_summary(&stats);
         return result;
     }
@@ -321,14 +344,7 @@ pub fn run(config: Config) -> Result<()> {
         max_frame,
         metrics = %config.metrics_addr,
         metrics_private = config.metrics_private,
-        ring = %format!(
-            "{} MiB, {} blocks of {} KiB, frames up to {} B whole, {} ms timeout",
-            config.buffer_mib,
-            geometry.block_count,
-            geometry.block_size >> 10,
-            geometry.largest_whole_frame(),
-            crate::capture::BLOCK_TIMEOUT_MS
-        ),
+        ring = %geometry.describe(),
         cap_net_raw = has_net_raw,
         filter = %filter_text,
         "capturing"
@@ -354,7 +370,7 @@ pub fn run(config: Config) -> Result<()> {
         if privilege::stop_requested() || pipeline.limits.reached(Instant::now()) {
             break Ok(());
         }
-        if let Err(e) = ring.wait(pipeline.limits.poll_ms(Instant::now()), &wait_mask) {
+        if let Err(e) = capture.wait(pipeline.limits.poll_ms(Instant::now()), &wait_mask) {
             break Err(e);
         }
         // After the wait, not before: a new collector address published while
@@ -362,53 +378,84 @@ pub fn run(config: Config) -> Result<()> {
         let generation = stats.generation.load(Ordering::Acquire);
         if generation != seen_generation {
             seen_generation = generation;
-            reconfigure(&config, &stats, &ring, &mut pipeline, metrics_port);
+            reconfigure(&config, &stats, &capture, &mut pipeline, metrics_port);
         }
-        for _ in 0..geometry.block_count {
-            let Some(block) = ring.next_block() else { break };
-            if pipeline.limiter.is_active() {
-                pipeline.limiter.refill(Instant::now());
-            }
-            block.for_each_frame(|frame| pipeline.handle(frame, &stats));
-            // Every frame of the block must be sent before the kernel gets it back.
-            pipeline.sender.flush(&stats);
-            drop(block);
-            pipeline.publish(&stats, Instant::now());
-        }
+        let blocks = capture.block_count();
+        capture.drain(&mut Forward { pipeline: &mut pipeline, stats: &stats }, blocks);
         let now = Instant::now();
         stats.capture.heartbeat.set(stats.started, now);
         if now.duration_since(last_stats) >= STATS_PERIOD {
             last_stats = now;
-            read_kernel_counters(&ring, &iface, base_ifdrops, &stats);
+            read_kernel_counters(&capture, &iface, base_ifdrops, &stats);
             pipeline.sender.drain_icmp_errors(&stats);
             pipeline.sender.refresh_links();
         }
     };
     pipeline.sender.flush(&stats);
-    read_kernel_counters(&ring, &iface, base_ifdrops, &stats);
+    read_kernel_counters(&capture, &iface, base_ifdrops, &stats);
     log_summary(&stats);
     result
 }
 
-/// The `--write` loop: ring block → filter already applied → rate limit → pcapng.
+/// The `--write` loop's frame sink: rate limit → pcapng (frames are copied
+/// into the writer, so giving blocks back needs nothing but the tallies).
+struct WritePcapng<'a> {
+    out: &'a mut PcapngOut,
+    limits: &'a mut Limits,
+    limiter: &'a mut RateLimiter,
+    snaplen: usize,
+    stats: &'a Stats,
+    tally: Tally,
+    delivered: u64,
+    failed: Option<Error>,
+}
+
+impl FrameSink for WritePcapng<'_> {
+    fn frame(&mut self, frame: Frame<'_>) {
+        if self.failed.is_some() || !self.limits.take() {
+            return;
+        }
+        let len = frame.data.len() + if frame.vlan.is_some() { 4 } else { 0 };
+        self.tally.packets += 1;
+        self.tally.bytes += len as u64;
+        if !self.limiter.admit(len) {
+            self.tally.rate_limited += 1;
+            return;
+        }
+        self.tally.truncated += u64::from(len.min(self.snaplen) < frame.wire_len as usize);
+        match self.out.packet(&frame, self.snaplen) {
+            Ok(()) => self.delivered += 1,
+            Err(e) => self.failed = Some(e),
+        }
+    }
+
+    fn release(&mut self) {
+        let now = Instant::now();
+        publish(std::mem::take(&mut self.tally), self.stats, now);
+        if self.limiter.is_active() {
+            self.limiter.refill(now);
+        }
+    }
+}
+
+/// The `--write` loop: capture → filter already applied → rate limit → pcapng.
 fn write_loop(
     config: &Config,
-    ring: &mut Ring,
+    capture: &mut Capture,
     iface: &Interface,
     mut out: PcapngOut,
     snaplen: usize,
     stats: &Stats,
     wait_mask: &libc::sigset_t,
 ) -> Result<()> {
-    let block_count = ring.geometry().block_count;
     let mut limits = Limits::new(config, Instant::now());
     let mut limiter = RateLimiter::new(config.max_pps, config.max_bytes_per_sec, Instant::now());
     let base_ifdrops = iface.rx_dropped();
     let mut last_stats = Instant::now();
     let mut delivered = 0u64;
     stats.capture.heartbeat.set(stats.started, Instant::now());
-    let write_statistics = |ring: &Ring, out: &mut PcapngOut, delivered: u64| {
-        read_kernel_counters(ring, iface, base_ifdrops, stats);
+    let write_statistics = |capture: &Capture, out: &mut PcapngOut, delivered: u64| {
+        read_kernel_counters(capture, iface, base_ifdrops, stats);
         let s = stats.snapshot(Instant::now());
         out.statistics(
             wall_clock(),
@@ -424,44 +471,30 @@ fn write_loop(
         if privilege::stop_requested() || limits.reached(Instant::now()) {
             break Ok(());
         }
-        if let Err(e) = ring.wait(limits.poll_ms(Instant::now()), wait_mask) {
+        if let Err(e) = capture.wait(limits.poll_ms(Instant::now()), wait_mask) {
             break Err(e);
         }
-        let mut failed = None;
-        for _ in 0..block_count {
-            let Some(block) = ring.next_block() else { break };
-            if limiter.is_active() {
-                limiter.refill(Instant::now());
-            }
-            let mut tally = Tally::default();
-            block.for_each_frame(|frame| {
-                if failed.is_some() || !limits.take() {
-                    return;
-                }
-                let len = frame.data.len() + if frame.vlan.is_some() { 4 } else { 0 };
-                tally.packets += 1;
-                tally.bytes += len as u64;
-                if !limiter.admit(len) {
-                    tally.rate_limited += 1;
-                    return;
-                }
-                tally.truncated += u64::from(len.min(snaplen) < frame.wire_len as usize);
-                match out.packet(&frame, snaplen) {
-                    Ok(()) => delivered += 1,
-                    Err(e) => failed = Some(e),
-                }
-            });
-            drop(block);
-            publish(tally, stats, Instant::now());
-        }
-        if let Some(e) = failed {
+        let mut sink = WritePcapng {
+            out: &mut out,
+            limits: &mut limits,
+            limiter: &mut limiter,
+            snaplen,
+            stats,
+            tally: Tally::default(),
+            delivered,
+            failed: None,
+        };
+        let blocks = capture.block_count();
+        capture.drain(&mut sink, blocks);
+        delivered = sink.delivered;
+        if let Some(e) = sink.failed {
             break Err(e);
         }
         let now = Instant::now();
         stats.capture.heartbeat.set(stats.started, now);
         if now.duration_since(last_stats) >= STATS_PERIOD {
             last_stats = now;
-            if let Err(e) = write_statistics(ring, &mut out, delivered) {
+            if let Err(e) = write_statistics(capture, &mut out, delivered) {
                 break Err(e);
             }
         }
@@ -470,7 +503,7 @@ fn write_loop(
         }
     };
     // The last word: final counters, then everything to the reader.
-    let result = result.and_then(|()| write_statistics(ring, &mut out, delivered)).and_then(|()| out.flush());
+    let result = result.and_then(|()| write_statistics(capture, &mut out, delivered)).and_then(|()| out.flush());
     match result {
         Err(e) if pcapng::reader_gone(&e) => {
             info!("the reader of --write went away (broken pipe); stopping");
@@ -485,8 +518,8 @@ fn wall_clock() -> Duration {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default()
 }
 
-fn read_kernel_counters(ring: &Ring, iface: &Interface, base_ifdrops: u64, stats: &Stats) {
-    match ring.stats() {
+fn read_kernel_counters(capture: &Capture, iface: &Interface, base_ifdrops: u64, stats: &Stats) {
+    match capture.stats() {
         Ok(s) => {
             stats.capture.kernel_drops.fetch_add(u64::from(s.drops), Ordering::Relaxed);
         }
@@ -496,7 +529,7 @@ fn read_kernel_counters(ring: &Ring, iface: &Interface, base_ifdrops: u64, stats
 }
 
 /// Applies new collector addresses: destinations, path MTU and the self-exclusion filter.
-fn reconfigure(config: &Config, stats: &Stats, ring: &Ring, pipeline: &mut Pipeline, metrics_port: u16) {
+fn reconfigure(config: &Config, stats: &Stats, capture: &Capture, pipeline: &mut Pipeline, metrics_port: u16) {
     pipeline.sender.flush(stats);
     let (dests, max_frame) = destinations(stats, pipeline.sender.header_len());
     pipeline.sender.set_destinations(&dests);
@@ -510,7 +543,7 @@ fn reconfigure(config: &Config, stats: &Stats, ring: &Ring, pipeline: &mut Pipel
     if text == stats.filter() {
         return;
     }
-    match filter::compile(&text).and_then(|p| ring.set_filter(&p)) {
+    match capture.set_filter(&text) {
         Ok(()) => {
             info!(filter = %text, "capture filter updated for new collector addresses");
             *stats.filter.lock().unwrap_or_else(|e| e.into_inner()) = text;

@@ -21,8 +21,8 @@ pub const CAPTURE_SNAPLEN: usize = 262_144;
 pub const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:9469";
 /// Capture ring size in MiB when `--buffer` is not given (see [`crate::capture::RingGeometry`]).
 pub const DEFAULT_BUFFER_MIB: u32 = 24;
-/// Smallest `--buffer`: 8 blocks of 128 KiB.
-pub const MIN_BUFFER_MIB: u32 = 1;
+/// Smallest `--buffer`: 8 super-frame blocks of 128 KiB and 32 frame blocks of 32 KiB.
+pub const MIN_BUFFER_MIB: u32 = 2;
 /// Largest `--buffer`: far beyond any sidecar's memory budget already.
 pub const MAX_BUFFER_MIB: u32 = 1024;
 
@@ -625,7 +625,7 @@ mod tests {
     fn buffer_defaults_to_24_mib_and_out_of_range_sizes_name_the_flag() {
         assert_eq!(config(&["--collector=198.18.0.2"]).unwrap().buffer_mib, 24);
         assert_eq!(config(&["--collector=198.18.0.2", "--buffer=64"]).unwrap().buffer_mib, 64);
-        for bad in ["0", "1025"] {
+        for bad in ["0", "1", "1025"] {
             let e = config(&["--collector=198.18.0.2", &format!("--buffer={bad}")]).unwrap_err();
             assert_eq!(e.exit_code(), 2);
             assert!(e.to_string().contains("--buffer (BPC_BUFFER)"), "{e}");

@@ -17,6 +17,7 @@ pub mod error;
 pub mod filter;
 pub mod http;
 pub mod iface;
+pub mod packet_socket;
 pub mod pcapng;
 pub mod privilege;
 pub mod ratelimit;

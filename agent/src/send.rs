@@ -124,7 +124,7 @@ fn open_raw(family: libc::c_int) -> Result<OwnedFd> {
     // SAFETY: fresh descriptor we own.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
     let drop_all = [libc::sock_filter { code: 0x06, jt: 0, jf: 0, k: 0 }];
-    crate::capture::attach_filter(&fd, &drop_all)?;
+    crate::packet_socket::attach_filter(&fd, &drop_all)?;
     let pmtu = if family == libc::AF_INET {
         set_int(&fd, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_DONT)
     } else {

@@ -146,7 +146,7 @@ pub fn link_to(dst: Ipv4Addr) -> Option<Link> {
 }
 
 fn set_opt<T>(fd: &OwnedFd, name: libc::c_int, value: &T, what: &'static str) -> Result<()> {
-    crate::capture::setsockopt(fd, libc::SOL_PACKET, name, value, what)
+    crate::packet_socket::setsockopt(fd, libc::SOL_PACKET, name, value, what)
 }
 
 /// A TX ring bound to one interface.
@@ -215,7 +215,7 @@ impl TxRing {
         };
         set_opt(&fd, PACKET_TX_RING, &req, "create the TX ring")?;
         let map_len = frames * frame_size;
-        let map = crate::capture::map_ring(&fd, map_len, 0, "map the TX ring")?;
+        let map = crate::packet_socket::map_ring(&fd, map_len, 0, "map the TX ring")?;
         let ring = TxRing {
             fd,
             map: map.cast(),

@@ -8,7 +8,7 @@ mod support;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bpc_agent::capture::{Ring, RingGeometry};
+use bpc_agent::capture::{Capture, CaptureGeometry, LARGEST_STANDARD_FRAME, Ring, RingGeometry};
 use support::*;
 
 #[test]
@@ -22,9 +22,10 @@ fn a_ring_the_kernel_refuses_exits_2_naming_buffer_and_the_fix() {
     let msg = e.to_string();
     assert!(msg.contains("--buffer (BPC_BUFFER)") && msg.contains("smaller --buffer"), "{msg}");
     assert!(msg.contains("Invalid argument"), "the kernel's reason is kept: {msg}");
-    // The same call with a geometry of ours works.
-    let good = RingGeometry::new(1 << 20, bpc_agent::capture::LARGEST_STANDARD_FRAME).unwrap();
-    assert_eq!(Ring::open(&lo, &program, good, 1).unwrap().geometry(), good);
+    // The same call with a geometry of ours works, and so do both rings of the smallest --buffer.
+    let good = CaptureGeometry::new(2 << 20, 1518, LARGEST_STANDARD_FRAME).unwrap();
+    assert_eq!(Ring::open(&lo, &program, good.frames, 2).unwrap().geometry(), good.frames);
+    assert_eq!(Capture::open(&lo, "udp port 9", good, 2).unwrap().geometry(), good);
 }
 
 /// Sends UDP datagrams of `len` bytes at `pps` for `seconds` from a thread in `ns`.
@@ -102,14 +103,13 @@ fn the_default_ring_rides_out_three_150_ms_freezes_at_40_kpps_without_a_kernel_d
 
 #[test]
 fn a_ring_too_small_for_the_freeze_drops_what_the_geometry_predicts() {
-    // 4 MiB: 32 blocks, 31 ms at 40 kpps, against 150 ms freezes.
-    let (sent, stats) = freeze_under_load("fs", Some("4"), Duration::from_millis(150));
+    // 2 MiB: 32 frame blocks, 31 ms at 40 kpps, against 150 ms freezes.
+    let (sent, stats) = freeze_under_load("fs", Some("2"), Duration::from_millis(150));
     let drops = stats["capture"]["kernel_drops"].as_u64().unwrap();
-    let ridden = RingGeometry::new(4 << 20, bpc_agent::capture::LARGEST_STANDARD_FRAME)
-        .unwrap()
-        .stall_ridden_out(40_000.0, 64);
+    let ridden =
+        CaptureGeometry::new(2 << 20, 1518, LARGEST_STANDARD_FRAME).unwrap().stall_ridden_out(40_000.0, 64);
     let expected = 3.0 * (0.150 - ridden.as_secs_f64()) * 40_000.0;
-    eprintln!("4 MiB ring, 3 x 150 ms freezes: {drops} kernel drops of {sent}, predicted {expected:.0}");
+    eprintln!("2 MiB ring, 3 x 150 ms freezes: {drops} kernel drops of {sent}, predicted {expected:.0}");
     assert!(
         (drops as f64) > 0.7 * expected && (drops as f64) < 1.3 * expected + 1000.0,
         "{drops} drops of {sent}, the geometry predicts about {expected:.0}"
