@@ -365,12 +365,15 @@ def ring_targets(stall, dual):
 
 
 def ring_ride_out_ms(agent_args, rate, size):
-    """The stall the agent's capture ring rides out (agent/src/capture.rs
-    RingGeometry::stall_ridden_out): 128 KiB blocks, 1 ms block timeout."""
+    """The stall the agent's frame ring rides out (agent/src/capture.rs
+    CaptureGeometry::stall_ridden_out, for frames up to the MTU): 32 KiB
+    blocks in what the super-frame ring (a sixth of --buffer, at least
+    8 blocks of 128 KiB) leaves, 1 ms block timeout."""
     args = (agent_args or "").split()
     mib = int(args[args.index("--buffer") + 1]) if "--buffer" in args else 24
-    blocks = mib * 8
-    per_block_frames = (128 * 1024 - 48) // (size + 96)
+    super_blocks = max(8, mib * 1024 * 1024 // 6 // (128 * 1024))
+    blocks = (mib * 1024 - super_blocks * 128) // 32
+    per_block_frames = (32 * 1024 - 48) // (size + 96)
     if rate * 0.001 <= 1:
         per_block = 1 / rate
     else:
@@ -383,7 +386,7 @@ def stall_markdown(stall):
         "",
         "Stalls: the agent frozen (SIGSTOP, then SIGCONT) 3 times, 400 ms apart, under paced load; kernel drops "
         "(`capture.kernel_drops`) against the stall the capture ring rides out by its geometry "
-        "((blocks − 1) × max(1 ms, time to fill a block)):",
+        "((blocks − 1) × min(1 ms, time to fill a block)):",
         "",
         "| frame | offered pps | ring | freezes | ridden out by the geometry | reached pod | captured | kernel drops "
         "| forwarded | receiver loss | peak RSS MiB |",

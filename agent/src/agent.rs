@@ -503,7 +503,8 @@ fn write_loop(
         }
     };
     // The last word: final counters, then everything to the reader.
-    let result = result.and_then(|()| write_statistics(capture, &mut out, delivered)).and_then(|()| out.flush());
+    let result =
+        result.and_then(|()| write_statistics(capture, &mut out, delivered)).and_then(|()| out.flush());
     match result {
         Err(e) if pcapng::reader_gone(&e) => {
             info!("the reader of --write went away (broken pipe); stopping");
@@ -529,7 +530,13 @@ fn read_kernel_counters(capture: &Capture, iface: &Interface, base_ifdrops: u64,
 }
 
 /// Applies new collector addresses: destinations, path MTU and the self-exclusion filter.
-fn reconfigure(config: &Config, stats: &Stats, capture: &Capture, pipeline: &mut Pipeline, metrics_port: u16) {
+fn reconfigure(
+    config: &Config,
+    stats: &Stats,
+    capture: &Capture,
+    pipeline: &mut Pipeline,
+    metrics_port: u16,
+) {
     pipeline.sender.flush(stats);
     let (dests, max_frame) = destinations(stats, pipeline.sender.header_len());
     pipeline.sender.set_destinations(&dests);

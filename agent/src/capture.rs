@@ -196,7 +196,9 @@ impl CaptureGeometry {
     pub fn describe(&self) -> String {
         let ring = |g: &RingGeometry| format!("{} blocks of {} KiB", g.block_count, g.block_size >> 10);
         match &self.super_frames {
-            None => format!("{} MiB, {}, {} ms timeout", self.bytes() >> 20, ring(&self.frames), BLOCK_TIMEOUT_MS),
+            None => {
+                format!("{} MiB, {}, {} ms timeout", self.bytes() >> 20, ring(&self.frames), BLOCK_TIMEOUT_MS)
+            }
             Some(s) => format!(
                 "{} KiB: frames up to {} B in {}, super-frames up to {} B in {}, {} ms timeout",
                 self.bytes() >> 10,
@@ -354,11 +356,11 @@ impl Ring {
         self.is_user_owned(self.next_block.get())
     }
 
-    /// Whether the block the kernel is filling already holds frames: it will
-    /// be handed over within [`BLOCK_TIMEOUT_MS`].
-    fn is_filling(&self) -> bool {
+    /// Whether the next block holds frames: handed over already, or being
+    /// filled (then it is handed over within [`BLOCK_TIMEOUT_MS`]).
+    fn has_frames(&self) -> bool {
         let index = self.next_block.get();
-        !self.is_user_owned(index) && self.header_word(index, BLOCK_NUM_PKTS).load(Ordering::Relaxed) != 0
+        self.is_user_owned(index) || self.header_word(index, BLOCK_NUM_PKTS).load(Ordering::Acquire) != 0
     }
 
     /// Takes the next block if the kernel has handed it over; it stays ours
@@ -398,8 +400,11 @@ impl Ring {
         let start = offset + usize::from(hdr.tp_mac);
         let data = block.get(start..start + hdr.tp_snaplen as usize)?;
         let vlan = (hdr.tp_status & libc::TP_STATUS_VLAN_VALID != 0).then(|| {
-            let tpid =
-                if hdr.tp_status & libc::TP_STATUS_VLAN_TPID_VALID != 0 { hdr.hv1.tp_vlan_tpid } else { 0x8100 };
+            let tpid = if hdr.tp_status & libc::TP_STATUS_VLAN_TPID_VALID != 0 {
+                hdr.hv1.tp_vlan_tpid
+            } else {
+                0x8100
+            };
             let tci = hdr.hv1.tp_vlan_tci as u16;
             let mut tag = [0u8; 4];
             tag[..2].copy_from_slice(&tpid.to_be_bytes());
@@ -426,7 +431,13 @@ impl Ring {
         let mut len = size_of::<libc::c_int>() as libc::socklen_t;
         // SAFETY: reads SO_ERROR into a c_int.
         unsafe {
-            libc::getsockopt(self.fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_ERROR, (&raw mut err).cast(), &mut len)
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_ERROR,
+                (&raw mut err).cast(),
+                &mut len,
+            )
         };
         match err {
             libc::ENETDOWN => {
@@ -521,7 +532,12 @@ impl Capture {
     /// Opens the rings of `geometry` on `iface`, each with `filter` and its
     /// length clause attached before it is bound (`buffer_mib` is the
     /// `--buffer` the geometry came from, for errors).
-    pub fn open(iface: &Interface, filter: &str, geometry: CaptureGeometry, buffer_mib: u32) -> Result<Capture> {
+    pub fn open(
+        iface: &Interface,
+        filter: &str,
+        geometry: CaptureGeometry,
+        buffer_mib: u32,
+    ) -> Result<Capture> {
         let programs = Self::programs(filter, &geometry)?;
         let mut rings = vec![Ring::open(iface, &programs[0], geometry.frames, buffer_mib)?];
         if let Some(g) = geometry.super_frames {
@@ -571,7 +587,8 @@ impl Capture {
             tv_nsec: libc::c_long::from(timeout_ms % 1000) * 1_000_000,
         };
         // SAFETY: valid pollfds (a negative fd is ignored), timespec and signal mask.
-        let rc = unsafe { libc::ppoll(pfds.as_mut_ptr(), self.rings.len() as libc::nfds_t, &timeout, sigmask) };
+        let rc =
+            unsafe { libc::ppoll(pfds.as_mut_ptr(), self.rings.len() as libc::nfds_t, &timeout, sigmask) };
         if rc < 0 {
             let err = io::Error::last_os_error();
             if err.raw_os_error() == Some(libc::EINTR) {
@@ -609,8 +626,15 @@ impl Capture {
             }
             let Some(r) = self.earliest() else { break };
             if let Some(w) = (0..self.rings.len())
-                .find(|&w| w != r && patient[w] && self.cursors[w].is_none() && self.rings[w].is_filling())
+                .find(|&w| w != r && patient[w] && self.cursors[w].is_none() && self.rings[w].has_frames())
             {
+                // Handed over since the take above: take it first.
+                if self.rings[w].is_ready() {
+                    if taken < max_blocks {
+                        continue;
+                    }
+                    break;
+                }
                 self.give_back_spent(sink);
                 handed = 0;
                 patient[w] = self.rings[w].poll_ready(MERGE_WAIT_MS);
@@ -647,7 +671,8 @@ impl Capture {
         let mut best: Option<(usize, Duration)> = None;
         for r in 0..self.rings.len() {
             let Some(cursor) = self.cursors[r] else { continue };
-            let Some((frame, _)) = self.rings[r].frame_at(cursor.index, cursor.offset).filter(|_| cursor.left > 0)
+            let Some((frame, _)) =
+                self.rings[r].frame_at(cursor.index, cursor.offset).filter(|_| cursor.left > 0)
             else {
                 self.spent.push((r, cursor.index));
                 self.cursors[r] = None;
@@ -705,9 +730,15 @@ mod tests {
 
     #[test]
     fn the_super_frame_ring_gets_a_sixth_of_the_buffer_and_at_least_eight_blocks() {
-        for (mib, frames, supers) in [(2, 32, 8), (8, 216, 10), (24, 640, 32), (64, 1708, 85), (1024, 27308, 1365)] {
+        for (mib, frames, supers) in
+            [(2, 32, 8), (8, 216, 10), (24, 640, 32), (64, 1708, 85), (1024, 27308, 1365)]
+        {
             let g = capture(mib);
-            assert_eq!((g.frames.block_count, g.super_frames.unwrap().block_count), (frames, supers), "{mib} MiB");
+            assert_eq!(
+                (g.frames.block_count, g.super_frames.unwrap().block_count),
+                (frames, supers),
+                "{mib} MiB"
+            );
             assert!(g.bytes() <= mib * MIB, "{mib} MiB");
         }
     }
@@ -730,14 +761,23 @@ mod tests {
         let g = CaptureGeometry::new(24 * MIB, MTU_FRAME, crate::config::CAPTURE_SNAPLEN).unwrap();
         assert_eq!(g.super_frames.unwrap().block_size, 512 << 10);
         // A jumbo MTU never shrinks the frame block below 32 KiB, and a 16,000-byte one grows it.
-        assert_eq!(CaptureGeometry::new(24 * MIB, 9018, LARGEST_STANDARD_FRAME).unwrap().frames.block_size, 32 << 10);
-        assert_eq!(CaptureGeometry::new(24 * MIB, 33_000, LARGEST_STANDARD_FRAME).unwrap().frames.block_size, 64 << 10);
+        assert_eq!(
+            CaptureGeometry::new(24 * MIB, 9018, LARGEST_STANDARD_FRAME).unwrap().frames.block_size,
+            32 << 10
+        );
+        assert_eq!(
+            CaptureGeometry::new(24 * MIB, 33_000, LARGEST_STANDARD_FRAME).unwrap().frames.block_size,
+            64 << 10
+        );
     }
 
     #[test]
     fn too_small_a_buffer_for_eight_blocks_per_ring_is_refused_naming_the_ring() {
         let e = CaptureGeometry::new(MIB, MTU_FRAME, LARGEST_STANDARD_FRAME).unwrap_err();
-        assert!(e.contains("at least 8") && e.contains("frames after the super-frame ring's 1024 KiB"), "{e}");
+        assert!(
+            e.contains("at least 8") && e.contains("frames after the super-frame ring's 1024 KiB"),
+            "{e}"
+        );
         let e = CaptureGeometry::new(MIB / 2, 65_550, LARGEST_STANDARD_FRAME).unwrap_err();
         assert!(e.contains("4 blocks of 128 KiB"), "{e}");
     }

@@ -93,7 +93,7 @@ fn list_interfaces_shows_the_default_route_interface() {
 #[test]
 fn a_buffer_out_of_bounds_exits_2_naming_the_flag() {
     let out = agent(&["--collector", "127.0.0.1", "--interface", "lo", "--buffer", "0"]);
-    assert_exit_2(&out, &["--buffer (BPC_BUFFER) 0 MiB", "1..=1024"]);
+    assert_exit_2(&out, &["--buffer (BPC_BUFFER) 0 MiB", "2..=1024"]);
     let out =
         Command::new(AGENT).env("BPC_COLLECTOR", "127.0.0.1").env("BPC_BUFFER", "4096").output().unwrap();
     assert_exit_2(&out, &["--buffer (BPC_BUFFER) 4096 MiB"]);

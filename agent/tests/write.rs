@@ -11,8 +11,8 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use pcap_file::pcapng::{Block, PcapNgReader};
 use bpc_agent::capture::{CaptureGeometry, LARGEST_STANDARD_FRAME};
+use pcap_file::pcapng::{Block, PcapNgReader};
 use support::*;
 
 const PORT: u16 = 7777;

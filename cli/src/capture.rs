@@ -114,7 +114,7 @@ pub struct CaptureArgs {
     #[arg(long, value_name = "IMAGE")]
     pub image: Option<String>,
     /// Capture ring size in MiB [agent default: 24].
-    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u32).range(2..=1024))]
     pub buffer: Option<u32>,
     /// How the agent gets CAP_NET_RAW.
     #[arg(long, value_enum, default_value = "auto")]

@@ -189,7 +189,7 @@ pub struct SidecarOptions {
     pub metrics_private: bool,
     /// Capture ring size in MiB (BPC_BUFFER) [agent default: 24]: rides out longer scheduling
     /// stalls for more memory (about 8 ms per MiB at rates up to ~100 MB/s).
-    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u32).range(2..=1024))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub buffer: Option<u32>,
 }
