@@ -13,8 +13,6 @@ use crate::error::{Error, Result};
 const ARPHRD_ETHER: u16 = 1;
 /// `ARPHRD_LOOPBACK`: Linux loopback also carries a (zeroed) Ethernet header.
 const ARPHRD_LOOPBACK: u16 = 772;
-/// `RTF_UP` in the route tables' flags column.
-const RTF_UP: u32 = 0x0001;
 /// `IFF_UP` in /sys/class/net/*/flags.
 const IFF_UP: u32 = 0x1;
 
@@ -98,38 +96,6 @@ pub fn format_mac(mac: &[u8; 6]) -> String {
     mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
 
-/// The interface of the default route in `/proc/net/route` and
-/// `/proc/net/ipv6_route` text (lowest metric wins; IPv4 before IPv6 on a tie).
-pub fn default_route_interface(route: &str, ipv6_route: &str) -> Option<String> {
-    let mut best: Option<(u32, String)> = None;
-    let mut consider = |metric: u32, iface: &str| {
-        if iface != "lo" && best.as_ref().is_none_or(|(m, _)| metric < *m) {
-            best = Some((metric, iface.to_owned()));
-        }
-    };
-    for line in route.lines().skip(1) {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() < 8 {
-            continue;
-        }
-        let flags = u32::from_str_radix(f[3], 16).unwrap_or(0);
-        if f[1] == "00000000" && f[7] == "00000000" && flags & RTF_UP != 0 {
-            consider(f[6].parse().unwrap_or(u32::MAX), f[0]);
-        }
-    }
-    for line in ipv6_route.lines() {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() < 10 {
-            continue;
-        }
-        let flags = u32::from_str_radix(f[8], 16).unwrap_or(0);
-        if f[0].bytes().all(|b| b == b'0') && f[1] == "00" && flags & RTF_UP != 0 {
-            consider(u32::from_str_radix(f[5], 16).unwrap_or(u32::MAX), f[9]);
-        }
-    }
-    best.map(|(_, iface)| iface)
-}
-
 /// The interface to capture on: `explicit`, else the default-route
 /// interface, else the only non-loopback interface that is up.
 pub fn choose(explicit: Option<&str>) -> Result<Interface> {
@@ -138,7 +104,7 @@ pub fn choose(explicit: Option<&str>) -> Result<Interface> {
     }
     let route = fs::read_to_string("/proc/net/route").unwrap_or_default();
     let ipv6_route = fs::read_to_string("/proc/net/ipv6_route").unwrap_or_default();
-    if let Some(name) = default_route_interface(&route, &ipv6_route) {
+    if let Some(name) = crate::route::default_route_interface(&route, &ipv6_route) {
         return Interface::by_name(&name);
     }
     let up: Vec<Interface> = names()
@@ -191,44 +157,6 @@ pub fn listing() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const ROUTE: &str = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
-        eth0\t00000000\t0101A8C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n\
-        eth0\t0001A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n";
-    const ROUTE6_LO_ONLY: &str = "00000000000000000000000000000000 00 00000000000000000000000000000000 00 \
-        00000000000000000000000000000000 ffffffff 00000001 00000000 00200200       lo\n";
-
-    #[test]
-    fn default_route_interface_comes_from_the_ipv4_table() {
-        assert_eq!(default_route_interface(ROUTE, ROUTE6_LO_ONLY).as_deref(), Some("eth0"));
-    }
-
-    #[test]
-    fn an_ipv6_only_pod_uses_the_ipv6_default_route_and_ignores_lo() {
-        let v6 = "00000000000000000000000000000000 00 00000000000000000000000000000000 00 \
-                  fe800000000000000000000000000001 00000400 00000001 00000000 00000003     net1\n";
-        let only_header = ROUTE.lines().next().unwrap();
-        assert_eq!(
-            default_route_interface(only_header, &format!("{ROUTE6_LO_ONLY}{v6}")).as_deref(),
-            Some("net1")
-        );
-    }
-
-    #[test]
-    fn lowest_metric_default_route_wins() {
-        let route = format!("{ROUTE}eth1\t00000000\t0101A8C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n").replacen(
-            "eth0\t00000000\t0101A8C0\t0003\t0\t0\t0",
-            "eth0\t00000000\t0101A8C0\t0003\t0\t0\t100",
-            1,
-        );
-        assert_eq!(default_route_interface(&route, "").as_deref(), Some("eth1"));
-    }
-
-    #[test]
-    fn no_default_route_gives_none() {
-        let route = ROUTE.lines().filter(|l| !l.contains("\t00000000\t0101")).collect::<Vec<_>>().join("\n");
-        assert_eq!(default_route_interface(&route, ROUTE6_LO_ONLY), None);
-    }
 
     #[test]
     fn mac_addresses_parse_and_malformed_ones_do_not() {

@@ -22,6 +22,7 @@ pub mod pcapng;
 pub mod privilege;
 pub mod ratelimit;
 pub mod resolve;
+pub mod route;
 pub mod segment;
 pub mod send;
 pub mod stats;

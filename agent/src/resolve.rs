@@ -11,7 +11,7 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use crate::config::CollectorSpec;
-use crate::send::path_mtu;
+use crate::route::path_mtu;
 use crate::stats::{Resolution, Stats};
 
 /// Unresolved names are retried at least this often, whatever the interval.

@@ -10,7 +10,7 @@
 //! socket copies it too, into an skb).
 //!
 //! The kernel's routing is not consulted per packet, so the agent does it:
-//! [`link_to`] picks the egress interface and next hop from `/proc/net/route`
+//! [`crate::route::link_to`] picks the egress interface and next hop from `/proc/net/route`
 //! (longest prefix, lowest metric), the source address from a connected UDP
 //! socket and the next hop's MAC from `/proc/net/arp`. It is refreshed every
 //! second; while there is no neighbour entry (or the collector is IPv6, or on
@@ -21,15 +21,13 @@
 //! noticed). Policy routing (`ip rule`) is not followed: use
 //! `--send-path raw` (BPC_SEND_PATH) where it matters.
 
-use std::fs;
 use std::io;
 use std::mem::size_of;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{Ordering, fence};
 
 use crate::error::{Error, Result};
-use crate::iface::{Interface, parse_mac};
+use crate::route::Link;
 
 const PACKET_VERSION: libc::c_int = 10;
 const PACKET_TX_RING: libc::c_int = 13;
@@ -40,110 +38,8 @@ const TPACKET_V2: libc::c_int = 1;
 const DATA_AT: usize = 32;
 const ETH_LEN: usize = 14;
 const IPV4_LEN: usize = 20;
-const RTF_UP: u32 = 0x1;
-const RTF_GATEWAY: u32 = 0x2;
-/// ATF_COM: the neighbour entry has a hardware address.
-const ATF_COM: u32 = 0x2;
 /// Ring size cap (frames are touched round-robin, so all of it becomes resident).
 const RING_BYTES: usize = 512 * 1024;
-
-/// How packets reach an IPv4 collector over the TX ring.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Link {
-    /// Egress interface.
-    pub ifname: String,
-    /// Its ifindex (the ring is bound to it).
-    pub ifindex: u32,
-    /// Its MTU: larger packets take the raw socket (which fragments).
-    pub mtu: usize,
-    /// Source MAC (the egress interface's).
-    pub src_mac: [u8; 6],
-    /// Next hop's MAC (the collector's, or the gateway's).
-    pub dst_mac: [u8; 6],
-    /// Source address the kernel would choose.
-    pub src_ip: Ipv4Addr,
-    /// The collector.
-    pub dst_ip: Ipv4Addr,
-}
-
-fn hex_ipv4(s: &str) -> Option<Ipv4Addr> {
-    // /proc/net/route prints the address as a native-endian u32.
-    u32::from_str_radix(s, 16).ok().map(|v| Ipv4Addr::from(v.to_ne_bytes()))
-}
-
-/// Egress interface and next hop for `dst` from `/proc/net/route` text:
-/// longest matching prefix, then lowest metric. The next hop is the gateway,
-/// or `dst` itself on a directly connected route.
-pub fn next_hop(route: &str, dst: Ipv4Addr) -> Option<(String, Ipv4Addr)> {
-    let mut best: Option<(u32, u32, String, Ipv4Addr)> = None;
-    for line in route.lines().skip(1) {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() < 8 {
-            continue;
-        }
-        let (Some(dest), Some(gw), Some(mask)) = (hex_ipv4(f[1]), hex_ipv4(f[2]), hex_ipv4(f[7])) else {
-            continue;
-        };
-        let flags = u32::from_str_radix(f[3], 16).unwrap_or(0);
-        let metric: u32 = f[6].parse().unwrap_or(u32::MAX);
-        let (dest, mask) = (u32::from(dest), u32::from(mask));
-        if flags & RTF_UP == 0 || u32::from(dst) & mask != dest & mask {
-            continue;
-        }
-        let prefix = mask.count_ones();
-        let better = best.as_ref().is_none_or(|(p, m, _, _)| prefix > *p || (prefix == *p && metric < *m));
-        if better {
-            let hop = if flags & RTF_GATEWAY != 0 { gw } else { dst };
-            best = Some((prefix, metric, f[0].to_owned(), hop));
-        }
-    }
-    best.map(|(_, _, iface, hop)| (iface, hop))
-}
-
-/// The MAC address of neighbour `ip` on `iface` from `/proc/net/arp` text,
-/// if the entry is complete.
-pub fn neighbour_mac(arp: &str, ip: Ipv4Addr, iface: &str) -> Option<[u8; 6]> {
-    arp.lines().skip(1).find_map(|line| {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() < 6 || f[5] != iface || f[0].parse::<Ipv4Addr>().ok()? != ip {
-            return None;
-        }
-        let flags = u32::from_str_radix(f[2].trim_start_matches("0x"), 16).ok()?;
-        let mac = parse_mac(f[3])?;
-        (flags & ATF_COM != 0 && mac != [0; 6]).then_some(mac)
-    })
-}
-
-/// The source address the kernel would use towards `dst` (no packet is sent).
-fn source_address(dst: Ipv4Addr) -> Option<Ipv4Addr> {
-    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
-    socket.connect(SocketAddr::new(IpAddr::V4(dst), 9)).ok()?;
-    match socket.local_addr().ok()?.ip() {
-        IpAddr::V4(ip) if !ip.is_unspecified() => Some(ip),
-        _ => None,
-    }
-}
-
-/// How to reach `dst` over a TX ring right now, or `None` (no route, no
-/// complete neighbour entry, not an Ethernet interface...): use the raw socket.
-pub fn link_to(dst: Ipv4Addr) -> Option<Link> {
-    let route = fs::read_to_string("/proc/net/route").ok()?;
-    let (ifname, hop) = next_hop(&route, dst)?;
-    let iface = Interface::by_name(&ifname).ok()?;
-    if !iface.is_ethernet() || !iface.up {
-        return None;
-    }
-    let dst_mac = neighbour_mac(&fs::read_to_string("/proc/net/arp").ok()?, hop, &ifname)?;
-    Some(Link {
-        ifindex: iface.index,
-        mtu: iface.mtu as usize,
-        src_mac: iface.mac,
-        dst_mac,
-        src_ip: source_address(dst)?,
-        dst_ip: dst,
-        ifname,
-    })
-}
 
 fn set_opt<T>(fd: &OwnedFd, name: libc::c_int, value: &T, what: &'static str) -> Result<()> {
     crate::packet_socket::setsockopt(fd, libc::SOL_PACKET, name, value, what)
@@ -189,9 +85,9 @@ pub struct Flushed {
 }
 
 impl TxRing {
-    /// Opens a TX ring on `ifindex` whose frames hold packets of up to
-    /// `mtu` bytes plus the Ethernet header.
-    pub fn open(ifindex: u32, mtu: usize) -> Result<TxRing> {
+    /// Opens a TX ring on `ifindex` of at least `min_frames` frames, each
+    /// holding a packet of up to `mtu` bytes plus the Ethernet header.
+    pub fn open(ifindex: u32, mtu: usize, min_frames: usize) -> Result<TxRing> {
         // Protocol 0: this socket never receives anything.
         // SAFETY: plain socket(2).
         let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
@@ -205,7 +101,7 @@ impl TxRing {
         // A malformed frame is skipped instead of stopping the ring.
         set_opt(&fd, PACKET_LOSS, &1i32, "set PACKET_LOSS")?;
         let frame_size = (DATA_AT + ETH_LEN + mtu).next_power_of_two().max(2048);
-        let frames = (RING_BYTES / frame_size).max(crate::send::BATCH);
+        let frames = (RING_BYTES / frame_size).max(min_frames);
         let block_size = frame_size.max(4096);
         let req = libc::tpacket_req {
             tp_block_size: block_size as u32,
@@ -338,65 +234,5 @@ impl TxRing {
             }
         }
         out
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const ROUTE: &str = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT
-eth0\t00000000\t0101FEA9\t0003\t0\t0\t0\t00000000\t0\t0\t0
-eth0\t0101FEA9\t00000000\t0005\t0\t0\t0\tFFFFFFFF\t0\t0\t0
-net1\t007912C6\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0
-net2\t007912C6\t00000000\t0001\t0\t0\t10\t00FFFFFF\t0\t0\t0
-";
-
-    fn ip(s: &str) -> Ipv4Addr {
-        s.parse().unwrap()
-    }
-
-    #[test]
-    fn a_connected_subnet_is_reached_directly_and_the_lowest_metric_wins() {
-        if cfg!(target_endian = "big") {
-            return; // the fixture is little-endian /proc text
-        }
-        assert_eq!(next_hop(ROUTE, ip("198.18.121.2")), Some(("net1".into(), ip("198.18.121.2"))));
-    }
-
-    #[test]
-    fn anything_else_goes_via_the_default_gateway() {
-        if cfg!(target_endian = "big") {
-            return;
-        }
-        assert_eq!(next_hop(ROUTE, ip("10.96.0.10")), Some(("eth0".into(), ip("169.254.1.1"))));
-    }
-
-    #[test]
-    fn no_route_means_no_next_hop() {
-        let only_subnet = ROUTE.lines().take(1).chain(ROUTE.lines().skip(3)).collect::<Vec<_>>().join("\n");
-        assert_eq!(next_hop(&only_subnet, ip("10.0.0.1")), None);
-    }
-
-    const ARP: &str = "IP address       HW type     Flags       HW address            Mask     Device
-169.254.1.1      0x1         0x6         ee:ee:ee:ee:ee:ee     *        eth0
-198.18.121.2     0x1         0x2         0a:1b:2c:3d:4e:5f     *        net1
-198.18.121.3     0x1         0x0         00:00:00:00:00:00     *        net1
-";
-
-    #[test]
-    fn complete_neighbour_entries_give_the_mac_on_the_right_interface() {
-        assert_eq!(neighbour_mac(ARP, ip("169.254.1.1"), "eth0"), Some([0xee; 6]));
-        assert_eq!(
-            neighbour_mac(ARP, ip("198.18.121.2"), "net1"),
-            Some([0x0a, 0x1b, 0x2c, 0x3d, 0x4e, 0x5f])
-        );
-        assert_eq!(neighbour_mac(ARP, ip("198.18.121.2"), "eth0"), None);
-    }
-
-    #[test]
-    fn incomplete_neighbour_entries_are_not_used() {
-        assert_eq!(neighbour_mac(ARP, ip("198.18.121.3"), "net1"), None);
-        assert_eq!(neighbour_mac(ARP, ip("198.18.121.9"), "net1"), None);
     }
 }
