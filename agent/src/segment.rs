@@ -84,6 +84,7 @@ pub enum Outcome {
     Unsplittable,
 }
 
+#[cfg(test)]
 impl Outcome {
     /// Number of frames handed to `emit`.
     pub fn frames(&self) -> usize {
@@ -152,11 +153,6 @@ impl Segmenter {
     /// room for GRE and the outer IP header on the collector path.
     pub fn new(max_frame: usize) -> Self {
         Segmenter { max_frame, buf: vec![0; max_frame], next_ipv6_frag_id: 0x6270_0000 }
-    }
-
-    /// The largest frame this segmenter emits.
-    pub fn max_frame(&self) -> usize {
-        self.max_frame
     }
 
     /// Calls `emit` once per output frame (borrowed from an internal buffer,

@@ -1,0 +1,200 @@
+//! One batch of GRE packets being built: per packet its GRE header and where
+//! its frame bytes are (the capture ring, or the batch's own arena for frames
+//! the agent built), and the iovec lists and `mmsghdr`s `sendmmsg` reads.
+//! Everything is allocated once; nothing is per packet.
+
+use bpc_wire::{Direction, GreProfile};
+
+/// Messages per `sendmmsg` call.
+pub const BATCH: usize = 64;
+/// Room for frames the agent builds itself (segments, re-tagged frames):
+/// enough for a batch of full-size segments before a flush is forced.
+const ARENA_SIZE: usize = 256 * 1024;
+
+/// Where a message's frame bytes are.
+#[derive(Clone, Copy)]
+pub(crate) struct Slot {
+    header: [u8; bpc_wire::gre::MAX_HEADER_LEN],
+    header_len: usize,
+    /// First part of the frame (all of it unless a VLAN tag is put back).
+    frame: *const u8,
+    frame_len: usize,
+    /// A VLAN tag inserted after the first 12 frame bytes.
+    tag: Option<[u8; 4]>,
+}
+
+impl Slot {
+    /// The GRE header.
+    pub fn header(&self) -> &[u8] {
+        &self.header[..self.header_len]
+    }
+
+    /// The frame as queued (without the tag).
+    ///
+    /// # Safety
+    /// Only until the batch is cleared: the pointer is into the capture ring
+    /// or the arena, which the caller of [`Batch::push_borrowed`] keeps valid.
+    pub unsafe fn frame(&self) -> &[u8] {
+        // SAFETY: frame points to frame_len bytes, valid per the contract above.
+        unsafe { std::slice::from_raw_parts(self.frame, self.frame_len) }
+    }
+
+    /// The VLAN tag to put back after the MAC addresses.
+    pub fn tag(&self) -> Option<&[u8; 4]> {
+        self.tag.as_ref()
+    }
+
+    /// Bytes of the GRE packet: header, frame and tag.
+    pub fn gre_len(&self) -> usize {
+        self.header_len + self.frame_len + if self.tag.is_some() { 4 } else { 0 }
+    }
+}
+
+/// The packets of one batch, GRE headers written as they are queued.
+pub(crate) struct Batch {
+    profile: GreProfile,
+    key: u32,
+    own_mac: [u8; 6],
+    /// The next GRE sequence number.
+    sequence: u32,
+    slots: Vec<Slot>,
+    used: usize,
+    iovecs: Vec<[libc::iovec; 4]>,
+    msgs: Vec<libc::mmsghdr>,
+    arena: Vec<u8>,
+    arena_used: usize,
+}
+
+impl Batch {
+    pub fn new(profile: GreProfile, key: u32, own_mac: [u8; 6]) -> Batch {
+        let empty_slot = Slot {
+            header: [0; bpc_wire::gre::MAX_HEADER_LEN],
+            header_len: 0,
+            frame: std::ptr::null(),
+            frame_len: 0,
+            tag: None,
+        };
+        let empty_iov = libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 };
+        Batch {
+            profile,
+            key,
+            own_mac,
+            sequence: 0,
+            slots: vec![empty_slot; BATCH],
+            used: 0,
+            iovecs: vec![[empty_iov; 4]; BATCH],
+            // SAFETY: mmsghdr is plain data; zero is valid (filled before each send).
+            msgs: vec![unsafe { std::mem::zeroed() }; BATCH],
+            arena: vec![0; ARENA_SIZE],
+            arena_used: 0,
+        }
+    }
+
+    /// The GRE header length of the profile.
+    pub fn header_len(&self) -> usize {
+        self.profile.header_len()
+    }
+
+    /// Packets queued.
+    pub fn len(&self) -> usize {
+        self.used
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.used == BATCH
+    }
+
+    /// Whether a copy of `len` more bytes fits the arena.
+    pub fn has_room_for_copy(&self, len: usize) -> bool {
+        !self.is_full() && self.arena_used + len.min(ARENA_SIZE) <= ARENA_SIZE
+    }
+
+    /// The packets queued.
+    pub fn slots(&self) -> &[Slot] {
+        &self.slots[..self.used]
+    }
+
+    /// Queues a frame without copying it; `tag` (if any) is put back after
+    /// the MAC addresses. The batch must not be full.
+    ///
+    /// # Safety
+    /// `frame` must stay valid and unchanged until [`Batch::clear`].
+    pub unsafe fn push_borrowed(&mut self, frame: &[u8], tag: Option<[u8; 4]>) {
+        self.push_slot(frame.as_ptr(), frame.len(), tag.filter(|_| frame.len() >= 12), frame);
+    }
+
+    /// Queues a copy of `frame` (cut to the arena); there must be room for it
+    /// ([`Batch::has_room_for_copy`]).
+    pub fn push_copied(&mut self, frame: &[u8]) {
+        let frame = &frame[..frame.len().min(ARENA_SIZE)];
+        let start = self.arena_used;
+        self.arena[start..start + frame.len()].copy_from_slice(frame);
+        self.arena_used += frame.len();
+        let ptr = self.arena[start..].as_ptr();
+        self.push_slot(ptr, frame.len(), None, frame);
+    }
+
+    fn push_slot(&mut self, frame: *const u8, frame_len: usize, tag: Option<[u8; 4]>, first: &[u8]) {
+        let slot = &mut self.slots[self.used];
+        let direction = if self.profile == GreProfile::Netis {
+            Direction::of_frame(first, &self.own_mac)
+        } else {
+            Direction::Unknown
+        };
+        slot.header_len = self
+            .profile
+            .write_header(&mut slot.header, self.key, self.sequence, direction)
+            .expect("GRE header fits MAX_HEADER_LEN");
+        slot.frame = frame;
+        slot.frame_len = frame_len;
+        slot.tag = tag;
+        self.sequence = self.sequence.wrapping_add(1);
+        self.used += 1;
+    }
+
+    /// Points every queued packet's iovec list at its header, frame and tag.
+    pub fn fill_iovecs(&mut self) {
+        for (slot, iov) in self.slots[..self.used].iter().zip(&mut self.iovecs) {
+            iov[0] = libc::iovec { iov_base: slot.header.as_ptr() as *mut _, iov_len: slot.header_len };
+            match &slot.tag {
+                None => iov[1] = libc::iovec { iov_base: slot.frame as *mut _, iov_len: slot.frame_len },
+                Some(tag) => {
+                    iov[1] = libc::iovec { iov_base: slot.frame as *mut _, iov_len: 12 };
+                    iov[2] = libc::iovec { iov_base: tag.as_ptr() as *mut _, iov_len: 4 };
+                    // SAFETY: frame_len >= 12 (checked at push).
+                    iov[3] = libc::iovec {
+                        iov_base: unsafe { slot.frame.add(12) } as *mut _,
+                        iov_len: slot.frame_len - 12,
+                    };
+                }
+            }
+        }
+    }
+
+    /// The `sendmmsg` messages of the queued packets, addressed to `addr`
+    /// (after [`Batch::fill_iovecs`]). `addr` must outlive the send.
+    pub fn messages_to(
+        &mut self,
+        addr: &libc::sockaddr_storage,
+        addr_len: libc::socklen_t,
+    ) -> &mut [libc::mmsghdr] {
+        for i in 0..self.used {
+            let m = &mut self.msgs[i];
+            m.msg_hdr.msg_name = (addr as *const libc::sockaddr_storage) as *mut _;
+            m.msg_hdr.msg_namelen = addr_len;
+            m.msg_hdr.msg_iov = self.iovecs[i].as_mut_ptr();
+            m.msg_hdr.msg_iovlen = if self.slots[i].tag.is_some() { 4 } else { 2 };
+            m.msg_hdr.msg_control = std::ptr::null_mut();
+            m.msg_hdr.msg_controllen = 0;
+            m.msg_hdr.msg_flags = 0;
+            m.msg_len = 0;
+        }
+        &mut self.msgs[..self.used]
+    }
+
+    /// Forgets the queued packets (sent or dropped).
+    pub fn clear(&mut self) {
+        self.used = 0;
+        self.arena_used = 0;
+    }
+}
