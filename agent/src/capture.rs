@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::iface::Interface;
-use crate::packet_socket::{attach_filter, map_ring, setsockopt};
+use crate::packet_socket::{attach_filter, getsockopt, map_ring, setsockopt};
 
 /// Frame slot size the kernel wants to know about (unused by TPACKET_V3 itself).
 const FRAME_SIZE: usize = 2048;
@@ -427,18 +427,9 @@ impl Ring {
     /// What a POLLERR on the socket means: `Ok` to go on (the interface is
     /// down, the kernel re-attaches the socket when it is back up).
     fn socket_error(&self) -> Result<()> {
-        let mut err: libc::c_int = 0;
-        let mut len = size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: reads SO_ERROR into a c_int.
-        unsafe {
-            libc::getsockopt(
-                self.fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_ERROR,
-                (&raw mut err).cast(),
-                &mut len,
-            )
-        };
+        let err: libc::c_int =
+            getsockopt(&self.fd, libc::SOL_SOCKET, libc::SO_ERROR, "read the capture socket's error")
+                .unwrap_or(0);
         match err {
             libc::ENETDOWN => {
                 tracing::warn!("capture interface is down; capture resumes when it is up again");
@@ -455,22 +446,12 @@ impl Ring {
 
     /// Reads and resets the kernel's packet and drop counters.
     pub fn stats(&self) -> Result<RingStats> {
-        // SAFETY: plain data.
-        let mut st: libc::tpacket_stats_v3 = unsafe { std::mem::zeroed() };
-        let mut len = size_of_val(&st) as libc::socklen_t;
-        // SAFETY: getsockopt into a tpacket_stats_v3 of the given size.
-        let rc = unsafe {
-            libc::getsockopt(
-                self.fd.as_raw_fd(),
-                libc::SOL_PACKET,
-                libc::PACKET_STATISTICS,
-                (&raw mut st).cast(),
-                &mut len,
-            )
-        };
-        if rc != 0 {
-            return Err(Error::last_os("read capture statistics (PACKET_STATISTICS)"));
-        }
+        let st: libc::tpacket_stats_v3 = getsockopt(
+            &self.fd,
+            libc::SOL_PACKET,
+            libc::PACKET_STATISTICS,
+            "read capture statistics (PACKET_STATISTICS)",
+        )?;
         Ok(RingStats { packets: st.tp_packets, drops: st.tp_drops })
     }
 }

@@ -1,5 +1,5 @@
-//! The socket calls every AF_PACKET socket of the agent needs (the capture
-//! rings, the TX ring, the GRE senders' drop-all filter), with the step they
+//! The socket calls the agent's sockets need (the capture rings, the TX
+//! ring, the GRE senders' drop-all filter, the path MTU), with the step they
 //! belong to named in their errors.
 
 use std::mem::size_of;
@@ -26,6 +26,22 @@ pub(crate) fn setsockopt<T>(
         )
     };
     if rc == 0 { Ok(()) } else { Err(Error::last_os(what)) }
+}
+
+/// `getsockopt(2)` into a `T` of plain data (a C struct or integer, for
+/// which all-zero bytes are valid); `what` names the step in the error.
+pub(crate) fn getsockopt<T: Copy>(
+    fd: &impl AsRawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    what: &'static str,
+) -> Result<T> {
+    // SAFETY: T is plain data, so zero bytes are a valid value.
+    let mut value: T = unsafe { std::mem::zeroed() };
+    let mut len = size_of::<T>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most len bytes into value.
+    let rc = unsafe { libc::getsockopt(fd.as_raw_fd(), level, name, (&raw mut value).cast(), &mut len) };
+    if rc == 0 { Ok(value) } else { Err(Error::last_os(what)) }
 }
 
 /// Maps the ring the kernel allocated for an AF_PACKET socket

@@ -5,9 +5,7 @@
 //! TX ring, which bypasses the kernel's routing, its egress and next hop.
 
 use std::fs;
-use std::mem::size_of;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::os::fd::AsRawFd;
 
 use crate::iface::{Interface, parse_mac};
 
@@ -163,11 +161,9 @@ pub fn path_mtu(ip: IpAddr) -> Option<u32> {
     socket.connect(SocketAddr::new(ip, 9)).ok()?;
     let (level, name) =
         if ip.is_ipv4() { (libc::IPPROTO_IP, libc::IP_MTU) } else { (libc::IPPROTO_IPV6, libc::IPV6_MTU) };
-    let mut mtu: libc::c_int = 0;
-    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: getsockopt into a c_int.
-    let rc = unsafe { libc::getsockopt(socket.as_raw_fd(), level, name, (&raw mut mtu).cast(), &mut len) };
-    (rc == 0 && mtu > 0).then_some(mtu as u32)
+    let mtu: libc::c_int =
+        crate::packet_socket::getsockopt(&socket, level, name, "read the path MTU").ok()?;
+    (mtu > 0).then_some(mtu as u32)
 }
 
 #[cfg(test)]
