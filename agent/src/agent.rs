@@ -525,7 +525,13 @@ fn log_summary(stats: &Stats) {
         .collectors
         .iter()
         .map(|c| {
-            format!("{} {} packets/{} bytes ({} errors)", c.host, c.sent_packets, c.sent_bytes, c.errors.failing())
+            format!(
+                "{} {} packets/{} bytes ({} errors)",
+                c.host,
+                c.sent_packets,
+                c.sent_bytes,
+                c.errors.failing()
+            )
         })
         .collect();
     info!(

@@ -30,7 +30,7 @@ use crate::attach::{CapabilityPlanner, FIELD_MANAGER};
 use crate::capabilities::CapabilitiesArg;
 use crate::kube_context::Kube;
 use crate::merge::{Demux, Merger};
-use crate::sidecar::{self, GreProfileArg, Oversize, Sidecar, SidecarOptions};
+use crate::sidecar::{self, GreProfile, Oversize, Sidecar, SidecarOptions};
 use crate::workload::{WorkloadId, WorkloadKind, WorkloadRef};
 use crate::{EXIT_WORKLOAD_FAILED, Error, preflight};
 
@@ -106,7 +106,7 @@ pub struct CaptureArgs {
     pub oversize: Option<Oversize>,
     /// With --collector: GRE header profile [agent default: standard].
     #[arg(long, value_enum)]
-    pub gre_profile: Option<GreProfileArg>,
+    pub gre_profile: Option<GreProfile>,
     /// With --collector: GRE key instead of the workload key.
     #[arg(long, value_name = "N", value_parser = parse_key)]
     pub key: Option<u32>,

@@ -135,7 +135,10 @@ mod tests {
     #[test]
     fn the_golden_stats_decode_to_typed_fields() {
         let s: AgentStats = serde_json::from_str(GOLDEN).unwrap();
-        assert_eq!((s.key.as_str(), s.profile, s.oversize), ("0x1234abcd", GreProfile::Standard, Oversize::Segment));
+        assert_eq!(
+            (s.key.as_str(), s.profile, s.oversize),
+            ("0x1234abcd", GreProfile::Standard, Oversize::Segment)
+        );
         assert_eq!(s.collectors[0].address, Some("198.18.0.2".parse().unwrap()));
         assert_eq!(s.capture.last_packet_age_seconds, Some(1.2));
         assert_eq!(s.http.map(|h| h.served), Some(41));

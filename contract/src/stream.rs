@@ -59,6 +59,26 @@ pub struct StreamReport {
 }
 
 impl StreamReport {
+    /// A stream with nothing counted yet.
+    pub fn new(key: impl Into<String>, source: IpAddr, profile: ReceivedProfile) -> Self {
+        StreamReport {
+            key: key.into(),
+            workload: None,
+            source,
+            profile,
+            packets: 0,
+            bytes: 0,
+            lost: 0,
+            reordered: 0,
+            duplicated: 0,
+            restarts: 0,
+            first_seen: 0.0,
+            last_seen: 0.0,
+            rate_pps: 0.0,
+            directions: None,
+        }
+    }
+
     /// The key a workload can be told by: none for an anonymous stream,
     /// whose `key` is a placeholder.
     pub fn workload_key(&self) -> Option<&str> {
@@ -82,21 +102,12 @@ mod tests {
     use super::*;
 
     fn stream(profile: ReceivedProfile) -> StreamReport {
+        let source = "198.18.0.1".parse().unwrap();
         StreamReport {
-            key: "0x00000000".into(),
-            workload: None,
-            source: "198.18.0.1".parse().unwrap(),
-            profile,
             packets: 1,
             bytes: 60,
-            lost: 0,
-            reordered: 0,
-            duplicated: 0,
-            restarts: 0,
             first_seen: 1.5,
-            last_seen: 1.5,
-            rate_pps: 0.0,
-            directions: None,
+            ..StreamReport::new("0x00000000", source, profile)
         }
     }
 

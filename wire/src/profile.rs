@@ -168,7 +168,9 @@ impl FromStr for GreProfile {
     type Err = ParseProfileError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        s.parse::<bpc_contract::GreProfile>().map(GreProfile::from).map_err(|_| ParseProfileError(s.to_owned()))
+        s.parse::<bpc_contract::GreProfile>()
+            .map(GreProfile::from)
+            .map_err(|_| ParseProfileError(s.to_owned()))
     }
 }
 
