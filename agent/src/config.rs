@@ -233,8 +233,8 @@ pub struct Config {
     pub oversize: OversizeMode,
     /// Send path.
     pub send_path: SendPath,
-    /// GRE header layout.
-    pub profile: GreProfile,
+    /// GRE header layout, as the codec (the flag takes the contract's name).
+    pub profile: bpc_wire::GreProfile,
     /// DNS re-resolution period.
     pub resolve_interval: Duration,
     /// Downward API facts.

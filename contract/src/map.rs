@@ -84,26 +84,24 @@ impl MapEntry {
 mod tests {
     use super::*;
 
-    const V2: &str = r#"[
-      {"type": "pod", "ip": "198.18.1.2", "namespace": "shop", "kind": "Deployment", "workload": "api",
-       "key": "0x00000011", "pod": "api-1", "node": "n1", "attached": true},
-      {"type": "service", "ip": "198.18.9.1", "namespace": "shop", "kind": "Service", "workload": "api-svc",
-       "key": "0x00000011", "attached": true,
-       "backends": [{"kind": "Deployment", "workload": "api", "key": "0x00000011"}]},
-      {"type": "node", "ip": "198.19.64.1", "kind": "Node", "workload": "node-1", "key": "0x00000099",
-       "node": "node-1"}
+    /// One row of each type; the service row with a backend.
+    const ROWS: &str = r#"[
+      {"type": "service", "ip": "198.18.9.1", "namespace": "shop", "kind": "Service", "workload": "db-svc",
+       "key": "0x00000012", "pod": "", "node": "", "attached": false,
+       "backends": [{"kind": "StatefulSet", "workload": "db", "key": "0x00000012"}]},
+      {"type": "pod", "ip": "fd00::2", "namespace": "shop", "kind": "StatefulSet", "workload": "db",
+       "key": "0x00000012", "pod": "db-0", "node": "n2", "attached": false},
+      {"type": "node", "ip": "198.19.64.2", "namespace": "", "kind": "Node", "workload": "n2",
+       "key": "0x00000098", "pod": "", "node": "n2", "attached": false}
     ]"#;
 
     #[test]
     fn rows_round_trip_and_pods_omit_backends() {
-        let rows: Vec<MapEntry> = serde_json::from_str(V2).unwrap();
-        let v = serde_json::to_value(&rows).unwrap();
-        assert_eq!(v[0]["type"], "pod");
-        assert!(v[0].get("backends").is_none());
-        assert_eq!(v[1]["type"], "service");
-        assert_eq!(v[2]["type"], "node");
-        let back: Vec<MapEntry> = serde_json::from_value(v).unwrap();
-        assert_eq!(back, rows);
+        let golden: serde_json::Value = serde_json::from_str(ROWS).unwrap();
+        let rows: Vec<MapEntry> = serde_json::from_value(golden.clone()).unwrap();
+        let types: Vec<RowType> = rows.iter().map(|r| r.row_type).collect();
+        assert_eq!(types, [RowType::Service, RowType::Pod, RowType::Node]);
+        assert_eq!(serde_json::to_value(&rows).unwrap(), golden, "pods and nodes write no backends");
     }
 
     #[test]

@@ -45,39 +45,26 @@ impl Stats {
             &[(String::new(), s.uptime_seconds)],
         );
         let cap = &s.capture;
-        metric("captured_packets_total", "counter", "Frames the capture filter accepted.", &one(cap.packets));
-        metric("captured_bytes_total", "counter", "Bytes of the captured frames.", &one(cap.bytes));
-        metric(
-            "kernel_drops_total",
-            "counter",
-            "Frames the kernel dropped because the capture ring was full (pcap ps_drop).",
-            &one(cap.kernel_drops),
-        );
-        metric(
-            "interface_drops_total",
-            "counter",
-            "Frames the interface dropped since the agent started (pcap ps_ifdrop, rx_dropped).",
-            &one(cap.interface_drops),
-        );
-        metric("truncated_total", "counter", "Frames sent shorter than captured.", &one(cap.truncated));
-        metric(
-            "segmented_total",
-            "counter",
-            "Super-frames split into segments or fragments.",
-            &one(cap.segmented),
-        );
-        metric(
-            "segments_total",
-            "counter",
-            "Frames produced by splitting super-frames.",
-            &one(load(&self.capture.segments)),
-        );
-        metric(
-            "rate_limited_total",
-            "counter",
-            "Frames dropped by --max-pps/--max-mbps.",
-            &one(cap.rate_limited),
-        );
+        for (name, help, value) in [
+            ("captured_packets_total", "Frames the capture filter accepted.", cap.packets),
+            ("captured_bytes_total", "Bytes of the captured frames.", cap.bytes),
+            (
+                "kernel_drops_total",
+                "Frames the kernel dropped because the capture ring was full (pcap ps_drop).",
+                cap.kernel_drops,
+            ),
+            (
+                "interface_drops_total",
+                "Frames the interface dropped since the agent started (pcap ps_ifdrop, rx_dropped).",
+                cap.interface_drops,
+            ),
+            ("truncated_total", "Frames sent shorter than captured.", cap.truncated),
+            ("segmented_total", "Super-frames split into segments or fragments.", cap.segmented),
+            ("segments_total", "Frames produced by splitting super-frames.", load(&self.capture.segments)),
+            ("rate_limited_total", "Frames dropped by --max-pps/--max-mbps.", cap.rate_limited),
+        ] {
+            metric(name, "counter", help, &one(value));
+        }
         if let Some(t) = self.capture.last_packet.unix(self.started_unix) {
             metric(
                 "last_packet_timestamp_seconds",

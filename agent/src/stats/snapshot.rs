@@ -7,6 +7,14 @@ use bpc_contract::stats::{AgentStats, CaptureStats, CollectorStats, HttpStats, S
 use super::counters::load;
 use super::{Moment, Stats, VERSION};
 
+/// `$ty` with each listed field read from the counter of the same name in
+/// `$from`: the JSON names and the counter names cannot drift apart.
+macro_rules! loaded {
+    ($ty:ident from $from:expr; $($field:ident),+; $($rest:tt)*) => {
+        $ty { $($field: load(&$from.$field),)+ $($rest)* }
+    };
+}
+
 /// Rounds to milliseconds so the JSON stays readable.
 fn secs(d: Duration) -> f64 {
     (d.as_secs_f64() * 1000.0).round() / 1000.0
@@ -25,12 +33,7 @@ impl Stats {
                 address: s.resolution().map(|r| r.address),
                 sent_packets: load(&s.sent_packets),
                 sent_bytes: load(&s.sent_bytes),
-                errors: SendErrors {
-                    unreachable: load(&s.unreachable),
-                    no_buffer: load(&s.no_buffer),
-                    resolve: load(&s.resolve),
-                    other: load(&s.other),
-                },
+                errors: loaded!(SendErrors from s; unreachable, no_buffer, resolve, other;),
                 last_send_age_seconds: age(&s.last_send),
             })
             .collect();
@@ -43,25 +46,13 @@ impl Stats {
             profile: self.identity.profile,
             oversize: self.identity.oversize,
             uptime_seconds: secs(now.saturating_duration_since(self.started)),
-            capture: CaptureStats {
-                packets: load(&c.packets),
-                bytes: load(&c.bytes),
-                kernel_drops: load(&c.kernel_drops),
-                interface_drops: load(&c.interface_drops),
-                truncated: load(&c.truncated),
-                segmented: load(&c.segmented),
-                rate_limited: load(&c.rate_limited),
-                last_packet_age_seconds: age(&c.last_packet),
-            },
+            capture: loaded!(CaptureStats from c;
+                packets, bytes, kernel_drops, interface_drops, truncated, segmented, rate_limited;
+                last_packet_age_seconds: age(&c.last_packet)
+            ),
             collectors,
             health: self.health(now),
-            http: Some(HttpStats {
-                served: load(&self.http.served),
-                timeout: load(&self.http.timeout),
-                bad_request: load(&self.http.bad_request),
-                evicted: load(&self.http.evicted),
-                closed: load(&self.http.closed),
-            }),
+            http: Some(loaded!(HttpStats from self.http; served, timeout, bad_request, evicted, closed;)),
         }
     }
 }
