@@ -274,8 +274,8 @@ pub fn run(config: Config) -> Result<()> {
         key: format!("{:#010x}", config.key.key),
         workload: config.key.workload.clone(),
         interface: iface.name.clone(),
-        profile: config.profile.to_string(),
-        oversize: config.oversize.as_str().to_owned(),
+        profile: config.profile.into(),
+        oversize: config.oversize,
     };
     let hosts: Vec<String> = config.collectors.iter().map(|c| c.host.clone()).collect();
     let stats = Arc::new(Stats::new(identity, String::new(), &hosts));
@@ -565,8 +565,13 @@ fn log_summary(stats: &Stats) {
         .collectors
         .iter()
         .map(|c| {
-            let errors = c.errors.unreachable + c.errors.no_buffer + c.errors.other;
-            format!("{} {} packets/{} bytes ({} errors)", c.host, c.sent_packets, c.sent_bytes, errors)
+            format!(
+                "{} {} packets/{} bytes ({} errors)",
+                c.host,
+                c.sent_packets,
+                c.sent_bytes,
+                c.errors.failing()
+            )
         })
         .collect();
     info!(

@@ -1,30 +1,25 @@
 //! Flags, environment variables and the validated configuration they make.
 //!
 //! Every flag can also be set by the environment variable the CLI writes into
-//! the sidecar (`BPC_*`), plus the Downward API variables `POD_NAME`,
-//! `POD_NAMESPACE`, `POD_IP` and `NODE_NAME`.
+//! the sidecar (`BPC_*`, named in [`bpc_contract::env`]), plus the Downward API
+//! variables `POD_NAME`, `POD_NAMESPACE`, `POD_IP` and `NODE_NAME`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::time::Duration;
 
+use bpc_contract::defaults::{
+    DEFAULT_BUFFER_MIB, DEFAULT_METRICS_PORT, MAX_BUFFER_MIB, MAX_COLLECTORS, MIN_BUFFER_MIB,
+};
+use bpc_contract::env;
+pub use bpc_contract::{Oversize as OversizeMode, SendPath};
 use bpc_wire::{GreProfile, NetisKey, WorkloadKey};
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 
 use crate::error::{Error, Result};
 
-/// Most collectors one agent streams to (each packet goes to every one).
-pub const MAX_COLLECTORS: usize = 4;
 /// What the capture keeps of each frame when `--snaplen` is not given.
 pub const CAPTURE_SNAPLEN: usize = 262_144;
-/// The default metrics endpoint (named port `bpc-metrics`).
-pub const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:9469";
-/// Capture ring size in MiB when `--buffer` is not given (see [`crate::capture::RingGeometry`]).
-pub const DEFAULT_BUFFER_MIB: u32 = 24;
-/// Smallest `--buffer`: 8 super-frame blocks of 128 KiB and 32 frame blocks of 32 KiB.
-pub const MIN_BUFFER_MIB: u32 = 2;
-/// Largest `--buffer`: far beyond any sidecar's memory budget already.
-pub const MAX_BUFFER_MIB: u32 = 1024;
 
 /// Command line of `bpc-agent`.
 #[derive(Debug, Parser)]
@@ -38,44 +33,45 @@ pub const MAX_BUFFER_MIB: u32 = 1024;
 )]
 pub struct Args {
     /// Collector to stream to: IPv4/IPv6 address or DNS name; repeat or comma-separate, up to 4.
-    #[arg(long = "collector", env = "BPC_COLLECTOR", value_name = "HOST", value_delimiter = ',')]
+    #[arg(long = "collector", env = env::COLLECTOR, value_name = "HOST", value_delimiter = ',')]
     pub collectors: Vec<String>,
 
     /// Interface to capture on [default: the interface of the default route, e.g. eth0].
-    #[arg(long, env = "BPC_INTERFACE", value_name = "IFACE")]
+    #[arg(long, env = env::INTERFACE, value_name = "IFACE")]
     pub interface: Option<String>,
 
     /// Capture filter in tcpdump syntax; the agent's own GRE and metrics traffic are always excluded.
-    #[arg(long, env = "BPC_FILTER", value_name = "EXPR")]
+    #[arg(long, env = env::FILTER, value_name = "EXPR")]
     pub filter: Option<String>,
 
     /// Bytes kept of each sent frame (after segmentation) [default: all of it].
-    #[arg(long, env = "BPC_SNAPLEN", value_name = "N")]
+    #[arg(long, env = env::SNAPLEN, value_name = "N")]
     pub snaplen: Option<usize>,
 
     /// GRE key: a number (decimal or 0x-hex) or "auto" (from BPC_WORKLOAD, else the pod name).
-    #[arg(long, env = "BPC_KEY", value_name = "N|auto", default_value = "auto")]
+    #[arg(long, env = env::KEY, value_name = "N|auto", default_value = "auto")]
     pub key: String,
 
     /// Workload this pod belongs to, "namespace/kind/name" (set by kubectl bpc attach).
-    #[arg(long, env = "BPC_WORKLOAD", value_name = "NS/KIND/NAME")]
+    #[arg(long, env = env::WORKLOAD, value_name = "NS/KIND/NAME")]
     pub workload: Option<String>,
 
     /// Most packets per second to capture; the excess is dropped and counted (0: no cap).
-    #[arg(long, env = "BPC_MAX_PPS", value_name = "N")]
+    #[arg(long, env = env::MAX_PPS, value_name = "N")]
     pub max_pps: Option<u64>,
 
     /// Most megabits per second to capture; the excess is dropped and counted (0: no cap).
-    #[arg(long, env = "BPC_MAX_MBPS", value_name = "N")]
+    #[arg(long, env = env::MAX_MBPS, value_name = "N")]
     pub max_mbps: Option<f64>,
 
     /// Address of the /metrics, /stats and /healthz endpoint.
-    #[arg(long, env = "BPC_METRICS_ADDR", value_name = "ADDR", default_value = DEFAULT_METRICS_ADDR)]
+    #[arg(long, env = env::METRICS_ADDR, value_name = "ADDR",
+          default_value_t = format!("0.0.0.0:{DEFAULT_METRICS_PORT}"))]
     pub metrics_addr: String,
 
     /// Serve the endpoint on loopback only (127.0.0.1 or ::1, the port of --metrics-addr):
     /// nothing outside the pod can read the counters; probe with --check-health.
-    #[arg(long, env = "BPC_METRICS_PRIVATE")]
+    #[arg(long, env = env::METRICS_PRIVATE)]
     pub metrics_private: bool,
 
     /// GET /livez (the capture loop runs) on the agent's own endpoint (the port of
@@ -86,45 +82,46 @@ pub struct Args {
 
     /// Capture ring size in MiB: longer scheduling stalls ridden out for more memory
     /// (24 MiB: about 190 ms at any rate up to ~100 MB/s).
-    #[arg(long, env = "BPC_BUFFER", value_name = "MIB", default_value_t = DEFAULT_BUFFER_MIB)]
+    #[arg(long, env = env::BUFFER, value_name = "MIB", default_value_t = DEFAULT_BUFFER_MIB)]
     pub buffer: u32,
 
     /// What to do with frames too big for one GRE packet (GSO/GRO super-frames).
-    #[arg(long, env = "BPC_OVERSIZE", value_enum, default_value_t = OversizeMode::Segment)]
+    #[arg(long, env = env::OVERSIZE, value_enum, default_value_t = OversizeMode::Segment)]
     pub oversize: OversizeMode,
 
     /// How GRE packets leave: "auto" (an AF_PACKET TX ring for IPv4 collectors
     /// once their next hop is resolved, else the raw socket) or "raw" (always
     /// the raw GRE socket, e.g. where policy routing must be followed).
-    #[arg(long, env = "BPC_SEND_PATH", value_enum, default_value_t = SendPath::Auto)]
+    #[arg(long, env = env::SEND_PATH, value_enum, default_value_t = SendPath::Auto)]
     pub send_path: SendPath,
 
     /// GRE header layout: "standard" (key + sequence) or "netis" (pktminerg: key with direction bits).
-    #[arg(long, env = "BPC_GRE_PROFILE", value_name = "PROFILE", default_value = "standard")]
-    pub gre_profile: GreProfile,
+    #[arg(long, env = env::GRE_PROFILE, value_name = "PROFILE", value_enum, ignore_case = true,
+          default_value_t = bpc_contract::GreProfile::Standard)]
+    pub gre_profile: bpc_contract::GreProfile,
 
     /// How often DNS collector names are resolved again (e.g. 30s, 500ms, 2m).
-    #[arg(long, env = "BPC_RESOLVE_INTERVAL", value_name = "DURATION", default_value = "30s",
+    #[arg(long, env = env::RESOLVE_INTERVAL, value_name = "DURATION", default_value = "30s",
           value_parser = parse_duration)]
     pub resolve_interval: Duration,
 
     /// Write the capture as pcapng to FILE ("-": stdout) instead of streaming GRE; no collector
     /// is needed, and /stats is still served.
-    #[arg(long, short = 'w', env = "BPC_WRITE", value_name = "FILE|-")]
+    #[arg(long, short = 'w', env = env::WRITE, value_name = "FILE|-")]
     pub write: Option<String>,
 
     /// Stop after this long (e.g. 60, 60s, 500ms, 2m), exit 0 with everything flushed.
-    #[arg(long, env = "BPC_DURATION", value_name = "SECS", value_parser = parse_duration)]
+    #[arg(long, env = env::DURATION, value_name = "SECS", value_parser = parse_duration)]
     pub duration: Option<Duration>,
 
     /// Stop after this many captured packets, exit 0 with everything flushed.
-    #[arg(long, env = "BPC_COUNT", value_name = "N")]
+    #[arg(long, env = env::COUNT, value_name = "N")]
     pub count: Option<u64>,
 
     /// Start capturing at the first byte on stdin and stop when stdin closes or sends another
     /// byte: `kubectl bpc capture` attaches before the first pcapng byte is written (output
     /// written before an attach is lost) and stops the agent by detaching.
-    #[arg(long, env = "BPC_STDIN_CONTROL", hide = true)]
+    #[arg(long, env = env::STDIN_CONTROL, hide = true)]
     pub stdin_control: bool,
 
     /// Print the interfaces the agent can see, and which one it would capture on, then exit.
@@ -146,37 +143,6 @@ pub struct Args {
     /// Node name (Downward API).
     #[arg(long, env = "NODE_NAME", hide = true)]
     pub node_name: Option<String>,
-}
-
-/// What happens to a frame longer than fits one GRE packet on the collector path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OversizeMode {
-    /// Cut TCP super-frames into MSS segments (other IP: IP fragments), as the NIC would.
-    Segment,
-    /// Send the frame whole with DF clear; the kernel fragments the GRE packet.
-    Fragment,
-    /// Cut the frame to what fits and count it as truncated.
-    Truncate,
-}
-
-impl OversizeMode {
-    /// The name used on the command line and in /stats.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OversizeMode::Segment => "segment",
-            OversizeMode::Fragment => "fragment",
-            OversizeMode::Truncate => "truncate",
-        }
-    }
-}
-
-/// How GRE packets are handed to the kernel (see [`crate::txring`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum SendPath {
-    /// The TX ring where it can be used, the raw socket otherwise.
-    Auto,
-    /// Always the raw IPPROTO_GRE socket (`sendmmsg`).
-    Raw,
 }
 
 /// One `--collector` as given.
@@ -267,8 +233,8 @@ pub struct Config {
     pub oversize: OversizeMode,
     /// Send path.
     pub send_path: SendPath,
-    /// GRE header layout.
-    pub profile: GreProfile,
+    /// GRE header layout, as the codec (the flag takes the contract's name).
+    pub profile: bpc_wire::GreProfile,
     /// DNS re-resolution period.
     pub resolve_interval: Duration,
     /// Downward API facts.
@@ -376,8 +342,8 @@ impl Config {
             ip: non_empty(args.pod_ip),
             node: non_empty(args.node_name),
         };
-        let key =
-            choose_key(&args.key, non_empty(args.workload).as_deref(), &pod, hostname, args.gre_profile)?;
+        let profile = GreProfile::from(args.gre_profile);
+        let key = choose_key(&args.key, non_empty(args.workload).as_deref(), &pod, hostname, profile)?;
         Ok(Config {
             collectors,
             interface: non_empty(args.interface),
@@ -391,7 +357,7 @@ impl Config {
             buffer_mib: args.buffer,
             oversize: args.oversize,
             send_path: args.send_path,
-            profile: args.gre_profile,
+            profile,
             resolve_interval: args.resolve_interval,
             pod,
             write,

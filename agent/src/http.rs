@@ -579,8 +579,8 @@ mod tests {
             key: "0x00000001".into(),
             workload: None,
             interface: "lo".into(),
-            profile: "standard".into(),
-            oversize: "segment".into(),
+            profile: bpc_contract::GreProfile::Standard,
+            oversize: bpc_contract::Oversize::Segment,
         };
         Stats::new(id, String::new(), &["198.18.0.2".into()])
     }

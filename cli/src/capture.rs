@@ -30,7 +30,7 @@ use crate::attach::{CapabilityPlanner, FIELD_MANAGER};
 use crate::capabilities::CapabilitiesArg;
 use crate::kube_context::Kube;
 use crate::merge::{Demux, Merger};
-use crate::sidecar::{self, GreProfileArg, Oversize, Sidecar, SidecarOptions};
+use crate::sidecar::{self, GreProfile, Oversize, Sidecar, SidecarOptions};
 use crate::workload::{WorkloadId, WorkloadKind, WorkloadRef};
 use crate::{EXIT_WORKLOAD_FAILED, Error, preflight};
 
@@ -106,7 +106,7 @@ pub struct CaptureArgs {
     pub oversize: Option<Oversize>,
     /// With --collector: GRE header profile [agent default: standard].
     #[arg(long, value_enum)]
-    pub gre_profile: Option<GreProfileArg>,
+    pub gre_profile: Option<GreProfile>,
     /// With --collector: GRE key instead of the workload key.
     #[arg(long, value_name = "N", value_parser = parse_key)]
     pub key: Option<u32>,
@@ -114,7 +114,7 @@ pub struct CaptureArgs {
     #[arg(long, value_name = "IMAGE")]
     pub image: Option<String>,
     /// Capture ring size in MiB [agent default: 24].
-    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u32).range(2..=1024))]
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u32).range(i64::from(bpc_contract::defaults::MIN_BUFFER_MIB)..=i64::from(bpc_contract::defaults::MAX_BUFFER_MIB)))]
     pub buffer: Option<u32>,
     /// How the agent gets CAP_NET_RAW.
     #[arg(long, value_enum, default_value = "auto")]

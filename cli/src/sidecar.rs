@@ -8,6 +8,10 @@
 //! reorder the user's manifest; here everything that is not ours stays
 //! exactly as it was.
 
+pub use bpc_contract::defaults::{DEFAULT_METRICS_PORT, MAX_COLLECTORS};
+use bpc_contract::defaults::{MAX_BUFFER_MIB, MIN_BUFFER_MIB};
+use bpc_contract::env;
+pub use bpc_contract::{GreProfile, Oversize, SendPath};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -24,10 +28,6 @@ pub const STATUS_ANNOTATION: &str = "bpc.kubectl.io/status";
 pub const VERIFY_ANNOTATION: &str = "bpc.kubectl.io/verify-sink";
 /// Name of the metrics container port.
 pub const METRICS_PORT_NAME: &str = "bpc-metrics";
-/// Default metrics port (the agent's default too).
-pub const DEFAULT_METRICS_PORT: u16 = 9469;
-/// Most collectors one agent streams to.
-pub const MAX_COLLECTORS: usize = 4;
 /// Image repository of the agent; the tag defaults to the plugin's version.
 pub const IMAGE_REPOSITORY: &str = "ghcr.io/kubectl-bpc/bpc-agent";
 
@@ -86,38 +86,6 @@ impl CapabilityMode {
     }
 }
 
-/// `--oversize` values (the agent's `BPC_OVERSIZE`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Oversize {
-    /// Split TCP super-frames into MSS-sized segments (the agent's default).
-    Segment,
-    /// Send oversize frames as IP fragments of the GRE packet.
-    Fragment,
-    /// Cut oversize frames to fit (headers survive, payload is lost).
-    Truncate,
-}
-
-/// `--gre-profile` values (the agent's `BPC_GRE_PROFILE`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum GreProfileArg {
-    /// Key = workload key, sequence numbers (RFC 2890).
-    Standard,
-    /// pktminerg/Netis compatible: key with direction bits, no sequence.
-    Netis,
-}
-
-/// `--send-path` values (the agent's `BPC_SEND_PATH`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum SendPath {
-    /// AF_PACKET TX ring for IPv4 collectors, raw socket otherwise (the agent's default).
-    Auto,
-    /// Always the raw GRE socket: keeps the pod's own netfilter OUTPUT rules and policy routing in the path.
-    Raw,
-}
-
 /// The sidecar's options: what attach and inject take on the command line,
 /// and what the status annotation records.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
@@ -153,7 +121,7 @@ pub struct SidecarOptions {
     /// GRE header profile [agent default: standard].
     #[arg(long, value_enum)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gre_profile: Option<GreProfileArg>,
+    pub gre_profile: Option<GreProfile>,
     /// How the agent sends [agent default: auto].
     #[arg(long, value_enum)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -188,8 +156,9 @@ pub struct SidecarOptions {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub metrics_private: bool,
     /// Capture ring size in MiB (BPC_BUFFER) [agent default: 24]: rides out longer scheduling
-    /// stalls for more memory (about 8 ms per MiB at rates up to ~100 MB/s).
-    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u32).range(2..=1024))]
+    /// stalls for more memory (about 27 ms per MiB at rates up to ~30 MB/s).
+    #[arg(long, value_name = "MIB",
+          value_parser = clap::value_parser!(u32).range(i64::from(MIN_BUFFER_MIB)..=i64::from(MAX_BUFFER_MIB)))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub buffer: Option<u32>,
 }
@@ -307,27 +276,27 @@ pub enum Uninjected {
 pub fn container(sidecar: &Sidecar) -> Value {
     let o = &sidecar.options;
     let mut env = vec![
-        json!({"name": "BPC_COLLECTOR", "value": o.collectors.join(",")}),
-        json!({"name": "BPC_WORKLOAD", "value": sidecar.workload.path()}),
+        json!({"name": env::COLLECTOR, "value": o.collectors.join(",")}),
+        json!({"name": env::WORKLOAD, "value": sidecar.workload.path()}),
     ];
     let mut optional = |name: &str, value: Option<String>| {
         if let Some(v) = value {
             env.push(json!({"name": name, "value": v}));
         }
     };
-    optional("BPC_FILTER", o.filter.clone());
-    optional("BPC_INTERFACE", o.interface.clone());
-    optional("BPC_SNAPLEN", o.snaplen.map(|v| v.to_string()));
-    optional("BPC_MAX_PPS", o.max_pps.map(|v| v.to_string()));
-    optional("BPC_MAX_MBPS", o.max_mbps.map(|v| v.to_string()));
-    optional("BPC_OVERSIZE", o.oversize.map(|v| enum_name(&v)));
-    optional("BPC_GRE_PROFILE", o.gre_profile.map(|v| enum_name(&v)));
-    optional("BPC_KEY", o.key.map(|k| bpc_wire::WorkloadKey(k).to_string()));
-    optional("BPC_SEND_PATH", o.send_path.map(|v| enum_name(&v)));
-    optional("BPC_BUFFER", o.buffer.map(|v| v.to_string()));
-    env.push(json!({"name": "BPC_METRICS_ADDR", "value": format!("0.0.0.0:{}", o.metrics_port)}));
+    optional(env::FILTER, o.filter.clone());
+    optional(env::INTERFACE, o.interface.clone());
+    optional(env::SNAPLEN, o.snaplen.map(|v| v.to_string()));
+    optional(env::MAX_PPS, o.max_pps.map(|v| v.to_string()));
+    optional(env::MAX_MBPS, o.max_mbps.map(|v| v.to_string()));
+    optional(env::OVERSIZE, o.oversize.map(|v| v.to_string()));
+    optional(env::GRE_PROFILE, o.gre_profile.map(|v| v.to_string()));
+    optional(env::KEY, o.key.map(|k| bpc_wire::WorkloadKey(k).to_string()));
+    optional(env::SEND_PATH, o.send_path.map(|v| v.to_string()));
+    optional(env::BUFFER, o.buffer.map(|v| v.to_string()));
+    env.push(json!({"name": env::METRICS_ADDR, "value": format!("0.0.0.0:{}", o.metrics_port)}));
     if o.metrics_private {
-        env.push(json!({"name": "BPC_METRICS_PRIVATE", "value": "true"}));
+        env.push(json!({"name": env::METRICS_PRIVATE, "value": "true"}));
     }
     for (name, path) in [
         ("POD_NAME", "metadata.name"),
@@ -396,10 +365,6 @@ pub fn container(sidecar: &Sidecar) -> Value {
             json!([{"name": METRICS_PORT_NAME, "containerPort": o.metrics_port, "protocol": "TCP"}]);
     }
     agent
-}
-
-fn enum_name<T: Serialize>(v: &T) -> String {
-    serde_json::to_value(v).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
 }
 
 /// The status annotation's record for a sidecar (`created` filled by [`inject`]).
@@ -688,7 +653,7 @@ mod tests {
         s.options.max_pps = Some(5000);
         s.options.max_mbps = Some(100);
         s.options.oversize = Some(Oversize::Truncate);
-        s.options.gre_profile = Some(GreProfileArg::Netis);
+        s.options.gre_profile = Some(GreProfile::Netis);
         s.options.key = Some(0x10);
         s.options.send_path = Some(SendPath::Raw);
         s.options.metrics_port = 9500;

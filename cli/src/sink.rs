@@ -10,13 +10,13 @@ use std::net::IpAddr;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+pub use bpc_contract::stream::StreamReport;
 use bpc_sim::map::{SharedMap, WorkloadMap};
 use bpc_sim::receive::ReceiveArgs;
 use bpc_sim::receiver::{Receiver, ReceiverConfig};
 use kube::Client;
 
 use crate::map::{MapEvent, MapEventKind};
-use serde::Serialize;
 
 use crate::Error;
 
@@ -30,29 +30,6 @@ pub struct SinkArgs {
     /// (needs cluster access; -n NS or -A choose the namespaces).
     #[arg(long)]
     pub map_watch: bool,
-}
-
-/// Counters of one received stream (one agent process of one workload).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct StreamStats {
-    /// GRE key (`0x%08x`; netis: the keybit), null when the packets carry none.
-    pub key: Option<String>,
-    /// Source address (the pod IP).
-    pub source: IpAddr,
-    /// `standard`, `netis` or `anonymous`.
-    pub profile: String,
-    /// GRE packets received.
-    pub packets: u64,
-    /// Inner frame bytes received.
-    pub bytes: u64,
-    /// Sequence numbers missing (standard profile only).
-    pub lost: u64,
-    /// Packets that arrived out of order.
-    pub reordered: u64,
-    /// Duplicated packets.
-    pub duplicated: u64,
-    /// Times the sender restarted its numbering.
-    pub restarts: u64,
 }
 
 /// A running GRE receiver (the bpc-sim one); stops (and joins its thread) on drop.
@@ -76,27 +53,10 @@ impl GreTally {
     }
 
     /// Current counters of every stream, sorted by source then key.
-    pub fn snapshot(&self) -> Vec<StreamStats> {
-        let report = self.receiver.snapshot();
-        let mut out: Vec<StreamStats> = report
-            .streams
-            .into_iter()
-            .filter_map(|s| {
-                Some(StreamStats {
-                    key: (s.profile != "anonymous").then_some(s.key),
-                    source: s.source.parse().ok()?,
-                    profile: s.profile,
-                    packets: s.packets,
-                    bytes: s.bytes,
-                    lost: s.lost,
-                    reordered: s.reordered,
-                    duplicated: s.duplicated,
-                    restarts: s.restarts,
-                })
-            })
-            .collect();
-        out.sort_by(|a, b| (a.source, &a.key).cmp(&(b.source, &b.key)));
-        out
+    pub fn snapshot(&self) -> Vec<StreamReport> {
+        let mut streams = self.receiver.snapshot().streams;
+        streams.sort_by(|a, b| (a.source, a.workload_key()).cmp(&(b.source, b.workload_key())));
+        streams
     }
 
     /// Time since the receiver started.
@@ -195,16 +155,19 @@ mod tests {
         let mut snap = Vec::new();
         for _ in 0..100 {
             snap = tally.snapshot();
-            if snap.iter().any(|s| s.key.as_deref() == Some(&key.to_string()) && s.packets == 4) {
+            if snap.iter().any(|s| s.workload_key() == Some(&key.to_string()) && s.packets == 4) {
                 break;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
         let s = snap
             .iter()
-            .find(|s| s.key.as_deref() == Some(&key.to_string()))
+            .find(|s| s.workload_key() == Some(&key.to_string()))
             .unwrap_or_else(|| panic!("no stream {key} in {snap:?}"));
-        assert_eq!((s.packets, s.lost, s.profile.as_str(), s.bytes), (4, 2, "standard", 240));
+        assert_eq!(
+            (s.packets, s.lost, s.profile, s.bytes),
+            (4, 2, bpc_contract::stream::ReceivedProfile::Standard, 240)
+        );
         assert_eq!(s.source.to_string(), "127.0.0.1");
     }
 

@@ -204,10 +204,7 @@ fn drops(s: &AgentStats) -> u64 {
 }
 
 fn failing_sends(s: &AgentStats) -> Vec<(String, u64)> {
-    s.collectors
-        .iter()
-        .map(|c| (c.host.clone(), c.errors.unreachable + c.errors.resolve + c.errors.other))
-        .collect()
+    s.collectors.iter().map(|c| (c.host.clone(), c.errors.failing())).collect()
 }
 
 fn mentions_net_raw(t: &Termination) -> bool {
@@ -321,13 +318,13 @@ pub fn judge(obs: &PodObservation, ctx: &HintContext<'_>) -> Judgement {
     let errors_before: BTreeMap<String, u64> = failing_sends(first).into_iter().collect();
     let mut unreachable = Vec::new();
     for c in &latest.collectors {
-        let now = c.errors.unreachable + c.errors.resolve + c.errors.other;
+        let now = c.errors.failing();
         let rising = if two { now > errors_before.get(&c.host).copied().unwrap_or(0) } else { now > 0 };
         let stale = c.last_send_age_seconds.is_none_or(|a| a > obs.no_traffic_after) || c.sent_packets == 0;
         if rising && (two || stale) {
             unreachable.push(format!(
-                "{} ({} unreachable, {} resolve, {} other errors)",
-                c.host, c.errors.unreachable, c.errors.resolve, c.errors.other
+                "{} ({} unreachable, {} no_buffer, {} resolve, {} other errors)",
+                c.host, c.errors.unreachable, c.errors.no_buffer, c.errors.resolve, c.errors.other
             ));
         }
     }
@@ -593,14 +590,14 @@ pub fn render_text(
                 num(&|s| s.capture.packets),
                 num(&drops),
                 num(&|s| s.collectors.iter().map(|c| c.sent_packets).sum()),
-                num(&|s| s.collectors.iter().map(|c| c.errors.total()).sum()),
+                num(&|s| s.collectors.iter().map(|c| c.errors.failing()).sum()),
                 age(c.and_then(|c| c.last_packet_age_seconds)),
                 p.judgement.verdict.label().to_owned(),
                 s.map_or("-".into(), |s| s.key.clone()),
                 s.map_or("-".into(), |s| {
                     s.collectors
                         .iter()
-                        .map(|c| c.address.clone().unwrap_or_else(|| c.host.clone()))
+                        .map(|c| c.address.map_or_else(|| c.host.clone(), |a| a.to_string()))
                         .collect::<Vec<_>>()
                         .join(",")
                 }),
@@ -1004,8 +1001,8 @@ mod tests {
             workload: Some("shop/deployment/web".into()),
             interface: "eth0".into(),
             filter: "not (ip proto 47)".into(),
-            profile: "standard".into(),
-            oversize: "segment".into(),
+            profile: "standard".parse().unwrap(),
+            oversize: "segment".parse().unwrap(),
             uptime_seconds: 300.0,
             capture: CaptureStats {
                 packets,
@@ -1015,13 +1012,14 @@ mod tests {
             },
             collectors: vec![CollectorStats {
                 host: "collector.monitoring.svc".into(),
-                address: Some("198.18.0.2".into()),
+                address: Some("198.18.0.2".parse().unwrap()),
                 sent_packets: packets.saturating_sub(unreachable),
                 errors: SendErrors { unreachable, ..Default::default() },
                 last_send_age_seconds: age.filter(|_| unreachable == 0),
                 ..Default::default()
             }],
             health: Health { ok: true, reason: None },
+            http: None,
         }
     }
 

@@ -29,7 +29,7 @@ use crate::capabilities::CapabilitiesArg;
 use crate::capture::{self, CaptureArgs};
 use crate::kube_context::Kube;
 use crate::map::AGENT_CONTAINER;
-use crate::sink::{GreTally, StreamStats};
+use crate::sink::{GreTally, StreamReport};
 use crate::status::{STATUS_ANNOTATION, parse_workload_arg};
 use crate::workload::WorkloadKind;
 
@@ -92,11 +92,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// Where something receives GRE packets: the embedded receiver, or a fake.
 pub trait StreamSource {
     /// Current per-stream counters.
-    fn snapshot(&self) -> Vec<StreamStats>;
+    fn snapshot(&self) -> Vec<StreamReport>;
 }
 
 impl StreamSource for GreTally {
-    fn snapshot(&self) -> Vec<StreamStats> {
+    fn snapshot(&self) -> Vec<StreamReport> {
         GreTally::snapshot(self)
     }
 }
@@ -346,7 +346,7 @@ fn expected_key(target: &Target, agent: Option<&Container>) -> WorkloadKey {
 pub fn evaluate(
     target: &Target,
     pods: &[Pod],
-    streams: &[StreamStats],
+    streams: &[StreamReport],
     sink: &str,
     min_packets: u64,
 ) -> (bool, Option<String>, Vec<PodResult>) {
@@ -377,10 +377,10 @@ pub fn evaluate(
 }
 
 /// Packets and losses received from `ip` with `key`: one pod's stream(s).
-fn delivered(streams: &[StreamStats], ip: &str, key: &str) -> (u64, u64) {
+fn delivered(streams: &[StreamReport], ip: &str, key: &str) -> (u64, u64) {
     streams
         .iter()
-        .filter(|s| s.source.to_string() == ip && s.key.as_deref() == Some(key))
+        .filter(|s| s.source.to_string() == ip && s.workload_key() == Some(key))
         .fold((0, 0), |(n, l), s| (n + s.packets, l + s.lost))
 }
 
@@ -474,7 +474,7 @@ pub struct CapturedPod {
 /// delivered `min_packets` from its IP with its key.
 pub fn evaluate_captures(
     pods: &[CapturedPod],
-    streams: &[StreamStats],
+    streams: &[StreamReport],
     min_packets: u64,
 ) -> (bool, Option<String>, Vec<PodResult>) {
     let results: Vec<PodResult> = pods
@@ -664,17 +664,12 @@ mod tests {
         assert!(parse_duration("s").is_err());
     }
 
-    fn stream(source: &str, key: &str, packets: u64) -> StreamStats {
-        StreamStats {
-            key: Some(key.into()),
-            source: source.parse().unwrap(),
-            profile: "standard".into(),
+    fn stream(source: &str, key: &str, packets: u64) -> StreamReport {
+        let profile = bpc_contract::stream::ReceivedProfile::Standard;
+        StreamReport {
             packets,
             bytes: packets * 100,
-            lost: 0,
-            reordered: 0,
-            duplicated: 0,
-            restarts: 0,
+            ..StreamReport::new(key, source.parse().unwrap(), profile)
         }
     }
 

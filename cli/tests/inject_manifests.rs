@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 
 use kubectl_bpc::capabilities::CapabilitiesArg;
 use kubectl_bpc::manifest::{Edit, edit_manifests};
-use kubectl_bpc::sidecar::{GreProfileArg, Oversize, SidecarOptions};
+use kubectl_bpc::sidecar::{GreProfile, Oversize, SidecarOptions};
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -181,7 +181,7 @@ fn options() -> impl Strategy<Value = (SidecarOptions, CapabilitiesArg)> {
         proptest::option::of(64u32..9000),
         proptest::option::of(1u64..1_000_000),
         proptest::option::of(prop_oneof![Just(Oversize::Segment), Just(Oversize::Truncate)]),
-        proptest::option::of(prop_oneof![Just(GreProfileArg::Standard), Just(GreProfileArg::Netis)]),
+        proptest::option::of(prop_oneof![Just(GreProfile::Standard), Just(GreProfile::Netis)]),
         1024u16..65535,
         prop_oneof![Just(CapabilitiesArg::Default), Just(CapabilitiesArg::Add), Just(CapabilitiesArg::Auto)],
         (any::<bool>(), proptest::option::of(1u32..=1024)),

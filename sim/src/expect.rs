@@ -85,11 +85,10 @@ impl Expectation {
     /// None when it holds, otherwise why not.
     pub fn check(&self, report: &Report) -> Option<String> {
         let name = format!("0x{:08x}", self.key);
-        let source = self.source.map(|s| s.to_string());
         let streams: Vec<StreamReport> = report
             .streams
             .iter()
-            .filter(|s| s.key == name && source.as_ref().is_none_or(|ip| &s.source == ip))
+            .filter(|s| s.key == name && self.source.is_none_or(|ip| s.source == ip))
             .cloned()
             .collect();
         // No stream at all is a key with every count zero.
@@ -130,23 +129,15 @@ impl Expectation {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::receiver::ReceivedProfile;
 
     fn report(key: &str, packets: u64, lost: u64) -> Report {
+        let source = "198.18.0.1".parse().unwrap();
         let s = StreamReport {
-            key: key.into(),
-            workload: None,
-            source: "198.18.0.1".into(),
-            profile: "standard".into(),
             packets,
             bytes: packets * 100,
             lost,
-            reordered: 0,
-            duplicated: 0,
-            restarts: 0,
-            first_seen: 0.0,
-            last_seen: 0.0,
-            rate_pps: 0.0,
-            directions: None,
+            ..StreamReport::new(key, source, ReceivedProfile::Standard)
         };
         Report { streams: vec![s], ..Default::default() }
     }
@@ -205,7 +196,7 @@ mod tests {
 
     fn stream(source: &str, first: f64, last: f64, packets: u64, restarts: u64) -> StreamReport {
         StreamReport {
-            source: source.into(),
+            source: source.parse().unwrap(),
             first_seen: first,
             last_seen: last,
             restarts,

@@ -1,79 +1,14 @@
-//! The `kubectl bpc map -o json` contract: one row per address a capture can
-//! show, and the [`WorkloadMap`] the receiver labels streams and paths with.
-//!
-//! [`MapEntry`] is the one definition of a row: `kubectl bpc map` writes it,
-//! `bpc-sim --map FILE` and `kubectl bpc sink --map-watch` read it.
-//!
-//! Schema version [`MAP_SCHEMA_VERSION`] (2): every row has a `type`:
-//! `pod`, `service` (one row per `clusterIPs` entry) or `node` (InternalIP).
-//! Version 1 rows had no `type` and were all pods; they still read as pods.
+//! The [`WorkloadMap`] the receiver labels streams and paths with, built from
+//! the rows of `kubectl bpc map -o json` ([`bpc_contract::map`], whose types
+//! are re-exported here).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 
-use serde::{Deserialize, Serialize};
+pub use bpc_contract::map::{Backend, MAP_SCHEMA_VERSION, MapEntry, RowType};
 
 use crate::Error;
-
-/// Version of the map row schema (documented in the README, *map*).
-pub const MAP_SCHEMA_VERSION: u32 = 2;
-
-/// What an address in the map is.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RowType {
-    /// A pod IP (the source of the pod's GRE stream).
-    #[default]
-    Pod,
-    /// A Service ClusterIP: calls to it are DNATed to a backend after the pod's interface.
-    Service,
-    /// A node's InternalIP (host-network pods, SNATed traffic, kubelet probes).
-    Node,
-}
-
-/// A workload a Service's selector picks.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Backend {
-    /// Workload kind, e.g. `Deployment`.
-    pub kind: String,
-    /// Workload name.
-    pub workload: String,
-    /// Workload key as `0x%08x`.
-    pub key: String,
-}
-
-/// One row of the map.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MapEntry {
-    /// Row type; absent in version 1 files, where every row is a pod.
-    #[serde(rename = "type", default)]
-    pub row_type: RowType,
-    /// The address: pod IP, Service ClusterIP or node InternalIP.
-    pub ip: String,
-    /// Namespace of the pod or Service; empty for nodes.
-    #[serde(default)]
-    pub namespace: String,
-    /// Workload kind (`Deployment`, `StatefulSet`, `Pod`, ...); `Service`; `Node`.
-    pub kind: String,
-    /// Workload name; the Service's name; the node's name.
-    pub workload: String,
-    /// Workload key as `0x%08x` (a Service with exactly one backend workload
-    /// has that workload's key, otherwise the key of `ns/service/name`).
-    pub key: String,
-    /// Pod name (pods only).
-    #[serde(default)]
-    pub pod: String,
-    /// Node the pod runs on; the node's own name for node rows.
-    #[serde(default)]
-    pub node: String,
-    /// Pods: carries the sidecar. Services: some backend pod does.
-    #[serde(default)]
-    pub attached: bool,
-    /// Services: the workloads the selector picks, sorted.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub backends: Vec<Backend>,
-}
 
 /// What the map says about one address, as paths need it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,8 +52,7 @@ impl WorkloadMap {
                 .map_err(|_| Error::Invalid { what: "map", message: format!("bad key {:?}", row.key) })?;
             // Only pods send streams: a Service row must not rename a key.
             if row.row_type == RowType::Pod {
-                map.names
-                    .insert(key.0, format!("{}/{}/{}", row.namespace, row.kind.to_lowercase(), row.workload));
+                map.names.insert(key.0, row.workload_path());
             }
             // Rows without a usable address still name their key.
             if let Ok(ip) = row.ip.parse::<IpAddr>() {
@@ -229,18 +163,6 @@ mod tests {
         let node = m.peer(&"198.19.64.1".parse().unwrap()).unwrap();
         assert_eq!((node.row_type, node.namespace.as_str()), (RowType::Node, ""));
         assert_eq!(m.len(), 3);
-    }
-
-    #[test]
-    fn rows_round_trip_and_pods_omit_backends() {
-        let rows: Vec<MapEntry> = serde_json::from_str(V2).unwrap();
-        let v = serde_json::to_value(&rows).unwrap();
-        assert_eq!(v[0]["type"], "pod");
-        assert!(v[0].get("backends").is_none());
-        assert_eq!(v[1]["type"], "service");
-        assert_eq!(v[2]["type"], "node");
-        let back: Vec<MapEntry> = serde_json::from_value(v).unwrap();
-        assert_eq!(back, rows);
     }
 
     #[test]

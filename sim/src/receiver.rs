@@ -14,6 +14,8 @@ use bpc_wire::{Direction, GrePacket, SequenceTracker, StreamProfile, WireError};
 use serde::{Deserialize, Serialize};
 use socket2::{Domain, Protocol, Socket, Type};
 
+pub use bpc_contract::stream::{DirectionCounts, ReceivedProfile, StreamReport};
+
 use crate::Error;
 use crate::map::{SharedMap, WorkloadMap};
 use crate::paths::{Capturing, FlowTable, PathsReport, TcpFlags};
@@ -43,50 +45,6 @@ pub struct ReceiverConfig {
 pub trait FrameSink: Send {
     /// One inner Ethernet frame, received at `ts`, from stream `key`.
     fn frame(&mut self, ts: SystemTime, key: u32, frame: &[u8]);
-}
-
-/// One stream: a key from one source address.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct StreamReport {
-    /// The GRE key, `0x%08x` (netis: the keybit).
-    pub key: String,
-    /// "namespace/kind/name" from the map, when known.
-    pub workload: Option<String>,
-    /// Source agent address.
-    pub source: String,
-    /// "standard", "netis" or "anonymous".
-    pub profile: String,
-    /// Packets received (duplicates included).
-    pub packets: u64,
-    /// Inner frame bytes.
-    pub bytes: u64,
-    /// Sequence numbers missing (standard only).
-    pub lost: u64,
-    /// Packets that arrived late.
-    pub reordered: u64,
-    /// Packets whose number was already seen.
-    pub duplicated: u64,
-    /// Times the agent restarted numbering.
-    pub restarts: u64,
-    /// Unix seconds of the first packet.
-    pub first_seen: f64,
-    /// Unix seconds of the last packet.
-    pub last_seen: f64,
-    /// Packets per second over the stream's lifetime.
-    pub rate_pps: f64,
-    /// Netis streams: packets by direction (inbound, outbound, unknown).
-    pub directions: Option<DirectionCounts>,
-}
-
-/// Netis direction counts.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
-pub struct DirectionCounts {
-    /// Direction 1.
-    pub inbound: u64,
-    /// Direction 2.
-    pub outbound: u64,
-    /// Direction 0 or other.
-    pub unknown: u64,
 }
 
 /// One inner flow.
@@ -226,7 +184,7 @@ pub struct Report {
 
 #[derive(Debug)]
 struct Stream {
-    profile: &'static str,
+    profile: ReceivedProfile,
     tracker: SequenceTracker,
     packets: u64,
     bytes: u64,
@@ -511,13 +469,14 @@ fn handle(st: &mut State, src: IpAddr, gre: &[u8], now: SystemTime, sink: Option
         return;
     }
     let frame = packet.payload;
-    let (key, tag, seq, dir) = match StreamProfile::of(&packet) {
+    let seen = StreamProfile::of(&packet);
+    let (key, tag, seq, dir) = match seen {
         StreamProfile::Standard { key, sequence } => (key, 0u8, Some(sequence), None),
         StreamProfile::Netis(nk) => (nk.keybit, 1, None, Some(nk.direction)),
         StreamProfile::Anonymous => (0, 2, None, None),
     };
     let s = st.streams.entry((key, src, tag)).or_insert_with(|| Stream {
-        profile: ["standard", "netis", "anonymous"][tag as usize],
+        profile: ReceivedProfile::from(&seen),
         tracker: SequenceTracker::new(),
         packets: 0,
         bytes: 0,
@@ -608,8 +567,8 @@ fn build_report(st: &State, map: &WorkloadMap, elapsed: Duration) -> Report {
         r.streams.push(StreamReport {
             key: format!("0x{:08x}", k.0),
             workload: map.name(k.0).map(str::to_string),
-            source: k.1.to_string(),
-            profile: s.profile.to_string(),
+            source: k.1,
+            profile: s.profile,
             packets: s.packets,
             bytes: s.bytes,
             lost: c.lost,
@@ -624,7 +583,7 @@ fn build_report(st: &State, map: &WorkloadMap, elapsed: Duration) -> Report {
         r.totals.packets += s.packets;
         r.totals.bytes += s.bytes;
         r.totals.lost += c.lost;
-        if s.profile == "netis" && r.notes.is_empty() {
+        if s.profile == ReceivedProfile::Netis && r.notes.is_empty() {
             r.notes.push(
                 "netis streams carry no sequence numbers: loss and reordering cannot be measured".into(),
             );

@@ -132,12 +132,28 @@ impl GreProfile {
     }
 }
 
+// The names belong to the contract (flags, environment, /stats): one table.
 impl fmt::Display for GreProfile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            GreProfile::Standard => "standard",
-            GreProfile::Netis => "netis",
-        })
+        fmt::Display::fmt(&bpc_contract::GreProfile::from(*self), f)
+    }
+}
+
+impl From<GreProfile> for bpc_contract::GreProfile {
+    fn from(p: GreProfile) -> Self {
+        match p {
+            GreProfile::Standard => bpc_contract::GreProfile::Standard,
+            GreProfile::Netis => bpc_contract::GreProfile::Netis,
+        }
+    }
+}
+
+impl From<bpc_contract::GreProfile> for GreProfile {
+    fn from(p: bpc_contract::GreProfile) -> Self {
+        match p {
+            bpc_contract::GreProfile::Standard => GreProfile::Standard,
+            bpc_contract::GreProfile::Netis => GreProfile::Netis,
+        }
     }
 }
 
@@ -152,11 +168,9 @@ impl FromStr for GreProfile {
     type Err = ParseProfileError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "standard" => Ok(GreProfile::Standard),
-            "netis" | "pktminerg" => Ok(GreProfile::Netis),
-            _ => Err(ParseProfileError(s.to_owned())),
-        }
+        s.parse::<bpc_contract::GreProfile>()
+            .map(GreProfile::from)
+            .map_err(|_| ParseProfileError(s.to_owned()))
     }
 }
 
@@ -184,6 +198,16 @@ impl StreamProfile {
             (Some(key), Some(sequence)) => StreamProfile::Standard { key, sequence },
             (Some(key), None) => StreamProfile::Netis(NetisKey::from_key(key)),
             (None, _) => StreamProfile::Anonymous,
+        }
+    }
+}
+
+impl From<&StreamProfile> for bpc_contract::stream::ReceivedProfile {
+    fn from(p: &StreamProfile) -> Self {
+        match p {
+            StreamProfile::Standard { .. } => bpc_contract::stream::ReceivedProfile::Standard,
+            StreamProfile::Netis(_) => bpc_contract::stream::ReceivedProfile::Netis,
+            StreamProfile::Anonymous => bpc_contract::stream::ReceivedProfile::Anonymous,
         }
     }
 }
@@ -251,6 +275,8 @@ mod tests {
         );
         let packet = GrePacket::parse(&[0, 0, 0x65, 0x58]).unwrap();
         assert_eq!(StreamProfile::of(&packet), StreamProfile::Anonymous);
+        let reported = bpc_contract::stream::ReceivedProfile::from(&StreamProfile::of(&packet));
+        assert_eq!(reported, bpc_contract::stream::ReceivedProfile::Anonymous);
     }
 
     #[test]
@@ -258,7 +284,11 @@ mod tests {
         assert_eq!("standard".parse::<GreProfile>().unwrap(), GreProfile::Standard);
         assert_eq!("NETIS".parse::<GreProfile>().unwrap(), GreProfile::Netis);
         assert_eq!(GreProfile::Netis.to_string(), "netis");
+        assert_eq!("pktminerg".parse::<GreProfile>().unwrap(), GreProfile::Netis);
         assert!("gre".parse::<GreProfile>().unwrap_err().to_string().contains("standard"));
+        for p in [GreProfile::Standard, GreProfile::Netis] {
+            assert_eq!(GreProfile::from(bpc_contract::GreProfile::from(p)), p);
+        }
         assert_eq!(GreProfile::Standard.header_len(), 12);
         assert_eq!(GreProfile::Netis.header_len(), 8);
     }

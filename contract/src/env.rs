@@ -1,0 +1,42 @@
+//! The environment variables of the sidecar: `kubectl bpc` writes them into
+//! the `bpc-agent` container, the agent reads each as the default of the flag
+//! of the same name (`BPC_MAX_PPS` is `--max-pps`).
+
+/// `--collector`: comma-separated collector hosts.
+pub const COLLECTOR: &str = "BPC_COLLECTOR";
+/// `--interface`.
+pub const INTERFACE: &str = "BPC_INTERFACE";
+/// `--filter`: the user's capture filter.
+pub const FILTER: &str = "BPC_FILTER";
+/// `--snaplen`.
+pub const SNAPLEN: &str = "BPC_SNAPLEN";
+/// `--key`: a GRE key or `auto`.
+pub const KEY: &str = "BPC_KEY";
+/// `--workload`: `namespace/kind/name`, the source of the automatic key.
+pub const WORKLOAD: &str = "BPC_WORKLOAD";
+/// `--max-pps`.
+pub const MAX_PPS: &str = "BPC_MAX_PPS";
+/// `--max-mbps`.
+pub const MAX_MBPS: &str = "BPC_MAX_MBPS";
+/// `--metrics-addr`: `ADDRESS:PORT` of the endpoint.
+pub const METRICS_ADDR: &str = "BPC_METRICS_ADDR";
+/// `--metrics-private`: the endpoint on loopback only.
+pub const METRICS_PRIVATE: &str = "BPC_METRICS_PRIVATE";
+/// `--buffer`: capture ring size in MiB.
+pub const BUFFER: &str = "BPC_BUFFER";
+/// `--oversize`: an [`Oversize`](crate::Oversize) name.
+pub const OVERSIZE: &str = "BPC_OVERSIZE";
+/// `--send-path`: a [`SendPath`](crate::SendPath) name.
+pub const SEND_PATH: &str = "BPC_SEND_PATH";
+/// `--gre-profile`: a [`GreProfile`](crate::GreProfile) name.
+pub const GRE_PROFILE: &str = "BPC_GRE_PROFILE";
+/// `--resolve-interval`.
+pub const RESOLVE_INTERVAL: &str = "BPC_RESOLVE_INTERVAL";
+/// `--write`: pcapng to a file or `-` instead of GRE.
+pub const WRITE: &str = "BPC_WRITE";
+/// `--duration`.
+pub const DURATION: &str = "BPC_DURATION";
+/// `--count`.
+pub const COUNT: &str = "BPC_COUNT";
+/// `--stdin-control`: start and stop driven by stdin (`kubectl bpc capture`).
+pub const STDIN_CONTROL: &str = "BPC_STDIN_CONTROL";
