@@ -7,8 +7,7 @@
 //! resourceVersion read, so a concurrent change is a 409 and the whole
 //! read-plan-write is retried. One workload failing does not stop the others.
 
-use std::collections::BTreeMap;
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -17,15 +16,13 @@ use kube::api::{DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, ObjectMeta, TypeMeta};
 use serde_json::Value;
 
-use crate::capabilities::{self, CapabilitiesArg, Choice, Runtime};
-use crate::kube_context::Kube;
+use crate::capabilities::{CapabilitiesArg, CapabilityPlanner};
+use crate::kube_context::{FIELD_MANAGER, Kube};
 use crate::output::{self, ObjectFormat};
 use crate::sidecar::{self, Injected, Sidecar, SidecarOptions};
-use crate::workload::{WorkloadId, WorkloadKind, WorkloadRef};
+use crate::workload::{KindApi, WorkloadId, WorkloadKind, WorkloadRef};
 use crate::{EXIT_WORKLOAD_FAILED, Error, preflight};
 
-/// The field manager of every write.
-pub const FIELD_MANAGER: &str = "kubectl-bpc";
 /// Attempts of a read-plan-write cycle when the object changed under us.
 const CONFLICT_ATTEMPTS: usize = 5;
 
@@ -57,7 +54,7 @@ pub struct ChangeArgs {
     #[arg(long)]
     pub wait: bool,
     /// How long --wait waits.
-    #[arg(long, value_parser = crate::verify::parse_duration, default_value = "5m")]
+    #[arg(long, value_parser = crate::duration::parse_duration, default_value = "5m")]
     pub timeout: Duration,
 }
 
@@ -198,8 +195,9 @@ pub async fn resolve(
     let refs = check_targets(names, selector, all, kube.all_namespaces)?;
     let mut found = Vec::new();
     for r in refs {
-        let id = WorkloadId { namespace: kube.namespace.clone(), kind: r.kind, name: r.name };
-        let got = r.kind.api(&kube.client, &id.namespace).get(&id.name).await;
+        let kind = r.kind_or_deployment();
+        let id = WorkloadId { namespace: kube.namespace.clone(), kind, name: r.name };
+        let got = kind.api(&kube.client, &id.namespace).get(&id.name).await;
         found.push(got.map(|o| (id.clone(), o)).map_err(|e| api_error(e, "get", &id)));
     }
     if selector.is_some() || all {
@@ -256,38 +254,6 @@ fn with_template(object: &Value, template: &Value) -> Value {
     let mut v = object.clone();
     v["spec"]["template"] = template.clone();
     v
-}
-
-/// Per-namespace capability choices, and the nodes' runtimes read once.
-pub struct CapabilityPlanner {
-    requested: CapabilitiesArg,
-    runtimes: Option<Option<Vec<Runtime>>>,
-    chosen: BTreeMap<String, Result<Choice, String>>,
-}
-
-impl CapabilityPlanner {
-    /// A planner for the mode given on the command line.
-    pub fn new(requested: CapabilitiesArg) -> CapabilityPlanner {
-        CapabilityPlanner { requested, runtimes: None, chosen: BTreeMap::new() }
-    }
-
-    /// The choice for a namespace; prints the reason the first time.
-    pub async fn choose(&mut self, client: &kube::Client, namespace: &str) -> Result<Choice, Error> {
-        if !self.chosen.contains_key(namespace) {
-            let pss = capabilities::pod_security(client, namespace).await?;
-            if self.requested == CapabilitiesArg::Auto && self.runtimes.is_none() {
-                self.runtimes = Some(capabilities::node_runtimes(client).await?);
-            }
-            let runtimes = self.runtimes.as_ref().and_then(Option::as_deref);
-            let choice =
-                capabilities::choose(self.requested, namespace, &pss, runtimes).map_err(|e| e.to_string());
-            if let Ok(c) = &choice {
-                eprintln!("capabilities for namespace {namespace}: {} ({})", c.mode.as_str(), c.reason);
-            }
-            self.chosen.insert(namespace.to_owned(), choice);
-        }
-        self.chosen[namespace].clone().map_err(Error::Workload)
-    }
 }
 
 /// Server-side dry run of a Pod made from `template`: Pod Security and
@@ -481,13 +447,13 @@ impl Reporter<'_> {
                 &output::for_display(done.before.clone()),
                 &output::for_display(done.object.clone()),
             )?;
-            print!("{d}");
+            output::print(&d)?;
         }
         if self.format().is_some() {
             eprintln!("{line}");
             self.objects.push(output::for_display(done.object.clone()));
         } else {
-            println!("{line}");
+            output::print(&format!("{line}\n"))?;
         }
         Ok(())
     }
@@ -501,7 +467,7 @@ impl Reporter<'_> {
         if let Some(format) = self.format()
             && !self.objects.is_empty()
         {
-            std::io::stdout().write_all(output::render(self.objects, format)?.as_bytes())?;
+            output::print(&output::render(self.objects, format)?)?;
         }
         Ok(if self.failed > 0 { ExitCode::from(EXIT_WORKLOAD_FAILED) } else { ExitCode::SUCCESS })
     }
@@ -545,7 +511,7 @@ pub async fn run_attach(args: &AttachArgs, kube: &Kube) -> Result<ExitCode, Erro
                         let object = done.workload.kind.api(&kube.client, &done.workload.namespace);
                         match object.get(&done.workload.name).await {
                             Ok(o) => match detach_one(kube, &done.workload, o, DryRun::None).await {
-                                Ok(d) => println!("{} {}", d.workload, d.action),
+                                Ok(d) => output::print(&format!("{} {}\n", d.workload, d.action))?,
                                 Err(e) => report.failed(&e),
                             },
                             Err(e) => report.failed(&api_error(e, "get", &done.workload)),

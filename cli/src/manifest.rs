@@ -259,7 +259,7 @@ pub fn edit_manifests(input: &str, edit: &Edit, namespace: Option<&str>) -> Resu
                     names.join(", ")
                 ));
                 yaml.push_str(marker_line(source));
-                yaml.push_str(&yaml_serde::to_string(&edited).map_err(|e| Error::Encode(e.to_string()))?);
+                yaml.push_str(&yaml_serde::to_string(&edited)?);
             }
         }
     }

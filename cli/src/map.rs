@@ -122,14 +122,6 @@ impl OwnerCache {
     }
 }
 
-/// Whether a pod carries the capture sidecar (as a container or a native
-/// sidecar init container).
-pub fn pod_is_attached(pod: &Pod) -> bool {
-    let Some(spec) = pod.spec.as_ref() else { return false };
-    spec.containers.iter().any(|c| c.name == AGENT_CONTAINER)
-        || spec.init_containers.iter().flatten().any(|c| c.name == AGENT_CONTAINER)
-}
-
 /// Map rows of one pod: one per pod IP (dual-stack pods have two); none
 /// before the pod has an IP or for host-network pods, whose IP is the node's.
 pub fn entries_of_pod(pod: &Pod, owners: &OwnerCache) -> Vec<MapEntry> {
@@ -149,7 +141,7 @@ pub fn entries_of_pod(pod: &Pod, owners: &OwnerCache) -> Vec<MapEntry> {
     let workload = owners.workload_of(pod);
     let key = WorkloadKey::from_workload(&namespace, &workload.kind, &workload.name);
     let node = spec.and_then(|s| s.node_name.clone()).unwrap_or_default();
-    let attached = pod_is_attached(pod);
+    let attached = crate::pod_spec::pod_is_attached(pod);
     ips.into_iter()
         .filter(|ip| !ip.is_empty())
         .map(|ip| MapEntry {
@@ -298,7 +290,7 @@ pub fn build_full_map(
 pub fn render(rows: &[MapEntry], format: MapFormat, out: &mut impl Write) -> Result<(), Error> {
     match format {
         MapFormat::Json => {
-            serde_json::to_writer_pretty(&mut *out, rows).map_err(|e| Error::Encode(e.to_string()))?;
+            serde_json::to_writer_pretty(&mut *out, rows)?;
             writeln!(out)?;
         }
         MapFormat::Csv => {
@@ -635,15 +627,13 @@ pub async fn fetch_map(client: &Client, namespace: Option<&str>) -> Result<Vec<M
 /// Runs `kubectl bpc map`: prints the map once, or with `--watch` streams
 /// changes as JSON lines until the watch ends.
 pub async fn run(args: &MapArgs, client: &Client, namespace: Option<&str>) -> Result<(), Error> {
-    let mut stdout = std::io::stdout().lock();
     if !args.watch {
         let rows = fetch_map(client, namespace).await?;
-        return render(&rows, args.output, &mut stdout);
+        return render(&rows, args.output, &mut crate::output::stdout());
     }
-    drop(stdout);
     watch(client, namespace, |ev| {
-        let mut out = std::io::stdout().lock();
-        serde_json::to_writer(&mut out, &ev).map_err(|e| Error::Encode(e.to_string()))?;
+        let mut out = crate::output::stdout();
+        serde_json::to_writer(&mut out, &ev)?;
         writeln!(out)?;
         out.flush()?;
         Ok(())

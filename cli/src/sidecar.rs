@@ -486,7 +486,7 @@ pub fn inject(template: &mut Value, sidecar: &Sidecar) -> Result<Injected, Error
         record.created.push("/metadata/annotations".into());
         metadata.insert("annotations".into(), Value::Object(Map::new()));
     }
-    let annotation = serde_json::to_string(&record).map_err(|e| Error::Encode(e.to_string()))?;
+    let annotation = serde_json::to_string(&record)?;
     let annotations = metadata
         .get_mut("annotations")
         .and_then(Value::as_object_mut)

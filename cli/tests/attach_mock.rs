@@ -9,11 +9,12 @@ use std::time::Duration;
 use clap::Parser;
 use http::{Request, Response};
 use kube::client::Body;
-use kubectl_bpc::attach::{self, AttachArgs, CapabilityPlanner, DetachArgs, DryRun};
+use kubectl_bpc::attach::{self, AttachArgs, DetachArgs, DryRun};
 use kubectl_bpc::capabilities::CapabilitiesArg;
+use kubectl_bpc::capabilities::CapabilityPlanner;
 use kubectl_bpc::kube_context::{Kube, WarningLayer};
 use kubectl_bpc::sidecar::{self, CapabilityMode, STATUS_ANNOTATION, Sidecar, SidecarOptions};
-use kubectl_bpc::workload::{WorkloadId, WorkloadKind};
+use kubectl_bpc::workload::{KindApi, WorkloadId, WorkloadKind};
 use serde_json::{Value, json};
 
 mod mock;
