@@ -19,7 +19,7 @@ use serde_json::Value;
 use crate::capabilities::{CapabilitiesArg, CapabilityPlanner};
 use crate::kube_context::{FIELD_MANAGER, Kube};
 use crate::output::{self, ObjectFormat};
-use crate::sidecar::{self, Injected, Sidecar, SidecarOptions};
+use crate::sidecar::{self, Change, Sidecar, SidecarOptions};
 use crate::workload::{KindApi, WorkloadId, WorkloadKind, WorkloadRef};
 use crate::{EXIT_WORKLOAD_FAILED, Error, preflight};
 
@@ -125,8 +125,8 @@ pub struct DetachArgs {
 pub struct Done {
     /// The workload.
     pub workload: WorkloadId,
-    /// In kubectl's words: "attached", "updated", "unchanged", "detached", "not attached".
-    pub action: &'static str,
+    /// What was done.
+    pub action: Change,
     /// The object after the change (for -o).
     pub object: Value,
     /// The object before it (for --diff).
@@ -339,13 +339,10 @@ pub async fn attach_one(
         let mut desired = current.clone();
         let injected = sidecar::inject(&mut desired, &sidecar).map_err(|e| Error::Workload(e.to_string()))?;
         let after = with_template(&before, &desired);
-        let action = match injected {
-            Injected::Unchanged => {
-                return Ok(Done { workload: id.clone(), action: "unchanged", object: after, before });
-            }
-            Injected::Added => "attached",
-            Injected::Updated => "updated",
-        };
+        let action = Change::from(injected);
+        if action == Change::Unchanged {
+            return Ok(Done { workload: id.clone(), action, object: after, before });
+        }
         if attempt == 1
             && let Some(refusal) = dry_run_pod(&kube.client, id, &desired).await?
         {
@@ -394,17 +391,19 @@ pub async fn detach_one(
         let after = with_template(&before, &desired);
         let record = match (outcome, sidecar::attached_record(&current)?) {
             (sidecar::Uninjected::Removed, Some(record)) => record,
-            _ => return Ok(Done { workload: id.clone(), action: "not attached", object: after, before }),
+            _ => {
+                return Ok(Done { workload: id.clone(), action: Change::NotAttached, object: after, before });
+            }
         };
         if dry_run == DryRun::Client {
-            return Ok(Done { workload: id.clone(), action: "detached", object: after, before });
+            return Ok(Done { workload: id.clone(), action: Change::Removed, object: after, before });
         }
         let patch = sidecar::detach_patch(&record, object.metadata.resource_version.as_deref());
         match api.patch(&id.name, &patch_params(dry_run), &Patch::Strategic(&patch)).await {
             Ok(o) => {
                 return Ok(Done {
                     workload: id.clone(),
-                    action: "detached",
+                    action: Change::Removed,
                     object: object_value(id.kind, &o),
                     before,
                 });
@@ -440,7 +439,7 @@ impl Reporter<'_> {
             DryRun::Client => " (dry run)",
             DryRun::Server => " (server dry run)",
         };
-        let line = format!("{} {}{suffix}", done.workload, done.action);
+        let line = format!("{} {}{suffix}", done.workload, done.action.in_cluster());
         if self.change.diff {
             let d = output::diff(
                 &done.workload.to_string(),
@@ -458,6 +457,22 @@ impl Reporter<'_> {
         Ok(())
     }
 
+    /// Prints a workload's result, or counts its failure; other errors
+    /// (API, output) end the command.
+    fn outcome(&mut self, result: Result<Done, Error>) -> Result<Option<Done>, Error> {
+        match result {
+            Ok(done) => {
+                self.done(&done)?;
+                Ok(Some(done))
+            }
+            Err(e @ (Error::Workload(_) | Error::Usage(_))) => {
+                self.failed(&e);
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     fn failed(&mut self, e: &Error) {
         eprintln!("error: {e}");
         self.failed += 1;
@@ -471,6 +486,14 @@ impl Reporter<'_> {
         }
         Ok(if self.failed > 0 { ExitCode::from(EXIT_WORKLOAD_FAILED) } else { ExitCode::SUCCESS })
     }
+}
+
+/// With `--wait`, follows the rollout a change started.
+async fn wait_rollout(kube: &Kube, change: &ChangeArgs, done: &Done) -> Result<(), Error> {
+    if !change.wait || change.dry_run != DryRun::None || !done.action.rolls() {
+        return Ok(());
+    }
+    crate::rollout::wait(&kube.client, &done.workload, change.timeout).await
 }
 
 /// Asks on a terminal whether to roll back; false when not interactive.
@@ -497,30 +520,19 @@ pub async fn run_attach(args: &AttachArgs, kube: &Kube) -> Result<ExitCode, Erro
             Ok((id, object)) => attach_one(kube, &id, object, args, &mut planner).await,
             Err(e) => Err(e),
         };
-        match result {
-            Ok(done) => {
-                report.done(&done)?;
-                if args.change.wait
-                    && args.change.dry_run == DryRun::None
-                    && done.action != "unchanged"
-                    && let Err(e) =
-                        crate::rollout::wait(&kube.client, &done.workload, args.change.timeout).await
-                {
-                    report.failed(&e);
-                    if confirm(&format!("Detach the sidecar from {} now?", done.workload)) {
-                        let object = done.workload.kind.api(&kube.client, &done.workload.namespace);
-                        match object.get(&done.workload.name).await {
-                            Ok(o) => match detach_one(kube, &done.workload, o, DryRun::None).await {
-                                Ok(d) => output::print(&format!("{} {}\n", d.workload, d.action))?,
-                                Err(e) => report.failed(&e),
-                            },
-                            Err(e) => report.failed(&api_error(e, "get", &done.workload)),
-                        }
-                    }
+        let Some(done) = report.outcome(result)? else { continue };
+        if let Err(e) = wait_rollout(kube, &args.change, &done).await {
+            report.failed(&e);
+            if confirm(&format!("Detach the sidecar from {} now?", done.workload)) {
+                let object = done.workload.kind.api(&kube.client, &done.workload.namespace);
+                match object.get(&done.workload.name).await {
+                    Ok(o) => match detach_one(kube, &done.workload, o, DryRun::None).await {
+                        Ok(d) => output::print(&format!("{} {}\n", d.workload, d.action.in_cluster()))?,
+                        Err(e) => report.failed(&e),
+                    },
+                    Err(e) => report.failed(&api_error(e, "get", &done.workload)),
                 }
             }
-            Err(e @ (Error::Workload(_) | Error::Usage(_))) => report.failed(&e),
-            Err(e) => return Err(e),
         }
     }
     report.finish()
@@ -538,20 +550,9 @@ pub async fn run_detach(args: &DetachArgs, kube: &Kube) -> Result<ExitCode, Erro
             Ok((id, object)) => detach_one(kube, &id, object, args.change.dry_run).await,
             Err(e) => Err(e),
         };
-        match result {
-            Ok(done) => {
-                report.done(&done)?;
-                if args.change.wait
-                    && args.change.dry_run == DryRun::None
-                    && done.action == "detached"
-                    && let Err(e) =
-                        crate::rollout::wait(&kube.client, &done.workload, args.change.timeout).await
-                {
-                    report.failed(&e);
-                }
-            }
-            Err(e @ (Error::Workload(_) | Error::Usage(_))) => report.failed(&e),
-            Err(e) => return Err(e),
+        let Some(done) = report.outcome(result)? else { continue };
+        if let Err(e) = wait_rollout(kube, &args.change, &done).await {
+            report.failed(&e);
         }
     }
     report.finish()

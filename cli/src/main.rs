@@ -115,7 +115,7 @@ fn offline(kube: &KubeArgs, file: &FileArg, edit: &Edit) -> Result<ExitCode, Err
         eprintln!("note: {note}");
     }
     for o in &edited.outcomes {
-        eprintln!("{} in namespace {}: {}", o.workload, o.workload.namespace, o.action);
+        eprintln!("{} in namespace {}: {}", o.workload, o.workload.namespace, o.action.in_manifest());
     }
     output::print(&edited.yaml)?;
     Ok(ExitCode::SUCCESS)
@@ -152,7 +152,12 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
                         eprintln!("note: {note}");
                     }
                     for o in &written.edited.outcomes {
-                        eprintln!("{} in namespace {}: {}", o.workload, o.workload.namespace, o.action);
+                        eprintln!(
+                            "{} in namespace {}: {}",
+                            o.workload,
+                            o.workload.namespace,
+                            o.action.in_manifest()
+                        );
                     }
                     for file in &written.files {
                         eprintln!("wrote {}", file.display());

@@ -477,19 +477,24 @@ mod tests {
         assert!(j.hint.unwrap().contains("kubectl bpc attach deployment/web -n shop"));
     }
 
-    #[test]
-    fn exit_2_mentioning_net_raw_is_missing_net_raw() {
-        let agent = AgentContainer {
+    /// An agent in back-off after `restarts` exits 2 with `message`.
+    fn crashed(restarts: i32, message: &str) -> AgentContainer {
+        AgentContainer {
             state: ContainerState::Waiting,
             reason: Some("CrashLoopBackOff".into()),
-            restarts: 4,
+            restarts,
             last_termination: Some(Termination {
                 exit_code: 2,
                 reason: Some("Error".into()),
-                message: Some("cannot open capture on eth0: missing CAP_NET_RAW; add NET_RAW".into()),
+                message: Some(message.into()),
             }),
             ..Default::default()
-        };
+        }
+    }
+
+    #[test]
+    fn exit_2_mentioning_net_raw_is_missing_net_raw() {
+        let agent = crashed(4, "cannot open capture on eth0: missing CAP_NET_RAW; add NET_RAW");
         let j = judge(&obs(Some(agent), None), &CTX);
         assert_eq!(j.verdict, Verdict::MissingNetRaw);
         assert!(j.hint.unwrap().contains("NET_RAW"));
@@ -497,18 +502,7 @@ mod tests {
 
     #[test]
     fn exit_2_for_another_reason_is_a_crashloop_not_net_raw() {
-        let agent = AgentContainer {
-            state: ContainerState::Waiting,
-            reason: Some("CrashLoopBackOff".into()),
-            restarts: 3,
-            last_termination: Some(Termination {
-                exit_code: 2,
-                reason: Some("Error".into()),
-                message: Some("BPC_COLLECTOR is empty".into()),
-            }),
-            ..Default::default()
-        };
-        let j = judge(&obs(Some(agent), None), &CTX);
+        let j = judge(&obs(Some(crashed(3, "BPC_COLLECTOR is empty")), None), &CTX);
         assert_eq!(j.verdict, Verdict::Crashloop);
         assert!(j.reason.contains("BPC_COLLECTOR is empty"), "{}", j.reason);
         assert!(j.hint.unwrap().contains("kubectl logs -n shop web-1 -c bpc-agent --previous"));
