@@ -15,9 +15,10 @@ use crate::Error;
 use crate::sidecar::CapabilityMode;
 
 /// `--capabilities` as given on the command line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum CapabilitiesArg {
     /// Pick from the nodes' container runtime and the namespace's Pod Security labels.
+    #[default]
     Auto,
     /// Keep the runtime's NET_RAW, drop every other default capability, add nothing.
     Default,

@@ -48,7 +48,10 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 const METRICS_ADDR: &str = "127.0.0.1:0";
 
 /// `kubectl bpc capture`.
-#[derive(Debug, Clone, clap::Args)]
+// `Default` is a capture built in code (`verify --ephemeral`): no target,
+// no output, every optional flag unset and `--duration 0` (not the command
+// line's 60s); the caller sets what it needs.
+#[derive(Debug, Clone, Default, clap::Args)]
 #[command(
     group(clap::ArgGroup::new("output").required(true).args(["collectors", "write"])),
     after_help = "Examples:

@@ -641,6 +641,56 @@ pub async fn run(args: &MapArgs, client: &Client, namespace: Option<&str>) -> Re
     .await
 }
 
+/// What a secondary watch's objects do to the map.
+struct SideRows<K> {
+    /// Named in the debug log of a failed watch.
+    what: &'static str,
+    relist: fn(&mut MapState, &[K]) -> Vec<MapEvent>,
+    apply: fn(&mut MapState, &K) -> Vec<MapEvent>,
+    delete: fn(&mut MapState, &K) -> Vec<MapEvent>,
+}
+
+const SERVICE_ROWS: SideRows<Service> = SideRows {
+    what: "service",
+    relist: MapState::relist_services,
+    apply: MapState::apply_service,
+    delete: MapState::delete_service,
+};
+
+const NODE_ROWS: SideRows<Node> = SideRows {
+    what: "node",
+    relist: MapState::relist_nodes,
+    apply: MapState::apply_node,
+    delete: MapState::delete_node,
+};
+
+/// One event of a secondary watch applied to the map; the objects of a
+/// (re)list are gathered in `pending` until it is complete.
+fn side_event<K>(
+    state: &mut MapState,
+    pending: &mut Vec<K>,
+    rows: &SideRows<K>,
+    event: Result<watcher::Event<K>, watcher::Error>,
+) -> Vec<MapEvent> {
+    match event {
+        Ok(watcher::Event::Init) => {
+            pending.clear();
+            Vec::new()
+        }
+        Ok(watcher::Event::InitApply(o)) => {
+            pending.push(o);
+            Vec::new()
+        }
+        Ok(watcher::Event::InitDone) => (rows.relist)(state, &std::mem::take(pending)),
+        Ok(watcher::Event::Apply(o)) => (rows.apply)(state, &o),
+        Ok(watcher::Event::Delete(o)) => (rows.delete)(state, &o),
+        Err(e) => {
+            tracing::debug!("{} watch: {e}", rows.what);
+            Vec::new()
+        }
+    }
+}
+
 /// A secondary watch stream (Services, Nodes): it backs off and retries on
 /// its own, and never stops the pod stream.
 fn side_watch<K>(
@@ -697,22 +747,8 @@ pub async fn watch(
                 }
                 Vec::new()
             }
-            Some(ev) = svc_events.next() => match ev {
-                Ok(watcher::Event::Init) => { svc_relist.clear(); Vec::new() }
-                Ok(watcher::Event::InitApply(s)) => { svc_relist.push(s); Vec::new() }
-                Ok(watcher::Event::InitDone) => state.relist_services(&std::mem::take(&mut svc_relist)),
-                Ok(watcher::Event::Apply(s)) => state.apply_service(&s),
-                Ok(watcher::Event::Delete(s)) => state.delete_service(&s),
-                Err(e) => { tracing::debug!("service watch: {e}"); Vec::new() }
-            },
-            Some(ev) = node_events.next() => match ev {
-                Ok(watcher::Event::Init) => { node_relist.clear(); Vec::new() }
-                Ok(watcher::Event::InitApply(n)) => { node_relist.push(n); Vec::new() }
-                Ok(watcher::Event::InitDone) => state.relist_nodes(&std::mem::take(&mut node_relist)),
-                Ok(watcher::Event::Apply(n)) => state.apply_node(&n),
-                Ok(watcher::Event::Delete(n)) => state.delete_node(&n),
-                Err(e) => { tracing::debug!("node watch: {e}"); Vec::new() }
-            },
+            Some(ev) = svc_events.next() => side_event(&mut state, &mut svc_relist, &SERVICE_ROWS, ev),
+            Some(ev) = node_events.next() => side_event(&mut state, &mut node_relist, &NODE_ROWS, ev),
         };
         for e in events {
             emit(e)?;

@@ -24,7 +24,6 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::Error;
-use crate::capabilities::CapabilitiesArg;
 use crate::capture::{self, CaptureArgs};
 use crate::duration::parse_duration;
 use crate::kube_context::Kube;
@@ -460,23 +459,10 @@ pub async fn verify_ephemeral(
     let sink = args.advertise.unwrap_or(args.sink).to_string();
     let capture = CaptureArgs {
         targets: vec![args.workload.clone()],
-        selector: None,
-        filter: None,
         duration: args.timeout,
-        count: None,
         collectors: vec![sink.clone()],
-        write: None,
-        interface: None,
-        snaplen: None,
-        max_pps: None,
-        max_mbps: None,
-        oversize: None,
-        gre_profile: None,
-        key: None,
         image: args.image.clone(),
-        buffer: None,
-        capabilities: CapabilitiesArg::Auto,
-        id: None,
+        ..CaptureArgs::default()
     };
     capture.check()?;
     // Nobody attaches to these captures to start them: they start at once.

@@ -4,7 +4,6 @@
 //! manifest changes.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use kubectl_bpc::capabilities::CapabilitiesArg;
 use kubectl_bpc::manifest::{Edit, edit_manifests};
