@@ -78,6 +78,11 @@ impl<'a> Facts<'a> {
         self.obs.agent.as_ref()
     }
 
+    /// `-n NS POD`: the pod, as kubectl commands take it.
+    fn pod_args(&self) -> String {
+        format!("-n {} {}", self.ctx.namespace, self.ctx.pod)
+    }
+
     /// The latest sample's filter and interface, for hints.
     fn capture_setup(&self) -> (&'a str, &'a str) {
         self.samples.as_ref().map_or(("", ""), |s| (s.latest.filter.as_str(), s.latest.interface.as_str()))
@@ -153,10 +158,7 @@ pub const POD_CHECKS: [Check; 11] = [
             ))
         },
         hint: Some(|f| {
-            format!(
-                "read the agent's log: kubectl logs -n {} {} -c bpc-agent --previous",
-                f.ctx.namespace, f.ctx.pod
-            )
+            format!("read the agent's log: kubectl logs {} -c bpc-agent --previous", f.pod_args())
         }),
     },
     Check {
@@ -171,10 +173,7 @@ pub const POD_CHECKS: [Check; 11] = [
             ))
         },
         hint: Some(|f| {
-            format!(
-                "kubectl describe pod -n {} {} (events show image pull or scheduling problems)",
-                f.ctx.namespace, f.ctx.pod
-            )
+            format!("kubectl describe pod {} (events show image pull or scheduling problems)", f.pod_args())
         }),
     },
     Check {
