@@ -7,8 +7,7 @@
 //! resourceVersion read, so a concurrent change is a 409 and the whole
 //! read-plan-write is retried. One workload failing does not stop the others.
 
-use std::collections::BTreeMap;
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -17,15 +16,13 @@ use kube::api::{DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, ObjectMeta, TypeMeta};
 use serde_json::Value;
 
-use crate::capabilities::{self, CapabilitiesArg, Choice, Runtime};
-use crate::kube_context::Kube;
+use crate::capabilities::{CapabilitiesArg, CapabilityPlanner};
+use crate::kube_context::{FIELD_MANAGER, Kube};
 use crate::output::{self, ObjectFormat};
-use crate::sidecar::{self, Injected, Sidecar, SidecarOptions};
-use crate::workload::{WorkloadId, WorkloadKind, WorkloadRef};
+use crate::sidecar::{self, Change, Sidecar, SidecarOptions};
+use crate::workload::{KindApi, WorkloadId, WorkloadKind, WorkloadRef};
 use crate::{EXIT_WORKLOAD_FAILED, Error, preflight};
 
-/// The field manager of every write.
-pub const FIELD_MANAGER: &str = "kubectl-bpc";
 /// Attempts of a read-plan-write cycle when the object changed under us.
 const CONFLICT_ATTEMPTS: usize = 5;
 
@@ -57,7 +54,7 @@ pub struct ChangeArgs {
     #[arg(long)]
     pub wait: bool,
     /// How long --wait waits.
-    #[arg(long, value_parser = crate::verify::parse_duration, default_value = "5m")]
+    #[arg(long, value_parser = crate::duration::parse_duration, default_value = "5m")]
     pub timeout: Duration,
 }
 
@@ -128,8 +125,8 @@ pub struct DetachArgs {
 pub struct Done {
     /// The workload.
     pub workload: WorkloadId,
-    /// In kubectl's words: "attached", "updated", "unchanged", "detached", "not attached".
-    pub action: &'static str,
+    /// What was done.
+    pub action: Change,
     /// The object after the change (for -o).
     pub object: Value,
     /// The object before it (for --diff).
@@ -198,8 +195,9 @@ pub async fn resolve(
     let refs = check_targets(names, selector, all, kube.all_namespaces)?;
     let mut found = Vec::new();
     for r in refs {
-        let id = WorkloadId { namespace: kube.namespace.clone(), kind: r.kind, name: r.name };
-        let got = r.kind.api(&kube.client, &id.namespace).get(&id.name).await;
+        let kind = r.kind_or_deployment();
+        let id = WorkloadId { namespace: kube.namespace.clone(), kind, name: r.name };
+        let got = kind.api(&kube.client, &id.namespace).get(&id.name).await;
         found.push(got.map(|o| (id.clone(), o)).map_err(|e| api_error(e, "get", &id)));
     }
     if selector.is_some() || all {
@@ -256,38 +254,6 @@ fn with_template(object: &Value, template: &Value) -> Value {
     let mut v = object.clone();
     v["spec"]["template"] = template.clone();
     v
-}
-
-/// Per-namespace capability choices, and the nodes' runtimes read once.
-pub struct CapabilityPlanner {
-    requested: CapabilitiesArg,
-    runtimes: Option<Option<Vec<Runtime>>>,
-    chosen: BTreeMap<String, Result<Choice, String>>,
-}
-
-impl CapabilityPlanner {
-    /// A planner for the mode given on the command line.
-    pub fn new(requested: CapabilitiesArg) -> CapabilityPlanner {
-        CapabilityPlanner { requested, runtimes: None, chosen: BTreeMap::new() }
-    }
-
-    /// The choice for a namespace; prints the reason the first time.
-    pub async fn choose(&mut self, client: &kube::Client, namespace: &str) -> Result<Choice, Error> {
-        if !self.chosen.contains_key(namespace) {
-            let pss = capabilities::pod_security(client, namespace).await?;
-            if self.requested == CapabilitiesArg::Auto && self.runtimes.is_none() {
-                self.runtimes = Some(capabilities::node_runtimes(client).await?);
-            }
-            let runtimes = self.runtimes.as_ref().and_then(Option::as_deref);
-            let choice =
-                capabilities::choose(self.requested, namespace, &pss, runtimes).map_err(|e| e.to_string());
-            if let Ok(c) = &choice {
-                eprintln!("capabilities for namespace {namespace}: {} ({})", c.mode.as_str(), c.reason);
-            }
-            self.chosen.insert(namespace.to_owned(), choice);
-        }
-        self.chosen[namespace].clone().map_err(Error::Workload)
-    }
 }
 
 /// Server-side dry run of a Pod made from `template`: Pod Security and
@@ -373,13 +339,10 @@ pub async fn attach_one(
         let mut desired = current.clone();
         let injected = sidecar::inject(&mut desired, &sidecar).map_err(|e| Error::Workload(e.to_string()))?;
         let after = with_template(&before, &desired);
-        let action = match injected {
-            Injected::Unchanged => {
-                return Ok(Done { workload: id.clone(), action: "unchanged", object: after, before });
-            }
-            Injected::Added => "attached",
-            Injected::Updated => "updated",
-        };
+        let action = Change::from(injected);
+        if action == Change::Unchanged {
+            return Ok(Done { workload: id.clone(), action, object: after, before });
+        }
         if attempt == 1
             && let Some(refusal) = dry_run_pod(&kube.client, id, &desired).await?
         {
@@ -428,17 +391,19 @@ pub async fn detach_one(
         let after = with_template(&before, &desired);
         let record = match (outcome, sidecar::attached_record(&current)?) {
             (sidecar::Uninjected::Removed, Some(record)) => record,
-            _ => return Ok(Done { workload: id.clone(), action: "not attached", object: after, before }),
+            _ => {
+                return Ok(Done { workload: id.clone(), action: Change::NotAttached, object: after, before });
+            }
         };
         if dry_run == DryRun::Client {
-            return Ok(Done { workload: id.clone(), action: "detached", object: after, before });
+            return Ok(Done { workload: id.clone(), action: Change::Removed, object: after, before });
         }
         let patch = sidecar::detach_patch(&record, object.metadata.resource_version.as_deref());
         match api.patch(&id.name, &patch_params(dry_run), &Patch::Strategic(&patch)).await {
             Ok(o) => {
                 return Ok(Done {
                     workload: id.clone(),
-                    action: "detached",
+                    action: Change::Removed,
                     object: object_value(id.kind, &o),
                     before,
                 });
@@ -474,22 +439,38 @@ impl Reporter<'_> {
             DryRun::Client => " (dry run)",
             DryRun::Server => " (server dry run)",
         };
-        let line = format!("{} {}{suffix}", done.workload, done.action);
+        let line = format!("{} {}{suffix}", done.workload, done.action.in_cluster());
         if self.change.diff {
             let d = output::diff(
                 &done.workload.to_string(),
                 &output::for_display(done.before.clone()),
                 &output::for_display(done.object.clone()),
             )?;
-            print!("{d}");
+            output::print(&d)?;
         }
         if self.format().is_some() {
             eprintln!("{line}");
             self.objects.push(output::for_display(done.object.clone()));
         } else {
-            println!("{line}");
+            output::print(&format!("{line}\n"))?;
         }
         Ok(())
+    }
+
+    /// Prints a workload's result, or counts its failure; other errors
+    /// (API, output) end the command.
+    fn outcome(&mut self, result: Result<Done, Error>) -> Result<Option<Done>, Error> {
+        match result {
+            Ok(done) => {
+                self.done(&done)?;
+                Ok(Some(done))
+            }
+            Err(e @ (Error::Workload(_) | Error::Usage(_))) => {
+                self.failed(&e);
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     fn failed(&mut self, e: &Error) {
@@ -501,10 +482,18 @@ impl Reporter<'_> {
         if let Some(format) = self.format()
             && !self.objects.is_empty()
         {
-            std::io::stdout().write_all(output::render(self.objects, format)?.as_bytes())?;
+            output::print(&output::render(self.objects, format)?)?;
         }
         Ok(if self.failed > 0 { ExitCode::from(EXIT_WORKLOAD_FAILED) } else { ExitCode::SUCCESS })
     }
+}
+
+/// With `--wait`, follows the rollout a change started.
+async fn wait_rollout(kube: &Kube, change: &ChangeArgs, done: &Done) -> Result<(), Error> {
+    if !change.wait || change.dry_run != DryRun::None || !done.action.rolls() {
+        return Ok(());
+    }
+    crate::rollout::wait(&kube.client, &done.workload, change.timeout).await
 }
 
 /// Asks on a terminal whether to roll back; false when not interactive.
@@ -531,30 +520,19 @@ pub async fn run_attach(args: &AttachArgs, kube: &Kube) -> Result<ExitCode, Erro
             Ok((id, object)) => attach_one(kube, &id, object, args, &mut planner).await,
             Err(e) => Err(e),
         };
-        match result {
-            Ok(done) => {
-                report.done(&done)?;
-                if args.change.wait
-                    && args.change.dry_run == DryRun::None
-                    && done.action != "unchanged"
-                    && let Err(e) =
-                        crate::rollout::wait(&kube.client, &done.workload, args.change.timeout).await
-                {
-                    report.failed(&e);
-                    if confirm(&format!("Detach the sidecar from {} now?", done.workload)) {
-                        let object = done.workload.kind.api(&kube.client, &done.workload.namespace);
-                        match object.get(&done.workload.name).await {
-                            Ok(o) => match detach_one(kube, &done.workload, o, DryRun::None).await {
-                                Ok(d) => println!("{} {}", d.workload, d.action),
-                                Err(e) => report.failed(&e),
-                            },
-                            Err(e) => report.failed(&api_error(e, "get", &done.workload)),
-                        }
-                    }
+        let Some(done) = report.outcome(result)? else { continue };
+        if let Err(e) = wait_rollout(kube, &args.change, &done).await {
+            report.failed(&e);
+            if confirm(&format!("Detach the sidecar from {} now?", done.workload)) {
+                let object = done.workload.kind.api(&kube.client, &done.workload.namespace);
+                match object.get(&done.workload.name).await {
+                    Ok(o) => match detach_one(kube, &done.workload, o, DryRun::None).await {
+                        Ok(d) => output::print(&format!("{} {}\n", d.workload, d.action.in_cluster()))?,
+                        Err(e) => report.failed(&e),
+                    },
+                    Err(e) => report.failed(&api_error(e, "get", &done.workload)),
                 }
             }
-            Err(e @ (Error::Workload(_) | Error::Usage(_))) => report.failed(&e),
-            Err(e) => return Err(e),
         }
     }
     report.finish()
@@ -572,20 +550,9 @@ pub async fn run_detach(args: &DetachArgs, kube: &Kube) -> Result<ExitCode, Erro
             Ok((id, object)) => detach_one(kube, &id, object, args.change.dry_run).await,
             Err(e) => Err(e),
         };
-        match result {
-            Ok(done) => {
-                report.done(&done)?;
-                if args.change.wait
-                    && args.change.dry_run == DryRun::None
-                    && done.action == "detached"
-                    && let Err(e) =
-                        crate::rollout::wait(&kube.client, &done.workload, args.change.timeout).await
-                {
-                    report.failed(&e);
-                }
-            }
-            Err(e @ (Error::Workload(_) | Error::Usage(_))) => report.failed(&e),
-            Err(e) => return Err(e),
+        let Some(done) = report.outcome(result)? else { continue };
+        if let Err(e) = wait_rollout(kube, &args.change, &done).await {
+            report.failed(&e);
         }
     }
     report.finish()

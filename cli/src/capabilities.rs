@@ -15,9 +15,10 @@ use crate::Error;
 use crate::sidecar::CapabilityMode;
 
 /// `--capabilities` as given on the command line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum CapabilitiesArg {
     /// Pick from the nodes' container runtime and the namespace's Pod Security labels.
+    #[default]
     Auto,
     /// Keep the runtime's NET_RAW, drop every other default capability, add nothing.
     Default,
@@ -193,6 +194,37 @@ pub async fn node_runtimes(client: &kube::Client) -> Result<Option<Vec<Runtime>>
         )),
         Err(kube::Error::Api(s)) if s.code == 403 => Ok(None),
         Err(e) => Err(Error::Kube(e)),
+    }
+}
+
+/// Per-namespace capability choices, and the nodes' runtimes read once.
+pub struct CapabilityPlanner {
+    requested: CapabilitiesArg,
+    runtimes: Option<Option<Vec<Runtime>>>,
+    chosen: BTreeMap<String, Result<Choice, String>>,
+}
+
+impl CapabilityPlanner {
+    /// A planner for the mode given on the command line.
+    pub fn new(requested: CapabilitiesArg) -> CapabilityPlanner {
+        CapabilityPlanner { requested, runtimes: None, chosen: BTreeMap::new() }
+    }
+
+    /// The choice for a namespace; prints the reason the first time.
+    pub async fn choose(&mut self, client: &kube::Client, namespace: &str) -> Result<Choice, Error> {
+        if !self.chosen.contains_key(namespace) {
+            let pss = pod_security(client, namespace).await?;
+            if self.requested == CapabilitiesArg::Auto && self.runtimes.is_none() {
+                self.runtimes = Some(node_runtimes(client).await?);
+            }
+            let runtimes = self.runtimes.as_ref().and_then(Option::as_deref);
+            let choice = choose(self.requested, namespace, &pss, runtimes).map_err(|e| e.to_string());
+            if let Ok(c) = &choice {
+                eprintln!("capabilities for namespace {namespace}: {} ({})", c.mode.as_str(), c.reason);
+            }
+            self.chosen.insert(namespace.to_owned(), choice);
+        }
+        self.chosen[namespace].clone().map_err(Error::Workload)
     }
 }
 

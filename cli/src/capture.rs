@@ -26,12 +26,11 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use crate::attach::{CapabilityPlanner, FIELD_MANAGER};
-use crate::capabilities::CapabilitiesArg;
-use crate::kube_context::Kube;
+use crate::capabilities::{CapabilitiesArg, CapabilityPlanner};
+use crate::kube_context::{FIELD_MANAGER, Kube};
 use crate::merge::{Demux, Merger};
 use crate::sidecar::{self, GreProfile, Oversize, Sidecar, SidecarOptions};
-use crate::workload::{WorkloadId, WorkloadKind, WorkloadRef};
+use crate::workload::{KindApi, WorkloadId, WorkloadKind, WorkloadRef};
 use crate::{EXIT_WORKLOAD_FAILED, Error, preflight};
 
 /// Prefix of the ephemeral containers' names.
@@ -49,7 +48,10 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 const METRICS_ADDR: &str = "127.0.0.1:0";
 
 /// `kubectl bpc capture`.
-#[derive(Debug, Clone, clap::Args)]
+// `Default` is a capture built in code (`verify --ephemeral`): no target,
+// no output, every optional flag unset and `--duration 0` (not the command
+// line's 60s); the caller sets what it needs.
+#[derive(Debug, Clone, Default, clap::Args)]
 #[command(
     group(clap::ArgGroup::new("output").required(true).args(["collectors", "write"])),
     after_help = "Examples:
@@ -77,7 +79,7 @@ pub struct CaptureArgs {
     #[arg(long, value_name = "EXPR")]
     pub filter: Option<String>,
     /// How long to capture (0: until Ctrl-C or --count).
-    #[arg(long, value_parser = crate::verify::parse_duration, default_value = "60s")]
+    #[arg(long, value_parser = crate::duration::parse_duration, default_value = "60s")]
     pub duration: Duration,
     /// Stop each pod's capture after this many packets.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
@@ -397,9 +399,10 @@ pub async fn resolve_pods(kube: &Kube, args: &CaptureArgs) -> Result<Vec<(Pod, O
                 out.push((p, w));
             }
             Target::Workload(r) => {
-                let id = WorkloadId { namespace: ns.clone(), kind: r.kind, name: r.name.clone() };
-                let o = r.kind.api(&kube.client, ns).get(&r.name).await.map_err(|e| {
-                    pod_api_error(e, &format!("get {}", r.kind.resource()), &id.to_string(), ns)
+                let kind = r.kind_or_deployment();
+                let id = WorkloadId { namespace: ns.clone(), kind, name: r.name.clone() };
+                let o = kind.api(&kube.client, ns).get(&r.name).await.map_err(|e| {
+                    pod_api_error(e, &format!("get {}", kind.resource()), &id.to_string(), ns)
                 })?;
                 let labels = o.data.pointer("/spec/selector/matchLabels").and_then(Value::as_object);
                 let Some(labels) = labels.filter(|l| !l.is_empty()) else {
@@ -504,14 +507,8 @@ pub async fn plan(kube: &Kube, args: &CaptureArgs) -> Result<Vec<Planned>, Error
 /// The collectors of the pod's `bpc-agent` sidecar, where they are addresses
 /// (a name would have to be resolved by the filter compiler in the pod).
 pub fn sidecar_collectors(pod: &Pod) -> Vec<std::net::IpAddr> {
-    let Some(agent) = pod.spec.as_ref().and_then(crate::verify::agent_of).map(|(c, _)| c) else {
-        return Vec::new();
-    };
-    crate::verify::env_of(agent, "BPC_COLLECTOR")
-        .unwrap_or_default()
-        .split(',')
-        .filter_map(|c| c.trim().parse().ok())
-        .collect()
+    let Some(agent) = crate::pod_spec::pod_agent(pod) else { return Vec::new() };
+    crate::pod_spec::collectors_of(agent).iter().filter_map(|c| c.parse().ok()).collect()
 }
 
 /// `filter` (all traffic when None) without GRE sent to `collectors`.
@@ -962,10 +959,10 @@ mod tests {
         assert_eq!(Target::parse("pod/web-1").unwrap(), Target::Pod("web-1".into()));
         assert_eq!(Target::parse("po/web-1").unwrap(), Target::Pod("web-1".into()));
         assert!(
-            matches!(Target::parse("sts/db").unwrap(), Target::Workload(r) if r.kind == WorkloadKind::StatefulSet)
+            matches!(Target::parse("sts/db").unwrap(), Target::Workload(r) if r.kind == Some(WorkloadKind::StatefulSet))
         );
         assert!(
-            matches!(Target::parse("web").unwrap(), Target::Workload(r) if r.kind == WorkloadKind::Deployment)
+            matches!(Target::parse("web").unwrap(), Target::Workload(r) if r.kind_or_deployment() == WorkloadKind::Deployment)
         );
         assert!(Target::parse("job/x").unwrap_err().to_string().contains("pod/NAME"));
         assert!(Target::parse("pod/").is_err());

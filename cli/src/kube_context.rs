@@ -14,6 +14,9 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use crate::Error;
 
+/// The field manager of every write the plugin makes.
+pub const FIELD_MANAGER: &str = "kubectl-bpc";
+
 /// Connection flags shared by every command that talks to a cluster.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct KubeArgs {

@@ -12,7 +12,7 @@ use kubectl_bpc::capabilities::CapabilitiesArg;
 use kubectl_bpc::kube_context::KubeArgs;
 use kubectl_bpc::manifest::{Edit, edit_manifests};
 use kubectl_bpc::sidecar::SidecarOptions;
-use kubectl_bpc::{Error, attach, capture, map, sink, status, verify};
+use kubectl_bpc::{Error, attach, capture, map, output, sink, status, verify};
 
 #[derive(Parser)]
 #[command(
@@ -20,7 +20,9 @@ use kubectl_bpc::{Error, attach, capture, map, sink, status, verify};
     bin_name = "kubectl bpc",
     version,
     about = "Mirror a workload's own traffic to a packet analyser over GRE, with a capture sidecar",
-    after_help = "Exit codes: 0 success, 1 a workload failed (the others were processed), 2 usage or configuration error."
+    after_help = "Exit codes: 0 success (also when the reader of the output closes it early, as `| head` does), \
+                  1 a workload failed (the others were processed) or a check failed, 2 usage, configuration \
+                  or API error, 130 interrupted (Ctrl-C)."
 )]
 struct Cli {
     #[command(flatten)]
@@ -113,16 +115,19 @@ fn offline(kube: &KubeArgs, file: &FileArg, edit: &Edit) -> Result<ExitCode, Err
         eprintln!("note: {note}");
     }
     for o in &edited.outcomes {
-        eprintln!("{} in namespace {}: {}", o.workload, o.workload.namespace, o.action);
+        eprintln!("{} in namespace {}: {}", o.workload, o.workload.namespace, o.action.in_manifest());
     }
-    print!("{}", edited.yaml);
+    output::print(&edited.yaml)?;
     Ok(ExitCode::SUCCESS)
 }
 
 async fn run(cli: Cli) -> Result<ExitCode, Error> {
     match &cli.command {
         Command::Completion { shell } => {
-            clap_complete::generate(*shell, &mut Cli::command(), "kubectl-bpc", &mut std::io::stdout());
+            // Into a buffer first: clap_complete panics on a failed write.
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "kubectl-bpc", &mut script);
+            output::print(&String::from_utf8_lossy(&script))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Inject(args) => {
@@ -147,7 +152,12 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
                         eprintln!("note: {note}");
                     }
                     for o in &written.edited.outcomes {
-                        eprintln!("{} in namespace {}: {}", o.workload, o.workload.namespace, o.action);
+                        eprintln!(
+                            "{} in namespace {}: {}",
+                            o.workload,
+                            o.workload.namespace,
+                            o.action.in_manifest()
+                        );
                     }
                     for file in &written.files {
                         eprintln!("wrote {}", file.display());
@@ -210,6 +220,8 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli).await {
         Ok(code) => code,
+        // The reader closed the pipe (`| head`): it has what it wanted.
+        Err(e) if e.is_closed_pipe() => e.exit_code(),
         Err(e) => {
             eprintln!("error: {e}");
             e.exit_code()

@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::Error;
 use crate::capabilities::{CapabilitiesArg, PodSecurity, choose};
-use crate::sidecar::{self, Injected, Sidecar, SidecarOptions, Uninjected};
+use crate::sidecar::{self, Change, Sidecar, SidecarOptions};
 use crate::workload::{WorkloadId, WorkloadKind};
 
 pub mod diff;
@@ -48,9 +48,8 @@ pub enum Edit {
 pub struct Outcome {
     /// The workload.
     pub workload: WorkloadId,
-    /// What was done, as shown to the user: "added", "updated", "unchanged",
-    /// "removed", "not attached".
-    pub action: &'static str,
+    /// What was done.
+    pub action: Change,
 }
 
 /// One workload's pod template before and after the edit.
@@ -194,16 +193,9 @@ impl Editor<'_> {
                     capabilities: choice.mode,
                     allow_host_network: *allow_host_network,
                 };
-                match sidecar::inject(template, &s)? {
-                    Injected::Added => "sidecar added",
-                    Injected::Updated => "sidecar updated",
-                    Injected::Unchanged => "unchanged",
-                }
+                Change::from(sidecar::inject(template, &s)?)
             }
-            Edit::Uninject => match sidecar::uninject(template, &workload)? {
-                Uninjected::Removed => "sidecar removed",
-                Uninjected::NotAttached => "not attached",
-            },
+            Edit::Uninject => Change::from(sidecar::uninject(template, &workload)?),
         };
         self.out.templates.push(TemplateEdit {
             workload: workload.clone(),
@@ -259,7 +251,7 @@ pub fn edit_manifests(input: &str, edit: &Edit, namespace: Option<&str>) -> Resu
                     names.join(", ")
                 ));
                 yaml.push_str(marker_line(source));
-                yaml.push_str(&yaml_serde::to_string(&edited).map_err(|e| Error::Encode(e.to_string()))?);
+                yaml.push_str(&yaml_serde::to_string(&edited)?);
             }
         }
     }
@@ -296,7 +288,7 @@ mod tests {
         let out = edit_manifests(&input, &inject(), None).unwrap();
         assert!(out.yaml.starts_with(svc), "{}", out.yaml);
         assert_eq!(out.outcomes.len(), 1);
-        assert_eq!(out.outcomes[0].action, "sidecar added");
+        assert_eq!(out.outcomes[0].action, Change::Added);
     }
 
     #[test]

@@ -122,14 +122,6 @@ impl OwnerCache {
     }
 }
 
-/// Whether a pod carries the capture sidecar (as a container or a native
-/// sidecar init container).
-pub fn pod_is_attached(pod: &Pod) -> bool {
-    let Some(spec) = pod.spec.as_ref() else { return false };
-    spec.containers.iter().any(|c| c.name == AGENT_CONTAINER)
-        || spec.init_containers.iter().flatten().any(|c| c.name == AGENT_CONTAINER)
-}
-
 /// Map rows of one pod: one per pod IP (dual-stack pods have two); none
 /// before the pod has an IP or for host-network pods, whose IP is the node's.
 pub fn entries_of_pod(pod: &Pod, owners: &OwnerCache) -> Vec<MapEntry> {
@@ -149,7 +141,7 @@ pub fn entries_of_pod(pod: &Pod, owners: &OwnerCache) -> Vec<MapEntry> {
     let workload = owners.workload_of(pod);
     let key = WorkloadKey::from_workload(&namespace, &workload.kind, &workload.name);
     let node = spec.and_then(|s| s.node_name.clone()).unwrap_or_default();
-    let attached = pod_is_attached(pod);
+    let attached = crate::pod_spec::pod_is_attached(pod);
     ips.into_iter()
         .filter(|ip| !ip.is_empty())
         .map(|ip| MapEntry {
@@ -298,7 +290,7 @@ pub fn build_full_map(
 pub fn render(rows: &[MapEntry], format: MapFormat, out: &mut impl Write) -> Result<(), Error> {
     match format {
         MapFormat::Json => {
-            serde_json::to_writer_pretty(&mut *out, rows).map_err(|e| Error::Encode(e.to_string()))?;
+            serde_json::to_writer_pretty(&mut *out, rows)?;
             writeln!(out)?;
         }
         MapFormat::Csv => {
@@ -635,20 +627,68 @@ pub async fn fetch_map(client: &Client, namespace: Option<&str>) -> Result<Vec<M
 /// Runs `kubectl bpc map`: prints the map once, or with `--watch` streams
 /// changes as JSON lines until the watch ends.
 pub async fn run(args: &MapArgs, client: &Client, namespace: Option<&str>) -> Result<(), Error> {
-    let mut stdout = std::io::stdout().lock();
     if !args.watch {
         let rows = fetch_map(client, namespace).await?;
-        return render(&rows, args.output, &mut stdout);
+        return render(&rows, args.output, &mut crate::output::stdout());
     }
-    drop(stdout);
     watch(client, namespace, |ev| {
-        let mut out = std::io::stdout().lock();
-        serde_json::to_writer(&mut out, &ev).map_err(|e| Error::Encode(e.to_string()))?;
+        let mut out = crate::output::stdout();
+        serde_json::to_writer(&mut out, &ev)?;
         writeln!(out)?;
         out.flush()?;
         Ok(())
     })
     .await
+}
+
+/// What a secondary watch's objects do to the map.
+struct SideRows<K> {
+    /// Named in the debug log of a failed watch.
+    what: &'static str,
+    relist: fn(&mut MapState, &[K]) -> Vec<MapEvent>,
+    apply: fn(&mut MapState, &K) -> Vec<MapEvent>,
+    delete: fn(&mut MapState, &K) -> Vec<MapEvent>,
+}
+
+const SERVICE_ROWS: SideRows<Service> = SideRows {
+    what: "service",
+    relist: MapState::relist_services,
+    apply: MapState::apply_service,
+    delete: MapState::delete_service,
+};
+
+const NODE_ROWS: SideRows<Node> = SideRows {
+    what: "node",
+    relist: MapState::relist_nodes,
+    apply: MapState::apply_node,
+    delete: MapState::delete_node,
+};
+
+/// One event of a secondary watch applied to the map; the objects of a
+/// (re)list are gathered in `pending` until it is complete.
+fn side_event<K>(
+    state: &mut MapState,
+    pending: &mut Vec<K>,
+    rows: &SideRows<K>,
+    event: Result<watcher::Event<K>, watcher::Error>,
+) -> Vec<MapEvent> {
+    match event {
+        Ok(watcher::Event::Init) => {
+            pending.clear();
+            Vec::new()
+        }
+        Ok(watcher::Event::InitApply(o)) => {
+            pending.push(o);
+            Vec::new()
+        }
+        Ok(watcher::Event::InitDone) => (rows.relist)(state, &std::mem::take(pending)),
+        Ok(watcher::Event::Apply(o)) => (rows.apply)(state, &o),
+        Ok(watcher::Event::Delete(o)) => (rows.delete)(state, &o),
+        Err(e) => {
+            tracing::debug!("{} watch: {e}", rows.what);
+            Vec::new()
+        }
+    }
 }
 
 /// A secondary watch stream (Services, Nodes): it backs off and retries on
@@ -707,22 +747,8 @@ pub async fn watch(
                 }
                 Vec::new()
             }
-            Some(ev) = svc_events.next() => match ev {
-                Ok(watcher::Event::Init) => { svc_relist.clear(); Vec::new() }
-                Ok(watcher::Event::InitApply(s)) => { svc_relist.push(s); Vec::new() }
-                Ok(watcher::Event::InitDone) => state.relist_services(&std::mem::take(&mut svc_relist)),
-                Ok(watcher::Event::Apply(s)) => state.apply_service(&s),
-                Ok(watcher::Event::Delete(s)) => state.delete_service(&s),
-                Err(e) => { tracing::debug!("service watch: {e}"); Vec::new() }
-            },
-            Some(ev) = node_events.next() => match ev {
-                Ok(watcher::Event::Init) => { node_relist.clear(); Vec::new() }
-                Ok(watcher::Event::InitApply(n)) => { node_relist.push(n); Vec::new() }
-                Ok(watcher::Event::InitDone) => state.relist_nodes(&std::mem::take(&mut node_relist)),
-                Ok(watcher::Event::Apply(n)) => state.apply_node(&n),
-                Ok(watcher::Event::Delete(n)) => state.delete_node(&n),
-                Err(e) => { tracing::debug!("node watch: {e}"); Vec::new() }
-            },
+            Some(ev) = svc_events.next() => side_event(&mut state, &mut svc_relist, &SERVICE_ROWS, ev),
+            Some(ev) = node_events.next() => side_event(&mut state, &mut node_relist, &NODE_ROWS, ev),
         };
         for e in events {
             emit(e)?;

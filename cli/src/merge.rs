@@ -166,19 +166,16 @@ pub struct Merger<W: Write> {
 impl<W: Write> Merger<W> {
     /// Writes the section header and one interface per pod (named by `names`).
     pub fn new(out: W, names: &[String], snaplen: u32) -> Result<Merger<W>, Error> {
-        let io = |e: pcap_file::PcapError| Error::Io(std::io::Error::other(e.to_string()));
-        let mut writer = PcapNgWriter::new(out).map_err(io)?;
+        let mut writer = PcapNgWriter::new(out)?;
         for name in names {
-            writer
-                .write_pcapng_block(InterfaceDescriptionBlock {
-                    linktype: DataLink::ETHERNET,
-                    snaplen,
-                    options: vec![
-                        InterfaceDescriptionOption::IfName(Cow::Owned(name.clone())),
-                        InterfaceDescriptionOption::IfTsResol(9),
-                    ],
-                })
-                .map_err(io)?;
+            writer.write_pcapng_block(InterfaceDescriptionBlock {
+                linktype: DataLink::ETHERNET,
+                snaplen,
+                options: vec![
+                    InterfaceDescriptionOption::IfName(Cow::Owned(name.clone())),
+                    InterfaceDescriptionOption::IfTsResol(9),
+                ],
+            })?;
         }
         writer.get_mut().flush()?;
         let streams = names.iter().map(|_| Stream::default()).collect();
@@ -242,33 +239,25 @@ impl<W: Write> Merger<W> {
     }
 
     fn write(&mut self, interface_id: u32, item: Item) -> Result<(), Error> {
-        let io = |e: pcap_file::PcapError| match e {
-            pcap_file::PcapError::IoError(e) => Error::Io(e),
-            other => Error::Io(std::io::Error::other(other.to_string())),
-        };
         match item {
-            Item::Packet { ts, original_len, data } => self
-                .writer
-                .write_pcapng_block(EnhancedPacketBlock {
+            Item::Packet { ts, original_len, data } => {
+                self.writer.write_pcapng_block(EnhancedPacketBlock {
                     interface_id,
                     timestamp: std::time::Duration::from_nanos(ts),
                     original_len,
                     data: Cow::Owned(data),
                     options: vec![],
-                })
-                .map_err(io)?,
-            Item::Stats { ts, counters } => self
-                .writer
-                .write_pcapng_block(InterfaceStatisticsBlock {
-                    interface_id,
-                    timestamp: ts,
-                    options: vec![
-                        InterfaceStatisticsOption::IsbIfRecv(counters.received),
-                        InterfaceStatisticsOption::IsbOsDrop(counters.drops),
-                        InterfaceStatisticsOption::IsbUsrDeliv(counters.delivered),
-                    ],
-                })
-                .map_err(io)?,
+                })?
+            }
+            Item::Stats { ts, counters } => self.writer.write_pcapng_block(InterfaceStatisticsBlock {
+                interface_id,
+                timestamp: ts,
+                options: vec![
+                    InterfaceStatisticsOption::IsbIfRecv(counters.received),
+                    InterfaceStatisticsOption::IsbOsDrop(counters.drops),
+                    InterfaceStatisticsOption::IsbUsrDeliv(counters.delivered),
+                ],
+            })?,
         };
         Ok(())
     }

@@ -1,9 +1,36 @@
-//! Printing objects the way kubectl does: `-o yaml|json` (one object, or a
+//! Standard output, the one way every command writes its results, and
+//! printing objects the way kubectl does: `-o yaml|json` (one object, or a
 //! `List` of several) and `--diff` as a unified diff of the YAML.
+//!
+//! The policy: results go to standard output through [`stdout`] or
+//! [`print`], whose write errors are returned, never a panic; a reader that
+//! closes the pipe early (`| head`) ends the command quietly with exit 0, as
+//! ripgrep does ([`Error::is_closed_pipe`], handled once, in `main`).
+//! Progress, notes and errors go to standard error.
+
+use std::io::{IsTerminal, Write};
 
 use serde_json::{Value, json};
 
 use crate::Error;
+
+/// Standard output, locked, for a command's results.
+pub fn stdout() -> std::io::StdoutLock<'static> {
+    std::io::stdout().lock()
+}
+
+/// Whether standard output is a terminal (marks and colours for people).
+pub fn is_terminal() -> bool {
+    std::io::stdout().is_terminal()
+}
+
+/// Writes `text` to standard output and flushes it.
+pub fn print(text: &str) -> Result<(), Error> {
+    let mut out = stdout();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
 
 /// `-o` for commands whose output is an object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -31,20 +58,20 @@ pub fn render(objects: Vec<Value>, format: ObjectFormat) -> Result<String, Error
         }
     };
     match format {
-        ObjectFormat::Yaml => yaml_serde::to_string(&value).map_err(|e| Error::Encode(e.to_string())),
+        ObjectFormat::Yaml => Ok(yaml_serde::to_string(&value)?),
         ObjectFormat::Json => serde_json::to_string_pretty(&value)
             .map(|mut s| {
                 s.push('\n');
                 s
             })
-            .map_err(|e| Error::Encode(e.to_string())),
+            .map_err(Error::from),
     }
 }
 
 /// A unified diff of two objects' YAML, headed like `kubectl diff`; empty
 /// when they are equal.
 pub fn diff(name: &str, before: &Value, after: &Value) -> Result<String, Error> {
-    let yaml = |v: &Value| yaml_serde::to_string(v).map_err(|e| Error::Encode(e.to_string()));
+    let yaml = |v: &Value| yaml_serde::to_string(v).map_err(Error::from);
     let (old, new) = (yaml(before)?, yaml(after)?);
     if old == new {
         return Ok(String::new());

@@ -5,10 +5,11 @@
 
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::Error;
-use crate::workload::{WorkloadId, WorkloadKind};
+use crate::workload::{KindApi, WorkloadId, WorkloadKind};
 
 /// Where a rollout stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +27,36 @@ pub enum RolloutState {
     },
     /// The controller cannot make progress; the message says why.
     Failed(String),
+}
+
+/// Desired/updated/ready replica counts of a workload.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rollout {
+    /// Replicas wanted (a DaemonSet: pods scheduled).
+    pub desired: i32,
+    /// Replicas running the current template.
+    pub updated: i32,
+    /// Replicas ready.
+    pub ready: i32,
+}
+
+/// The replica counts of a workload object (as the API returns it); a
+/// Deployment or StatefulSet without `replicas` wants one.
+pub fn counts(kind: WorkloadKind, object: &Value) -> Rollout {
+    let clamp = |n: i64| i32::try_from(n).unwrap_or(i32::MAX);
+    let int32 = |pointer: &str| clamp(int(object, pointer));
+    match kind {
+        WorkloadKind::Deployment | WorkloadKind::StatefulSet => Rollout {
+            desired: object.pointer("/spec/replicas").and_then(Value::as_i64).map_or(1, clamp),
+            updated: int32("/status/updatedReplicas"),
+            ready: int32("/status/readyReplicas"),
+        },
+        WorkloadKind::DaemonSet => Rollout {
+            desired: int32("/status/desiredNumberScheduled"),
+            updated: int32("/status/updatedNumberScheduled"),
+            ready: int32("/status/numberReady"),
+        },
+    }
 }
 
 fn int(v: &Value, pointer: &str) -> i64 {
@@ -132,8 +163,7 @@ pub async fn wait(client: &kube::Client, id: &WorkloadId, timeout: Duration) -> 
     bar.enable_steady_tick(Duration::from_millis(120));
     let start = Instant::now();
     let result = loop {
-        let object =
-            serde_json::to_value(api.get(&id.name).await?).map_err(|e| Error::Encode(e.to_string()))?;
+        let object = serde_json::to_value(api.get(&id.name).await?)?;
         let mut state = state(id.kind, &object);
         if state != RolloutState::Complete
             && let Some(failure) = new_failure(&events_before, &failed_create_events(client, id).await?)
@@ -180,6 +210,17 @@ mod tests {
 
     fn deployment(status: Value) -> Value {
         json!({"metadata": {"generation": 2}, "spec": {"replicas": 3}, "status": status})
+    }
+
+    #[test]
+    fn counts_read_replicas_for_deployments_and_scheduled_pods_for_daemon_sets() {
+        let d = json!({"spec": {}, "status": {"updatedReplicas": 1, "readyReplicas": 1}});
+        assert_eq!(counts(WorkloadKind::Deployment, &d), Rollout { desired: 1, updated: 1, ready: 1 });
+        let s = json!({"spec": {"replicas": 3}, "status": {"updatedReplicas": 2}});
+        assert_eq!(counts(WorkloadKind::StatefulSet, &s), Rollout { desired: 3, updated: 2, ready: 0 });
+        let ds = json!({"spec": {"replicas": 9},
+            "status": {"desiredNumberScheduled": 4, "updatedNumberScheduled": 3, "numberReady": 2}});
+        assert_eq!(counts(WorkloadKind::DaemonSet, &ds), Rollout { desired: 4, updated: 3, ready: 2 });
     }
 
     #[test]

@@ -272,6 +272,69 @@ pub enum Uninjected {
     NotAttached,
 }
 
+/// What attach, detach, inject or uninject did to one workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// The sidecar was added.
+    Added,
+    /// The sidecar was replaced in place with other options.
+    Updated,
+    /// The sidecar was there with the same options.
+    Unchanged,
+    /// The sidecar and what was recorded with it were removed.
+    Removed,
+    /// There was no sidecar to remove.
+    NotAttached,
+}
+
+impl Change {
+    /// In kubectl's words, for a live workload: "attached", "detached"...
+    pub fn in_cluster(self) -> &'static str {
+        match self {
+            Change::Added => "attached",
+            Change::Updated => "updated",
+            Change::Unchanged => "unchanged",
+            Change::Removed => "detached",
+            Change::NotAttached => "not attached",
+        }
+    }
+
+    /// Whether the pod template changed, so that the workload rolls out.
+    pub fn rolls(self) -> bool {
+        matches!(self, Change::Added | Change::Updated | Change::Removed)
+    }
+
+    /// For a manifest: "sidecar added", "sidecar removed"...
+    pub fn in_manifest(self) -> &'static str {
+        match self {
+            Change::Added => "sidecar added",
+            Change::Updated => "sidecar updated",
+            Change::Unchanged => "unchanged",
+            Change::Removed => "sidecar removed",
+            Change::NotAttached => "not attached",
+        }
+    }
+}
+
+impl From<Injected> for Change {
+    fn from(i: Injected) -> Change {
+        match i {
+            Injected::Added => Change::Added,
+            Injected::Updated => Change::Updated,
+            Injected::Unchanged => Change::Unchanged,
+        }
+    }
+}
+
+impl From<Uninjected> for Change {
+    fn from(u: Uninjected) -> Change {
+        match u {
+            Uninjected::Removed => Change::Removed,
+            Uninjected::NotAttached => Change::NotAttached,
+        }
+    }
+}
+
 /// The sidecar container for a workload.
 pub fn container(sidecar: &Sidecar) -> Value {
     let o = &sidecar.options;
@@ -451,7 +514,7 @@ pub fn inject(template: &mut Value, sidecar: &Sidecar) -> Result<Injected, Error
         record.created.push("/metadata/annotations".into());
         metadata.insert("annotations".into(), Value::Object(Map::new()));
     }
-    let annotation = serde_json::to_string(&record).map_err(|e| Error::Encode(e.to_string()))?;
+    let annotation = serde_json::to_string(&record)?;
     let annotations = metadata
         .get_mut("annotations")
         .and_then(Value::as_object_mut)
@@ -830,5 +893,18 @@ mod tests {
         assert_eq!(p["spec"]["template"]["metadata"]["annotations"][STATUS_ANNOTATION], Value::Null);
         assert_eq!(p["spec"]["template"]["metadata"]["annotations"][VERIFY_ANNOTATION], Value::Null);
         assert_eq!(p["metadata"]["resourceVersion"], "7");
+    }
+
+    #[test]
+    fn a_change_reads_as_kubectl_says_it_live_and_names_the_sidecar_in_a_manifest() {
+        assert_eq!(
+            (Change::from(Injected::Added).in_cluster(), Change::Added.in_manifest()),
+            ("attached", "sidecar added")
+        );
+        assert_eq!(
+            (Change::from(Uninjected::Removed).in_cluster(), Change::Removed.in_manifest()),
+            ("detached", "sidecar removed")
+        );
+        assert_eq!(Change::from(Uninjected::NotAttached).in_cluster(), "not attached");
     }
 }

@@ -122,7 +122,9 @@ pub async fn run(args: &SinkArgs, watch_from: Option<(Client, Option<String>)>) 
             .map_err(|e| Error::Receiver(e.to_string()))?
             .map_err(|e| match e {
                 bpc_sim::Error::Socket { .. } => receiver_error(e, listen),
-                other => Error::Usage(other.to_string()),
+                bpc_sim::Error::Invalid { .. } => Error::Usage(e.to_string()),
+                // A file or pcap that cannot be written is the receiver's failure, not a usage error.
+                bpc_sim::Error::File { .. } | bpc_sim::Error::Pcap(_) => Error::Receiver(e.to_string()),
             });
     if let Some(w) = watcher {
         w.abort();

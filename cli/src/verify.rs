@@ -17,7 +17,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use bpc_wire::WorkloadKey;
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Container, Pod, PodTemplateSpec};
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
@@ -25,13 +24,13 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::Error;
-use crate::capabilities::CapabilitiesArg;
 use crate::capture::{self, CaptureArgs};
+use crate::duration::parse_duration;
 use crate::kube_context::Kube;
-use crate::map::AGENT_CONTAINER;
+use crate::pod_spec::{agent_of, env_of, pod_agent, sends_to};
+use crate::sidecar::{AGENT_CONTAINER, STATUS_ANNOTATION};
 use crate::sink::{GreTally, StreamReport};
-use crate::status::{STATUS_ANNOTATION, parse_workload_arg};
-use crate::workload::WorkloadKind;
+use crate::workload::{KindApi, WorkloadKind, WorkloadRef};
 
 pub use crate::sidecar::{MAX_COLLECTORS, VERIFY_ANNOTATION};
 
@@ -74,21 +73,6 @@ pub enum VerifyFormat {
     Json,
 }
 
-/// Parses `90`, `90s`, `2m`, `1h`, `500ms`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("invalid duration '{s}': use e.g. 60s, 2m"))?;
-    match unit {
-        "" | "s" => Ok(Duration::from_secs(n)),
-        "ms" => Ok(Duration::from_millis(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        "h" => Ok(Duration::from_secs(n * 3600)),
-        _ => Err(format!("invalid duration unit in '{s}': use ms, s, m or h")),
-    }
-}
-
 /// Where something receives GRE packets: the embedded receiver, or a fake.
 pub trait StreamSource {
     /// Current per-stream counters.
@@ -104,8 +88,8 @@ impl StreamSource for GreTally {
 /// What verify reads from the workload before changing it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
-    /// `Deployment`, `StatefulSet` or `DaemonSet`.
-    pub kind: &'static str,
+    /// Kind.
+    pub kind: WorkloadKind,
     /// Name.
     pub name: String,
     /// Namespace.
@@ -122,20 +106,9 @@ pub struct Target {
     pub desired: i32,
 }
 
-pub fn env_of(c: &Container, name: &str) -> Option<String> {
-    c.env.as_ref()?.iter().find(|e| e.name == name).and_then(|e| e.value.clone())
-}
-
-pub fn agent_of(spec: &k8s_openapi::api::core::v1::PodSpec) -> Option<(&Container, bool)> {
-    if let Some(c) = spec.containers.iter().find(|c| c.name == AGENT_CONTAINER) {
-        return Some((c, false));
-    }
-    spec.init_containers.iter().flatten().find(|c| c.name == AGENT_CONTAINER).map(|c| (c, true))
-}
-
 /// Reads a target from a workload's pod template.
 pub fn target_of(
-    kind: &'static str,
+    kind: WorkloadKind,
     meta: &kube::api::ObjectMeta,
     template: &PodTemplateSpec,
     match_labels: Option<&std::collections::BTreeMap<String, String>>,
@@ -143,7 +116,7 @@ pub fn target_of(
 ) -> Result<Target, Error> {
     let name = meta.name.clone().unwrap_or_default();
     let namespace = meta.namespace.clone().unwrap_or_default();
-    let workload = format!("{}/{name}", kind.to_lowercase());
+    let workload = format!("{}/{name}", kind.lower());
     let not_attached = || {
         Error::Usage(format!(
             "{workload} in namespace {namespace} is not attached: run kubectl bpc attach {workload} -n {namespace} \
@@ -171,46 +144,20 @@ pub fn target_of(
 
 /// Fetches the workload and reads its target.
 pub async fn read_target(client: &Client, namespace: &str, workload: &str) -> Result<Target, Error> {
-    let (kind, name) = parse_workload_arg(workload)?;
-    let missing = |e: kube::Error| match e {
+    let named = WorkloadRef::parse(workload)?;
+    let kind = named.kind_or_deployment();
+    let object = kind.api(client, namespace).get(&named.name).await.map_err(|e| match e {
         kube::Error::Api(s) if s.code == 404 => {
             Error::Usage(format!("workload '{workload}' not found in namespace {namespace}"))
         }
         other => Error::Kube(other),
-    };
-    match kind.unwrap_or("Deployment") {
-        "StatefulSet" => {
-            let s =
-                Api::<StatefulSet>::namespaced(client.clone(), namespace).get(name).await.map_err(missing)?;
-            let spec = s.spec.clone().unwrap_or_default();
-            target_of(
-                "StatefulSet",
-                &s.metadata,
-                &spec.template,
-                spec.selector.match_labels.as_ref(),
-                spec.replicas.unwrap_or(1),
-            )
-        }
-        "DaemonSet" => {
-            let d =
-                Api::<DaemonSet>::namespaced(client.clone(), namespace).get(name).await.map_err(missing)?;
-            let spec = d.spec.clone().unwrap_or_default();
-            let desired = d.status.as_ref().map_or(0, |s| s.desired_number_scheduled);
-            target_of("DaemonSet", &d.metadata, &spec.template, spec.selector.match_labels.as_ref(), desired)
-        }
-        _ => {
-            let d =
-                Api::<Deployment>::namespaced(client.clone(), namespace).get(name).await.map_err(missing)?;
-            let spec = d.spec.clone().unwrap_or_default();
-            target_of(
-                "Deployment",
-                &d.metadata,
-                &spec.template,
-                spec.selector.match_labels.as_ref(),
-                spec.replicas.unwrap_or(1),
-            )
-        }
-    }
+    })?;
+    let spec = |pointer: &str| object.data.pointer(pointer).cloned().unwrap_or(Value::Null);
+    let template: PodTemplateSpec = serde_json::from_value(spec("/spec/template")).unwrap_or_default();
+    let match_labels: Option<std::collections::BTreeMap<String, String>> =
+        serde_json::from_value(spec("/spec/selector/matchLabels")).ok();
+    let desired = crate::rollout::counts(kind, &object.data).desired;
+    target_of(kind, &object.metadata, &template, match_labels.as_ref(), desired)
 }
 
 /// The collector list with the sink added; refuses a fifth collector.
@@ -275,8 +222,7 @@ pub fn collector_patch(
 }
 
 async fn patch(client: &Client, target: &Target, body: &Value) -> Result<(), kube::Error> {
-    let kind = WorkloadKind::from_kind(target.kind).unwrap_or(WorkloadKind::Deployment);
-    let api = kind.api(client, &target.namespace);
+    let api = target.kind.api(client, &target.namespace);
     api.patch(&target.name, &PatchParams::default(), &Patch::Strategic(body)).await.map(drop)
 }
 
@@ -339,7 +285,7 @@ fn expected_key(target: &Target, agent: Option<&Container>) -> WorkloadKey {
     agent
         .and_then(|c| env_of(c, "BPC_KEY"))
         .and_then(|k| k.parse::<WorkloadKey>().ok())
-        .unwrap_or_else(|| WorkloadKey::from_workload(&target.namespace, target.kind, &target.name))
+        .unwrap_or_else(|| WorkloadKey::from_workload(&target.namespace, target.kind.as_str(), &target.name))
 }
 
 /// One look at the pods and the receiver: (all passed, why not, results).
@@ -352,10 +298,8 @@ pub fn evaluate(
 ) -> (bool, Option<String>, Vec<PodResult>) {
     let mut results = Vec::new();
     for pod in pods.iter().filter(|p| pod_ready(p)) {
-        let agent = pod.spec.as_ref().and_then(agent_of).map(|(c, _)| c);
-        let has_sink = agent
-            .and_then(|c| env_of(c, "BPC_COLLECTOR"))
-            .is_some_and(|v| v.split(',').any(|c| c.trim() == sink));
+        let agent = pod_agent(pod);
+        let has_sink = agent.is_some_and(|c| sends_to(c, sink));
         let ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone()).unwrap_or_default();
         let key = expected_key(target, agent).to_string();
         let (packets, lost) = delivered(streams, &ip, &key);
@@ -430,16 +374,18 @@ pub async fn verify(
     };
     let outcome = tokio::select! {
         r = wait => Ok(r),
-        _ = interrupt => Err(Error::Usage("interrupted".into())),
+        _ = interrupt => Err(Error::Interrupted("interrupted".into())),
     };
 
     let restore = collector_patch(&target, &target.collectors, target.status_annotation.as_deref(), None);
     let restored = patch(client, &target, &restore).await;
     if let Err(e) = restored {
-        return Err(Error::Usage(format!(
+        // The workload is left sending to a sink that is gone: a workload
+        // failure with the command that mends it, whatever the outcome was.
+        return Err(Error::Workload(format!(
             "could not restore the original collectors ({e}); restore them with: kubectl patch {}/{} -n {} \
              --type strategic -p '{}'",
-            target.kind.to_lowercase(),
+            target.kind.lower(),
             target.name,
             target.namespace,
             restore
@@ -448,7 +394,7 @@ pub async fn verify(
     let (pass, reason, pods) = outcome?;
     let reason = if pass { None } else { reason.map(|r| format!("timed out after {:?}: {r}", args.timeout)) };
     Ok(VerifyReport {
-        workload: format!("{}/{}", target.kind.to_lowercase(), target.name),
+        workload: format!("{}/{}", target.kind.lower(), target.name),
         namespace: target.namespace,
         sink,
         pass,
@@ -513,23 +459,10 @@ pub async fn verify_ephemeral(
     let sink = args.advertise.unwrap_or(args.sink).to_string();
     let capture = CaptureArgs {
         targets: vec![args.workload.clone()],
-        selector: None,
-        filter: None,
         duration: args.timeout,
-        count: None,
         collectors: vec![sink.clone()],
-        write: None,
-        interface: None,
-        snaplen: None,
-        max_pps: None,
-        max_mbps: None,
-        oversize: None,
-        gre_profile: None,
-        key: None,
         image: args.image.clone(),
-        buffer: None,
-        capabilities: CapabilitiesArg::Auto,
-        id: None,
+        ..CaptureArgs::default()
     };
     capture.check()?;
     // Nobody attaches to these captures to start them: they start at once.
@@ -544,9 +477,7 @@ pub async fn verify_ephemeral(
         let pod = pods_api.get(&plan.pod).await?;
         // A sidecar already sending to the sink has the same key and IP: its
         // packets would pass for the capture's.
-        if let Some(agent) = pod.spec.as_ref().and_then(agent_of).map(|(c, _)| c)
-            && env_of(agent, "BPC_COLLECTOR").is_some_and(|v| v.split(',').any(|c| c.trim() == sink))
-        {
+        if pod_agent(&pod).is_some_and(|agent| sends_to(agent, &sink)) {
             return Err(Error::Usage(format!(
                 "{sink} is already a collector of pod/{}'s sidecar; verify needs a sink of its own",
                 plan.pod
@@ -580,10 +511,10 @@ pub async fn verify_ephemeral(
     };
     let (pass, reason, results) = tokio::select! {
         r = wait => r,
-        _ = interrupt => return Err(Error::Usage("interrupted (the captures end by themselves at --timeout)".into())),
+        _ = interrupt => return Err(Error::Interrupted("interrupted (the captures end by themselves at --timeout)".into())),
     };
     let workload = capture::workload_of(&pods_api.get(&plans[0].pod).await?)
-        .map_or_else(|| args.workload.clone(), |w| format!("{}/{}", w.kind.as_str().to_lowercase(), w.name));
+        .map_or_else(|| args.workload.clone(), |w| format!("{}/{}", w.kind.lower(), w.name));
     Ok(VerifyReport {
         workload,
         namespace: kube.namespace.clone(),
@@ -599,7 +530,7 @@ pub async fn verify_ephemeral(
 /// Writes the report.
 pub fn render(report: &VerifyReport, format: VerifyFormat, out: &mut impl Write) -> Result<(), Error> {
     if format == VerifyFormat::Json {
-        serde_json::to_writer_pretty(&mut *out, report).map_err(|e| Error::Encode(e.to_string()))?;
+        serde_json::to_writer_pretty(&mut *out, report)?;
         writeln!(out)?;
         return Ok(());
     }
@@ -634,8 +565,9 @@ pub fn render(report: &VerifyReport, format: VerifyFormat, out: &mut impl Write)
     Ok(())
 }
 
-/// Entry point of `kubectl bpc verify`: exit 0 PASS, 1 FAIL; API, usage and
-/// receiver errors are returned (the caller exits 2).
+/// Entry point of `kubectl bpc verify`: exit 0 PASS, 1 FAIL; errors are
+/// returned (the caller exits 2 for usage and API errors, 1 for a restore
+/// that failed or a receiver error, 130 for Ctrl-C).
 pub async fn run(args: &VerifyArgs, kube: &Kube) -> Result<ExitCode, Error> {
     let tally = GreTally::start(args.sink)?;
     let interrupt = async {
@@ -646,23 +578,13 @@ pub async fn run(args: &VerifyArgs, kube: &Kube) -> Result<ExitCode, Error> {
     } else {
         verify(&kube.client, &kube.namespace, args, &tally, interrupt).await?
     };
-    render(&report, args.output, &mut std::io::stdout().lock())?;
+    render(&report, args.output, &mut crate::output::stdout())?;
     Ok(report.exit_code())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_parse_with_units() {
-        assert_eq!(parse_duration("60s"), Ok(Duration::from_secs(60)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert!(parse_duration("1d").is_err());
-        assert!(parse_duration("s").is_err());
-    }
 
     fn stream(source: &str, key: &str, packets: u64) -> StreamReport {
         let profile = bpc_contract::stream::ReceivedProfile::Standard;
@@ -713,7 +635,7 @@ mod tests {
     #[test]
     fn patch_targets_init_container_for_native_sidecars() {
         let t = Target {
-            kind: "Deployment",
+            kind: WorkloadKind::Deployment,
             name: "web".into(),
             namespace: "shop".into(),
             collectors: "a".into(),

@@ -15,65 +15,21 @@ use kube::core::ApiResource;
 
 use crate::Error;
 
-/// A kind of workload with a pod template.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum WorkloadKind {
-    /// `apps/v1` Deployment.
-    Deployment,
-    /// `apps/v1` StatefulSet.
-    StatefulSet,
-    /// `apps/v1` DaemonSet.
-    DaemonSet,
+pub use bpc_wire::WorkloadKind;
+
+/// The kube-rs side of a [`WorkloadKind`] (the kind itself, its names and
+/// aliases are `bpc-wire`'s, which derives the key from them).
+pub trait KindApi {
+    /// The API resource for the dynamic client.
+    fn api_resource(self) -> ApiResource;
+    /// A namespaced dynamic API of this kind.
+    fn api(self, client: &kube::Client, namespace: &str) -> Api<DynamicObject>;
+    /// A cluster-wide dynamic API of this kind (for `-A`).
+    fn api_all(self, client: &kube::Client) -> Api<DynamicObject>;
 }
 
-impl WorkloadKind {
-    /// Every kind, in the order `-l`/`--all` lists them.
-    pub const ALL: [WorkloadKind; 3] =
-        [WorkloadKind::Deployment, WorkloadKind::StatefulSet, WorkloadKind::DaemonSet];
-
-    /// The Kubernetes `kind` ("Deployment").
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WorkloadKind::Deployment => "Deployment",
-            WorkloadKind::StatefulSet => "StatefulSet",
-            WorkloadKind::DaemonSet => "DaemonSet",
-        }
-    }
-
-    /// The kind from a manifest's `kind` field (exact, as the API spells it).
-    pub fn from_kind(kind: &str) -> Option<WorkloadKind> {
-        WorkloadKind::ALL.into_iter().find(|k| k.as_str() == kind)
-    }
-
-    /// The kind from a command-line resource name: `deploy`, `deployment`,
-    /// `deployments`, `deployment.apps`, and likewise `sts`, `ds`.
-    pub fn from_resource(name: &str) -> Option<WorkloadKind> {
-        match name.to_ascii_lowercase().as_str() {
-            "deploy" | "deployment" | "deployments" | "deployment.apps" | "deployments.apps" => {
-                Some(WorkloadKind::Deployment)
-            }
-            "sts" | "statefulset" | "statefulsets" | "statefulset.apps" | "statefulsets.apps" => {
-                Some(WorkloadKind::StatefulSet)
-            }
-            "ds" | "daemonset" | "daemonsets" | "daemonset.apps" | "daemonsets.apps" => {
-                Some(WorkloadKind::DaemonSet)
-            }
-            _ => None,
-        }
-    }
-
-    /// kubectl's qualified resource name, used in messages
-    /// ("deployment.apps/web attached").
-    pub fn resource(self) -> &'static str {
-        match self {
-            WorkloadKind::Deployment => "deployment.apps",
-            WorkloadKind::StatefulSet => "statefulset.apps",
-            WorkloadKind::DaemonSet => "daemonset.apps",
-        }
-    }
-
-    /// The API resource for the dynamic client.
-    pub fn api_resource(self) -> ApiResource {
+impl KindApi for WorkloadKind {
+    fn api_resource(self) -> ApiResource {
         match self {
             WorkloadKind::Deployment => ApiResource::erase::<Deployment>(&()),
             WorkloadKind::StatefulSet => ApiResource::erase::<StatefulSet>(&()),
@@ -81,51 +37,74 @@ impl WorkloadKind {
         }
     }
 
-    /// A namespaced dynamic API of this kind.
-    pub fn api(self, client: &kube::Client, namespace: &str) -> Api<DynamicObject> {
+    fn api(self, client: &kube::Client, namespace: &str) -> Api<DynamicObject> {
         Api::namespaced_with(client.clone(), namespace, &self.api_resource())
     }
 
-    /// A cluster-wide dynamic API of this kind (for `-A`).
-    pub fn api_all(self, client: &kube::Client) -> Api<DynamicObject> {
+    fn api_all(self, client: &kube::Client) -> Api<DynamicObject> {
         Api::all_with(client.clone(), &self.api_resource())
     }
 }
 
-impl fmt::Display for WorkloadKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+/// Serde for a [`WorkloadKind`] as the API spells it (`"Deployment"`), for
+/// reports that carry a kind.
+pub mod kind_serde {
+    use serde::{Deserialize, Deserializer, Serializer, de};
+
+    use super::WorkloadKind;
+
+    /// Writes the kind as `"Deployment"`.
+    pub fn serialize<S: Serializer>(kind: &WorkloadKind, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(kind.as_str())
+    }
+
+    /// Reads `"Deployment"`, `"StatefulSet"` or `"DaemonSet"`.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<WorkloadKind, D::Error> {
+        let text = String::deserialize(d)?;
+        WorkloadKind::from_kind(&text)
+            .ok_or_else(|| de::Error::custom(format!("unknown workload kind {text:?}")))
     }
 }
 
-/// A workload named on the command line: kind (Deployment when not given) and name.
+/// A workload named on the command line: `NAME`, or `KIND/NAME` with KIND
+/// any of kubectl's names for a Deployment, StatefulSet or DaemonSet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkloadRef {
-    /// Kind of the workload.
-    pub kind: WorkloadKind,
+    /// The kind given, None for a bare `NAME`.
+    pub kind: Option<WorkloadKind>,
     /// Name of the workload.
     pub name: String,
 }
 
 impl WorkloadRef {
-    /// Parses `NAME`, `KIND/NAME` with KIND one of kubectl's names for
-    /// Deployments, StatefulSets and DaemonSets.
+    /// Parses `NAME` or `KIND/NAME`; the one parser of workload arguments.
     pub fn parse(arg: &str) -> Result<WorkloadRef, Error> {
         let (kind, name) = match arg.split_once('/') {
-            None => (WorkloadKind::Deployment, arg),
+            None => (None, arg),
             Some((kind, name)) => {
-                let kind = WorkloadKind::from_resource(kind).ok_or_else(|| {
+                let kind = WorkloadKind::from_name(kind).ok_or_else(|| {
                     Error::Usage(format!(
                         "unsupported workload kind '{kind}' in '{arg}': use NAME, deploy/NAME, sts/NAME or ds/NAME"
                     ))
                 })?;
-                (kind, name)
+                (Some(kind), name)
             }
         };
         if name.is_empty() || name.contains('/') {
             return Err(Error::Usage(format!("'{arg}' is not a workload name: use NAME or KIND/NAME")));
         }
         Ok(WorkloadRef { kind, name: name.to_owned() })
+    }
+
+    /// The kind, where a bare name means a Deployment (as for kubectl's
+    /// commands that need one kind: attach, detach, verify, capture).
+    pub fn kind_or_deployment(&self) -> WorkloadKind {
+        self.kind.unwrap_or(WorkloadKind::Deployment)
+    }
+
+    /// Whether it names this workload (a bare name: of any kind).
+    pub fn matches(&self, kind: WorkloadKind, name: &str) -> bool {
+        self.name == name && self.kind.is_none_or(|k| k == kind)
     }
 }
 
@@ -145,7 +124,7 @@ impl WorkloadId {
     /// `namespace/kind/name` with the kind lower-cased: the agent's
     /// `BPC_WORKLOAD` and the input of the workload key.
     pub fn path(&self) -> String {
-        format!("{}/{}/{}", self.namespace, self.kind.as_str().to_ascii_lowercase(), self.name)
+        format!("{}/{}/{}", self.namespace, self.kind.lower(), self.name)
     }
 
     /// The GRE key of this workload.
@@ -166,9 +145,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bare_name_is_a_deployment() {
+    fn a_bare_name_has_no_kind_and_means_a_deployment_where_one_kind_is_needed() {
         let r = WorkloadRef::parse("web").unwrap();
-        assert_eq!(r, WorkloadRef { kind: WorkloadKind::Deployment, name: "web".into() });
+        assert_eq!(r, WorkloadRef { kind: None, name: "web".into() });
+        assert_eq!(r.kind_or_deployment(), WorkloadKind::Deployment);
+        assert!(r.matches(WorkloadKind::StatefulSet, "web") && !r.matches(WorkloadKind::StatefulSet, "db"));
+        let sts = WorkloadRef::parse("sts/web").unwrap();
+        assert!(
+            sts.matches(WorkloadKind::StatefulSet, "web") && !sts.matches(WorkloadKind::Deployment, "web")
+        );
     }
 
     #[test]
@@ -182,13 +167,13 @@ mod tests {
             ("ds/web", WorkloadKind::DaemonSet),
             ("daemonset/web", WorkloadKind::DaemonSet),
         ] {
-            assert_eq!(WorkloadRef::parse(arg).unwrap().kind, kind, "{arg}");
+            assert_eq!(WorkloadRef::parse(arg).unwrap().kind, Some(kind), "{arg}");
         }
     }
 
     #[test]
     fn unsupported_kind_and_empty_name_are_usage_errors() {
-        for arg in ["job/x", "pod/x", "deploy/", "", "deploy/a/b"] {
+        for arg in ["job/x", "pod/x", "cronjob/x", "deploy/", "", "deploy/a/b"] {
             let e = WorkloadRef::parse(arg).unwrap_err().to_string();
             assert!(e.contains(arg) || arg.is_empty(), "{arg}: {e}");
         }

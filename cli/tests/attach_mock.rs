@@ -9,11 +9,12 @@ use std::time::Duration;
 use clap::Parser;
 use http::{Request, Response};
 use kube::client::Body;
-use kubectl_bpc::attach::{self, AttachArgs, CapabilityPlanner, DetachArgs, DryRun};
+use kubectl_bpc::attach::{self, AttachArgs, DetachArgs, DryRun};
 use kubectl_bpc::capabilities::CapabilitiesArg;
+use kubectl_bpc::capabilities::CapabilityPlanner;
 use kubectl_bpc::kube_context::{Kube, WarningLayer};
-use kubectl_bpc::sidecar::{self, CapabilityMode, STATUS_ANNOTATION, Sidecar, SidecarOptions};
-use kubectl_bpc::workload::{WorkloadId, WorkloadKind};
+use kubectl_bpc::sidecar::{self, CapabilityMode, Change, STATUS_ANNOTATION, Sidecar, SidecarOptions};
+use kubectl_bpc::workload::{KindApi, WorkloadId, WorkloadKind};
 use serde_json::{Value, json};
 
 mod mock;
@@ -73,6 +74,15 @@ fn pod_admitted() -> Exchange {
     ex("POST", PODS, &["dryRun=All"], json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}))
 }
 
+/// An attach of the unattached `web` on containerd up to the admitted
+/// pre-flight, then `writes`.
+fn admitted_then(writes: Vec<Exchange>) -> Vec<Exchange> {
+    let mut script = reads(deployment("100", template()), None, "containerd://1.7.2");
+    script.push(pod_admitted());
+    script.extend(writes);
+    script
+}
+
 fn attach_args(extra: &[&str]) -> AttachArgs {
     #[derive(Parser)]
     struct Wrapper {
@@ -119,7 +129,7 @@ async fn attach_reads_then_dry_runs_a_pod_then_sends_one_strategic_patch() {
     .concat();
     let (done, seen) = with_server(script, |k| attach_web(k, attach_args(&[]))).await;
     let done = done.unwrap();
-    assert_eq!(done.action, "attached");
+    assert_eq!(done.action, Change::Added);
 
     let pod = &seen[3].body;
     assert_eq!(pod["kind"], "Pod");
@@ -142,7 +152,7 @@ async fn reattach_with_the_same_options_sends_no_patch() {
         attached_template(SidecarOptions::with_collectors(&["198.18.0.2"]), CapabilityMode::Default);
     let script = reads(deployment("100", attached), None, "containerd://1.7.2");
     let (done, seen) = with_server(script, |k| attach_web(k, attach_args(&[]))).await;
-    assert_eq!(done.unwrap().action, "unchanged");
+    assert_eq!(done.unwrap().action, Change::Unchanged);
     assert!(seen.iter().all(|s| s.method == "GET"));
 }
 
@@ -157,7 +167,7 @@ async fn reattach_with_new_options_replaces_the_sidecar_in_place() {
     .concat();
     let (done, seen) =
         with_server(script, |k| attach_web(k, attach_args(&["--filter", "tcp port 443"]))).await;
-    assert_eq!(done.unwrap().action, "updated");
+    assert_eq!(done.unwrap().action, Change::Updated);
     let agent = agent_of(&seen[4].body);
     assert_eq!(agent["env"][0], json!({"$patch": "replace"}), "old env entries must not linger");
     assert!(
@@ -172,44 +182,32 @@ async fn reattach_with_new_options_replaces_the_sidecar_in_place() {
 
 #[tokio::test]
 async fn conflict_409_rereads_and_patches_again_with_the_new_resource_version() {
-    let script = [
-        reads(deployment("100", template()), None, "containerd://1.7.2"),
-        vec![
-            pod_admitted(),
-            err(
-                "PATCH",
-                DEPLOY,
-                409,
-                "Conflict",
-                "the object has been modified; please apply your changes to the latest version",
-            ),
-            ex("GET", DEPLOY, &[], deployment("105", template())),
-            ex("PATCH", DEPLOY, &[], deployment("106", template())),
-        ],
-    ]
-    .concat();
+    let script = admitted_then(vec![
+        err(
+            "PATCH",
+            DEPLOY,
+            409,
+            "Conflict",
+            "the object has been modified; please apply your changes to the latest version",
+        ),
+        ex("GET", DEPLOY, &[], deployment("105", template())),
+        ex("PATCH", DEPLOY, &[], deployment("106", template())),
+    ]);
     let (done, seen) = with_server(script, |k| attach_web(k, attach_args(&[]))).await;
-    assert_eq!(done.unwrap().action, "attached");
+    assert_eq!(done.unwrap().action, Change::Added);
     assert_eq!(seen[4].body["metadata"]["resourceVersion"], "100");
     assert_eq!(seen[6].body["metadata"]["resourceVersion"], "105");
 }
 
 #[tokio::test]
 async fn forbidden_patch_names_the_rbac_verb_and_resource() {
-    let script = [
-        reads(deployment("100", template()), None, "containerd://1.7.2"),
-        vec![
-            pod_admitted(),
-            err(
-                "PATCH",
-                DEPLOY,
-                403,
-                "Forbidden",
-                "deployments.apps \"web\" is forbidden: User \"sre\" cannot patch resource",
-            ),
-        ],
-    ]
-    .concat();
+    let script = admitted_then(vec![err(
+        "PATCH",
+        DEPLOY,
+        403,
+        "Forbidden",
+        "deployments.apps \"web\" is forbidden: User \"sre\" cannot patch resource",
+    )]);
     let (done, _) = with_server(script, |k| attach_web(k, attach_args(&[]))).await;
     let e = done.unwrap_err().to_string();
     assert!(
@@ -220,16 +218,14 @@ async fn forbidden_patch_names_the_rbac_verb_and_resource() {
 
 #[tokio::test]
 async fn server_dry_run_sends_the_patch_with_dry_run_all() {
-    let script = [
-        reads(deployment("100", template()), None, "containerd://1.7.2"),
-        vec![
-            pod_admitted(),
-            ex("PATCH", DEPLOY, &["dryRun=All", "fieldManager=kubectl-bpc"], deployment("100", template())),
-        ],
-    ]
-    .concat();
+    let script = admitted_then(vec![ex(
+        "PATCH",
+        DEPLOY,
+        &["dryRun=All", "fieldManager=kubectl-bpc"],
+        deployment("100", template()),
+    )]);
     let (done, _) = with_server(script, |k| attach_web(k, attach_args(&["--dry-run=server"]))).await;
-    assert_eq!(done.unwrap().action, "attached");
+    assert_eq!(done.unwrap().action, Change::Added);
 }
 
 #[tokio::test]
@@ -310,7 +306,7 @@ async fn detach_deletes_the_recorded_container_and_annotation_only() {
         attach::detach_one(&k, &web(), object, DryRun::None).await
     })
     .await;
-    assert_eq!(done.unwrap().action, "detached");
+    assert_eq!(done.unwrap().action, Change::Removed);
     let t = &seen[1].body["spec"]["template"];
     assert_eq!(t["spec"]["containers"], json!([{"name": "bpc-agent", "$patch": "delete"}]));
     assert_eq!(t["metadata"]["annotations"][STATUS_ANNOTATION], Value::Null);

@@ -4,13 +4,14 @@
 //! manifest changes.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use kubectl_bpc::capabilities::CapabilitiesArg;
 use kubectl_bpc::manifest::{Edit, edit_manifests};
-use kubectl_bpc::sidecar::{GreProfile, Oversize, SidecarOptions};
+use kubectl_bpc::sidecar::{Change, GreProfile, Oversize, SidecarOptions};
 use proptest::prelude::*;
 use serde_json::Value;
+
+mod plugin;
 
 fn testdata() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata")
@@ -138,7 +139,7 @@ fn goldens_only_add_lines_and_uninject_gives_the_input_back_byte_for_byte() {
         assert_eq!(removed_lines(&input, &golden), Vec::<String>::new(), "{name}: inject changed a line");
         assert!(golden.len() > input.len(), "{name}: nothing added");
         let back = edit_manifests(&golden, &Edit::Uninject, None).unwrap();
-        assert!(back.outcomes.iter().all(|o| o.action == "sidecar removed"), "{name}");
+        assert!(back.outcomes.iter().all(|o| o.action == Change::Removed), "{name}");
         assert_eq!(back.yaml, input, "{name}: uninject(inject(x)) is not x byte for byte");
         assert!(back.notes.is_empty() && back.fallbacks.is_empty(), "{name}: {:?}", back.fallbacks);
     }
@@ -149,7 +150,7 @@ fn uninject_of_manifests_without_a_sidecar_changes_nothing() {
     for (name, input) in manifests() {
         let out = edit_manifests(&input, &Edit::Uninject, None).unwrap();
         assert_eq!(out.yaml, input, "{name}");
-        assert!(out.outcomes.iter().all(|o| o.action == "not attached"), "{name}");
+        assert!(out.outcomes.iter().all(|o| o.action == Change::NotAttached), "{name}");
     }
 }
 
@@ -212,7 +213,7 @@ proptest! {
             let once = edit_manifests(&input, &edit, None).unwrap().yaml;
             let twice = edit_manifests(&once, &edit, None).unwrap();
             prop_assert_eq!(&twice.yaml, &once, "{}: inject(inject(x)) != inject(x)", name);
-            prop_assert!(twice.outcomes.iter().all(|o| o.action == "unchanged"), "{}", name);
+            prop_assert!(twice.outcomes.iter().all(|o| o.action == Change::Unchanged), "{}", name);
 
             prop_assert!(removed_lines(&input, &once).is_empty(), "{}: inject changed a line", name);
             let back = edit_manifests(&once, &Edit::Uninject, None).unwrap().yaml;
@@ -231,29 +232,17 @@ proptest! {
     }
 }
 
-fn kubectl_bpc(args: &[&str], stdin: &str) -> std::process::Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kubectl-bpc"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), stdin.as_bytes()).unwrap();
-    child.wait_with_output().unwrap()
-}
-
 #[test]
 fn binary_injects_from_stdin_and_reports_each_workload_on_stderr() {
     let input = std::fs::read_to_string(testdata().join("manifests/multi-doc.yaml")).unwrap();
-    let out = kubectl_bpc(&["inject", "-f", "-", "--collector", "198.18.0.2"], &input);
+    let out = plugin::run(&["inject", "-f", "-", "--collector", "198.18.0.2"], &input);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let golden = std::fs::read_to_string(testdata().join("golden/inject/multi-doc.yaml")).unwrap();
     assert_eq!(String::from_utf8(out.stdout.clone()).unwrap(), golden);
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(stderr.contains("deployment.apps/checkout in namespace shop: sidecar added"), "{stderr}");
 
-    let back = kubectl_bpc(&["uninject", "-f", "-"], &String::from_utf8(out.stdout).unwrap());
+    let back = plugin::run(&["uninject", "-f", "-"], &String::from_utf8(out.stdout).unwrap());
     assert!(back.status.success());
     assert_eq!(String::from_utf8(back.stdout).unwrap(), input);
 }
@@ -270,7 +259,7 @@ fn binary_refuses_bad_options_with_exit_2_and_prints_nothing() {
         (vec!["inject", "-f", "-"], "--collector"),
         (vec!["inject", "-f", "/nonexistent.yaml", "--collector", "x"], "cannot read /nonexistent.yaml"),
     ] {
-        let out = kubectl_bpc(&args, &input);
+        let out = plugin::run(&args, &input);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert!(out.stdout.is_empty(), "{args:?}");
         let stderr = String::from_utf8(out.stderr).unwrap();
@@ -525,7 +514,7 @@ proptest! {
         let once = edit_manifests(&input, &edit, None).unwrap();
         prop_assert!(once.fallbacks.is_empty(), "{:?}\n{}", once.fallbacks, input);
         prop_assert!(!once.outcomes.is_empty() || !input.contains("apps/v1"));
-        prop_assert!(once.outcomes.iter().all(|o| o.action == "sidecar added"));
+        prop_assert!(once.outcomes.iter().all(|o| o.action == Change::Added));
         prop_assert_eq!(removed_lines(&input, &once.yaml), Vec::<String>::new(), "input:\n{}", input);
         if m.style.crlf {
             prop_assert!(!once.yaml.replace("\r\n", "").contains('\n'), "a bare LF in\n{}", once.yaml);
@@ -634,7 +623,7 @@ fn a_workload_kind_without_a_usable_pod_template_is_an_error_naming_the_document
 
 #[test]
 fn binary_notes_a_re_emitted_document_and_fails_a_missing_template_with_exit_1() {
-    let out = kubectl_bpc(&["inject", "-f", "-", "--collector", "198.18.0.2"], FLOW_CONTAINERS);
+    let out = plugin::run(&["inject", "-f", "-", "--collector", "198.18.0.2"], FLOW_CONTAINERS);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(
@@ -643,7 +632,7 @@ fn binary_notes_a_re_emitted_document_and_fails_a_missing_template_with_exit_1()
     );
     assert!(String::from_utf8(out.stdout).unwrap().contains("- name: bpc-agent"));
 
-    let out = kubectl_bpc(
+    let out = plugin::run(
         &["inject", "-f", "-", "--collector", "198.18.0.2"],
         "apiVersion: v1\nkind: ConfigMap\n---\nkind: Deployment\n",
     );

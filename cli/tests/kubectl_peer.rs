@@ -12,6 +12,8 @@ use kubectl_bpc::manifest::{Edit, edit_manifests};
 use kubectl_bpc::sidecar::{self, SidecarOptions};
 use serde_json::Value;
 
+mod plugin;
+
 fn testdata() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata")
 }
@@ -149,20 +151,6 @@ fn objects(yaml: &str) -> Vec<Value> {
     out
 }
 
-fn kubectl_bpc(args: &[&std::ffi::OsStr], stdin: &str) -> std::process::Output {
-    use std::io::Write;
-    use std::process::Stdio;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kubectl-bpc"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    child.wait_with_output().unwrap()
-}
-
 fn kustomize(dir: &Path) -> String {
     let out = Command::new("kubectl").arg("kustomize").arg(dir).output().expect("kubectl is installed");
     assert!(out.status.success(), "kubectl kustomize failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -188,7 +176,7 @@ fn kustomize_output_rendered_by_kubectl_equals_inject() {
             std::fs::create_dir(&dir).unwrap();
             let file = if inside { dir.join(name) } else { tmp.path().join(name) };
             std::fs::write(&file, &input).unwrap();
-            let out = kubectl_bpc(
+            let out = plugin::run(
                 &[
                     "inject".as_ref(),
                     "-f".as_ref(),
@@ -234,7 +222,7 @@ fn kustomize_refuses_a_kustomization_it_did_not_write_and_rewrites_its_own() {
     let dir = tmp.path().join("k");
     let run = |dir: &Path| {
         let a = args(dir);
-        kubectl_bpc(&a.iter().map(|s| s.as_os_str()).collect::<Vec<_>>(), &input)
+        plugin::run(&a.iter().map(|s| s.as_os_str()).collect::<Vec<_>>(), &input)
     };
     // Standard input is written into DIR, then a second run replaces what the first wrote.
     for _ in 0..2 {

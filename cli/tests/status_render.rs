@@ -30,7 +30,7 @@ fn rendered(format: StatusFormat, marks: Marks) -> String {
 #[test]
 fn fixture_keys_are_the_workload_keys() {
     for w in fixture().workloads {
-        let key = WorkloadKey::from_workload(&w.namespace, &w.kind, &w.name).to_string();
+        let key = WorkloadKey::from_workload(&w.namespace, w.kind.as_str(), &w.name).to_string();
         for p in w.pods.iter().filter_map(|p| p.stats.as_ref()) {
             assert_eq!(p.key, key, "{}/{}", w.namespace, w.name);
         }

@@ -173,6 +173,9 @@ async fn verify_restores_the_collectors_when_interrupted() {
     })
     .await;
     assert!(*fired.lock().unwrap());
-    assert!(matches!(result, Err(kubectl_bpc::Error::Usage(ref m)) if m == "interrupted"), "{result:?}");
+    assert!(
+        matches!(result, Err(kubectl_bpc::Error::Interrupted(ref m)) if m == "interrupted"),
+        "{result:?}"
+    );
     assert_add_then_restore(&patches(&seen));
 }

@@ -2,7 +2,9 @@
 //!
 //! The key is FNV-1a (32-bit) over the UTF-8 bytes of
 //! `"<namespace>/<kind>/<name>"`, where `kind` is the lower-case singular
-//! resource kind (`deployment`, `statefulset`, `daemonset`). Pods come and go,
+//! resource kind (`deployment`, `statefulset`, `daemonset`): every name
+//! kubectl accepts for a kind ([`WorkloadKind::from_name`]) gives the same
+//! key. Pods come and go,
 //! their names and IPs change with every restart, rollout and reschedule; the
 //! workload they belong to does not, so neither does its key. A collector can
 //! therefore tell workloads apart by the GRE key alone.
@@ -70,14 +72,16 @@ impl WorkloadKey {
         let is_rs_hash =
             |s: &str| (6..=10).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric());
         match segments.as_slice() {
-            [suffix, hash, name] if is_suffix(suffix) && is_rs_hash(hash) => ("deployment", name),
+            [suffix, hash, name] if is_suffix(suffix) && is_rs_hash(hash) => {
+                (WorkloadKind::Deployment.lower(), name)
+            }
             [ordinal, rest @ ..]
                 if !ordinal.is_empty() && ordinal.bytes().all(|b| b.is_ascii_digit()) && !rest.is_empty() =>
             {
-                ("statefulset", &pod_name[..pod_name.len() - ordinal.len() - 1])
+                (WorkloadKind::StatefulSet.lower(), &pod_name[..pod_name.len() - ordinal.len() - 1])
             }
             [suffix, rest @ ..] if is_suffix(suffix) && !rest.is_empty() => {
-                ("daemonset", &pod_name[..pod_name.len() - suffix.len() - 1])
+                (WorkloadKind::DaemonSet.lower(), &pod_name[..pod_name.len() - suffix.len() - 1])
             }
             _ => ("pod", pod_name),
         }
@@ -89,14 +93,92 @@ impl WorkloadKey {
     }
 }
 
-/// The canonical lower-case kind for a kind or kubectl short name.
+/// A kind of workload with a pod template: the kinds the sidecar attaches to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum WorkloadKind {
+    /// `apps/v1` Deployment.
+    Deployment,
+    /// `apps/v1` StatefulSet.
+    StatefulSet,
+    /// `apps/v1` DaemonSet.
+    DaemonSet,
+}
+
+/// Every name kubectl accepts for each kind (lower case): the one alias
+/// table, read by the key derivation and by the plugin's argument parser.
+const KIND_NAMES: [(WorkloadKind, [&str; 5]); 3] = [
+    (
+        WorkloadKind::Deployment,
+        ["deploy", "deployment", "deployments", "deployment.apps", "deployments.apps"],
+    ),
+    (
+        WorkloadKind::StatefulSet,
+        ["sts", "statefulset", "statefulsets", "statefulset.apps", "statefulsets.apps"],
+    ),
+    (WorkloadKind::DaemonSet, ["ds", "daemonset", "daemonsets", "daemonset.apps", "daemonsets.apps"]),
+];
+
+impl WorkloadKind {
+    /// Every kind, in the order listings show them.
+    pub const ALL: [WorkloadKind; 3] =
+        [WorkloadKind::Deployment, WorkloadKind::StatefulSet, WorkloadKind::DaemonSet];
+
+    /// The Kubernetes `kind` ("Deployment").
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            WorkloadKind::Deployment => "Deployment",
+            WorkloadKind::StatefulSet => "StatefulSet",
+            WorkloadKind::DaemonSet => "DaemonSet",
+        }
+    }
+
+    /// The lower-case singular name ("deployment"): the key's and
+    /// `BPC_WORKLOAD`'s spelling, and kubectl's `KIND/NAME`.
+    pub const fn lower(self) -> &'static str {
+        match self {
+            WorkloadKind::Deployment => "deployment",
+            WorkloadKind::StatefulSet => "statefulset",
+            WorkloadKind::DaemonSet => "daemonset",
+        }
+    }
+
+    /// kubectl's qualified resource name ("deployment.apps"), as its messages
+    /// name objects.
+    pub const fn resource(self) -> &'static str {
+        match self {
+            WorkloadKind::Deployment => "deployment.apps",
+            WorkloadKind::StatefulSet => "statefulset.apps",
+            WorkloadKind::DaemonSet => "daemonset.apps",
+        }
+    }
+
+    /// The kind of a manifest's or owner reference's `kind` field (exact, as
+    /// the API spells it).
+    pub fn from_kind(kind: &str) -> Option<WorkloadKind> {
+        WorkloadKind::ALL.into_iter().find(|k| k.as_str() == kind)
+    }
+
+    /// The kind of any name kubectl accepts for it, in any case: `deploy`,
+    /// `Deployment`, `deployments`, `deployment.apps`, and likewise for
+    /// `sts` and `ds`.
+    pub fn from_name(name: &str) -> Option<WorkloadKind> {
+        let lower = name.to_ascii_lowercase();
+        KIND_NAMES.iter().find(|(_, names)| names.contains(&lower.as_str())).map(|(kind, _)| *kind)
+    }
+}
+
+impl fmt::Display for WorkloadKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The canonical lower-case kind for a kind or any kubectl name of it;
+/// other kinds (`Pod`, `Service`, `Node`...) lower-cased.
 pub fn canonical_kind(kind: &str) -> String {
-    let lower = kind.to_ascii_lowercase();
-    match lower.as_str() {
-        "deploy" | "deployments" => "deployment".to_owned(),
-        "sts" | "statefulsets" => "statefulset".to_owned(),
-        "ds" | "daemonsets" => "daemonset".to_owned(),
-        _ => lower,
+    match WorkloadKind::from_name(kind) {
+        Some(k) => k.lower().to_owned(),
+        None => kind.to_ascii_lowercase(),
     }
 }
 
@@ -151,6 +233,22 @@ mod tests {
         assert_eq!(key.get(), fnv1a32(&[b"shop/deployment/checkout"]));
         assert_eq!(WorkloadKey::from_workload("shop", "deploy", "checkout"), key);
         assert_eq!(WorkloadKey::from_workload_path("shop/deployment/checkout"), Some(key));
+    }
+
+    #[test]
+    fn every_kubectl_name_of_a_kind_gives_the_key_of_its_canonical_name() {
+        let key = WorkloadKey::from_workload("shop", "deployment", "checkout");
+        for name in ["deploy", "Deployment", "deployments", "deployment.apps", "Deployments.apps"] {
+            assert_eq!(WorkloadKey::from_workload("shop", name, "checkout"), key, "{name}");
+        }
+        for (kind, names) in KIND_NAMES {
+            for name in names {
+                assert_eq!(WorkloadKind::from_name(name), Some(kind), "{name}");
+                assert_eq!(canonical_kind(name), kind.lower(), "{name}");
+            }
+        }
+        assert_eq!(canonical_kind("Pod"), "pod", "other kinds are only lower-cased");
+        assert_eq!(WorkloadKind::from_name("cronjob"), None);
     }
 
     #[test]

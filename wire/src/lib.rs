@@ -27,7 +27,7 @@ pub mod sequence;
 pub use checksum::internet_checksum;
 pub use error::WireError;
 pub use gre::{GreFlags, GreHeader, GrePacket, PROTO_IPV4, PROTO_IPV6, PROTO_TEB};
-pub use key::{ParseKeyError, WorkloadKey};
+pub use key::{ParseKeyError, WorkloadKey, WorkloadKind};
 pub use profile::{Direction, GreProfile, NetisKey, ParseProfileError, StreamProfile};
 pub use sequence::{Observation, SequenceCounters, SequenceTracker};
 

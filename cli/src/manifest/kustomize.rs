@@ -157,7 +157,7 @@ pub fn write(
         let text = format!(
             "{HEADER} (kubectl-bpc {VERSION}):\n# the bpc-agent sidecar of {}, as JSON 6902 operations on its pod template.\n{}",
             w.path(),
-            yaml_serde::to_string(&ops).map_err(|e| Error::Encode(e.to_string()))?
+            yaml_serde::to_string(&ops)?
         );
         let path = dir.join(&name);
         std::fs::write(&path, text).map_err(|e| io(&path, e))?;
@@ -179,7 +179,7 @@ pub fn write(
     let text = format!(
         "{HEADER} (kubectl-bpc {VERSION}).\n# `kubectl kustomize {}` renders the resources with the bpc-agent sidecar; they are not edited.\n{}",
         dir.display(),
-        yaml_serde::to_string(&k).map_err(|e| Error::Encode(e.to_string()))?
+        yaml_serde::to_string(&k)?
     );
     std::fs::write(&kustomization, text).map_err(|e| io(&kustomization, e))?;
     files.push(kustomization);

@@ -1,0 +1,92 @@
+//! What a pod or pod template, as the API server returns it (typed), says
+//! about the `bpc-agent` sidecar: which container it is, its environment,
+//! its collectors. The sidecar is built and edited as JSON in
+//! [`crate::sidecar`]; these only read.
+
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, PodTemplateSpec};
+
+use crate::sidecar::{AGENT_CONTAINER, STATUS_ANNOTATION};
+
+/// The agent container of a pod spec, and whether it is a native sidecar
+/// (an init container).
+pub fn agent_of(spec: &PodSpec) -> Option<(&Container, bool)> {
+    if let Some(c) = spec.containers.iter().find(|c| c.name == AGENT_CONTAINER) {
+        return Some((c, false));
+    }
+    spec.init_containers.iter().flatten().find(|c| c.name == AGENT_CONTAINER).map(|c| (c, true))
+}
+
+/// The agent container of a pod.
+pub fn pod_agent(pod: &Pod) -> Option<&Container> {
+    pod.spec.as_ref().and_then(agent_of).map(|(c, _)| c)
+}
+
+/// Whether a pod carries the capture sidecar (as a container or a native
+/// sidecar init container).
+pub fn pod_is_attached(pod: &Pod) -> bool {
+    pod_agent(pod).is_some()
+}
+
+/// Whether a pod template carries a sidecar kubectl-bpc attached: the
+/// container and the status annotation.
+pub fn template_attached(t: &PodTemplateSpec) -> bool {
+    let annotated = t
+        .metadata
+        .as_ref()
+        .and_then(|m| m.annotations.as_ref())
+        .is_some_and(|a| a.contains_key(STATUS_ANNOTATION));
+    annotated && t.spec.as_ref().and_then(agent_of).is_some()
+}
+
+/// A literal environment value of a container.
+pub fn env_of(c: &Container, name: &str) -> Option<String> {
+    c.env.as_ref()?.iter().find(|e| e.name == name).and_then(|e| e.value.clone())
+}
+
+/// The agent's collectors (`BPC_COLLECTOR`), as written: addresses or names.
+pub fn collectors_of(agent: &Container) -> Vec<String> {
+    env_of(agent, "BPC_COLLECTOR")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Whether the agent streams to `collector` already.
+pub fn sends_to(agent: &Container, collector: &str) -> bool {
+    collectors_of(agent).iter().any(|c| c == collector)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(value: serde_json::Value) -> Pod {
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn the_agent_is_found_as_a_container_or_as_a_native_sidecar() {
+        let plain =
+            pod(serde_json::json!({"spec": {"containers": [{"name": "app"}, {"name": "bpc-agent"}]}}));
+        assert_eq!(
+            plain.spec.as_ref().and_then(agent_of).map(|(c, init)| (c.name.as_str(), init)),
+            Some(("bpc-agent", false))
+        );
+        let native = pod(serde_json::json!({"spec": {"containers": [{"name": "app"}],
+            "initContainers": [{"name": "bpc-agent", "restartPolicy": "Always"}]}}));
+        assert_eq!(native.spec.as_ref().and_then(agent_of).map(|(_, init)| init), Some(true));
+        assert!(!pod_is_attached(&pod(serde_json::json!({"spec": {"containers": [{"name": "app"}]}}))));
+    }
+
+    #[test]
+    fn collectors_are_the_trimmed_non_empty_entries_of_bpc_collector() {
+        let p = pod(serde_json::json!({"spec": {"containers": [{"name": "bpc-agent",
+            "env": [{"name": "BPC_COLLECTOR", "value": "198.18.0.2, collector.obs.svc,"}]}]}}));
+        let agent = pod_agent(&p).unwrap();
+        assert_eq!(collectors_of(agent), ["198.18.0.2", "collector.obs.svc"]);
+        assert!(sends_to(agent, "collector.obs.svc") && !sends_to(agent, "198.18.0.9"));
+    }
+}

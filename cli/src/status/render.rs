@@ -1,0 +1,168 @@
+//! The report for people: `table` and `wide` (marks, one line per pod,
+//! hints under failures), and the JSON document.
+
+use std::io::Write;
+
+use super::StatusFormat;
+use super::judge::drops;
+use super::report::{StatusReport, Verdict};
+use crate::Error;
+use crate::pod_proxy::AgentStats;
+
+/// Writes the report in the chosen format.
+pub fn render(
+    report: &StatusReport,
+    format: StatusFormat,
+    marks: Marks,
+    out: &mut impl Write,
+) -> Result<(), Error> {
+    match format {
+        StatusFormat::Json => {
+            serde_json::to_writer_pretty(&mut *out, report)?;
+            writeln!(out)?;
+        }
+        StatusFormat::Table | StatusFormat::Wide => {
+            if report.workloads.is_empty() {
+                writeln!(out, "no attached workload found (kubectl bpc attach KIND/NAME to start)")?;
+            } else {
+                render_text(report, format == StatusFormat::Wide, marks, out)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Marks for OK / not OK: `√`/`×` on a terminal, `[ok]`/`[FAIL]` otherwise
+/// so logs and grep stay ASCII.
+#[derive(Debug, Clone, Copy)]
+pub struct Marks {
+    ok: &'static str,
+    fail: &'static str,
+}
+
+impl Marks {
+    /// Unicode marks for a terminal.
+    pub const TTY: Marks = Marks { ok: "√", fail: "×" };
+    /// ASCII marks for pipes and files.
+    pub const PLAIN: Marks = Marks { ok: "[ok]", fail: "[FAIL]" };
+
+    fn of(&self, v: Verdict) -> &'static str {
+        if v == Verdict::Ok { self.ok } else { self.fail }
+    }
+}
+
+fn age(a: Option<f64>) -> String {
+    a.map_or("-".into(), |a| format!("{a:.1}s"))
+}
+
+/// Renders the report for people (`table` or `wide`).
+pub fn render_text(
+    report: &StatusReport,
+    wide: bool,
+    marks: Marks,
+    out: &mut impl Write,
+) -> std::io::Result<()> {
+    for w in &report.workloads {
+        let r = w.rollout;
+        writeln!(
+            out,
+            "{} {}/{}/{}  rollout: {} desired, {} updated, {} ready  {}",
+            marks.of(w.judgement.verdict),
+            w.namespace,
+            w.kind.lower(),
+            w.name,
+            r.desired,
+            r.updated,
+            r.ready,
+            w.judgement.verdict.label()
+        )?;
+        if w.pods.is_empty() {
+            if let Some(h) = &w.judgement.hint {
+                writeln!(out, "    {}\n    hint: {h}", w.judgement.reason)?;
+            }
+            writeln!(out)?;
+            continue;
+        }
+        let mut rows: Vec<[String; 14]> = Vec::new();
+        for p in &w.pods {
+            let s = p.stats.as_ref();
+            let c = s.map(|s| &s.capture);
+            let num = |f: &dyn Fn(&AgentStats) -> u64| s.map_or("-".into(), |s| f(s).to_string());
+            rows.push([
+                marks.of(p.judgement.verdict).to_owned(),
+                p.name.clone(),
+                p.node.clone().unwrap_or_else(|| "-".into()),
+                p.ip.clone().unwrap_or_else(|| "-".into()),
+                p.agent.as_ref().map_or("-".into(), |a| a.state.as_str().to_owned()),
+                p.agent.as_ref().map_or("-".into(), |a| a.restarts.to_string()),
+                num(&|s| s.capture.packets),
+                num(&drops),
+                num(&|s| s.collectors.iter().map(|c| c.sent_packets).sum()),
+                num(&|s| s.collectors.iter().map(|c| c.errors.failing()).sum()),
+                age(c.and_then(|c| c.last_packet_age_seconds)),
+                p.judgement.verdict.label().to_owned(),
+                s.map_or("-".into(), |s| s.key.clone()),
+                s.map_or("-".into(), |s| {
+                    s.collectors
+                        .iter()
+                        .map(|c| c.address.map_or_else(|| c.host.clone(), |a| a.to_string()))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                }),
+            ]);
+        }
+        let header = [
+            "",
+            "POD",
+            "NODE",
+            "IP",
+            "AGENT",
+            "RESTARTS",
+            "CAPTURED",
+            "DROPS",
+            "SENT",
+            "SEND-ERRORS",
+            "LAST-PKT",
+            "VERDICT",
+            "KEY",
+            "COLLECTORS",
+        ];
+        let mut buf = Vec::new();
+        if wide {
+            crate::map::write_table(&mut buf, &header, &rows)?;
+        } else {
+            let short: Vec<[String; 12]> =
+                rows.iter().map(|r| std::array::from_fn(|i| r[i].clone())).collect();
+            let h: [&str; 12] = std::array::from_fn(|i| header[i]);
+            crate::map::write_table(&mut buf, &h, &short)?;
+        }
+        for line in String::from_utf8_lossy(&buf).lines() {
+            writeln!(out, "  {line}")?;
+        }
+        for p in w.pods.iter().filter(|p| p.judgement.verdict != Verdict::Ok) {
+            writeln!(out, "    {} {}: {}", p.name, p.judgement.verdict.label(), p.judgement.reason)?;
+            if let Some(h) = &p.judgement.hint {
+                writeln!(out, "      hint: {h}")?;
+            }
+            for l in &p.logs {
+                writeln!(out, "      | {l}")?;
+            }
+        }
+        if w.judgement.verdict == Verdict::NotAttached
+            && let Some(h) = &w.judgement.hint
+        {
+            writeln!(out, "    hint: {h}")?;
+        }
+        writeln!(out)?;
+    }
+    let s = report.summary;
+    writeln!(
+        out,
+        "{} {} of {} workloads OK, {} of {} pods OK",
+        marks.of(if report.ok { Verdict::Ok } else { Verdict::NotAttached }),
+        s.workloads - s.workloads_not_ok,
+        s.workloads,
+        s.pods_ok,
+        s.pods
+    )
+}
