@@ -17,6 +17,12 @@ import statistics
 LOSS_FREE_SHARE = 0.9999
 
 
+def receiver_loss(r):
+    """Frames the agent forwarded that the receiver never counted, plus its sequence gaps."""
+    received = r["sim"]["totals"]["packets"]
+    return max(0, r["forwarded"] - received) + r["sim"]["totals"]["lost"]
+
+
 def derive(r):
     """Adds the per-run figures to a raw record and returns it."""
     mode = r["mode"]
@@ -56,7 +62,7 @@ def derive(r):
     received = sim["totals"]["packets"]
     r["forwarded_pps"] = r["forwarded"] / secs
     r["received"] = received
-    r["receiver_loss"] = max(0, r["forwarded"] - received) + sim["totals"]["lost"]
+    r["receiver_loss"] = receiver_loss(r)
     r["forwarded_share"] = r["forwarded"] / expected if expected else None
     r["cpu_us_per_packet"] = 1e6 * r["cpu_seconds"] / max(1, r["forwarded"])
     lat = sim.get("latency") or {}
@@ -391,8 +397,7 @@ def stall_markdown(stall):
     ]
     for r in stall:
         ride, mib = ring_ride_out_ms(r.get("agent_args"), r["rate"], r["size"])
-        received = r["sim"]["totals"]["packets"]
-        loss = max(0, r["forwarded"] - received) + r["sim"]["totals"]["lost"]
+        loss = receiver_loss(r)
         out.append(
             f"| {r['size']} B | {r['gen']['pps']:,.0f} | {mib} MiB | {r['freezes']} × {r['freeze_ms']} ms "
             f"| {ride:.0f} ms | {r['reached']:,} | {r['captured']:,} | {r['kernel_drops']:,} | {r['forwarded']:,} "
@@ -412,8 +417,7 @@ def dual_markdown(dual):
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in dual:
-        received = r["sim"]["totals"]["packets"]
-        loss = max(0, r["forwarded"] - received) + r["sim"]["totals"]["lost"]
+        loss = receiver_loss(r)
         out.append(
             f"| {r['size']} B | {r['gen']['pps']:,.0f} | {r['reached']:,} | {r['captured']:,} | {r['kernel_drops']:,} "
             f"| {r['forwarded']:,} | {loss:,} | {r['tcpdump_received']:,} | {r['tcpdump_drops']:,} |"

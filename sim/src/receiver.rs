@@ -389,17 +389,7 @@ fn receive_loop(
         .collect();
     // Per-packet kernel receive times (SO_TIMESTAMPNS): packets of one
     // batch differ, which a handshake's RTT needs. Without them, the batch's time.
-    let on: libc::c_int = 1;
-    // SAFETY: plain setsockopt with an int option value.
-    let stamped = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_TIMESTAMPNS,
-            (&on as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as u32,
-        )
-    } == 0;
+    let stamped = set_socket_int(&socket, libc::SO_TIMESTAMPNS, 1);
     let mut ctrl = vec![[0u64; CTRL / 8]; BATCH];
     let mut msgs: Vec<libc::mmsghdr> = (0..BATCH)
         .map(|i| {
@@ -456,19 +446,24 @@ fn receive_loop(
 /// A large receive buffer absorbs bursts; root may exceed rmem_max with
 /// SO_RCVBUFFORCE, otherwise the kernel caps the ordinary request.
 fn force_recv_buffer(socket: &Socket, bytes: libc::c_int) {
-    // SAFETY: plain setsockopt with an int option value.
-    let r = unsafe {
+    if !set_socket_int(socket, libc::SO_RCVBUFFORCE, bytes) {
+        let _ = socket.set_recv_buffer_size(bytes as usize);
+    }
+}
+
+/// Sets a SOL_SOCKET option socket2 does not wrap; true when the kernel took it.
+fn set_socket_int(socket: &Socket, option: libc::c_int, value: libc::c_int) -> bool {
+    // SAFETY: setsockopt reads exactly size_of::<c_int>() bytes from a live c_int.
+    let rc = unsafe {
         libc::setsockopt(
             socket.as_raw_fd(),
             libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            (&bytes as *const libc::c_int).cast(),
+            option,
+            (&value as *const libc::c_int).cast(),
             std::mem::size_of::<libc::c_int>() as u32,
         )
     };
-    if r != 0 {
-        let _ = socket.set_recv_buffer_size(bytes as usize);
-    }
+    rc == 0
 }
 
 /// The SCM_TIMESTAMPNS control message of a received packet.

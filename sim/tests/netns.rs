@@ -32,6 +32,14 @@ fn receive_on(ns: &Netns, listen: &str, flags: &str, expects: &[&str]) -> Proc {
     child
 }
 
+/// The receiver's output for what one `replay` with `replay_flags` sends
+/// (the receiver ends by its own `--count`/`--duration`).
+fn receive_replay(ns: &Netns, flags: &str, expects: &[&str], replay_flags: &str) -> Output {
+    let r = receive(ns, flags, expects);
+    replay(ns, replay_flags);
+    finished(r)
+}
+
 /// Waits for a receiver run with `--count`/`--duration` to end by itself.
 fn finished(mut receiver: Proc) -> Output {
     receiver.wait_output(Duration::from_secs(30))
@@ -97,11 +105,13 @@ fn replayed_pcaps_are_written_byte_identical_and_tshark_reads_them() {
 #[test]
 fn mangled_sequences_are_counted_exactly_and_expect_passes() {
     let ns = netns("mg");
-    let r =
-        receive(&ns, "--count 1000 --duration 10 -o json", &["key=0x10 packets=1000 loss=2 reorder=1 dup=2"]);
     // 1000 numbers: 2 skipped, one pair swapped, 2 sent twice -> 1000 datagrams.
-    replay(&ns, "--synthetic --count 1000 --key 0x10 --mangle skip=5,skip=700,swap=10,dup=3,dup=900");
-    let out = finished(r);
+    let out = receive_replay(
+        &ns,
+        "--count 1000 --duration 10 -o json",
+        &["key=0x10 packets=1000 loss=2 reorder=1 dup=2"],
+        "--synthetic --count 1000 --key 0x10 --mangle skip=5,skip=700,swap=10,dup=3,dup=900",
+    );
     let report = json(&out);
     let s = &report["streams"][0];
     assert_eq!(s["key"], "0x00000010");
@@ -126,18 +136,14 @@ fn failing_expectation_exits_1_and_names_it() {
     let ns = netns("ex");
     let key = bpc_wire::WorkloadKey::from_workload("shop", "deployment", "checkout").to_string();
     let skip_one = format!("--synthetic --count 51 --key {key} --mangle skip=7");
-    let r =
-        receive(&ns, "--count 50 --duration 10", &["workload=shop/checkout packets>=50", "key=0x10 loss=0"]);
-    replay(&ns, &skip_one);
-    let out = finished(r);
+    let holds = ["workload=shop/checkout packets>=50", "key=0x10 loss=0"];
+    let out = receive_replay(&ns, "--count 50 --duration 10", &holds, &skip_one);
     assert_eq!(
         out.status.code(),
         Some(0),
         "workload expectation holds; key 0x10 has no packets but loss=0 holds"
     );
-    let r = receive(&ns, "--count 50 --duration 10", &["workload=shop/checkout loss=0"]);
-    replay(&ns, &skip_one);
-    let out = finished(r);
+    let out = receive_replay(&ns, "--count 50 --duration 10", &["workload=shop/checkout loss=0"], &skip_one);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("workload=shop/checkout loss=0: loss=1"), "{err}");
@@ -146,9 +152,8 @@ fn failing_expectation_exits_1_and_names_it() {
 #[test]
 fn netis_profile_streams_report_directions_and_no_loss_measurement() {
     let ns = netns("nt");
-    let r = receive(&ns, "--count 100 --duration 10 -o json", &[]);
-    replay(&ns, "--synthetic --count 100 --key 77 --profile netis");
-    let out = finished(r);
+    let netis = "--synthetic --count 100 --key 77 --profile netis";
+    let out = receive_replay(&ns, "--count 100 --duration 10 -o json", &[], netis);
     let report = json(&out);
     let s = &report["streams"][0];
     assert_eq!(s["profile"], "netis");
@@ -191,9 +196,9 @@ fn rotate_mb_splits_output_into_readable_files_holding_every_frame() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("rot.pcap");
     let out_s = out.to_str().unwrap();
-    let r = receive(&ns, &format!("--count 2500 --duration 10 --write {out_s} --rotate-mb 1"), &[]);
-    replay(&ns, "--synthetic --count 2500 --size 1000 --pps 50000");
-    assert!(finished(r).status.success());
+    let flags = format!("--count 2500 --duration 10 --write {out_s} --rotate-mb 1");
+    let out = receive_replay(&ns, &flags, &[], "--synthetic --count 2500 --size 1000 --pps 50000");
+    assert!(out.status.success());
     let mut total = 0;
     for p in [out_s.to_string(), format!("{out_s}.1"), format!("{out_s}.2")] {
         let frames = bpc_sim::replay::read_frames(&p).unwrap();
