@@ -397,11 +397,10 @@ def stall_markdown(stall):
     ]
     for r in stall:
         ride, mib = ring_ride_out_ms(r.get("agent_args"), r["rate"], r["size"])
-        loss = receiver_loss(r)
         out.append(
             f"| {r['size']} B | {r['gen']['pps']:,.0f} | {mib} MiB | {r['freezes']} × {r['freeze_ms']} ms "
             f"| {ride:.0f} ms | {r['reached']:,} | {r['captured']:,} | {r['kernel_drops']:,} | {r['forwarded']:,} "
-            f"| {loss:,} | {r['peak_rss_kib'] / 1024:.1f} |"
+            f"| {receiver_loss(r):,} | {r['peak_rss_kib'] / 1024:.1f} |"
         )
     return "\n".join(out) + "\n"
 
@@ -417,10 +416,9 @@ def dual_markdown(dual):
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in dual:
-        loss = receiver_loss(r)
         out.append(
             f"| {r['size']} B | {r['gen']['pps']:,.0f} | {r['reached']:,} | {r['captured']:,} | {r['kernel_drops']:,} "
-            f"| {r['forwarded']:,} | {loss:,} | {r['tcpdump_received']:,} | {r['tcpdump_drops']:,} |"
+            f"| {r['forwarded']:,} | {receiver_loss(r):,} | {r['tcpdump_received']:,} | {r['tcpdump_drops']:,} |"
         )
     return "\n".join(out) + "\n"
 

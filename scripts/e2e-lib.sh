@@ -82,6 +82,16 @@ e2e_netns_setup() {
   trap e2e_netns_cleanup EXIT
   trap 'exit 130' INT TERM
 }
+# e2e_stop_receiver: Ctrl-C to the receiver (pid in $receiver), which must
+# exit 0 with its report written; its log to stderr.
+e2e_stop_receiver() {
+  local rc=0
+  kill -INT "$receiver"
+  wait "$receiver" || rc=$?
+  receiver=
+  check "receiver exits 0 on SIGINT" "$rc"
+  cat "$work/receiver.log" >&2
+}
 e2e_netns_cleanup() {
   [[ -n $receiver ]] && kill "$receiver" 2>/dev/null
   bpc_ns_down "$cluster"

@@ -131,12 +131,7 @@ for p in frontend api-b db; do
   kill -TERM "$(cat "$work/$p/agent.pid")" 2>/dev/null || true
   wait "$(cat "$work/$p/agent.pid")" 2>/dev/null || true
 done
-kill -INT "$receiver"
-rc=0
-wait "$receiver" || rc=$?
-receiver=
-check "receiver exits 0 on SIGINT" "$rc"
-cat "$work/receiver.log" >&2
+e2e_stop_receiver
 
 paths=$work/paths.json
 rc=0; [[ -s $paths && -s $work/paths.dot ]] || rc=1

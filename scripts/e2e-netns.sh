@@ -116,12 +116,7 @@ web=$((web_a + web_b + web_c))
 echo "tcpdump saw: web $web frames (web-a $web_a, web-b $web_b, web-c $web_c), db $db frames"
 check "tcpdump saw traffic in every pod" $((web_a > 0 && web_b > 0 && web_c > 0 && db > 0 ? 0 : 1))
 
-kill -INT "$receiver"
-rc=0
-wait "$receiver" || rc=$?
-receiver=
-check "receiver exits 0 on SIGINT" "$rc"
-cat "$work/receiver.log" >&2
+e2e_stop_receiver
 received=$(tcpdump -r "$work/received.pcap" 2>/dev/null | wc -l)
 check "receiver wrote every frame to its pcap ($received of $((web + db)))" $((received == web + db ? 0 : 1))
 

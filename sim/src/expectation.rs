@@ -238,24 +238,31 @@ mod tests {
     }
 
     #[test]
-    fn a_scale_up_is_not_a_restart_but_a_sequence_restart_is() {
+    fn a_scale_up_is_not_a_restart_and_each_silent_stream_is_taken_over_only_once() {
         let m = WorkloadMap::default();
-        // Both sources overlap in time: two live pods, not a replacement.
-        let r = streams_of_0x20(&[("198.18.0.1", 0.0, 10.0, 10, 1), ("198.18.0.2", 5.0, 20.0, 20, 0)]);
-        let e = Expectation::parse("key=0x20 restarted_streams=0 seq_restarts=1 restarts=1", &m).unwrap();
-        assert_eq!(e.check(&r), None);
-    }
-
-    #[test]
-    fn each_silent_stream_is_taken_over_only_once() {
-        let m = WorkloadMap::default();
-        // One pod went away, two new ones came: one replacement, one scale-up.
-        let r = streams_of_0x20(&[
-            ("198.18.0.1", 0.0, 10.0, 1, 0),
-            ("198.18.0.2", 11.0, 20.0, 1, 0),
-            ("198.18.0.3", 12.0, 20.0, 1, 0),
-        ]);
-        let e = Expectation::parse("key=0x20 restarted_streams=1", &m).unwrap();
-        assert_eq!(e.check(&r), None);
+        // Why, the streams of key 0x20 (source, first, last, packets, sequence restarts), what holds.
+        let cases: [(&str, &[(&str, f64, f64, u64, u64)], &str); 2] = [
+            (
+                "both sources overlap in time: two live pods, not a replacement",
+                &[("198.18.0.1", 0.0, 10.0, 10, 1), ("198.18.0.2", 5.0, 20.0, 20, 0)],
+                "key=0x20 restarted_streams=0 seq_restarts=1 restarts=1",
+            ),
+            (
+                "one pod went away, two new ones came: one replacement, one scale-up",
+                &[
+                    ("198.18.0.1", 0.0, 10.0, 1, 0),
+                    ("198.18.0.2", 11.0, 20.0, 1, 0),
+                    ("198.18.0.3", 12.0, 20.0, 1, 0),
+                ],
+                "key=0x20 restarted_streams=1",
+            ),
+        ];
+        for (why, streams, holds) in cases {
+            assert_eq!(
+                Expectation::parse(holds, &m).unwrap().check(&streams_of_0x20(streams)),
+                None,
+                "{why}"
+            );
+        }
     }
 }

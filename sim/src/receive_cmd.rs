@@ -59,36 +59,67 @@ pub struct ReceiveArgs {
     pub expect: Vec<String>,
 }
 
+/// Columns of the per-stream table: heading and width (negative: left-aligned).
+const STREAM_COLUMNS: [(&str, isize); 11] = [
+    ("KEY", -12),
+    ("WORKLOAD", -32),
+    ("SOURCE", -16),
+    ("PROFILE", -9),
+    ("PACKETS", 10),
+    ("BYTES", 12),
+    ("LOST", 6),
+    ("REORDER", 7),
+    ("DUP", 5),
+    ("RESTARTS", 8),
+    ("PPS", 10),
+];
+
+/// Columns of the per-key table.
+const KEY_COLUMNS: [(&str, isize); 9] = [
+    ("KEY", -12),
+    ("WORKLOAD", -32),
+    ("STREAMS", 7),
+    ("PACKETS", 10),
+    ("BYTES", 12),
+    ("LOST", 6),
+    ("RESTARTS", 8),
+    ("SEQ_RESTARTS", 12),
+    ("RESTARTED_STREAMS", 17),
+];
+
+/// One table line: each cell padded to its column, one space between.
+fn table_line<const N: usize>(columns: &[(&str, isize); N], cells: [String; N]) -> String {
+    let mut line: Vec<String> = Vec::with_capacity(N);
+    for ((_, width), cell) in columns.iter().zip(cells) {
+        let w = width.unsigned_abs();
+        line.push(if *width < 0 { format!("{cell:<w$}") } else { format!("{cell:>w$}") });
+    }
+    line.join(" ") + "\n"
+}
+
+fn table_header<const N: usize>(columns: &[(&str, isize); N]) -> String {
+    table_line(columns, columns.map(|(heading, _)| heading.to_string()))
+}
+
 /// Renders the report as a text table.
 pub fn render_text(r: &Report) -> String {
-    let mut s = format!(
-        "{:<12} {:<32} {:<16} {:<9} {:>10} {:>12} {:>6} {:>7} {:>5} {:>8} {:>10}\n",
-        "KEY",
-        "WORKLOAD",
-        "SOURCE",
-        "PROFILE",
-        "PACKETS",
-        "BYTES",
-        "LOST",
-        "REORDER",
-        "DUP",
-        "RESTARTS",
-        "PPS"
-    );
+    let mut s = table_header(&STREAM_COLUMNS);
     for st in &r.streams {
-        s += &format!(
-            "{:<12} {:<32} {:<16} {:<9} {:>10} {:>12} {:>6} {:>7} {:>5} {:>8} {:>10.0}\n",
-            st.key,
-            st.workload.as_deref().unwrap_or("-"),
-            st.source,
-            st.profile,
-            st.packets,
-            st.bytes,
-            st.lost,
-            st.reordered,
-            st.duplicated,
-            st.restarts,
-            st.rate_pps
+        s += &table_line(
+            &STREAM_COLUMNS,
+            [
+                st.key.clone(),
+                st.workload.as_deref().unwrap_or("-").to_string(),
+                st.source.to_string(),
+                st.profile.to_string(),
+                st.packets.to_string(),
+                st.bytes.to_string(),
+                st.lost.to_string(),
+                st.reordered.to_string(),
+                st.duplicated.to_string(),
+                st.restarts.to_string(),
+                format!("{:.0}", st.rate_pps),
+            ],
         );
         if let Some(d) = st.directions {
             s += &format!(
@@ -98,30 +129,22 @@ pub fn render_text(r: &Report) -> String {
         }
     }
     if !r.keys.is_empty() {
-        s += &format!(
-            "\n{:<12} {:<32} {:>7} {:>10} {:>12} {:>6} {:>8} {:>12} {:>17}\n",
-            "KEY",
-            "WORKLOAD",
-            "STREAMS",
-            "PACKETS",
-            "BYTES",
-            "LOST",
-            "RESTARTS",
-            "SEQ_RESTARTS",
-            "RESTARTED_STREAMS"
-        );
+        s += "\n";
+        s += &table_header(&KEY_COLUMNS);
         for k in &r.keys {
-            s += &format!(
-                "{:<12} {:<32} {:>7} {:>10} {:>12} {:>6} {:>8} {:>12} {:>17}\n",
-                k.key,
-                k.workload.as_deref().unwrap_or("-"),
-                k.streams,
-                k.packets,
-                k.bytes,
-                k.lost,
-                k.restarts,
-                k.sequence_restarts,
-                k.restarted_streams
+            s += &table_line(
+                &KEY_COLUMNS,
+                [
+                    k.key.clone(),
+                    k.workload.as_deref().unwrap_or("-").to_string(),
+                    k.streams.to_string(),
+                    k.packets.to_string(),
+                    k.bytes.to_string(),
+                    k.lost.to_string(),
+                    k.restarts.to_string(),
+                    k.sequence_restarts.to_string(),
+                    k.restarted_streams.to_string(),
+                ],
             );
         }
     }
@@ -478,6 +501,73 @@ mod tests {
         format!(
             r#"[{{"type":"pod","ip":"{ip}","namespace":"shop","kind":"Deployment","workload":"{workload}","key":"7"}}]"#
         )
+    }
+
+    #[test]
+    fn text_report_lines_up_every_cell_under_its_heading() {
+        use crate::receiver::{DirectionCounts, KeyReport, StreamReport};
+        let stream = |key: &str, workload: Option<&str>, source: &str, profile: &str| StreamReport {
+            key: key.into(),
+            workload: workload.map(str::to_string),
+            source: source.into(),
+            profile: profile.into(),
+            packets: 0,
+            bytes: 0,
+            lost: 0,
+            reordered: 0,
+            duplicated: 0,
+            restarts: 0,
+            first_seen: 0.0,
+            last_seen: 0.0,
+            rate_pps: 0.0,
+            directions: None,
+        };
+        let checkout = Some("shop/deployment/checkout");
+        let r = Report {
+            streams: vec![
+                StreamReport {
+                    packets: 1200,
+                    bytes: 345678,
+                    lost: 2,
+                    reordered: 1,
+                    restarts: 1,
+                    rate_pps: 99.6,
+                    ..stream("0x00000005", checkout, "198.18.1.2", "standard")
+                },
+                StreamReport {
+                    packets: 7,
+                    bytes: 420,
+                    directions: Some(DirectionCounts { inbound: 3, outbound: 4, unknown: 0 }),
+                    ..stream("0x00000006", None, "198.18.1.3", "netis")
+                },
+            ],
+            keys: vec![KeyReport {
+                key: "0x00000005".into(),
+                workload: checkout.map(str::to_string),
+                streams: 2,
+                packets: 1200,
+                bytes: 345678,
+                lost: 2,
+                restarts: 1,
+                sequence_restarts: 1,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let text = render_text(&r);
+        let tables: Vec<&str> = text.lines().take_while(|l| !l.starts_with("total:")).collect();
+        assert_eq!(
+            tables,
+            [
+                "KEY          WORKLOAD                         SOURCE           PROFILE      PACKETS        BYTES   LOST REORDER   DUP RESTARTS        PPS",
+                "0x00000005   shop/deployment/checkout         198.18.1.2       standard        1200       345678      2       1     0        1        100",
+                "0x00000006   -                                198.18.1.3       netis              7          420      0       0     0        0          0",
+                "    directions: inbound 3 outbound 4 unknown 0",
+                "",
+                "KEY          WORKLOAD                         STREAMS    PACKETS        BYTES   LOST RESTARTS SEQ_RESTARTS RESTARTED_STREAMS",
+                "0x00000005   shop/deployment/checkout               2       1200       345678      2        1            1                 0",
+            ]
+        );
     }
 
     #[test]
