@@ -60,7 +60,7 @@ pub struct ReceiveArgs {
 }
 
 /// Columns of the per-stream table: heading and width (negative: left-aligned).
-const STREAM_COLUMNS: [(&str, isize); 11] = [
+const STREAM_COLUMNS: &[(&str, isize)] = &[
     ("KEY", -12),
     ("WORKLOAD", -32),
     ("SOURCE", -16),
@@ -75,7 +75,7 @@ const STREAM_COLUMNS: [(&str, isize); 11] = [
 ];
 
 /// Columns of the per-key table.
-const KEY_COLUMNS: [(&str, isize); 9] = [
+const KEY_COLUMNS: &[(&str, isize)] = &[
     ("KEY", -12),
     ("WORKLOAD", -32),
     ("STREAMS", 7),
@@ -88,8 +88,9 @@ const KEY_COLUMNS: [(&str, isize); 9] = [
 ];
 
 /// One table line: each cell padded to its column, one space between.
-fn table_line<const N: usize>(columns: &[(&str, isize); N], cells: [String; N]) -> String {
-    let mut line: Vec<String> = Vec::with_capacity(N);
+fn table_line(columns: &[(&str, isize)], cells: &[String]) -> String {
+    debug_assert_eq!(columns.len(), cells.len());
+    let mut line: Vec<String> = Vec::with_capacity(cells.len());
     for ((_, width), cell) in columns.iter().zip(cells) {
         let w = width.unsigned_abs();
         line.push(if *width < 0 { format!("{cell:<w$}") } else { format!("{cell:>w$}") });
@@ -97,30 +98,27 @@ fn table_line<const N: usize>(columns: &[(&str, isize); N], cells: [String; N]) 
     line.join(" ") + "\n"
 }
 
-fn table_header<const N: usize>(columns: &[(&str, isize); N]) -> String {
-    table_line(columns, columns.map(|(heading, _)| heading.to_string()))
+fn table_header(columns: &[(&str, isize)]) -> String {
+    let headings: Vec<String> = columns.iter().map(|(heading, _)| heading.to_string()).collect();
+    table_line(columns, &headings)
+}
+
+/// The first cells of a row: the key and its workload, `-` when unmapped.
+fn key_cells(key: &str, workload: &Option<String>) -> Vec<String> {
+    vec![key.to_string(), workload.as_deref().unwrap_or("-").to_string()]
 }
 
 /// Renders the report as a text table.
 pub fn render_text(r: &Report) -> String {
-    let mut s = table_header(&STREAM_COLUMNS);
+    let mut s = table_header(STREAM_COLUMNS);
     for st in &r.streams {
-        s += &table_line(
-            &STREAM_COLUMNS,
-            [
-                st.key.clone(),
-                st.workload.as_deref().unwrap_or("-").to_string(),
-                st.source.to_string(),
-                st.profile.to_string(),
-                st.packets.to_string(),
-                st.bytes.to_string(),
-                st.lost.to_string(),
-                st.reordered.to_string(),
-                st.duplicated.to_string(),
-                st.restarts.to_string(),
-                format!("{:.0}", st.rate_pps),
-            ],
+        let mut cells = key_cells(&st.key, &st.workload);
+        cells.extend([st.source.clone(), st.profile.clone()]);
+        cells.extend(
+            [st.packets, st.bytes, st.lost, st.reordered, st.duplicated, st.restarts].map(|n| n.to_string()),
         );
+        cells.push(format!("{:.0}", st.rate_pps));
+        s += &table_line(STREAM_COLUMNS, &cells);
         if let Some(d) = st.directions {
             s += &format!(
                 "    directions: inbound {} outbound {} unknown {}\n",
@@ -130,22 +128,13 @@ pub fn render_text(r: &Report) -> String {
     }
     if !r.keys.is_empty() {
         s += "\n";
-        s += &table_header(&KEY_COLUMNS);
+        s += &table_header(KEY_COLUMNS);
         for k in &r.keys {
-            s += &table_line(
-                &KEY_COLUMNS,
-                [
-                    k.key.clone(),
-                    k.workload.as_deref().unwrap_or("-").to_string(),
-                    k.streams.to_string(),
-                    k.packets.to_string(),
-                    k.bytes.to_string(),
-                    k.lost.to_string(),
-                    k.restarts.to_string(),
-                    k.sequence_restarts.to_string(),
-                    k.restarted_streams.to_string(),
-                ],
-            );
+            let counts =
+                [k.streams, k.packets, k.bytes, k.lost, k.restarts, k.sequence_restarts, k.restarted_streams];
+            let mut cells = key_cells(&k.key, &k.workload);
+            cells.extend(counts.map(|n| n.to_string()));
+            s += &table_line(KEY_COLUMNS, &cells);
         }
     }
     s += &format!(
@@ -506,39 +495,27 @@ mod tests {
     #[test]
     fn text_report_lines_up_every_cell_under_its_heading() {
         use crate::receiver::{DirectionCounts, KeyReport, StreamReport};
-        let stream = |key: &str, workload: Option<&str>, source: &str, profile: &str| StreamReport {
-            key: key.into(),
-            workload: workload.map(str::to_string),
-            source: source.into(),
-            profile: profile.into(),
-            packets: 0,
-            bytes: 0,
-            lost: 0,
-            reordered: 0,
-            duplicated: 0,
-            restarts: 0,
-            first_seen: 0.0,
-            last_seen: 0.0,
-            rate_pps: 0.0,
-            directions: None,
+        // Through the JSON schema: [packets, bytes, lost, reordered, duplicated, restarts].
+        let stream = |key: &str, workload: Option<&str>, source: &str, profile: &str, counts: [u64; 6]| {
+            let [packets, bytes, lost, reordered, duplicated, restarts] = counts;
+            serde_json::from_value::<StreamReport>(serde_json::json!({
+                "key": key, "workload": workload, "source": source, "profile": profile,
+                "packets": packets, "bytes": bytes, "lost": lost, "reordered": reordered,
+                "duplicated": duplicated, "restarts": restarts, "first_seen": 0.0, "last_seen": 0.0,
+                "rate_pps": 0.0, "directions": null,
+            }))
+            .unwrap()
         };
         let checkout = Some("shop/deployment/checkout");
         let r = Report {
             streams: vec![
                 StreamReport {
-                    packets: 1200,
-                    bytes: 345678,
-                    lost: 2,
-                    reordered: 1,
-                    restarts: 1,
                     rate_pps: 99.6,
-                    ..stream("0x00000005", checkout, "198.18.1.2", "standard")
+                    ..stream("0x00000005", checkout, "198.18.1.2", "standard", [1200, 345678, 2, 1, 0, 1])
                 },
                 StreamReport {
-                    packets: 7,
-                    bytes: 420,
                     directions: Some(DirectionCounts { inbound: 3, outbound: 4, unknown: 0 }),
-                    ..stream("0x00000006", None, "198.18.1.3", "netis")
+                    ..stream("0x00000006", None, "198.18.1.3", "netis", [7, 420, 0, 0, 0, 0])
                 },
             ],
             keys: vec![KeyReport {
