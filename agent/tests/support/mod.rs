@@ -70,6 +70,11 @@ pub const POD_COL_IP: &str = "198.18.2.1";
 /// Collector address.
 pub const COLLECTOR_IP: &str = "198.18.2.2";
 
+/// `port` on the pod's client-side address (where its test servers listen).
+pub fn pod_addr(port: u16) -> SocketAddr {
+    SocketAddr::new(POD_IP.parse().expect("POD_IP is an address"), port)
+}
+
 impl Topology {
     /// Builds the three namespaces; `tag` keeps names unique per test (≤ 4 chars).
     pub fn new(tag: &str) -> Topology {
@@ -89,6 +94,23 @@ impl Topology {
         veth(&t.pod_if, &t.pod, POD_IP, &t.client_if, &t.client, CLIENT_IP);
         veth(&t.pod_col_if, &t.pod, POD_COL_IP, &t.col_if, &t.collector, COLLECTOR_IP);
         t
+    }
+
+    /// The topology with a [`Collector`] already receiving in it.
+    pub fn with_collector(tag: &str) -> (Topology, Collector) {
+        let t = Topology::new(tag);
+        let collector = Collector::start(&t.collector);
+        (t, collector)
+    }
+
+    /// The topology with a [`tcp_server`] on the pod's port 8080 answering
+    /// `response_len` bytes, and a [`Collector`]; returns the server's address too.
+    pub fn with_tcp_server(tag: &str, response_len: usize) -> (Topology, Collector, SocketAddr) {
+        let t = Topology::new(tag);
+        let server = pod_addr(8080);
+        tcp_server(&t.pod, server, response_len);
+        let collector = Collector::start(&t.collector);
+        (t, collector, server)
     }
 
     /// Starts the agent in the pod: streaming to the collector namespace,
