@@ -213,8 +213,11 @@ mod tests {
         }
     }
 
-    /// Key 0x20 with one stream per (source, first_seen, last_seen, packets, sequence restarts).
-    fn streams_of_0x20(streams: &[(&str, f64, f64, u64, u64)]) -> Report {
+    /// One stream: source, first_seen, last_seen, packets, sequence restarts.
+    type Stream = (&'static str, f64, f64, u64, u64);
+
+    /// Key 0x20 with one stream per entry.
+    fn streams_of_0x20(streams: &[Stream]) -> Report {
         let streams = streams
             .iter()
             .map(|&(source, first, last, packets, restarts)| stream(source, first, last, packets, restarts));
@@ -241,7 +244,7 @@ mod tests {
     fn a_scale_up_is_not_a_restart_and_each_silent_stream_is_taken_over_only_once() {
         let m = WorkloadMap::default();
         // Why, the streams of key 0x20 (source, first, last, packets, sequence restarts), what holds.
-        let cases: [(&str, &[(&str, f64, f64, u64, u64)], &str); 2] = [
+        let cases: [(&str, &[Stream], &str); 2] = [
             (
                 "both sources overlap in time: two live pods, not a replacement",
                 &[("198.18.0.1", 0.0, 10.0, 10, 1), ("198.18.0.2", 5.0, 20.0, 20, 0)],
