@@ -17,6 +17,12 @@ import statistics
 LOSS_FREE_SHARE = 0.9999
 
 
+def receiver_loss(r):
+    """Frames the agent forwarded that the receiver never counted, plus its sequence gaps."""
+    received = r["sim"]["totals"]["packets"]
+    return max(0, r["forwarded"] - received) + r["sim"]["totals"]["lost"]
+
+
 def derive(r):
     """Adds the per-run figures to a raw record and returns it."""
     mode = r["mode"]
@@ -56,7 +62,7 @@ def derive(r):
     received = sim["totals"]["packets"]
     r["forwarded_pps"] = r["forwarded"] / secs
     r["received"] = received
-    r["receiver_loss"] = max(0, r["forwarded"] - received) + sim["totals"]["lost"]
+    r["receiver_loss"] = receiver_loss(r)
     r["forwarded_share"] = r["forwarded"] / expected if expected else None
     r["cpu_us_per_packet"] = 1e6 * r["cpu_seconds"] / max(1, r["forwarded"])
     lat = sim.get("latency") or {}
@@ -381,9 +387,32 @@ def ring_ride_out_ms(agent_args, rate, size):
     return 1000 * per_block * (blocks - 1), mib
 
 
+def md_row(*cells):
+    """One Markdown table row."""
+    return "| " + " | ".join(cells) + " |"
+
+
+def md_section(intro, rows):
+    """A blank line, the intro and table head lines, then the rows."""
+    return "\n".join(["", *intro, *rows]) + "\n"
+
+
 def stall_markdown(stall):
-    out = [
-        "",
+    def row(r):
+        ride, mib = ring_ride_out_ms(r.get("agent_args"), r["rate"], r["size"])
+        counts = [f"{r[k]:,}" for k in ("reached", "captured", "kernel_drops", "forwarded")]
+        return md_row(
+            f"{r['size']} B",
+            f"{r['gen']['pps']:,.0f}",
+            f"{mib} MiB",
+            f"{r['freezes']} × {r['freeze_ms']} ms",
+            f"{ride:.0f} ms",
+            *counts,
+            f"{receiver_loss(r):,}",
+            f"{r['peak_rss_kib'] / 1024:.1f}",
+        )
+
+    intro = [
         "Stalls: the agent frozen (SIGSTOP, then SIGCONT) 3 times, 400 ms apart, under paced load; kernel drops "
         "(`capture.kernel_drops`) against the stall the capture ring rides out by its geometry "
         "((blocks − 1) × min(1 ms, time to fill a block)):",
@@ -392,21 +421,16 @@ def stall_markdown(stall):
         "| forwarded | receiver loss | peak RSS MiB |",
         "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in stall:
-        ride, mib = ring_ride_out_ms(r.get("agent_args"), r["rate"], r["size"])
-        received = r["sim"]["totals"]["packets"]
-        loss = max(0, r["forwarded"] - received) + r["sim"]["totals"]["lost"]
-        out.append(
-            f"| {r['size']} B | {r['gen']['pps']:,.0f} | {mib} MiB | {r['freezes']} × {r['freeze_ms']} ms "
-            f"| {ride:.0f} ms | {r['reached']:,} | {r['captured']:,} | {r['kernel_drops']:,} | {r['forwarded']:,} "
-            f"| {loss:,} | {r['peak_rss_kib'] / 1024:.1f} |"
-        )
-    return "\n".join(out) + "\n"
+    return md_section(intro, map(row, stall))
 
 
 def dual_markdown(dual):
-    out = [
-        "",
+    def row(r):
+        agent = [f"{r[k]:,}" for k in ("reached", "captured", "kernel_drops", "forwarded")]
+        tcpdump = [f"{r[k]:,}" for k in ("tcpdump_received", "tcpdump_drops")]
+        return md_row(f"{r['size']} B", f"{r['gen']['pps']:,.0f}", *agent, f"{receiver_loss(r):,}", *tcpdump)
+
+    intro = [
         "At the generator's maximum, the agent and tcpdump (`tcpdump -i IF -w /dev/null`, default 2 MiB buffer, "
         "on the generator's CPU) capturing the same interface in the same run:",
         "",
@@ -414,33 +438,29 @@ def dual_markdown(dual):
         "| tcpdump received | tcpdump kernel drops |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in dual:
-        received = r["sim"]["totals"]["packets"]
-        loss = max(0, r["forwarded"] - received) + r["sim"]["totals"]["lost"]
-        out.append(
-            f"| {r['size']} B | {r['gen']['pps']:,.0f} | {r['reached']:,} | {r['captured']:,} | {r['kernel_drops']:,} "
-            f"| {r['forwarded']:,} | {loss:,} | {r['tcpdump_received']:,} | {r['tcpdump_drops']:,} |"
-        )
-    return "\n".join(out) + "\n"
+    return md_section(intro, map(row, dual))
 
 
 def bulk_markdown(bulk):
-    out = [
-        "",
+    def row(b):
+        c, s = b["captured"], b["sent"]
+        return md_row(
+            f"`{b['oversize']}`",
+            f"{b['delivered']:,} / {b['seen']:,}",
+            f"{100 * b['delivered'] / max(1, b['seen']):.2f}",
+            f"{c['frames']:,} ({c['over']:,}), {c['largest']:,} B",
+            f"{s['frames']:,} ({s['over']:,}), {s['largest']:,} B",
+            f"{b.get('tcpdump_drops') or 0}",
+        )
+
+    intro = [
         "Bulk TCP through the pod (`iperf3 --bidir -b 40M -t 3`, collector link MTU 1500): TCP payload bytes "
         "delivered to the collector / seen by tcpdump `-s 0` in the pod, per `--oversize` mode:",
         "",
         "| `--oversize` | payload delivered / seen | delivered % | frames captured (> 1514 B), largest | frames sent (> 1514 B), largest | tcpdump drops |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    for b in bulk:
-        c, s = b["captured"], b["sent"]
-        out.append(
-            f"| `{b['oversize']}` | {b['delivered']:,} / {b['seen']:,} | {100 * b['delivered'] / max(1, b['seen']):.2f} "
-            f"| {c['frames']:,} ({c['over']:,}), {c['largest']:,} B | {s['frames']:,} ({s['over']:,}), {s['largest']:,} B "
-            f"| {b.get('tcpdump_drops') or 0} |"
-        )
-    return "\n".join(out) + "\n"
+    return md_section(intro, map(row, bulk))
 
 
 def write(out_json, meta, runs, bulk=None, stall=None, dual=None):

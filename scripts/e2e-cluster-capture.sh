@@ -31,9 +31,8 @@ e2e_tag=capture
 source scripts/e2e-lib.sh
 
 cleanup() {
-  local rc=$? pid
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  local rc=$?
+  e2e_kill_background
   if ((rc != 0)); then
     echo "e2e-cluster-capture: failed (exit $rc); logs:" >&2
     for f in "$work"/*.log; do [[ -e $f ]] && { echo "--- $f" >&2; tail -n 30 "$f" >&2; }; done
@@ -76,6 +75,25 @@ wait_capturing() {
   fail "no capture container of $2 started capturing: $(cat "$3")"
 }
 
+# capture_during_requests CLIENT LOG TARGET ARGS...: `kubectl bpc capture
+# TARGET ARGS...` (stderr to LOG) until the capture container of $pod runs
+# (its name in $name), CLIENT's $requests HTTP requests to $ip, then Ctrl-C:
+# the capture must exit 0.
+capture_during_requests() {
+  local client_name=$1 log=$2 target=$3 cap_pid rc=0
+  shift 3
+  "$bpc" capture -n "$ns" "$target" --image "$BPC_AGENT_IMAGE" --filter 'tcp port 8080' --duration 120s \
+    "$@" 2>"$log" &
+  cap_pid=$!
+  pids+=("$cap_pid")
+  name=$(wait_capturing "$ns" "$pod" "$log")
+  client "$ns" "$client_name" "http://$ip:8080/" "$requests"
+  sleep 2
+  kill -INT "$cap_pid"
+  wait "$cap_pid" || rc=$?
+  ((rc == 0)) || fail "capture $target $* exited $rc: $(cat "$log")"
+}
+
 # exit_code NS POD CONTAINER: the terminated exit code of an ephemeral container.
 exit_code() {
   kubectl get pod -n "$1" "$2" -o json |
@@ -95,17 +113,7 @@ before=$(identity "$ns" "$pod")
 ok "pod $pod ($ip): $before"
 
 step "capture -w FILE from pod/$pod while a client makes $requests HTTP requests; Ctrl-C ends it"
-"$bpc" capture -n "$ns" "pod/$pod" --image "$BPC_AGENT_IMAGE" --filter 'tcp port 8080' --duration 120s \
-  -w "$work/web.pcapng" 2>"$work/capture-w.log" &
-cap_pid=$!
-pids+=("$cap_pid")
-name=$(wait_capturing "$ns" "$pod" "$work/capture-w.log")
-client "$ns" client-w "http://$ip:8080/" "$requests"
-sleep 2
-kill -INT "$cap_pid"
-rc=0
-wait "$cap_pid" || rc=$?
-((rc == 0)) || fail "capture -w exited $rc: $(cat "$work/capture-w.log")"
+capture_during_requests client-w "$work/capture-w.log" "pod/$pod" -w "$work/web.pcapng"
 ok "capture exit 0: $(grep -c . "$work/capture-w.log") lines on stderr"
 
 step "the pod was not restarted: UID and restart counts as before"
@@ -132,17 +140,7 @@ step "capture --collector $BPC_NODE_IP to kubectl bpc sink: zero loss"
 sink_pid=$!
 pids+=("$sink_pid")
 sleep 1
-"$bpc" capture -n "$ns" deploy/web --image "$BPC_AGENT_IMAGE" --filter 'tcp port 8080' --duration 120s \
-  --collector "$BPC_NODE_IP" 2>"$work/capture-c.log" &
-cap_pid=$!
-pids+=("$cap_pid")
-name=$(wait_capturing "$ns" "$pod" "$work/capture-c.log")
-client "$ns" client-c "http://$ip:8080/" "$requests"
-sleep 2
-kill -INT "$cap_pid"
-rc=0
-wait "$cap_pid" || rc=$?
-((rc == 0)) || fail "capture --collector exited $rc: $(cat "$work/capture-c.log")"
+capture_during_requests client-c "$work/capture-c.log" deploy/web --collector "$BPC_NODE_IP"
 kill -INT "$sink_pid"
 wait "$sink_pid" || fail "sink failed: $(cat "$work/sink.log")"
 sent=$(sed -n "s/.*sent to $BPC_NODE_IP \([0-9]*\) packets.*/\1/p" "$work/capture-c.log")

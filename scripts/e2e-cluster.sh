@@ -34,9 +34,8 @@ source scripts/e2e-lib.sh
 background() { "$@" & pids+=($!); }
 
 cleanup() {
-  local rc=$? pid
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  local rc=$?
+  e2e_kill_background
   if ((rc != 0)); then
     echo "e2e-cluster: failed (exit $rc); work files in $work" >&2
     kubectl get pods -A -o wide >&2 2>/dev/null || true

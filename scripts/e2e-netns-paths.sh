@@ -23,37 +23,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/netns-pod.sh
 source scripts/netns-pod.sh
-
-[[ $(id -u) -eq 0 ]] || { echo "e2e-netns-paths: run as root (it creates network namespaces)" >&2; exit 2; }
-bin=${1:-target/debug}
-if [[ ! -x $bin/bpc-agent || ! -x $bin/bpc-sim ]]; then
-  cargo build -p bpc-agent -p bpc-sim
-fi
-bin=$(realpath "$bin")
-cluster="paths$$"
+# shellcheck source=scripts/e2e-lib.sh
+source scripts/e2e-lib.sh
+e2e_netns_setup e2e-netns-paths "paths$$" "${1:-}"
 prefix=${BPC_E2E_PREFIX:-198.18.111}
 vip=${BPC_E2E_VIP:-198.18.112.80}
-work=$(mktemp -d /tmp/bpc-e2e-paths.XXXXXX)
-passed=0 failed=0
-receiver=
-
-cleanup() {
-  [[ -n $receiver ]] && kill "$receiver" 2>/dev/null
-  bpc_ns_down "$cluster"
-  if [[ $failed -eq 0 && -z ${BPC_E2E_KEEP:-} ]]; then rm -rf "$work"; else echo "e2e-netns-paths: files kept in $work" >&2; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-check() { # NAME EXIT-CODE
-  if [[ $2 -eq 0 ]]; then
-    echo "ok   - $1"
-    passed=$((passed + 1))
-  else
-    echo "FAIL - $1"
-    failed=$((failed + 1))
-  fi
-}
 
 node="$cluster-node"
 
@@ -65,22 +39,9 @@ start_pod() { # NAME IP WORKLOAD: app server, then the sidecar (so readiness pro
   mkdir -p "$work/$name/www"
   echo "hello from $name" >"$work/$name/www/index.html"
   bpc_ns_app_server "$ns" "$ip" "$work/$name/www"
-  local up=1
-  for _ in $(seq 1 100); do
-    if ip netns exec "$ns" curl -sf -o /dev/null "http://$ip:8080/"; then up=0; break; fi
-    sleep 0.1
-  done
-  [[ $up -eq 0 ]] || { echo "app server of $name never answered" >&2; return 1; }
-  BPC_WORKLOAD=$workload ip netns exec "$ns" "$bin/bpc-agent" --collector "$prefix.2" --filter "tcp" \
-    >>"$work/$name/agent.log" 2>&1 &
-  echo $! >"$work/$name/agent.pid"
-  for _ in $(seq 1 100); do
-    ip netns exec "$ns" curl -sf -o /dev/null "http://127.0.0.1:9469/healthz" && return 0
-    sleep 0.1
-  done
-  echo "agent of $name never became healthy" >&2
-  cat "$work/$name/agent.log" >&2
-  return 1
+  bpc_ns_wait_http "$ns" "http://$ip:8080/" || { echo "app server of $name never answered" >&2; return 1; }
+  bpc_ns_agent "$ns" "$work/$name/agent.log" "$work/$name/agent.pid" \
+    env BPC_WORKLOAD="$workload" "$bin/bpc-agent" --collector "$prefix.2" --filter "tcp"
 }
 
 stop_pod() { # NAME: agent SIGTERM (it flushes), then the namespace goes
@@ -170,12 +131,7 @@ for p in frontend api-b db; do
   kill -TERM "$(cat "$work/$p/agent.pid")" 2>/dev/null || true
   wait "$(cat "$work/$p/agent.pid")" 2>/dev/null || true
 done
-kill -INT "$receiver"
-rc=0
-wait "$receiver" || rc=$?
-receiver=
-check "receiver exits 0 on SIGINT" "$rc"
-cat "$work/receiver.log" >&2
+e2e_stop_receiver
 
 paths=$work/paths.json
 rc=0; [[ -s $paths && -s $work/paths.dot ]] || rc=1
@@ -222,5 +178,4 @@ if [[ -n ${BPC_PATHS_OUT:-} ]]; then
   [[ -f $work/paths.svg ]] && cp "$work/paths.svg" "$BPC_PATHS_OUT"/
 fi
 
-echo "e2e-netns-paths: $passed passed, $failed failed"
-[[ $failed -eq 0 ]]
+e2e_summary e2e-netns-paths

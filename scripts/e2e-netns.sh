@@ -21,37 +21,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/netns-pod.sh
 source scripts/netns-pod.sh
-
-[[ $(id -u) -eq 0 ]] || { echo "e2e-netns: run as root (it creates network namespaces)" >&2; exit 2; }
-bin=${1:-target/debug}
-if [[ ! -x $bin/bpc-agent || ! -x $bin/bpc-sim ]]; then
-  cargo build -p bpc-agent -p bpc-sim
-fi
-bin=$(realpath "$bin")
+# shellcheck source=scripts/e2e-lib.sh
+source scripts/e2e-lib.sh
 # Unique per run: parallel runs (and other tests) never share a namespace.
-cluster="e2e$$"
+e2e_netns_setup e2e-netns "e2e$$" "${1:-}"
 prefix=${BPC_E2E_PREFIX:-198.18.101}
-work=$(mktemp -d /tmp/bpc-e2e.XXXXXX)
-passed=0 failed=0
-receiver=
-
-cleanup() {
-  [[ -n $receiver ]] && kill "$receiver" 2>/dev/null
-  bpc_ns_down "$cluster"
-  if [[ $failed -eq 0 && -z ${BPC_E2E_KEEP:-} ]]; then rm -rf "$work"; else echo "e2e-netns: files kept in $work" >&2; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-check() { # NAME EXIT-CODE: one result line, counted
-  if [[ $2 -eq 0 ]]; then
-    echo "ok   - $1"
-    passed=$((passed + 1))
-  else
-    echo "FAIL - $1"
-    failed=$((failed + 1))
-  fi
-}
 
 wait_for_file_text() { # FILE TEXT
   for _ in $(seq 1 100); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done
@@ -63,17 +37,9 @@ wait_for_file_text() { # FILE TEXT
 filter="tcp port 8080"
 
 start_agent() { # POD WORKLOAD: the sidecar, once its capture runs (/healthz 200)
-  local name=$1 workload=$2 ns="$cluster-$1"
-  BPC_WORKLOAD=$workload ip netns exec "$ns" "$bin/bpc-agent" --collector "$prefix.2" --filter "$filter" \
-    >>"$work/$name/agent.log" 2>&1 &
-  echo $! >"$work/$name/agent.pid"
-  for _ in $(seq 1 100); do
-    ip netns exec "$ns" curl -sf -o /dev/null "http://127.0.0.1:9469/healthz" && return 0
-    sleep 0.1
-  done
-  echo "agent of $name never became healthy" >&2
-  cat "$work/$name/agent.log" >&2
-  return 1
+  local name=$1 workload=$2
+  bpc_ns_agent "$cluster-$name" "$work/$name/agent.log" "$work/$name/agent.pid" \
+    env BPC_WORKLOAD="$workload" "$bin/bpc-agent" --collector "$prefix.2" --filter "$filter"
 }
 
 stop_agent() { # POD: SIGTERM, as the kubelet does; the agent flushes and exits 0
@@ -97,12 +63,7 @@ start_pod() { # NAME IP WORKLOAD: app server, tcpdump reference, agent
   wait_for_file_text "$work/$name/tcpdump.log" "listening on"
   start_agent "$name" "$workload"
   # The app server must be up before traffic counts (these requests count too).
-  for _ in $(seq 1 100); do
-    ip netns exec "$cluster-client" curl -sf -o /dev/null "http://$ip:8080/" && return 0
-    sleep 0.1
-  done
-  echo "app server of $name never answered" >&2
-  return 1
+  bpc_ns_wait_http "$cluster-client" "http://$ip:8080/" || { echo "app server of $name never answered" >&2; return 1; }
 }
 
 stop_tcpdump() { # POD (immediate mode: nothing waits in libpcap's ring for a block timeout)
@@ -155,12 +116,7 @@ web=$((web_a + web_b + web_c))
 echo "tcpdump saw: web $web frames (web-a $web_a, web-b $web_b, web-c $web_c), db $db frames"
 check "tcpdump saw traffic in every pod" $((web_a > 0 && web_b > 0 && web_c > 0 && db > 0 ? 0 : 1))
 
-kill -INT "$receiver"
-rc=0
-wait "$receiver" || rc=$?
-receiver=
-check "receiver exits 0 on SIGINT" "$rc"
-cat "$work/receiver.log" >&2
+e2e_stop_receiver
 received=$(tcpdump -r "$work/received.pcap" 2>/dev/null | wc -l)
 check "receiver wrote every frame to its pcap ($received of $((web + db)))" $((received == web + db ? 0 : 1))
 
@@ -192,5 +148,4 @@ rc=0
 "$bin/bpc-sim" check "$work/report.json" --expect "workload=shop/web restarts=0" >/dev/null || rc=$?
 check "a wrong restart count is rejected (exit 1)" $((rc == 1 ? 0 : 1))
 
-echo "e2e-netns: $passed passed, $failed failed"
-[[ $failed -eq 0 ]]
+e2e_summary e2e-netns

@@ -91,6 +91,31 @@ socketserver.TCPServer((sys.argv[1], 8080), http.server.SimpleHTTPRequestHandler
 
 bpc_ns_prefix() { cat "/run/bpc-netns/$1.prefix"; }
 
+# bpc_ns_wait_http NS URL: 0 once URL answers from inside NS (10 s at most).
+bpc_ns_wait_http() {
+  for _ in $(seq 1 100); do
+    ip netns exec "$1" curl -sf -o /dev/null "$2" && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# bpc_ns_agent NS LOG PIDFILE COMMAND...: a sidecar (COMMAND, e.g. `env
+# BPC_WORKLOAD=ns/kind/name bpc-agent ...`) in NS, in the background, its
+# output appended to LOG and its pid in PIDFILE (ip netns exec and env exec
+# in place: the pid is the agent's); returns once its capture runs
+# (/healthz on 9469 answers).
+bpc_ns_agent() {
+  local ns=$1 log=$2 pidfile=$3
+  shift 3
+  ip netns exec "$ns" "$@" >>"$log" 2>&1 &
+  echo $! >"$pidfile"
+  bpc_ns_wait_http "$ns" "http://127.0.0.1:9469/healthz" && return 0
+  echo "agent in $ns never became healthy" >&2
+  cat "$log" >&2
+  return 1
+}
+
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
   cmd=${1:-}
   shift || true

@@ -13,6 +13,7 @@ use std::io::{self, BufWriter, Write};
 use std::os::fd::AsFd;
 use std::time::Duration;
 
+use bpc_wire::Retagged;
 use pcap_file::DataLink;
 use pcap_file::pcapng::PcapNgWriter;
 use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
@@ -96,15 +97,16 @@ impl PcapngOut {
 
     /// Writes one frame, cut to `snaplen` bytes, with its 802.1Q tag put back.
     pub fn packet(&mut self, frame: &Frame<'_>, snaplen: usize) -> Result<()> {
-        let data: &[u8] = match frame.vlan {
-            Some(tag) if frame.data.len() >= 12 => {
-                self.scratch.clear();
-                self.scratch.extend_from_slice(&frame.data[..12]);
-                self.scratch.extend_from_slice(&tag);
-                self.scratch.extend_from_slice(&frame.data[12..]);
-                &self.scratch
+        let data: &[u8] = match frame.vlan.as_ref().and_then(|tag| Retagged::new(frame.data, tag)) {
+            Some(tagged) => {
+                self.scratch.resize(tagged.len(), 0);
+                let n = tagged.encode(&mut self.scratch).map_err(|e| Error::Io {
+                    what: "put the VLAN tag back".into(),
+                    source: io::Error::other(e),
+                })?;
+                &self.scratch[..n]
             }
-            _ => frame.data,
+            None => frame.data,
         };
         let tag_len = if frame.vlan.is_some() { 4 } else { 0 };
         let data = &data[..data.len().min(snaplen)];

@@ -26,6 +26,9 @@ use std::mem::size_of;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{Ordering, fence};
 
+use bpc_wire::ethernet::ETHERTYPE_IPV4;
+use bpc_wire::{EthernetHeader, Ipv4Header};
+
 use crate::error::{Error, Result};
 use crate::route::Link;
 
@@ -36,8 +39,8 @@ const PACKET_QDISC_BYPASS: libc::c_int = 20;
 const TPACKET_V2: libc::c_int = 1;
 /// Where a TPACKET_V2 TX frame's packet starts: TPACKET2_HDRLEN - sizeof(sockaddr_ll).
 const DATA_AT: usize = 32;
-const ETH_LEN: usize = 14;
-const IPV4_LEN: usize = 20;
+const ETH_LEN: usize = bpc_wire::ethernet::HEADER_LEN;
+const IPV4_LEN: usize = bpc_wire::ipv4::HEADER_LEN;
 /// Ring size cap (frames are touched round-robin, so all of it becomes resident).
 const RING_BYTES: usize = 512 * 1024;
 
@@ -173,18 +176,22 @@ impl TxRing {
             std::slice::from_raw_parts_mut(self.map.add(self.next * self.frame_size), DATA_AT + len)
         };
         let packet = &mut frame[DATA_AT..];
-        packet[0..6].copy_from_slice(&link.dst_mac);
-        packet[6..12].copy_from_slice(&link.src_mac);
-        packet[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
-        let ip = &mut packet[ETH_LEN..ETH_LEN + IPV4_LEN];
-        // Version 4, IHL 5, no DF (as the raw socket: IP_PMTUDISC_DONT), TTL 64, GRE.
-        ip.copy_from_slice(&[0x45, 0, 0, 0, 0, 0, 0, 0, 64, 47, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-        ip[2..4].copy_from_slice(&((IPV4_LEN + gre_len) as u16).to_be_bytes());
-        ip[4..6].copy_from_slice(&self.ip_id.to_be_bytes());
-        ip[12..16].copy_from_slice(&link.src_ip.octets());
-        ip[16..20].copy_from_slice(&link.dst_ip.octets());
-        let sum = bpc_wire::internet_checksum(&[ip]);
-        ip[10..12].copy_from_slice(&sum.to_be_bytes());
+        let eth =
+            EthernetHeader { destination: link.dst_mac, source: link.src_mac, ethertype: ETHERTYPE_IPV4 };
+        // No DF (as the raw socket: IP_PMTUDISC_DONT), TTL 64, GRE.
+        let ip = Ipv4Header {
+            source: link.src_ip,
+            destination: link.dst_ip,
+            protocol: bpc_wire::IPPROTO_GRE,
+            ttl: 64,
+            identification: self.ip_id,
+            dont_fragment: false,
+            payload_len: gre_len,
+        };
+        // fits() sized the frame for both headers; a failure drops the packet like a full ring.
+        if eth.encode(packet).and_then(|_| ip.encode(&mut packet[ETH_LEN..])).is_err() {
+            return false;
+        }
         let mut at = ETH_LEN + IPV4_LEN;
         for p in parts {
             packet[at..at + p.len()].copy_from_slice(p);

@@ -142,16 +142,15 @@ fn timed_get(ns: &Netns, addr: SocketAddr, path: &str) -> (u16, Duration) {
 
 #[test]
 fn healthz_answers_within_a_second_under_50_idle_and_3_slow_clients_while_forwarding_without_loss() {
-    let t = Topology::new("ep");
-    let collector = Collector::start(&t.collector);
+    let (t, collector) = Topology::with_collector("ep");
     let agent = start_public_agent(&t, "udp port 9");
     let pid = agent.proc.child.id();
-    let endpoint: SocketAddr = format!("{POD_IP}:9469").parse().unwrap();
+    let endpoint = pod_addr(9469);
     std::thread::sleep(Duration::from_millis(500));
     let idle_rss = vm_rss_kib(pid);
 
     // Traffic to forward all along: 5,000 datagrams over about 6 s.
-    let target: SocketAddr = format!("{POD_IP}:9").parse().unwrap();
+    let target = pod_addr(9);
     let traffic = {
         let client = t.client.name.clone();
         std::thread::spawn(move || {
@@ -232,7 +231,7 @@ fn more_connections_than_the_bound_evict_the_oldest_and_are_counted_in_metrics()
     let t = Topology::new("ev");
     let _collector = Collector::start(&t.collector);
     let agent = start_public_agent(&t, "udp port 9");
-    let endpoint: SocketAddr = format!("{POD_IP}:9469").parse().unwrap();
+    let endpoint = pod_addr(9469);
     let client = t.client.name.clone();
     let held = std::thread::spawn(move || {
         enter(&client);
@@ -299,7 +298,7 @@ fn private_mode_listens_on_loopback_only_and_check_health_probes_it() {
     wait_for("--check-health to pass", Duration::from_secs(5), || check().0 == Some(0));
     assert!(check().1.starts_with("healthy: {\"ok\":true"), "{}", check().1);
 
-    let endpoint: SocketAddr = format!("{POD_IP}:9469").parse().unwrap();
+    let endpoint = pod_addr(9469);
     let (code, _) = timed_get(&t.client, endpoint, "/healthz");
     assert_eq!(code, 0, "the pod IP must not answer in private mode");
     let pod_ip = (t.pod.command("curl"))

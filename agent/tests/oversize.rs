@@ -11,20 +11,17 @@
 //!
 //! Needs root, iproute2, tcpdump, iperf3 and tshark.
 
+mod support;
+
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::Read;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use bpc_wire::GrePacket;
 use etherparse::{LaxNetSlice, LaxSlicedPacket, TransportSlice};
 use pcap_file::pcap::{PcapPacket, PcapReader, PcapWriter};
+use support::*;
 
 const POD_PEER_IP: &str = "198.19.200.1";
 const PEER_IP: &str = "198.19.200.2";
@@ -32,151 +29,6 @@ const POD_COLLECTOR_IP: &str = "198.19.201.1";
 const COLLECTOR_IP: &str = "198.19.201.2";
 /// The largest frame a 1500-byte MTU veth puts on the wire without offload.
 const WIRE_FRAME: usize = 1514;
-
-fn sh(args: &[&str]) {
-    let out = Command::new(args[0]).args(&args[1..]).output().expect("run command");
-    assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// A network namespace deleted on drop (its veth ends go with it).
-struct Netns(String);
-
-impl Netns {
-    fn new(name: String) -> Netns {
-        let _ = Command::new("ip").args(["netns", "del", &name]).output();
-        sh(&["ip", "netns", "add", &name]);
-        let ns = Netns(name);
-        ns.exec(&["ip", "link", "set", "lo", "up"]);
-        ns
-    }
-
-    fn exec(&self, args: &[&str]) {
-        let mut full = vec!["ip", "netns", "exec", &self.0];
-        full.extend_from_slice(args);
-        sh(&full);
-    }
-
-    fn command(&self, program: &str) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.0, program]);
-        c
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
-    }
-}
-
-/// A child process killed on drop, even when the test panics.
-struct Proc(Child);
-
-impl Proc {
-    fn signal(&self, sig: libc::c_int) {
-        // SAFETY: plain kill(2) on our own child's pid.
-        unsafe { libc::kill(self.0.id() as libc::pid_t, sig) };
-    }
-
-    /// Waits for the process to exit, up to `timeout`.
-    fn wait_timeout(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.0.try_wait().expect("try_wait") {
-                return Some(status);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn read_to_string(path: &Path) -> String {
-    let mut s = String::new();
-    if let Ok(mut f) = File::open(path) {
-        let _ = f.read_to_string(&mut s);
-    }
-    s
-}
-
-fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// A raw IPPROTO_GRE socket in the collector namespace, read by a thread that
-/// keeps the inner Ethernet frames.
-struct Collector {
-    stop: Arc<AtomicBool>,
-    received: Arc<AtomicUsize>,
-    thread: Option<JoinHandle<Vec<Vec<u8>>>>,
-}
-
-impl Collector {
-    fn start(netns: &str) -> Collector {
-        let stop = Arc::new(AtomicBool::new(false));
-        let received = Arc::new(AtomicUsize::new(0));
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let path = format!("/var/run/netns/{netns}");
-        let thread = {
-            let (stop, received) = (stop.clone(), received.clone());
-            std::thread::spawn(move || {
-                let ns = File::open(&path).expect("open netns");
-                // SAFETY: setns(2) moves only this thread into the collector namespace.
-                let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
-                assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-                let sock = socket2::Socket::new(
-                    socket2::Domain::IPV4,
-                    socket2::Type::RAW,
-                    Some(socket2::Protocol::from(i32::from(bpc_wire::IPPROTO_GRE))),
-                )
-                .expect("raw GRE socket");
-                sock.set_recv_buffer_size(32 << 20).expect("SO_RCVBUF");
-                sock.set_read_timeout(Some(Duration::from_millis(100))).expect("timeout");
-                ready_tx.send(()).expect("ready");
-                let mut frames = Vec::new();
-                let mut buf = vec![0u8; 70_000];
-                while !stop.load(Ordering::Relaxed) {
-                    let n = match std::io::Read::read(&mut &sock, &mut buf) {
-                        Ok(n) => n,
-                        Err(_) => continue, // timeout: look at the stop flag
-                    };
-                    let ihl = usize::from(buf[0] & 0x0f) * 4;
-                    let gre = GrePacket::parse(&buf[ihl..n]).expect("valid GRE from the agent");
-                    assert_eq!(gre.protocol, bpc_wire::PROTO_TEB);
-                    frames.push(gre.payload.to_vec());
-                    received.fetch_add(1, Ordering::Relaxed);
-                }
-                frames
-            })
-        };
-        ready_rx.recv_timeout(Duration::from_secs(5)).expect("collector socket ready");
-        Collector { stop, received, thread: Some(thread) }
-    }
-
-    fn finish(mut self) -> Vec<Vec<u8>> {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread.take().expect("thread").join().expect("collector thread")
-    }
-}
-
-impl Drop for Collector {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
 
 /// TCP payload bytes per direction and frame statistics of a set of frames.
 #[derive(Debug, Default, PartialEq)]
@@ -263,72 +115,47 @@ impl Run {
 /// a pod netns whose agent runs with `--oversize <mode>`.
 fn bulk_transfer(tag: &str, mode: &str, mbps: u32, seconds: u32) -> Run {
     let id = format!("{tag}{}", std::process::id());
-    let pod = Netns::new(format!("bpc-ov-pod-{id}"));
-    let peer = Netns::new(format!("bpc-ov-peer-{id}"));
-    let col = Netns::new(format!("bpc-ov-col-{id}"));
+    let pod = Netns::new("ov-pod", tag);
+    let peer = Netns::new("ov-peer", tag);
+    let col = Netns::new("ov-col", tag);
     let (pod_if, peer_if) = (format!("ov{id}p"), format!("ov{id}q"));
     let (pod_cif, col_if) = (format!("ov{id}c"), format!("ov{id}k"));
-    for (a, ans, aip, b, bns, bip) in [
-        (&pod_if, &pod, POD_PEER_IP, &peer_if, &peer, PEER_IP),
-        (&pod_cif, &pod, POD_COLLECTOR_IP, &col_if, &col, COLLECTOR_IP),
-    ] {
-        sh(&["ip", "link", "add", a, "type", "veth", "peer", "name", b]);
-        sh(&["ip", "link", "set", a, "netns", &ans.0]);
-        sh(&["ip", "link", "set", b, "netns", &bns.0]);
-        ans.exec(&["ip", "addr", "add", &format!("{aip}/24"), "dev", a]);
-        bns.exec(&["ip", "addr", "add", &format!("{bip}/24"), "dev", b]);
-        ans.exec(&["ip", "link", "set", a, "up"]);
-        bns.exec(&["ip", "link", "set", b, "up"]);
-    }
+    veth(&pod_if, &pod, POD_PEER_IP, &peer_if, &peer, PEER_IP);
+    veth(&pod_cif, &pod, POD_COLLECTOR_IP, &col_if, &col, COLLECTOR_IP);
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let collector = Collector::start(&col.0);
+    let collector = Collector::start(&col);
 
-    let tcpdump_err = dir.path().join("tcpdump.err");
-    let mut tcpdump = Proc(
-        pod.command("tcpdump")
-            // Immediate mode: without it the last second of packets sits in an
-            // unretired ring block when tcpdump is stopped, and is never written.
-            .args(["-i", &pod_if, "-s", "0", "-U", "--immediate-mode", "-n", "-B", "32768", "-w"])
+    let mut tcpdump = Proc::spawn({
+        let mut c = pod.command("tcpdump");
+        // Immediate mode: without it the last second of packets sits in an
+        // unretired ring block when tcpdump is stopped, and is never written.
+        c.args(["-i", &pod_if, "-s", "0", "-U", "--immediate-mode", "-n", "-B", "32768", "-w"])
             .arg(dir.path().join("pod.pcap"))
-            .arg("tcp")
-            .stdout(Stdio::null())
-            .stderr(File::create(&tcpdump_err).unwrap())
-            .spawn()
-            .expect("spawn tcpdump"),
-    );
-    wait_for("tcpdump to listen", Duration::from_secs(5), || {
-        read_to_string(&tcpdump_err).contains("listening on")
+            .arg("tcp");
+        c
     });
+    wait_for("tcpdump to listen", Duration::from_secs(5), || tcpdump.stderr().contains("listening on"));
 
-    let agent_err = dir.path().join("agent.err");
-    let mut agent = Proc(
-        pod.command(env!("CARGO_BIN_EXE_bpc-agent"))
-            .args(["--collector", COLLECTOR_IP, "--interface", &pod_if, "--filter", "tcp or icmp"])
+    let mut agent = Proc::spawn({
+        let mut c = pod.command(AGENT);
+        c.args(["--collector", COLLECTOR_IP, "--interface", &pod_if, "--filter", "tcp or icmp"])
             .args(["--oversize", mode, "--metrics-addr", "127.0.0.1:9469"])
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(File::create(&agent_err).unwrap())
-            .spawn()
-            .expect("spawn bpc-agent"),
-    );
+            .env("RUST_LOG", "info");
+        c
+    });
     // The agent captures once a ping through the pod comes out at the collector.
     wait_for("the agent to deliver a ping", Duration::from_secs(10), || {
-        if let Some(status) = agent.0.try_wait().unwrap() {
-            panic!("bpc-agent exited with {status}: {}", read_to_string(&agent_err));
-        }
+        agent.assert_running();
         let _ = pod.command("ping").args(["-c1", "-W1", PEER_IP]).output();
-        collector.received.load(Ordering::Relaxed) > 0
+        collector.count() > 0
     });
 
-    let _server = Proc(
-        peer.command("iperf3")
-            .args(["-s", "-1", "-B", PEER_IP, "-p", "5201"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn iperf3 server"),
-    );
+    let _server = Proc::spawn({
+        let mut c = peer.command("iperf3");
+        c.args(["-s", "-1", "-B", PEER_IP, "-p", "5201"]);
+        c
+    });
     wait_for("iperf3 to listen", Duration::from_secs(5), || {
         let out = peer.command("ss").args(["-Hltn", "sport = :5201"]).output().unwrap();
         !out.stdout.is_empty()
@@ -348,15 +175,20 @@ fn bulk_transfer(tag: &str, mode: &str, mbps: u32, seconds: u32) -> Run {
     agent.signal(libc::SIGTERM);
     let status = agent.wait_timeout(Duration::from_secs(5));
     std::thread::sleep(Duration::from_millis(300));
-    let delivered = collector.finish();
+    let received = collector.finish();
     assert!(
         status.is_some_and(|s| s.success()),
         "bpc-agent did not stop cleanly ({status:?}): {}",
-        read_to_string(&agent_err)
+        agent.stderr()
     );
+    assert!(
+        received.iter().all(|r| r.protocol == bpc_wire::PROTO_TEB),
+        "GRE carrying something other than Ethernet"
+    );
+    let delivered = received.into_iter().map(|r| r.frame).collect();
 
     let seen = read_pcap(&dir.path().join("pod.pcap"));
-    let tcpdump_stderr = read_to_string(&tcpdump_err);
+    let tcpdump_stderr = tcpdump.stderr();
     Run { dir, seen, delivered, tcpdump_stderr }
 }
 

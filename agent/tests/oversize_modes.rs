@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use etherparse::Ipv4HeaderSlice;
@@ -23,7 +22,7 @@ fn jumbo(tag: &str, mode: &str) -> (Vec<u8>, Vec<Received>, serde_json::Value) {
     let filter = "udp port 7777";
     let tcpdump = Tcpdump::start(&t.pod, &t.pod_if, filter);
     let agent = t.start_agent(filter, &["--oversize", mode], &[]);
-    let target: SocketAddr = format!("{POD_IP}:7777").parse().unwrap();
+    let target = pod_addr(7777);
     udp_send(&t.client, target, 1, PAYLOAD, Duration::ZERO);
     wait_for("the frame at the collector", Duration::from_secs(5), || collector.count() >= 1);
     std::thread::sleep(Duration::from_millis(200));

@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 use std::time::Duration;
@@ -33,10 +32,7 @@ fn status_field(pid: u32, field: &str) -> String {
 
 #[test]
 fn runs_as_nobody_with_only_cap_net_raw_and_streams_the_pods_traffic() {
-    let t = Topology::new("lp");
-    let server: SocketAddr = format!("{POD_IP}:8080").parse().unwrap();
-    tcp_server(&t.pod, server, 200);
-    let collector = Collector::start(&t.collector);
+    let (t, collector, server) = Topology::with_tcp_server("lp", 200);
     let args = ["--collector", COLLECTOR_IP, "--interface", &t.pod_if, "--filter", "tcp port 8080"];
     let mut cmd = as_nobody(&t.pod, "-all,+net_raw", &args);
     cmd.args(["--metrics-addr", "127.0.0.1:9469"]);

@@ -69,7 +69,7 @@ fn freeze_under_load(tag: &str, buffer: Option<&str>, freeze: Duration) -> (u64,
         extra.extend(["--buffer", b]);
     }
     let agent = t.start_agent("udp port 9", &extra, &[]);
-    let target: SocketAddr = format!("{POD_IP}:9").parse().unwrap();
+    let target = pod_addr(9);
     let traffic = paced_udp(&t.client, target, 40_000, 2.5, 64);
     std::thread::sleep(Duration::from_millis(500));
     for _ in 0..3 {

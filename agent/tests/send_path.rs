@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use support::*;
@@ -33,7 +32,7 @@ fn the_tx_ring_carries_the_stream_once_the_next_hop_is_resolved_and_oversize_pac
     let filter = "udp port 7777";
     let tcpdump = Tcpdump::start(&t.pod, &t.pod_if, filter);
     let agent = t.start_agent(filter, &["--oversize", "fragment"], &[]);
-    let target: SocketAddr = format!("{POD_IP}:7777").parse().unwrap();
+    let target = pod_addr(7777);
     // The first packets go through the raw socket, which makes the kernel
     // resolve the collector's MAC; the agent switches within a second.
     udp_send(&t.client, target, 5, 64, Duration::from_millis(2));
@@ -61,12 +60,11 @@ fn the_tx_ring_carries_the_stream_once_the_next_hop_is_resolved_and_oversize_pac
 
 #[test]
 fn send_path_raw_never_uses_the_tx_ring() {
-    let t = Topology::new("raw");
-    let collector = Collector::start(&t.collector);
+    let (t, collector) = Topology::with_collector("raw");
     let filter = "udp port 7777";
     let tcpdump = Tcpdump::start(&t.pod, &t.pod_if, filter);
     let agent = t.start_agent(filter, &["--send-path", "raw"], &[]);
-    let target: SocketAddr = format!("{POD_IP}:7777").parse().unwrap();
+    let target = pod_addr(7777);
     udp_send(&t.client, target, 5, 64, Duration::from_millis(2));
     // Two link refreshes: with the default path the ring would be in use by now.
     std::thread::sleep(Duration::from_millis(2200));

@@ -6,7 +6,6 @@ mod support;
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use bpc_wire::{Direction, NetisKey, SequenceTracker, WorkloadKey};
@@ -47,7 +46,7 @@ fn ip_proto_and_ports(frame: &[u8]) -> (u8, Option<(u16, u16)>) {
 fn every_filtered_frame_arrives_byte_identical_in_order_with_key_and_consecutive_sequence_numbers() {
     let t = Topology::new("e2e");
     t.default_route_via_client();
-    let server: SocketAddr = format!("{POD_IP}:8080").parse().unwrap();
+    let server = pod_addr(8080);
     // Responses below one MSS: no GSO super-frames, so tcpdump and the agent see the same frames.
     tcp_server(&t.pod, server, 1000);
     let collector = Collector::start(&t.collector);
@@ -61,7 +60,7 @@ fn every_filtered_frame_arrives_byte_identical_in_order_with_key_and_consecutive
     );
 
     // Traffic outside the filter, before, between and after the requests.
-    let noise: SocketAddr = format!("{POD_IP}:9999").parse().unwrap();
+    let noise = pod_addr(9999);
     udp_send(&t.client, noise, 10, 100, Duration::ZERO);
     assert_eq!(tcp_requests(&t.client, server, 10), 10 * 1000);
     udp_send(&t.client, noise, 10, 100, Duration::ZERO);
@@ -168,10 +167,9 @@ fn own_gre_and_metrics_traffic_are_never_captured_even_without_a_filter() {
 
 #[test]
 fn collector_outage_is_counted_the_agent_survives_and_the_stream_resumes_with_continuing_sequence() {
-    let t = Topology::new("out");
-    let collector = Collector::start(&t.collector);
+    let (t, collector) = Topology::with_collector("out");
     let agent = t.start_agent("udp port 7777", &[], &[]);
-    let target: SocketAddr = format!("{POD_IP}:7777").parse().unwrap();
+    let target = pod_addr(7777);
     let gap = Duration::from_millis(5);
 
     udp_send(&t.client, target, 20, 64, gap);
@@ -216,10 +214,7 @@ fn collector_outage_is_counted_the_agent_survives_and_the_stream_resumes_with_co
 
 #[test]
 fn netis_profile_sends_8_byte_headers_whose_key_carries_each_frames_direction() {
-    let t = Topology::new("nts");
-    let server: SocketAddr = format!("{POD_IP}:8080").parse().unwrap();
-    tcp_server(&t.pod, server, 500);
-    let collector = Collector::start(&t.collector);
+    let (t, collector, server) = Topology::with_tcp_server("nts", 500);
     let agent =
         t.start_agent("tcp port 8080", &[], &[("BPC_GRE_PROFILE", "netis"), ("BPC_KEY", "0x0abcdef")]);
     assert_eq!(tcp_requests(&t.client, server, 3), 1500);
@@ -251,10 +246,9 @@ fn netis_profile_sends_8_byte_headers_whose_key_carries_each_frames_direction() 
 
 #[test]
 fn max_pps_drops_and_counts_the_excess_instead_of_queueing_it() {
-    let t = Topology::new("rate");
-    let collector = Collector::start(&t.collector);
+    let (t, collector) = Topology::with_collector("rate");
     let agent = t.start_agent("udp port 7777", &["--max-pps", "100"], &[]);
-    let target: SocketAddr = format!("{POD_IP}:7777").parse().unwrap();
+    let target = pod_addr(7777);
     let started = std::time::Instant::now();
     udp_send(&t.client, target, 2000, 64, Duration::ZERO);
     let elapsed = started.elapsed().as_secs_f64();
@@ -295,7 +289,7 @@ fn a_dns_collector_is_re_resolved_and_the_new_address_is_used_and_excluded_from_
         &["--collector", "collector.bpc.test", "--interface", &t.pod_if, "--filter", "udp port 7777"],
         &[("BPC_RESOLVE_INTERVAL", "200ms")],
     );
-    let target: SocketAddr = format!("{POD_IP}:7777").parse().unwrap();
+    let target = pod_addr(7777);
     udp_send(&t.client, target, 5, 64, Duration::from_millis(2));
     wait_for("5 frames to the first address", Duration::from_secs(5), || collector.count() >= 5);
 
@@ -330,7 +324,7 @@ fn a_dns_collector_is_re_resolved_and_the_new_address_is_used_and_excluded_from_
 fn icmp_errors_from_a_collector_host_without_a_gre_receiver_are_counted_and_make_health_fail() {
     let t = Topology::new("icmp");
     let agent = t.start_agent("udp port 7777", &[], &[]);
-    let target: SocketAddr = format!("{POD_IP}:7777").parse().unwrap();
+    let target = pod_addr(7777);
     udp_send(&t.client, target, 20, 64, Duration::from_millis(5));
     wait_for("ICMP errors counted as unreachable", Duration::from_secs(5), || {
         t.pod.stats(agent.port)["collectors"][0]["errors"]["unreachable"].as_u64() > Some(0)
@@ -348,10 +342,9 @@ fn icmp_errors_from_a_collector_host_without_a_gre_receiver_are_counted_and_make
 /// kill the agent: capture resumes by itself.
 #[test]
 fn the_capture_interface_going_down_and_up_is_survived_and_capture_resumes() {
-    let t = Topology::new("flap");
-    let collector = Collector::start(&t.collector);
+    let (t, collector) = Topology::with_collector("flap");
     let agent = t.start_agent("udp port 7777", &[], &[]);
-    let target: SocketAddr = format!("{POD_IP}:7777").parse().unwrap();
+    let target = pod_addr(7777);
     udp_send(&t.client, target, 5, 64, Duration::from_millis(2));
     wait_for("5 frames", Duration::from_secs(5), || collector.count() >= 5);
 

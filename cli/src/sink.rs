@@ -3,7 +3,7 @@
 //!
 //! There is one receiver in the project, [`bpc_sim::receiver`]: `sink` takes
 //! the very options of `bpc-sim receive` (flattened [`ReceiveArgs`]) and runs
-//! [`bpc_sim::receive::run_receive`]; [`GreTally`] is the narrow view of the
+//! [`bpc_sim::receive_cmd::run_receive`]; [`GreTally`] is the narrow view of the
 //! same receiver that `verify` polls.
 
 use std::net::IpAddr;
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 pub use bpc_contract::stream::StreamReport;
 use bpc_sim::map::{SharedMap, WorkloadMap};
-use bpc_sim::receive::ReceiveArgs;
+use bpc_sim::receive_cmd::ReceiveArgs;
 use bpc_sim::receiver::{Receiver, ReceiverConfig};
 use kube::Client;
 
@@ -115,17 +115,27 @@ pub async fn run(args: &SinkArgs, watch_from: Option<(Client, Option<String>)>) 
         }
         _ => None,
     };
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopper = stop.clone();
+    let ctrl_c = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            stopper.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
     // The receiver's loop blocks (it polls its thread); keep it off the async workers.
-    let result =
-        tokio::task::spawn_blocking(move || bpc_sim::receive::run_receive_with(&receive, Some(shared)))
-            .await
-            .map_err(|e| Error::Receiver(e.to_string()))?
-            .map_err(|e| match e {
-                bpc_sim::Error::Socket { .. } => receiver_error(e, listen),
-                bpc_sim::Error::Invalid { .. } => Error::Usage(e.to_string()),
-                // A file or pcap that cannot be written is the receiver's failure, not a usage error.
-                bpc_sim::Error::File { .. } | bpc_sim::Error::Pcap(_) => Error::Receiver(e.to_string()),
-            });
+    let result = tokio::task::spawn_blocking(move || {
+        let received = bpc_sim::receive_cmd::run_receive_with(&receive, Some(shared), &stop)?;
+        received.print(&mut std::io::stdout().lock(), &mut std::io::stderr())
+    })
+    .await
+    .map_err(|e| Error::Receiver(e.to_string()))?
+    .map_err(|e| match e {
+        bpc_sim::Error::Socket { .. } => receiver_error(e, listen),
+        bpc_sim::Error::Invalid { .. } => Error::Usage(e.to_string()),
+        // A file or pcap that cannot be written is the receiver's failure, not a usage error.
+        bpc_sim::Error::File { .. } | bpc_sim::Error::Pcap(_) => Error::Receiver(e.to_string()),
+    });
+    ctrl_c.abort();
     if let Some(w) = watcher {
         w.abort();
     }

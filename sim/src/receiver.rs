@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bpc_wire::{Direction, GrePacket, SequenceTracker, StreamProfile, WireError};
+use bpc_wire::{Direction, GrePacket, Ipv4Packet, SequenceTracker, StreamProfile, WireError};
 use serde::{Deserialize, Serialize};
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -43,8 +43,9 @@ pub struct ReceiverConfig {
 
 /// Something that wants the inner frames (the pcap writer).
 pub trait FrameSink: Send {
-    /// One inner Ethernet frame, received at `ts`, from stream `key`.
-    fn frame(&mut self, ts: SystemTime, key: u32, frame: &[u8]);
+    /// One inner Ethernet frame, received at `ts`, from stream `key`. After
+    /// an error the sink gets no more frames ([`Receiver::take_sink_error`]).
+    fn frame(&mut self, ts: SystemTime, key: u32, frame: &[u8]) -> Result<(), Error>;
 }
 
 /// One inner flow.
@@ -203,6 +204,9 @@ struct State {
     latencies_ns: Vec<u64>,
     valid: u64,
     paths: Option<FlowTable>,
+    /// The frame sink's first error; it is called no more after one.
+    sink_error: Option<Error>,
+    sink_failed: bool,
 }
 
 /// A running receiver.
@@ -299,6 +303,16 @@ impl Receiver {
         self.state.lock().unwrap().valid
     }
 
+    /// Whether the frame sink failed (and no longer receives frames).
+    pub fn sink_failed(&self) -> bool {
+        self.state.lock().unwrap().sink_failed
+    }
+
+    /// The frame sink's error, once.
+    pub fn take_sink_error(&self) -> Option<Error> {
+        self.state.lock().unwrap().sink_error.take()
+    }
+
     /// Stops the thread and returns the final report.
     pub fn stop(mut self) -> Report {
         self.stop.store(true, Ordering::Relaxed);
@@ -326,26 +340,19 @@ fn receive_loop(
     sink: Option<Arc<Mutex<dyn FrameSink>>>,
 ) {
     let mut bufs = vec![0u8; BATCH * BUF];
+    // SAFETY: sockaddr_storage is plain integers and bytes: all zeroes is a valid value.
     let mut addrs: Vec<libc::sockaddr_storage> = vec![unsafe { std::mem::zeroed() }; BATCH];
     let mut iovs: Vec<libc::iovec> = (0..BATCH)
         .map(|i| libc::iovec { iov_base: bufs[i * BUF..].as_mut_ptr().cast(), iov_len: BUF })
         .collect();
     // Per-packet kernel receive times (SO_TIMESTAMPNS): packets of one
     // batch differ, which a handshake's RTT needs. Without them, the batch's time.
-    let on: libc::c_int = 1;
-    // SAFETY: plain setsockopt with an int option value.
-    let stamped = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_TIMESTAMPNS,
-            (&on as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as u32,
-        )
-    } == 0;
+    let stamped = set_socket_int(&socket, libc::SO_TIMESTAMPNS, 1);
     let mut ctrl = vec![[0u64; CTRL / 8]; BATCH];
     let mut msgs: Vec<libc::mmsghdr> = (0..BATCH)
         .map(|i| {
+            // SAFETY: mmsghdr is integers and raw pointers: all zeroes (null
+            // pointers, zero lengths) is a valid, empty message.
             let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
             m.msg_hdr.msg_iov = &mut iovs[i];
             m.msg_hdr.msg_iovlen = 1;
@@ -377,13 +384,15 @@ fn receive_loop(
             let data = &bufs[i * BUF..i * BUF + len];
             let src = sockaddr_ip(&addrs[i]);
             let now = if stamped { kernel_time(&msgs[i].msg_hdr).unwrap_or(now) } else { now };
+            // An IPv4 raw socket delivers the IP header too; IPv6 does not.
             let gre = if v4 {
-                let ihl = data.first().map(|b| ((b & 0x0f) as usize) * 4).unwrap_or(0);
-                if ihl < 20 || data.len() < ihl {
-                    bump(&mut st, "truncated_ip");
-                    continue;
+                match Ipv4Packet::parse(data) {
+                    Ok(ip) => ip.payload,
+                    Err(_) => {
+                        bump(&mut st, "truncated_ip");
+                        continue;
+                    }
                 }
-                &data[ihl..]
             } else {
                 data
             };
@@ -395,19 +404,24 @@ fn receive_loop(
 /// A large receive buffer absorbs bursts; root may exceed rmem_max with
 /// SO_RCVBUFFORCE, otherwise the kernel caps the ordinary request.
 fn force_recv_buffer(socket: &Socket, bytes: libc::c_int) {
-    // SAFETY: plain setsockopt with an int option value.
-    let r = unsafe {
+    if !set_socket_int(socket, libc::SO_RCVBUFFORCE, bytes) {
+        let _ = socket.set_recv_buffer_size(bytes as usize);
+    }
+}
+
+/// Sets a SOL_SOCKET option socket2 does not wrap; true when the kernel took it.
+fn set_socket_int(socket: &Socket, option: libc::c_int, value: libc::c_int) -> bool {
+    // SAFETY: setsockopt reads exactly size_of::<c_int>() bytes from a live c_int.
+    let rc = unsafe {
         libc::setsockopt(
             socket.as_raw_fd(),
             libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            (&bytes as *const libc::c_int).cast(),
+            option,
+            (&value as *const libc::c_int).cast(),
             std::mem::size_of::<libc::c_int>() as u32,
         )
     };
-    if r != 0 {
-        let _ = socket.set_recv_buffer_size(bytes as usize);
-    }
+    rc == 0
 }
 
 /// The SCM_TIMESTAMPNS control message of a received packet.
@@ -499,8 +513,12 @@ fn handle(st: &mut State, src: IpAddr, gre: &[u8], now: SystemTime, sink: Option
         }
     }
     inspect_inner(st, src, frame, now);
-    if let Some(sink) = sink {
-        sink.lock().unwrap().frame(now, key, frame);
+    if let Some(sink) = sink
+        && !st.sink_failed
+        && let Err(e) = sink.lock().unwrap().frame(now, key, frame)
+    {
+        st.sink_failed = true;
+        st.sink_error = Some(e);
     }
 }
 

@@ -2,11 +2,12 @@
 //! as an agent does, with optional sequence mangling for loss tests.
 
 use std::collections::HashSet;
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bpc_wire::{Direction, GreProfile};
+use bpc_wire::ethernet::{self, ETHERTYPE_IPV4};
+use bpc_wire::{Direction, EthernetHeader, GreProfile, Ipv4Header, UdpHeader, ipv4, udp};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::Error;
@@ -44,6 +45,9 @@ pub struct ReplayArgs {
     #[arg(long, default_value_t = 1000)]
     pub count: u64,
 }
+
+/// The longest frame sent (longer pcap frames are cut): what one GRE packet can carry.
+const MAX_FRAME: usize = 65536;
 
 /// How sequence numbers are altered.
 #[derive(Debug, Default, Clone)]
@@ -102,34 +106,45 @@ impl Mangle {
     }
 }
 
+/// Where the latency marker starts in a synthetic frame: after Ethernet, IPv4 and UDP.
+const MARKER_AT: usize = ethernet::HEADER_LEN + ipv4::HEADER_LEN + udp::HEADER_LEN;
+/// The marker and the send time after it.
+const STAMP_LEN: usize = 12;
+
 /// Builds a synthetic Ethernet/IPv4/UDP frame 198.18.0.1 -> 198.18.0.2 of `size` bytes.
 pub fn synthetic_frame(size: usize, index: u64) -> Vec<u8> {
-    let size = size.max(14 + 20 + 8 + 12);
+    let size = size.clamp(MARKER_AT + STAMP_LEN, MAX_FRAME);
     let mut f = vec![0u8; size];
-    f[0..6].copy_from_slice(&[0x02, 0, 0, 0, 0, 2]);
-    f[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 1]);
-    f[12..14].copy_from_slice(&[0x08, 0x00]);
-    let ip_len = (size - 14) as u16;
-    let ip = &mut f[14..34];
-    ip[0] = 0x45;
-    ip[2..4].copy_from_slice(&ip_len.to_be_bytes());
-    ip[4..6].copy_from_slice(&(index as u16).to_be_bytes());
-    ip[8] = 64;
-    ip[9] = 17;
-    ip[12..16].copy_from_slice(&[198, 18, 0, 1]);
-    ip[16..20].copy_from_slice(&[198, 18, 0, 2]);
-    let c = bpc_wire::internet_checksum(&[&f[14..34]]);
-    f[24..26].copy_from_slice(&c.to_be_bytes());
-    f[34..36].copy_from_slice(&40000u16.to_be_bytes());
-    f[36..38].copy_from_slice(&9999u16.to_be_bytes());
-    f[38..40].copy_from_slice(&(ip_len - 20).to_be_bytes());
-    f[42..46].copy_from_slice(crate::LATENCY_MARKER);
+    let eth = EthernetHeader {
+        destination: [0x02, 0, 0, 0, 0, 2],
+        source: [0x02, 0, 0, 0, 0, 1],
+        ethertype: ETHERTYPE_IPV4,
+    };
+    let ip = Ipv4Header {
+        source: Ipv4Addr::new(198, 18, 0, 1),
+        destination: Ipv4Addr::new(198, 18, 0, 2),
+        protocol: ipv4::IPPROTO_UDP,
+        ttl: 64,
+        identification: index as u16,
+        dont_fragment: false,
+        payload_len: size - ethernet::HEADER_LEN - ipv4::HEADER_LEN,
+    };
+    let udp = UdpHeader { source_port: 40000, destination_port: 9999, payload_len: size - MARKER_AT };
+    let headers = |f: &mut [u8]| -> Result<usize, bpc_wire::WireError> {
+        let mut at = eth.encode(f)?;
+        at += ip.encode(&mut f[at..])?;
+        at += udp.encode(&mut f[at..])?;
+        Ok(at)
+    };
+    // The size is clamped to what the length fields hold.
+    let at = headers(&mut f).expect("synthetic frame headers fit");
+    f[at..at + 4].copy_from_slice(crate::LATENCY_MARKER);
     f
 }
 
 fn stamp(frame: &mut [u8]) {
     let ns = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
-    frame[46..54].copy_from_slice(&ns.to_be_bytes());
+    frame[MARKER_AT + 4..MARKER_AT + STAMP_LEN].copy_from_slice(&ns.to_be_bytes());
 }
 
 /// Reads the frames of a pcap or pcapng file.
@@ -185,6 +200,12 @@ pub fn run_replay(args: &ReplayArgs) -> Result<ReplayStats, Error> {
             .ok_or_else(|| Error::Invalid { what: "--to", message: format!("{} has no address", args.to) })?
             .ip(),
     };
+    if args.synthetic && args.size > MAX_FRAME {
+        return Err(Error::Invalid {
+            what: "--size",
+            message: format!("{} (at most {MAX_FRAME})", args.size),
+        });
+    }
     let frames = if args.synthetic {
         (0..args.count).map(|i| synthetic_frame(args.size, i)).collect()
     } else {
@@ -210,7 +231,7 @@ pub fn run_replay(args: &ReplayArgs) -> Result<ReplayStats, Error> {
     }
     let start = Instant::now();
     const BATCH: usize = 64;
-    let mut bufs: Vec<Vec<u8>> = (0..BATCH).map(|_| vec![0u8; 16 + 65536]).collect();
+    let mut bufs: Vec<Vec<u8>> = (0..BATCH).map(|_| vec![0u8; 16 + MAX_FRAME]).collect();
     let fd = socket.as_raw_fd();
     for chunk in order.chunks(BATCH) {
         let mut iovs: Vec<libc::iovec> = Vec::with_capacity(BATCH);
@@ -219,7 +240,7 @@ pub fn run_replay(args: &ReplayArgs) -> Result<ReplayStats, Error> {
             let buf = &mut bufs[i];
             let dir = if seq % 2 == 0 { Direction::Outbound } else { Direction::Inbound };
             let h = args.profile.write_header(&mut buf[..], key, seq, dir).expect("16-byte header fits");
-            let len = frame.len().min(65536);
+            let len = frame.len().min(MAX_FRAME);
             buf[h..h + len].copy_from_slice(&frame[..len]);
             if args.synthetic {
                 stamp(&mut buf[h..h + len]);
@@ -229,6 +250,8 @@ pub fn run_replay(args: &ReplayArgs) -> Result<ReplayStats, Error> {
         let mut msgs: Vec<libc::mmsghdr> = iovs
             .iter_mut()
             .map(|iov| {
+                // SAFETY: mmsghdr is integers and raw pointers: all zeroes (null
+                // pointers, zero lengths) is a valid, empty message.
                 let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
                 m.msg_hdr.msg_iov = iov;
                 m.msg_hdr.msg_iovlen = 1;

@@ -81,21 +81,14 @@ pub fn fixtures() -> Vec<(&'static str, Vec<Vec<u8>>)> {
         udp(PacketBuilder::ethernet2(MAC_B, MAC_A).ipv6(b6, a6, 64).udp(53, 40002), &answer),
         udp(PacketBuilder::ethernet2(MAC_A, MAC_B).ipv6(a6, b6, 64).tcp(43000, 443, 1, 64800).syn(), b""),
     ];
+    // One UDP exchange on VLAN 100, each way.
+    let on_vlan_100 = |(src_mac, src), (dst_mac, dst), (sport, dport), payload: &[u8]| {
+        let b = PacketBuilder::ethernet2(src_mac, dst_mac).single_vlan(100.try_into().unwrap());
+        udp(b.ipv4(src, dst, 64).udp(sport, dport), payload)
+    };
     let vlan = vec![
-        udp(
-            PacketBuilder::ethernet2(MAC_A, MAC_B)
-                .single_vlan(100.try_into().unwrap())
-                .ipv4(IP_A, IP_B, 64)
-                .udp(5000, 5001),
-            b"vlan tagged payload",
-        ),
-        udp(
-            PacketBuilder::ethernet2(MAC_B, MAC_A)
-                .single_vlan(100.try_into().unwrap())
-                .ipv4(IP_B, IP_A, 64)
-                .udp(5001, 5000),
-            b"vlan tagged reply",
-        ),
+        on_vlan_100((MAC_A, IP_A), (MAC_B, IP_B), (5000, 5001), b"vlan tagged payload"),
+        on_vlan_100((MAC_B, IP_B), (MAC_A, IP_A), (5001, 5000), b"vlan tagged reply"),
     ];
     vec![
         ("http.pcap", http),

@@ -2,20 +2,12 @@
 //! counting valid packets exactly and counts the rest by reason.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bpc_sim::receiver::{Receiver, ReceiverConfig, Report};
+use bpc_netns::{Netns, poll};
+use bpc_sim::receiver::{Receiver, ReceiverConfig};
 use bpc_wire::{Direction, GreProfile};
 use socket2::{Domain, Protocol, Socket, Type};
-
-struct Netns(String);
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
 
 struct Rng(u64);
 
@@ -35,36 +27,11 @@ fn valid(seq: u32, key: u32) -> Vec<u8> {
     b
 }
 
-fn wait_for(rx: &Receiver, f: impl Fn(&Report) -> bool) -> Report {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let r = rx.snapshot();
-        if f(&r) || Instant::now() > deadline {
-            return r;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn hundred_thousand_malformed_datagrams_never_stop_the_receiver() {
-    let name = format!("bpcsim-mf-{}", std::process::id());
-    let _ = Command::new("ip").args(["netns", "del", &name]).stderr(Stdio::null()).status();
-    assert!(Command::new("ip").args(["netns", "add", &name]).status().unwrap().success());
-    let _guard = Netns(name.clone());
-    assert!(
-        Command::new("ip")
-            .args(["netns", "exec", &name, "ip", "link", "set", "lo", "up"])
-            .status()
-            .unwrap()
-            .success()
-    );
+    let ns = Netns::new("sim", "mf");
     // Both sockets are created on a thread moved into the namespace; they stay there.
-    let handle = std::thread::spawn(move || {
-        let f = std::fs::File::open(format!("/run/netns/{name}")).unwrap();
-        use std::os::fd::AsRawFd;
-        // SAFETY: setns on this thread only, with a valid netns fd.
-        assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+    let handle = ns.spawn(move || {
         let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
         let rx = Receiver::start(ReceiverConfig {
             listen: lo,
@@ -81,7 +48,7 @@ fn hundred_thousand_malformed_datagrams_never_stop_the_receiver() {
             tx.send(&valid(seq, key)).unwrap();
             seq += 1;
         }
-        let r = wait_for(&rx, |r| r.totals.packets >= 100);
+        let r = poll(Duration::from_secs(10), || rx.snapshot(), |r| r.totals.packets >= 100);
         assert_eq!(r.totals.packets, 100);
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         let mut sent_bad = 0u64;
@@ -123,7 +90,11 @@ fn hundred_thousand_malformed_datagrams_never_stop_the_receiver() {
             tx.send(&valid(seq, key)).unwrap();
             seq += 1;
         }
-        wait_for(&rx, |r| r.totals.packets >= seq as u64 && r.totals.malformed >= sent_bad);
+        poll(
+            Duration::from_secs(10),
+            || rx.snapshot(),
+            |r| r.totals.packets >= seq as u64 && r.totals.malformed >= sent_bad,
+        );
         (rx.stop(), seq, sent_bad)
     });
     let (report, seq, sent_bad) = handle.join().unwrap();

@@ -2,67 +2,67 @@
 //! namespaces created per test (loopback of a private netns, so parallel
 //! tests never see each other's GRE).
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
+
+use bpc_netns::{Netns, Proc};
 
 const BIN: &str = env!("CARGO_BIN_EXE_bpc-sim");
 
-/// A private network namespace, removed on drop.
-struct Netns(String);
-
-impl Netns {
-    fn new(tag: &str) -> Self {
-        let name = format!("bpcsim-{tag}-{}", std::process::id());
-        let _ = Command::new("ip").args(["netns", "del", &name]).stderr(Stdio::null()).status();
-        assert!(Command::new("ip").args(["netns", "add", &name]).status().unwrap().success());
-        let ns = Netns(name);
-        assert!(ns.cmd("ip", &["link", "set", "lo", "up"]).status().unwrap().success());
-        ns
-    }
-    fn cmd(&self, prog: &str, args: &[&str]) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.0, prog]).args(args);
-        c
-    }
+/// A private namespace for one test: its loopback carries only that test's GRE.
+fn netns(tag: &str) -> Netns {
+    Netns::new("sim", tag)
 }
 
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
+/// `bpc-sim receive` on 127.0.0.1 with `flags` (split at spaces) and one
+/// `--expect` per entry of `expects`; killed on drop.
+fn receive(ns: &Netns, flags: &str, expects: &[&str]) -> Proc {
+    receive_on(ns, "127.0.0.1", flags, expects)
 }
 
-/// Kills the child on drop.
-struct Guard(Option<Child>);
-
-impl Guard {
-    fn wait(mut self) -> std::process::Output {
-        self.0.take().unwrap().wait_with_output().unwrap()
+fn receive_on(ns: &Netns, listen: &str, flags: &str, expects: &[&str]) -> Proc {
+    let mut c = ns.command(BIN);
+    c.args(["receive", "--listen", listen, "--quiet"]).args(flags.split_whitespace());
+    for e in expects {
+        c.args(["--expect", e]);
     }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Some(c) = self.0.as_mut() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn receive(ns: &Netns, args: &[&str]) -> Guard {
-    let mut a = vec!["receive", "--listen", "127.0.0.1", "--quiet"];
-    a.extend_from_slice(args);
-    let child = ns.cmd(BIN, &a).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let child = Proc::spawn_capturing(c);
     // Let the receiver open its socket before anything is sent.
     std::thread::sleep(Duration::from_millis(400));
-    Guard(Some(child))
+    child
 }
 
-fn replay(ns: &Netns, args: &[&str]) {
-    let mut a = vec!["replay", "--to", "127.0.0.1"];
-    a.extend_from_slice(args);
-    let out = ns.cmd(BIN, &a).output().unwrap();
+/// The receiver's output for what one `replay` with `replay_flags` sends
+/// (the receiver ends by its own `--count`/`--duration`).
+fn receive_replay(ns: &Netns, flags: &str, expects: &[&str], replay_flags: &str) -> Output {
+    let r = receive(ns, flags, expects);
+    replay(ns, replay_flags);
+    finished(r)
+}
+
+/// Waits for a receiver run with `--count`/`--duration` to end by itself.
+fn finished(mut receiver: Proc) -> Output {
+    receiver.wait_output(Duration::from_secs(30))
+}
+
+/// `bpc-sim replay --to TO` with `flags` (split at spaces), which must succeed.
+fn replay_to(ns: &Netns, to: &str, flags: &str) {
+    let out = ns.command(BIN).args(["replay", "--to", to]).args(flags.split_whitespace()).output().unwrap();
+    assert!(out.status.success(), "replay failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn replay(ns: &Netns, flags: &str) {
+    replay_to(ns, "127.0.0.1", flags);
+}
+
+/// Replays a file of `testdata/pcaps` (its path may hold spaces).
+fn replay_pcap(ns: &Netns, name: &str, flags: &str) {
+    let out = ns
+        .command(BIN)
+        .args(["replay", "--to", "127.0.0.1", &pcap(name)])
+        .args(flags.split_whitespace())
+        .output()
+        .unwrap();
     assert!(out.status.success(), "replay failed: {}", String::from_utf8_lossy(&out.stderr));
 }
 
@@ -70,23 +70,23 @@ fn pcap(name: &str) -> String {
     format!("{}/../testdata/pcaps/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
-fn json(out: &std::process::Output) -> serde_json::Value {
+fn json(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 #[test]
 fn replayed_pcaps_are_written_byte_identical_and_tshark_reads_them() {
-    let ns = Netns::new("rt");
+    let ns = netns("rt");
     let dir = tempfile::tempdir().unwrap();
     for name in ["http.pcap", "dns.pcap", "tcp-handshake.pcap", "ipv6.pcap", "vlan.pcap"] {
         let out_path = dir.path().join(name);
         let out_s = out_path.to_str().unwrap();
         let src = bpc_sim::replay::read_frames(&pcap(name)).unwrap();
         let n = src.len().to_string();
-        let r = receive(&ns, &["--count", &n, "--duration", "10", "-o", "json", "--write", out_s]);
-        replay(&ns, &[&pcap(name), "--key", "0x1234abcd"]);
-        let out = r.wait();
+        let r = receive(&ns, &format!("--count {n} --duration 10 -o json --write {out_s}"), &[]);
+        replay_pcap(&ns, name, "--key 0x1234abcd");
+        let out = finished(r);
         assert!(out.status.success());
         let report = json(&out);
         assert_eq!(report["totals"]["packets"], src.len() as u64);
@@ -104,34 +104,14 @@ fn replayed_pcaps_are_written_byte_identical_and_tshark_reads_them() {
 
 #[test]
 fn mangled_sequences_are_counted_exactly_and_expect_passes() {
-    let ns = Netns::new("mg");
-    let r = receive(
-        &ns,
-        &[
-            "--count",
-            "1000",
-            "--duration",
-            "10",
-            "-o",
-            "json",
-            "--expect",
-            "key=0x10 packets=1000 loss=2 reorder=1 dup=2",
-        ],
-    );
+    let ns = netns("mg");
     // 1000 numbers: 2 skipped, one pair swapped, 2 sent twice -> 1000 datagrams.
-    replay(
+    let out = receive_replay(
         &ns,
-        &[
-            "--synthetic",
-            "--count",
-            "1000",
-            "--key",
-            "0x10",
-            "--mangle",
-            "skip=5,skip=700,swap=10,dup=3,dup=900",
-        ],
+        "--count 1000 --duration 10 -o json",
+        &["key=0x10 packets=1000 loss=2 reorder=1 dup=2"],
+        "--synthetic --count 1000 --key 0x10 --mangle skip=5,skip=700,swap=10,dup=3,dup=900",
     );
-    let out = r.wait();
     let report = json(&out);
     let s = &report["streams"][0];
     assert_eq!(s["key"], "0x00000010");
@@ -153,31 +133,17 @@ fn mangled_sequences_are_counted_exactly_and_expect_passes() {
 
 #[test]
 fn failing_expectation_exits_1_and_names_it() {
-    let ns = Netns::new("ex");
-    let r = receive(
-        &ns,
-        &[
-            "--count",
-            "50",
-            "--duration",
-            "10",
-            "--expect",
-            "workload=shop/checkout packets>=50",
-            "--expect",
-            "key=0x10 loss=0",
-        ],
-    );
+    let ns = netns("ex");
     let key = bpc_wire::WorkloadKey::from_workload("shop", "deployment", "checkout").to_string();
-    replay(&ns, &["--synthetic", "--count", "51", "--key", &key, "--mangle", "skip=7"]);
-    let out = r.wait();
+    let skip_one = format!("--synthetic --count 51 --key {key} --mangle skip=7");
+    let holds = ["workload=shop/checkout packets>=50", "key=0x10 loss=0"];
+    let out = receive_replay(&ns, "--count 50 --duration 10", &holds, &skip_one);
     assert_eq!(
         out.status.code(),
         Some(0),
         "workload expectation holds; key 0x10 has no packets but loss=0 holds"
     );
-    let r = receive(&ns, &["--count", "50", "--duration", "10", "--expect", "workload=shop/checkout loss=0"]);
-    replay(&ns, &["--synthetic", "--count", "51", "--key", &key, "--mangle", "skip=7"]);
-    let out = r.wait();
+    let out = receive_replay(&ns, "--count 50 --duration 10", &["workload=shop/checkout loss=0"], &skip_one);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("workload=shop/checkout loss=0: loss=1"), "{err}");
@@ -185,10 +151,9 @@ fn failing_expectation_exits_1_and_names_it() {
 
 #[test]
 fn netis_profile_streams_report_directions_and_no_loss_measurement() {
-    let ns = Netns::new("nt");
-    let r = receive(&ns, &["--count", "100", "--duration", "10", "-o", "json"]);
-    replay(&ns, &["--synthetic", "--count", "100", "--key", "77", "--profile", "netis"]);
-    let out = r.wait();
+    let ns = netns("nt");
+    let netis = "--synthetic --count 100 --key 77 --profile netis";
+    let out = receive_replay(&ns, "--count 100 --duration 10 -o json", &[], netis);
     let report = json(&out);
     let s = &report["streams"][0];
     assert_eq!(s["profile"], "netis");
@@ -200,7 +165,7 @@ fn netis_profile_streams_report_directions_and_no_loss_measurement() {
 
 #[test]
 fn pcapng_output_has_one_interface_per_key_named_from_the_map() {
-    let ns = Netns::new("ng");
+    let ns = netns("ng");
     let dir = tempfile::tempdir().unwrap();
     let map = dir.path().join("map.json");
     std::fs::write(
@@ -210,11 +175,10 @@ fn pcapng_output_has_one_interface_per_key_named_from_the_map() {
     .unwrap();
     let out = dir.path().join("out.pcapng");
     let out_s = out.to_str().unwrap();
-    let r =
-        receive(&ns, &["--count", "8", "--duration", "10", "--write", out_s, "--map", map.to_str().unwrap()]);
-    replay(&ns, &[&pcap("http.pcap"), "--key", "5"]);
-    replay(&ns, &[&pcap("dns.pcap"), "--key", "6"]);
-    let text = String::from_utf8(r.wait().stdout).unwrap();
+    let r = receive(&ns, &format!("--count 8 --duration 10 --write {out_s} --map {}", map.display()), &[]);
+    replay_pcap(&ns, "http.pcap", "--key 5");
+    replay_pcap(&ns, "dns.pcap", "--key 6");
+    let text = String::from_utf8(finished(r).stdout).unwrap();
     assert!(text.contains("shop/deployment/checkout"), "{text}");
     let t = Command::new("tshark")
         .args(["-r", out_s, "-T", "fields", "-e", "frame.interface_name"])
@@ -228,13 +192,13 @@ fn pcapng_output_has_one_interface_per_key_named_from_the_map() {
 
 #[test]
 fn rotate_mb_splits_output_into_readable_files_holding_every_frame() {
-    let ns = Netns::new("ro");
+    let ns = netns("ro");
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("rot.pcap");
     let out_s = out.to_str().unwrap();
-    let r = receive(&ns, &["--count", "2500", "--duration", "10", "--write", out_s, "--rotate-mb", "1"]);
-    replay(&ns, &["--synthetic", "--count", "2500", "--size", "1000", "--pps", "50000"]);
-    assert!(r.wait().status.success());
+    let flags = format!("--count 2500 --duration 10 --write {out_s} --rotate-mb 1");
+    let out = receive_replay(&ns, &flags, &[], "--synthetic --count 2500 --size 1000 --pps 50000");
+    assert!(out.status.success());
     let mut total = 0;
     for p in [out_s.to_string(), format!("{out_s}.1"), format!("{out_s}.2")] {
         let frames = bpc_sim::replay::read_frames(&p).unwrap();
@@ -247,42 +211,17 @@ fn rotate_mb_splits_output_into_readable_files_holding_every_frame() {
 
 #[test]
 fn a_new_source_after_the_old_went_silent_is_a_restarted_stream_and_check_reads_the_saved_report() {
-    let ns = Netns::new("rs");
+    let ns = netns("rs");
     // A second local address: packets to it leave from it, a second "pod".
-    assert!(ns.cmd("ip", &["addr", "add", "198.18.102.1/32", "dev", "lo"]).status().unwrap().success());
-    let r = Guard(Some(
-        ns.cmd(
-            BIN,
-            &[
-                "receive",
-                "--listen",
-                "0.0.0.0",
-                "--quiet",
-                "--count",
-                "300",
-                "--duration",
-                "10",
-                "-o",
-                "json",
-            ],
-        )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap(),
-    ));
-    std::thread::sleep(Duration::from_millis(400));
+    ns.exec(&["ip", "addr", "add", "198.18.102.1/32", "dev", "lo"]);
+    let r = receive_on(&ns, "0.0.0.0", "--count 300 --duration 10 -o json", &[]);
     // Pod 1 sends, then goes away; pod 2 takes over; then pod 2's agent restarts (numbers from 0 again).
-    replay(&ns, &["--synthetic", "--count", "100", "--key", "0x20"]);
+    replay(&ns, "--synthetic --count 100 --key 0x20");
     std::thread::sleep(Duration::from_millis(50));
     for _ in 0..2 {
-        let out = ns
-            .cmd(BIN, &["replay", "--to", "198.18.102.1", "--synthetic", "--count", "100", "--key", "0x20"])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        replay_to(&ns, "198.18.102.1", "--synthetic --count 100 --key 0x20");
     }
-    let out = r.wait();
+    let out = finished(r);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report = json(&out);
     let k = &report["keys"][0];

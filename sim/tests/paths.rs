@@ -5,24 +5,15 @@
 
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use bpc_netns::{Netns, poll};
 use bpc_sim::map::WorkloadMap;
-use bpc_sim::paths::PathsReport;
 use bpc_sim::receiver::{Receiver, ReceiverConfig};
 use bpc_wire::{Direction, GreProfile};
 use etherparse::PacketBuilder;
 use socket2::{Domain, Protocol, Socket, Type};
-
-struct Netns(String);
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
 
 const CLIENT: [u8; 4] = [127, 0, 0, 5];
 const SERVER: [u8; 4] = [127, 0, 0, 6];
@@ -96,35 +87,11 @@ fn map() -> WorkloadMap {
     .unwrap()
 }
 
-fn wait_for(rx: &Receiver, f: impl Fn(&PathsReport) -> bool) -> PathsReport {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let r = rx.paths();
-        if f(&r) || Instant::now() > deadline {
-            return r;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn a_service_call_captured_by_both_ends_is_one_edge_via_the_service() {
-    let name = format!("bpcsim-paths-{}", std::process::id());
-    let _ = Command::new("ip").args(["netns", "del", &name]).stderr(Stdio::null()).status();
-    assert!(Command::new("ip").args(["netns", "add", &name]).status().unwrap().success());
-    let _guard = Netns(name.clone());
-    assert!(
-        Command::new("ip")
-            .args(["netns", "exec", &name, "ip", "link", "set", "lo", "up"])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let handle = std::thread::spawn(move || {
-        let f = std::fs::File::open(format!("/run/netns/{name}")).unwrap();
-        use std::os::fd::AsRawFd;
-        // SAFETY: setns on this thread only, with a valid netns fd.
-        assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+    let ns = Netns::new("sim", "paths");
+    // The sockets are created on a thread moved into the namespace; they stay there.
+    let handle = ns.spawn(move || {
         let rx = Receiver::start(ReceiverConfig {
             listen: IpAddr::V4(Ipv4Addr::LOCALHOST),
             map: Arc::new(RwLock::new(map())),
@@ -138,7 +105,11 @@ fn a_service_call_captured_by_both_ends_is_one_edge_via_the_service() {
             client.connection((CLIENT, port), (VIP, 80));
             server.connection((CLIENT, port), (SERVER, 8080));
         }
-        let r = wait_for(&rx, |r| r.edges.first().is_some_and(|e| e.packets_to_server == 9));
+        let r = poll(
+            Duration::from_secs(10),
+            || rx.paths(),
+            |r| r.edges.first().is_some_and(|e| e.packets_to_server == 9),
+        );
         drop(rx);
         r
     });

@@ -1,6 +1,6 @@
 use thiserror::Error;
 
-/// Why a GRE packet could not be decoded or encoded.
+/// Why a header could not be decoded or encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum WireError {
     /// The input ends before the header its flags announce.
@@ -33,5 +33,29 @@ pub enum WireError {
         needed: usize,
         /// Bytes the buffer has.
         available: usize,
+    },
+    /// The input ends before the Ethernet or IPv4 header it starts.
+    #[error("truncated {header} header: {needed} bytes needed, only {available} present")]
+    TruncatedHeader {
+        /// Which header.
+        header: &'static str,
+        /// Bytes the header needs.
+        needed: usize,
+        /// Bytes the input has.
+        available: usize,
+    },
+    /// The version nibble of what should be an IPv4 header is not 4.
+    #[error("not an IPv4 header: version {0}")]
+    NotIpv4(u8),
+    /// The IPv4 header length field (IHL) is below 5 words.
+    #[error("IPv4 header length {0} bytes is below the minimum of 20")]
+    Ipv4HeaderLength(usize),
+    /// A length does not fit its header field.
+    #[error("length {length} does not fit the header's length field (at most {max})")]
+    TooLong {
+        /// The length to encode.
+        length: usize,
+        /// The largest the field holds.
+        max: usize,
     },
 }

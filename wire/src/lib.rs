@@ -1,7 +1,8 @@
 //! The GRE wire format of kubectl-bpc, and the workload key.
 //!
 //! This crate is the one place the format lives: `bpc-agent` encodes with it,
-//! `bpc-sim` and `kubectl-bpc sink` decode with it. It does no I/O and never
+//! `bpc-sim` and `kubectl-bpc sink` decode with it; the Ethernet, IPv4 and
+//! UDP headers senders build by themselves live here too. It does no I/O and never
 //! allocates on the encode or decode path: decoding borrows from the caller's
 //! `&[u8]`, encoding writes into the caller's `&mut [u8]`.
 //!
@@ -11,6 +12,10 @@
 //!   protocol 0x6558) and `netis` (K only, direction in the key, as the
 //!   pktminerg agent sends it).
 //! * [`key`]: [`WorkloadKey`], the stable 32-bit key of a workload.
+//! * [`ethernet`], [`ipv4`], [`udp`]: the headers around and inside GRE
+//!   that senders build (the agent's TX ring, replay, the bench tools) and
+//!   receivers walk (VLAN tags, the IPv4 header length), and a capture's
+//!   stripped VLAN tag put back ([`ethernet::Retagged`]).
 //! * [`sequence`]: [`SequenceTracker`], loss/reorder/duplicate accounting
 //!   from sequence numbers with RFC 1982 wrap-around.
 
@@ -19,17 +24,23 @@
 
 mod checksum;
 mod error;
+pub mod ethernet;
 pub mod gre;
+pub mod ipv4;
 pub mod key;
 pub mod profile;
 pub mod sequence;
+pub mod udp;
 
 pub use checksum::internet_checksum;
 pub use error::WireError;
+pub use ethernet::{EthernetFrame, EthernetHeader, Retagged};
 pub use gre::{GreFlags, GreHeader, GrePacket, PROTO_IPV4, PROTO_IPV6, PROTO_TEB};
+pub use ipv4::{Ipv4Header, Ipv4Packet};
 pub use key::{ParseKeyError, WorkloadKey, WorkloadKind};
 pub use profile::{Direction, GreProfile, NetisKey, ParseProfileError, StreamProfile};
 pub use sequence::{Observation, SequenceCounters, SequenceTracker};
+pub use udp::UdpHeader;
 
 /// The IP protocol number of GRE (the raw-socket protocol agents send with).
 pub const IPPROTO_GRE: u8 = 47;

@@ -1,9 +1,10 @@
-//! Property tests: encode/decode round trip, decode on arbitrary input, and
-//! the sequence tracker against a simple model.
+//! Property tests: encode/decode round trip, decode on arbitrary input (GRE,
+//! Ethernet, IPv4), VLAN re-tagging, and the sequence tracker against a
+//! simple model.
 
 use std::collections::BTreeSet;
 
-use bpc_wire::{GreHeader, GrePacket, SequenceTracker, WireError};
+use bpc_wire::{EthernetFrame, GreHeader, GrePacket, Ipv4Packet, Retagged, SequenceTracker, WireError};
 use proptest::prelude::*;
 
 fn header() -> impl Strategy<Value = GreHeader> {
@@ -39,8 +40,49 @@ proptest! {
             Err(WireError::UnsupportedVersion(v)) => prop_assert!(v != 0 && v < 8),
             Err(WireError::ReservedBitsSet(bits)) => prop_assert!(bits != 0),
             Err(WireError::ChecksumMismatch { .. }) => prop_assert!(bytes[0] & 0x80 != 0),
-            Err(e @ WireError::BufferTooSmall { .. }) => prop_assert!(false, "decode returned {e}"),
+            Err(
+                e @ (WireError::BufferTooSmall { .. }
+                | WireError::TruncatedHeader { .. }
+                | WireError::NotIpv4(_)
+                | WireError::Ipv4HeaderLength(_)
+                | WireError::TooLong { .. }),
+            ) => prop_assert!(false, "GRE decode returned {e}"),
         }
+    }
+
+    #[test]
+    fn ethernet_and_ipv4_views_never_panic_and_stay_within_their_input(bytes in proptest::collection::vec(any::<u8>(), 0..96)) {
+        if let Ok(f) = EthernetFrame::parse(&bytes) {
+            prop_assert_eq!(f.header_len, 14 + 4 * f.vlan_tags);
+            prop_assert_eq!(f.header_len + f.payload.len(), bytes.len());
+            if let Some(len) = f.announced_len() {
+                prop_assert!(len >= f.header_len);
+            }
+        }
+        if let Ok(p) = Ipv4Packet::parse(&bytes) {
+            prop_assert!(p.header_len >= 20 && p.header_len + p.payload.len() <= bytes.len());
+        }
+    }
+
+    #[test]
+    fn a_retagged_frame_parses_with_one_more_tag_and_the_same_payload(
+        tci in any::<u16>(), inner_tags in 0usize..3, payload in proptest::collection::vec(any::<u8>(), 0..64),
+    ) {
+        let mut untagged = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2];
+        for _ in 0..inner_tags {
+            untagged.extend_from_slice(&[0x81, 0x00, 0, 7]);
+        }
+        untagged.extend_from_slice(&[0x08, 0x00]);
+        untagged.extend_from_slice(&payload);
+        let mut tag = [0x81, 0x00, 0, 0];
+        tag[2..].copy_from_slice(&tci.to_be_bytes());
+        let tagged = Retagged::new(&untagged, &tag).unwrap();
+        let mut out = vec![0u8; tagged.len()];
+        tagged.encode(&mut out).unwrap();
+        prop_assert_eq!(&tagged.parts().concat(), &out);
+        let (before, after) = (EthernetFrame::parse(&untagged).unwrap(), EthernetFrame::parse(&out).unwrap());
+        prop_assert_eq!(after.vlan_tags, before.vlan_tags + 1);
+        prop_assert_eq!((after.ethertype, after.payload), (before.ethertype, before.payload));
     }
 
     #[test]

@@ -5,8 +5,11 @@ use std::net::Ipv4Addr;
 use std::process::Command;
 use std::time::Duration;
 
-use bpc_wire::{GreHeader, GreProfile, PROTO_TEB, WorkloadKey};
-use etherparse::{EtherType, Ethernet2Header, IpNumber, Ipv4Header, PacketBuilder};
+use bpc_wire::ethernet::{self, ETHERTYPE_IPV4};
+use bpc_wire::{
+    EthernetHeader, GreHeader, GreProfile, IPPROTO_GRE, Ipv4Header, PROTO_TEB, WorkloadKey, ipv4,
+};
+use etherparse::PacketBuilder;
 use pcap_file::pcap::{PcapPacket, PcapWriter};
 
 struct Expected {
@@ -28,21 +31,30 @@ fn frame(gre: GreHeader, e: &Expected) -> Vec<u8> {
 
     let mut gre_bytes = vec![0u8; gre.len() + inner.len()];
     gre.encode(&inner, &mut gre_bytes).unwrap();
+    outer(&gre_bytes)
+}
 
-    let outer_ip =
-        Ipv4Header::new(gre_bytes.len() as u16, 64, IpNumber(47), [198, 18, 0, 1], [198, 18, 0, 2]).unwrap();
-    let mut out = Vec::new();
-    Ethernet2Header {
-        source: [2, 0, 0, 0, 0, 3],
+/// The outer Ethernet and IPv4 headers this crate builds (as the agent's TX
+/// ring does) before `gre`: tshark checks them too.
+fn outer(gre: &[u8]) -> Vec<u8> {
+    let mut out = vec![0u8; ethernet::HEADER_LEN + ipv4::HEADER_LEN + gre.len()];
+    let eth = EthernetHeader {
         destination: [2, 0, 0, 0, 0, 4],
-        ether_type: EtherType::IPV4,
-    }
-    .write(&mut out)
-    .unwrap();
-    let mut ip = outer_ip;
-    ip.header_checksum = ip.calc_header_checksum();
-    ip.write(&mut out).unwrap();
-    out.extend_from_slice(&gre_bytes);
+        source: [2, 0, 0, 0, 0, 3],
+        ethertype: ETHERTYPE_IPV4,
+    };
+    let at = eth.encode(&mut out).unwrap();
+    let ip = Ipv4Header {
+        source: Ipv4Addr::new(198, 18, 0, 1),
+        destination: Ipv4Addr::new(198, 18, 0, 2),
+        protocol: IPPROTO_GRE,
+        ttl: 64,
+        identification: 7,
+        dont_fragment: true,
+        payload_len: gre.len(),
+    };
+    let at = at + ip.encode(&mut out[at..]).unwrap();
+    out[at..].copy_from_slice(gre);
     out
 }
 
@@ -85,6 +97,7 @@ fn tshark_reads_every_gre_and_inner_field_we_encode() {
         .args(["-r", path.to_str().unwrap(), "-T", "fields", "-E", "separator=;"])
         .args(["-e", "gre.key", "-e", "gre.sequence_number", "-e", "gre.proto", "-e", "tcp.srcport"])
         .args(["-e", "tcp.dstport", "-e", "ip.src", "-e", "gre.checksum.status", "-e", "_ws.expert"])
+        .args(["-e", "ip.checksum.status", "-o", "ip.check_checksum:TRUE"])
         .output()
         .unwrap();
     assert!(out.status.success(), "tshark failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -110,6 +123,7 @@ fn tshark_reads_every_gre_and_inner_field_we_encode() {
             // Wireshark's checksum status: 0 bad, 1 good, 2 unverified.
             assert_eq!(f[6], "1", "gre checksum status 'Good', frame {i}: {line}");
         }
+        assert_eq!(f[8], "1,1", "outer and inner IPv4 checksums 'Good', frame {i}: {line}");
         for severity in ["Error/", "Warning/", "Malformed"] {
             assert!(!f[7].contains(severity), "tshark expert info {severity}, frame {i}: {line}");
         }
@@ -136,21 +150,7 @@ fn tshark_reads_the_agent_profiles_header_only_encoding() {
         for (profile, key) in [(GreProfile::Standard, 0xabcd_0001u32), (GreProfile::Netis, 5)] {
             let mut head = [0u8; 16];
             let n = profile.write_header(&mut head, key, 9, bpc_wire::Direction::Outbound).unwrap();
-            let gre: Vec<u8> = [&head[..n], inner].concat();
-            let ip = Ipv4Header::new(gre.len() as u16, 64, IpNumber(47), [198, 18, 0, 1], [198, 18, 0, 2])
-                .unwrap();
-            let mut data = Vec::new();
-            Ethernet2Header {
-                source: [2, 0, 0, 0, 0, 3],
-                destination: [2, 0, 0, 0, 0, 4],
-                ether_type: EtherType::IPV4,
-            }
-            .write(&mut data)
-            .unwrap();
-            let mut ip = ip;
-            ip.header_checksum = ip.calc_header_checksum();
-            ip.write(&mut data).unwrap();
-            data.extend_from_slice(&gre);
+            let data = outer(&[&head[..n], inner].concat());
             writer.write_packet(&PcapPacket::new(Duration::ZERO, data.len() as u32, &data)).unwrap();
         }
     }

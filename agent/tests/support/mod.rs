@@ -1,145 +1,42 @@
-//! Network-namespace plumbing for the agent's integration tests.
+//! The agent's integration-test world, on the shared namespace harness
+//! (`bpc-netns`: namespaces, veths, processes, each removed on drop): the
+//! client/pod/collector topology, the agent process, a GRE collector and
+//! tcpdump as the reference capture.
 //!
 //! A "pod" is a network namespace; the agent runs inside it with
-//! `ip netns exec`. Every namespace, process and temporary file is owned by a
-//! guard that removes it on drop, so a failing test leaves nothing behind.
-//! Names carry a per-test tag and the test process id; addresses are in
-//! 198.18.0.0/15 and only exist inside these namespaces.
+//! `ip netns exec`. Addresses are in 198.18.0.0/15 and only exist inside
+//! these namespaces.
 
-#![allow(dead_code)]
+// Each test binary compiles this module and uses a part of it.
+#![allow(dead_code, unused_imports)]
 
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use bpc_wire::GrePacket;
+pub use bpc_netns::{Netns, Proc, enter, read_to_string, sh, veth, wait_for};
+use bpc_wire::{GrePacket, Ipv4Packet};
 
 /// The agent binary under test.
 pub const AGENT: &str = env!("CARGO_BIN_EXE_bpc-agent");
 
-/// Runs a command and panics with its stderr if it fails.
-pub fn sh(args: &[&str]) {
-    let out = Command::new(args[0]).args(&args[1..]).output().expect("run command");
-    assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// Reads a file, empty if missing.
-pub fn read_to_string(path: &Path) -> String {
-    let mut s = String::new();
-    if let Ok(mut f) = File::open(path) {
-        let _ = f.read_to_string(&mut s);
-    }
-    s
-}
-
-/// Polls `done` every 20 ms until it holds; panics after `timeout`.
-pub fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// A network namespace deleted on drop (its veth ends go with it).
-pub struct Netns {
-    /// The namespace name.
-    pub name: String,
-}
-
-impl Netns {
-    /// Creates `bpc-<role>-<tag><pid>` with loopback up.
-    pub fn new(role: &str, tag: &str) -> Netns {
-        let name = format!("bpc-{role}-{tag}{}", std::process::id());
-        let _ = Command::new("ip").args(["netns", "del", &name]).output();
-        sh(&["ip", "netns", "add", &name]);
-        let ns = Netns { name };
-        ns.exec(&["ip", "link", "set", "lo", "up"]);
-        ns
-    }
-
-    /// Runs a command inside the namespace, panicking on failure.
-    pub fn exec(&self, args: &[&str]) {
-        let mut full = vec!["ip", "netns", "exec", &self.name];
-        full.extend_from_slice(args);
-        sh(&full);
-    }
-
-    /// A command to run inside the namespace.
-    pub fn command(&self, program: &str) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name, program]);
-        c
-    }
-
-    /// Moves the calling thread into this namespace (for sockets opened by the test itself).
-    pub fn enter(&self) {
-        enter(&self.name);
-    }
-
-    /// The MAC address of `iface` in this namespace.
-    pub fn mac(&self, iface: &str) -> [u8; 6] {
-        let out = self.command("cat").arg(format!("/sys/class/net/{iface}/address")).output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        let mut mac = [0u8; 6];
-        for (b, part) in mac.iter_mut().zip(text.trim().split(':')) {
-            *b = u8::from_str_radix(part, 16).unwrap();
-        }
-        mac
-    }
-
-    /// HTTP GET on the agent's metrics endpoint in this namespace: (status code, body).
-    pub fn http_get(&self, port: u16, path: &str) -> (u16, String) {
-        let out = self
-            .command("curl")
-            .args(["-s", "-m", "2", "-w", "\n%{http_code}", &format!("http://127.0.0.1:{port}{path}")])
-            .output()
-            .expect("curl");
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-        (code.trim().parse().unwrap_or(0), body.to_owned())
-    }
-
+/// The agent's `/stats` endpoint, read through a pod namespace.
+pub trait StatsEndpoint {
     /// The agent's `/stats` as JSON.
-    pub fn stats(&self, port: u16) -> serde_json::Value {
+    fn stats(&self, port: u16) -> serde_json::Value;
+}
+
+impl StatsEndpoint for Netns {
+    fn stats(&self, port: u16) -> serde_json::Value {
         let (code, body) = self.http_get(port, "/stats");
         assert_eq!(code, 200, "GET /stats: {body}");
         serde_json::from_str(&body).expect("/stats is JSON")
     }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
-        let _ = std::fs::remove_dir_all(format!("/etc/netns/{}", self.name));
-    }
-}
-
-/// Moves the calling thread into the named network namespace.
-pub fn enter(name: &str) {
-    let ns = File::open(format!("/var/run/netns/{name}")).expect("open netns");
-    // SAFETY: setns(2) moves only the calling thread.
-    let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
-    assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-}
-
-/// Connects `a` (in `ans`, address `aip/24`) and `b` (in `bns`, `bip/24`) with a veth pair.
-pub fn veth(a: &str, ans: &Netns, aip: &str, b: &str, bns: &Netns, bip: &str) {
-    assert!(a.len() <= 15 && b.len() <= 15, "interface names too long: {a} {b}");
-    sh(&["ip", "link", "add", a, "type", "veth", "peer", "name", b]);
-    sh(&["ip", "link", "set", a, "netns", &ans.name]);
-    sh(&["ip", "link", "set", b, "netns", &bns.name]);
-    ans.exec(&["ip", "addr", "add", &format!("{aip}/24"), "dev", a]);
-    bns.exec(&["ip", "addr", "add", &format!("{bip}/24"), "dev", b]);
-    ans.exec(&["ip", "link", "set", a, "up"]);
-    bns.exec(&["ip", "link", "set", b, "up"]);
 }
 
 /// A pod with a client on one side and a collector on the other:
@@ -173,6 +70,11 @@ pub const POD_COL_IP: &str = "198.18.2.1";
 /// Collector address.
 pub const COLLECTOR_IP: &str = "198.18.2.2";
 
+/// `port` on the pod's client-side address (where its test servers listen).
+pub fn pod_addr(port: u16) -> SocketAddr {
+    SocketAddr::new(POD_IP.parse().expect("POD_IP is an address"), port)
+}
+
 impl Topology {
     /// Builds the three namespaces; `tag` keeps names unique per test (≤ 4 chars).
     pub fn new(tag: &str) -> Topology {
@@ -194,6 +96,23 @@ impl Topology {
         t
     }
 
+    /// The topology with a [`Collector`] already receiving in it.
+    pub fn with_collector(tag: &str) -> (Topology, Collector) {
+        let t = Topology::new(tag);
+        let collector = Collector::start(&t.collector);
+        (t, collector)
+    }
+
+    /// The topology with a [`tcp_server`] on the pod's port 8080 answering
+    /// `response_len` bytes, and a [`Collector`]; returns the server's address too.
+    pub fn with_tcp_server(tag: &str, response_len: usize) -> (Topology, Collector, SocketAddr) {
+        let t = Topology::new(tag);
+        let server = pod_addr(8080);
+        tcp_server(&t.pod, server, response_len);
+        let collector = Collector::start(&t.collector);
+        (t, collector, server)
+    }
+
     /// Starts the agent in the pod: streaming to the collector namespace,
     /// capturing `filter` on the pod's client-side link, then `extra` flags.
     pub fn start_agent(&self, filter: &str, extra: &[&str], env: &[(&str, &str)]) -> Agent {
@@ -213,82 +132,6 @@ impl Topology {
     /// Gives the pod a default route through the client side, as a pod's eth0.
     pub fn default_route_via_client(&self) {
         self.pod.exec(&["ip", "route", "add", "default", "via", CLIENT_IP, "dev", &self.pod_if]);
-    }
-}
-
-/// A child process killed (SIGKILL) on drop, even when the test panics.
-pub struct Proc {
-    /// The child.
-    pub child: Child,
-    /// Where its stderr goes.
-    pub stderr_path: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Proc {
-    /// Spawns `cmd` with stdout discarded and stderr to a temporary file.
-    pub fn spawn(mut cmd: Command) -> Proc {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let stderr_path = dir.path().join("stderr");
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(File::create(&stderr_path).expect("stderr file"))
-            .spawn()
-            .expect("spawn");
-        Proc { child, stderr_path, _dir: dir }
-    }
-
-    /// Spawns `cmd` with stdin as given, stdout into `stdout` and stderr to a temporary file.
-    pub fn spawn_with(mut cmd: Command, stdin: Stdio, stdout: File) -> Proc {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let stderr_path = dir.path().join("stderr");
-        let child = cmd
-            .stdin(stdin)
-            .stdout(stdout)
-            .stderr(File::create(&stderr_path).expect("stderr file"))
-            .spawn()
-            .expect("spawn");
-        Proc { child, stderr_path, _dir: dir }
-    }
-
-    /// What the process wrote to stderr so far.
-    pub fn stderr(&self) -> String {
-        read_to_string(&self.stderr_path)
-    }
-
-    /// Sends a signal.
-    pub fn signal(&self, sig: libc::c_int) {
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
-    }
-
-    /// Waits up to `timeout` for the exit.
-    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return Some(status);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// Panics with its stderr if the process has exited.
-    pub fn assert_running(&mut self) {
-        if let Some(status) = self.child.try_wait().expect("try_wait") {
-            panic!("process exited with {status}: {}", self.stderr());
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -380,21 +223,22 @@ impl Collector {
                     Some(socket2::Protocol::from(i32::from(bpc_wire::IPPROTO_GRE))),
                 )
                 .expect("raw GRE socket");
-                sock.set_recv_buffer_size(8 << 20).expect("SO_RCVBUF");
+                // Room for the bulk transfers of the oversize tests between two reads.
+                sock.set_recv_buffer_size(32 << 20).expect("SO_RCVBUF");
                 sock.set_read_timeout(Some(Duration::from_millis(50))).expect("timeout");
                 ready_tx.send(()).expect("ready");
                 let mut packets = Vec::new();
                 let mut buf = vec![0u8; 70_000];
                 while !stop.load(Ordering::Relaxed) {
                     let Ok(n) = std::io::Read::read(&mut &sock, &mut buf) else { continue };
-                    let ihl = usize::from(buf[0] & 0x0f) * 4;
-                    let gre = GrePacket::parse(&buf[ihl..n]).expect("valid GRE from the agent");
+                    let ip = Ipv4Packet::parse(&buf[..n]).expect("IPv4 from a raw socket");
+                    let gre = GrePacket::parse(ip.payload).expect("valid GRE from the agent");
                     packets.push(Received {
                         header_len: gre.header_len,
                         key: gre.key,
                         sequence: gre.sequence,
                         protocol: gre.protocol,
-                        dst: buf[16..20].try_into().unwrap(),
+                        dst: ip.destination.octets(),
                         frame: gre.payload.to_vec(),
                     });
                     received.fetch_add(1, Ordering::Relaxed);

@@ -6,6 +6,9 @@ use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
+use bpc_wire::ethernet::{self, ETHERTYPE_IPV4};
+use bpc_wire::{EthernetHeader, Ipv4Header, UdpHeader, ipv4, udp};
+
 /// The marker that starts a load-generator payload, followed by the send
 /// time (CLOCK_REALTIME, nanoseconds, big-endian u64) and a u64 counter:
 /// bpc-sim's latency marker (`bpc_sim::LATENCY_MARKER`), so `bpc-sim receive`
@@ -180,24 +183,23 @@ pub fn paced_in_batches(
     (sent, start.elapsed().as_secs_f64())
 }
 
-/// Writes an Ethernet/IPv4/UDP frame of exactly `len` bytes (at least 42)
-/// from `src` to `dst` into `out`, with zero UDP checksum.
+/// Writes an Ethernet/IPv4/UDP frame of exactly `out.len()` bytes (42 to
+/// 65535) from `src` to `dst` into `out`, DF set, with zero UDP checksum.
 pub fn udp_frame(out: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr) {
     let len = out.len();
-    out[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
-    out[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
-    out[12..14].copy_from_slice(&[0x08, 0x00]);
-    let ip_len = (len - 14) as u16;
-    let ip = &mut out[14..34];
-    ip.copy_from_slice(&[0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-    ip[2..4].copy_from_slice(&ip_len.to_be_bytes());
-    ip[12..16].copy_from_slice(&src.octets());
-    ip[16..20].copy_from_slice(&dst.octets());
-    let sum = bpc_wire::internet_checksum(&[ip]);
-    ip[10..12].copy_from_slice(&sum.to_be_bytes());
-    let udp = &mut out[34..42];
-    udp[0..2].copy_from_slice(&40000u16.to_be_bytes());
-    udp[2..4].copy_from_slice(&9u16.to_be_bytes());
-    udp[4..6].copy_from_slice(&(ip_len - 20).to_be_bytes());
-    udp[6..8].fill(0);
+    let eth = EthernetHeader { destination: [2, 0, 0, 0, 0, 2], source: [2, 0, 0, 0, 0, 1], ethertype: ETHERTYPE_IPV4 };
+    let ip_payload = len - ethernet::HEADER_LEN - ipv4::HEADER_LEN;
+    let ip = Ipv4Header {
+        source: src,
+        destination: dst,
+        protocol: ipv4::IPPROTO_UDP,
+        ttl: 64,
+        identification: 0,
+        dont_fragment: true,
+        payload_len: ip_payload,
+    };
+    let udp = UdpHeader { source_port: 40000, destination_port: 9, payload_len: ip_payload - udp::HEADER_LEN };
+    let mut at = eth.encode(out).expect("frame holds Ethernet");
+    at += ip.encode(&mut out[at..]).expect("frame holds IPv4");
+    udp.encode(&mut out[at..]).expect("frame holds UDP");
 }

@@ -1,8 +1,9 @@
 //! Fuzzes GRE decoding: never panics, and whatever decodes re-encodes to the
-//! same bytes (up to the Reserved1 field, which is reported, not kept).
+//! same bytes (up to the Reserved1 field, which is reported, not kept). The
+//! Ethernet and IPv4 views must not panic on the same bytes either.
 #![no_main]
 
-use bpc_wire::{GreHeader, GrePacket, SequenceTracker};
+use bpc_wire::{EthernetFrame, GreHeader, GrePacket, Ipv4Packet, SequenceTracker};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -22,6 +23,13 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(&out[..], data);
             }
         }
+    }
+    if let Ok(frame) = EthernetFrame::parse(data) {
+        assert_eq!(frame.header_len + frame.payload.len(), data.len());
+        let _ = frame.announced_len();
+    }
+    if let Ok(ip) = Ipv4Packet::parse(data) {
+        assert!(ip.header_len + ip.payload.len() <= data.len());
     }
     // The tracker must never panic on any sequence of numbers either.
     let mut tracker = SequenceTracker::new();

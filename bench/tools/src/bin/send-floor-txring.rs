@@ -15,7 +15,8 @@ use std::mem::{size_of, zeroed};
 use std::net::Ipv4Addr;
 
 use bpc_bench_tools::{Args, cpu_seconds, paced_in_batches, socket, udp_frame};
-use bpc_wire::{Direction, GreProfile};
+use bpc_wire::ethernet::ETHERTYPE_IPV4;
+use bpc_wire::{Direction, EthernetHeader, GreProfile, Ipv4Header};
 
 const KEY: u32 = 0x0be7_c400;
 const PACKET_VERSION: i32 = 10;
@@ -26,8 +27,8 @@ const FRAME_SIZE: usize = 4096;
 const FRAME_COUNT: usize = 512;
 /// Where a TPACKET_V2 TX frame's data starts: TPACKET2_HDRLEN - sizeof(sockaddr_ll).
 const DATA_AT: usize = 32;
-const ETH_LEN: usize = 14;
-const IP_LEN: usize = 20;
+const ETH_LEN: usize = bpc_wire::ethernet::HEADER_LEN;
+const IP_LEN: usize = bpc_wire::ipv4::HEADER_LEN;
 
 fn setsockopt<T>(fd: i32, level: i32, name: i32, value: &T) {
     // SAFETY: value points to a live T of the given size.
@@ -117,14 +118,18 @@ fn main() {
     // Pre-build the whole packet in every frame of the ring.
     for slot in ring.chunks_exact_mut(FRAME_SIZE) {
         let p = &mut slot[DATA_AT..DATA_AT + packet_len];
-        p[0..6].copy_from_slice(&dst_mac);
-        p[6..12].copy_from_slice(&src_mac);
-        p[12..14].copy_from_slice(&[0x08, 0x00]);
-        let ip = &mut p[ETH_LEN..ETH_LEN + IP_LEN];
-        ip.copy_from_slice(&[0x45, 0, 0, 0, 0, 0, 0, 0, 64, 47, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-        ip[2..4].copy_from_slice(&((IP_LEN + gre_len + size) as u16).to_be_bytes());
-        ip[12..16].copy_from_slice(&src.octets());
-        ip[16..20].copy_from_slice(&to.octets());
+        let eth = EthernetHeader { destination: dst_mac, source: src_mac, ethertype: ETHERTYPE_IPV4 };
+        let ip = Ipv4Header {
+            source: src,
+            destination: to,
+            protocol: bpc_wire::IPPROTO_GRE,
+            ttl: 64,
+            identification: 0,
+            dont_fragment: false,
+            payload_len: gre_len + size,
+        };
+        eth.encode(p).expect("frame holds Ethernet");
+        ip.encode(&mut p[ETH_LEN..]).expect("frame holds IPv4");
         let gre = &mut p[ETH_LEN + IP_LEN..];
         GreProfile::Standard.write_header(gre, KEY, 0, Direction::Unknown).unwrap();
         udp_frame(

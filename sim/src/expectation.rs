@@ -204,18 +204,26 @@ mod tests {
         }
     }
 
+    /// One stream: source, first_seen, last_seen, packets, sequence restarts.
+    type Stream = (&'static str, f64, f64, u64, u64);
+
+    /// Key 0x20 with one stream per entry.
+    fn streams_of_0x20(streams: &[Stream]) -> Report {
+        let streams = streams
+            .iter()
+            .map(|&(source, first, last, packets, restarts)| stream(source, first, last, packets, restarts));
+        Report { streams: streams.collect(), ..Default::default() }
+    }
+
     #[test]
     fn a_new_source_after_the_old_one_went_silent_counts_as_a_restart_of_the_key() {
         let m = WorkloadMap::default();
         // Pod .1 stops at t=10, pod .2 runs throughout, pod .3 appears at t=12.
-        let r = Report {
-            streams: vec![
-                stream("198.18.0.1", 0.0, 10.0, 10, 0),
-                stream("198.18.0.2", 1.0, 20.0, 20, 0),
-                stream("198.18.0.3", 12.0, 20.0, 30, 0),
-            ],
-            ..Default::default()
-        };
+        let r = streams_of_0x20(&[
+            ("198.18.0.1", 0.0, 10.0, 10, 0),
+            ("198.18.0.2", 1.0, 20.0, 20, 0),
+            ("198.18.0.3", 12.0, 20.0, 30, 0),
+        ]);
         let holds = |e: &str| Expectation::parse(e, &m).unwrap().check(&r).is_none();
         assert!(holds("key=0x20 streams=3 restarted_streams=1 restarts=1 seq_restarts=0 packets=60"));
         assert!(!holds("key=0x20 restarts=0"));
@@ -224,30 +232,31 @@ mod tests {
     }
 
     #[test]
-    fn a_scale_up_is_not_a_restart_but_a_sequence_restart_is() {
+    fn a_scale_up_is_not_a_restart_and_each_silent_stream_is_taken_over_only_once() {
         let m = WorkloadMap::default();
-        // Both sources overlap in time: two live pods, not a replacement.
-        let r = Report {
-            streams: vec![stream("198.18.0.1", 0.0, 10.0, 10, 1), stream("198.18.0.2", 5.0, 20.0, 20, 0)],
-            ..Default::default()
-        };
-        let e = Expectation::parse("key=0x20 restarted_streams=0 seq_restarts=1 restarts=1", &m).unwrap();
-        assert_eq!(e.check(&r), None);
-    }
-
-    #[test]
-    fn each_silent_stream_is_taken_over_only_once() {
-        let m = WorkloadMap::default();
-        // One pod went away, two new ones came: one replacement, one scale-up.
-        let r = Report {
-            streams: vec![
-                stream("198.18.0.1", 0.0, 10.0, 1, 0),
-                stream("198.18.0.2", 11.0, 20.0, 1, 0),
-                stream("198.18.0.3", 12.0, 20.0, 1, 0),
-            ],
-            ..Default::default()
-        };
-        let e = Expectation::parse("key=0x20 restarted_streams=1", &m).unwrap();
-        assert_eq!(e.check(&r), None);
+        // Why, the streams of key 0x20 (source, first, last, packets, sequence restarts), what holds.
+        let cases: [(&str, &[Stream], &str); 2] = [
+            (
+                "both sources overlap in time: two live pods, not a replacement",
+                &[("198.18.0.1", 0.0, 10.0, 10, 1), ("198.18.0.2", 5.0, 20.0, 20, 0)],
+                "key=0x20 restarted_streams=0 seq_restarts=1 restarts=1",
+            ),
+            (
+                "one pod went away, two new ones came: one replacement, one scale-up",
+                &[
+                    ("198.18.0.1", 0.0, 10.0, 1, 0),
+                    ("198.18.0.2", 11.0, 20.0, 1, 0),
+                    ("198.18.0.3", 12.0, 20.0, 1, 0),
+                ],
+                "key=0x20 restarted_streams=1",
+            ),
+        ];
+        for (why, streams, holds) in cases {
+            assert_eq!(
+                Expectation::parse(holds, &m).unwrap().check(&streams_of_0x20(streams)),
+                None,
+                "{why}"
+            );
+        }
     }
 }

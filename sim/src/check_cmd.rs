@@ -2,10 +2,11 @@
 //! report saved with `receive -o json`, for when the expected numbers are only
 //! known after the capture (a test counting what tcpdump saw, say).
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use crate::Error;
-use crate::expect::Expectation;
+use crate::expectation::Expectation;
 use crate::map::WorkloadMap;
 use crate::receiver::Report;
 
@@ -30,9 +31,9 @@ pub fn load_report(path: &str) -> Result<Report, Error> {
         .map_err(|e| Error::Invalid { what: "report", message: format!("{path}: {e}") })
 }
 
-/// Runs `bpc-sim check`: prints `ok - EXPECTATION` or `FAIL - why` per
-/// expectation; 0 when all hold, 1 otherwise.
-pub fn run_check(args: &CheckArgs) -> Result<ExitCode, Error> {
+/// Runs `bpc-sim check`: writes `ok - EXPECTATION` or `FAIL - why` per
+/// expectation to `out`; 0 when all hold, 1 otherwise.
+pub fn run_check(args: &CheckArgs, out: &mut dyn Write) -> Result<ExitCode, Error> {
     let map = match &args.map {
         Some(p) => WorkloadMap::load(p)?,
         None => WorkloadMap::default(),
@@ -41,14 +42,22 @@ pub fn run_check(args: &CheckArgs) -> Result<ExitCode, Error> {
         args.expect.iter().map(|e| Expectation::parse(e, &map)).collect::<Result<Vec<_>, _>>()?;
     let report = load_report(&args.report)?;
     let mut failed = false;
+    let mut text = String::new();
     for e in &expectations {
         match e.check(&report) {
-            None => println!("ok - {}", e.text()),
+            None => text += &format!("ok - {}\n", e.text()),
             Some(why) => {
                 failed = true;
-                println!("FAIL - {why}");
+                text += &format!("FAIL - {why}\n");
             }
         }
+    }
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        // A closed pipe (`| head`) is the reader's choice; the verdict stands.
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            return Err(Error::File { path: "stdout".into(), source: e });
+        }
+        _ => {}
     }
     Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }

@@ -1,0 +1,253 @@
+//! `--write`: the inner frames to a pcap file, or pcapng with one interface
+//! per key, rotated every `--rotate-mb` megabytes. Every write error is
+//! kept and ends the run: a capture that silently stops growing is worse
+//! than one that stops with the reason.
+
+use std::collections::HashMap;
+use std::io::BufWriter;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bpc_wire::EthernetFrame;
+use pcap_file::DataLink;
+use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
+use pcap_file::pcapng::PcapNgWriter;
+use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
+use pcap_file::pcapng::blocks::interface_description::{
+    InterfaceDescriptionBlock, InterfaceDescriptionOption,
+};
+
+use crate::Error;
+use crate::map::SharedMap;
+use crate::receiver::FrameSink;
+
+/// The snap length declared in the file headers: the largest GRE payload.
+const SNAPLEN: u32 = 262144;
+/// Bytes a record adds to a frame (pcap record header, roughly an EPB's), for rotation.
+const RECORD_OVERHEAD: u64 = 32;
+
+type File = BufWriter<std::fs::File>;
+
+enum Writer {
+    Pcap(PcapWriter<File>),
+    /// pcapng: one interface per key, in order of first appearance.
+    PcapNg(PcapNgWriter<File>, HashMap<u32, u32>),
+}
+
+/// pcap-file's I/O errors say only "Error reading bytes": keep the OS error and name the file.
+fn pcap_error(path: &str) -> impl Fn(pcap_file::PcapError) -> Error + '_ {
+    move |e| match e {
+        pcap_file::PcapError::IoError(source) => Error::File { path: path.to_string(), source },
+        other => Error::Pcap(other),
+    }
+}
+
+impl Writer {
+    /// Flushes what the buffer holds: a dropped BufWriter would swallow the error.
+    fn finish(self, path: &str) -> Result<(), Error> {
+        let buffered = match self {
+            Writer::Pcap(w) => w.into_writer(),
+            Writer::PcapNg(w, _) => w.into_inner(),
+        };
+        buffered
+            .into_inner()
+            .map(drop)
+            .map_err(|e| Error::File { path: path.to_string(), source: e.into_error() })
+    }
+}
+
+/// The `--write` file being written.
+pub struct PcapOut {
+    path: String,
+    rotate_mb: Option<u64>,
+    written: u64,
+    index: u32,
+    map: SharedMap,
+    /// The open file and its name.
+    writer: Option<(Writer, String)>,
+}
+
+impl PcapOut {
+    /// Creates `path` (pcapng when it ends in `.pcapng`) and writes its header.
+    pub fn create(path: &str, rotate_mb: Option<u64>, map: SharedMap) -> Result<Self, Error> {
+        let mut out = PcapOut { path: path.to_string(), rotate_mb, written: 0, index: 0, map, writer: None };
+        out.open()?;
+        Ok(out)
+    }
+
+    /// Closes the current file (flushing it) and opens the next: FILE, then FILE.1, FILE.2...
+    fn open(&mut self) -> Result<(), Error> {
+        self.finish()?;
+        let path = if self.index == 0 { self.path.clone() } else { format!("{}.{}", self.path, self.index) };
+        let f = std::fs::File::create(&path).map_err(|source| Error::File { path: path.clone(), source })?;
+        let f = BufWriter::new(f);
+        let writer = if self.path.ends_with(".pcapng") {
+            Writer::PcapNg(PcapNgWriter::new(f).map_err(pcap_error(&path))?, HashMap::new())
+        } else {
+            let header = PcapHeader { snaplen: SNAPLEN, ..Default::default() };
+            Writer::Pcap(PcapWriter::with_header(f, header).map_err(pcap_error(&path))?)
+        };
+        self.writer = Some((writer, path));
+        self.written = 0;
+        Ok(())
+    }
+
+    /// Flushes and closes the current file.
+    pub fn finish(&mut self) -> Result<(), Error> {
+        match self.writer.take() {
+            Some((w, path)) => w.finish(&path),
+            None => Ok(()),
+        }
+    }
+}
+
+impl FrameSink for PcapOut {
+    fn frame(&mut self, ts: SystemTime, key: u32, frame: &[u8]) -> Result<(), Error> {
+        if let Some(limit) = self.rotate_mb
+            && self.written >= limit * 1_000_000
+        {
+            self.index += 1;
+            self.open()?;
+        }
+        let orig = original_len(frame);
+        let ts = ts.duration_since(UNIX_EPOCH).unwrap_or_default();
+        match self.writer.as_mut() {
+            Some((Writer::Pcap(w), path)) => {
+                w.write_packet(&PcapPacket::new(ts, orig, frame)).map_err(pcap_error(path))?;
+            }
+            Some((Writer::PcapNg(w, ifaces), path)) => {
+                let id = match ifaces.get(&key) {
+                    Some(id) => *id,
+                    None => {
+                        // A new key: declare its interface, named by workload when mapped.
+                        let name = self
+                            .map
+                            .read()
+                            .unwrap()
+                            .name(key)
+                            .map(str::to_string)
+                            .unwrap_or_else(|| format!("0x{key:08x}"));
+                        w.write_pcapng_block(InterfaceDescriptionBlock {
+                            linktype: DataLink::ETHERNET,
+                            snaplen: SNAPLEN,
+                            options: vec![InterfaceDescriptionOption::IfName(name.into())],
+                        })
+                        .map_err(pcap_error(path))?;
+                        let id = ifaces.len() as u32;
+                        ifaces.insert(key, id);
+                        id
+                    }
+                };
+                w.write_pcapng_block(EnhancedPacketBlock {
+                    interface_id: id,
+                    timestamp: ts,
+                    original_len: orig,
+                    data: frame.into(),
+                    options: Vec::new(),
+                })
+                .map_err(pcap_error(path))?;
+            }
+            None => {}
+        }
+        self.written += frame.len() as u64 + RECORD_OVERHEAD;
+        Ok(())
+    }
+}
+
+/// Length of the frame before truncation, from the inner IP header's length
+/// (never less than what arrived: Ethernet padding is kept).
+pub fn original_len(frame: &[u8]) -> u32 {
+    let announced = EthernetFrame::parse(frame).ok().and_then(|f| f.announced_len()).unwrap_or(0);
+    frame.len().max(announced) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bpc_wire::ethernet::{ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_VLAN};
+    use bpc_wire::{EthernetHeader, Ipv4Header};
+    use pcap_file::pcap::PcapReader;
+
+    fn ipv4_frame(len: usize, payload_len: usize) -> Vec<u8> {
+        let mut f = vec![0u8; len];
+        let eth = EthernetHeader {
+            destination: [2, 0, 0, 0, 0, 2],
+            source: [2, 0, 0, 0, 0, 1],
+            ethertype: ETHERTYPE_IPV4,
+        };
+        eth.encode(&mut f).unwrap();
+        let ip = Ipv4Header {
+            source: [198, 18, 0, 1].into(),
+            destination: [198, 18, 0, 2].into(),
+            protocol: 17,
+            ttl: 64,
+            identification: 0,
+            dont_fragment: false,
+            payload_len,
+        };
+        ip.encode(&mut f[14..]).unwrap();
+        f
+    }
+
+    #[test]
+    fn original_length_comes_from_the_inner_ipv4_header_when_truncated() {
+        assert_eq!(original_len(&ipv4_frame(64, 1480)), 14 + 1500);
+    }
+
+    #[test]
+    fn original_length_skips_vlan_tags_and_reads_ipv6_payload_length() {
+        let mut f = vec![0u8; 80];
+        f[12..14].copy_from_slice(&ETHERTYPE_VLAN.to_be_bytes());
+        f[16..18].copy_from_slice(&ETHERTYPE_IPV6.to_be_bytes());
+        f[18] = 0x60;
+        f[22..24].copy_from_slice(&1000u16.to_be_bytes());
+        assert_eq!(original_len(&f), 18 + 40 + 1000);
+    }
+
+    #[test]
+    fn original_length_of_a_complete_frame_is_its_length() {
+        assert_eq!(original_len(&ipv4_frame(60, 8)), 60, "Ethernet padding is kept");
+        assert_eq!(original_len(&[0u8; 20]), 20, "not IP: the length that arrived");
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_created_is_an_error_naming_it() {
+        let err = PcapOut::create("/nonexistent/dir/x.pcap", None, SharedMap::default()).err().unwrap();
+        assert!(matches!(&err, Error::File { path, .. } if path == "/nonexistent/dir/x.pcap"), "{err}");
+    }
+
+    #[test]
+    fn a_full_disk_is_reported_not_swallowed() {
+        let mut out = PcapOut::create("/dev/full", None, SharedMap::default()).unwrap();
+        let frame = ipv4_frame(1500, 1466);
+        // The BufWriter holds the first few KB; the error comes with a flush.
+        let wrote: Result<Vec<()>, Error> =
+            (0..100).map(|_| out.frame(SystemTime::now(), 1, &frame)).collect();
+        let err = wrote.and_then(|_| out.finish()).unwrap_err();
+        assert!(err.to_string().starts_with("/dev/full: No space left"), "{err}");
+    }
+
+    #[test]
+    fn rotation_writes_numbered_files_each_with_a_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.pcap");
+        let path = path.to_str().unwrap();
+        let mut out = PcapOut::create(path, Some(1), SharedMap::default()).unwrap();
+        let frame = ipv4_frame(1000, 966);
+        for _ in 0..1500 {
+            out.frame(SystemTime::now(), 1, &frame).unwrap();
+        }
+        out.finish().unwrap();
+        let count = |p: &str| {
+            let data = std::fs::read(p).unwrap();
+            let mut r = PcapReader::new(&data[..]).unwrap();
+            let mut n = 0;
+            while let Some(p) = r.next_packet() {
+                p.unwrap();
+                n += 1;
+            }
+            n
+        };
+        assert_eq!(count(path) + count(&format!("{path}.1")), 1500);
+        assert!(!std::path::Path::new(&format!("{path}.2")).exists());
+    }
+}
