@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use tracing::{error, info, warn};
 
+use bpc_wire::Retagged;
+
 use crate::capture::{Capture, CaptureGeometry, Frame, FrameSink, LARGEST_STANDARD_FRAME};
 use crate::config::{CAPTURE_SNAPLEN, Config, OversizeMode, WriteTarget};
 use crate::error::{Error, Result};
@@ -147,16 +149,16 @@ impl Pipeline {
     }
 
     fn segment(&mut self, frame: Frame<'_>, stats: &Stats) {
-        let data: &[u8] = match frame.vlan {
-            None => frame.data,
-            Some(tag) if frame.data.len() >= 12 => {
-                self.scratch.clear();
-                self.scratch.extend_from_slice(&frame.data[..12]);
-                self.scratch.extend_from_slice(&tag);
-                self.scratch.extend_from_slice(&frame.data[12..]);
-                &self.scratch
+        let data: &[u8] = match frame.vlan.as_ref().and_then(|tag| Retagged::new(frame.data, tag)) {
+            // The scratch buffer holds a whole capture (allocated once); encode cannot fail.
+            Some(tagged) => {
+                self.scratch.resize(tagged.len(), 0);
+                match tagged.encode(&mut self.scratch) {
+                    Ok(n) => &self.scratch[..n],
+                    Err(_) => frame.data,
+                }
             }
-            Some(_) => frame.data,
+            None => frame.data,
         };
         let whole = data.as_ptr();
         let (snaplen, max_whole) = (self.snaplen, self.max_whole);

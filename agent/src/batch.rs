@@ -3,7 +3,7 @@
 //! the agent built), and the iovec lists and `mmsghdr`s `sendmmsg` reads.
 //! Everything is allocated once; nothing is per packet.
 
-use bpc_wire::{Direction, GreProfile};
+use bpc_wire::{Direction, GreProfile, Retagged};
 
 /// Messages per `sendmmsg` call.
 pub const BATCH: usize = 64;
@@ -39,9 +39,10 @@ impl Slot {
         unsafe { std::slice::from_raw_parts(self.frame, self.frame_len) }
     }
 
-    /// The VLAN tag to put back after the MAC addresses.
-    pub fn tag(&self) -> Option<&[u8; 4]> {
-        self.tag.as_ref()
+    /// `frame` (this slot's, from [`Slot::frame`]) with its VLAN tag put back
+    /// after the MAC addresses, if it has one.
+    pub fn retagged<'a>(&'a self, frame: &'a [u8]) -> Option<Retagged<'a>> {
+        self.tag.as_ref().and_then(|tag| Retagged::new(frame, tag))
     }
 
     /// Bytes of the GRE packet: header, frame and tag.
@@ -154,18 +155,17 @@ impl Batch {
 
     /// Points every queued packet's iovec list at its header, frame and tag.
     pub fn fill_iovecs(&mut self) {
+        let iovec = |part: &[u8]| libc::iovec { iov_base: part.as_ptr() as *mut _, iov_len: part.len() };
         for (slot, iov) in self.slots[..self.used].iter().zip(&mut self.iovecs) {
-            iov[0] = libc::iovec { iov_base: slot.header.as_ptr() as *mut _, iov_len: slot.header_len };
-            match &slot.tag {
-                None => iov[1] = libc::iovec { iov_base: slot.frame as *mut _, iov_len: slot.frame_len },
-                Some(tag) => {
-                    iov[1] = libc::iovec { iov_base: slot.frame as *mut _, iov_len: 12 };
-                    iov[2] = libc::iovec { iov_base: tag.as_ptr() as *mut _, iov_len: 4 };
-                    // SAFETY: frame_len >= 12 (checked at push).
-                    iov[3] = libc::iovec {
-                        iov_base: unsafe { slot.frame.add(12) } as *mut _,
-                        iov_len: slot.frame_len - 12,
-                    };
+            // SAFETY: the batch is not cleared while the messages are in use.
+            let frame = unsafe { slot.frame() };
+            iov[0] = iovec(slot.header());
+            match slot.retagged(frame) {
+                None => iov[1] = iovec(frame),
+                Some(tagged) => {
+                    for (i, part) in tagged.parts().into_iter().enumerate() {
+                        iov[1 + i] = iovec(part);
+                    }
                 }
             }
         }

@@ -279,9 +279,12 @@ impl Sender {
             // SAFETY: the batch is not cleared before this flush returns.
             let frame = unsafe { slot.frame() };
             let header = slot.header();
-            let pushed = match slot.tag() {
+            let pushed = match slot.retagged(frame) {
                 None => ring.push(link, &[header, frame]),
-                Some(tag) => ring.push(link, &[header, &frame[..12], tag, &frame[12..]]),
+                Some(tagged) => {
+                    let [macs, tag, rest] = tagged.parts();
+                    ring.push(link, &[header, macs, tag, rest])
+                }
             };
             if pushed {
                 self.tx.ring_lens.push(slot.gre_len());
