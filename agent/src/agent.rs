@@ -317,6 +317,8 @@ pub fn run(config: Config) -> Result<()> {
             duration = ?config.duration,
             count = ?config.count,
             metrics = %config.metrics_addr,
+            ring = %geometry.describe(),
+            ring_split = ?capture.split(),
             cap_net_raw = has_net_raw,
             filter = %filter_text,
             "capturing to pcapng"
@@ -347,6 +349,7 @@ pub fn run(config: Config) -> Result<()> {
         metrics = %config.metrics_addr,
         metrics_private = config.metrics_private,
         ring = %geometry.describe(),
+        ring_split = ?capture.split(),
         cap_net_raw = has_net_raw,
         filter = %filter_text,
         "capturing"
@@ -383,7 +386,7 @@ pub fn run(config: Config) -> Result<()> {
             reconfigure(&config, &stats, &capture, &mut pipeline, metrics_port);
         }
         let blocks = capture.block_count();
-        capture.drain(&mut Forward { pipeline: &mut pipeline, stats: &stats }, blocks);
+        let drained = capture.drain(&mut Forward { pipeline: &mut pipeline, stats: &stats }, blocks);
         let now = Instant::now();
         stats.capture.heartbeat.set(stats.started, now);
         if now.duration_since(last_stats) >= STATS_PERIOD {
@@ -391,6 +394,9 @@ pub fn run(config: Config) -> Result<()> {
             read_kernel_counters(&capture, &iface, base_ifdrops, &stats);
             pipeline.sender.drain_icmp_errors(&stats);
             pipeline.sender.refresh_links();
+        }
+        if let Some(pause) = drained.pause() {
+            std::thread::sleep(pause);
         }
     };
     pipeline.sender.flush(&stats);
@@ -487,7 +493,7 @@ fn write_loop(
             failed: None,
         };
         let blocks = capture.block_count();
-        capture.drain(&mut sink, blocks);
+        let drained = capture.drain(&mut sink, blocks);
         delivered = sink.delivered;
         if let Some(e) = sink.failed {
             break Err(e);
@@ -502,6 +508,9 @@ fn write_loop(
         }
         if let Err(e) = out.flush() {
             break Err(e);
+        }
+        if let Some(pause) = drained.pause() {
+            std::thread::sleep(pause);
         }
     };
     // The last word: final counters, then everything to the reader.
