@@ -49,7 +49,7 @@ impl Interface {
         Ok(Interface {
             name: name.to_owned(),
             index: read("ifindex").parse().unwrap_or(0),
-            mac: parse_mac(&read("address")).unwrap_or([0; 6]),
+            mac: bpc_wire::parse_mac(&read("address")).unwrap_or([0; 6]),
             mtu: read("mtu").parse().unwrap_or(1500),
             link_type: read("type").parse().unwrap_or(0),
             up: u32::from_str_radix(read("flags").trim_start_matches("0x"), 16)
@@ -79,21 +79,6 @@ pub fn names() -> Vec<String> {
         .unwrap_or_default();
     names.sort();
     names
-}
-
-/// Parses `aa:bb:cc:dd:ee:ff`.
-pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
-    let mut mac = [0u8; 6];
-    let mut parts = s.split(':');
-    for b in &mut mac {
-        *b = u8::from_str_radix(parts.next()?, 16).ok()?;
-    }
-    parts.next().is_none().then_some(mac)
-}
-
-/// Formats a MAC address as `aa:bb:cc:dd:ee:ff`.
-pub fn format_mac(mac: &[u8; 6]) -> String {
-    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
 
 /// The interface to capture on: `explicit`, else the default-route
@@ -157,13 +142,6 @@ pub fn listing() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mac_addresses_parse_and_malformed_ones_do_not() {
-        assert_eq!(parse_mac("02:42:c6:12:00:02"), Some([0x02, 0x42, 0xc6, 0x12, 0, 2]));
-        assert_eq!(parse_mac("02:42:c6:12:00"), None);
-        assert_eq!(parse_mac("02:42:c6:12:00:02:03"), None);
-    }
 
     #[test]
     fn loopback_is_readable_and_counts_as_ethernet() {

@@ -1,13 +1,10 @@
 //! Routing as the kernel sees it from inside the pod: the IPv4 table
 //! (`/proc/net/route`), the IPv6 table's default routes, the neighbour
-//! table (`/proc/net/arp`), and the kernel's own choice of source address
-//! and path MTU. The capture picks its interface from the default route; the
-//! TX ring, which bypasses the kernel's routing, its egress and next hop.
+//! table (`/proc/net/arp`) and the path MTU. The capture picks its interface
+//! from the default route; the TX ring, which bypasses the kernel's routing,
+//! its egress and next hop (`txring::link_to`).
 
-use std::fs;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-
-use crate::iface::{Interface, parse_mac};
 
 /// `RTF_UP` and `RTF_GATEWAY` in the route tables' flags column.
 const RTF_UP: u32 = 0x1;
@@ -75,25 +72,6 @@ pub fn default_route_interface(route: &str, ipv6_route: &str) -> Option<String> 
     best.map(|(_, iface)| iface)
 }
 
-/// How packets reach an IPv4 collector over the TX ring.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Link {
-    /// Egress interface.
-    pub ifname: String,
-    /// Its ifindex (the ring is bound to it).
-    pub ifindex: u32,
-    /// Its MTU: larger packets take the raw socket (which fragments).
-    pub mtu: usize,
-    /// Source MAC (the egress interface's).
-    pub src_mac: [u8; 6],
-    /// Next hop's MAC (the collector's, or the gateway's).
-    pub dst_mac: [u8; 6],
-    /// Source address the kernel would choose.
-    pub src_ip: Ipv4Addr,
-    /// The collector.
-    pub dst_ip: Ipv4Addr,
-}
-
 /// Egress interface and next hop for `dst` from `/proc/net/route` text:
 /// longest matching prefix, then lowest metric. The next hop is the gateway,
 /// or `dst` itself on a directly connected route.
@@ -118,39 +96,8 @@ pub fn neighbour_mac(arp: &str, ip: Ipv4Addr, iface: &str) -> Option<[u8; 6]> {
             return None;
         }
         let flags = u32::from_str_radix(f[2].trim_start_matches("0x"), 16).ok()?;
-        let mac = parse_mac(f[3])?;
+        let mac = bpc_wire::parse_mac(f[3])?;
         (flags & ATF_COM != 0 && mac != [0; 6]).then_some(mac)
-    })
-}
-
-/// The source address the kernel would use towards `dst` (no packet is sent).
-fn source_address(dst: Ipv4Addr) -> Option<Ipv4Addr> {
-    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
-    socket.connect(SocketAddr::new(IpAddr::V4(dst), 9)).ok()?;
-    match socket.local_addr().ok()?.ip() {
-        IpAddr::V4(ip) if !ip.is_unspecified() => Some(ip),
-        _ => None,
-    }
-}
-
-/// How to reach `dst` over a TX ring right now, or `None` (no route, no
-/// complete neighbour entry, not an Ethernet interface...): use the raw socket.
-pub fn link_to(dst: Ipv4Addr) -> Option<Link> {
-    let route = fs::read_to_string("/proc/net/route").ok()?;
-    let (ifname, hop) = next_hop(&route, dst)?;
-    let iface = Interface::by_name(&ifname).ok()?;
-    if !iface.is_ethernet() || !iface.up {
-        return None;
-    }
-    let dst_mac = neighbour_mac(&fs::read_to_string("/proc/net/arp").ok()?, hop, &ifname)?;
-    Some(Link {
-        ifindex: iface.index,
-        mtu: iface.mtu as usize,
-        src_mac: iface.mac,
-        dst_mac,
-        src_ip: source_address(dst)?,
-        dst_ip: dst,
-        ifname,
     })
 }
 

@@ -15,9 +15,8 @@ use bpc_wire::GreProfile;
 use crate::batch::{BATCH, Batch};
 use crate::config::SendPath;
 use crate::error::Result;
-use crate::route::Link;
 use crate::stats::{SendErrorKind, Stats};
-use crate::txring::TxRing;
+use crate::txring::{Link, TxRing};
 use crate::{gre_socket, icmp};
 
 /// Largest IPv4 packet: a GRE packet (and frame) must fit it even when fragmented.
@@ -131,7 +130,7 @@ impl Sender {
         for d in &self.destinations {
             let link = match d.ip {
                 IpAddr::V4(ip) if self.tx.send_path == SendPath::Auto && !self.tx.ring_failed => {
-                    crate::route::link_to(ip)
+                    crate::txring::link_to(ip)
                 }
                 _ => None,
             };
@@ -164,7 +163,7 @@ impl Sender {
                 Some(l) => tracing::info!(
                     collector = %ip,
                     interface = %l.ifname,
-                    next_hop_mac = %crate::iface::format_mac(&l.dst_mac),
+                    next_hop_mac = %bpc_wire::MacText(l.dst_mac),
                     source = %l.src_ip,
                     "sending through the AF_PACKET TX ring"
                 ),

@@ -10,7 +10,7 @@
 //! socket copies it too, into an skb).
 //!
 //! The kernel's routing is not consulted per packet, so the agent does it:
-//! [`crate::route::link_to`] picks the egress interface and next hop from `/proc/net/route`
+//! [`link_to`] picks the egress interface and next hop from `/proc/net/route`
 //! (longest prefix, lowest metric), the source address from a connected UDP
 //! socket and the next hop's MAC from `/proc/net/arp`. It is refreshed every
 //! second; while there is no neighbour entry (or the collector is IPv6, or on
@@ -21,8 +21,10 @@
 //! noticed). Policy routing (`ip rule`) is not followed: use
 //! `--send-path raw` (BPC_SEND_PATH) where it matters.
 
+use std::fs;
 use std::io;
 use std::mem::size_of;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{Ordering, fence};
 
@@ -30,7 +32,8 @@ use bpc_wire::ethernet::ETHERTYPE_IPV4;
 use bpc_wire::{EthernetHeader, Ipv4Header};
 
 use crate::error::{Error, Result};
-use crate::route::Link;
+use crate::iface::Interface;
+use crate::route::{neighbour_mac, next_hop};
 
 const PACKET_VERSION: libc::c_int = 10;
 const PACKET_TX_RING: libc::c_int = 13;
@@ -43,6 +46,56 @@ const ETH_LEN: usize = bpc_wire::ethernet::HEADER_LEN;
 const IPV4_LEN: usize = bpc_wire::ipv4::HEADER_LEN;
 /// Ring size cap (frames are touched round-robin, so all of it becomes resident).
 const RING_BYTES: usize = 512 * 1024;
+
+/// How packets reach an IPv4 collector over the TX ring.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    /// Egress interface.
+    pub ifname: String,
+    /// Its ifindex (the ring is bound to it).
+    pub ifindex: u32,
+    /// Its MTU: larger packets take the raw socket (which fragments).
+    pub mtu: usize,
+    /// Source MAC (the egress interface's).
+    pub src_mac: [u8; 6],
+    /// Next hop's MAC (the collector's, or the gateway's).
+    pub dst_mac: [u8; 6],
+    /// Source address the kernel would choose.
+    pub src_ip: Ipv4Addr,
+    /// The collector.
+    pub dst_ip: Ipv4Addr,
+}
+
+/// The source address the kernel would use towards `dst` (no packet is sent).
+fn source_address(dst: Ipv4Addr) -> Option<Ipv4Addr> {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.connect(SocketAddr::new(IpAddr::V4(dst), 9)).ok()?;
+    match socket.local_addr().ok()?.ip() {
+        IpAddr::V4(ip) if !ip.is_unspecified() => Some(ip),
+        _ => None,
+    }
+}
+
+/// How to reach `dst` over a TX ring right now, or `None` (no route, no
+/// complete neighbour entry, not an Ethernet interface...): use the raw socket.
+pub fn link_to(dst: Ipv4Addr) -> Option<Link> {
+    let route = fs::read_to_string("/proc/net/route").ok()?;
+    let (ifname, hop) = next_hop(&route, dst)?;
+    let iface = Interface::by_name(&ifname).ok()?;
+    if !iface.is_ethernet() || !iface.up {
+        return None;
+    }
+    let dst_mac = neighbour_mac(&fs::read_to_string("/proc/net/arp").ok()?, hop, &ifname)?;
+    Some(Link {
+        ifindex: iface.index,
+        mtu: iface.mtu as usize,
+        src_mac: iface.mac,
+        dst_mac,
+        src_ip: source_address(dst)?,
+        dst_ip: dst,
+        ifname,
+    })
+}
 
 fn set_opt<T>(fd: &OwnedFd, name: libc::c_int, value: &T, what: &'static str) -> Result<()> {
     crate::packet_socket::setsockopt(fd, libc::SOL_PACKET, name, value, what)

@@ -116,6 +116,28 @@ impl<'a> EthernetFrame<'a> {
     }
 }
 
+/// A MAC address from its text form `aa:bb:cc:dd:ee:ff` (as sysfs,
+/// `/proc/net/arp` and `ip link` print it); `None` unless it is six hex bytes.
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = s.split(':');
+    for b in &mut mac {
+        *b = u8::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
+}
+
+/// A MAC address shown as `aa:bb:cc:dd:ee:ff`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MacText(pub [u8; 6]);
+
+impl core::fmt::Display for MacText {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let [a, b, c, d, e, g] = self.0;
+        write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
+    }
+}
+
 /// A frame with its VLAN tag put back after the MAC addresses, as the three
 /// borrowed pieces a vectored send takes (no copy), or written out whole.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,6 +190,15 @@ impl<'a> Retagged<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mac_addresses_parse_from_and_show_as_their_text_form() {
+        assert_eq!(parse_mac("02:42:c6:12:00:02"), Some([0x02, 0x42, 0xc6, 0x12, 0, 2]));
+        assert_eq!(parse_mac("02:42:c6:12:00"), None);
+        assert_eq!(parse_mac("02:42:c6:12:00:02:03"), None);
+        assert_eq!(parse_mac("02:42:c6:12:00:zz"), None);
+        assert_eq!(MacText([0x02, 0x42, 0xc6, 0x12, 0, 2]).to_string(), "02:42:c6:12:00:02");
+    }
 
     const DST: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0b];
     const SRC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];

@@ -34,7 +34,7 @@ pub mod udp;
 
 pub use checksum::internet_checksum;
 pub use error::WireError;
-pub use ethernet::{EthernetFrame, EthernetHeader, Retagged};
+pub use ethernet::{EthernetFrame, EthernetHeader, MacText, Retagged, parse_mac};
 pub use gre::{GreFlags, GreHeader, GrePacket, PROTO_IPV4, PROTO_IPV6, PROTO_TEB};
 pub use ipv4::{Ipv4Header, Ipv4Packet};
 pub use key::{ParseKeyError, WorkloadKey, WorkloadKind};

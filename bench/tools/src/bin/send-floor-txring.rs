@@ -16,7 +16,7 @@ use std::net::Ipv4Addr;
 
 use bpc_bench_tools::{Args, cpu_seconds, paced_in_batches, socket, udp_frame};
 use bpc_wire::ethernet::ETHERTYPE_IPV4;
-use bpc_wire::{Direction, EthernetHeader, GreProfile, Ipv4Header};
+use bpc_wire::{Direction, EthernetHeader, GreProfile, Ipv4Header, parse_mac};
 
 const KEY: u32 = 0x0be7_c400;
 const PACKET_VERSION: i32 = 10;
@@ -41,18 +41,10 @@ fn setsockopt<T>(fd: i32, level: i32, name: i32, value: &T) {
     }
 }
 
-fn parse_mac(s: &str) -> [u8; 6] {
-    let mut mac = [0u8; 6];
-    for (i, part) in s.split(':').enumerate().take(6) {
-        mac[i] = u8::from_str_radix(part, 16).unwrap_or(0);
-    }
-    mac
-}
-
 fn main() {
     let args = Args::from_env();
     let ifname: String = args.get("ifname", String::from("eth0"));
-    let dst_mac = parse_mac(&args.get("dst-mac", String::from("ff:ff:ff:ff:ff:ff")));
+    let dst_mac = parse_mac(&args.get("dst-mac", String::from("ff:ff:ff:ff:ff:ff"))).unwrap_or_default();
     let src: Ipv4Addr = args.get("src", Ipv4Addr::new(198, 18, 0, 1));
     let to: Ipv4Addr = args.get("to", Ipv4Addr::new(198, 18, 0, 2));
     let size: usize = args.get("size", 512usize).max(60);
@@ -61,7 +53,8 @@ fn main() {
     let batch_len: usize = args.get("batch", 64);
     let src_mac = parse_mac(
         std::fs::read_to_string(format!("/sys/class/net/{ifname}/address")).unwrap_or_default().trim(),
-    );
+    )
+    .unwrap_or_default();
     let gre_len = GreProfile::Standard.header_len();
     let packet_len = ETH_LEN + IP_LEN + gre_len + size;
     assert!(DATA_AT + packet_len <= FRAME_SIZE, "frame too large for the ring's frames");
