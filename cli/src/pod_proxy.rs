@@ -24,9 +24,10 @@ pub fn metrics_port(pod: &Pod) -> u16 {
 }
 
 /// Why an agent's stats could not be read; turned into a verdict, never a crash.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProxyError {
     /// The API server or the pod answered with an error status.
+    #[error("pod proxy returned {code}: {message}")]
     Status {
         /// HTTP status code.
         code: u16,
@@ -34,19 +35,11 @@ pub enum ProxyError {
         message: String,
     },
     /// The connection or request failed.
+    #[error("pod proxy request failed: {0}")]
     Transport(String),
     /// The body was not the `/stats` JSON.
+    #[error("agent /stats is not valid JSON: {0}")]
     Decode(String),
-}
-
-impl std::fmt::Display for ProxyError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ProxyError::Status { code, message } => write!(f, "pod proxy returned {code}: {message}"),
-            ProxyError::Transport(e) => write!(f, "pod proxy request failed: {e}"),
-            ProxyError::Decode(e) => write!(f, "agent /stats is not valid JSON: {e}"),
-        }
-    }
 }
 
 /// API server path of an agent endpoint through the pod proxy.

@@ -7,18 +7,102 @@ use crate::Error;
 use crate::map::WorkloadMap;
 use crate::receiver::{Report, StreamReport, summarize_keys};
 
-/// Fields an expectation can check, over the selected streams of one key.
-const FIELDS: [&str; 9] = [
-    "packets",
-    "bytes",
-    "loss",
-    "reorder",
-    "dup",
-    "restarts",
-    "streams",
-    "restarted_streams",
-    "seq_restarts",
-];
+/// A count an expectation checks, over the selected streams of one key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Packets,
+    Bytes,
+    Loss,
+    Reorder,
+    Dup,
+    Restarts,
+    Streams,
+    RestartedStreams,
+    SeqRestarts,
+}
+
+impl Field {
+    /// Every field, by the name `--expect` takes.
+    const NAMES: [(&'static str, Field); 9] = [
+        ("packets", Field::Packets),
+        ("bytes", Field::Bytes),
+        ("loss", Field::Loss),
+        ("reorder", Field::Reorder),
+        ("dup", Field::Dup),
+        ("restarts", Field::Restarts),
+        ("streams", Field::Streams),
+        ("restarted_streams", Field::RestartedStreams),
+        ("seq_restarts", Field::SeqRestarts),
+    ];
+
+    fn parse(name: &str) -> Option<Field> {
+        Self::NAMES.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
+    }
+
+    fn name(self) -> &'static str {
+        Self::NAMES.iter().find(|(_, f)| *f == self).map_or("", |(n, _)| n)
+    }
+
+    fn of(self, k: &crate::receiver::KeyReport) -> u64 {
+        match self {
+            Field::Packets => k.packets,
+            Field::Bytes => k.bytes,
+            Field::Loss => k.lost,
+            Field::Reorder => k.reordered,
+            Field::Dup => k.duplicated,
+            Field::Restarts => k.restarts,
+            Field::Streams => k.streams,
+            Field::RestartedStreams => k.restarted_streams,
+            Field::SeqRestarts => k.sequence_restarts,
+        }
+    }
+}
+
+/// How a count compares with the expected number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Comparison {
+    Equal,
+    AtLeast,
+    AtMost,
+    Above,
+    Below,
+}
+
+impl Comparison {
+    const SYMBOLS: [(&'static str, Comparison); 5] = [
+        ("=", Comparison::Equal),
+        (">=", Comparison::AtLeast),
+        ("<=", Comparison::AtMost),
+        (">", Comparison::Above),
+        ("<", Comparison::Below),
+    ];
+
+    fn parse(symbol: &str) -> Option<Comparison> {
+        Self::SYMBOLS.iter().find(|(s, _)| *s == symbol).map(|(_, c)| *c)
+    }
+
+    fn symbol(self) -> &'static str {
+        Self::SYMBOLS.iter().find(|(_, c)| *c == self).map_or("", |(s, _)| s)
+    }
+
+    fn holds(self, value: u64, expected: u64) -> bool {
+        match self {
+            Comparison::Equal => value == expected,
+            Comparison::AtLeast => value >= expected,
+            Comparison::AtMost => value <= expected,
+            Comparison::Above => value > expected,
+            Comparison::Below => value < expected,
+        }
+    }
+}
+
+/// One `field OP N` term.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Check {
+    field: Field,
+    comparison: Comparison,
+    expected: u64,
+}
 
 /// One parsed expectation.
 #[derive(Debug, Clone)]
@@ -26,7 +110,7 @@ pub struct Expectation {
     text: String,
     key: u32,
     source: Option<IpAddr>,
-    checks: Vec<(String, String, u64)>,
+    checks: Vec<Check>,
 }
 
 impl Expectation {
@@ -67,14 +151,12 @@ impl Expectation {
             let (field, rest) = w.split_at(pos);
             let op_len = if rest[1..].starts_with('=') { 2 } else { 1 };
             let (op, num) = rest.split_at(op_len);
-            if !FIELDS.contains(&field) {
-                return Err(bad(format!("unknown field {field} (one of {})", FIELDS.join(", "))));
-            }
-            if !["=", ">=", "<=", ">", "<"].contains(&op) {
-                return Err(bad(format!("unknown comparison {op}")));
-            }
-            let n = num.parse().map_err(|_| bad(format!("bad number {num}")))?;
-            checks.push((field.to_string(), op.to_string(), n));
+            let names = || Field::NAMES.map(|(n, _)| n).join(", ");
+            let field = Field::parse(field)
+                .ok_or_else(|| bad(format!("unknown field {field} (one of {})", names())))?;
+            let comparison = Comparison::parse(op).ok_or_else(|| bad(format!("unknown comparison {op}")))?;
+            let expected = num.parse().map_err(|_| bad(format!("bad number {num}")))?;
+            checks.push(Check { field, comparison, expected });
         }
         if checks.is_empty() {
             return Err(bad(format!("nothing to check in {text}")));
@@ -94,26 +176,10 @@ impl Expectation {
         // No stream at all is a key with every count zero.
         let k = summarize_keys(&streams).pop().unwrap_or_default();
         let mut fails = Vec::new();
-        for (field, op, n) in &self.checks {
-            let v = match field.as_str() {
-                "packets" => k.packets,
-                "bytes" => k.bytes,
-                "loss" => k.lost,
-                "reorder" => k.reordered,
-                "dup" => k.duplicated,
-                "restarts" => k.restarts,
-                "streams" => k.streams,
-                "restarted_streams" => k.restarted_streams,
-                _ => k.sequence_restarts,
-            };
-            let ok = match op.as_str() {
-                "=" => v == *n,
-                ">=" => v >= *n,
-                "<=" => v <= *n,
-                ">" => v > *n,
-                _ => v < *n,
-            };
-            if !ok {
+        for c in &self.checks {
+            let v = c.field.of(&k);
+            if !c.comparison.holds(v, c.expected) {
+                let (field, op, n) = (c.field.name(), c.comparison.symbol(), c.expected);
                 fails.push(format!("{field}={v} (wanted {field}{op}{n})"));
             }
         }
