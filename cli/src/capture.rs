@@ -110,7 +110,7 @@ pub struct CaptureArgs {
     #[arg(long, value_enum)]
     pub gre_profile: Option<GreProfile>,
     /// With --collector: GRE key instead of the workload key.
-    #[arg(long, value_name = "N", value_parser = parse_key)]
+    #[arg(long, value_name = "N", value_parser = sidecar::parse_key)]
     pub key: Option<u32>,
     /// Agent image [default: ghcr.io/kubectl-bpc/bpc-agent:<plugin version>].
     #[arg(long, value_name = "IMAGE")]
@@ -124,12 +124,6 @@ pub struct CaptureArgs {
     /// Suffix of the container name (default: random); tests fix it.
     #[arg(long, hide = true)]
     pub id: Option<String>,
-}
-
-fn parse_key(text: &str) -> Result<u32, String> {
-    text.parse::<bpc_wire::WorkloadKey>()
-        .map(|k| k.0)
-        .map_err(|e| format!("{e}: give a decimal or 0x-hex 32-bit key"))
 }
 
 impl CaptureArgs {

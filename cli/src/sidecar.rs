@@ -163,7 +163,8 @@ pub struct SidecarOptions {
     pub buffer: Option<u32>,
 }
 
-fn parse_key(text: &str) -> Result<u32, String> {
+/// `--key`: a GRE key as the agent takes it.
+pub(crate) fn parse_key(text: &str) -> Result<u32, String> {
     text.parse::<bpc_wire::WorkloadKey>()
         .map(|k| k.0)
         .map_err(|e| format!("{e}: give a decimal or 0x-hex 32-bit key"))

@@ -125,6 +125,15 @@ fn value_of(parent: &SyntaxNode, at: &Path) -> Result<Val, String> {
 }
 
 /// The key of a BLOCK_MAP_ENTRY, as serde reads it.
+/// Item `index` of the block sequence `seq` (at `at`, for the error).
+fn item_of(seq: &Val, index: usize, at: &Path) -> Result<SyntaxNode, String> {
+    seq.node
+        .children()
+        .filter(|n| n.kind() == BLOCK_SEQ_ENTRY)
+        .nth(index)
+        .ok_or_else(|| format!("{at} has no item {index} in the text"))
+}
+
 fn key_of(entry: &SyntaxNode) -> Option<String> {
     let key = entry.children().find(|n| n.kind() == BLOCK_MAP_KEY)?;
     let scalar = key.children().find(|n| matches!(n.kind(), FLOW | BLOCK))?;
@@ -198,12 +207,7 @@ impl Doc<'_> {
                     here = value_of(&value, &at)?;
                 }
                 (Seg::Index(i), Shape::Seq) => {
-                    let entry = here
-                        .node
-                        .children()
-                        .filter(|n| n.kind() == BLOCK_SEQ_ENTRY)
-                        .nth(*i)
-                        .ok_or_else(|| format!("{at} has no item {i} in the text"))?;
+                    let entry = item_of(&here, *i, &at)?;
                     at = at.child(seg.clone());
                     here = value_of(&entry, &at)?;
                 }
@@ -261,12 +265,7 @@ impl Doc<'_> {
                 if s.shape != Shape::Seq {
                     return Err(not_block(seq, s.shape));
                 }
-                let entry = s
-                    .node
-                    .children()
-                    .filter(|n| n.kind() == BLOCK_SEQ_ENTRY)
-                    .nth(*index)
-                    .ok_or_else(|| format!("{seq} has no item {index} in the text"))?;
+                let entry = item_of(&s, *index, seq)?;
                 self.remove_lines(&entry, &seq.child(Seg::Index(*index)))
             }
             Change::Replace { at, value } => {
