@@ -7,8 +7,10 @@ use crate::Error;
 use crate::map::WorkloadMap;
 use crate::receiver::{Report, StreamReport, summarize_keys};
 
-/// A count an expectation checks, over the selected streams of one key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A count an expectation checks, over the selected streams of one key;
+/// `--expect` names it in snake case (`packets`, `restarted_streams`...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 enum Field {
     Packets,
     Bytes,
@@ -22,25 +24,24 @@ enum Field {
 }
 
 impl Field {
-    /// Every field, by the name `--expect` takes.
-    const NAMES: [(&'static str, Field); 9] = [
-        ("packets", Field::Packets),
-        ("bytes", Field::Bytes),
-        ("loss", Field::Loss),
-        ("reorder", Field::Reorder),
-        ("dup", Field::Dup),
-        ("restarts", Field::Restarts),
-        ("streams", Field::Streams),
-        ("restarted_streams", Field::RestartedStreams),
-        ("seq_restarts", Field::SeqRestarts),
+    const ALL: [Field; 9] = [
+        Field::Packets,
+        Field::Bytes,
+        Field::Loss,
+        Field::Reorder,
+        Field::Dup,
+        Field::Restarts,
+        Field::Streams,
+        Field::RestartedStreams,
+        Field::SeqRestarts,
     ];
 
     fn parse(name: &str) -> Option<Field> {
-        Self::NAMES.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
+        serde_json::from_value(serde_json::Value::String(name.to_owned())).ok()
     }
 
-    fn name(self) -> &'static str {
-        Self::NAMES.iter().find(|(_, f)| *f == self).map_or("", |(n, _)| n)
+    fn name(self) -> String {
+        serde_json::to_value(self).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
     }
 
     fn of(self, k: &crate::receiver::KeyReport) -> u64 {
@@ -69,20 +70,20 @@ enum Comparison {
 }
 
 impl Comparison {
-    const SYMBOLS: [(&'static str, Comparison); 5] = [
-        ("=", Comparison::Equal),
-        (">=", Comparison::AtLeast),
-        ("<=", Comparison::AtMost),
-        (">", Comparison::Above),
-        ("<", Comparison::Below),
-    ];
-
     fn parse(symbol: &str) -> Option<Comparison> {
-        Self::SYMBOLS.iter().find(|(s, _)| *s == symbol).map(|(_, c)| *c)
+        Some(match symbol {
+            "=" => Comparison::Equal,
+            ">=" => Comparison::AtLeast,
+            "<=" => Comparison::AtMost,
+            ">" => Comparison::Above,
+            "<" => Comparison::Below,
+            _ => return None,
+        })
     }
 
+    /// In the order of the variants (a test holds it to `parse`).
     fn symbol(self) -> &'static str {
-        Self::SYMBOLS.iter().find(|(_, c)| *c == self).map_or("", |(s, _)| s)
+        ["=", ">=", "<=", ">", "<"][self as usize]
     }
 
     fn holds(self, value: u64, expected: u64) -> bool {
@@ -151,7 +152,7 @@ impl Expectation {
             let (field, rest) = w.split_at(pos);
             let op_len = if rest[1..].starts_with('=') { 2 } else { 1 };
             let (op, num) = rest.split_at(op_len);
-            let names = || Field::NAMES.map(|(n, _)| n).join(", ");
+            let names = || Field::ALL.map(Field::name).join(", ");
             let field = Field::parse(field)
                 .ok_or_else(|| bad(format!("unknown field {field} (one of {})", names())))?;
             let comparison = Comparison::parse(op).ok_or_else(|| bad(format!("unknown comparison {op}")))?;
@@ -195,6 +196,20 @@ impl Expectation {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_field_and_comparison_parses_back_from_the_name_it_shows() {
+        for f in Field::ALL {
+            assert_eq!(Field::parse(&f.name()), Some(f));
+        }
+        assert_eq!(Field::parse("restarted_streams"), Some(Field::RestartedStreams));
+        assert_eq!(Field::parse("Packets"), None);
+        use Comparison::*;
+        for c in [Equal, AtLeast, AtMost, Above, Below] {
+            assert_eq!(Comparison::parse(c.symbol()), Some(c));
+        }
+        assert_eq!(Comparison::parse("=>"), None);
+    }
     use crate::receiver::ReceivedProfile;
 
     fn report(key: &str, packets: u64, lost: u64) -> Report {
