@@ -124,7 +124,10 @@ pub async fn run(args: &SinkArgs, watch_from: Option<(Client, Option<String>)>) 
     });
     // The receiver's loop blocks (it polls its thread); keep it off the async workers.
     let result = tokio::task::spawn_blocking(move || {
-        let received = bpc_sim::receive_cmd::run_receive_with(&receive, Some(shared), &stop)?;
+        let mut shown = bpc_sim::receive_cmd::StderrProgress::new(receive.quiet);
+        let received =
+            bpc_sim::receive_cmd::run_receive_with(&receive, Some(shared), &stop, &mut |p| shown.show(p))?;
+        drop(shown);
         received.print(&mut std::io::stdout().lock(), &mut std::io::stderr())
     })
     .await

@@ -33,7 +33,9 @@ extern "C" fn on_sigint(_: libc::c_int) {
 fn receive(args: &bpc_sim::receive_cmd::ReceiveArgs) -> Result<ExitCode, bpc_sim::Error> {
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
     unsafe { libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t) };
-    let received = bpc_sim::receive_cmd::run_receive(args, &INTERRUPTED)?;
+    let mut shown = bpc_sim::receive_cmd::StderrProgress::new(args.quiet);
+    let received = bpc_sim::receive_cmd::run_receive(args, &INTERRUPTED, &mut |p| shown.show(p))?;
+    drop(shown);
     received.print(&mut std::io::stdout().lock(), &mut std::io::stderr())
 }
 

@@ -199,8 +199,59 @@ fn paths_suffix(p: &PathsReport) -> String {
 }
 
 /// Runs `bpc-sim receive` until `stop` is set, `--duration` or `--count`.
-pub fn run_receive(args: &ReceiveArgs, stop: &AtomicBool) -> Result<Received, Error> {
-    run_receive_with(args, None, stop)
+pub fn run_receive(
+    args: &ReceiveArgs,
+    stop: &AtomicBool,
+    progress: &mut dyn FnMut(Progress<'_>),
+) -> Result<Received, Error> {
+    run_receive_with(args, None, stop, progress)
+}
+
+/// What a receive run has to say while it runs; the caller shows it
+/// (the binaries with [`StderrProgress`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress<'a> {
+    /// The live view, once a second unless `--quiet`: per key, packets and rate.
+    Live(&'a str),
+    /// Something the user should know that does not stop the run (a map
+    /// that failed to reload, Graphviz missing, a paths file not written).
+    Note(&'a str),
+}
+
+/// Shows [`Progress`] on stderr: the live view redrawn in place on a
+/// terminal (indicatif), as plain periodic lines otherwise.
+#[derive(Debug)]
+pub struct StderrProgress {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl StderrProgress {
+    /// `quiet`: there is no live view to redraw (`--quiet`), notes only.
+    pub fn new(quiet: bool) -> StderrProgress {
+        let bar = (std::io::stderr().is_terminal() && !quiet).then(|| {
+            let pb = indicatif::ProgressBar::new_spinner();
+            pb.enable_steady_tick(Duration::from_millis(200));
+            pb
+        });
+        StderrProgress { bar }
+    }
+
+    pub fn show(&mut self, progress: Progress<'_>) {
+        match (progress, &self.bar) {
+            (Progress::Live(line), Some(pb)) => pb.set_message(line.to_owned()),
+            (Progress::Live(line), None) => eprintln!("{line}"),
+            (Progress::Note(note), Some(pb)) => pb.println(note),
+            (Progress::Note(note), None) => eprintln!("{note}"),
+        }
+    }
+}
+
+impl Drop for StderrProgress {
+    fn drop(&mut self) {
+        if let Some(pb) = self.bar.take() {
+            pb.finish_and_clear();
+        }
+    }
 }
 
 /// How a receive run ended: its report, the `--expect` assertions that
@@ -268,26 +319,26 @@ impl MapFile {
         Some((m.modified().ok()?, m.len()))
     }
 
-    /// Reloads into `map` when changed; true when it did.
-    fn poll(&mut self, map: &SharedMap) -> bool {
+    /// Reloads into `map` when changed: `Ok(true)` when it did; `Err` with
+    /// what to tell the user when a new version cannot be read (once per
+    /// version: the same broken file again is `Ok(false)`).
+    fn poll(&mut self, map: &SharedMap) -> Result<bool, String> {
         let stamp = self.stamp();
         if stamp.is_none() || (stamp == self.seen && !self.failed) {
-            return false;
+            return Ok(false);
         }
         match WorkloadMap::load(&self.path) {
             Ok(newer) => {
                 map.write().unwrap().update(newer);
                 self.seen = stamp;
                 self.failed = false;
-                true
+                Ok(true)
             }
             Err(e) => {
-                if !self.failed || stamp != self.seen {
-                    eprintln!("bpc-sim: keeping the previous map: {e}");
-                }
+                let new_failure = !self.failed || stamp != self.seen;
                 self.seen = stamp;
                 self.failed = true;
-                false
+                if new_failure { Err(format!("bpc-sim: keeping the previous map: {e}")) } else { Ok(false) }
             }
         }
     }
@@ -335,6 +386,7 @@ pub fn run_receive_with(
     args: &ReceiveArgs,
     shared: Option<SharedMap>,
     stop: &AtomicBool,
+    progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<Received, Error> {
     if args.output != "text" && args.output != "json" {
         return Err(Error::Invalid { what: "-o", message: format!("{} (use text or json)", args.output) });
@@ -371,28 +423,23 @@ pub fn run_receive_with(
     let paths_every = Duration::from_secs_f64(args.paths_interval);
     let mut last_paths = Instant::now();
     let mut last_map_poll = Instant::now();
-    let mut graphviz_note = false;
-    let mut write_paths_now = |report: &PathsReport| {
-        let Some(prefix) = &args.paths else { return };
+    let mut graphviz_noted = false;
+    // What writing the paths files has to say, if anything.
+    let mut write_paths_now = |report: &PathsReport| -> Option<String> {
+        let prefix = args.paths.as_ref()?;
         match write_paths(prefix, report) {
-            Ok(true) => {}
-            Ok(false) if !graphviz_note => {
-                graphviz_note = true;
-                eprintln!(
+            Ok(true) => None,
+            Ok(false) if !graphviz_noted => {
+                graphviz_noted = true;
+                Some(format!(
                     "note: Graphviz `dot` not found or failed: {prefix}.svg/.png not drawn (apt-get install graphviz)"
-                );
+                ))
             }
-            Ok(false) => {}
-            Err(e) => eprintln!("bpc-sim: {e}"),
+            Ok(false) => None,
+            Err(e) => Some(format!("bpc-sim: {e}")),
         }
     };
     let start = Instant::now();
-    // On a terminal an indicatif line redraws in place; otherwise plain periodic lines for logs.
-    let bar = (std::io::stderr().is_terminal() && !args.quiet).then(|| {
-        let pb = indicatif::ProgressBar::new_spinner();
-        pb.enable_steady_tick(Duration::from_millis(200));
-        pb
-    });
     let mut last_print = Instant::now();
     let mut last_packets = HashMap::new();
     loop {
@@ -412,11 +459,15 @@ pub fn run_receive_with(
             && last_map_poll.elapsed() >= Duration::from_millis(500)
         {
             last_map_poll = Instant::now();
-            f.poll(&shared);
+            if let Err(note) = f.poll(&shared) {
+                progress(Progress::Note(&note));
+            }
         }
         if args.paths.is_some() && last_paths.elapsed() >= paths_every {
             last_paths = Instant::now();
-            write_paths_now(&receiver.paths());
+            if let Some(note) = write_paths_now(&receiver.paths()) {
+                progress(Progress::Note(&note));
+            }
         }
         if !args.quiet && last_print.elapsed() >= Duration::from_secs(1) {
             let mut line = live_line(&receiver.snapshot(), &mut last_packets, last_print.elapsed());
@@ -424,17 +475,11 @@ pub fn run_receive_with(
                 line += &paths_suffix(&receiver.paths());
             }
             last_print = Instant::now();
-            match &bar {
-                Some(pb) => pb.set_message(line),
-                None => eprintln!("{line}"),
-            }
+            progress(Progress::Live(&line));
         }
     }
-    if let Some(pb) = bar {
-        pb.finish_and_clear();
-    }
-    if let Some(f) = &mut map_file {
-        f.poll(&shared);
+    if let Some(Err(note)) = map_file.as_mut().map(|f| f.poll(&shared)) {
+        progress(Progress::Note(&note));
     }
     let paths = args.paths.as_ref().map(|_| receiver.paths());
     let mut write_error = receiver.take_sink_error();
@@ -446,7 +491,9 @@ pub fn run_receive_with(
     }
     let mut notes = Vec::new();
     if let (Some(prefix), Some(p)) = (&args.paths, &paths) {
-        write_paths_now(p);
+        if let Some(note) = write_paths_now(p) {
+            progress(Progress::Note(&note));
+        }
         notes.push(format!(
             "paths: {} edges, {} nodes written to {prefix}.json and {prefix}.dot",
             p.edges.len(),
@@ -554,20 +601,21 @@ mod tests {
         std::fs::write(&path, pod_row("198.18.1.2", "api")).unwrap();
         let shared = SharedMap::default();
         let mut f = MapFile { path: path.to_str().unwrap().into(), seen: None, failed: false };
-        assert!(f.poll(&shared));
-        assert!(!f.poll(&shared), "unchanged file: no reload");
+        assert_eq!(f.poll(&shared), Ok(true));
+        assert_eq!(f.poll(&shared), Ok(false), "unchanged file: no reload");
         let peer = |ip: &str| shared.read().unwrap().peer(&ip.parse().unwrap()).map(|p| p.name.clone());
         assert_eq!(peer("198.18.1.2").as_deref(), Some("api"));
         // A new pod IP (longer file: the size changes even within one mtime tick).
         std::fs::write(&path, pod_row("198.18.1.33", "api-new")).unwrap();
-        assert!(f.poll(&shared));
+        assert_eq!(f.poll(&shared), Ok(true));
         assert_eq!(peer("198.18.1.33").as_deref(), Some("api-new"));
         assert_eq!(peer("198.18.1.2").as_deref(), Some("api"), "the replaced pod keeps its label");
         std::fs::write(&path, "[{\"type\": ").unwrap();
-        assert!(!f.poll(&shared));
+        assert!(f.poll(&shared).is_err_and(|note| note.contains("keeping the previous map")));
+        assert_eq!(f.poll(&shared), Ok(false), "the same broken file is told once");
         assert_eq!(peer("198.18.1.33").as_deref(), Some("api-new"));
         std::fs::write(&path, pod_row("198.18.1.44", "db")).unwrap();
-        assert!(f.poll(&shared), "a fixed file is read again");
+        assert_eq!(f.poll(&shared), Ok(true), "a fixed file is read again");
         assert_eq!(peer("198.18.1.44").as_deref(), Some("db"));
     }
 
