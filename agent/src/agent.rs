@@ -383,7 +383,7 @@ pub fn run(config: Config) -> Result<()> {
         let generation = stats.generation.load(Ordering::Acquire);
         if generation != seen_generation {
             seen_generation = generation;
-            reconfigure(&config, &stats, &capture, &mut pipeline, metrics_port);
+            reconfigure(&config, &stats, &capture, &mut pipeline, excluded_port);
         }
         let blocks = capture.block_count();
         let drained = capture.drain(&mut Forward { pipeline: &mut pipeline, stats: &stats }, blocks);
@@ -546,7 +546,7 @@ fn reconfigure(
     stats: &Stats,
     capture: &Capture,
     pipeline: &mut Pipeline,
-    metrics_port: u16,
+    excluded_port: u16,
 ) {
     pipeline.sender.flush(stats);
     let (dests, max_frame) = destinations(stats, pipeline.sender.header_len());
@@ -557,7 +557,7 @@ fn reconfigure(
         pipeline.segmenter = Segmenter::new(max_frame);
     }
     let addresses: Vec<IpAddr> = dests.iter().map(|d| d.1).collect();
-    let text = filter::compose(config.filter.as_deref(), &addresses, metrics_port);
+    let text = filter::compose(config.filter.as_deref(), &addresses, excluded_port);
     if text == stats.filter() {
         return;
     }

@@ -314,6 +314,9 @@ fn a_dns_collector_is_re_resolved_and_the_new_address_is_used_and_excluded_from_
     assert_eq!(seqs, (0..10).collect::<Vec<u32>>(), "the sequence continues across the change");
     let filter = stats["filter"].as_str().unwrap();
     assert!(filter.contains("dst host 198.18.2.3") && !filter.contains("198.18.2.2"), "{filter}");
+    // The endpoint is on loopback (Agent::start): its port is no more
+    // excluded after the change than it was at the start.
+    assert!(!filter.contains("tcp port"), "the application's port 9469 traffic is captured: {filter}");
     assert!(stderr.contains("collector address changed"), "{stderr}");
 }
 
