@@ -6,7 +6,7 @@
 # node container, without the container. Needs root; no registry is reachable,
 # so the pause, app and agent images are built locally and imported.
 #
-# Usage: scripts/cluster.sh up|down|status|env|build
+# Usage: scripts/cluster.sh up|down|status|env|build|bin
 #   up      build what is missing (cached), start everything, wait until the
 #           node is Ready and a test pod runs
 #   down    stop exactly what up started (by PID), remove its pods' network
@@ -16,10 +16,11 @@
 #           BPC_APP_IMAGE, BPC_NODE_IP (the node as pods reach it: a collector),
 #           BPC_SINK_IP (a second node address);  use: eval "$(scripts/cluster.sh env)"
 #   build   only build (or reuse) the upstream binaries
+#   bin     print the directory of those binaries (kubectl of the cluster's version)
 #
 # Settings (environment): BPC_CLUSTER_CACHE (binaries, default
 # /var/cache/bpc-cluster), BPC_CLUSTER_STATE (default /var/lib/bpc-cluster),
-# BPC_AGENT_BINARY (default target/release/bpc-agent, built when missing),
+# BPC_AGENT_BINARY (default $CARGO_TARGET_DIR/release/bpc-agent, built when missing),
 # BPC_AGENT_IMAGE_NAME (default localhost/bpc-agent:VERSION). `images` alone
 # re-imports the images into a running cluster.
 set -euo pipefail
@@ -91,7 +92,9 @@ build() {
 images() {
   local work
   work=$(mktemp -d)
-  local agent=${BPC_AGENT_BINARY:-$repo/target/release/bpc-agent}
+  local target=${CARGO_TARGET_DIR:-$repo/target}
+  [[ $target == /* ]] || target=$repo/$target
+  local agent=${BPC_AGENT_BINARY:-$target/release/bpc-agent}
   if [[ -z ${BPC_AGENT_BINARY:-} ]]; then
     say "building the agent (cargo build --release -p bpc-agent)"
     (cd "$repo" && cargo build --release --locked -q -p bpc-agent)
@@ -519,6 +522,7 @@ case ${1:-} in
   status) status ;;
   env) env_ ;;
   build) build ;;
+  bin) echo "$bin" ;;
   images) images ;;
   *) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2 ;;
 esac

@@ -8,7 +8,8 @@
 # sink` (the bpc-sim receiver) with its live view. Half-way through, pod web-1
 # is replaced by web-3 (new IP, fresh agent), as a rollout would. At the end
 # it prints the sink's report, what each agent says about itself, opens the
-# written pcapng with tshark, and tears everything down.
+# written pcapng with tshark, prints the service paths the sink drew
+# (paths.json, paths.svg), and tears everything down.
 #
 # Usage: sudo scripts/demo.sh [SECONDS]    (default 20; about SECONDS+10 s after the build)
 #   BPC_BIN_DIR=DIR   use binaries from DIR instead of building
@@ -86,14 +87,16 @@ start_pod db-1 "$prefix.21" shop/statefulset/db
 # Which key is which workload, as `kubectl bpc map -o json` prints it in a cluster.
 web_key=$(printf '0x%08x' "$(bpc_key shop deployment web)")
 db_key=$(printf '0x%08x' "$(bpc_key shop statefulset db)")
+client_key=$(printf '0x%08x' "$(bpc_key shop deployment client)")
 {
   echo "["
-  for p in "web-1 11 Deployment web $web_key" "web-2 12 Deployment web $web_key" \
-    "web-3 13 Deployment web $web_key" "db-1 21 StatefulSet db $db_key"; do
-    read -r pod ip kind name key <<<"$p"
+  for p in "web-1 11 Deployment web $web_key true" "web-2 12 Deployment web $web_key true" \
+    "web-3 13 Deployment web $web_key true" "db-1 21 StatefulSet db $db_key true" \
+    "client-1 3 Deployment client $client_key false"; do
+    read -r pod ip kind name key attached <<<"$p"
     [[ $pod == web-1 ]] || echo ","
-    printf ' {"ip":"%s","namespace":"shop","kind":"%s","workload":"%s","key":"%s","pod":"%s","node":"demo","attached":true}' \
-      "$prefix.$ip" "$kind" "$name" "$key" "$pod"
+    printf ' {"ip":"%s","namespace":"shop","kind":"%s","workload":"%s","key":"%s","pod":"%s","node":"demo","attached":%s}' \
+      "$prefix.$ip" "$kind" "$name" "$key" "$pod" "$attached"
   done
   echo
   echo "]"
@@ -125,7 +128,7 @@ printf '%s\n' "$prefix.11" "$prefix.12" "$prefix.21" >"$out/targets"
 echo "== 4/5 traffic for ${seconds}s (web-1 replaced by web-3 after $((seconds / 2))s); kubectl bpc sink's live view:"
 rc=0
 ip netns exec "$cluster-collector" "$bin/kubectl-bpc" sink --listen "$prefix.2" --duration "$seconds" \
-  --map "$out/map.json" --write "$out/received.pcapng" \
+  --map "$out/map.json" --write "$out/received.pcapng" --paths "$out/paths" \
   --expect "workload=shop/web packets>=100 loss=0 restarted_streams=1" \
   --expect "workload=shop/statefulset/db packets>=50 loss=0 restarts=0" || rc=$?
 echo "   (rollout: $(tr '\n' ' ' <"$out/rollout.log"))"
@@ -146,6 +149,13 @@ tshark -r "$out/received.pcapng" -T fields -E separator=' ' \
   -e frame.number -e frame.interface_name -e ip.src -e ip.dst -e _ws.col.Info 2>/dev/null | sed -n '1,8s/^/   /p' || true
 echo "   frames per interface:"
 tshark -r "$out/received.pcapng" -T fields -e frame.interface_name 2>/dev/null | sort | uniq -c | sed 's/^/   /'
+echo "   service paths (who calls whom, $out/paths.json; the picture: $out/paths.svg):"
+python3 -c '
+import json, sys
+for e in json.load(open(sys.argv[1]))["edges"]:
+    print("   %s -> %s %s/%d: %d connections, %d+%d packets" % (e["client"], e["server"], e["protocol"],
+          e["port"], e["connections"], e["packets_to_server"], e["packets_to_client"]))
+' "$out/paths.json" || { echo "   no paths.json"; rc=1; }
 if [[ $rc -eq 0 ]]; then
   echo "== demo passed: every sink expectation holds; tearing down"
 else

@@ -3,24 +3,24 @@
 # calls it at its end; it can also run alone). Every step asserts what it claims:
 #   1. capture -w FILE from a running Deployment pod while a client makes N HTTP
 #      requests: the pod's UID and restart counts stay as they were, the file
-#      opens in tshark and holds exactly N HTTP GET requests, the capture
-#      container ended with exit 0;
+#      opens in tshark and holds exactly the client's N HTTP GET requests (by
+#      URI), the capture container ended with exit 0 and status --captures
+#      shows the agent's final tally;
 #   2. capture --collector to `kubectl bpc sink` on the node: every packet the
 #      agent sent reached the sink, zero loss;
 #   3. capture in a namespace enforcing Pod Security restricted: refused before
 #      anything is written (exit 2, no file, no ephemeral container).
 #
-# Environment (scripts/cluster.sh env gives all but the last): KUBECONFIG,
-# BPC_AGENT_IMAGE, BPC_APP_IMAGE, BPC_NODE_IP (an address of the node the pods
+# Environment (scripts/cluster.sh env gives all but the last): kubectl's
+# cluster (KUBECONFIG or its current context), BPC_AGENT_IMAGE, BPC_APP_IMAGE, BPC_NODE_IP (an address of the node the pods
 # can reach, where the sink listens), KUBECTL_BPC (the kubectl-bpc binary).
 # Needs root (the sink's raw socket), kubectl, tshark and jq.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-: "${KUBECONFIG:?set KUBECONFIG}" "${BPC_AGENT_IMAGE:?set BPC_AGENT_IMAGE}" "${BPC_APP_IMAGE:?set BPC_APP_IMAGE}"
+: "${BPC_AGENT_IMAGE:?set BPC_AGENT_IMAGE}" "${BPC_APP_IMAGE:?set BPC_APP_IMAGE}"
 : "${BPC_NODE_IP:?set BPC_NODE_IP}"
 bpc=${KUBECTL_BPC:?set KUBECTL_BPC to the kubectl-bpc binary}
-export KUBECONFIG
 requests=${BPC_CAPTURE_REQUESTS:-20}
 ns="bpc-cap-$$"
 restricted="bpc-cap-r-$$"
@@ -48,11 +48,11 @@ app_pod() {
   kubectl get pods -n "$1" -l "app=$2" --field-selector status.phase=Running -o jsonpath='{.items[0].metadata.name}'
 }
 
-# client NS NAME URL N: a pod that GETs URL N times; asserts all N succeeded.
+# client NS NAME URL N: a pod that GETs URL?n=1 .. URL?n=N; asserts all N succeeded.
 client() {
   # shellcheck disable=SC2016 # expanded by the client pod's shell
   kubectl run "$2" -n "$1" --image "$BPC_APP_IMAGE" --image-pull-policy IfNotPresent --restart Never \
-    --command -- sh -c 'n=0; for i in $(seq 1 '"$4"'); do wget -q -O /dev/null "'"$3"'" && n=$((n+1)); done
+    --command -- sh -c 'n=0; for i in $(seq 1 '"$4"'); do wget -q -O /dev/null "'"$3"'?n=$i" && n=$((n+1)); done
       echo "requests ok: $n"' >/dev/null
   kubectl wait -n "$1" "pod/$2" --for=jsonpath='{.status.phase}'=Succeeded --timeout 90s >/dev/null ||
     fail "client $2 did not finish: $(kubectl logs -n "$1" "$2" 2>&1 | tail -n 5)"
@@ -121,9 +121,12 @@ after=$(identity "$ns" "$pod")
 [[ $after == "$before" ]] || fail "pod changed: before $before, after $after"
 ok "$after"
 
-step "the file opens in tshark and holds exactly $requests HTTP GET requests"
-gets=$(tshark -r "$work/web.pcapng" -Y 'http.request.method == "GET"' 2>"$work/tshark.log" | wc -l)
-[[ $gets == "$requests" ]] || fail "tshark finds $gets HTTP GET requests, the client made $requests"
+step "the file opens in tshark and holds exactly the client's $requests HTTP GET requests"
+uris=$(tshark -r "$work/web.pcapng" -Y 'http.request.method == "GET"' -T fields -e http.request.uri \
+  2>"$work/tshark.log" | sort)
+expected=$(for i in $(seq 1 "$requests"); do echo "/?n=$i"; done | sort)
+gets=$(grep -c . <<<"$uris" || true)
+[[ $uris == "$expected" ]] || fail "tshark finds $gets GET requests: $(diff <(echo "$expected") <(echo "$uris") | head -n 5)"
 ifaces=$(tshark -r "$work/web.pcapng" -T fields -e frame.interface_name 2>/dev/null | sort -u)
 [[ $ifaces == "$ns/$pod" ]] || fail "interface names in the file: $ifaces"
 ok "$gets GET requests, on interface $ifaces"
@@ -132,8 +135,9 @@ step "the capture container $name ended with exit 0 and stays listed as terminat
 code=$(exit_code "$ns" "$pod" "$name")
 [[ $code == 0 ]] || fail "$name: $code"
 "$bpc" status -n "$ns" --captures | tee "$work/status.log"
-grep -q "$name.*finished" "$work/status.log" || fail "status does not list $name as finished"
-ok "$name terminated, exit 0"
+grep -q "$name.*finished.*stopped after" "$work/status.log" ||
+  fail "status does not list $name as finished with the agent's tally"
+ok "$name terminated, exit 0; status --captures shows the agent's tally"
 
 step "capture --collector $BPC_NODE_IP to kubectl bpc sink: zero loss"
 "$bpc" sink --listen "$BPC_NODE_IP" --duration 120 --quiet -o json >"$work/sink.json" 2>"$work/sink.log" &

@@ -137,12 +137,16 @@ done
 
 # ---------------------------------------------------------------- traffic
 
-step "map -o json, then the sink on $collector (the node) with it"
+step "map -o json, then the sink and bpc-sim receive on $collector (the node) with it"
 "$bpc" map -n "$ns" -o json >"$work/map.json"
 jq -e 'length >= 4' "$work/map.json" >/dev/null || fail "map lists fewer than 4 pods: $(cat "$work/map.json")"
 background "$bpc" sink --listen "$collector" --duration 60 --quiet -o json --map "$work/map.json" \
   --write "$work/sink.pcapng" >"$work/sink.json" 2>"$work/sink.log"
 sink_pid=${pids[-1]}
+# A second raw socket gets its own copy of every GRE packet: the standalone receiver, same map.
+background "$sim" receive --listen "$collector" --duration 60 --quiet -o json --map "$work/map.json" \
+  >"$work/sim.json" 2>"$work/sim.log"
+sim_pid=${pids[-1]}
 sleep 1
 
 step "tcpdump on each web pod's host-side veth, then a client makes HTTP requests"
@@ -152,7 +156,8 @@ while read -r pod ip; do
   idx=$(kubectl exec -n "$ns" "$pod" -c app -- cat /sys/class/net/eth0/iflink)
   veth[$pod]=$(node_run ip -o link | awk -F': ' -v i="$idx" '$1 == i {print $2}' | cut -d@ -f1)
   [[ -n ${veth[$pod]} ]] || fail "$pod: no host interface with index $idx"
-  background node_run tcpdump -i "${veth[$pod]}" -n -U -w "$work/veth-$pod.pcap" "tcp port 8080 and host $ip"
+  # To stdout: under --kind tcpdump runs in the node's container, the file is written here.
+  background node_run tcpdump -i "${veth[$pod]}" -n -U -w - "tcp port 8080 and host $ip" >"$work/veth-$pod.pcap"
 done < <(app_pods web)
 sleep 1
 web_ips=$(app_pods web | awk '{print $2}' | tr '\n' ' ')
@@ -172,9 +177,10 @@ timeout 60 "$bpc" status -n "$ns" | tee "$work/status.txt" || fail "status exit 
 [[ $(grep -c 'OK$' "$work/status.txt") -ge 5 ]] || fail "status shows fewer than 5 OK lines"
 
 sleep 2
-for pid in "${pids[@]}"; do [[ $pid == "$sink_pid" ]] || kill -INT "$pid" 2>/dev/null || true; done
-kill -INT "$sink_pid"
+for pid in "${pids[@]}"; do [[ $pid == "$sink_pid" || $pid == "$sim_pid" ]] || kill -INT "$pid" 2>/dev/null || true; done
+kill -INT "$sink_pid" "$sim_pid"
 wait "$sink_pid" || fail "sink failed: $(cat "$work/sink.log")"
+wait "$sim_pid" || fail "bpc-sim receive failed: $(cat "$work/sim.log")"
 pids=()
 
 step "the sink got every packet: per pod, equal to tcpdump's on its veth; zero loss"
@@ -189,6 +195,10 @@ done < <(app_pods web)
 jq -e --arg w "$ns/deployment/web" '[.keys[] | select(.workload == $w)] | length == 1' "$work/sink.json" >/dev/null ||
   fail "the sink did not label the web streams by workload with --map: $(jq -c '.keys' "$work/sink.json")"
 ok "sink streams labelled $ns/deployment/web from the map"
+jq -e --arg w "$ns/deployment/web" '[.keys[] | select(.workload == $w)] | length == 1' "$work/sim.json" >/dev/null ||
+  fail "bpc-sim receive --map did not label the web streams: $(jq -c '.keys' "$work/sim.json")"
+jq -e '.totals.lost == 0' "$work/sim.json" >/dev/null || fail "bpc-sim lost packets: $(jq -c .totals "$work/sim.json")"
+ok "bpc-sim receive --map labels the web streams $ns/deployment/web too, lost 0"
 
 step "status with no GRE receiver on the collector (the sink stopped): a verdict that says so, exit 1"
 # Traffic from the node meanwhile, so the agents keep sending into the void.
@@ -275,6 +285,14 @@ ok "unchanged, generation $gen"
 
 # ---------------------------------------------------------------- refusals
 
+sa_kubeconfig() { # SERVICEACCOUNT: $work/SERVICEACCOUNT.kubeconfig, the cluster as that account of $ns sees it
+  local token server
+  token=$(kubectl create token "$1" -n "$ns" --duration 1h)
+  server=$(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}')
+  kubectl config view --minify --raw -o json |
+    jq --arg t "$token" '.users[0].user = {token: $t} | .clusters[0].cluster.server = "'"$server"'"' >"$work/$1.kubeconfig"
+}
+
 refused() { # namespace workload expected-message args...: attach fails with the message, writes nothing
   local rns=$1 w=$2 want=$3 spec out code
   shift 3
@@ -302,6 +320,20 @@ app_deployment hostnet 0 '[sleep, "3600"]' 'hostNetwork: true' | kubectl apply -
 refused bpc-e2e-host deploy/hostnet hostNetwork
 
 refused "$ns" deploy/web "NET_RAW" --capabilities add
+
+# The same request from an account that cannot read the namespace's labels:
+# the client-side check cannot know the level, the server's dry-run Pod is
+# what refuses it (Pod Security admission, for real).
+kubectl create serviceaccount dryrunner -n "$ns"
+kubectl create role bpc-dryrunner -n "$ns" --verb=get,list,patch --resource=deployments.apps
+kubectl create role bpc-dryrunner-pods -n "$ns" --verb=create --resource=pods
+kubectl create rolebinding bpc-dryrunner -n "$ns" --role=bpc-dryrunner --serviceaccount="$ns:dryrunner"
+kubectl create rolebinding bpc-dryrunner-pods -n "$ns" --role=bpc-dryrunner-pods --serviceaccount="$ns:dryrunner"
+sa_kubeconfig dryrunner
+KUBECONFIG=$work/dryrunner.kubeconfig kubectl auth can-i get namespace "$ns" >/dev/null 2>&1 &&
+  fail "the dryrunner account can read namespace $ns; the server's refusal would not be tested"
+KUBECONFIG=$work/dryrunner.kubeconfig refused "$ns" deploy/web "would refuse its pods with the sidecar.*PodSecurity" \
+  --capabilities add
 
 # ---------------------------------------------------------------- --wait on refused pods
 
@@ -345,14 +377,7 @@ kubectl create role bpc-reader -n "$ns" --verb=get,list --resource=pods,pods/log
 kubectl create rolebinding bpc-reader -n "$ns" --role=bpc-reader --serviceaccount="$ns:operator"
 kubectl create clusterrole bpc-e2e-namespace --verb=get --resource=namespaces
 kubectl create clusterrolebinding bpc-e2e-namespace --clusterrole=bpc-e2e-namespace --serviceaccount="$ns:operator"
-sa_kubeconfig() {
-  local token server
-  token=$(kubectl create token operator -n "$ns" --duration 1h)
-  server=$(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}')
-  kubectl config view --minify --raw -o json |
-    jq --arg t "$token" '.users[0].user = {token: $t} | .clusters[0].cluster.server = "'"$server"'"' >"$work/operator.kubeconfig"
-}
-sa_kubeconfig
+sa_kubeconfig operator
 KUBECONFIG=$work/operator.kubeconfig "$bpc" attach ds/edge -n "$ns" "${attach_opts[@]}" --filter 'tcp port 8080' --wait --timeout 3m ||
   fail "the operator ServiceAccount could not attach"
 set +e

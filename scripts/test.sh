@@ -16,7 +16,13 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== shellcheck"
-shellcheck -x scripts/*.sh .ci/run
+shellcheck -x scripts/*.sh scripts/cluster/*.sh .ci/run
+
+echo "== upstream Kubernetes binaries (scripts/cluster.sh build: from the Go module proxy, cached by version)"
+scripts/cluster.sh build
+# The cargo tests' peer (kubectl patch --local, kubectl kustomize) is the
+# cluster's pinned kubectl, whatever else the machine has.
+PATH="$(scripts/cluster.sh bin):$PATH"
 
 echo "== cargo test"
 cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-4}"

@@ -246,8 +246,10 @@ fn destinations(stats: &Stats, gre_len: usize) -> (Vec<(usize, IpAddr)>, usize) 
 }
 
 /// Runs the agent until SIGTERM/SIGINT, `--duration` or `--count`. Errors before capture starts are
-/// configuration or permission problems (exit 2); later ones are runtime failures.
-pub fn run(config: Config) -> Result<()> {
+/// configuration or permission problems (exit 2); later ones are runtime failures. Returns the
+/// final tally (also logged): the binary leaves it as the container's termination message, so
+/// `kubectl bpc status --captures` can say what a finished capture got.
+pub fn run(config: Config) -> Result<String> {
     privilege::install_stop_handlers();
     // Before any thread is spawned, so they all inherit the blocked mask.
     let wait_mask = privilege::block_stop_signals();
@@ -283,8 +285,9 @@ pub fn run(config: Config) -> Result<()> {
     let stats = Arc::new(Stats::new(identity, String::new(), &hosts));
     if config.stdin_control {
         if !control::wait_for_start(&wait_mask)? {
-            info!("stdin-control: stdin closed or stop requested before the start; nothing captured");
-            return Ok(());
+            let summary = "stdin-control: stdin closed or stop requested before the start; nothing captured";
+            info!("{summary}");
+            return Ok(summary.to_owned());
         }
         control::spawn_stop_watch()
             .map_err(|e| Error::Io { what: "start the stdin-control thread".into(), source: e })?;
@@ -324,8 +327,9 @@ pub fn run(config: Config) -> Result<()> {
             "capturing to pcapng"
         );
         let result = write_loop(&config, &mut capture, &iface, out, snaplen, &stats, &wait_mask);
-        log_summary(&stats);
-        return result;
+        let summary = summary(&stats);
+        info!("{summary}");
+        return result.map(|()| summary);
     }
     let mut sender = Sender::new(config.profile, config.key.key, iface.mac)?;
     sender.set_destinations(&dests);
@@ -401,8 +405,9 @@ pub fn run(config: Config) -> Result<()> {
     };
     pipeline.sender.flush(&stats);
     read_kernel_counters(&capture, &iface, base_ifdrops, &stats);
-    log_summary(&stats);
-    result
+    let summary = summary(&stats);
+    info!("{summary}");
+    result.map(|()| summary)
 }
 
 /// The `--write` loop's frame sink: rate limit → pcapng (frames are copied
@@ -570,7 +575,7 @@ fn reconfigure(
     }
 }
 
-fn log_summary(stats: &Stats) {
+fn summary(stats: &Stats) -> String {
     let s = stats.snapshot(Instant::now());
     let sent: Vec<String> = s
         .collectors
@@ -585,7 +590,7 @@ fn log_summary(stats: &Stats) {
             )
         })
         .collect();
-    info!(
+    format!(
         "stopped after {:.1}s: captured {} packets ({} bytes), kernel drops {}, interface drops {}, \
          rate-limited {}, truncated {}, segmented {}; sent to {}",
         s.uptime_seconds,
@@ -596,6 +601,6 @@ fn log_summary(stats: &Stats) {
         s.capture.rate_limited,
         s.capture.truncated,
         s.capture.segmented,
-        sent.join(", ")
-    );
+        if sent.is_empty() { "none (--write)".to_owned() } else { sent.join(", ") }
+    )
 }

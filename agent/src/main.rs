@@ -30,7 +30,10 @@ fn main() -> ExitCode {
     }
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_owned());
     match Config::from_args(args, hostname).and_then(bpc_agent::agent::run) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(summary) => {
+            write_termination_log(&summary);
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             tracing::error!("{e}");
             write_termination_log(&e.to_string());
@@ -64,8 +67,9 @@ fn check_health(args: &Args) -> ExitCode {
     }
 }
 
-/// Writes the fatal message where `kubectl describe pod` shows it
-/// (lastState.terminated.message), if that file exists and is writable.
+/// Writes the fatal message, or the final tally of a clean stop, where
+/// `kubectl describe pod` and `kubectl bpc status --captures` show it
+/// (state.terminated.message), if that file exists and is writable.
 fn write_termination_log(message: &str) {
     let path = std::env::var("BPC_TERMINATION_LOG").unwrap_or_else(|_| TERMINATION_LOG.to_owned());
     if let Ok(mut f) = std::fs::OpenOptions::new().write(true).truncate(true).open(path) {

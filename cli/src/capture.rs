@@ -389,6 +389,12 @@ pub async fn resolve_pods(kube: &Kube, args: &CaptureArgs) -> Result<Vec<(Pod, O
                         phase(&p)
                     )));
                 }
+                if p.metadata.deletion_timestamp.is_some() {
+                    return Err(Error::Usage(format!(
+                        "pod/{name} in namespace {ns} is terminating: a capture there would end with the pod; \
+                         capture its replacement, or the workload"
+                    )));
+                }
                 let w = workload_of(&p);
                 out.push((p, w));
             }
@@ -633,7 +639,7 @@ async fn stream_pod(
     plan: Planned,
     index: usize,
     events: mpsc::Sender<Event>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let api: Api<Pod> = Api::namespaced(kube.client.clone(), &plan.namespace);
     let ap = AttachParams::default()
@@ -649,26 +655,41 @@ async fn stream_pod(
             return;
         }
     };
-    let (Some(mut stdin), Some(mut stdout)) = (attached.stdin(), attached.stdout()) else {
+    let (Some(stdin), Some(stdout)) = (attached.stdin(), attached.stdout()) else {
         let _ = events.send(Event::End(index, Some("attach gave no stdin/stdout".into()))).await;
         return;
     };
+    let outcome = forward_stream(stdin, stdout, index, &events, stop).await;
+    attached.abort();
+    let _ = events.send(Event::End(index, outcome)).await;
+}
+
+/// The capture protocol over an attached agent's stdin and stdout: one byte
+/// starts the agent, its pcapng is forwarded as it comes, a second byte when
+/// `stop` fires makes it flush and end the stream. Returns why the stream
+/// failed, or `None` when it ended (the agent exited, or the receiver went).
+async fn forward_stream(
+    mut stdin: impl tokio::io::AsyncWrite + Unpin,
+    mut stdout: impl tokio::io::AsyncRead + Unpin,
+    index: usize,
+    events: &mpsc::Sender<Event>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Option<String> {
     if let Err(e) = stdin.write_all(b"s").await {
-        let _ = events.send(Event::End(index, Some(format!("cannot start the agent: {e}")))).await;
-        return;
+        return Some(format!("cannot start the agent: {e}"));
     }
     let mut buf = vec![0u8; 256 << 10];
     let mut stop_sent = false;
-    let outcome = loop {
+    loop {
         tokio::select! {
             read = stdout.read(&mut buf) => match read {
-                Ok(0) => break None,
+                Ok(0) => return None,
                 Ok(n) => {
                     if events.send(Event::Data(index, buf[..n].to_vec())).await.is_err() {
-                        break None;
+                        return None;
                     }
                 }
-                Err(e) => break Some(format!("stream failed: {e}")),
+                Err(e) => return Some(format!("stream failed: {e}")),
             },
             changed = stop.changed(), if !stop_sent => {
                 stop_sent = true;
@@ -678,10 +699,7 @@ async fn stream_pod(
                 }
             }
         }
-    };
-    drop(stdin);
-    attached.abort();
-    let _ = events.send(Event::End(index, outcome)).await;
+    }
 }
 
 /// The live line of one pod.
@@ -871,31 +889,46 @@ async fn wait_ended(pods: &Api<Pod>, p: &Planned) -> ContainerState {
     state
 }
 
-/// The capture containers of a pod, for `status`: (name, start, state).
-pub fn captures_of(pod: &Pod) -> Vec<(String, Option<String>, String)> {
+/// One `kubectl bpc capture` container of a pod, as `status --captures` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaptureListing {
+    /// `bpc-capture-<id>`.
+    pub container: String,
+    /// When it started (RFC 3339), once it has.
+    pub started: Option<String>,
+    /// `waiting (reason)`, `running`, `finished`, `failed (exit N)`.
+    pub state: String,
+    /// What the agent said when it ended (its termination message): the final tally of a
+    /// finished capture, the error of a failed one.
+    pub report: Option<String>,
+}
+
+/// The capture containers of a pod, for `status --captures`.
+pub fn captures_of(pod: &Pod) -> Vec<CaptureListing> {
     let Some(spec) = pod.spec.as_ref().and_then(|s| s.ephemeral_containers.as_ref()) else {
         return Vec::new();
     };
     spec.iter()
         .filter(|c| c.name.starts_with(CONTAINER_PREFIX))
         .map(|c| {
-            let (start, state) = match container_state(pod, &c.name) {
+            let (started, state, report) = match container_state(pod, &c.name) {
                 ContainerState::Waiting(r) => {
-                    (None, format!("waiting{}", r.map(|r| format!(" ({r})")).unwrap_or_default()))
+                    (None, format!("waiting{}", r.map(|r| format!(" ({r})")).unwrap_or_default()), None)
                 }
-                ContainerState::Running(s) => (s, "running".into()),
-                ContainerState::Terminated { exit_code, message, started, .. } => (
-                    started,
-                    match exit_code {
+                ContainerState::Running(s) => (s, "running".into(), None),
+                ContainerState::Terminated { exit_code, message, started, .. } => {
+                    let state = match exit_code {
                         0 => "finished".to_owned(),
-                        n => format!(
-                            "failed (exit {n}): {}",
-                            message.unwrap_or_default().lines().next().unwrap_or_default()
-                        ),
-                    },
-                ),
+                        n => format!("failed (exit {n})"),
+                    };
+                    let report = message
+                        .as_deref()
+                        .and_then(|m| m.lines().map(str::trim).find(|l| !l.is_empty()))
+                        .map(|l| l.trim_start_matches("bpc-agent: ").to_owned());
+                    (started, state, report)
+                }
             };
-            (c.name.clone(), start, state)
+            CaptureListing { container: c.name.clone(), started, state, report }
         })
         .collect()
 }
@@ -1035,5 +1068,141 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(workload_of(&pod).unwrap().path(), "shop/deployment/web");
+    }
+
+    /// Runs [`forward_stream`] over in-memory pipes: the test plays the agent
+    /// (reads its stdin, writes its stdout) through `agent`.
+    async fn with_agent<F, Fut>(agent: F) -> (Option<String>, Vec<u8>)
+    where
+        F: FnOnce(tokio::io::DuplexStream, tokio::io::DuplexStream, tokio::sync::watch::Sender<bool>) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        let (stdin, agent_stdin) = tokio::io::duplex(64);
+        let (agent_stdout, stdout) = tokio::io::duplex(1 << 16);
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let (events_tx, mut events_rx) = mpsc::channel(64);
+        let forward =
+            tokio::spawn(async move { forward_stream(stdin, stdout, 3, &events_tx, stop_rx).await });
+        agent(agent_stdin, agent_stdout, stop_tx).await;
+        let outcome = forward.await.unwrap();
+        let mut data = Vec::new();
+        while let Ok(event) = events_rx.try_recv() {
+            match event {
+                Event::Data(3, bytes) => data.extend(bytes),
+                Event::Data(i, _) => panic!("data tagged {i}, not 3"),
+                Event::End(..) => panic!("forward_stream reports its end by returning"),
+            }
+        }
+        (outcome, data)
+    }
+
+    #[tokio::test]
+    async fn the_agent_is_started_and_stopped_by_one_byte_each_and_its_stream_arrives_whole() {
+        let (outcome, data) = with_agent(|mut stdin, mut stdout, stop| async move {
+            let mut byte = [0u8; 1];
+            stdin.read_exact(&mut byte).await.unwrap();
+            assert_eq!(&byte, b"s", "the start byte comes first");
+            stdout.write_all(b"block one ").await.unwrap();
+            stop.send(true).unwrap();
+            stdin.read_exact(&mut byte).await.unwrap();
+            assert_eq!(&byte, b"q", "the stop byte follows the stop");
+            // The agent flushes what it still has, then ends the stream.
+            stdout.write_all(b"block two").await.unwrap();
+            drop(stdout);
+        })
+        .await;
+        assert_eq!(outcome, None);
+        assert_eq!(data, b"block one block two");
+    }
+
+    #[tokio::test]
+    async fn a_pod_that_ends_mid_stream_ends_the_forwarding_and_keeps_the_complete_blocks() {
+        let stream = {
+            let mut w = pcap_file::pcapng::PcapNgWriter::new(Vec::new()).unwrap();
+            w.write_pcapng_block(
+                pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionBlock {
+                    linktype: pcap_file::DataLink::ETHERNET,
+                    snaplen: 65535,
+                    options: vec![],
+                },
+            )
+            .unwrap();
+            for ts in [10u64, 20] {
+                w.write_pcapng_block(pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock {
+                    interface_id: 0,
+                    timestamp: Duration::from_nanos(ts),
+                    original_len: 60,
+                    data: std::borrow::Cow::Owned(vec![0xab; 60]),
+                    options: vec![],
+                })
+                .unwrap();
+            }
+            w.into_inner()
+        };
+        let cut = stream.len() - 30;
+        let sent = stream[..cut].to_vec();
+        let (outcome, data) = with_agent(|mut stdin, mut stdout, _stop| async move {
+            let mut byte = [0u8; 1];
+            stdin.read_exact(&mut byte).await.unwrap();
+            stdout.write_all(&sent).await.unwrap();
+            // The pod is deleted: the stream ends with no stop asked for.
+        })
+        .await;
+        assert_eq!(outcome, None, "an ended stream is not a failure of the plugin");
+        assert_eq!(data, &stream[..cut]);
+        let mut demux = Demux::default();
+        let items = demux.push(&data).unwrap();
+        assert_eq!(items.len(), 1, "the complete packet is kept, the cut one is not: {items:?}");
+        assert!(demux.pending() > 0, "the cut block is reported as pending");
+    }
+
+    #[tokio::test]
+    async fn an_agent_that_is_gone_before_the_start_byte_is_a_failure_naming_it() {
+        let (outcome, data) = with_agent(|stdin, stdout, _stop| async move {
+            drop((stdin, stdout));
+        })
+        .await;
+        assert!(outcome.as_deref().is_some_and(|o| o.starts_with("cannot start the agent")), "{outcome:?}");
+        assert!(data.is_empty());
+    }
+
+    #[test]
+    fn captures_are_listed_with_what_the_agent_reported_and_other_ephemeral_containers_are_not() {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "web-1", "namespace": "shop"},
+            "spec": {"containers": [{"name": "app"}], "ephemeralContainers": [
+                {"name": "bpc-capture-a"}, {"name": "bpc-capture-b"}, {"name": "bpc-capture-c"}, {"name": "debugger"}]},
+            "status": {"ephemeralContainerStatuses": [
+                {"name": "bpc-capture-a", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+                 "state": {"terminated": {"exitCode": 0, "startedAt": "2026-12-02T01:00:00Z",
+                     "message": "bpc-agent: stopped after 60.0s: captured 1200 packets\n"}}},
+                {"name": "bpc-capture-b", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+                 "state": {"terminated": {"exitCode": 2, "message": "bpc-agent: no CAP_NET_RAW\n"}}},
+                {"name": "bpc-capture-c", "image": "i", "imageID": "", "ready": true, "restartCount": 0,
+                 "state": {"running": {"startedAt": "2026-12-02T01:05:00Z"}}},
+                {"name": "debugger", "image": "i", "imageID": "", "ready": true, "restartCount": 0,
+                 "state": {"running": {}}}]}
+        }))
+        .unwrap();
+        let listed = captures_of(&pod);
+        let row = |c: &str, started: Option<&str>, state: &str, report: Option<&str>| CaptureListing {
+            container: c.into(),
+            started: started.map(Into::into),
+            state: state.into(),
+            report: report.map(Into::into),
+        };
+        assert_eq!(
+            listed,
+            [
+                row(
+                    "bpc-capture-a",
+                    Some("2026-12-02T01:00:00Z"),
+                    "finished",
+                    Some("stopped after 60.0s: captured 1200 packets")
+                ),
+                row("bpc-capture-b", None, "failed (exit 2)", Some("no CAP_NET_RAW")),
+                row("bpc-capture-c", Some("2026-12-02T01:05:00Z"), "running", None),
+            ]
+        );
     }
 }

@@ -155,6 +155,23 @@ async fn a_pod_that_is_not_running_is_refused_before_anything_else_is_asked() {
 }
 
 #[tokio::test]
+async fn a_terminating_pod_is_refused_before_anything_else_is_asked() {
+    let a = args(&["--collector", "198.18.0.2"]);
+    let mut terminating = pod("Running");
+    terminating["metadata"]["deletionTimestamp"] = json!("2026-12-02T01:00:00Z");
+    let (out, seen) =
+        with_server(
+            vec![ex("GET", POD, &[], terminating)],
+            |kube| async move { capture::plan(&kube, &a).await },
+        )
+        .await;
+    let e = out.unwrap_err();
+    assert_eq!(e.exit_code(), std::process::ExitCode::from(2));
+    assert!(e.to_string().contains("pod/web-1 in namespace shop is terminating"), "{e}");
+    assert_eq!(seen.len(), 1);
+}
+
+#[tokio::test]
 async fn a_restricted_namespace_is_refused_before_the_dry_run() {
     let a = args(&["-w", "-"]);
     // No patch at all, not even the dry run.

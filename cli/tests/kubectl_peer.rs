@@ -56,7 +56,9 @@ fn kubectl_patch(object: &Value, patch: &Value) -> Value {
         .arg(&file)
         .args(["--type=strategic", "-o", "json", "-p", &patch.to_string()])
         .output()
-        .expect("kubectl is installed (scripts/install-deps.sh)");
+        .expect(
+            "kubectl on PATH (scripts/test.sh puts the cluster's pinned one first: scripts/cluster.sh bin)",
+        );
     assert!(out.status.success(), "kubectl patch failed: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
 }
@@ -152,7 +154,11 @@ fn objects(yaml: &str) -> Vec<Value> {
 }
 
 fn kustomize(dir: &Path) -> String {
-    let out = Command::new("kubectl").arg("kustomize").arg(dir).output().expect("kubectl is installed");
+    let out = Command::new("kubectl")
+        .arg("kustomize")
+        .arg(dir)
+        .output()
+        .expect("kubectl on PATH (scripts/cluster.sh bin)");
     assert!(out.status.success(), "kubectl kustomize failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
 }

@@ -5,9 +5,11 @@
 //! a small `Copy` key: the flow's two ends in canonical order plus the
 //! capturing pod (the GRE source). Everything that needs the map (labels,
 //! Services, dedup of flows both ends captured) happens when a report is
-//! built, so a map that changes mid-capture labels every flow with the
+//! built, so a map that changes mid-capture labels every live flow with the
 //! freshest answer, and [`crate::map::WorkloadMap::update`] keeps replaced
-//! pods' addresses so their flows keep their workload.
+//! pods' addresses so their flows keep their workload. Flows idle for long
+//! are folded into their edges ([`FlowTable::compact`]) with the labels of
+//! that moment: memory stays bounded on a long capture.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -202,11 +204,11 @@ impl FlowTable {
                     let pct = |q: f64| acc.rtt[((acc.rtt.len() - 1) as f64 * q).round() as usize];
                     Rtt { samples: acc.rtt_seen, p50_us: pct(0.5), p99_us: pct(0.99) }
                 });
-                let observed_by = ["client", "server", "other"]
-                    .iter()
+                let observed_by = Observer::ALL
+                    .into_iter()
                     .zip(acc.observed)
                     .filter(|(_, on)| *on)
-                    .map(|(n, _)| (*n).to_owned())
+                    .map(|(o, _)| o)
                     .collect();
                 PathEdge {
                     client: id.client,
@@ -370,11 +372,34 @@ fn protocol_name(p: u8) -> String {
     }
 }
 
-#[derive(Clone, Copy)]
-enum Observer {
+/// Whose capture of a flow was counted on an edge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Observer {
+    /// The client's sidecar.
     Client = 0,
+    /// The server's (the client streamed nothing around the flow's time).
     Server = 1,
+    /// A stream whose source is neither end, e.g. a NATed agent.
     Other = 2,
+}
+
+impl Observer {
+    const ALL: [Observer; 3] = [Observer::Client, Observer::Server, Observer::Other];
+}
+
+/// What a graph node stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeType {
+    /// A workload (`namespace/name`).
+    Workload,
+    /// A Service whose selector does not pick exactly one workload.
+    Service,
+    /// A node (`node/NAME`).
+    Node,
+    /// An address the map does not know (`external/IP`).
+    External,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -409,7 +434,7 @@ fn endpoint(ip: &IpAddr, map: &WorkloadMap, capturing: &Capturing) -> PathNode {
         Some(p) => match p.row_type {
             RowType::Pod => PathNode {
                 id: format!("{}/{}", p.namespace, p.name),
-                node_type: "workload".into(),
+                node_type: NodeType::Workload,
                 namespace: p.namespace.clone(),
                 kind: p.kind.clone(),
                 name: p.name.clone(),
@@ -417,7 +442,7 @@ fn endpoint(ip: &IpAddr, map: &WorkloadMap, capturing: &Capturing) -> PathNode {
             },
             RowType::Service => PathNode {
                 id: format!("{}/{}", p.namespace, p.name),
-                node_type: "service".into(),
+                node_type: NodeType::Service,
                 namespace: p.namespace.clone(),
                 kind: "Service".into(),
                 name: p.name.clone(),
@@ -425,7 +450,7 @@ fn endpoint(ip: &IpAddr, map: &WorkloadMap, capturing: &Capturing) -> PathNode {
             },
             RowType::Node => PathNode {
                 id: format!("node/{}", p.name),
-                node_type: "node".into(),
+                node_type: NodeType::Node,
                 namespace: String::new(),
                 kind: "Node".into(),
                 name: p.name.clone(),
@@ -434,7 +459,7 @@ fn endpoint(ip: &IpAddr, map: &WorkloadMap, capturing: &Capturing) -> PathNode {
         },
         None => PathNode {
             id: format!("external/{ip}"),
-            node_type: "external".into(),
+            node_type: NodeType::External,
             namespace: String::new(),
             kind: String::new(),
             name: ip.to_string(),
@@ -454,7 +479,7 @@ fn server_endpoint(ip: &IpAddr, map: &WorkloadMap, capturing: &Capturing) -> (Pa
         [b] => (
             PathNode {
                 id: format!("{}/{}", p.namespace, b.workload),
-                node_type: "workload".into(),
+                node_type: NodeType::Workload,
                 namespace: p.namespace.clone(),
                 kind: b.kind.clone(),
                 name: b.workload.clone(),
@@ -473,7 +498,7 @@ pub struct PathNode {
     pub id: String,
     /// `workload`, `service`, `node` or `external`.
     #[serde(rename = "type")]
-    pub node_type: String,
+    pub node_type: NodeType,
     /// Namespace (empty for nodes and external peers).
     pub namespace: String,
     /// Workload kind, `Service`, `Node`, or empty.
@@ -532,7 +557,7 @@ pub struct PathEdge {
     pub last_seen: f64,
     /// Whose captures were counted: `client`, `server`, `other` (a stream
     /// whose source is neither end, e.g. a NATed agent).
-    pub observed_by: Vec<String>,
+    pub observed_by: Vec<Observer>,
 }
 
 /// `PREFIX.json`.
@@ -584,12 +609,12 @@ pub fn render_dot(r: &PathsReport) -> String {
          edge [fontname=\"Helvetica\", fontsize=10];\n",
     );
     for n in &r.nodes {
-        let (shape, style) = match (n.node_type.as_str(), n.attached) {
-            ("external", _) => ("ellipse", "dashed"),
-            ("node", _) => ("box3d", "solid"),
-            ("service", _) => ("hexagon", "solid"),
-            (_, true) => ("box", "rounded,bold"),
-            (_, false) => ("box", "rounded,dashed"),
+        let (shape, style) = match (n.node_type, n.attached) {
+            (NodeType::External, _) => ("ellipse", "dashed"),
+            (NodeType::Node, _) => ("box3d", "solid"),
+            (NodeType::Service, _) => ("hexagon", "solid"),
+            (NodeType::Workload, true) => ("box", "rounded,bold"),
+            (NodeType::Workload, false) => ("box", "rounded,dashed"),
         };
         let label = if n.kind.is_empty() { n.id.clone() } else { format!("{}\n{}", n.id, n.kind) };
         let _ = writeln!(
@@ -695,7 +720,7 @@ mod tests {
         assert_eq!((e.bytes_to_server, e.bytes_to_client), (3 * (74 + 66 + 200), 3 * (74 + 1000)));
         let rtt = e.handshake_rtt_us.as_ref().unwrap();
         assert_eq!((rtt.samples, rtt.p50_us, rtt.p99_us), (3, 200, 300));
-        assert_eq!(e.observed_by, ["client"]);
+        assert_eq!(e.observed_by, [Observer::Client]);
         assert_eq!((e.first_seen, e.last_seen), (1.0, 3.0008));
     }
 
@@ -713,7 +738,7 @@ mod tests {
         assert_eq!((e.client.as_str(), e.server.as_str()), ("shop/db", "shop/api"));
         assert_eq!(e.connections, 1);
         assert_eq!(e.handshake_rtt_us.as_ref().unwrap().p50_us, 50);
-        assert_eq!(e.observed_by, ["server"]);
+        assert_eq!(e.observed_by, [Observer::Server]);
         // The client end is in the map but sends no stream here, and the map says unattached.
         let db = r.nodes.iter().find(|n| n.id == "shop/db").unwrap();
         assert!(!db.attached);
@@ -756,9 +781,9 @@ mod tests {
         // Had frontend not been capturing, the server side would be the only record and count.
         let r = t.report(&map(), &cap([ip(API)]), 0.0);
         assert!(
-            r.edges
-                .iter()
-                .any(|e| e.client == "shop/frontend" && e.port == 8080 && e.observed_by == ["server"])
+            r.edges.iter().any(|e| e.client == "shop/frontend"
+                && e.port == 8080
+                && e.observed_by == [Observer::Server])
         );
     }
 
@@ -771,7 +796,7 @@ mod tests {
         // frontend's sidecar stopped at t = 10 s: the server's record counts.
         let detached = Capturing::from([(ip(API), (0, u64::MAX)), (ip(FRONT), (0, 10 * s))]);
         let r = t.report(&map(), &detached, 0.0);
-        assert_eq!((r.edges.len(), r.edges[0].observed_by.as_slice()), (1, &["server".to_owned()][..]));
+        assert_eq!((r.edges.len(), r.edges[0].observed_by.as_slice()), (1, &[Observer::Server][..]));
         // frontend's stream is 2 s behind (its frames of this flow not in yet): still the client's to count.
         let lagging = Capturing::from([(ip(API), (0, u64::MAX)), (ip(FRONT), (0, 98 * s))]);
         assert!(t.report(&map(), &lagging, 0.0).edges.is_empty());
@@ -792,7 +817,7 @@ mod tests {
         );
         assert_eq!((e.bytes_to_server, e.bytes_to_client, e.connections), (80, 120, 0));
         let n = r.nodes.iter().find(|n| n.id == "external/198.18.200.9").unwrap();
-        assert_eq!(n.node_type, "external");
+        assert_eq!(n.node_type, NodeType::External);
     }
 
     #[test]

@@ -637,7 +637,7 @@ mod tests {
             handshake_rtt_us: None,
             first_seen: 0.0,
             last_seen: 0.0,
-            observed_by: vec!["client".into()],
+            observed_by: vec![crate::paths::Observer::Client],
         };
         let mut p = crate::paths::FlowTable::default().report(
             &WorkloadMap::default(),
@@ -654,7 +654,7 @@ mod tests {
     }
 
     #[test]
-    fn path_files_are_written_and_drawn_when_graphviz_is_there() {
+    fn path_files_are_written_as_json_dot_svg_and_png_with_no_temporary_left() {
         let dir = tempfile::tempdir().unwrap();
         let prefix = dir.path().join("p");
         let prefix = prefix.to_str().unwrap();
@@ -669,8 +669,20 @@ mod tests {
         assert_eq!(json, report);
         assert!(std::fs::read_to_string(format!("{prefix}.dot")).unwrap().starts_with("digraph paths {"));
         let has_dot = std::process::Command::new("dot").arg("-V").output().is_ok_and(|o| o.status.success());
-        assert_eq!(drawn, has_dot);
-        assert_eq!(std::path::Path::new(&format!("{prefix}.svg")).exists(), has_dot);
-        assert!(!std::path::Path::new(&format!("{prefix}.json.tmp")).exists());
+        assert!(
+            has_dot,
+            "Graphviz's dot is needed for this test (scripts/install-deps.sh installs graphviz)"
+        );
+        assert!(drawn);
+        let svg = std::fs::read_to_string(format!("{prefix}.svg")).unwrap();
+        assert!(svg.contains("<svg"), "not an SVG: {svg:.80}");
+        let png = std::fs::read(format!("{prefix}.png")).unwrap();
+        assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG: {:?}", &png[..png.len().min(8)]);
+        for leftover in ["json.tmp", "dot.tmp", "tmp.svg", "tmp.png"] {
+            assert!(
+                !std::path::Path::new(&format!("{prefix}.{leftover}")).exists(),
+                "{leftover} left behind"
+            );
+        }
     }
 }

@@ -122,7 +122,7 @@ fn a_service_call_captured_by_both_ends_is_one_edge_via_the_service() {
     );
     assert_eq!((e.connections, e.flows, e.resets), (3, 3, 0));
     assert_eq!((e.packets_to_server, e.packets_to_client), (9, 6));
-    assert_eq!(e.observed_by, ["client"]);
+    assert_eq!(e.observed_by, [bpc_sim::paths::Observer::Client]);
     let rtt = e.handshake_rtt_us.as_ref().expect("handshakes timed");
     assert_eq!(rtt.samples, 3);
     // The client's SYN and SYN-ACK were sent 300 us apart: per-packet receive times.

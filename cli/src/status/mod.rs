@@ -80,15 +80,18 @@ pub async fn run(args: &StatusArgs, client: &Client, namespace: Option<&str>) ->
 async fn run_captures(client: &Client, namespace: Option<&str>) -> Result<ExitCode, Error> {
     let pods: kube::Api<Pod> = crate::kube_context::scoped_api(client, namespace);
     let list = pods.list(&kube::api::ListParams::default()).await?;
-    let mut rows = vec![["NAMESPACE", "POD", "CONTAINER", "STARTED", "STATE"].map(String::from).to_vec()];
+    let mut rows = vec![
+        ["NAMESPACE", "POD", "CONTAINER", "STARTED", "STATE", "AGENT REPORT"].map(String::from).to_vec(),
+    ];
     for p in &list.items {
-        for (name, start, state) in crate::capture::captures_of(p) {
+        for c in crate::capture::captures_of(p) {
             rows.push(vec![
                 p.metadata.namespace.clone().unwrap_or_default(),
                 p.metadata.name.clone().unwrap_or_default(),
-                name,
-                start.unwrap_or_else(|| "-".into()),
-                state,
+                c.container,
+                c.started.unwrap_or_else(|| "-".into()),
+                c.state,
+                c.report.unwrap_or_else(|| "-".into()),
             ]);
         }
     }
@@ -97,7 +100,7 @@ async fn run_captures(client: &Client, namespace: Option<&str>) -> Result<ExitCo
         writeln!(out, "no captures")?;
         return Ok(ExitCode::SUCCESS);
     }
-    let widths: Vec<usize> = (0..5).map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..6).map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0)).collect();
     for r in rows {
         let cells: Vec<String> = r.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
         writeln!(out, "{}", cells.join("  ").trim_end())?;
