@@ -66,7 +66,7 @@ build() {
   for t in "${tools[@]}"; do [[ -x $bin/$t ]] || missing=1; done
   ((missing)) || { say "upstream binaries $k8s_version (etcd $etcd_version) cached in $bin"; return; }
   command -v go >/dev/null || die "go is required to build the upstream binaries (Go 1.24 or newer)"
-  say "building kube-* $k8s_version and etcd $etcd_version into $bin (cold: ~5 min on 2 cores)"
+  say "building kube-* $k8s_version and etcd $etcd_version into $bin (cold: about 7 min on 2 cores)"
   local started=$SECONDS ld v=$k8s_version minor=${k8s_version#v1.}
   minor=${minor%%.*}
   ld="-s -w"
