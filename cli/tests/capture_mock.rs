@@ -142,33 +142,25 @@ async fn a_server_that_refuses_ephemeral_containers_stops_the_capture_at_the_dry
 }
 
 #[tokio::test]
-async fn a_pod_that_is_not_running_is_refused_before_anything_else_is_asked() {
-    let a = args(&["--collector", "198.18.0.2"]);
-    let (out, seen) = with_server(vec![ex("GET", POD, &[], pod("Pending"))], |kube| async move {
-        capture::plan(&kube, &a).await
-    })
-    .await;
-    let e = out.unwrap_err();
-    assert_eq!(e.exit_code(), std::process::ExitCode::from(2));
-    assert!(e.to_string().contains("pod/web-1 in namespace shop is Pending, not Running"), "{e}");
-    assert_eq!(seen.len(), 1);
-}
-
-#[tokio::test]
-async fn a_terminating_pod_is_refused_before_anything_else_is_asked() {
-    let a = args(&["--collector", "198.18.0.2"]);
+async fn a_pod_that_is_not_running_or_is_terminating_is_refused_before_anything_else_is_asked() {
     let mut terminating = pod("Running");
     terminating["metadata"]["deletionTimestamp"] = json!("2026-12-02T01:00:00Z");
-    let (out, seen) =
-        with_server(
-            vec![ex("GET", POD, &[], terminating)],
-            |kube| async move { capture::plan(&kube, &a).await },
-        )
-        .await;
-    let e = out.unwrap_err();
-    assert_eq!(e.exit_code(), std::process::ExitCode::from(2));
-    assert!(e.to_string().contains("pod/web-1 in namespace shop is terminating"), "{e}");
-    assert_eq!(seen.len(), 1);
+    for (object, why) in [
+        (pod("Pending"), "is Pending, not Running"),
+        (terminating, "is terminating: a capture there would end"),
+    ] {
+        let a = args(&["--collector", "198.18.0.2"]);
+        let (out, seen) =
+            with_server(
+                vec![ex("GET", POD, &[], object)],
+                |kube| async move { capture::plan(&kube, &a).await },
+            )
+            .await;
+        let e = out.unwrap_err();
+        assert_eq!(e.exit_code(), std::process::ExitCode::from(2));
+        assert!(e.to_string().contains(&format!("pod/web-1 in namespace shop {why}")), "{e}");
+        assert_eq!(seen.len(), 1, "only the pod was read");
+    }
 }
 
 #[tokio::test]
