@@ -268,7 +268,10 @@ network() {
   # bind-mounts it onto itself, hiding those mounts: kubelet then cannot
   # remove a pod ("remove netns: device or resource busy"). Do it first, as ip does.
   mkdir -p /run/netns
-  mountpoint -q /run/netns || mount --bind /run/netns /run/netns
+  if ! mountpoint -q /run/netns; then
+    mount --bind /run/netns /run/netns
+    touch "$run/netns-mounted" # down undoes it when nobody else uses /run/netns
+  fi
   mount --make-shared /run/netns
   # A fixed MAC: a Linux bridge without one takes its lowest port's MAC and
   # changes it as pods come and go, and the pods' neighbour entries for the
@@ -475,6 +478,11 @@ down() {
     umount "$path" 2>/dev/null || true
     rm -f "$path"
   done
+  # The bind mount of /run/netns that up made, unless other namespaces (ip
+  # netns add by someone else, who relies on it as ip made it) are there now.
+  if [[ -f $run/netns-mounted ]] && [[ -z $(ls -A /run/netns 2>/dev/null) ]]; then
+    umount /run/netns 2>/dev/null || true
+  fi
   # Mounts under our directories (kubelet volumes, rootfs, shm), deepest first.
   awk -v s="$state" -v r="$run" '$2 ~ "^"s"/" || $2 ~ "^"r"/" {print $2}' /proc/self/mounts | sort -r |
     while read -r m; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; done
