@@ -72,9 +72,15 @@ pub const LARGEST_STANDARD_FRAME: usize = 65_535 + 14 + 4;
 /// block) still leave the sender full batches.
 const RELEASE_EVERY: usize = 64;
 /// How long [`Capture::drain`] waits for the other ring's block in progress
-/// (retired by the kernel within [`BLOCK_TIMEOUT_MS`]) before it hands over
-/// frames that may be later than the ones that block holds.
-const MERGE_WAIT_MS: i32 = 2 * BLOCK_TIMEOUT_MS as i32 + 1;
+/// to be retired before it hands over frames that may be later than the ones
+/// that block holds. Not a few block timeouts: where the kernel's retire
+/// timer counts in jiffies (the classic af_packet code), 1 ms is one tick,
+/// 4 ms at HZ=250 and 10 ms at HZ=100, and a busy machine delays the timer
+/// further. (With a 3 ms cap, one CI run of `tests/oversize.rs` saw a segment
+/// delivered ahead of its predecessor; not reproduced since, but giving up
+/// this wait is the one way the merge loses order.) The wait ends as soon as
+/// the block is retired, so the cap costs nothing when the kernel is on time.
+const MERGE_WAIT_MS: i32 = 25;
 
 /// The shape of one TPACKET_V3 receive ring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
