@@ -184,7 +184,6 @@ wait "$sim_pid" || fail "bpc-sim receive failed: $(cat "$work/sim.log")"
 pids=()
 
 step "the sink got every packet: per pod, equal to tcpdump's on its veth; zero loss"
-jq -e '.totals.lost == 0' "$work/sink.json" >/dev/null || fail "sink lost packets: $(jq -c .totals "$work/sink.json")"
 while read -r pod ip; do
   seen=$(tcpdump -n -r "$work/veth-$pod.pcap" 2>/dev/null | wc -l)
   got=$(tshark -r "$work/sink.pcapng" -Y "tcp.port == 8080 && ip.addr == $ip" 2>/dev/null | wc -l)
@@ -192,13 +191,14 @@ while read -r pod ip; do
   [[ $got == "$seen" ]] || fail "$pod ($ip): sink has $got HTTP packets, tcpdump on ${veth[$pod]} saw $seen"
   ok "$pod ($ip): $got HTTP packets at the sink = $seen on ${veth[$pod]}"
 done < <(app_pods web)
-jq -e --arg w "$ns/deployment/web" '[.keys[] | select(.workload == $w)] | length == 1' "$work/sink.json" >/dev/null ||
-  fail "the sink did not label the web streams by workload with --map: $(jq -c '.keys' "$work/sink.json")"
-ok "sink streams labelled $ns/deployment/web from the map"
-jq -e --arg w "$ns/deployment/web" '[.keys[] | select(.workload == $w)] | length == 1' "$work/sim.json" >/dev/null ||
-  fail "bpc-sim receive --map did not label the web streams: $(jq -c '.keys' "$work/sim.json")"
-jq -e '.totals.lost == 0' "$work/sim.json" >/dev/null || fail "bpc-sim lost packets: $(jq -c .totals "$work/sim.json")"
-ok "bpc-sim receive --map labels the web streams $ns/deployment/web too, lost 0"
+# The sink (kubectl bpc sink) and the standalone receiver (bpc-sim receive), same map.
+for receiver in sink sim; do
+  jq -e '.totals.lost == 0' "$work/$receiver.json" >/dev/null ||
+    fail "$receiver lost packets: $(jq -c .totals "$work/$receiver.json")"
+  jq -e --arg w "$ns/deployment/web" '[.keys[] | select(.workload == $w)] | length == 1' "$work/$receiver.json" >/dev/null ||
+    fail "$receiver did not label the web streams by workload with --map: $(jq -c '.keys' "$work/$receiver.json")"
+done
+ok "the sink and bpc-sim receive label the web streams $ns/deployment/web from the map, lost 0"
 
 step "status with no GRE receiver on the collector (the sink stopped): a verdict that says so, exit 1"
 # Traffic from the node meanwhile, so the agents keep sending into the void.

@@ -327,8 +327,7 @@ pub fn run(config: Config) -> Result<String> {
             "capturing to pcapng"
         );
         let result = write_loop(&config, &mut capture, &iface, out, snaplen, &stats, &wait_mask);
-        let summary = summary(&stats);
-        info!("{summary}");
+        let summary = log_summary(&stats);
         return result.map(|()| summary);
     }
     let mut sender = Sender::new(config.profile, config.key.key, iface.mac)?;
@@ -405,8 +404,7 @@ pub fn run(config: Config) -> Result<String> {
     };
     pipeline.sender.flush(&stats);
     read_kernel_counters(&capture, &iface, base_ifdrops, &stats);
-    let summary = summary(&stats);
-    info!("{summary}");
+    let summary = log_summary(&stats);
     result.map(|()| summary)
 }
 
@@ -575,7 +573,8 @@ fn reconfigure(
     }
 }
 
-fn summary(stats: &Stats) -> String {
+/// Logs the final tally and returns it (for the termination message).
+fn log_summary(stats: &Stats) -> String {
     let s = stats.snapshot(Instant::now());
     let sent: Vec<String> = s
         .collectors
@@ -590,7 +589,7 @@ fn summary(stats: &Stats) -> String {
             )
         })
         .collect();
-    format!(
+    let summary = format!(
         "stopped after {:.1}s: captured {} packets ({} bytes), kernel drops {}, interface drops {}, \
          rate-limited {}, truncated {}, segmented {}; sent to {}",
         s.uptime_seconds,
@@ -602,5 +601,7 @@ fn summary(stats: &Stats) -> String {
         s.capture.truncated,
         s.capture.segmented,
         if sent.is_empty() { "none (--write)".to_owned() } else { sent.join(", ") }
-    )
+    );
+    info!("{summary}");
+    summary
 }

@@ -85,12 +85,17 @@ fn write_pcap<'a>(path: &Path, frames: impl IntoIterator<Item = &'a Vec<u8>>) {
 
 /// Lines tshark prints for the packets matching `filter` (empty: none match).
 fn tshark_matches(pcap: &Path, filter: &str, check_checksums: bool) -> String {
-    let mut c = Command::new("tshark");
-    c.arg("-r").arg(pcap).args(["-n", "-Y", filter]);
-    if check_checksums {
-        c.args(["-o", "tcp.check_checksum:TRUE", "-o", "ip.check_checksum:TRUE"]);
-    }
-    let out = c.output().expect("run tshark");
+    let checksums: &[&str] = if check_checksums {
+        &["-o", "tcp.check_checksum:TRUE", "-o", "ip.check_checksum:TRUE"]
+    } else {
+        &[]
+    };
+    tshark(pcap, &[&["-Y", filter], checksums].concat())
+}
+
+/// `tshark -r PCAP -n ARGS...`'s output; a failing tshark fails the test.
+fn tshark(pcap: &Path, args: &[&str]) -> String {
+    let out = Command::new("tshark").arg("-r").arg(pcap).arg("-n").args(args).output().expect("run tshark");
     assert!(out.status.success(), "tshark: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -99,15 +104,8 @@ fn tshark_matches(pcap: &Path, filter: &str, check_checksums: bool) -> String {
 /// address, source port, absolute sequence number), so two captures of the
 /// same connection can be compared.
 fn lost_segments(pcap: &Path) -> BTreeSet<(String, u16, u32)> {
-    let out = Command::new("tshark")
-        .arg("-r")
-        .arg(pcap)
-        .args(["-n", "-Y", "tcp.analysis.lost_segment", "-T", "fields"])
-        .args(["-e", "ip.src", "-e", "tcp.srcport", "-e", "tcp.seq_raw"])
-        .output()
-        .expect("run tshark");
-    assert!(out.status.success(), "tshark: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout)
+    let fields = ["-T", "fields", "-e", "ip.src", "-e", "tcp.srcport", "-e", "tcp.seq_raw"];
+    tshark(pcap, &[&["-Y", "tcp.analysis.lost_segment"][..], &fields].concat())
         .lines()
         .filter_map(|l| {
             let mut f = l.split('\t');
