@@ -380,10 +380,12 @@ impl Ring {
         }
         self.next_block.set((index + 1) % self.geometry.block_count);
         let status = self.header_word(index, BLOCK_STATUS).load(Ordering::Relaxed);
+        let frames = self.header_word(index, BLOCK_NUM_PKTS).load(Ordering::Relaxed);
         Some(BlockCursor {
             index,
             full: status & libc::TP_STATUS_BLK_TMO == 0,
-            left: self.header_word(index, BLOCK_NUM_PKTS).load(Ordering::Relaxed),
+            left: frames,
+            frames,
             offset: self.header_word(index, BLOCK_FIRST_FRAME).load(Ordering::Relaxed) as usize,
         })
     }
@@ -481,6 +483,8 @@ struct BlockCursor {
     full: bool,
     /// Frames not yet handed over.
     left: u32,
+    /// Frames in the block.
+    frames: u32,
     /// Where the next one starts.
     offset: usize,
 }
@@ -598,6 +602,10 @@ pub struct Capture {
     split: Split,
     /// Per ring, the block whose frames are being handed over.
     cursors: [Option<BlockCursor>; 2],
+    /// Per ring, for each frame of the cursor's block, the earliest timestamp
+    /// from that frame to the end of the block: what [`Capture::earliest`]
+    /// compares (see there why not the next frame's own).
+    earliest_ahead: [Vec<Duration>; 2],
     /// Blocks whose frames were all handed over, not yet given back: (ring, index).
     spent: Vec<(usize, usize)>,
 }
@@ -624,6 +632,7 @@ impl Capture {
             geometry,
             split: Split::One,
             cursors: [None, None],
+            earliest_ahead: [(); 2].map(|()| Vec::with_capacity(geometry.frames.block_size / FRAME_OVERHEAD)),
             spent: Vec::with_capacity(blocks),
         };
         if capture.rings.len() == 2 {
@@ -734,8 +743,11 @@ impl Capture {
             for (r, ring) in self.rings.iter().enumerate() {
                 if self.cursors[r].is_none() && taken < max_blocks {
                     self.cursors[r] = ring.take();
-                    taken += usize::from(self.cursors[r].is_some());
-                    full |= self.cursors[r].is_some_and(|c| c.full);
+                    if let Some(c) = self.cursors[r] {
+                        taken += 1;
+                        full |= c.full;
+                        earliest_ahead(ring, c, &mut self.earliest_ahead[r]);
+                    }
                 }
             }
             let Some(r) = self.earliest() else { break };
@@ -788,8 +800,18 @@ impl Capture {
         Drained { blocks: taken, full }
     }
 
-    /// The ring whose next frame was captured first; `None` when no ring has
-    /// a frame handed over. Empty blocks are spent on the way.
+    /// The ring whose next frames go first; `None` when no ring has a frame
+    /// handed over. Empty blocks are spent on the way.
+    ///
+    /// Not by the next frames' own timestamps: the kernel takes a frame's
+    /// place in the ring before it copies the frame and stamps it after, so
+    /// two CPUs filling one ring can leave a frame stamped late (a 64 KiB
+    /// copy) ahead of earlier-stamped ones. Comparing that late head would let
+    /// the other ring's frames pass the ones queued behind it, and a
+    /// connection's segment overtook its predecessor (tshark saw it in
+    /// `tests/oversize.rs`). The earliest timestamp still to come in each
+    /// block keeps every connection's order: a frame's predecessor on the same
+    /// connection was stamped before the frame's own place was taken.
     fn earliest(&mut self) -> Option<usize> {
         let mut best: Option<(usize, Duration)> = None;
         for r in 0..self.rings.len() {
@@ -801,8 +823,10 @@ impl Capture {
                 self.cursors[r] = None;
                 continue;
             };
-            if best.is_none_or(|(_, t)| frame.timestamp < t) {
-                best = Some((r, frame.timestamp));
+            let ahead = self.earliest_ahead[r].get((cursor.frames - cursor.left) as usize);
+            let t = ahead.copied().unwrap_or(frame.timestamp);
+            if best.is_none_or(|(_, best)| t < best) {
+                best = Some((r, t));
             }
         }
         best.map(|(r, _)| r)
@@ -824,11 +848,47 @@ impl Capture {
     }
 }
 
+/// Fills `out` with, for each frame of the block `cursor` starts, the earliest
+/// timestamp from that frame to the block's end (a frame whose header does
+/// not fit ends the list, as it ends the block's hand-over).
+fn earliest_ahead(ring: &Ring, cursor: BlockCursor, out: &mut Vec<Duration>) {
+    out.clear();
+    let mut offset = cursor.offset;
+    for _ in 0..cursor.left {
+        let Some((frame, next)) = ring.frame_at(cursor.index, offset) else { break };
+        out.push(frame.timestamp);
+        offset = next;
+    }
+    suffix_minima(out);
+}
+
+/// Each element becomes the least of itself and all that follow it.
+fn suffix_minima(v: &mut [Duration]) {
+    for i in (1..v.len()).rev() {
+        v[i - 1] = v[i - 1].min(v[i]);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const MIB: usize = 1 << 20;
+
+    #[test]
+    fn a_late_stamped_head_does_not_hide_the_earlier_frames_behind_it() {
+        let us = Duration::from_micros;
+        // Ring order as the kernel reserved it; the head was stamped last.
+        let mut block = [us(25), us(15), us(30), us(18)];
+        suffix_minima(&mut block);
+        assert_eq!(block, [us(15), us(15), us(18), us(18)]);
+        // Against another ring's next frame stamped at 20 µs, this block goes first
+        // (its frame of 15 µs is behind the head), and again after its head and
+        // the 15 µs frame are gone (18 µs is still to come).
+        assert!(block[0] < us(20) && block[2] < us(20));
+        let mut empty: [Duration; 0] = [];
+        suffix_minima(&mut empty);
+    }
     /// A 1500-byte MTU's frame with a VLAN tag.
     const MTU_FRAME: usize = 1518;
 
