@@ -76,10 +76,9 @@ const RELEASE_EVERY: usize = 64;
 /// that block holds. Not a few block timeouts: where the kernel's retire
 /// timer counts in jiffies (the classic af_packet code), 1 ms is one tick,
 /// 4 ms at HZ=250 and 10 ms at HZ=100, and a busy machine delays the timer
-/// further. (With a 3 ms cap, one CI run of `tests/oversize.rs` saw a segment
-/// delivered ahead of its predecessor; not reproduced since, but giving up
-/// this wait is the one way the merge loses order.) The wait ends as soon as
-/// the block is retired, so the cap costs nothing when the kernel is on time.
+/// further; giving up this wait is a way the merge can lose order. The wait
+/// ends as soon as the block is retired, so the cap costs nothing when the
+/// kernel is on time.
 const MERGE_WAIT_MS: i32 = 25;
 
 /// The shape of one TPACKET_V3 receive ring.
