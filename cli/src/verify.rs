@@ -254,10 +254,9 @@ pub struct VerifyReport {
     pub namespace: String,
     /// Sink address the pods sent to.
     pub sink: String,
-    /// All pods passed.
-    pub pass: bool,
-    /// Why not, when not.
-    pub reason: Option<String>,
+    /// PASS, or FAIL and why: `pass` and `reason` in JSON.
+    #[serde(flatten)]
+    pub outcome: Outcome,
     /// Per ready pod.
     pub pods: Vec<PodResult>,
     /// Whether the original collectors were restored.
@@ -269,7 +268,87 @@ pub struct VerifyReport {
 impl VerifyReport {
     /// 0 PASS, 1 FAIL.
     pub fn exit_code(&self) -> ExitCode {
-        if self.pass { ExitCode::SUCCESS } else { ExitCode::from(1) }
+        if self.outcome.passed() { ExitCode::SUCCESS } else { ExitCode::from(1) }
+    }
+}
+
+/// A verification's verdict. One value rather than a flag beside an
+/// optional reason, so that the two cannot disagree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every pod delivered enough packets.
+    Pass,
+    /// Not (yet), and why.
+    Fail(String),
+}
+
+impl Outcome {
+    /// Whether it passed.
+    pub fn passed(&self) -> bool {
+        matches!(self, Outcome::Pass)
+    }
+
+    /// Why not, when not.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Outcome::Pass => None,
+            Outcome::Fail(why) => Some(why),
+        }
+    }
+
+    /// The final verdict of a wait that ended at `timeout` without a pass.
+    fn after_timeout(self, timeout: Duration) -> Self {
+        match self {
+            Outcome::Pass => Outcome::Pass,
+            Outcome::Fail(why) => Outcome::Fail(format!("timed out after {timeout:?}: {why}")),
+        }
+    }
+}
+
+/// `{"pass": bool, "reason": string|null}`, the report's schema since
+/// before the enum.
+impl Serialize for Outcome {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut s = serializer.serialize_struct("Outcome", 2)?;
+        s.serialize_field("pass", &self.passed())?;
+        s.serialize_field("reason", &self.reason())?;
+        s.end()
+    }
+}
+
+/// One look at the pods and the receiver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Evaluation {
+    /// The verdict of this look.
+    pub outcome: Outcome,
+    /// Per pod, sorted by name.
+    pub pods: Vec<PodResult>,
+}
+
+impl Evaluation {
+    /// The verdict from the results, or `failure` if the pods as a whole fail.
+    fn of(pods: Vec<PodResult>, failure: Option<String>, min_packets: u64) -> Self {
+        let outcome = match failure.or_else(|| first_short(&pods, min_packets)) {
+            None => Outcome::Pass,
+            Some(why) => Outcome::Fail(why),
+        };
+        Evaluation { outcome, pods }
+    }
+}
+
+/// Looks every 500 ms until `look` passes or `timeout` is over.
+async fn wait_for_pass<F: Future<Output = Evaluation>>(
+    timeout: Duration,
+    mut look: impl FnMut() -> F,
+) -> Evaluation {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let last = look().await;
+        if last.outcome.passed() || tokio::time::Instant::now() >= deadline {
+            return Evaluation { outcome: last.outcome.after_timeout(timeout), pods: last.pods };
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
@@ -295,7 +374,7 @@ pub fn evaluate(
     streams: &[StreamReport],
     sink: &str,
     min_packets: u64,
-) -> (bool, Option<String>, Vec<PodResult>) {
+) -> Evaluation {
     let mut results = Vec::new();
     for pod in pods.iter().filter(|p| pod_ready(p)) {
         let agent = pod_agent(pod);
@@ -308,16 +387,17 @@ pub fn evaluate(
     }
     results.sort_by(|a, b| a.pod.cmp(&b.pod));
     let ready = results.len();
-    let reason = if ready == 0 {
+    let failure = if ready == 0 {
         Some("no ready pod".to_owned())
     } else if (ready as i32) < target.desired {
         Some(format!("{ready} of {} replicas ready", target.desired))
-    } else if let Some(p) = results.iter().find(|p| !p.has_sink) {
-        Some(format!("rollout in progress: {} does not send to the sink yet", p.pod))
     } else {
-        first_short(&results, min_packets)
+        results
+            .iter()
+            .find(|p| !p.has_sink)
+            .map(|p| format!("rollout in progress: {} does not send to the sink yet", p.pod))
     };
-    (reason.is_none(), reason, results)
+    Evaluation::of(results, failure, min_packets)
 }
 
 /// Packets and losses received from `ip` with `key`: one pod's stream(s).
@@ -355,23 +435,15 @@ pub async fn verify(
 
     let pods_api: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let lp = ListParams::default().labels(&target.selector);
-    let wait = async {
-        let deadline = tokio::time::Instant::now() + args.timeout;
-        let mut last = (false, Some("no observation yet".to_owned()), Vec::new());
-        loop {
-            match pods_api.list(&lp).await {
-                Ok(pods) => {
-                    last = evaluate(&target, &pods.items, &source.snapshot(), &sink, args.min_packets)
-                }
-                // A transient API error is a reason to look again, not to give up.
-                Err(e) => last.1 = Some(format!("cannot list pods: {e}")),
+    let wait = wait_for_pass(args.timeout, || async {
+        match pods_api.list(&lp).await {
+            Ok(pods) => evaluate(&target, &pods.items, &source.snapshot(), &sink, args.min_packets),
+            // A transient API error is a reason to look again, not to give up.
+            Err(e) => {
+                Evaluation { outcome: Outcome::Fail(format!("cannot list pods: {e}")), pods: Vec::new() }
             }
-            if last.0 || tokio::time::Instant::now() >= deadline {
-                return last;
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
         }
-    };
+    });
     let outcome = tokio::select! {
         r = wait => Ok(r),
         _ = interrupt => Err(Error::Interrupted("interrupted".into())),
@@ -391,14 +463,12 @@ pub async fn verify(
             restore
         )));
     }
-    let (pass, reason, pods) = outcome?;
-    let reason = if pass { None } else { reason.map(|r| format!("timed out after {:?}: {r}", args.timeout)) };
+    let Evaluation { outcome, pods } = outcome?;
     Ok(VerifyReport {
         workload: format!("{}/{}", target.kind.lower(), target.name),
         namespace: target.namespace,
         sink,
-        pass,
-        reason,
+        outcome,
         pods,
         restored: true,
         ephemeral: false,
@@ -418,11 +488,7 @@ pub struct CapturedPod {
 
 /// One look at the receiver for `--ephemeral`: every captured pod must have
 /// delivered `min_packets` from its IP with its key.
-pub fn evaluate_captures(
-    pods: &[CapturedPod],
-    streams: &[StreamReport],
-    min_packets: u64,
-) -> (bool, Option<String>, Vec<PodResult>) {
+pub fn evaluate_captures(pods: &[CapturedPod], streams: &[StreamReport], min_packets: u64) -> Evaluation {
     let results: Vec<PodResult> = pods
         .iter()
         .map(|p| {
@@ -438,12 +504,8 @@ pub fn evaluate_captures(
             }
         })
         .collect();
-    let reason = if results.is_empty() {
-        Some("no running pod".to_owned())
-    } else {
-        first_short(&results, min_packets)
-    };
-    (reason.is_none(), reason, results)
+    let failure = results.is_empty().then(|| "no running pod".to_owned());
+    Evaluation::of(results, failure, min_packets)
 }
 
 /// `verify --ephemeral`: adds a capture container streaming to the sink to
@@ -499,17 +561,10 @@ pub async fn verify_ephemeral(
             args.timeout
         );
     }
-    let wait = async {
-        let deadline = tokio::time::Instant::now() + args.timeout;
-        loop {
-            let last = evaluate_captures(&pods, &source.snapshot(), args.min_packets);
-            if last.0 || tokio::time::Instant::now() >= deadline {
-                return last;
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    };
-    let (pass, reason, results) = tokio::select! {
+    let wait = wait_for_pass(args.timeout, || async {
+        evaluate_captures(&pods, &source.snapshot(), args.min_packets)
+    });
+    let Evaluation { outcome, pods: results } = tokio::select! {
         r = wait => r,
         _ = interrupt => return Err(Error::Interrupted("interrupted (the captures end by themselves at --timeout)".into())),
     };
@@ -519,8 +574,7 @@ pub async fn verify_ephemeral(
         workload,
         namespace: kube.namespace.clone(),
         sink,
-        pass,
-        reason: if pass { None } else { reason.map(|r| format!("timed out after {:?}: {r}", args.timeout)) },
+        outcome,
         pods: results,
         restored: true,
         ephemeral: true,
@@ -549,7 +603,7 @@ pub fn render(report: &VerifyReport, format: VerifyFormat, out: &mut impl Write)
             if p.has_sink { "" } else { "  (old pod: no sink collector)" }
         )?;
     }
-    match &report.reason {
+    match report.outcome.reason() {
         None => writeln!(
             out,
             "PASS {} -n {}: every ready pod reached {}",
@@ -603,13 +657,44 @@ mod tests {
         ];
         // web-b's packets arrive with another key (someone else's stream from its IP).
         let streams = [stream("198.18.1.2", "0x773f9626", 12), stream("198.18.1.3", "0x00000001", 50)];
-        let (pass, reason, results) = evaluate_captures(&pods, &streams, 10);
-        assert!(!pass);
-        assert_eq!(reason.as_deref(), Some("web-b delivered 0 of 10 packets"));
-        assert!(results[0].pass && !results[1].pass);
+        let look = evaluate_captures(&pods, &streams, 10);
+        assert_eq!(look.outcome, Outcome::Fail("web-b delivered 0 of 10 packets".into()));
+        assert!(look.pods[0].pass && !look.pods[1].pass);
         let streams = [stream("198.18.1.2", "0x773f9626", 12), stream("198.18.1.3", "0x773f9626", 10)];
-        assert!(evaluate_captures(&pods, &streams, 10).0);
-        assert_eq!(evaluate_captures(&[], &streams, 10).1.as_deref(), Some("no running pod"));
+        assert_eq!(evaluate_captures(&pods, &streams, 10).outcome, Outcome::Pass);
+        assert_eq!(evaluate_captures(&[], &streams, 10).outcome, Outcome::Fail("no running pod".into()));
+    }
+
+    #[test]
+    fn a_report_serializes_its_outcome_as_pass_and_reason_in_place() {
+        let report = |outcome| VerifyReport {
+            workload: "deployment/web".into(),
+            namespace: "shop".into(),
+            sink: "198.18.0.9".into(),
+            outcome,
+            pods: Vec::new(),
+            restored: true,
+            ephemeral: false,
+        };
+        let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+        let pass = serde_json::to_value(report(Outcome::Pass)).unwrap();
+        assert_eq!(
+            keys(&pass),
+            ["workload", "namespace", "sink", "pass", "reason", "pods", "restored", "ephemeral"]
+        );
+        assert_eq!((&pass["pass"], &pass["reason"]), (&json!(true), &Value::Null));
+        let fail = serde_json::to_value(report(Outcome::Fail("no ready pod".into()))).unwrap();
+        assert_eq!((&fail["pass"], &fail["reason"]), (&json!(false), &json!("no ready pod")));
+    }
+
+    #[test]
+    fn a_timed_out_failure_says_after_how_long_and_a_pass_stays_a_pass() {
+        let t = Duration::from_secs(2);
+        assert_eq!(Outcome::Pass.after_timeout(t), Outcome::Pass);
+        assert_eq!(
+            Outcome::Fail("no ready pod".into()).after_timeout(t).reason(),
+            Some("timed out after 2s: no ready pod")
+        );
     }
 
     #[test]

@@ -127,7 +127,7 @@ async fn verify_passes_when_the_pod_stream_arrives_and_restores_the_collectors()
     let report = report.unwrap();
     sender.join().unwrap();
     assert_add_then_restore(&patches(&seen));
-    assert!(report.pass, "{report:?}");
+    assert!(report.outcome.passed(), "{report:?}");
     assert_eq!(report.exit_code(), std::process::ExitCode::SUCCESS);
     assert_eq!(report.pods.len(), 1);
     assert_eq!(report.pods[0].key, key.to_string());
@@ -151,10 +151,14 @@ async fn verify_restores_the_collectors_when_the_wait_times_out() {
     .await;
     let report = report.unwrap();
     assert_add_then_restore(&patches(&seen));
-    assert!(!report.pass);
+    assert!(!report.outcome.passed());
     assert_eq!(report.exit_code(), std::process::ExitCode::from(1));
     assert_eq!(report.pods[0].packets, 0);
-    assert!(report.reason.as_ref().unwrap().contains("delivered 0 of 20 packets"), "{:?}", report.reason);
+    let reason = report.outcome.reason().unwrap();
+    assert!(
+        reason.starts_with("timed out after 2s: ") && reason.contains("delivered 0 of 20 packets"),
+        "{reason}"
+    );
 }
 
 #[tokio::test]

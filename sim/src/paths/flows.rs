@@ -1,36 +1,12 @@
-//! Service path discovery: from the inner frames of every stream, which
-//! workload calls which, per protocol and server port.
-//!
-//! The hot path ([`FlowTable::observe`]) only updates a flow record keyed by
-//! a small `Copy` key: the flow's two ends in canonical order plus the
-//! capturing pod (the GRE source). Everything that needs the map (labels,
-//! Services, dedup of flows both ends captured) happens when a report is
-//! built, so a map that changes mid-capture labels every live flow with the
-//! freshest answer, and [`crate::map::WorkloadMap::update`] keeps replaced
-//! pods' addresses so their flows keep their workload. Flows idle for long
-//! are folded into their edges ([`FlowTable::compact`]) with the labels of
-//! that moment: memory stays bounded on a long capture.
+//! The flow records: the receiver's hot path, one update per inner frame.
 
-use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write as _;
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use serde::{Deserialize, Serialize};
-
-use crate::map::{RowType, WorkloadMap};
-
-/// The pods streaming to the receiver (stream sources), each with the
-/// first and last receive time of its streams (Unix nanoseconds).
-pub type Capturing = HashMap<IpAddr, (u64, u64)>;
-
-/// Schema name and version of `PREFIX.json` (README, *Service paths*).
-pub const PATHS_SCHEMA: &str = "bpc-paths/1";
-
-/// How far apart the client's stream and a flow the server captured may be
-/// and still be the client's to count: the two sidecars' frames reach the
-/// receiver with their own send delays (ring blocks, batches), so the
-/// client's frames of a flow may come after the server's.
-const CAPTURE_SLACK_NS: u64 = 5_000_000_000;
+use super::Capturing;
+use super::edges::{EdgeAcc, EdgeId, fold};
+use super::schema::{PATHS_SCHEMA, PathNode, PathsReport};
+use crate::map::WorkloadMap;
 
 /// Flows kept at most; later new flows are counted in `flows_dropped`.
 const MAX_FLOWS: usize = 1 << 20;
@@ -73,18 +49,18 @@ enum Phase {
 #[derive(Debug, Clone)]
 pub struct FlowState {
     /// 0: `a` is the client, 1: `b` is; None until a SYN says (then ports decide).
-    client: Option<u8>,
-    packets: [u64; 2],
-    bytes: [u64; 2],
-    resets: u64,
-    connections: u64,
+    pub(super) client: Option<u8>,
+    pub(super) packets: [u64; 2],
+    pub(super) bytes: [u64; 2],
+    pub(super) resets: u64,
+    pub(super) connections: u64,
     phase: Phase,
     syn_ns: u64,
     synack_ns: u64,
     /// Handshake round-trip times, microseconds, one per connection.
-    rtt_us: Vec<u32>,
-    first_ns: u64,
-    last_ns: u64,
+    pub(super) rtt_us: Vec<u32>,
+    pub(super) first_ns: u64,
+    pub(super) last_ns: u64,
 }
 
 /// Every flow record of a receiver.
@@ -196,40 +172,7 @@ impl FlowTable {
         for (k, st) in &self.flows {
             fold(k, st, map, capturing, &mut edges, &mut nodes);
         }
-        let edges = edges
-            .into_iter()
-            .map(|(id, mut acc)| {
-                acc.rtt.sort_unstable();
-                let rtt = (!acc.rtt.is_empty()).then(|| {
-                    let pct = |q: f64| acc.rtt[((acc.rtt.len() - 1) as f64 * q).round() as usize];
-                    Rtt { samples: acc.rtt_seen, p50_us: pct(0.5), p99_us: pct(0.99) }
-                });
-                let observed_by = Observer::ALL
-                    .into_iter()
-                    .zip(acc.observed)
-                    .filter(|(_, on)| *on)
-                    .map(|(o, _)| o)
-                    .collect();
-                PathEdge {
-                    client: id.client,
-                    server: id.server,
-                    service: id.service,
-                    protocol: protocol_name(id.protocol),
-                    port: id.port,
-                    flows: acc.flows,
-                    connections: acc.connections,
-                    packets_to_server: acc.packets_to_server,
-                    packets_to_client: acc.packets_to_client,
-                    bytes_to_server: acc.bytes_to_server,
-                    bytes_to_client: acc.bytes_to_client,
-                    resets: acc.resets,
-                    handshake_rtt_us: rtt,
-                    first_seen: acc.first_ns as f64 / 1e9,
-                    last_seen: acc.last_ns as f64 / 1e9,
-                    observed_by,
-                }
-            })
-            .collect();
+        let edges = edges.into_iter().map(|(id, acc)| acc.into_edge(id)).collect();
         PathsReport {
             schema: PATHS_SCHEMA.to_owned(),
             generated_at,
@@ -258,85 +201,6 @@ impl FlowTable {
     }
 }
 
-/// Adds one flow record to its edge (or drops it: the server side of a flow
-/// whose client captures too).
-fn fold(
-    k: &FlowKey,
-    st: &FlowState,
-    map: &WorkloadMap,
-    capturing: &Capturing,
-    edges: &mut BTreeMap<EdgeId, EdgeAcc>,
-    nodes: &mut BTreeMap<String, PathNode>,
-) {
-    let c = st.client.unwrap_or_else(|| guess_client(k, map));
-    let (client, server) = if c == 0 { (k.a, k.b) } else { (k.b, k.a) };
-    let observed_by = if k.observer == client.0 {
-        Observer::Client
-    } else if k.observer == server.0 {
-        let overlaps = |&(first, last): &(u64, u64)| {
-            first <= st.last_ns.saturating_add(CAPTURE_SLACK_NS)
-                && last.saturating_add(CAPTURE_SLACK_NS) >= st.first_ns
-        };
-        if capturing.get(&client.0).is_some_and(overlaps) {
-            return;
-        }
-        Observer::Server
-    } else {
-        Observer::Other
-    };
-    let client_node = endpoint(&client.0, map, capturing);
-    let (server_node, service) = server_endpoint(&server.0, map, capturing);
-    let id = EdgeId {
-        client: client_node.id.clone(),
-        server: server_node.id.clone(),
-        service,
-        protocol: k.proto,
-        port: server.1,
-    };
-    for n in [client_node, server_node] {
-        let e = nodes.entry(n.id.clone()).or_insert(n.clone());
-        e.attached |= n.attached;
-    }
-    let e = edges.entry(id).or_default();
-    let s = c as usize;
-    e.flows += 1;
-    e.connections += st.connections;
-    e.packets_to_server += st.packets[s];
-    e.packets_to_client += st.packets[1 - s];
-    e.bytes_to_server += st.bytes[s];
-    e.bytes_to_client += st.bytes[1 - s];
-    e.resets += st.resets;
-    for &r in &st.rtt_us {
-        e.add_rtt(r);
-    }
-    e.first_ns = if e.first_ns == 0 { st.first_ns } else { e.first_ns.min(st.first_ns) };
-    e.last_ns = e.last_ns.max(st.last_ns);
-    e.observed[observed_by as usize] = true;
-}
-
-/// RTT samples kept per edge; past it a uniform sample of all of them
-/// (reservoir sampling), so percentiles stay fair in bounded memory.
-const MAX_RTT_SAMPLES: usize = 1 << 16;
-
-impl EdgeAcc {
-    fn add_rtt(&mut self, r: u32) {
-        self.rtt_seen += 1;
-        if self.rtt.len() < MAX_RTT_SAMPLES {
-            self.rtt.push(r);
-            return;
-        }
-        // xorshift: deterministic, no dependency, good enough to pick slots.
-        let mut x = self.rtt_seen ^ 0x9e37_79b9_7f4a_7c15;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        let slot = (x % self.rtt_seen) as usize;
-        if slot < MAX_RTT_SAMPLES {
-            self.rtt[slot] = r;
-        }
-    }
-}
-
 /// Whether an address can be one end of a path: neighbour discovery, MLD,
 /// DHCP and other multicast, broadcast or unspecified traffic is a pod
 /// talking to its link, not calling a workload.
@@ -351,309 +215,10 @@ fn us(ns: u64) -> u32 {
     (ns / 1000).min(u32::MAX as u64) as u32
 }
 
-/// No SYN seen (the flow began before the capture, or is not TCP): the end
-/// that is a Service address is the server, otherwise the lower port.
-fn guess_client(k: &FlowKey, map: &WorkloadMap) -> u8 {
-    let is_service = |ip: &IpAddr| map.peer(ip).is_some_and(|p| p.row_type == RowType::Service);
-    match (is_service(&k.a.0), is_service(&k.b.0)) {
-        (true, false) => 1,
-        (false, true) => 0,
-        _ if k.a.1 < k.b.1 => 1,
-        _ => 0,
-    }
-}
-
-fn protocol_name(p: u8) -> String {
-    match p {
-        6 => "tcp".into(),
-        17 => "udp".into(),
-        1 | 58 => "icmp".into(),
-        n => n.to_string(),
-    }
-}
-
-/// Whose capture of a flow was counted on an edge.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Observer {
-    /// The client's sidecar.
-    Client = 0,
-    /// The server's (the client streamed nothing around the flow's time).
-    Server = 1,
-    /// A stream whose source is neither end, e.g. a NATed agent.
-    Other = 2,
-}
-
-impl Observer {
-    const ALL: [Observer; 3] = [Observer::Client, Observer::Server, Observer::Other];
-}
-
-/// What a graph node stands for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum NodeType {
-    /// A workload (`namespace/name`).
-    Workload,
-    /// A Service whose selector does not pick exactly one workload.
-    Service,
-    /// A node (`node/NAME`).
-    Node,
-    /// An address the map does not know (`external/IP`).
-    External,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct EdgeId {
-    client: String,
-    server: String,
-    service: Option<String>,
-    protocol: u8,
-    port: u16,
-}
-
-#[derive(Debug, Clone, Default)]
-struct EdgeAcc {
-    rtt_seen: u64,
-    flows: u64,
-    connections: u64,
-    packets_to_server: u64,
-    packets_to_client: u64,
-    bytes_to_server: u64,
-    bytes_to_client: u64,
-    resets: u64,
-    rtt: Vec<u32>,
-    first_ns: u64,
-    last_ns: u64,
-    observed: [bool; 3],
-}
-
-/// The graph node of an address: its workload, Service, node or itself.
-fn endpoint(ip: &IpAddr, map: &WorkloadMap, capturing: &Capturing) -> PathNode {
-    let attached = capturing.contains_key(ip);
-    match map.peer(ip) {
-        Some(p) => match p.row_type {
-            RowType::Pod => PathNode {
-                id: format!("{}/{}", p.namespace, p.name),
-                node_type: NodeType::Workload,
-                namespace: p.namespace.clone(),
-                kind: p.kind.clone(),
-                name: p.name.clone(),
-                attached: attached || p.attached,
-            },
-            RowType::Service => PathNode {
-                id: format!("{}/{}", p.namespace, p.name),
-                node_type: NodeType::Service,
-                namespace: p.namespace.clone(),
-                kind: "Service".into(),
-                name: p.name.clone(),
-                attached: false,
-            },
-            RowType::Node => PathNode {
-                id: format!("node/{}", p.name),
-                node_type: NodeType::Node,
-                namespace: String::new(),
-                kind: "Node".into(),
-                name: p.name.clone(),
-                attached,
-            },
-        },
-        None => PathNode {
-            id: format!("external/{ip}"),
-            node_type: NodeType::External,
-            namespace: String::new(),
-            kind: String::new(),
-            name: ip.to_string(),
-            attached,
-        },
-    }
-}
-
-/// The server end: a Service whose selector picks exactly one workload is
-/// drawn as that workload (the call reaches it whichever pod answers), with
-/// the Service's name on the edge; any other Service stays a Service node.
-fn server_endpoint(ip: &IpAddr, map: &WorkloadMap, capturing: &Capturing) -> (PathNode, Option<String>) {
-    let node = endpoint(ip, map, capturing);
-    let Some(p) = map.peer(ip).filter(|p| p.row_type == RowType::Service) else { return (node, None) };
-    let service = Some(node.id.clone());
-    match p.backends.as_slice() {
-        [b] => (
-            PathNode {
-                id: format!("{}/{}", p.namespace, b.workload),
-                node_type: NodeType::Workload,
-                namespace: p.namespace.clone(),
-                kind: b.kind.clone(),
-                name: b.workload.clone(),
-                attached: p.attached,
-            },
-            service,
-        ),
-        _ => (node, service),
-    }
-}
-
-/// A graph node (`nodes[]` of `PREFIX.json`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PathNode {
-    /// `namespace/name` (workloads, Services), `node/NAME`, `external/IP`.
-    pub id: String,
-    /// `workload`, `service`, `node` or `external`.
-    #[serde(rename = "type")]
-    pub node_type: NodeType,
-    /// Namespace (empty for nodes and external peers).
-    pub namespace: String,
-    /// Workload kind, `Service`, `Node`, or empty.
-    pub kind: String,
-    /// Workload, Service, node name, or the address.
-    pub name: String,
-    /// Some pod of it sends a stream here (or the map says it carries the sidecar).
-    pub attached: bool,
-}
-
-/// Handshake round-trip times of an edge.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Rtt {
-    /// Handshakes measured.
-    pub samples: u64,
-    /// Median, microseconds.
-    pub p50_us: u32,
-    /// 99th percentile, microseconds.
-    pub p99_us: u32,
-}
-
-/// One path (`edges[]` of `PREFIX.json`): client workload -> server workload
-/// over one protocol and server port.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PathEdge {
-    /// Client node id.
-    pub client: String,
-    /// Server node id.
-    pub server: String,
-    /// `namespace/name` of the Service the client called, when it called a ClusterIP.
-    pub service: Option<String>,
-    /// `tcp`, `udp`, `icmp` or the protocol number.
-    pub protocol: String,
-    /// Server port as the counted capture saw it (the Service port for a ClusterIP call).
-    pub port: u16,
-    /// Flow records (5-tuples) on this edge.
-    pub flows: u64,
-    /// TCP handshakes seen (SYN then SYN-ACK).
-    pub connections: u64,
-    /// Packets client -> server.
-    pub packets_to_server: u64,
-    /// Packets server -> client.
-    pub packets_to_client: u64,
-    /// Inner frame bytes client -> server.
-    pub bytes_to_server: u64,
-    /// Inner frame bytes server -> client.
-    pub bytes_to_client: u64,
-    /// TCP resets, either way.
-    pub resets: u64,
-    /// Handshake RTT at the capturing pod: SYN -> SYN-ACK on the client,
-    /// SYN-ACK -> ACK on the server; null when no handshake was seen.
-    pub handshake_rtt_us: Option<Rtt>,
-    /// Unix seconds of the first packet.
-    pub first_seen: f64,
-    /// Unix seconds of the last packet.
-    pub last_seen: f64,
-    /// Whose captures were counted: `client`, `server`, `other` (a stream
-    /// whose source is neither end, e.g. a NATed agent).
-    pub observed_by: Vec<Observer>,
-}
-
-/// `PREFIX.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PathsReport {
-    /// [`PATHS_SCHEMA`].
-    pub schema: String,
-    /// Unix seconds when written.
-    pub generated_at: f64,
-    /// Graph nodes, sorted by id.
-    pub nodes: Vec<PathNode>,
-    /// Edges, sorted by client, server, service, protocol, port.
-    pub edges: Vec<PathEdge>,
-    /// Flow records held.
-    pub flows: u64,
-    /// New flows not recorded (table full).
-    pub flows_dropped: u64,
-}
-
-fn rate(e: &PathEdge) -> f64 {
-    let span = e.last_seen - e.first_seen;
-    if span > 0.0 { (e.packets_to_server + e.packets_to_client) as f64 / span } else { 0.0 }
-}
-
-/// The label of an edge: port, Service, connections, rate, p99.
-pub fn edge_label(e: &PathEdge) -> String {
-    let mut s = format!("{}/{}", e.protocol, e.port);
-    if let Some(svc) = &e.service {
-        let _ = write!(s, " via {svc}");
-    }
-    let _ = write!(s, "\n{} conn, {:.1} pkt/s", e.connections, rate(e));
-    if let Some(r) = &e.handshake_rtt_us {
-        let _ = write!(s, ", p99 {:.2} ms", r.p99_us as f64 / 1000.0);
-    }
-    if e.resets > 0 {
-        let _ = write!(s, ", {} rst", e.resets);
-    }
-    s
-}
-
-fn dot_quote(s: &str) -> String {
-    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n"))
-}
-
-/// `PREFIX.dot`: one node per workload (`namespace/name`), one edge per path.
-pub fn render_dot(r: &PathsReport) -> String {
-    let mut s = String::from(
-        "digraph paths {\n  rankdir=LR;\n  node [shape=box, style=\"rounded\", fontname=\"Helvetica\"];\n  \
-         edge [fontname=\"Helvetica\", fontsize=10];\n",
-    );
-    for n in &r.nodes {
-        let (shape, style) = match (n.node_type, n.attached) {
-            (NodeType::External, _) => ("ellipse", "dashed"),
-            (NodeType::Node, _) => ("box3d", "solid"),
-            (NodeType::Service, _) => ("hexagon", "solid"),
-            (NodeType::Workload, true) => ("box", "rounded,bold"),
-            (NodeType::Workload, false) => ("box", "rounded,dashed"),
-        };
-        let label = if n.kind.is_empty() { n.id.clone() } else { format!("{}\n{}", n.id, n.kind) };
-        let _ = writeln!(
-            s,
-            "  {} [label={}, shape={shape}, style=\"{style}\"];",
-            dot_quote(&n.id),
-            dot_quote(&label)
-        );
-    }
-    for e in &r.edges {
-        let _ = writeln!(
-            s,
-            "  {} -> {} [label={}];",
-            dot_quote(&e.client),
-            dot_quote(&e.server),
-            dot_quote(&edge_label(e))
-        );
-    }
-    s.push_str("}\n");
-    s
-}
-
-/// The top `n` edges by packets, one short line each (the live view).
-pub fn top_edges(r: &PathsReport, n: usize) -> Vec<String> {
-    let mut edges: Vec<&PathEdge> = r.edges.iter().collect();
-    edges.sort_by_key(|e| std::cmp::Reverse(e.packets_to_server + e.packets_to_client));
-    edges
-        .into_iter()
-        .take(n)
-        .map(|e| {
-            let via = e.service.as_deref().map(|s| format!(" via {s}")).unwrap_or_default();
-            format!("{} -> {} {}/{}{via} {} conn", e.client, e.server, e.protocol, e.port, e.connections)
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::paths::{NodeType, Observer, render_dot, top_edges};
 
     const SYN: Option<TcpFlags> = Some(TcpFlags { syn: true, ack: false, rst: false });
     const SYNACK: Option<TcpFlags> = Some(TcpFlags { syn: true, ack: true, rst: false });
@@ -870,17 +435,6 @@ mod tests {
         t.compact(&map(), &capturing, u64::MAX);
         assert!(t.is_empty());
         assert_eq!(t.report(&map(), &capturing, 0.0).edges, before.edges);
-    }
-
-    #[test]
-    fn rtt_samples_are_bounded_and_still_counted() {
-        let mut acc = EdgeAcc::default();
-        for i in 0..(MAX_RTT_SAMPLES as u32 + 1000) {
-            acc.add_rtt(i % 100);
-        }
-        assert_eq!(acc.rtt.len(), MAX_RTT_SAMPLES);
-        assert_eq!(acc.rtt_seen, MAX_RTT_SAMPLES as u64 + 1000);
-        assert!(acc.rtt.iter().all(|&r| r < 100));
     }
 
     #[test]
