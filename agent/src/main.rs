@@ -22,7 +22,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     if args.list_interfaces {
-        print!("{}", bpc_agent::iface::listing());
+        say(&bpc_agent::iface::listing());
         return ExitCode::SUCCESS;
     }
     if args.check_health {
@@ -51,17 +51,17 @@ fn check_health(args: &Args) -> ExitCode {
     let addr = match addr {
         Ok(a) => bpc_agent::http::probe_address(a),
         Err(e) => {
-            println!("bpc-agent --check-health: {e}");
+            say(&format!("bpc-agent --check-health: {e}\n"));
             return ExitCode::from(2);
         }
     };
     match bpc_agent::http::check_health(addr, HEALTH_CHECK_TIMEOUT) {
         Ok(body) => {
-            println!("healthy: {body}");
+            say(&format!("healthy: {body}\n"));
             ExitCode::SUCCESS
         }
         Err(why) => {
-            println!("unhealthy: {why}");
+            say(&format!("unhealthy: {why}\n"));
             ExitCode::from(1)
         }
     }
@@ -72,7 +72,20 @@ fn check_health(args: &Args) -> ExitCode {
 /// (state.terminated.message), if that file exists and is writable.
 fn write_termination_log(message: &str) {
     let path = std::env::var("BPC_TERMINATION_LOG").unwrap_or_else(|_| TERMINATION_LOG.to_owned());
-    if let Ok(mut f) = std::fs::OpenOptions::new().write(true).truncate(true).open(path) {
-        let _ = writeln!(f, "bpc-agent: {message}");
+    if let Ok(mut f) = std::fs::OpenOptions::new().write(true).truncate(true).open(path)
+        && let Err(e) = writeln!(f, "bpc-agent: {message}")
+    {
+        tracing::warn!("could not write the termination log: {e}");
+    }
+}
+
+/// Writes to stdout; a reader that went away (`| head`) is no failure, as
+/// for the other commands of the project, and never a panic, as `print!` is.
+fn say(text: &str) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush())
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        tracing::warn!("could not write to stdout: {e}");
     }
 }

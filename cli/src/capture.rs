@@ -20,6 +20,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use bpc_contract::env;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, AttachParams, ListParams, LogParams, Patch, PatchParams};
 use serde_json::{Value, json};
@@ -286,19 +287,19 @@ pub fn capture_container(
     let mut env: Vec<Value> = c["env"].as_array().cloned().unwrap_or_default();
     env.retain(|e| {
         let name = e["name"].as_str().unwrap_or_default();
-        let drop_collector = name == "BPC_COLLECTOR" && args.write.is_some();
-        let drop_workload = name == "BPC_WORKLOAD" && workload.is_none();
-        !(drop_collector || drop_workload || name == "BPC_METRICS_ADDR")
+        let drop_collector = name == env::COLLECTOR && args.write.is_some();
+        let drop_workload = name == env::WORKLOAD && workload.is_none();
+        !(drop_collector || drop_workload || name == env::METRICS_ADDR)
     });
-    let mut add = vec![("BPC_METRICS_ADDR", METRICS_ADDR.to_owned()), ("BPC_STDIN_CONTROL", "true".into())];
+    let mut add = vec![(env::METRICS_ADDR, METRICS_ADDR.to_owned()), (env::STDIN_CONTROL, "true".into())];
     if args.write.is_some() {
-        add.push(("BPC_WRITE", "-".into()));
+        add.push((env::WRITE, "-".into()));
     }
     if !args.duration.is_zero() {
-        add.push(("BPC_DURATION", format!("{}ms", args.duration.as_millis())));
+        add.push((env::DURATION, format!("{}ms", args.duration.as_millis())));
     }
     if let Some(n) = args.count {
-        add.push(("BPC_COUNT", n.to_string()));
+        add.push((env::COUNT, n.to_string()));
     }
     // Before the Downward API variables, with the agent's other settings.
     let at = env.iter().position(|e| e["name"] == "POD_NAME").unwrap_or(env.len());
@@ -533,7 +534,7 @@ impl Planned {
     /// attach (`verify --ephemeral`). `--duration` still ends it.
     pub fn without_stdin_control(mut self) -> Planned {
         if let Some(env) = self.container["env"].as_array_mut() {
-            env.retain(|e| e["name"] != "BPC_STDIN_CONTROL");
+            env.retain(|e| e["name"] != env::STDIN_CONTROL);
         }
         if let Some(fields) = self.container.as_object_mut() {
             fields.shift_remove("stdin");

@@ -45,7 +45,7 @@ pub fn env_of(c: &Container, name: &str) -> Option<String> {
 
 /// The agent's collectors (`BPC_COLLECTOR`), as written: addresses or names.
 pub fn collectors_of(agent: &Container) -> Vec<String> {
-    env_of(agent, "BPC_COLLECTOR")
+    env_of(agent, bpc_contract::env::COLLECTOR)
         .unwrap_or_default()
         .split(',')
         .map(str::trim)

@@ -16,6 +16,7 @@ use std::net::IpAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use bpc_contract::env;
 use bpc_wire::WorkloadKey;
 use k8s_openapi::api::core::v1::{Container, Pod, PodTemplateSpec};
 use kube::api::{ListParams, Patch, PatchParams};
@@ -124,7 +125,7 @@ pub fn target_of(
         ))
     };
     let (agent, init_container) = template.spec.as_ref().and_then(agent_of).ok_or_else(not_attached)?;
-    let collectors = env_of(agent, "BPC_COLLECTOR").unwrap_or_default();
+    let collectors = env_of(agent, env::COLLECTOR).unwrap_or_default();
     let status_annotation = template
         .metadata
         .as_ref()
@@ -217,7 +218,7 @@ pub fn collector_patch(
     annotations.insert(VERIFY_ANNOTATION.into(), json!(verify_sink));
     json!({"spec": {"template": {
         "metadata": {"annotations": annotations},
-        "spec": {containers: [{"name": AGENT_CONTAINER, "env": [{"name": "BPC_COLLECTOR", "value": collectors}]}]}
+        "spec": {containers: [{"name": AGENT_CONTAINER, "env": [{"name": env::COLLECTOR, "value": collectors}]}]}
     }}})
 }
 
@@ -362,7 +363,7 @@ fn pod_ready(p: &Pod) -> bool {
 
 fn expected_key(target: &Target, agent: Option<&Container>) -> WorkloadKey {
     agent
-        .and_then(|c| env_of(c, "BPC_KEY"))
+        .and_then(|c| env_of(c, env::KEY))
         .and_then(|k| k.parse::<WorkloadKey>().ok())
         .unwrap_or_else(|| WorkloadKey::from_workload(&target.namespace, target.kind.as_str(), &target.name))
 }

@@ -198,7 +198,7 @@ type FlowKey = (u8, IpAddr, u16, IpAddr, u16);
 
 #[derive(Default)]
 struct State {
-    streams: HashMap<(u32, IpAddr, u8), Stream>,
+    streams: HashMap<(u32, IpAddr, ReceivedProfile), Stream>,
     malformed: BTreeMap<&'static str, u64>,
     flows: HashMap<FlowKey, (u64, u64)>,
     latencies_ns: Vec<u64>,
@@ -484,19 +484,20 @@ fn handle(st: &mut State, src: IpAddr, gre: &[u8], now: SystemTime, sink: Option
     }
     let frame = packet.payload;
     let seen = StreamProfile::of(&packet);
-    let (key, tag, seq, dir) = match seen {
-        StreamProfile::Standard { key, sequence } => (key, 0u8, Some(sequence), None),
-        StreamProfile::Netis(nk) => (nk.keybit, 1, None, Some(nk.direction)),
-        StreamProfile::Anonymous => (0, 2, None, None),
+    let profile = ReceivedProfile::from(&seen);
+    let (key, seq, dir) = match seen {
+        StreamProfile::Standard { key, sequence } => (key, Some(sequence), None),
+        StreamProfile::Netis(nk) => (nk.keybit, None, Some(nk.direction)),
+        StreamProfile::Anonymous => (0, None, None),
     };
-    let s = st.streams.entry((key, src, tag)).or_insert_with(|| Stream {
-        profile: ReceivedProfile::from(&seen),
+    let s = st.streams.entry((key, src, profile)).or_insert_with(|| Stream {
+        profile,
         tracker: SequenceTracker::new(),
         packets: 0,
         bytes: 0,
         first: now,
         last: now,
-        dirs: (tag == 1).then(DirectionCounts::default),
+        dirs: (profile == ReceivedProfile::Netis).then(DirectionCounts::default),
     });
     s.packets += 1;
     s.bytes += frame.len() as u64;
