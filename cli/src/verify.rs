@@ -338,14 +338,20 @@ impl Evaluation {
     }
 }
 
-/// Looks every 500 ms until `look` passes or `timeout` is over.
-async fn wait_for_pass<F: Future<Output = Evaluation>>(
+/// Looks every 500 ms until `look` passes or `timeout` is over. A look that
+/// could not be made (`Err(why)`) fails with its reason and keeps the pods
+/// of the look before.
+async fn wait_for_pass<F: Future<Output = Result<Evaluation, String>>>(
     timeout: Duration,
     mut look: impl FnMut() -> F,
 ) -> Evaluation {
     let deadline = tokio::time::Instant::now() + timeout;
+    let mut last = Evaluation { outcome: Outcome::Fail("no observation yet".into()), pods: Vec::new() };
     loop {
-        let last = look().await;
+        match look().await {
+            Ok(now) => last = now,
+            Err(why) => last.outcome = Outcome::Fail(why),
+        }
         if last.outcome.passed() || tokio::time::Instant::now() >= deadline {
             return Evaluation { outcome: last.outcome.after_timeout(timeout), pods: last.pods };
         }
@@ -438,11 +444,9 @@ pub async fn verify(
     let lp = ListParams::default().labels(&target.selector);
     let wait = wait_for_pass(args.timeout, || async {
         match pods_api.list(&lp).await {
-            Ok(pods) => evaluate(&target, &pods.items, &source.snapshot(), &sink, args.min_packets),
+            Ok(pods) => Ok(evaluate(&target, &pods.items, &source.snapshot(), &sink, args.min_packets)),
             // A transient API error is a reason to look again, not to give up.
-            Err(e) => {
-                Evaluation { outcome: Outcome::Fail(format!("cannot list pods: {e}")), pods: Vec::new() }
-            }
+            Err(e) => Err(format!("cannot list pods: {e}")),
         }
     });
     let outcome = tokio::select! {
@@ -563,7 +567,7 @@ pub async fn verify_ephemeral(
         );
     }
     let wait = wait_for_pass(args.timeout, || async {
-        evaluate_captures(&pods, &source.snapshot(), args.min_packets)
+        Ok(evaluate_captures(&pods, &source.snapshot(), args.min_packets))
     });
     let Evaluation { outcome, pods: results } = tokio::select! {
         r = wait => r,
@@ -686,6 +690,30 @@ mod tests {
         assert_eq!((&pass["pass"], &pass["reason"]), (&json!(true), &Value::Null));
         let fail = serde_json::to_value(report(Outcome::Fail("no ready pod".into()))).unwrap();
         assert_eq!((&fail["pass"], &fail["reason"]), (&json!(false), &json!("no ready pod")));
+    }
+
+    #[tokio::test]
+    async fn a_look_that_could_not_be_made_fails_with_its_reason_and_keeps_the_pods_seen_before() {
+        let pod = PodResult {
+            pod: "web-a".into(),
+            ip: "198.18.1.2".into(),
+            key: "0x773f9626".into(),
+            has_sink: true,
+            packets: 3,
+            lost: 0,
+            pass: false,
+        };
+        let first =
+            Evaluation { outcome: Outcome::Fail("web-a delivered 3 of 10 packets".into()), pods: vec![pod] };
+        let mut looks = vec![Err("cannot list pods: 503".to_owned()), Ok(first.clone())];
+        // Two looks: at once, then 500 ms later, past the 300 ms timeout.
+        let last = wait_for_pass(Duration::from_millis(300), || {
+            let next = looks.pop().expect("only two looks");
+            async move { next }
+        })
+        .await;
+        assert_eq!(last.outcome, Outcome::Fail("timed out after 300ms: cannot list pods: 503".into()));
+        assert_eq!(last.pods, first.pods);
     }
 
     #[test]

@@ -78,30 +78,29 @@ const MAX_RTT_SAMPLES: usize = 1 << 16;
 impl EdgeAcc {
     /// The edge's row of `PREFIX.json`.
     pub(super) fn into_edge(mut self, id: EdgeId) -> PathEdge {
-        let acc = &mut self;
-        acc.rtt.sort_unstable();
-        let rtt = (!acc.rtt.is_empty()).then(|| {
-            let pct = |q: f64| acc.rtt[((acc.rtt.len() - 1) as f64 * q).round() as usize];
-            Rtt { samples: acc.rtt_seen, p50_us: pct(0.5), p99_us: pct(0.99) }
+        self.rtt.sort_unstable();
+        let rtt = (!self.rtt.is_empty()).then(|| {
+            let pct = |q: f64| self.rtt[((self.rtt.len() - 1) as f64 * q).round() as usize];
+            Rtt { samples: self.rtt_seen, p50_us: pct(0.5), p99_us: pct(0.99) }
         });
         let observed_by =
-            Observer::ALL.into_iter().zip(acc.observed).filter(|(_, on)| *on).map(|(o, _)| o).collect();
+            Observer::ALL.into_iter().zip(self.observed).filter(|(_, on)| *on).map(|(o, _)| o).collect();
         PathEdge {
             client: id.client,
             server: id.server,
             service: id.service,
             protocol: protocol_name(id.protocol),
             port: id.port,
-            flows: acc.flows,
-            connections: acc.connections,
-            packets_to_server: acc.packets_to_server,
-            packets_to_client: acc.packets_to_client,
-            bytes_to_server: acc.bytes_to_server,
-            bytes_to_client: acc.bytes_to_client,
-            resets: acc.resets,
+            flows: self.flows,
+            connections: self.connections,
+            packets_to_server: self.packets_to_server,
+            packets_to_client: self.packets_to_client,
+            bytes_to_server: self.bytes_to_server,
+            bytes_to_client: self.bytes_to_client,
+            resets: self.resets,
             handshake_rtt_us: rtt,
-            first_seen: acc.first_ns as f64 / 1e9,
-            last_seen: acc.last_ns as f64 / 1e9,
+            first_seen: self.first_ns as f64 / 1e9,
+            last_seen: self.last_ns as f64 / 1e9,
             observed_by,
         }
     }

@@ -14,7 +14,7 @@ const MAX_FLOWS: usize = 1 << 20;
 /// One flow as seen by one capturing pod. `a`/`b` are the ends in canonical
 /// order (smaller address:port first), so both directions share one record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct FlowKey {
+pub(super) struct FlowKey {
     /// IP protocol number.
     pub proto: u8,
     /// Lower end.
@@ -47,7 +47,7 @@ enum Phase {
 
 /// Counters of one flow record.
 #[derive(Debug, Clone)]
-pub struct FlowState {
+pub(super) struct FlowState {
     /// 0: `a` is the client, 1: `b` is; None until a SYN says (then ports decide).
     pub(super) client: Option<u8>,
     pub(super) packets: [u64; 2],
