@@ -19,7 +19,7 @@ use serde_json::Value;
 use crate::capabilities::{CapabilitiesArg, CapabilityPlanner};
 use crate::kube_context::{FIELD_MANAGER, Kube};
 use crate::output::{self, ObjectFormat};
-use crate::sidecar::{self, Change, Sidecar, SidecarOptions};
+use crate::sidecar::{self, Change, Sidecar, SidecarForm, SidecarFormArg, SidecarOptions};
 use crate::workload::{KindApi, WorkloadId, WorkloadKind, WorkloadRef};
 use crate::{EXIT_WORKLOAD_FAILED, Error, preflight};
 
@@ -61,10 +61,10 @@ pub struct ChangeArgs {
 /// The workloads a command acts on: names, or a label selector.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct TargetArgs {
-    /// Workloads: NAME (a Deployment), deploy/NAME, sts/NAME or ds/NAME.
+    /// Workloads: NAME (a Deployment), deploy/NAME, sts/NAME, ds/NAME or cronjob/NAME.
     #[arg(value_name = "WORKLOAD")]
     pub workloads: Vec<String>,
-    /// Every Deployment, StatefulSet and DaemonSet matching this label selector.
+    /// Every Deployment, StatefulSet, DaemonSet and CronJob matching this label selector.
     #[arg(short = 'l', long, value_name = "SELECTOR")]
     pub selector: Option<String>,
 }
@@ -91,6 +91,11 @@ pub struct AttachArgs {
     /// How the agent gets CAP_NET_RAW.
     #[arg(long, value_enum, default_value = "auto")]
     pub capabilities: CapabilitiesArg,
+    /// How the agent joins the pod: a native sidecar (first init container, restartPolicy
+    /// Always: capture from the pod's first packet to its last; Kubernetes 1.29+), a plain
+    /// container, or auto (native where the API server supports it).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub sidecar: SidecarFormArg,
     /// Attach even to pods with hostNetwork: true (captures the whole node's traffic).
     #[arg(long)]
     pub allow_host_network: bool,
@@ -136,7 +141,7 @@ pub struct Done {
 /// The HTTP verb and resource named when the API server says 403.
 fn api_error(e: kube::Error, verb: &str, id: &WorkloadId) -> Error {
     let ns = &id.namespace;
-    let plural = format!("{}s.apps", id.kind.as_str().to_ascii_lowercase());
+    let plural = format!("{}s.{}", id.kind.lower(), id.kind.resource().rsplit('.').next().unwrap_or("apps"));
     match e {
         kube::Error::Api(s) if s.code == 404 => Error::Workload(format!(
             "{id} not found in namespace {ns}: check the name with kubectl get {plural} -n {ns}"
@@ -169,9 +174,13 @@ pub fn check_targets(
     all_namespaces: bool,
 ) -> Result<Vec<WorkloadRef>, Error> {
     let refs = names.iter().map(|n| WorkloadRef::parse(n)).collect::<Result<Vec<_>, _>>()?;
+    if let Some(r) = refs.iter().find(|r| !r.kind_or_deployment().is_attachable()) {
+        return Err(immutable_template(r));
+    }
     if refs.is_empty() && selector.is_none() && !all {
         return Err(Error::Usage(
-            "name at least one workload (NAME, deploy/NAME, sts/NAME, ds/NAME) or use -l SELECTOR".into(),
+            "name at least one workload (NAME, deploy/NAME, sts/NAME, ds/NAME, cronjob/NAME) or use -l SELECTOR"
+                .into(),
         ));
     }
     if !refs.is_empty() && (selector.is_some() || all) {
@@ -181,6 +190,31 @@ pub fn check_targets(
         return Err(Error::Usage("-A/--all-namespaces cannot be used with workload names: use -n NS".into()));
     }
     Ok(refs)
+}
+
+/// Why a Job or a Pod cannot be attached, and what to do instead.
+fn immutable_template(r: &WorkloadRef) -> Error {
+    let kind = r.kind_or_deployment();
+    let instead = match kind {
+        WorkloadKind::Job => format!(
+            "capture its running pods now (kubectl bpc capture job/{0}), attach the CronJob that creates it \
+             (kubectl bpc attach cronjob/NAME) so that every future Job carries the sidecar, or put the sidecar \
+             into the Job's manifest before it is created (kubectl bpc inject -f job.yaml)",
+            r.name
+        ),
+        _ => format!(
+            "capture it now (kubectl bpc capture pod/{0}), attach the workload that creates it, or put the \
+             sidecar into the Pod's manifest before it is created (kubectl bpc inject -f pod.yaml)",
+            r.name
+        ),
+    };
+    Error::Usage(format!(
+        "{}/{}: a {}'s pod template cannot be changed once it is created, so the sidecar cannot be added or \
+         removed there; {instead}",
+        kind.resource(),
+        r.name,
+        kind.as_str()
+    ))
 }
 
 /// Finds the workloads named, or matched by a selector, or (`all`) every
@@ -202,7 +236,7 @@ pub async fn resolve(
     }
     if selector.is_some() || all {
         let lp = selector.map_or_else(ListParams::default, |s| ListParams::default().labels(s));
-        for kind in WorkloadKind::ALL {
+        for kind in WorkloadKind::ATTACHABLE {
             let api = match kube.scope() {
                 Some(ns) => kind.api(&kube.client, ns),
                 None => kind.api_all(&kube.client),
@@ -221,7 +255,7 @@ pub async fn resolve(
                 other => Error::Kube(other),
             })?;
             for o in list.items {
-                if all && selector.is_none() && template(&o).and_then(sidecar::status_annotation).is_none() {
+                if all && selector.is_none() && template(kind, &o).and_then(sidecar::status_annotation).is_none() {
                     continue;
                 }
                 let id = WorkloadId {
@@ -236,8 +270,8 @@ pub async fn resolve(
     Ok(found)
 }
 
-fn template(o: &DynamicObject) -> Option<&Value> {
-    o.data.pointer("/spec/template")
+fn template(kind: WorkloadKind, o: &DynamicObject) -> Option<&Value> {
+    o.data.pointer(kind.template_pointer())
 }
 
 fn object_value(kind: WorkloadKind, o: &DynamicObject) -> Value {
@@ -250,9 +284,11 @@ fn object_value(kind: WorkloadKind, o: &DynamicObject) -> Value {
     v
 }
 
-fn with_template(object: &Value, template: &Value) -> Value {
+fn with_template(kind: WorkloadKind, object: &Value, template: &Value) -> Value {
     let mut v = object.clone();
-    v["spec"]["template"] = template.clone();
+    if let Some(t) = v.pointer_mut(kind.template_pointer()) {
+        *t = template.clone();
+    }
     v
 }
 
@@ -321,6 +357,7 @@ pub async fn attach_one(
     id: &WorkloadId,
     mut object: DynamicObject,
     args: &AttachArgs,
+    form: SidecarForm,
     planner: &mut CapabilityPlanner,
 ) -> Result<Done, Error> {
     let api = id.kind.api(&kube.client, &id.namespace);
@@ -330,15 +367,20 @@ pub async fn attach_one(
         options: args.options.clone(),
         capabilities: choice.mode,
         allow_host_network: args.allow_host_network,
+        form,
     };
     for attempt in 1..=CONFLICT_ATTEMPTS {
         let before = object_value(id.kind, &object);
-        let current = template(&object).cloned().ok_or_else(|| {
-            Error::Workload(format!("{id} in namespace {} has no spec.template", id.namespace))
+        let current = template(id.kind, &object).cloned().ok_or_else(|| {
+            Error::Workload(format!(
+                "{id} in namespace {} has no pod template ({})",
+                id.namespace,
+                id.kind.template_pointer()
+            ))
         })?;
         let mut desired = current.clone();
         let injected = sidecar::inject(&mut desired, &sidecar).map_err(|e| Error::Workload(e.to_string()))?;
-        let after = with_template(&before, &desired);
+        let after = with_template(id.kind, &before, &desired);
         let action = Change::from(injected);
         if action == Change::Unchanged {
             return Ok(Done { workload: id.clone(), action, object: after, before });
@@ -360,7 +402,8 @@ pub async fn attach_one(
         if args.change.dry_run == DryRun::Client {
             return Ok(Done { workload: id.clone(), action, object: after, before });
         }
-        let patch = sidecar::attach_patch(&current, &desired, object.metadata.resource_version.as_deref());
+        let patch =
+            sidecar::attach_patch(id.kind, &current, &desired, object.metadata.resource_version.as_deref());
         match api.patch(&id.name, &patch_params(args.change.dry_run), &Patch::Strategic(&patch)).await {
             Ok(o) => {
                 return Ok(Done { workload: id.clone(), action, object: object_value(id.kind, &o), before });
@@ -385,10 +428,10 @@ pub async fn detach_one(
     let api = id.kind.api(&kube.client, &id.namespace);
     for attempt in 1..=CONFLICT_ATTEMPTS {
         let before = object_value(id.kind, &object);
-        let current = template(&object).cloned().unwrap_or(Value::Null);
+        let current = template(id.kind, &object).cloned().unwrap_or(Value::Null);
         let mut desired = current.clone();
         let outcome = sidecar::uninject(&mut desired, id).map_err(|e| Error::Workload(e.to_string()))?;
-        let after = with_template(&before, &desired);
+        let after = with_template(id.kind, &before, &desired);
         let record = match (outcome, sidecar::attached_record(&current)?) {
             (sidecar::Uninjected::Removed, Some(record)) => record,
             _ => {
@@ -398,7 +441,7 @@ pub async fn detach_one(
         if dry_run == DryRun::Client {
             return Ok(Done { workload: id.clone(), action: Change::Removed, object: after, before });
         }
-        let patch = sidecar::detach_patch(&record, object.metadata.resource_version.as_deref());
+        let patch = sidecar::detach_patch(id.kind, &record, object.metadata.resource_version.as_deref());
         match api.patch(&id.name, &patch_params(dry_run), &Patch::Strategic(&patch)).await {
             Ok(o) => {
                 return Ok(Done {
@@ -506,6 +549,25 @@ fn confirm(question: &str) -> bool {
     std::io::stdin().read_line(&mut answer).is_ok() && answer.trim().eq_ignore_ascii_case("y")
 }
 
+/// The sidecar form for this API server: `--sidecar auto` and `native` read
+/// its version once (`/version`); `container` asks nothing.
+async fn sidecar_form(kube: &Kube, arg: SidecarFormArg) -> Result<SidecarForm, Error> {
+    if arg == SidecarFormArg::Container {
+        return Ok(SidecarForm::Container);
+    }
+    let minor = kube.server_minor().await?;
+    let form = arg.resolve(Some(minor))?;
+    if arg == SidecarFormArg::Auto && form == SidecarForm::Container {
+        eprintln!(
+            "note: the API server is Kubernetes 1.{minor}, before native sidecars (1.{}): the agent is added as a \
+             plain container, which misses the pod's first packets and may miss its last ones \
+             (docs/guide.md#two-forms-of-sidecar)",
+            sidecar::NATIVE_SIDECAR_MINOR
+        );
+    }
+    Ok(form)
+}
+
 /// Runs `kubectl bpc attach`.
 pub async fn run_attach(args: &AttachArgs, kube: &Kube) -> Result<ExitCode, Error> {
     preflight::check_options(&args.options)?;
@@ -513,11 +575,12 @@ pub async fn run_attach(args: &AttachArgs, kube: &Kube) -> Result<ExitCode, Erro
     if targets.is_empty() {
         eprintln!("no workloads match the selector");
     }
+    let form = sidecar_form(kube, args.sidecar).await?;
     let mut planner = CapabilityPlanner::new(args.capabilities);
     let mut report = Reporter { change: &args.change, objects: Vec::new(), failed: 0 };
     for target in targets {
         let result = match target {
-            Ok((id, object)) => attach_one(kube, &id, object, args, &mut planner).await,
+            Ok((id, object)) => attach_one(kube, &id, object, args, form, &mut planner).await,
             Err(e) => Err(e),
         };
         let Some(done) = report.outcome(result)? else { continue };

@@ -275,6 +275,8 @@ pub fn capture_container(
         options: args.sidecar_options(),
         capabilities: mode,
         allow_host_network: false,
+        // Not placed in a template: the ephemeral container is built from the common container.
+        form: sidecar::SidecarForm::Container,
     };
     let mut c = sidecar::container(&sidecar);
     if let Some(fields) = c.as_object_mut() {

@@ -55,6 +55,25 @@ impl Kube {
     pub fn scope(&self) -> Option<&str> {
         (!self.all_namespaces).then_some(self.namespace.as_str())
     }
+
+    /// The API server's minor version (`/version`), e.g. 34 for v1.34.4;
+    /// providers' suffixes (`"29+"`) are ignored.
+    pub async fn server_minor(&self) -> Result<u32, Error> {
+        let info = self.client.apiserver_version().await?;
+        parse_minor(&info.minor).ok_or_else(|| {
+            Error::Config(format!(
+                "the API server reports version {}.{} ({}), whose minor number cannot be read: \
+                 pass --sidecar native or --sidecar container",
+                info.major, info.minor, info.git_version
+            ))
+        })
+    }
+}
+
+/// The number at the start of a `/version` minor field (`"29+"` -> 29).
+fn parse_minor(minor: &str) -> Option<u32> {
+    let digits: String = minor.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
 }
 
 impl KubeArgs {

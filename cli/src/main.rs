@@ -11,7 +11,7 @@ use kubectl_bpc::attach::{AttachArgs, DetachArgs};
 use kubectl_bpc::capabilities::CapabilitiesArg;
 use kubectl_bpc::kube_context::KubeArgs;
 use kubectl_bpc::manifest::{Edit, edit_manifests};
-use kubectl_bpc::sidecar::SidecarOptions;
+use kubectl_bpc::sidecar::{SidecarFormArg, SidecarOptions};
 use kubectl_bpc::{Error, attach, capture, map, output, sink, status, verify};
 
 #[derive(Parser)]
@@ -92,6 +92,10 @@ struct InjectArgs {
     /// Inject even into pods with hostNetwork: true.
     #[arg(long)]
     allow_host_network: bool,
+    /// How the agent joins the pod: native sidecar (Kubernetes 1.29+; auto means native
+    /// offline) or a plain container for older clusters.
+    #[arg(long, value_enum, default_value = "auto")]
+    sidecar: SidecarFormArg,
     /// Write the sidecar as Kustomize patches plus a kustomization.yaml into DIR instead of printing
     /// edited manifests (the manifests are its resources, not edited).
     #[arg(long, value_name = "DIR")]
@@ -136,6 +140,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
                 options: args.options.clone(),
                 capabilities: args.capabilities,
                 allow_host_network: args.allow_host_network,
+                form: args.sidecar.resolve(None)?,
             };
             match &args.kustomize {
                 None => offline(&cli.kube, &args.file, &edit),

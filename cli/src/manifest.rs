@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::Error;
 use crate::capabilities::{CapabilitiesArg, PodSecurity, choose};
-use crate::sidecar::{self, Change, Sidecar, SidecarOptions};
+use crate::sidecar::{self, Change, Sidecar, SidecarForm, SidecarOptions};
 use crate::workload::{WorkloadId, WorkloadKind};
 
 pub mod diff;
@@ -38,6 +38,8 @@ pub enum Edit {
         capabilities: CapabilitiesArg,
         /// Allow workloads with `hostNetwork: true`.
         allow_host_network: bool,
+        /// Native sidecar or plain container.
+        form: SidecarForm,
     },
     /// Take the sidecar out.
     Uninject,
@@ -135,11 +137,12 @@ impl Editor<'_> {
             return Ok(false);
         };
         let api = doc.get("apiVersion").and_then(Value::as_str);
-        if api.is_some_and(|a| a != "apps/v1") {
+        if api.is_some_and(|a| a != kind.api_version()) {
             self.out.notes.push(format!(
-                "{}: a {kind} of apiVersion {} is not an apps/v1 workload: left as it is",
+                "{}: a {kind} of apiVersion {} is not a {} {kind}: left as it is",
                 self.place(at),
-                api.unwrap_or_default()
+                api.unwrap_or_default(),
+                kind.api_version()
             ));
             return Ok(false);
         }
@@ -147,15 +150,22 @@ impl Editor<'_> {
         let named = if name.is_empty() { format!("a {kind}") } else { format!("{}/{name}", kind.resource()) };
         // A workload kind without a pod template is a broken manifest, not
         // something to pass through as if it were not ours.
-        let containers = doc.pointer("/spec/template/spec/containers").and_then(Value::as_array);
+        let template_at = kind.template_pointer();
+        let containers = doc.pointer(&format!("{template_at}/spec/containers")).and_then(Value::as_array);
         if containers.is_none_or(Vec::is_empty) {
+            let field = format!("{}spec.containers", template_at.trim_start_matches('/').replace('/', ".") + ".");
             return Err(Error::Workload(format!(
-                "{}: {named} has no usable pod template (spec.template.spec.containers is missing or empty)",
-                self.place(at)
+                "{}: {named} has no usable pod template ({} is missing or empty)",
+                self.place(at),
+                field.trim_start_matches('.')
             )));
         }
         if api.is_none() {
-            return Err(Error::Workload(format!("{}: {named} has no apiVersion (apps/v1)", self.place(at))));
+            return Err(Error::Workload(format!(
+                "{}: {named} has no apiVersion ({})",
+                self.place(at),
+                kind.api_version()
+            )));
         }
         if name.is_empty() {
             return Err(Error::Usage(format!(
@@ -175,10 +185,10 @@ impl Editor<'_> {
             }
         };
         let workload = WorkloadId { namespace, kind, name };
-        let template = doc.pointer_mut("/spec/template").expect("checked above");
+        let template = doc.pointer_mut(template_at).expect("checked above");
         let before = template.clone();
         let action = match self.edit {
-            Edit::Inject { options, capabilities, allow_host_network } => {
+            Edit::Inject { options, capabilities, allow_host_network, form } => {
                 let choice = choose(*capabilities, &workload.namespace, &PodSecurity::default(), None)?;
                 if *capabilities == CapabilitiesArg::Auto {
                     self.out.notes.push(format!(
@@ -192,6 +202,7 @@ impl Editor<'_> {
                     options: options.clone(),
                     capabilities: choice.mode,
                     allow_host_network: *allow_host_network,
+                    form: *form,
                 };
                 Change::from(sidecar::inject(template, &s)?)
             }

@@ -56,6 +56,18 @@ pub fn counts(kind: WorkloadKind, object: &Value) -> Rollout {
             updated: int32("/status/updatedNumberScheduled"),
             ready: int32("/status/numberReady"),
         },
+        // Nothing rolls: a CronJob's next Job, a Job's or a Pod's own pods
+        // are what they are. Their running pods count as they are.
+        WorkloadKind::CronJob => {
+            let active = object.pointer("/status/active").and_then(Value::as_array).map_or(0, Vec::len);
+            let n = clamp(active as i64);
+            Rollout { desired: n, updated: n, ready: n }
+        }
+        WorkloadKind::Job => {
+            let active = int32("/status/active");
+            Rollout { desired: active, updated: active, ready: int32("/status/ready") }
+        }
+        WorkloadKind::Pod => Rollout { desired: 1, updated: 1, ready: 1 },
     }
 }
 
@@ -113,6 +125,8 @@ pub fn state(kind: WorkloadKind, object: &Value) -> RolloutState {
                 int(object, "/status/currentNumberScheduled"),
             )
         }
+        // A changed CronJob takes effect with its next Job: nothing to wait for.
+        WorkloadKind::CronJob | WorkloadKind::Job | WorkloadKind::Pod => return RolloutState::Complete,
     };
     if observed >= generation && updated >= desired && available >= desired && total <= desired {
         RolloutState::Complete

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::Error;
-use crate::workload::WorkloadId;
+use crate::workload::{WorkloadId, WorkloadKind};
 
 /// Name of the sidecar container.
 pub const AGENT_CONTAINER: &str = "bpc-agent";
@@ -85,6 +85,84 @@ impl CapabilityMode {
         }
     }
 }
+
+/// How the agent joins the pod (the status annotation records which).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SidecarForm {
+    /// A native sidecar (Kubernetes 1.29+): the first init container, with
+    /// `restartPolicy: Always`. The kubelet starts it before every other
+    /// container and waits for its startup probe (capture live), and stops it
+    /// after the app's containers have exited: the pod's first and last
+    /// packets are mirrored, and a Job completes when its containers do.
+    #[default]
+    Native,
+    /// A plain container, appended last: starts beside the app and gets
+    /// SIGTERM with it (it lingers while the pod still has traffic). For API
+    /// servers before 1.29.
+    Container,
+}
+
+impl SidecarForm {
+    /// The name on the command line and in the status annotation.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SidecarForm::Native => "native",
+            SidecarForm::Container => "container",
+        }
+    }
+
+    /// The pod spec list the agent goes into.
+    pub fn list(self) -> &'static str {
+        match self {
+            SidecarForm::Native => "initContainers",
+            SidecarForm::Container => "containers",
+        }
+    }
+
+    /// A record written before the form was recorded had a container.
+    fn before_recorded() -> SidecarForm {
+        SidecarForm::Container
+    }
+}
+
+/// `--sidecar`: the form, or `auto` (native where the API server is 1.29 or later).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SidecarFormArg {
+    /// Native where the API server supports it (1.29+), else a container; offline: native.
+    Auto,
+    /// Always a native sidecar (refused by servers before 1.29).
+    Native,
+    /// Always a plain container.
+    Container,
+}
+
+/// The first Kubernetes minor version with native sidecars on by default
+/// (`SidecarContainers`, beta in 1.29, GA in 1.33).
+pub const NATIVE_SIDECAR_MINOR: u32 = 29;
+
+impl SidecarFormArg {
+    /// The form for an API server of minor version `server_minor` (None:
+    /// offline, no server to ask). Refuses `native` on a server that predates it.
+    pub fn resolve(self, server_minor: Option<u32>) -> Result<SidecarForm, Error> {
+        let supported = server_minor.is_none_or(|m| m >= NATIVE_SIDECAR_MINOR);
+        match self {
+            SidecarFormArg::Container => Ok(SidecarForm::Container),
+            SidecarFormArg::Auto if supported => Ok(SidecarForm::Native),
+            SidecarFormArg::Auto => Ok(SidecarForm::Container),
+            SidecarFormArg::Native if supported => Ok(SidecarForm::Native),
+            SidecarFormArg::Native => Err(Error::Usage(format!(
+                "--sidecar native needs Kubernetes 1.{NATIVE_SIDECAR_MINOR} or later (init containers with \
+                 restartPolicy: Always); this API server is 1.{}: use --sidecar container (or auto)",
+                server_minor.unwrap_or_default()
+            ))),
+        }
+    }
+}
+
+/// Seconds the container form keeps capturing after SIGTERM while the pod
+/// still has traffic (`BPC_LINGER`), at most: the app's shutdown calls.
+pub const CONTAINER_LINGER_SECONDS: i64 = 5;
 
 /// The sidecar's options: what attach and inject take on the command line,
 /// and what the status annotation records.
@@ -212,6 +290,8 @@ pub struct Sidecar {
     pub capabilities: CapabilityMode,
     /// Attach even when the pod uses the node's network namespace.
     pub allow_host_network: bool,
+    /// Native sidecar or plain container.
+    pub form: SidecarForm,
 }
 
 /// What attach added to a pod template: the JSON of the status annotation.
@@ -235,6 +315,9 @@ pub struct AttachRecord {
     pub created: Vec<String>,
     /// Capability mode used.
     pub capabilities: CapabilityMode,
+    /// The form the agent was added in (records without it had a container).
+    #[serde(default = "SidecarForm::before_recorded")]
+    pub sidecar: SidecarForm,
     /// The options attach was given.
     pub options: SidecarOptions,
 }
@@ -431,6 +514,53 @@ pub fn container(sidecar: &Sidecar) -> Value {
     agent
 }
 
+/// The agent container as it goes into `template`: [`container`] plus what
+/// its form needs. Both forms keep serving the reason when capture cannot
+/// start (`BPC_ON_ERROR=serve`): an agent that exits would keep a native
+/// sidecar's pod from starting and a container's pod from being Ready.
+fn placed_container(sidecar: &Sidecar, template: &Value) -> Value {
+    let mut agent = container(sidecar);
+    let push_env = |agent: &mut Value, name: &str, value: String| {
+        if let Some(list) = agent["env"].as_array_mut() {
+            list.push(json!({"name": name, "value": value}));
+        }
+    };
+    push_env(&mut agent, env::ON_ERROR, bpc_contract::OnError::Serve.to_string());
+    match sidecar.form {
+        SidecarForm::Native => {
+            let handler = if sidecar.options.metrics_private {
+                ("exec", json!({"command": [AGENT_BINARY, "--check-startup"]}))
+            } else {
+                ("httpGet", json!({"path": "/startupz", "port": METRICS_PORT_NAME}))
+            };
+            // The agent's /startupz passes once the capture socket is bound
+            // with its filter attached, or once the agent has given up (the
+            // reason stays in /healthz and /stats), or after its own bound
+            // (docs/agent.md): the app's containers start after capture is
+            // live, and never later than that bound. The probe's own limit
+            // (30 s) is only a backstop for an agent that cannot answer.
+            let mut probe = json!({"periodSeconds": 1, "failureThreshold": 30, "timeoutSeconds": 2});
+            probe[handler.0] = handler.1;
+            if let Some(fields) = agent.as_object_mut() {
+                fields.shift_insert(2, "restartPolicy".into(), json!("Always"));
+                let at = fields.keys().position(|k| k == "livenessProbe").map_or(fields.len(), |i| i + 1);
+                fields.shift_insert(at, "startupProbe".into(), probe);
+            }
+        }
+        SidecarForm::Container => {
+            // SIGTERM reaches the app and the agent together: the agent keeps
+            // capturing the app's shutdown while the pod has traffic, within
+            // the grace period the kubelet gives the pod.
+            let grace = template.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64);
+            let linger = CONTAINER_LINGER_SECONDS.min(grace.unwrap_or(30) - 1);
+            if linger > 0 {
+                push_env(&mut agent, env::LINGER, format!("{linger}s"));
+            }
+        }
+    }
+    agent
+}
+
 /// The status annotation's record for a sidecar (`created` filled by [`inject`]).
 pub fn record(sidecar: &Sidecar) -> AttachRecord {
     AttachRecord {
@@ -441,6 +571,7 @@ pub fn record(sidecar: &Sidecar) -> AttachRecord {
         annotations: vec![STATUS_ANNOTATION.to_owned()],
         created: Vec::new(),
         capabilities: sidecar.capabilities,
+        sidecar: sidecar.form,
         options: sidecar.options.clone(),
     }
 }
@@ -468,10 +599,11 @@ fn has_container(template: &Value, name: &str) -> bool {
     })
 }
 
-/// Puts the sidecar into a pod template (`spec.template` of a workload):
-/// adds the container at the end of `containers` (or replaces the one a
-/// previous attach added, in place) and sets the status annotation.
-/// Nothing else in the template changes.
+/// Puts the sidecar into a pod template (`spec.template` of a workload, or
+/// a Pod): as a native sidecar, the first init container; as a container,
+/// the last container (a previous attach's agent is replaced in place, or
+/// moved when the form changed) and sets the status annotation. Nothing else
+/// in the template changes.
 ///
 /// Refuses a template that runs in the host network namespace (unless
 /// allowed) and one with a `bpc-agent` container that kubectl-bpc did not add.
@@ -498,9 +630,13 @@ pub fn inject(template: &mut Value, sidecar: &Sidecar) -> Result<Injected, Error
             id.namespace
         )));
     }
+    if template.pointer("/spec/containers").and_then(Value::as_array).is_none() {
+        return Err(not_a_template(id, "spec.template.spec.containers is missing"));
+    }
     let mut record = record(sidecar);
     // A re-attach keeps the list of objects the first attach created.
     record.created = previous.as_ref().map(|r| r.created.clone()).unwrap_or_default();
+    let before = template.clone();
 
     let root = template.as_object_mut().expect("checked above");
     if !root.contains_key("metadata") {
@@ -515,29 +651,54 @@ pub fn inject(template: &mut Value, sidecar: &Sidecar) -> Result<Injected, Error
         record.created.push("/metadata/annotations".into());
         metadata.insert("annotations".into(), Value::Object(Map::new()));
     }
-    let annotation = serde_json::to_string(&record)?;
-    let annotations = metadata
-        .get_mut("annotations")
-        .and_then(Value::as_object_mut)
-        .ok_or_else(|| not_a_template(id, "spec.template.metadata.annotations is not a map"))?;
-    let unchanged = ours && annotations.get(STATUS_ANNOTATION).and_then(Value::as_str) == Some(&annotation);
-    annotations.insert(STATUS_ANNOTATION.into(), Value::String(annotation));
-
-    let containers = root
-        .get_mut("spec")
-        .and_then(|s| s.get_mut("containers"))
-        .and_then(Value::as_array_mut)
-        .ok_or_else(|| not_a_template(id, "spec.template.spec.containers is missing"))?;
-    let agent = container(sidecar);
-    match containers.iter_mut().find(|c| c.get("name").and_then(Value::as_str) == Some(AGENT_CONTAINER)) {
-        Some(existing) => *existing = agent,
-        None => containers.push(agent),
+    if !metadata["annotations"].is_object() {
+        return Err(not_a_template(id, "spec.template.metadata.annotations is not a map"));
     }
-    Ok(match (ours, unchanged) {
+    place(template, sidecar, &mut record);
+    let annotation = serde_json::to_string(&record)?;
+    template["metadata"]["annotations"]
+        .as_object_mut()
+        .expect("checked above")
+        .insert(STATUS_ANNOTATION.into(), Value::String(annotation));
+    Ok(match (ours, *template == before) {
         (_, true) => Injected::Unchanged,
         (true, false) => Injected::Updated,
-        (false, _) => Injected::Added,
+        (false, false) => Injected::Added,
     })
+}
+
+/// Puts the agent container where its form goes: first of `initContainers`
+/// (created if missing, and recorded) for a native sidecar, last of
+/// `containers` for a container; one already there is replaced in place, one
+/// in the other list (the form changed) is taken out, with the list when a
+/// previous attach created it.
+fn place(template: &mut Value, sidecar: &Sidecar, record: &mut AttachRecord) {
+    let agent = placed_container(sidecar, template);
+    let spec = template["spec"].as_object_mut().expect("containers checked by inject");
+    let other = match sidecar.form {
+        SidecarForm::Native => SidecarForm::Container,
+        SidecarForm::Container => SidecarForm::Native,
+    };
+    let is_agent = |c: &Value| c.get("name").and_then(Value::as_str) == Some(AGENT_CONTAINER);
+    if let Some(list) = spec.get_mut(other.list()).and_then(Value::as_array_mut) {
+        list.retain(|c| !is_agent(c));
+        let pointer = format!("/spec/{}", other.list());
+        if list.is_empty() && record.created.contains(&pointer) {
+            spec.shift_remove(other.list());
+            record.created.retain(|p| *p != pointer);
+        }
+    }
+    let name = sidecar.form.list();
+    if !spec.get(name).is_some_and(Value::is_array) {
+        record.created.push(format!("/spec/{name}"));
+        spec.insert(name.into(), json!([]));
+    }
+    let list = spec[name].as_array_mut().expect("made an array above");
+    match (list.iter_mut().find(|c| is_agent(c)), sidecar.form) {
+        (Some(existing), _) => *existing = agent,
+        (None, SidecarForm::Native) => list.insert(0, agent),
+        (None, SidecarForm::Container) => list.push(agent),
+    }
 }
 
 /// Takes the sidecar out of a pod template: removes exactly the containers
@@ -583,46 +744,68 @@ fn remove_if_empty(root: &mut Value, pointer: &str) {
     let Some((parent, key)) = pointer.rsplit_once('/') else { return };
     let parent = if parent.is_empty() { Some(&mut *root) } else { root.pointer_mut(parent) };
     if let Some(Value::Object(map)) = parent
-        && map.get(key).is_some_and(|v| v.as_object().is_some_and(Map::is_empty))
+        && map.get(key).is_some_and(|v| match v {
+            Value::Object(m) => m.is_empty(),
+            Value::Array(a) => a.is_empty(),
+            _ => false,
+        })
     {
         map.shift_remove(key);
     }
 }
 
-/// The strategic merge patch that turns the live workload whose template is
-/// `current` into one whose template is `desired` (from [`inject`]): it names
-/// only the sidecar container and the status annotation. An added container
-/// goes last (`$setElementOrder`); a replaced one gets `$patch: replace` on
-/// each of its maps and lists so that options dropped since the last attach
-/// do not linger. `resource_version` makes a concurrent change a 409.
-pub fn attach_patch(current: &Value, desired: &Value, resource_version: Option<&str>) -> Value {
+/// The strategic merge patch that turns the live workload of `kind` whose
+/// template is `current` into one whose template is `desired` (from
+/// [`inject`]): it names only the agent container, in the list(s) it leaves
+/// or enters, and the status annotation. An added agent takes its place in
+/// the list (`$setElementOrder`: first init container, or last container); a
+/// replaced one gets `$patch: replace` on each of its maps and lists so that
+/// options dropped since the last attach do not linger; one that moved to
+/// the other list (the form changed) is deleted from the old one.
+/// `resource_version` makes a concurrent change a 409.
+pub fn attach_patch(kind: WorkloadKind, current: &Value, desired: &Value, resource_version: Option<&str>) -> Value {
     let annotation = status_annotation(desired).map(|s| Value::String(s.to_owned())).unwrap_or(Value::Null);
-    let desired_containers = desired.pointer("/spec/containers").and_then(Value::as_array);
-    let agent = desired_containers
-        .and_then(|cs| cs.iter().find(|c| c.get("name").and_then(Value::as_str) == Some(AGENT_CONTAINER)))
-        .cloned()
-        .unwrap_or(Value::Null);
     let mut spec = Map::new();
-    if has_container(current, AGENT_CONTAINER) {
-        spec.insert("containers".into(), json!([replace_directives(agent)]));
-    } else {
-        let order: Vec<Value> = desired_containers
-            .into_iter()
-            .flatten()
-            .filter_map(|c| c.get("name").cloned())
-            .map(|n| json!({"name": n}))
-            .collect();
-        spec.insert("$setElementOrder/containers".into(), Value::Array(order));
-        spec.insert("containers".into(), json!([agent]));
+    for list in [SidecarForm::Native.list(), SidecarForm::Container.list()] {
+        let items = |t: &Value| t.pointer(&format!("/spec/{list}")).and_then(Value::as_array).cloned();
+        let agent_in = |t: &Value| {
+            items(t).into_iter().flatten().find(|c| c.get("name").and_then(Value::as_str) == Some(AGENT_CONTAINER))
+        };
+        match (agent_in(current), agent_in(desired)) {
+            (Some(_), Some(agent)) => {
+                spec.insert(list.into(), json!([replace_directives(agent)]));
+            }
+            (None, Some(agent)) => {
+                let order: Vec<Value> = items(desired)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|c| c.get("name").cloned())
+                    .map(|n| json!({"name": n}))
+                    .collect();
+                spec.insert(format!("$setElementOrder/{list}"), Value::Array(order));
+                spec.insert(list.into(), json!([agent]));
+            }
+            (Some(_), None) => {
+                spec.insert(list.into(), json!([{"name": AGENT_CONTAINER, "$patch": "delete"}]));
+            }
+            (None, None) => {}
+        }
     }
-    let mut patch = json!({"spec": {"template": {
+    let template = json!({
         "metadata": {"annotations": {STATUS_ANNOTATION: annotation}},
         "spec": spec
-    }}});
+    });
+    let mut patch = nest_template(kind, template);
     if let Some(rv) = resource_version {
         patch["metadata"] = json!({"resourceVersion": rv});
     }
     patch
+}
+
+/// A patch of the pod template, nested where `kind` keeps it
+/// (`spec.template`, a CronJob's `spec.jobTemplate.spec.template`).
+fn nest_template(kind: WorkloadKind, template: Value) -> Value {
+    kind.template_pointer().rsplit('/').filter(|k| !k.is_empty()).fold(template, |inner, key| json!({key: inner}))
 }
 
 fn replace_directives(mut container: Value) -> Value {
@@ -643,19 +826,22 @@ fn replace_directives(mut container: Value) -> Value {
 }
 
 /// The strategic merge patch that removes what `record` lists from a live
-/// workload: `$patch: delete` on each recorded container, null on each
-/// recorded annotation and on verify's.
-pub fn detach_patch(record: &AttachRecord, resource_version: Option<&str>) -> Value {
+/// workload of `kind`: `$patch: delete` on each recorded container in the
+/// list of the recorded form, null on each recorded annotation and on
+/// verify's.
+pub fn detach_patch(kind: WorkloadKind, record: &AttachRecord, resource_version: Option<&str>) -> Value {
     let mut annotations = Map::new();
     for name in record.annotations.iter().map(String::as_str).chain([VERIFY_ANNOTATION]) {
         annotations.insert(name.to_owned(), Value::Null);
     }
     let containers: Vec<Value> =
         record.containers.iter().map(|name| json!({"name": name, "$patch": "delete"})).collect();
-    let mut patch = json!({"spec": {"template": {
+    let mut spec = Map::new();
+    spec.insert(record.sidecar.list().into(), Value::Array(containers));
+    let mut patch = nest_template(kind, json!({
         "metadata": {"annotations": annotations},
-        "spec": {"containers": containers}
-    }}});
+        "spec": spec
+    }));
     if let Some(rv) = resource_version {
         patch["metadata"] = json!({"resourceVersion": rv});
     }

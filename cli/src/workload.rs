@@ -1,15 +1,19 @@
-//! Workloads the sidecar can be attached to: Deployments, StatefulSets and
-//! DaemonSets, named on the command line as `NAME`, `deploy/NAME`,
-//! `sts/NAME`, `ds/NAME` (kubectl's resource names and short names).
+//! Workloads the sidecar can be attached to: Deployments, StatefulSets,
+//! DaemonSets and CronJobs, named on the command line as `NAME`,
+//! `deploy/NAME`, `sts/NAME`, `ds/NAME`, `cronjob/NAME` (kubectl's resource
+//! names and short names); Jobs and Pods are named too, to be refused with
+//! the reason (their pod templates are immutable) or captured.
 //!
-//! The live path handles all three kinds through one `DynamicObject` API so
+//! The live path handles every kind through one `DynamicObject` API so
 //! that read, plan and patch are the same code for every kind; the pod
-//! template is reached at `/spec/template` in each of them.
+//! template is reached at [`WorkloadKind::template_pointer`].
 
 use std::fmt;
 
 use bpc_wire::WorkloadKey;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DynamicObject};
 use kube::core::ApiResource;
 
@@ -34,6 +38,9 @@ impl KindApi for WorkloadKind {
             WorkloadKind::Deployment => ApiResource::erase::<Deployment>(&()),
             WorkloadKind::StatefulSet => ApiResource::erase::<StatefulSet>(&()),
             WorkloadKind::DaemonSet => ApiResource::erase::<DaemonSet>(&()),
+            WorkloadKind::CronJob => ApiResource::erase::<CronJob>(&()),
+            WorkloadKind::Job => ApiResource::erase::<Job>(&()),
+            WorkloadKind::Pod => ApiResource::erase::<Pod>(&()),
         }
     }
 
@@ -58,7 +65,7 @@ pub mod kind_serde {
         s.serialize_str(kind.as_str())
     }
 
-    /// Reads `"Deployment"`, `"StatefulSet"` or `"DaemonSet"`.
+    /// Reads a kind as the API spells it (`"Deployment"`, `"CronJob"`...).
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<WorkloadKind, D::Error> {
         let text = String::deserialize(d)?;
         WorkloadKind::from_kind(&text)
@@ -67,7 +74,7 @@ pub mod kind_serde {
 }
 
 /// A workload named on the command line: `NAME`, or `KIND/NAME` with KIND
-/// any of kubectl's names for a Deployment, StatefulSet or DaemonSet.
+/// any of kubectl's names for a [`WorkloadKind`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkloadRef {
     /// The kind given, None for a bare `NAME`.
@@ -84,7 +91,8 @@ impl WorkloadRef {
             Some((kind, name)) => {
                 let kind = WorkloadKind::from_name(kind).ok_or_else(|| {
                     Error::Usage(format!(
-                        "unsupported workload kind '{kind}' in '{arg}': use NAME, deploy/NAME, sts/NAME or ds/NAME"
+                        "unsupported workload kind '{kind}' in '{arg}': use NAME, deploy/NAME, sts/NAME, ds/NAME \
+                         or cronjob/NAME"
                     ))
                 })?;
                 (Some(kind), name)
@@ -166,6 +174,10 @@ mod tests {
             ("StatefulSet/web", WorkloadKind::StatefulSet),
             ("ds/web", WorkloadKind::DaemonSet),
             ("daemonset/web", WorkloadKind::DaemonSet),
+            ("cronjob/web", WorkloadKind::CronJob),
+            ("cj/web", WorkloadKind::CronJob),
+            ("job/web", WorkloadKind::Job),
+            ("pod/web", WorkloadKind::Pod),
         ] {
             assert_eq!(WorkloadRef::parse(arg).unwrap().kind, Some(kind), "{arg}");
         }
@@ -173,11 +185,11 @@ mod tests {
 
     #[test]
     fn unsupported_kind_and_empty_name_are_usage_errors() {
-        for arg in ["job/x", "pod/x", "cronjob/x", "deploy/", "", "deploy/a/b"] {
+        for arg in ["rs/x", "svc/x", "deploy/", "", "deploy/a/b"] {
             let e = WorkloadRef::parse(arg).unwrap_err().to_string();
             assert!(e.contains(arg) || arg.is_empty(), "{arg}: {e}");
         }
-        assert!(WorkloadRef::parse("job/x").unwrap_err().to_string().contains("deploy/NAME"));
+        assert!(WorkloadRef::parse("rs/x").unwrap_err().to_string().contains("cronjob/NAME"));
     }
 
     #[test]

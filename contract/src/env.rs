@@ -38,5 +38,9 @@ pub const WRITE: &str = "BPC_WRITE";
 pub const DURATION: &str = "BPC_DURATION";
 /// `--count`.
 pub const COUNT: &str = "BPC_COUNT";
+/// `--on-error`: an [`OnError`](crate::OnError) name (sidecars: `serve`).
+pub const ON_ERROR: &str = "BPC_ON_ERROR";
+/// `--linger`: how long the agent keeps capturing after SIGTERM while the pod has traffic.
+pub const LINGER: &str = "BPC_LINGER";
 /// `--stdin-control`: start and stop driven by stdin (`kubectl bpc capture`).
 pub const STDIN_CONTROL: &str = "BPC_STDIN_CONTROL";

@@ -55,6 +55,23 @@ pub enum SendPath {
 
 names!(SendPath, "send path" { Auto => "auto", Raw => "raw" });
 
+/// What the agent does when capture cannot start (no NET_RAW, no such
+/// interface, a filter the kernel refuses) or fails later.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    /// Exit with the error's status (the default for a command-line capture).
+    #[default]
+    Exit,
+    /// Keep serving the endpoint with the reason in `/healthz` and `/stats`, and `/startupz`
+    /// passing, until stopped: the sidecars' choice, so that an agent that cannot capture
+    /// never keeps the app from starting or gets its pod restarted.
+    Serve,
+}
+
+names!(OnError, "on-error action" { Exit => "exit", Serve => "serve" });
+
 /// A word that names none of an enum's values.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseNameError {

@@ -83,7 +83,7 @@ impl WorkloadKey {
             [suffix, rest @ ..] if is_suffix(suffix) && !rest.is_empty() => {
                 (WorkloadKind::DaemonSet.lower(), &pod_name[..pod_name.len() - suffix.len() - 1])
             }
-            _ => ("pod", pod_name),
+            _ => (WorkloadKind::Pod.lower(), pod_name),
         }
     }
 
@@ -93,7 +93,9 @@ impl WorkloadKey {
     }
 }
 
-/// A kind of workload with a pod template: the kinds the sidecar attaches to.
+/// A kind of object that holds pods: the workloads whose pod template the
+/// sidecar is attached to, and the Jobs and bare Pods that manifests carry
+/// (their templates are immutable once created, so only `inject` edits them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum WorkloadKind {
     /// `apps/v1` Deployment.
@@ -102,26 +104,52 @@ pub enum WorkloadKind {
     StatefulSet,
     /// `apps/v1` DaemonSet.
     DaemonSet,
+    /// `batch/v1` CronJob: its job template's pod template.
+    CronJob,
+    /// `batch/v1` Job: its pod template is immutable once created.
+    Job,
+    /// `v1` Pod: the pod itself; immutable containers once created.
+    Pod,
 }
 
 /// Every name kubectl accepts for each kind (lower case): the one alias
 /// table, read by the key derivation and by the plugin's argument parser.
-const KIND_NAMES: [(WorkloadKind, [&str; 5]); 3] = [
+const KIND_NAMES: [(WorkloadKind, &[&str]); 6] = [
     (
         WorkloadKind::Deployment,
-        ["deploy", "deployment", "deployments", "deployment.apps", "deployments.apps"],
+        &["deploy", "deployment", "deployments", "deployment.apps", "deployments.apps"],
     ),
     (
         WorkloadKind::StatefulSet,
-        ["sts", "statefulset", "statefulsets", "statefulset.apps", "statefulsets.apps"],
+        &["sts", "statefulset", "statefulsets", "statefulset.apps", "statefulsets.apps"],
     ),
-    (WorkloadKind::DaemonSet, ["ds", "daemonset", "daemonsets", "daemonset.apps", "daemonsets.apps"]),
+    (WorkloadKind::DaemonSet, &["ds", "daemonset", "daemonsets", "daemonset.apps", "daemonsets.apps"]),
+    (WorkloadKind::CronJob, &["cj", "cronjob", "cronjobs", "cronjob.batch", "cronjobs.batch"]),
+    (WorkloadKind::Job, &["job", "jobs", "job.batch", "jobs.batch"]),
+    (WorkloadKind::Pod, &["po", "pod", "pods"]),
 ];
 
 impl WorkloadKind {
     /// Every kind, in the order listings show them.
-    pub const ALL: [WorkloadKind; 3] =
-        [WorkloadKind::Deployment, WorkloadKind::StatefulSet, WorkloadKind::DaemonSet];
+    pub const ALL: [WorkloadKind; 6] = [
+        WorkloadKind::Deployment,
+        WorkloadKind::StatefulSet,
+        WorkloadKind::DaemonSet,
+        WorkloadKind::CronJob,
+        WorkloadKind::Job,
+        WorkloadKind::Pod,
+    ];
+
+    /// The kinds whose live pod template `attach` can change: every future
+    /// pod (or Job) of them carries the sidecar.
+    pub const ATTACHABLE: [WorkloadKind; 4] =
+        [WorkloadKind::Deployment, WorkloadKind::StatefulSet, WorkloadKind::DaemonSet, WorkloadKind::CronJob];
+
+    /// Whether `attach` can change the live object's pod template (a Job's
+    /// and a Pod's are immutable once created).
+    pub const fn is_attachable(self) -> bool {
+        !matches!(self, WorkloadKind::Job | WorkloadKind::Pod)
+    }
 
     /// The Kubernetes `kind` ("Deployment").
     pub const fn as_str(self) -> &'static str {
@@ -129,6 +157,9 @@ impl WorkloadKind {
             WorkloadKind::Deployment => "Deployment",
             WorkloadKind::StatefulSet => "StatefulSet",
             WorkloadKind::DaemonSet => "DaemonSet",
+            WorkloadKind::CronJob => "CronJob",
+            WorkloadKind::Job => "Job",
+            WorkloadKind::Pod => "Pod",
         }
     }
 
@@ -139,6 +170,9 @@ impl WorkloadKind {
             WorkloadKind::Deployment => "deployment",
             WorkloadKind::StatefulSet => "statefulset",
             WorkloadKind::DaemonSet => "daemonset",
+            WorkloadKind::CronJob => "cronjob",
+            WorkloadKind::Job => "job",
+            WorkloadKind::Pod => "pod",
         }
     }
 
@@ -149,6 +183,30 @@ impl WorkloadKind {
             WorkloadKind::Deployment => "deployment.apps",
             WorkloadKind::StatefulSet => "statefulset.apps",
             WorkloadKind::DaemonSet => "daemonset.apps",
+            WorkloadKind::CronJob => "cronjob.batch",
+            WorkloadKind::Job => "job.batch",
+            WorkloadKind::Pod => "pod",
+        }
+    }
+
+    /// The `apiVersion` of the kind's objects.
+    pub const fn api_version(self) -> &'static str {
+        match self {
+            WorkloadKind::Deployment | WorkloadKind::StatefulSet | WorkloadKind::DaemonSet => "apps/v1",
+            WorkloadKind::CronJob | WorkloadKind::Job => "batch/v1",
+            WorkloadKind::Pod => "v1",
+        }
+    }
+
+    /// Where the pod template sits in an object of this kind, as a JSON
+    /// pointer (a Pod is its own template: metadata and spec).
+    pub const fn template_pointer(self) -> &'static str {
+        match self {
+            WorkloadKind::Deployment | WorkloadKind::StatefulSet | WorkloadKind::DaemonSet | WorkloadKind::Job => {
+                "/spec/template"
+            }
+            WorkloadKind::CronJob => "/spec/jobTemplate/spec/template",
+            WorkloadKind::Pod => "",
         }
     }
 
@@ -160,7 +218,7 @@ impl WorkloadKind {
 
     /// The kind of any name kubectl accepts for it, in any case: `deploy`,
     /// `Deployment`, `deployments`, `deployment.apps`, and likewise for
-    /// `sts` and `ds`.
+    /// the other kinds (`sts`, `ds`, `cj`, `job`, `po`).
     pub fn from_name(name: &str) -> Option<WorkloadKind> {
         let lower = name.to_ascii_lowercase();
         KIND_NAMES.iter().find(|(_, names)| names.contains(&lower.as_str())).map(|(kind, _)| *kind)
@@ -242,13 +300,14 @@ mod tests {
             assert_eq!(WorkloadKey::from_workload("shop", name, "checkout"), key, "{name}");
         }
         for (kind, names) in KIND_NAMES {
-            for name in names {
+            for name in names.iter().copied() {
                 assert_eq!(WorkloadKind::from_name(name), Some(kind), "{name}");
                 assert_eq!(canonical_kind(name), kind.lower(), "{name}");
             }
         }
-        assert_eq!(canonical_kind("Pod"), "pod", "other kinds are only lower-cased");
-        assert_eq!(WorkloadKind::from_name("cronjob"), None);
+        assert_eq!(canonical_kind("Service"), "service", "other kinds are only lower-cased");
+        assert_eq!(WorkloadKind::from_name("cj"), Some(WorkloadKind::CronJob));
+        assert_eq!(WorkloadKind::from_name("replicaset"), None);
     }
 
     #[test]

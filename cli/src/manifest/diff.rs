@@ -86,6 +86,14 @@ pub enum Change {
         /// The new items, in order.
         items: Vec<Value>,
     },
+    /// Items added at the start of the list at `seq` (a native sidecar goes
+    /// first of the init containers).
+    Prepend {
+        /// The list.
+        seq: Path,
+        /// The new items, in order.
+        items: Vec<Value>,
+    },
     /// The item at `index` (in the list before the change) removed.
     RemoveItem {
         /// The list.
@@ -133,6 +141,9 @@ fn walk(old: &Value, new: &Value, at: &Path, out: &mut Vec<Change>) -> Result<()
         }
         (Value::Array(o), Value::Array(n)) if n.len() > o.len() && n[..o.len()] == o[..] => {
             out.push(Change::Append { seq: at.clone(), items: n[o.len()..].to_vec() });
+        }
+        (Value::Array(o), Value::Array(n)) if n.len() > o.len() && n[n.len() - o.len()..] == o[..] => {
+            out.push(Change::Prepend { seq: at.clone(), items: n[..n.len() - o.len()].to_vec() });
         }
         (Value::Array(o), Value::Array(n)) if n.len() < o.len() && removed(o, n).is_some() => {
             for index in removed(o, n).unwrap_or_default() {
@@ -183,6 +194,16 @@ mod tests {
                 Change::Append { seq: Path(vec![key("l")]), items: vec![json!(3)] },
                 Change::AddKey { map: Path::default(), key: "b".into(), value: json!({"c": 2}) },
             ]
+        );
+    }
+
+    #[test]
+    fn items_added_before_the_old_ones_are_a_prepend() {
+        let old = json!({"l": [{"name": "a"}]});
+        let new = json!({"l": [{"name": "x"}, {"name": "a"}]});
+        assert_eq!(
+            diff(&old, &new).unwrap(),
+            [Change::Prepend { seq: Path(vec![key("l")]), items: vec![json!({"name": "x"})] }]
         );
     }
 

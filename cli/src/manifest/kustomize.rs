@@ -34,11 +34,11 @@ pub struct Written {
 }
 
 /// The JSON 6902 operations that turn `before` into `after`, both pod
-/// templates at `/spec/template` of their object.
-pub fn operations(before: &Value, after: &Value) -> Result<Vec<Value>, Error> {
+/// templates at `base` of their object (`/spec/template`, a CronJob's
+/// `/spec/jobTemplate/spec/template`, a Pod's root).
+pub fn operations(base: &str, before: &Value, after: &Value) -> Result<Vec<Value>, Error> {
     let changes = diff(before, after).map_err(Error::Workload)?;
     let mut ops = Vec::new();
-    let base = "/spec/template";
     let mut removals: Vec<Value> = Vec::new();
     for change in changes {
         if !matches!(change, Change::RemoveItem { .. }) {
@@ -55,6 +55,13 @@ pub fn operations(before: &Value, after: &Value) -> Result<Vec<Value>, Error> {
                 for value in items {
                     ops.push(
                         json!({"op": "add", "path": format!("{base}{}/-", seq.pointer()), "value": value}),
+                    );
+                }
+            }
+            Change::Prepend { seq, items } => {
+                for (i, value) in items.into_iter().enumerate() {
+                    ops.push(
+                        json!({"op": "add", "path": format!("{base}{}/{i}", seq.pointer()), "value": value}),
                     );
                 }
             }
@@ -151,7 +158,7 @@ pub fn write(
     let mut patches = Vec::new();
     for t in edited.templates.iter().filter(|t| t.before != t.after) {
         let w = &t.workload;
-        let ops = operations(&t.before, &t.after)?;
+        let ops = operations(w.kind.template_pointer(), &t.before, &t.after)?;
         let name =
             format!("{PATCH_PREFIX}{}.{}.{}.yaml", w.namespace, w.kind.as_str().to_ascii_lowercase(), w.name);
         let text = format!(
@@ -162,7 +169,8 @@ pub fn write(
         let path = dir.join(&name);
         std::fs::write(&path, text).map_err(|e| io(&path, e))?;
         files.push(path);
-        let mut target = json!({"group": "apps", "version": "v1", "kind": w.kind.as_str(), "name": w.name});
+        let (group, version) = w.kind.api_version().rsplit_once('/').unwrap_or(("", w.kind.api_version()));
+        let mut target = json!({"group": group, "version": version, "kind": w.kind.as_str(), "name": w.name});
         if let Some(ns) = object_namespace(input, t) {
             target["namespace"] = json!(ns);
         }
@@ -205,14 +213,14 @@ mod tests {
         let after =
             json!({"spec": {"containers": [{"name": "a"}]}, "metadata": {"annotations": {"k/v": "1"}}});
         assert_eq!(
-            operations(&before, &after).unwrap(),
+            operations("/spec/template", &before, &after).unwrap(),
             [
                 json!({"op": "remove", "path": "/spec/template/spec/containers/2"}),
                 json!({"op": "remove", "path": "/spec/template/spec/containers/1"}),
                 json!({"op": "add", "path": "/spec/template/metadata", "value": {"annotations": {"k/v": "1"}}}),
             ]
         );
-        let ops = operations(&after, &json!({"spec": {"containers": [{"name": "a"}, {"name": "b"}]}, "metadata": {"annotations": {"k/v": "1", "s/t": "2"}}})).unwrap();
+        let ops = operations("/spec/template", &after, &json!({"spec": {"containers": [{"name": "a"}, {"name": "b"}]}, "metadata": {"annotations": {"k/v": "1", "s/t": "2"}}})).unwrap();
         assert_eq!(
             ops[0],
             json!({"op": "add", "path": "/spec/template/spec/containers/-", "value": {"name": "b"}})

@@ -251,6 +251,24 @@ impl Doc<'_> {
                 }
                 Ok(self.insert_after(&s.node, text))
             }
+            Change::Prepend { seq, items } => {
+                let s = self.find(root, seq)?;
+                if s.shape != Shape::Seq {
+                    return Err(not_block(seq, s.shape));
+                }
+                let first = s.node.children().find(|n| n.kind() == BLOCK_SEQ_ENTRY).ok_or("an empty list")?;
+                let line = self.line_start(start(&first));
+                if !self.text[line..start(&first)].chars().all(|c| c == ' ') {
+                    return Err(format!("{seq} starts on a line shared with other YAML"));
+                }
+                let dash = self.column(start(&first));
+                let pad = self.pad(&first).unwrap_or(self.style.pad);
+                let mut text = String::new();
+                for item in items {
+                    self.style.item(&mut text, item, dash, pad)?;
+                }
+                Ok(Splice { start: line, end: line, text })
+            }
             Change::RemoveKey { map, key } => {
                 let m = self.find(root, map)?;
                 if m.shape != Shape::Map {
