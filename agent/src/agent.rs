@@ -11,7 +11,7 @@ use tracing::{error, info, warn};
 use bpc_wire::Retagged;
 
 use crate::capture::{Capture, CaptureGeometry, Frame, FrameSink, LARGEST_STANDARD_FRAME};
-use crate::config::{CAPTURE_SNAPLEN, Config, OversizeMode, WriteTarget};
+use crate::config::{CAPTURE_SNAPLEN, Config, OnError, OversizeMode, WriteTarget};
 use crate::error::{Error, Result};
 use crate::filter;
 use crate::iface::{self, Interface};
@@ -254,7 +254,52 @@ pub fn run(config: Config) -> Result<String> {
     // Before any thread is spawned, so they all inherit the blocked mask.
     let wait_mask = privilege::block_stop_signals();
     let has_net_raw = privilege::raise_net_raw();
+    let listener = TcpListener::bind(config.metrics_addr)
+        .map_err(|source| Error::MetricsBind { addr: config.metrics_addr.to_string(), source })?;
+    let metrics_port = listener.local_addr().map(|a| a.port()).unwrap_or(config.metrics_addr.port());
+    // An endpoint on loopback never shows on the captured interface; excluding
+    // its port there would only hide application traffic that happens to use it.
+    let excluded_port = if config.metrics_addr.ip().is_loopback() { 0 } else { metrics_port };
+    let identity = Identity {
+        key: format!("{:#010x}", config.key.key),
+        workload: config.key.workload.clone(),
+        profile: config.profile.into(),
+        oversize: config.oversize,
+    };
+    let hosts: Vec<String> = config.collectors.iter().map(|c| c.host.clone()).collect();
+    let stats = Arc::new(Stats::new(identity, String::new(), &hosts));
+    // The endpoint answers from the start: /startupz tells a native
+    // sidecar's startup probe when capture is live.
+    http::spawn(listener, stats.clone())
+        .map_err(|e| Error::Io { what: "start the HTTP thread".into(), source: e })?;
+    match capture(&config, &stats, excluded_port, has_net_raw, &wait_mask) {
+        Err(e) if config.on_error == OnError::Serve => Ok(serve_failure(&stats, &e, &wait_mask)),
+        other => other,
+    }
+}
+
+/// `--on-error serve`: capture failed; the agent stays up saying why
+/// (`/healthz`, `/stats`; `/livez` and `/startupz` pass) until stopped.
+fn serve_failure(stats: &Stats, e: &Error, wait_mask: &libc::sigset_t) -> String {
+    let why = e.to_string();
+    error!(error = %why, "capture failed; serving the reason on /healthz and /stats until stopped (--on-error serve)");
+    stats.set_capture_error(why.clone());
+    privilege::wait_for_stop(wait_mask);
+    let summary = format!("not capturing: {why}");
+    info!("{summary}");
+    summary
+}
+
+/// Everything from choosing the interface to the end of the capture.
+fn capture(
+    config: &Config,
+    stats: &Arc<Stats>,
+    excluded_port: u16,
+    has_net_raw: bool,
+    wait_mask: &libc::sigset_t,
+) -> Result<String> {
     let iface = iface::choose(config.interface.as_deref())?;
+    *stats.interface.lock().unwrap_or_else(|e| e.into_inner()) = iface.name.clone();
     if !iface.is_ethernet() {
         return Err(Error::Interface(format!(
             "interface {} is not Ethernet (link type {}): GRE 0x6558 carries Ethernet frames; \
@@ -267,24 +312,8 @@ pub fn run(config: Config) -> Result<String> {
     }
     // Filter problems are configuration errors: report them before touching sockets.
     filter::compile(&filter::compose(config.filter.as_deref(), &[], 0))?;
-    let listener = TcpListener::bind(config.metrics_addr)
-        .map_err(|source| Error::MetricsBind { addr: config.metrics_addr.to_string(), source })?;
-    let metrics_port = listener.local_addr().map(|a| a.port()).unwrap_or(config.metrics_addr.port());
-    // An endpoint on loopback never shows on the captured interface; excluding
-    // its port there would only hide application traffic that happens to use it.
-    let excluded_port = if config.metrics_addr.ip().is_loopback() { 0 } else { metrics_port };
-
-    let identity = Identity {
-        key: format!("{:#010x}", config.key.key),
-        workload: config.key.workload.clone(),
-        interface: iface.name.clone(),
-        profile: config.profile.into(),
-        oversize: config.oversize,
-    };
-    let hosts: Vec<String> = config.collectors.iter().map(|c| c.host.clone()).collect();
-    let stats = Arc::new(Stats::new(identity, String::new(), &hosts));
     if config.stdin_control {
-        if !control::wait_for_start(&wait_mask)? {
+        if !control::wait_for_start(wait_mask)? {
             let summary = "stdin-control: stdin closed or stop requested before the start; nothing captured";
             info!("{summary}");
             return Ok(summary.to_owned());
@@ -292,10 +321,10 @@ pub fn run(config: Config) -> Result<String> {
         control::spawn_stop_watch()
             .map_err(|e| Error::Io { what: "start the stdin-control thread".into(), source: e })?;
     }
-    resolve::resolve_all(&config.collectors, &stats);
+    resolve::resolve_all(&config.collectors, stats);
 
     let gre_len = config.profile.header_len();
-    let (dests, max_frame) = destinations(&stats, gre_len);
+    let (dests, max_frame) = destinations(stats, gre_len);
     let addresses: Vec<IpAddr> = dests.iter().map(|d| d.1).collect();
     let filter_text = filter::compose(config.filter.as_deref(), &addresses, excluded_port);
     *stats.filter.lock().unwrap_or_else(|e| e.into_inner()) = filter_text.clone();
@@ -311,8 +340,6 @@ pub fn run(config: Config) -> Result<String> {
     if let Some(target) = &config.write {
         let snaplen = config.snaplen.unwrap_or(CAPTURE_SNAPLEN);
         let out = PcapngOut::open(target, &iface.name, snaplen as u32)?;
-        http::spawn(listener, stats.clone())
-            .map_err(|e| Error::Io { what: "start the HTTP thread".into(), source: e })?;
         info!(
             version = crate::stats::VERSION,
             interface = %iface.name,
@@ -326,8 +353,8 @@ pub fn run(config: Config) -> Result<String> {
             filter = %filter_text,
             "capturing to pcapng"
         );
-        let result = write_loop(&config, &mut capture, &iface, out, snaplen, &stats, &wait_mask);
-        let summary = log_summary(&stats);
+        let result = write_loop(config, &mut capture, &iface, out, snaplen, stats, wait_mask);
+        let summary = log_summary(stats);
         return result.map(|()| summary);
     }
     let mut sender = Sender::new(config.profile, config.key.key, iface.mac)?;
@@ -335,8 +362,6 @@ pub fn run(config: Config) -> Result<String> {
     sender.set_send_path(config.send_path);
     let mut seen_generation = stats.generation.load(Ordering::Acquire);
 
-    http::spawn(listener, stats.clone())
-        .map_err(|e| Error::Io { what: "start the HTTP thread".into(), source: e })?;
     resolve::spawn(config.collectors.clone(), stats.clone(), config.resolve_interval)
         .map_err(|e| Error::Io { what: "start the resolver thread".into(), source: e })?;
 
@@ -345,7 +370,7 @@ pub fn run(config: Config) -> Result<String> {
         interface = %iface.name,
         key = %stats.identity.key,
         key_source = %config.key.source,
-        collectors = %hosts.join(","),
+        collectors = %config.collectors.iter().map(|c| c.host.as_str()).collect::<Vec<_>>().join(","),
         profile = %config.profile,
         oversize = config.oversize.as_str(),
         max_frame,
@@ -368,17 +393,20 @@ pub fn run(config: Config) -> Result<String> {
         max_whole: MAX_IP_PACKET - 40 - bpc_wire::gre::MAX_HEADER_LEN,
         scratch: Vec::with_capacity(CAPTURE_SNAPLEN + 4),
         tally: Tally::default(),
-        limits: Limits::new(&config, Instant::now()),
+        limits: Limits::new(config, Instant::now()),
     };
     let base_ifdrops = iface.rx_dropped();
     let mut last_stats = Instant::now();
     stats.capture.heartbeat.set(stats.started, Instant::now());
 
+    let mut shutdown = Shutdown::new(config.linger);
     let result = loop {
-        if privilege::stop_requested() || pipeline.limits.reached(Instant::now()) {
+        let now = Instant::now();
+        if shutdown.done(stats, now) || pipeline.limits.reached(now) {
             break Ok(());
         }
-        if let Err(e) = capture.wait(pipeline.limits.poll_ms(Instant::now()), &wait_mask) {
+        let poll = shutdown.poll_ms().unwrap_or_else(|| pipeline.limits.poll_ms(now));
+        if let Err(e) = capture.wait(poll, wait_mask) {
             break Err(e);
         }
         // After the wait, not before: a new collector address published while
@@ -386,26 +414,81 @@ pub fn run(config: Config) -> Result<String> {
         let generation = stats.generation.load(Ordering::Acquire);
         if generation != seen_generation {
             seen_generation = generation;
-            reconfigure(&config, &stats, &capture, &mut pipeline, excluded_port);
+            reconfigure(config, stats, &capture, &mut pipeline, excluded_port);
         }
         let blocks = capture.block_count();
-        let drained = capture.drain(&mut Forward { pipeline: &mut pipeline, stats: &stats }, blocks);
+        let drained = capture.drain(&mut Forward { pipeline: &mut pipeline, stats }, blocks);
         let now = Instant::now();
         stats.capture.heartbeat.set(stats.started, now);
         if now.duration_since(last_stats) >= STATS_PERIOD {
             last_stats = now;
-            read_kernel_counters(&capture, &iface, base_ifdrops, &stats);
-            pipeline.sender.drain_icmp_errors(&stats);
+            read_kernel_counters(&capture, &iface, base_ifdrops, stats);
+            pipeline.sender.drain_icmp_errors(stats);
             pipeline.sender.refresh_links();
         }
         if let Some(pause) = drained.pause() {
             std::thread::sleep(pause);
         }
     };
-    pipeline.sender.flush(&stats);
-    read_kernel_counters(&capture, &iface, base_ifdrops, &stats);
-    let summary = log_summary(&stats);
+    if result.is_ok() {
+        last_blocks(&mut capture, &mut Forward { pipeline: &mut pipeline, stats });
+    }
+    pipeline.sender.flush(stats);
+    read_kernel_counters(&capture, &iface, base_ifdrops, stats);
+    let summary = log_summary(stats);
     result.map(|()| summary)
+}
+
+/// After SIGTERM or SIGINT: stop at once, or with `--linger`, keep capturing
+/// while the pod still has traffic, within the linger.
+struct Shutdown {
+    linger: Duration,
+    /// When the stop signal was first seen.
+    since: Option<Instant>,
+}
+
+/// Lingering ends after this long without a captured packet.
+const LINGER_QUIET: Duration = Duration::from_secs(1);
+/// How often lingering looks at the clock.
+const LINGER_POLL_MS: i32 = 100;
+/// The kernel retires the block being filled within its timeout (counted in
+/// jiffies): waiting this long before the last drain takes the frames of the
+/// pod's last moments too.
+const LAST_BLOCK_WAIT: Duration = Duration::from_millis(20);
+
+impl Shutdown {
+    fn new(linger: Duration) -> Shutdown {
+        Shutdown { linger, since: None }
+    }
+
+    /// Whether the capture should end now.
+    fn done(&mut self, stats: &Stats, now: Instant) -> bool {
+        if !privilege::stop_requested() {
+            return false;
+        }
+        let since = *self.since.get_or_insert_with(|| {
+            if !self.linger.is_zero() {
+                info!(linger = ?self.linger, "stop requested: capturing while the pod still has traffic");
+            }
+            now
+        });
+        let stopping_for = now.saturating_duration_since(since);
+        let quiet = stats.capture.last_packet.age(stats.started, now).is_none_or(|a| a >= LINGER_QUIET);
+        stopping_for >= self.linger || (stopping_for >= LINGER_QUIET && quiet)
+    }
+
+    /// The wait while lingering: short, to see the clock.
+    fn poll_ms(&self) -> Option<i32> {
+        self.since.map(|_| LINGER_POLL_MS)
+    }
+}
+
+/// The last drain: the block being filled when the capture ended, once the
+/// kernel has retired it.
+fn last_blocks(capture: &mut Capture, sink: &mut impl FrameSink) {
+    std::thread::sleep(LAST_BLOCK_WAIT);
+    let blocks = capture.block_count();
+    capture.drain(sink, blocks);
 }
 
 /// The `--write` loop's frame sink: rate limit → pcapng (frames are copied
@@ -478,11 +561,14 @@ fn write_loop(
             },
         )
     };
+    let mut shutdown = Shutdown::new(config.linger);
     let result = loop {
-        if privilege::stop_requested() || limits.reached(Instant::now()) {
+        let now = Instant::now();
+        if shutdown.done(stats, now) || limits.reached(now) {
             break Ok(());
         }
-        if let Err(e) = capture.wait(limits.poll_ms(Instant::now()), wait_mask) {
+        let poll = shutdown.poll_ms().unwrap_or_else(|| limits.poll_ms(now));
+        if let Err(e) = capture.wait(poll, wait_mask) {
             break Err(e);
         }
         let mut sink = WritePcapng {
@@ -516,6 +602,21 @@ fn write_loop(
             std::thread::sleep(pause);
         }
     };
+    let result = result.and_then(|()| {
+        let mut sink = WritePcapng {
+            out: &mut out,
+            limits: &mut limits,
+            limiter: &mut limiter,
+            snaplen,
+            stats,
+            tally: Tally::default(),
+            delivered,
+            failed: None,
+        };
+        last_blocks(capture, &mut sink);
+        delivered = sink.delivered;
+        sink.failed.map_or(Ok(()), Err)
+    });
     // The last word: final counters, then everything to the reader.
     let result =
         result.and_then(|()| write_statistics(capture, &mut out, delivered)).and_then(|()| out.flush());

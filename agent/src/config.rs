@@ -12,7 +12,7 @@ use bpc_contract::defaults::{
     DEFAULT_BUFFER_MIB, DEFAULT_METRICS_PORT, MAX_BUFFER_MIB, MAX_COLLECTORS, MIN_BUFFER_MIB,
 };
 use bpc_contract::env;
-pub use bpc_contract::{Oversize as OversizeMode, SendPath};
+pub use bpc_contract::{OnError, Oversize as OversizeMode, SendPath};
 use bpc_wire::{GreProfile, NetisKey, WorkloadKey};
 use clap::Parser;
 
@@ -79,6 +79,23 @@ pub struct Args {
     /// alive, 1 if not: an exec liveness probe.
     #[arg(long)]
     pub check_health: bool,
+
+    /// GET /startupz on the agent's own endpoint (as --check-health) and exit 0 once capture
+    /// is live, has failed for good, or the startup bound has passed: an exec startup probe.
+    #[arg(long)]
+    pub check_startup: bool,
+
+    /// When capture cannot start or fails: exit with its status, or serve the reason on
+    /// /healthz and /stats (with /livez and /startupz passing) until stopped, as sidecars do,
+    /// so that capture never keeps the app from starting or its pod from being Ready.
+    #[arg(long, env = env::ON_ERROR, value_enum, default_value_t = OnError::Exit)]
+    pub on_error: OnError,
+
+    /// After SIGTERM, keep capturing up to this long while the pod still has traffic (stops
+    /// after 1 s without a packet): the app's shutdown, when it gets SIGTERM with the agent.
+    #[arg(long, env = env::LINGER, value_name = "DURATION", default_value = "0s",
+          value_parser = parse_duration)]
+    pub linger: Duration,
 
     /// Capture ring size in MiB: longer scheduling stalls ridden out for more memory
     /// (24 MiB: about 190 ms at any rate up to ~100 MB/s).
@@ -247,6 +264,10 @@ pub struct Config {
     pub count: Option<u64>,
     /// `--stdin-control`: start on a byte on stdin, stop on its close.
     pub stdin_control: bool,
+    /// `--on-error`: exit, or serve the reason until stopped.
+    pub on_error: OnError,
+    /// `--linger`: capture after SIGTERM while the pod has traffic, at most this long.
+    pub linger: Duration,
 }
 
 /// Where `--write` puts the pcapng.
@@ -364,6 +385,8 @@ impl Config {
             duration: args.duration,
             count: args.count,
             stdin_control: args.stdin_control,
+            on_error: args.on_error,
+            linger: args.linger,
         })
     }
 }

@@ -271,7 +271,8 @@ pub fn respond(method: &str, path: &str, stats: &Stats, now: Instant) -> Respons
         },
         "/healthz" => Response::health(&stats.health(now)),
         "/livez" => Response::health(&stats.liveness(now)),
-        "/" => Response::text("200 OK", "bpc-agent: /metrics /stats /healthz /livez\n"),
+        "/startupz" => Response::health(&stats.startup(now)),
+        "/" => Response::text("200 OK", "bpc-agent: /metrics /stats /healthz /livez /startupz\n"),
         _ => Response::text("404 Not Found", "not found\n"),
     }
 }
@@ -535,16 +536,17 @@ pub fn probe_address(bind: SocketAddr) -> SocketAddr {
     }
 }
 
-/// `GET /livez` (the liveness check) on `addr` within `timeout` overall:
-/// `Ok(body)` for 200, `Err(why)` otherwise (503 with the agent's reason, no answer, ...).
-pub fn check_health(addr: SocketAddr, timeout: Duration) -> Result<String, String> {
+/// `GET path` (`/livez`, the liveness check; `/startupz`, the startup check)
+/// on `addr` within `timeout` overall: `Ok(body)` for 200, `Err(why)`
+/// otherwise (503 with the agent's reason, no answer, ...).
+pub fn check_health(addr: SocketAddr, path: &str, timeout: Duration) -> Result<String, String> {
     let until = Instant::now() + timeout;
     let left = || until.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
     let mut stream =
         TcpStream::connect_timeout(&addr, left()).map_err(|e| format!("cannot connect to {addr}: {e}"))?;
     stream.set_write_timeout(Some(left())).map_err(|e| e.to_string())?;
     stream
-        .write_all(b"GET /livez HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes())
         .map_err(|e| format!("cannot send to {addr}: {e}"))?;
     let mut answer = Vec::with_capacity(512);
     let mut chunk = [0u8; 1024];
@@ -578,7 +580,6 @@ mod tests {
         let id = Identity {
             key: "0x00000001".into(),
             workload: None,
-            interface: "lo".into(),
             profile: bpc_contract::GreProfile::Standard,
             oversize: bpc_contract::Oversize::Segment,
         };
@@ -749,14 +750,14 @@ mod tests {
     #[test]
     fn check_health_reports_the_status_and_reason() {
         let (addr, s) = serve_stats();
-        let e = check_health(addr, Duration::from_secs(2)).unwrap_err();
+        let e = check_health(addr, "/livez", Duration::from_secs(2)).unwrap_err();
         assert!(e.contains("503") && e.contains("capture has not started"), "{e}");
         s.capture.heartbeat.set(s.started, Instant::now());
         *s.collectors[0].resolution.lock().unwrap() =
             Some(crate::stats::Resolution { address: "198.18.0.2".parse().unwrap(), path_mtu: 1500 });
-        assert!(check_health(addr, Duration::from_secs(2)).unwrap().contains("\"ok\":true"));
+        assert!(check_health(addr, "/livez", Duration::from_secs(2)).unwrap().contains("\"ok\":true"));
         let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-        assert!(check_health(closed, Duration::from_secs(1)).unwrap_err().contains("cannot connect"));
+        assert!(check_health(closed, "/livez", Duration::from_secs(1)).unwrap_err().contains("cannot connect"));
     }
 
     /// A well-formed request head: method, path, query, headers, line ending.

@@ -26,7 +26,10 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if args.check_health {
-        return check_health(&args);
+        return check_health(&args, "/livez");
+    }
+    if args.check_startup {
+        return check_health(&args, "/startupz");
     }
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_owned());
     match Config::from_args(args, hostname).and_then(bpc_agent::agent::run) {
@@ -42,10 +45,11 @@ fn main() -> ExitCode {
     }
 }
 
-/// `--check-health`: 0 when the agent's own `/livez` says 200, 1 otherwise
-/// (2 for an unusable --metrics-addr), with the verdict on stdout, where the
-/// kubelet records an exec probe's output.
-fn check_health(args: &Args) -> ExitCode {
+/// `--check-health` (`/livez`) and `--check-startup` (`/startupz`): 0 when
+/// the agent's own endpoint says 200 at `path`, 1 otherwise (2 for an
+/// unusable --metrics-addr), with the verdict on stdout, where the kubelet
+/// records an exec probe's output.
+fn check_health(args: &Args, path: &str) -> ExitCode {
     let addr = bpc_agent::config::parse_metrics_addr(&args.metrics_addr)
         .and_then(|a| if args.metrics_private { bpc_agent::config::private_metrics_addr(a) } else { Ok(a) });
     let addr = match addr {
@@ -55,7 +59,7 @@ fn check_health(args: &Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match bpc_agent::http::check_health(addr, HEALTH_CHECK_TIMEOUT) {
+    match bpc_agent::http::check_health(addr, path, HEALTH_CHECK_TIMEOUT) {
         Ok(body) => {
             say(&format!("healthy: {body}\n"));
             ExitCode::SUCCESS

@@ -90,3 +90,13 @@ pub fn block_stop_signals() -> libc::sigset_t {
 pub fn stop_requested() -> bool {
     STOP.load(Ordering::Relaxed)
 }
+
+/// Sleeps until SIGTERM or SIGINT arrives (they are delivered only while
+/// waiting with `sigmask`, the mask of [`block_stop_signals`]).
+pub fn wait_for_stop(sigmask: &libc::sigset_t) {
+    while !stop_requested() {
+        let timeout = libc::timespec { tv_sec: 1, tv_nsec: 0 };
+        // SAFETY: no file descriptors, a valid timespec and signal mask.
+        unsafe { libc::ppoll(std::ptr::null_mut(), 0, &timeout, sigmask) };
+    }
+}

@@ -36,6 +36,10 @@ pub struct AgentStats {
     pub collectors: Vec<CollectorStats>,
     /// The agent's own verdict (`/healthz`).
     pub health: Health,
+    /// Why capture is not running, when it could not start or failed and the
+    /// agent kept serving (`--on-error serve`, the sidecars' setting).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture_error: Option<String>,
     /// Connections to the endpoint by outcome. Absent from status reports
     /// saved before the CLI kept it; the agent always writes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]

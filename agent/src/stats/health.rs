@@ -10,6 +10,11 @@ const STALL_AFTER: Duration = Duration::from_secs(5);
 /// A collector whose most recent send failed less than this long ago, with no
 /// success since, makes the agent unhealthy.
 const FAILING_WINDOW: Duration = Duration::from_secs(10);
+/// `/startupz` passes this long after the start whatever the capture's
+/// state: a native sidecar's startup probe holds the app's containers back
+/// until it passes, and capture must never hold the app hostage. Capture
+/// that goes live later still mirrors everything from then on.
+pub const STARTUP_BOUND: Duration = Duration::from_secs(10);
 
 fn bad(reason: String) -> Health {
     Health { ok: false, reason: Some(reason) }
@@ -18,10 +23,40 @@ fn bad(reason: String) -> Health {
 const GOOD: Health = Health { ok: true, reason: None };
 
 impl Stats {
+    /// Started (`/startupz`, a native sidecar's startup probe): once capture
+    /// is live (the socket bound, its filter attached), once capture has
+    /// failed for good (the reason stays in `/healthz` and `/stats`), or
+    /// [`STARTUP_BOUND`] after the start, whichever comes first.
+    pub fn startup(&self, now: Instant) -> Health {
+        if self.capture.heartbeat.age(self.started, now).is_some() {
+            return GOOD;
+        }
+        if let Some(why) = self.capture_error() {
+            return Health { ok: true, reason: Some(format!("not capturing: {why}")) };
+        }
+        let waited = now.saturating_duration_since(self.started);
+        if waited >= STARTUP_BOUND {
+            return Health {
+                ok: true,
+                reason: Some(format!(
+                    "capture not live after {}s; letting the pod start without it",
+                    STARTUP_BOUND.as_secs()
+                )),
+            };
+        }
+        bad(format!("capture starting ({:.1}s)", waited.as_secs_f64()))
+    }
+
     /// Alive while the capture loop runs (`/livez`, the liveness probe's
     /// check). A collector outage is not in it: restarting the agent does not
     /// cure one, and the restart would lose what it captures meanwhile.
     pub fn liveness(&self, now: Instant) -> Health {
+        if let Some(why) = self.capture_error() {
+            // Alive and saying why: a restart would not cure it (no NET_RAW,
+            // no such interface, a filter the kernel refuses), and a
+            // restarting sidecar takes its pod out of Ready.
+            return Health { ok: true, reason: Some(format!("not capturing: {why}")) };
+        }
         match self.capture.heartbeat.age(self.started, now) {
             None => bad("capture has not started".into()),
             Some(age) if age > STALL_AFTER => {
@@ -34,6 +69,9 @@ impl Stats {
     /// Healthy while the capture loop runs, at least one collector has an
     /// address, and no collector's sends have been failing recently.
     pub fn health(&self, now: Instant) -> Health {
+        if let Some(why) = self.capture_error() {
+            return bad(format!("not capturing: {why}"));
+        }
         let alive = self.liveness(now);
         if !alive.ok {
             return alive;
@@ -92,6 +130,30 @@ mod tests {
         let s = resolved();
         s.capture.heartbeat.set(s.started, at(&s, 1000));
         s
+    }
+
+    #[test]
+    fn startup_passes_when_capture_is_live_when_it_failed_or_after_the_bound() {
+        let s = resolved();
+        let early = s.startup(at(&s, 500));
+        assert!(!early.ok && early.reason.unwrap().contains("starting"));
+        let late = s.startup(s.started + STARTUP_BOUND);
+        assert!(late.ok && late.reason.unwrap().contains("letting the pod start"), "never holds the app");
+        s.capture.heartbeat.set(s.started, at(&s, 300));
+        assert_eq!(s.startup(at(&s, 400)), GOOD, "live capture starts at once");
+        let failed = stats();
+        failed.set_capture_error("no interface eth9".into());
+        assert!(failed.startup(failed.started).ok, "a failed capture lets the pod start at once");
+    }
+
+    #[test]
+    fn a_capture_error_is_unhealthy_with_its_reason_but_alive() {
+        let s = resolved();
+        s.set_capture_error("interface eth9 not found".into());
+        let h = s.health(at(&s, 100));
+        assert!(!h.ok && h.reason.unwrap().contains("interface eth9 not found"));
+        let l = s.liveness(at(&s, 100_000));
+        assert!(l.ok && l.reason.unwrap().contains("eth9"), "a restart would not cure it");
     }
 
     #[test]

@@ -31,8 +31,6 @@ pub struct Identity {
     pub key: String,
     /// Workload path, when known.
     pub workload: Option<String>,
-    /// Capture interface.
-    pub interface: String,
     /// GRE profile.
     pub profile: GreProfile,
     /// Oversize mode.
@@ -49,6 +47,10 @@ pub struct Stats {
     pub identity: Identity,
     /// The effective filter (changes when collector addresses change).
     pub filter: Mutex<String>,
+    /// The capture interface, once chosen.
+    pub interface: Mutex<String>,
+    /// Why capture is not running, once it failed (`--on-error serve`).
+    pub capture_error: Mutex<Option<String>>,
     /// Capture counters.
     pub capture: CaptureCounters,
     /// Per collector, in configuration order.
@@ -67,6 +69,8 @@ impl Stats {
             started_unix: SystemTime::now(),
             identity,
             filter: Mutex::new(filter),
+            interface: Mutex::new(String::new()),
+            capture_error: Mutex::new(None),
             capture: CaptureCounters::default(),
             collectors: hosts.iter().map(|h| CollectorCounters::new(h)).collect(),
             generation: AtomicU64::new(0),
@@ -77,6 +81,21 @@ impl Stats {
     /// The current effective filter.
     pub fn filter(&self) -> String {
         self.filter.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The capture interface ("" until chosen).
+    pub fn interface(&self) -> String {
+        self.interface.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Why capture is not running, if it failed.
+    pub fn capture_error(&self) -> Option<String> {
+        self.capture_error.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Records that capture failed: health says why from now on.
+    pub fn set_capture_error(&self, why: String) {
+        *self.capture_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
     }
 }
 
@@ -92,11 +111,12 @@ mod fixture {
         let identity = Identity {
             key: "0x1234abcd".into(),
             workload: Some("shop/deployment/checkout".into()),
-            interface: "eth0".into(),
             profile: GreProfile::Standard,
             oversize: Oversize::Segment,
         };
-        Stats::new(identity, "not (ip proto 47)".into(), &["collector.monitoring.svc".into()])
+        let s = Stats::new(identity, "not (ip proto 47)".into(), &["collector.monitoring.svc".into()]);
+        *s.interface.lock().unwrap() = "eth0".into();
+        s
     }
 
     /// The collector resolved to 198.18.0.2.

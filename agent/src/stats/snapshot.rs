@@ -41,7 +41,7 @@ impl Stats {
             version: VERSION.to_owned(),
             key: self.identity.key.clone(),
             workload: self.identity.workload.clone(),
-            interface: self.identity.interface.clone(),
+            interface: self.interface(),
             filter: self.filter(),
             profile: self.identity.profile,
             oversize: self.identity.oversize,
@@ -52,6 +52,7 @@ impl Stats {
             ),
             collectors,
             health: self.health(now),
+            capture_error: self.capture_error(),
             http: Some(loaded!(HttpStats from self.http; served, timeout, bad_request, evicted, closed;)),
         }
     }
