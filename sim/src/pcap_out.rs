@@ -2,6 +2,12 @@
 //! per key, rotated every `--rotate-mb` megabytes. Every write error is
 //! kept and ends the run: a capture that silently stops growing is worse
 //! than one that stops with the reason.
+//!
+//! A frame's time is when its GRE packet reached the receiver (the kernel's
+//! SO_TIMESTAMPNS stamp, see `receiver`), not when the agent captured it:
+//! GRE carries no capture time. Classic pcap holds it in microseconds (the
+//! standard magic, what every reader expects); pcapng in nanoseconds, which
+//! each interface block declares with `if_tsresol`.
 
 use std::collections::HashMap;
 use std::io::BufWriter;
@@ -22,6 +28,8 @@ use crate::receiver::FrameSink;
 
 /// The snap length declared in the file headers: the largest GRE payload.
 const SNAPLEN: u32 = 262144;
+/// `if_tsresol` for 10^-9 s: the unit pcap-file's EnhancedPacketBlock writes.
+pub const NANOSECONDS: u8 = 9;
 /// Bytes a record adds to a frame (pcap record header, roughly an EPB's), for rotation.
 const RECORD_OVERHEAD: u64 = 32;
 
@@ -129,7 +137,13 @@ impl FrameSink for PcapOut {
                         w.write_pcapng_block(InterfaceDescriptionBlock {
                             linktype: DataLink::ETHERNET,
                             snaplen: SNAPLEN,
-                            options: vec![InterfaceDescriptionOption::IfName(name.into())],
+                            options: vec![
+                                InterfaceDescriptionOption::IfName(name.into()),
+                                // pcap-file writes EPB timestamps in nanoseconds; without
+                                // this option a reader takes them as microseconds (the
+                                // pcapng default) and dates the capture in the year 58900.
+                                InterfaceDescriptionOption::IfTsResol(NANOSECONDS),
+                            ],
                         })
                         .map_err(pcap_error(path))?;
                         let id = ifaces.len() as u32;
