@@ -149,6 +149,17 @@ tshark -r "$out/received.pcapng" -T fields -E separator=' ' \
   -e frame.number -e frame.interface_name -e ip.src -e ip.dst -e _ws.col.Info 2>/dev/null | sed -n '1,8s/^/   /p' || true
 echo "   frames per interface:"
 tshark -r "$out/received.pcapng" -T fields -e frame.interface_name 2>/dev/null | sort | uniq -c | sed 's/^/   /'
+# A frame's time is when its GRE packet reached the sink; a file whose
+# timestamps are in another unit than it declares dates them hours or
+# millennia away, which tshark shows as it is.
+times=$(tshark -r "$out/received.pcapng" -T fields -e frame.time_epoch 2>/dev/null | sed -n '1p;$p')
+first=${times%%$'\n'*} last=${times##*$'\n'}
+if awk -v t="${first:-0}" -v now="$(date +%s)" 'BEGIN { exit !(t > now - 86400 && t < now + 86400) }'; then
+  echo "   frame times (receive time at the sink): $(date -u -d "@$first" '+%F %T.%N') to $(date -u -d "@$last" '+%T.%N') UTC"
+else
+  echo "   the first frame is dated ${first:-nothing} (epoch seconds), not today: the pcapng's timestamps are wrong"
+  rc=1
+fi
 echo "   service paths (who calls whom, $out/paths.json; the picture: $out/paths.svg):"
 python3 -c '
 import json, sys

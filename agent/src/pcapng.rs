@@ -158,3 +158,72 @@ impl PcapngOut {
 pub fn reader_gone(e: &Error) -> bool {
     matches!(e, Error::Io { source, .. } if source.kind() == io::ErrorKind::BrokenPipe)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A UDP frame from 198.18.1.2 to 198.18.1.1 carrying `payload`.
+    fn udp_frame(payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 2], [2, 0, 0, 0, 0, 1])
+            .ipv4([198, 18, 1, 2], [198, 18, 1, 1], 64)
+            .udp(40000, 7788)
+            .write(&mut out, payload)
+            .unwrap();
+        out
+    }
+
+    /// `frame.time_epoch` of every packet in `file`, as tshark prints it.
+    fn tshark_epochs(file: &std::path::Path) -> Vec<String> {
+        let out = std::process::Command::new("tshark")
+            .arg("-r")
+            .arg(file)
+            .args(["-T", "fields", "-e", "frame.time_epoch"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "tshark rejects {}", file.display());
+        String::from_utf8(out.stdout).unwrap().lines().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn the_stream_matches_its_golden_and_tshark_reads_the_nanosecond_times_written() {
+        // `BPC_REGEN=1 cargo test -p bpc-agent --lib pcapng` rewrites the golden.
+        let golden = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/pcapng/agent.pcapng");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.pcapng");
+        let mut out = PcapngOut::open(&WriteTarget::File(path.clone()), "eth0", 262_144).unwrap();
+        let times = [Duration::new(1_764_000_000, 123_456_789), Duration::new(1_764_000_000, 125_000_001)];
+        let plain = udp_frame(b"plain");
+        out.packet(
+            &Frame { data: &plain, wire_len: plain.len() as u32, vlan: None, timestamp: times[0] },
+            262_144,
+        )
+        .unwrap();
+        // Tag put back (VLAN 100), and cut to a 40-byte snap length.
+        let tagged = udp_frame(&[0x5a; 64]);
+        let frame = Frame {
+            data: &tagged,
+            wire_len: tagged.len() as u32,
+            vlan: Some([0x81, 0, 0, 100]),
+            timestamp: times[1],
+        };
+        out.packet(&frame, 40).unwrap();
+        let counters = Counters { received: 3, interface_drops: 0, os_drops: 1, delivered: 2 };
+        out.statistics(Duration::new(1_764_000_001, 0), counters).unwrap();
+        out.flush().unwrap();
+        drop(out);
+        let got = std::fs::read(&path).unwrap();
+        if std::env::var_os("BPC_REGEN").is_some() {
+            std::fs::write(golden, &got).unwrap();
+        }
+        let want = std::fs::read(golden).unwrap_or_else(|e| panic!("{golden}: {e} (BPC_REGEN=1 writes it)"));
+        assert!(
+            want == got,
+            "{golden} differs from what --write makes now (BPC_REGEN=1 rewrites it; review why)"
+        );
+        let want: Vec<String> =
+            times.iter().map(|t| format!("{}.{:09}", t.as_secs(), t.subsec_nanos())).collect();
+        assert_eq!(tshark_epochs(&path), want);
+    }
+}

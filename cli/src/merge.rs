@@ -376,6 +376,47 @@ mod tests {
     }
 
     #[test]
+    fn the_merged_file_matches_its_golden_and_tshark_reads_the_nanosecond_times_written() {
+        // `BPC_REGEN=1 cargo test -p kubectl-bpc --lib merge` rewrites the golden.
+        let golden = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/pcapng/capture-merge.pcapng");
+        let base = 1_764_000_000_123_456_789;
+        let names = vec!["shop/web-1".to_owned(), "shop/web-2".to_owned()];
+        let mut m = Merger::new(Vec::new(), &names, 65535).unwrap();
+        m.push(
+            0,
+            Demux::default().push(&agent_stream(&[base, base + 2_000_001], base + 1_000_000_000)).unwrap(),
+        );
+        m.push(1, Demux::default().push(&agent_stream(&[base + 1_000_000], base + 1_000_000_000)).unwrap());
+        m.finish(0);
+        m.finish(1);
+        m.drain().unwrap();
+        let got = m.into_inner();
+        if std::env::var_os("BPC_REGEN").is_some() {
+            std::fs::write(golden, &got).unwrap();
+        }
+        let want = std::fs::read(golden).unwrap_or_else(|e| panic!("{golden}: {e} (BPC_REGEN=1 writes it)"));
+        assert!(
+            want == got,
+            "{golden} differs from what the merge writes now (BPC_REGEN=1 rewrites it; review why)"
+        );
+        let out = std::process::Command::new("tshark")
+            .args(["-r", golden, "-T", "fields", "-e", "frame.time_epoch", "-e", "frame.interface_name"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "tshark rejects {golden}");
+        let times: Vec<String> = String::from_utf8(out.stdout).unwrap().lines().map(str::to_owned).collect();
+        let row = |ns: u64, name: &str| format!("{}.{:09}\t{name}", ns / 1_000_000_000, ns % 1_000_000_000);
+        assert_eq!(
+            times,
+            [
+                row(base, "shop/web-1"),
+                row(base + 1_000_000, "shop/web-2"),
+                row(base + 2_000_001, "shop/web-1")
+            ]
+        );
+    }
+
+    #[test]
     fn a_quiet_stream_holds_back_only_what_is_newer_than_its_watermark() {
         let names = vec!["a".to_owned(), "b".to_owned()];
         let mut m = Merger::new(Vec::new(), &names, 65535).unwrap();

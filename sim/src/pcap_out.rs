@@ -2,6 +2,12 @@
 //! per key, rotated every `--rotate-mb` megabytes. Every write error is
 //! kept and ends the run: a capture that silently stops growing is worse
 //! than one that stops with the reason.
+//!
+//! A frame's time is when its GRE packet reached the receiver (the kernel's
+//! SO_TIMESTAMPNS stamp, see `receiver`), not when the agent captured it:
+//! GRE carries no capture time. Classic pcap holds it in microseconds (the
+//! standard magic, what every reader expects); pcapng in nanoseconds, which
+//! each interface block declares with `if_tsresol`.
 
 use std::collections::HashMap;
 use std::io::BufWriter;
@@ -22,6 +28,8 @@ use crate::receiver::FrameSink;
 
 /// The snap length declared in the file headers: the largest GRE payload.
 const SNAPLEN: u32 = 262144;
+/// `if_tsresol` for 10^-9 s: the unit pcap-file's EnhancedPacketBlock writes.
+pub const NANOSECONDS: u8 = 9;
 /// Bytes a record adds to a frame (pcap record header, roughly an EPB's), for rotation.
 const RECORD_OVERHEAD: u64 = 32;
 
@@ -129,7 +137,13 @@ impl FrameSink for PcapOut {
                         w.write_pcapng_block(InterfaceDescriptionBlock {
                             linktype: DataLink::ETHERNET,
                             snaplen: SNAPLEN,
-                            options: vec![InterfaceDescriptionOption::IfName(name.into())],
+                            options: vec![
+                                InterfaceDescriptionOption::IfName(name.into()),
+                                // pcap-file writes EPB timestamps in nanoseconds; without
+                                // this option a reader takes them as microseconds (the
+                                // pcapng default) and dates the capture in the year 58900.
+                                InterfaceDescriptionOption::IfTsResol(NANOSECONDS),
+                            ],
                         })
                         .map_err(pcap_error(path))?;
                         let id = ifaces.len() as u32;
@@ -166,6 +180,7 @@ mod tests {
     use bpc_wire::ethernet::{ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_VLAN};
     use bpc_wire::{EthernetHeader, Ipv4Header};
     use pcap_file::pcap::PcapReader;
+    use std::time::Duration;
 
     fn ipv4_frame(len: usize, payload_len: usize) -> Vec<u8> {
         let mut f = vec![0u8; len];
@@ -249,5 +264,56 @@ mod tests {
         };
         assert_eq!(count(path) + count(&format!("{path}.1")), 1500);
         assert!(!std::path::Path::new(&format!("{path}.2")).exists());
+    }
+
+    #[test]
+    fn every_rotated_pcapng_declares_nanosecond_interfaces_and_tshark_reads_the_times_written() {
+        use pcap_file::pcapng::{Block, PcapNgReader};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.pcapng");
+        let path = path.to_str().unwrap();
+        let mut out = PcapOut::create(path, Some(1), SharedMap::default()).unwrap();
+        let frame = ipv4_frame(1000, 966);
+        let time = |i: u32| UNIX_EPOCH + Duration::new(1_764_000_000, 1) + Duration::from_micros(10) * i;
+        for i in 0..1500 {
+            out.frame(time(i), 1 + i % 2, &frame).unwrap();
+        }
+        out.finish().unwrap();
+        let second = format!("{path}.1");
+        for file in [path, &second] {
+            let data = std::fs::read(file).unwrap();
+            let mut r = PcapNgReader::new(&data[..]).unwrap();
+            let mut interfaces = 0;
+            while let Some(b) = r.next_block() {
+                if let Block::InterfaceDescription(idb) = b.unwrap() {
+                    interfaces += 1;
+                    assert!(
+                        idb.options.contains(&InterfaceDescriptionOption::IfTsResol(NANOSECONDS)),
+                        "{file}"
+                    );
+                }
+            }
+            assert_eq!(interfaces, 2, "{file}: one interface per key, declared again in each file");
+        }
+        // The user's view of the second file's first frame: the time written, to the nanosecond.
+        let out = std::process::Command::new("tshark")
+            .args(["-r", &second, "-c", "1", "-T", "fields", "-e", "frame.time_epoch"])
+            .output()
+            .unwrap();
+        let first = std::str::from_utf8(&out.stdout).unwrap().trim();
+        let frames_in_first_file = data_frames(path);
+        let want = time(frames_in_first_file).duration_since(UNIX_EPOCH).unwrap();
+        assert_eq!(first, format!("{}.{:09}", want.as_secs(), want.subsec_nanos()));
+    }
+
+    /// Enhanced Packet Blocks in a pcapng file.
+    fn data_frames(path: &str) -> u32 {
+        let data = std::fs::read(path).unwrap();
+        let mut r = pcap_file::pcapng::PcapNgReader::new(&data[..]).unwrap();
+        let mut n = 0;
+        while let Some(b) = r.next_block() {
+            n += u32::from(matches!(b.unwrap(), pcap_file::pcapng::Block::EnhancedPacket(_)));
+        }
+        n
     }
 }

@@ -1,10 +1,18 @@
 //! The capture fixtures in `testdata/pcaps/`: built here with etherparse so
 //! they are reproducible. `BPC_REGEN=1 cargo test -p bpc-sim --test fixtures`
 //! rewrites them; otherwise the test proves the committed files match.
+//!
+//! Also the receiver's output goldens, `testdata/pcapng/receiver.pcap{,ng}`:
+//! what `--write` makes of fixed frames at fixed times (regenerated the same
+//! way), read back by tshark at exactly those times.
 
+use bpc_sim::map::SharedMap;
+use bpc_sim::pcap_out::PcapOut;
+use bpc_sim::receiver::FrameSink;
 use etherparse::{PacketBuilder, TcpOptionElement};
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
-use std::time::Duration;
+use std::path::Path;
+use std::time::{Duration, UNIX_EPOCH};
 
 const MAC_A: [u8; 6] = [0x02, 0x42, 0xc6, 0x12, 0x01, 0x02];
 const MAC_B: [u8; 6] = [0x02, 0x42, 0xc6, 0x12, 0x01, 0x03];
@@ -148,5 +156,60 @@ fn committed_pcap_fixtures_match_their_generator() {
         assert_eq!(std::fs::read(&path).unwrap(), bytes, "{path} differs from its generator");
         let out = std::process::Command::new("tshark").args(["-r", &path]).output().unwrap();
         assert!(out.status.success(), "tshark rejects {path}");
+    }
+}
+
+/// Compares `got` with the committed golden `name` in `testdata/pcapng`
+/// (rewriting it first with `BPC_REGEN=1`).
+fn matches_golden(name: &str, got: &[u8]) {
+    let path = format!("{}/../testdata/pcapng/{name}", env!("CARGO_MANIFEST_DIR"));
+    if std::env::var_os("BPC_REGEN").is_some() {
+        std::fs::write(&path, got).unwrap();
+    }
+    let want = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e} (BPC_REGEN=1 writes it)"));
+    assert!(
+        want == got,
+        "{path} differs from what the writer makes now (BPC_REGEN=1 rewrites it; review why)"
+    );
+}
+
+/// `frame.time_epoch` of every frame in `file`, as tshark prints it.
+fn tshark_epochs(file: &Path) -> Vec<String> {
+    let out = std::process::Command::new("tshark")
+        .arg("-r")
+        .arg(file)
+        .args(["-T", "fields", "-e", "frame.time_epoch"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "tshark rejects {}", file.display());
+    String::from_utf8(out.stdout).unwrap().lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn the_receivers_pcap_and_pcapng_match_their_goldens_and_tshark_reads_the_times_written() {
+    // Two keys (two pcapng interfaces), nanoseconds that a microsecond
+    // file must cut and a nanosecond one keep.
+    let fixtures = fixtures();
+    let frames: Vec<(u32, &Vec<u8>)> = (fixtures[0].1.iter().take(3).map(|f| (0x1234_abcd, f)))
+        .chain(fixtures[1].1.iter().map(|f| (0x10, f)))
+        .collect();
+    let time = |i: usize| Duration::new(1_764_000_000, 123_456_789) + Duration::from_micros(1500) * i as u32;
+    let dir = tempfile::tempdir().unwrap();
+    for (name, nanoseconds) in [("receiver.pcapng", true), ("receiver.pcap", false)] {
+        let path = dir.path().join(name);
+        let mut out = PcapOut::create(path.to_str().unwrap(), None, SharedMap::default()).unwrap();
+        for (i, (key, frame)) in frames.iter().enumerate() {
+            out.frame(UNIX_EPOCH + time(i), *key, frame).unwrap();
+        }
+        out.finish().unwrap();
+        matches_golden(name, &std::fs::read(&path).unwrap());
+        let want: Vec<String> = (0..frames.len())
+            .map(|i| {
+                let t = time(i);
+                let nanos = if nanoseconds { t.subsec_nanos() } else { t.subsec_micros() * 1000 };
+                format!("{}.{nanos:09}", t.as_secs())
+            })
+            .collect();
+        assert_eq!(tshark_epochs(&path), want, "{name}: the times tshark reads");
     }
 }

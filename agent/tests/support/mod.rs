@@ -279,11 +279,19 @@ pub struct Tcpdump {
 impl Tcpdump {
     /// Starts `tcpdump -i iface -s 0 -U -w file filter` and waits for "listening on".
     pub fn start(ns: &Netns, iface: &str, filter: &str) -> Tcpdump {
+        Tcpdump::start_with(ns, iface, filter, &[])
+    }
+
+    /// [`Tcpdump::start`] with `extra` options before the filter
+    /// (e.g. `--time-stamp-precision nano`).
+    pub fn start_with(ns: &Netns, iface: &str, filter: &str, extra: &[&str]) -> Tcpdump {
         let dir = tempfile::tempdir().expect("tempdir");
         let pcap = dir.path().join("ref.pcap");
         let mut cmd = ns.command("tcpdump");
         // -B: with -s 0 every ring slot is 256 KiB; the default 2 MiB ring would drop.
-        cmd.args(["-i", iface, "-s", "0", "-B", "32768", "-U", "--immediate-mode", "-n", "-w"])
+        cmd.args(["-i", iface, "-s", "0", "-B", "32768", "-U", "--immediate-mode", "-n"])
+            .args(extra)
+            .arg("-w")
             .arg(&pcap)
             .arg(filter);
         let mut proc = Proc::spawn(cmd);
