@@ -757,7 +757,9 @@ mod tests {
             Some(crate::stats::Resolution { address: "198.18.0.2".parse().unwrap(), path_mtu: 1500 });
         assert!(check_health(addr, "/livez", Duration::from_secs(2)).unwrap().contains("\"ok\":true"));
         let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-        assert!(check_health(closed, "/livez", Duration::from_secs(1)).unwrap_err().contains("cannot connect"));
+        assert!(
+            check_health(closed, "/livez", Duration::from_secs(1)).unwrap_err().contains("cannot connect")
+        );
     }
 
     /// A well-formed request head: method, path, query, headers, line ending.

@@ -255,7 +255,10 @@ pub async fn resolve(
                 other => Error::Kube(other),
             })?;
             for o in list.items {
-                if all && selector.is_none() && template(kind, &o).and_then(sidecar::status_annotation).is_none() {
+                if all
+                    && selector.is_none()
+                    && template(kind, &o).and_then(sidecar::status_annotation).is_none()
+                {
                     continue;
                 }
                 let id = WorkloadId {

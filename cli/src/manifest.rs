@@ -153,7 +153,8 @@ impl Editor<'_> {
         let template_at = kind.template_pointer();
         let containers = doc.pointer(&format!("{template_at}/spec/containers")).and_then(Value::as_array);
         if containers.is_none_or(Vec::is_empty) {
-            let field = format!("{}spec.containers", template_at.trim_start_matches('/').replace('/', ".") + ".");
+            let field =
+                format!("{}spec.containers", template_at.trim_start_matches('/').replace('/', ".") + ".");
             return Err(Error::Workload(format!(
                 "{}: {named} has no usable pod template ({} is missing or empty)",
                 self.place(at),

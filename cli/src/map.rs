@@ -65,6 +65,9 @@ pub struct Workload {
 pub struct OwnerCache {
     /// (namespace, replicaset name) -> controller owner (kind, name) if any.
     replica_sets: HashMap<(String, String), Option<(String, String)>>,
+    /// (namespace, job name) -> controller owner (a CronJob) if any, for
+    /// the Jobs the reader listed.
+    jobs: HashMap<(String, String), Option<(String, String)>>,
 }
 
 fn controller_of(refs: Option<&Vec<OwnerReference>>) -> Option<&OwnerReference> {
@@ -89,6 +92,13 @@ impl OwnerCache {
         self.replica_sets.insert((rs.namespace().unwrap_or_default(), rs.name_any()), owner);
     }
 
+    /// Adds or replaces one Job: its pods belong to the CronJob that owns it.
+    pub fn insert_job(&mut self, job: &k8s_openapi::api::batch::v1::Job) {
+        let owner =
+            controller_of(job.metadata.owner_references.as_ref()).map(|o| (o.kind.clone(), o.name.clone()));
+        self.jobs.insert((job.namespace().unwrap_or_default(), job.name_any()), owner);
+    }
+
     /// Whether the cache knows this ReplicaSet.
     pub fn knows(&self, namespace: &str, replica_set: &str) -> bool {
         self.replica_sets.contains_key(&(namespace.to_owned(), replica_set.to_owned()))
@@ -105,6 +115,11 @@ impl OwnerCache {
         let Some(owner) = controller_of(pod.metadata.owner_references.as_ref()) else {
             return Workload { kind: "Pod".into(), name: pod.name_any() };
         };
+        if owner.kind == "Job"
+            && let Some(Some((kind, name))) = self.jobs.get(&(namespace.clone(), owner.name.clone()))
+        {
+            return Workload { kind: kind.clone(), name: name.clone() };
+        }
         if owner.kind != "ReplicaSet" {
             return Workload { kind: owner.kind.clone(), name: owner.name.clone() };
         }

@@ -9,7 +9,7 @@ pub use bpc_contract::stats::{AgentStats, CaptureStats, CollectorStats, Health, 
 use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
 
-use crate::sidecar::{AGENT_CONTAINER, DEFAULT_METRICS_PORT, METRICS_PORT_NAME};
+use crate::sidecar::{DEFAULT_METRICS_PORT, METRICS_PORT_NAME};
 
 /// The port of a pod's agent endpoint: its `bpc-metrics` container port
 /// (`attach --metrics-port` moves it), else the default. The pod proxy takes
@@ -17,8 +17,8 @@ use crate::sidecar::{AGENT_CONTAINER, DEFAULT_METRICS_PORT, METRICS_PORT_NAME};
 pub fn metrics_port(pod: &Pod) -> u16 {
     pod.spec
         .as_ref()
-        .and_then(|s| s.containers.iter().find(|c| c.name == AGENT_CONTAINER))
-        .and_then(|c| c.ports.as_ref()?.iter().find(|p| p.name.as_deref() == Some(METRICS_PORT_NAME)))
+        .and_then(crate::pod_spec::agent_of)
+        .and_then(|(c, _)| c.ports.as_ref()?.iter().find(|p| p.name.as_deref() == Some(METRICS_PORT_NAME)))
         .and_then(|p| u16::try_from(p.container_port).ok())
         .unwrap_or(DEFAULT_METRICS_PORT)
 }

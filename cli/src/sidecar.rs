@@ -763,13 +763,21 @@ fn remove_if_empty(root: &mut Value, pointer: &str) {
 /// options dropped since the last attach do not linger; one that moved to
 /// the other list (the form changed) is deleted from the old one.
 /// `resource_version` makes a concurrent change a 409.
-pub fn attach_patch(kind: WorkloadKind, current: &Value, desired: &Value, resource_version: Option<&str>) -> Value {
+pub fn attach_patch(
+    kind: WorkloadKind,
+    current: &Value,
+    desired: &Value,
+    resource_version: Option<&str>,
+) -> Value {
     let annotation = status_annotation(desired).map(|s| Value::String(s.to_owned())).unwrap_or(Value::Null);
     let mut spec = Map::new();
     for list in [SidecarForm::Native.list(), SidecarForm::Container.list()] {
         let items = |t: &Value| t.pointer(&format!("/spec/{list}")).and_then(Value::as_array).cloned();
         let agent_in = |t: &Value| {
-            items(t).into_iter().flatten().find(|c| c.get("name").and_then(Value::as_str) == Some(AGENT_CONTAINER))
+            items(t)
+                .into_iter()
+                .flatten()
+                .find(|c| c.get("name").and_then(Value::as_str) == Some(AGENT_CONTAINER))
         };
         match (agent_in(current), agent_in(desired)) {
             (Some(_), Some(agent)) => {
@@ -805,7 +813,10 @@ pub fn attach_patch(kind: WorkloadKind, current: &Value, desired: &Value, resour
 /// A patch of the pod template, nested where `kind` keeps it
 /// (`spec.template`, a CronJob's `spec.jobTemplate.spec.template`).
 fn nest_template(kind: WorkloadKind, template: Value) -> Value {
-    kind.template_pointer().rsplit('/').filter(|k| !k.is_empty()).fold(template, |inner, key| json!({key: inner}))
+    kind.template_pointer()
+        .rsplit('/')
+        .filter(|k| !k.is_empty())
+        .fold(template, |inner, key| json!({key: inner}))
 }
 
 fn replace_directives(mut container: Value) -> Value {
@@ -838,10 +849,13 @@ pub fn detach_patch(kind: WorkloadKind, record: &AttachRecord, resource_version:
         record.containers.iter().map(|name| json!({"name": name, "$patch": "delete"})).collect();
     let mut spec = Map::new();
     spec.insert(record.sidecar.list().into(), Value::Array(containers));
-    let mut patch = nest_template(kind, json!({
-        "metadata": {"annotations": annotations},
-        "spec": spec
-    }));
+    let mut patch = nest_template(
+        kind,
+        json!({
+            "metadata": {"annotations": annotations},
+            "spec": spec
+        }),
+    );
     if let Some(rv) = resource_version {
         patch["metadata"] = json!({"resourceVersion": rv});
     }

@@ -147,6 +147,13 @@ pub fn target_of(
 pub async fn read_target(client: &Client, namespace: &str, workload: &str) -> Result<Target, Error> {
     let named = WorkloadRef::parse(workload)?;
     let kind = named.kind_or_deployment();
+    if !matches!(kind, WorkloadKind::Deployment | WorkloadKind::StatefulSet | WorkloadKind::DaemonSet) {
+        return Err(Error::Usage(format!(
+            "verify proves a workload whose pods a rollout replaces (deploy/NAME, sts/NAME, ds/NAME); \
+             '{workload}' is a {}: for its running pods use kubectl bpc verify --ephemeral or kubectl bpc capture",
+            kind.as_str()
+        )));
+    }
     let object = kind.api(client, namespace).get(&named.name).await.map_err(|e| match e {
         kube::Error::Api(s) if s.code == 404 => {
             Error::Usage(format!("workload '{workload}' not found in namespace {namespace}"))

@@ -202,9 +202,10 @@ impl WorkloadKind {
     /// pointer (a Pod is its own template: metadata and spec).
     pub const fn template_pointer(self) -> &'static str {
         match self {
-            WorkloadKind::Deployment | WorkloadKind::StatefulSet | WorkloadKind::DaemonSet | WorkloadKind::Job => {
-                "/spec/template"
-            }
+            WorkloadKind::Deployment
+            | WorkloadKind::StatefulSet
+            | WorkloadKind::DaemonSet
+            | WorkloadKind::Job => "/spec/template",
             WorkloadKind::CronJob => "/spec/jobTemplate/spec/template",
             WorkloadKind::Pod => "",
         }

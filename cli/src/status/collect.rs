@@ -43,13 +43,13 @@ impl Found {
 /// Every Deployment, StatefulSet and DaemonSet in scope, in that order.
 async fn find_workloads(client: &Client, namespace: Option<&str>) -> Result<Vec<Found>, Error> {
     let mut found = Vec::new();
-    for kind in WorkloadKind::ALL {
+    for kind in WorkloadKind::ATTACHABLE {
         let list = match namespace {
             Some(ns) => kind.api(client, ns),
             None => kind.api_all(client),
         };
         for o in list.list(&ListParams::default()).await?.items {
-            let template = o.data.pointer("/spec/template").cloned().unwrap_or(Value::Null);
+            let template = o.data.pointer(kind.template_pointer()).cloned().unwrap_or(Value::Null);
             let template: Option<PodTemplateSpec> = serde_json::from_value(template).ok();
             found.push(Found {
                 namespace: o.namespace().unwrap_or_default(),
@@ -129,7 +129,14 @@ pub async fn collect(
         return Ok(StatusReport::new(Vec::new()));
     }
     let lp = ListParams::default();
-    let owners = OwnerCache::from_replica_sets(&api::<ReplicaSet>(client, namespace).list(&lp).await?.items);
+    let mut owners =
+        OwnerCache::from_replica_sets(&api::<ReplicaSet>(client, namespace).list(&lp).await?.items);
+    // A CronJob's pods belong to its Jobs: read those only when one is reported.
+    if found.iter().any(|f| f.kind == WorkloadKind::CronJob) {
+        for job in api::<k8s_openapi::api::batch::v1::Job>(client, namespace).list(&lp).await?.items {
+            owners.insert_job(&job);
+        }
+    }
     let pods = api::<Pod>(client, namespace).list(&lp).await?.items;
 
     // (workload index, pod, agent)

@@ -103,7 +103,7 @@ pub struct Check {
 }
 
 /// The pod checks, worst verdict first.
-pub const POD_CHECKS: [Check; 11] = [
+pub const POD_CHECKS: [Check; 12] = [
     Check {
         what: "the pod has a bpc-agent container",
         verdict: Verdict::NotAttached,
@@ -225,6 +225,21 @@ pub const POD_CHECKS: [Check; 11] = [
         hint: Some(|f| {
             let HintContext { namespace: ns, pod, metrics_port, .. } = *f.ctx;
             format!("kubectl get --raw {}", pod_proxy::proxy_path(ns, pod, metrics_port, "stats"))
+        }),
+    },
+    Check {
+        what: "the agent's capture runs (it did not fail to start)",
+        verdict: Verdict::NotCapturing,
+        applies: |f| f.samples.as_ref()?.latest.capture_error.clone(),
+        hint: Some(|f| {
+            let HintContext { namespace: ns, workload, .. } = f.ctx;
+            format!(
+                "the agent keeps running and says why instead of holding the pod back; fix what the reason names \
+                 and re-attach: a missing interface (kubectl bpc attach {workload} -n {ns} --interface IFACE; \
+                 list them with kubectl exec {} -c bpc-agent -- bpc-agent --list-interfaces), a filter the kernel \
+                 refuses (--filter), or NET_RAW not granted (--capabilities add)",
+                f.pod_args()
+            )
         }),
     },
     Check {

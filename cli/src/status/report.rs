@@ -26,6 +26,8 @@ pub enum Verdict {
     CollectorUnreachable,
     /// The agent's `/stats` could not be read through the pod proxy.
     StatsUnavailable,
+    /// The agent runs but its capture could not start or failed (it serves the reason).
+    NotCapturing,
     /// The agent container exists but is not running (image pull, creating...).
     AgentNotRunning,
     /// The agent keeps restarting.
@@ -38,12 +40,13 @@ pub enum Verdict {
 
 impl Verdict {
     /// Every verdict, from best to worst.
-    pub const ALL: [Verdict; 9] = [
+    pub const ALL: [Verdict; 10] = [
         Verdict::Ok,
         Verdict::NoTraffic,
         Verdict::Dropping,
         Verdict::CollectorUnreachable,
         Verdict::StatsUnavailable,
+        Verdict::NotCapturing,
         Verdict::AgentNotRunning,
         Verdict::Crashloop,
         Verdict::MissingNetRaw,
@@ -58,6 +61,7 @@ impl Verdict {
             Verdict::Dropping => "DROPPING",
             Verdict::CollectorUnreachable => "COLLECTOR-UNREACHABLE",
             Verdict::StatsUnavailable => "STATS-UNAVAILABLE",
+            Verdict::NotCapturing => "NOT-CAPTURING",
             Verdict::AgentNotRunning => "AGENT-NOT-RUNNING",
             Verdict::Crashloop => "CRASHLOOP",
             Verdict::MissingNetRaw => "MISSING-NET-RAW",
