@@ -280,6 +280,7 @@ mod tests {
             options: SidecarOptions::with_collectors(&["198.18.0.2"]),
             capabilities: CapabilitiesArg::Auto,
             allow_host_network: false,
+            form: SidecarForm::Native,
         }
     }
 
@@ -311,7 +312,7 @@ mod tests {
         ]});
         let out = edit_manifests(&yaml_serde::to_string(&list).unwrap(), &inject(), None).unwrap();
         let v: Value = yaml_serde::from_str(&out.yaml).unwrap();
-        assert_eq!(v["items"][0]["spec"]["template"]["spec"]["containers"][1]["name"], "bpc-agent");
+        assert_eq!(v["items"][0]["spec"]["template"]["spec"]["initContainers"][0]["name"], "bpc-agent");
         assert_eq!(v["items"][1], list["items"][1]);
     }
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use kubectl_bpc::capabilities::CapabilitiesArg;
 use kubectl_bpc::manifest::{Edit, edit_manifests};
-use kubectl_bpc::sidecar::{Change, GreProfile, Oversize, SidecarOptions};
+use kubectl_bpc::sidecar::{Change, GreProfile, Oversize, SidecarForm, SidecarOptions};
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -34,7 +34,18 @@ fn manifests() -> Vec<(String, String)> {
 }
 
 fn inject_edit(options: SidecarOptions, capabilities: CapabilitiesArg) -> Edit {
-    Edit::Inject { options, capabilities, allow_host_network: false }
+    Edit::Inject { options, capabilities, allow_host_network: false, form: SidecarForm::Native }
+}
+
+/// The plain-container form: it edits the app's own `containers` list, where
+/// the lossless editor's limits (flow style, anchors) show.
+fn container_form() -> Edit {
+    Edit::Inject {
+        options: SidecarOptions::with_collectors(&["198.18.0.2"]),
+        capabilities: CapabilitiesArg::Auto,
+        allow_host_network: false,
+        form: SidecarForm::Container,
+    }
 }
 
 fn golden_options() -> Edit {
@@ -519,12 +530,13 @@ proptest! {
         if m.style.crlf {
             prop_assert!(!once.yaml.replace("\r\n", "").contains('\n'), "a bare LF in\n{}", once.yaml);
         }
-        // Every workload got the sidecar as its last container, and nothing
-        // else in any document changed.
+        // Every workload got the sidecar as its first init container (the
+        // native form), and nothing else in any document changed.
         for doc in documents(&once.yaml) {
             for t in templates(&doc) {
-                let names: Vec<_> = t["spec"]["containers"].as_array().unwrap().iter().map(|c| &c["name"]).collect();
-                prop_assert_eq!(names.last().unwrap().as_str(), Some("bpc-agent"));
+                let names: Vec<_> =
+                    t["spec"]["initContainers"].as_array().unwrap().iter().map(|c| &c["name"]).collect();
+                prop_assert_eq!(names.first().unwrap().as_str(), Some("bpc-agent"));
             }
         }
         prop_assert_eq!(other_containers(&once.yaml), other_containers(&input));
@@ -561,7 +573,7 @@ fn documents_that_cannot_be_edited_in_place_are_re_emitted_with_a_note_naming_th
         (json, "is a flow-style mapping"),
     ] {
         let input = format!("{block}---\n{doc}");
-        let out = edit_manifests(&input, &golden_options(), None).unwrap();
+        let out = edit_manifests(&input, &container_form(), None).unwrap();
         let note = out
             .fallbacks
             .iter()
@@ -623,7 +635,10 @@ fn a_workload_kind_without_a_usable_pod_template_is_an_error_naming_the_document
 
 #[test]
 fn binary_notes_a_re_emitted_document_and_fails_a_missing_template_with_exit_1() {
-    let out = plugin::run(&["inject", "-f", "-", "--collector", "198.18.0.2"], FLOW_CONTAINERS);
+    let out = plugin::run(
+        &["inject", "-f", "-", "--collector", "198.18.0.2", "--sidecar", "container"],
+        FLOW_CONTAINERS,
+    );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(
