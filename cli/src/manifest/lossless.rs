@@ -64,10 +64,8 @@ pub fn edit(source: &str, old: &Value, new: &Value, templates: &[Path]) -> Resul
         at = s.end;
     }
     out.push_str(&source[at..]);
-    let back: yaml_serde::Value =
-        yaml_serde::from_str(&out).map_err(|e| format!("the edited text is not valid YAML ({e})"))?;
-    let back =
-        serde_json::to_value(back).map_err(|e| format!("the edited text cannot be read back ({e})"))?;
+    // Read back as the input was read (YAML 1.1 scalars, empty template maps).
+    let back = super::input::read_yaml(&out).map_err(|e| format!("the edited text cannot be read back: {e}"))?;
     if back != *new {
         return Err("the edited text does not read back as the edited object".into());
     }
@@ -89,6 +87,9 @@ enum Shape {
     FlowMap,
     FlowSeq,
     Scalar,
+    /// A key with no value at all (`metadata:`), which reads as null or,
+    /// in a pod template, as an empty map; the node is the map entry.
+    Empty,
 }
 
 /// A value in the tree: for collections the BLOCK_MAP / BLOCK_SEQ /
@@ -118,7 +119,7 @@ fn value_of(parent: &SyntaxNode, at: &Path) -> Result<Val, String> {
         _ => Shape::Scalar,
     };
     let node = match shape {
-        Shape::Scalar => wrapper,
+        Shape::Scalar | Shape::Empty => wrapper,
         _ => inner.expect("matched above"),
     };
     Ok(Val { shape, node })
@@ -200,11 +201,12 @@ impl Doc<'_> {
                     let entry =
                         self.entry(&here, k).ok_or_else(|| format!("{at} has no key {k} in the text"))?;
                     at = at.child(seg.clone());
-                    let value = entry
-                        .children()
-                        .find(|n| n.kind() == BLOCK_MAP_VALUE)
-                        .ok_or_else(|| format!("{at} has no value"))?;
-                    here = value_of(&value, &at)?;
+                    let value = entry.children().find(|n| n.kind() == BLOCK_MAP_VALUE);
+                    let written = value.as_ref().is_some_and(|v| v.children().any(|n| matches!(n.kind(), BLOCK | FLOW)));
+                    here = match value {
+                        Some(value) if written => value_of(&value, &at)?,
+                        _ => Val { shape: Shape::Empty, node: entry },
+                    };
                 }
                 (Seg::Index(i), Shape::Seq) => {
                     let entry = item_of(&here, *i, &at)?;
@@ -228,6 +230,12 @@ impl Doc<'_> {
         match change {
             Change::AddKey { map, key, value } => {
                 let m = self.find(root, map)?;
+                if m.shape == Shape::Empty {
+                    // The first entry of a map written as a bare `key:`.
+                    let mut text = String::new();
+                    self.style.entry(&mut text, key, value, self.column(start(&m.node)) + self.style.step)?;
+                    return Ok(self.insert_after(&m.node, text));
+                }
                 if m.shape != Shape::Map {
                     return Err(not_block(map, m.shape));
                 }
@@ -364,7 +372,7 @@ fn not_block(at: &Path, shape: Shape) -> String {
     match shape {
         Shape::FlowMap => format!("{at} is a flow-style mapping ({{...}})"),
         Shape::FlowSeq => format!("{at} is a flow-style list ([...])"),
-        Shape::Scalar => format!("{at} is not a mapping or list in the text"),
+        Shape::Scalar | Shape::Empty => format!("{at} is not a mapping or list in the text"),
         Shape::Map => format!("{at} is a mapping, not a list"),
         Shape::Seq => format!("{at} is a list, not a mapping"),
     }
