@@ -122,11 +122,12 @@ impl Editor<'_> {
         let kind = value.and_then(|v| v.get("kind")).and_then(Value::as_str);
         let name = value.and_then(|v| v.pointer("/metadata/name")).and_then(Value::as_str);
         let what = match (kind, name) {
-            (Some(k), Some(n)) => format!(" {k} {n}"),
-            (Some(k), None) => format!(" {k}"),
-            _ => String::new(),
+            (Some(k), Some(n)) => format!(", {k} {n})"),
+            (Some(k), None) => format!(", {k})"),
+            _ => ")".into(),
         };
-        Error::Usage(format!("{}{what}: {why}", self.place(&Path::default())))
+        let place = self.place(&Path::default());
+        Error::Usage(format!("{}{what}: {why}", place.strip_suffix(')').unwrap_or(&place)))
     }
 
     /// A refusal from the sidecar's own checks, named by its document.
@@ -184,7 +185,10 @@ impl Editor<'_> {
             )));
         }
         if api.is_none() {
-            return Err(Error::Usage(format!("{}: {named} has no apiVersion: add apiVersion: apps/v1", self.place(at))));
+            return Err(Error::Usage(format!(
+                "{}: {named} has no apiVersion: add apiVersion: apps/v1",
+                self.place(at)
+            )));
         }
         if name.is_empty() {
             return Err(Error::Usage(format!(
@@ -246,14 +250,20 @@ fn marker_line(source: &str) -> &str {
 impl Editor<'_> {
     /// The output text of one document: its own text when nothing in it
     /// changes, edited in place when it can be, re-emitted whole otherwise.
-    fn document(&mut self, source: &input::Document) -> Result<String, Error> {
+    /// A document's value as kubectl reads it, None for an empty one;
+    /// refused when kubectl would refuse it or when it is a template.
+    fn read(&self, source: &input::Document) -> Result<Option<Value>, Error> {
         let doc = match source.syntax {
             Syntax::Yaml => {
                 if let Some(t) = template_syntax::structural(source.text) {
                     let line = t.line.map_or(String::new(), |l| format!(" at line {}", self.line + l - 1));
                     return Err(self.refuse(
                         None,
-                        &format!("`{}`{line} is template syntax, not YAML kubectl reads: {}", t.what, template_syntax::RENDER_FIRST),
+                        &format!(
+                            "`{}`{line} is template syntax, not YAML kubectl reads: {}",
+                            t.what,
+                            template_syntax::RENDER_FIRST
+                        ),
                     ));
                 }
                 input::read_yaml(source.text).map_err(|why| self.refuse(None, &why))?
@@ -265,7 +275,7 @@ impl Editor<'_> {
             }
         };
         if doc.is_null() {
-            return Ok(source.text.to_owned());
+            return Ok(None);
         }
         if let Some(why) = input::not_an_object(&doc) {
             return Err(self.refuse(Some(&doc), &why));
@@ -276,6 +286,13 @@ impl Editor<'_> {
                 &format!("`{}` is template syntax: {}", t.what, template_syntax::RENDER_FIRST),
             ));
         }
+        Ok(Some(doc))
+    }
+
+    fn document(&mut self, source: &input::Document) -> Result<String, Error> {
+        let Some(doc) = self.read(source)? else {
+            return Ok(source.text.to_owned());
+        };
         let first_template = self.out.templates.len();
         let mut edited = doc.clone();
         let changed = self.edit_value(&mut edited, &Path::default()).map_err(|e| self.locate(e))?;
@@ -313,10 +330,46 @@ impl Editor<'_> {
                     self.document,
                     names.join(", ")
                 ));
-                Ok(format!("{}{}", marker_line(source.text), yaml_serde::to_string(&edited)?))
+                let text = lossless::emit(&edited).map_err(Error::Workload)?;
+                Ok(format!("{}{text}", marker_line(source.text)))
             }
         }
     }
+}
+
+/// Every object of `sources` as kubectl reads it (List items one by one),
+/// or the refusal inject and uninject would give.
+pub fn read_sources(sources: &[Source]) -> Result<Vec<Value>, Error> {
+    let mut editor = Editor {
+        edit: &Edit::Uninject,
+        namespace: None,
+        label: None,
+        document: 0,
+        line: 1,
+        out: Edited::default(),
+    };
+    let mut objects = Vec::new();
+    for source in sources {
+        editor.label = source.label();
+        let docs = input::split(&source.text).map_err(|e| {
+            let file = editor.label.as_ref().map(|l| format!("{l}: ")).unwrap_or_default();
+            Error::Usage(format!("{file}line {}: {}", e.line, e.why))
+        })?;
+        for (index, doc) in docs.iter().enumerate() {
+            editor.document = index + 1;
+            editor.line = doc.line;
+            match editor.read(doc)? {
+                Some(Value::Object(mut m)) if m.get("kind").and_then(Value::as_str) == Some("List") => {
+                    if let Some(Value::Array(items)) = m.remove("items") {
+                        objects.extend(items);
+                    }
+                }
+                Some(v) => objects.push(v),
+                None => {}
+            }
+        }
+    }
+    Ok(objects)
 }
 
 /// Applies `edit` to every workload in a YAML or JSON stream given as text
@@ -349,7 +402,8 @@ pub fn edit_sources(sources: &[Source], edit: &Edit, namespace: Option<&str>) ->
             editor.document = index + 1;
             editor.line = doc.line;
             let text = editor.document(doc)?;
-            let separate = sources.len() > 1 && !yaml.is_empty() && (index == 0 || doc.syntax == Syntax::Json);
+            let separate =
+                sources.len() > 1 && !yaml.is_empty() && (index == 0 || doc.syntax == Syntax::Json);
             if separate && !text.starts_with("---") {
                 if !yaml.ends_with('\n') {
                     yaml.push('\n');

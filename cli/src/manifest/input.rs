@@ -73,9 +73,16 @@ impl Source {
         let utf16 = |le: bool| {
             let units: Vec<u16> = bytes[2..]
                 .chunks(2)
-                .map(|c| if le { u16::from_le_bytes([c[0], *c.get(1).unwrap_or(&0)]) } else { u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) })
+                .map(|c| {
+                    if le {
+                        u16::from_le_bytes([c[0], *c.get(1).unwrap_or(&0)])
+                    } else {
+                        u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])
+                    }
+                })
                 .collect();
-            String::from_utf16(&units).map_err(|e| Error::Usage(format!("{} is not valid UTF-16: {e}", name())))
+            String::from_utf16(&units)
+                .map_err(|e| Error::Usage(format!("{} is not valid UTF-16: {e}", name())))
         };
         let (encoding, text) = match bytes.get(..2) {
             Some([0xff, 0xfe]) => (Encoding::Utf16Le, utf16(true)?),
@@ -132,12 +139,16 @@ pub fn read_path(path: &Path, recursive: bool) -> Result<Vec<Source>, Error> {
             if recursive { "" } else { " (pass -R to read its subdirectories)" }
         )));
     }
-    files.into_iter().map(|f| Source::decode(Some(f.clone()), std::fs::read(&f).map_err(|e| cannot(&f, e))?)).collect()
+    files
+        .into_iter()
+        .map(|f| Source::decode(Some(f.clone()), std::fs::read(&f).map_err(|e| cannot(&f, e))?))
+        .collect()
 }
 
 /// kubectl walks a directory in lexical order (Go's filepath.Walk).
 fn collect(dir: &Path, recursive: bool, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
+    let mut entries: Vec<PathBuf> =
+        std::fs::read_dir(dir)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
     entries.sort();
     for entry in entries {
         if entry.is_dir() {
@@ -198,7 +209,9 @@ pub fn split(text: &str) -> Result<Vec<Document<'_>>, SplitError> {
             match stream.next() {
                 Some(Ok(value)) => {
                     let piece = &text[end..stream.byte_offset()];
-                    docs.push(Document { text: piece, syntax: Syntax::Json, line, json: Some(value) });
+                    // Named by the line its object starts on, after the space before it.
+                    let at = line + lines_in(&piece[..piece.len() - piece.trim_start().len()]);
+                    docs.push(Document { text: piece, syntax: Syntax::Json, line: at, json: Some(value) });
                     line += lines_in(piece);
                     end = stream.byte_offset();
                 }
@@ -267,7 +280,12 @@ fn split_yaml(text: &str, first_line: usize) -> Result<Vec<Document<'_>>, SplitE
                 });
             }
             if offset > start {
-                docs.push(Document { text: &text[start..offset], syntax: Syntax::Yaml, line: start_line, json: None });
+                docs.push(Document {
+                    text: &text[start..offset],
+                    syntax: Syntax::Yaml,
+                    line: start_line,
+                    json: None,
+                });
                 start = offset;
                 start_line = first_line + n;
             }
@@ -340,6 +358,12 @@ pub fn read_yaml(text: &str) -> Result<Value, String> {
         } else {
             String::new()
         };
+        if e.to_string().contains("more than one document") {
+            // kubectl reads the first and drops the others without a word.
+            return "it holds more than one YAML document without a --- line between them (kubectl would read \
+                    the first only): put each on its own, after a --- line"
+                .to_owned();
+        }
         format!("it is not valid YAML: {e}{hint}")
     })?;
     let mut value = serde_json::to_value(&parsed).map_err(|e| format!("it cannot be read as JSON: {e}"))?;
@@ -372,7 +396,9 @@ pub fn not_an_object(value: &Value) -> Option<String> {
                 return Some("it has no kind, so it is not a Kubernetes object (kubectl refuses it too: \"Object 'Kind' is missing\"): remove it from the input".into());
             }
             let items = m.get("items").and_then(Value::as_array).into_iter().flatten();
-            return items.enumerate().find_map(|(i, item)| not_an_object(item).map(|why| format!("List item {}: {why}", i + 1)));
+            return items
+                .enumerate()
+                .find_map(|(i, item)| not_an_object(item).map(|why| format!("List item {}: {why}", i + 1)));
         }
         Value::String(_) => "text",
         Value::Array(_) => "a list",
@@ -381,4 +407,78 @@ pub fn not_an_object(value: &Value) -> Option<String> {
         Value::Null => return None,
     };
     Some(format!("it is {what}, not a Kubernetes object (kubectl refuses it too): remove it from the input"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(text: &str) -> Vec<(&str, Syntax, usize)> {
+        split(text).unwrap().into_iter().map(|d| (d.text, d.syntax, d.line)).collect()
+    }
+
+    #[test]
+    fn yaml_splits_at_kubectls_separator_lines_and_the_pieces_give_the_text_back() {
+        let text = "a: 1\n---\nb: 2\n--- # c\nc: '---'\n";
+        assert_eq!(
+            texts(text),
+            [
+                ("a: 1\n", Syntax::Yaml, 1),
+                ("---\nb: 2\n", Syntax::Yaml, 2),
+                ("--- # c\nc: '---'\n", Syntax::Yaml, 4)
+            ]
+        );
+        assert!(split("").unwrap().is_empty());
+        // kubectl refuses content after the marker, `---x` included.
+        for bad in ["a: 1\n--- b: 2\n", "---x: 1\n"] {
+            assert!(split(bad).unwrap_err().why.contains("invalid Yaml document separator"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn json_objects_back_to_back_are_documents_and_one_object_then_yaml_switches_to_yaml() {
+        let stream = " {\"kind\":\"A\"}\n{\"kind\":\"B\"}{\"kind\":\"C\"}\n\n";
+        let docs = texts(stream);
+        assert_eq!(docs.iter().map(|d| d.0).collect::<String>(), stream);
+        assert_eq!(
+            docs.iter().map(|d| (d.1, d.2)).collect::<Vec<_>>(),
+            [(Syntax::Json, 1), (Syntax::Json, 2), (Syntax::Json, 2)]
+        );
+        let mixed = "{\"kind\":\"A\"}  \n---\nkind: B\n";
+        assert_eq!(
+            texts(mixed),
+            [("{\"kind\":\"A\"}  \n", Syntax::Json, 1), ("---\nkind: B\n", Syntax::Yaml, 2)]
+        );
+        // Not JSON from the first object on: all YAML (a flow mapping).
+        assert_eq!(texts("{kind: A}\n"), [("{kind: A}\n", Syntax::Yaml, 1)]);
+        let e = split("{\"kind\":\"A\"}{\"kind\":\"B\"}\n---\nkind: C\n").unwrap_err();
+        assert!(e.why.starts_with("after 2 JSON objects"), "{e:?}");
+    }
+
+    #[test]
+    fn byte_order_marks_and_utf16_come_back_in_their_own_encoding() {
+        for bytes in [
+            b"\xef\xbb\xbfa: 1\n".to_vec(),
+            [&[0xff, 0xfe][..], &"a: 1\n".encode_utf16().flat_map(u16::to_le_bytes).collect::<Vec<_>>()]
+                .concat(),
+            [&[0xfe, 0xff][..], &"a: 1\n".encode_utf16().flat_map(u16::to_be_bytes).collect::<Vec<_>>()]
+                .concat(),
+            b"a: 1\n".to_vec(),
+        ] {
+            let s = Source::decode(None, bytes.clone()).unwrap();
+            assert_eq!(s.text, "a: 1\n");
+            assert_eq!(s.encode(&s.text), bytes);
+        }
+        assert!(
+            Source::decode(None, b"\xff\xff\xff".to_vec()).unwrap_err().to_string().contains("not UTF-8")
+        );
+    }
+
+    #[test]
+    fn flow_depth_counts_brackets_where_values_begin_and_not_in_strings_comments_or_plain_text() {
+        assert_eq!(flow_depth("a: [[1], {b: [2]}]\n"), 3);
+        assert_eq!(flow_depth("a: '[[[['\nb: \"{{{\"\n# [[[[\nc: x[0] y{1}\n"), 0);
+        assert_eq!(flow_depth("- [a, [b]]\n- {\"c\": [1]}\n"), 2);
+        assert_eq!(flow_depth(&format!("{}{}", "[".repeat(300), "]".repeat(300))), 300);
+    }
 }

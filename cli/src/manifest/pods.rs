@@ -7,7 +7,10 @@ use serde_json::Value;
 /// Kinds that hold pods, with why inject leaves them unchanged. A kind
 /// that inject learns to edit is matched before this table is consulted.
 const HOLDERS: &[(&str, &str)] = &[
-    ("Pod", "a Pod is not supported: its pod template cannot change once it runs; inject the workload that creates it"),
+    (
+        "Pod",
+        "a Pod is not supported: its pod template cannot change once it runs; inject the workload that creates it",
+    ),
     ("Job", "Jobs are not supported"),
     ("CronJob", "CronJobs are not supported"),
     (
@@ -21,9 +24,14 @@ const HOLDERS: &[(&str, &str)] = &[
 /// Whether an object of another kind holds a pod spec, where the common
 /// custom workloads (Argo Rollouts, OpenKruise, Knative...) keep theirs.
 fn holds_pod_spec(object: &Value) -> bool {
-    ["/spec/template/spec/containers", "/spec/jobTemplate/spec/template/spec/containers", "/spec/containers", "/template/spec/containers"]
-        .iter()
-        .any(|p| object.pointer(p).is_some_and(Value::is_array))
+    [
+        "/spec/template/spec/containers",
+        "/spec/jobTemplate/spec/template/spec/containers",
+        "/spec/containers",
+        "/template/spec/containers",
+    ]
+    .iter()
+    .any(|p| object.pointer(p).is_some_and(Value::is_array))
 }
 
 /// Why `object` could hold pods and is left unchanged, or None when it

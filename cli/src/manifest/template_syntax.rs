@@ -79,7 +79,10 @@ pub fn structural(text: &str) -> Option<Found> {
                         break;
                     }
                     if at_value && c == b'{' && matches!(next, Some(b'{' | b'%')) {
-                        let end = line[i..].find("}}").or_else(|| line[i..].find("%}")).map_or(line.len(), |e| i + e + 2);
+                        let end = line[i..]
+                            .find("}}")
+                            .or_else(|| line[i..].find("%}"))
+                            .map_or(line.len(), |e| i + e + 2);
                         return Some(Found { line: Some(n + 1), what: line[i..end].to_owned() });
                     }
                     if at_value && c == b'\'' {
@@ -117,7 +120,9 @@ fn block_header(rest: &str) -> bool {
 /// template hostNetwork and the containers' names.
 fn decided(object: &Value) -> Vec<(String, &Value)> {
     let mut out = Vec::new();
-    for field in ["/kind", "/apiVersion", "/metadata/name", "/metadata/namespace", "/spec/template/spec/hostNetwork"] {
+    for field in
+        ["/kind", "/apiVersion", "/metadata/name", "/metadata/namespace", "/spec/template/spec/hostNetwork"]
+    {
         if let Some(v) = object.pointer(field) {
             out.push((field[1..].replace('/', "."), v));
         }
@@ -193,8 +198,12 @@ mod tests {
             "spec": {"template": {"spec": {"containers": [{"name": "app", "image": "{{ .Values.image }}"}]}}}});
         assert_eq!(in_decided_fields(&quoted).unwrap().what, "metadata.name: {{ .Release.Name }}-web");
         let container = json!({"kind": "List", "items": [{"spec": {"template": {"spec": {"containers": [{"name": "{{ x }}"}]}}}}]});
-        assert_eq!(in_decided_fields(&container).unwrap().what, "items[0].spec.template.spec.containers[0].name: {{ x }}");
-        let data = json!({"kind": "ConfigMap", "metadata": {"name": "rules"}, "data": {"r": "{{ $labels.x }}"}});
+        assert_eq!(
+            in_decided_fields(&container).unwrap().what,
+            "items[0].spec.template.spec.containers[0].name: {{ x }}"
+        );
+        let data =
+            json!({"kind": "ConfigMap", "metadata": {"name": "rules"}, "data": {"r": "{{ $labels.x }}"}});
         assert_eq!(in_decided_fields(&data), None);
     }
 }

@@ -91,7 +91,8 @@ fn suspicious(value: &Value) -> bool {
 /// [`suspicious`] already).
 fn octal_like(source: &str) -> bool {
     let b = source.as_bytes();
-    b.windows(3).any(|w| !w[0].is_ascii_alphanumeric() && w[0] != b'.' && w[1] == b'0' && w[2].is_ascii_digit())
+    b.windows(3)
+        .any(|w| !w[0].is_ascii_alphanumeric() && w[0] != b'.' && w[1] == b'0' && w[2].is_ascii_digit())
 }
 
 /// Puts the YAML 1.1 reading of every plain scalar of `source` (one YAML
@@ -122,22 +123,19 @@ fn walk_value(holder: &SyntaxNode, value: &mut Value) {
     {
         *value = v;
     }
-    for child in wrapper.children_with_tokens() {
-        match child {
-            SyntaxElement::Node(n) => match n.kind() {
-                BLOCK_MAP => walk_entries(&n, BLOCK_MAP_ENTRY, BLOCK_MAP_KEY, BLOCK_MAP_VALUE, value),
-                FLOW_MAP => {
-                    for entries in n.children().filter(|e| e.kind() == FLOW_MAP_ENTRIES) {
-                        walk_entries(&entries, FLOW_MAP_ENTRY, FLOW_MAP_KEY, FLOW_MAP_VALUE, value);
-                    }
+    for n in wrapper.children() {
+        match n.kind() {
+            BLOCK_MAP => walk_entries(&n, BLOCK_MAP_ENTRY, BLOCK_MAP_KEY, BLOCK_MAP_VALUE, value),
+            FLOW_MAP => {
+                for entries in n.children().filter(|e| e.kind() == FLOW_MAP_ENTRIES) {
+                    walk_entries(&entries, FLOW_MAP_ENTRY, FLOW_MAP_KEY, FLOW_MAP_VALUE, value);
                 }
-                BLOCK_SEQ => walk_items(n.children().filter(|e| e.kind() == BLOCK_SEQ_ENTRY), value),
-                FLOW_SEQ => {
-                    let entries = n.children().filter(|e| e.kind() == FLOW_SEQ_ENTRIES);
-                    walk_items(entries.flat_map(|e| e.children().filter(|i| i.kind() == FLOW_SEQ_ENTRY)), value);
-                }
-                _ => {}
-            },
+            }
+            BLOCK_SEQ => walk_items(n.children().filter(|e| e.kind() == BLOCK_SEQ_ENTRY), value),
+            FLOW_SEQ => {
+                let entries = n.children().filter(|e| e.kind() == FLOW_SEQ_ENTRIES);
+                walk_items(entries.flat_map(|e| e.children().filter(|i| i.kind() == FLOW_SEQ_ENTRY)), value);
+            }
             _ => {}
         }
     }
