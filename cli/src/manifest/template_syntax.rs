@@ -42,6 +42,9 @@ enum State {
 /// document), if any. One pass over the text.
 pub fn structural(text: &str) -> Option<Found> {
     let mut state = State::Normal;
+    // The column of the key (or `-`) whose plain value ran to the end of
+    // the line before: lines indented past it continue that plain scalar.
+    let mut plain_from: Option<usize> = None;
     for (n, line) in text.lines().enumerate() {
         let indent = line.len() - line.trim_start_matches(' ').len();
         if let State::Block(parent) = state {
@@ -50,9 +53,14 @@ pub fn structural(text: &str) -> Option<Found> {
             }
             state = State::Normal;
         }
+        if state == State::Normal && plain_from.is_some_and(|p| indent > p) && !line.trim().is_empty() {
+            continue;
+        }
+        plain_from = None;
         let b = line.as_bytes();
-        // At a place where a YAML value can begin.
+        // At a place where a YAML value can begin, and where the last scalar began.
         let mut at_value = state == State::Normal;
+        let (mut scalar_at, mut key_at, mut dash_at) = (indent, None, None);
         let mut i = 0;
         while i < b.len() {
             let c = b[i];
@@ -85,6 +93,14 @@ pub fn structural(text: &str) -> Option<Found> {
                             .map_or(line.len(), |e| i + e + 2);
                         return Some(Found { line: Some(n + 1), what: line[i..end].to_owned() });
                     }
+                    if c == b'-' && at_value && matches!(next, None | Some(b' ')) {
+                        dash_at = Some(i);
+                    } else if at_value && !matches!(c, b' ' | b'\t') {
+                        scalar_at = i;
+                    }
+                    if c == b':' && matches!(next, None | Some(b' ' | b'\t')) {
+                        key_at = Some(scalar_at);
+                    }
                     if at_value && c == b'\'' {
                         state = State::Single;
                     } else if at_value && c == b'"' {
@@ -102,6 +118,9 @@ pub fn structural(text: &str) -> Option<Found> {
                 }
             }
             i += 1;
+        }
+        if state == State::Normal && !at_value {
+            plain_from = Some(key_at.or(dash_at).unwrap_or(indent));
         }
     }
     None
@@ -184,9 +203,13 @@ mod tests {
             "# {{ .Values.comment }}\na: 1 # {{ x }}\n",
             "flow: {a: {b: 1}}\njson: {\"a\":{\"b\":{}}}\n",
             "multi: \"first line\n  {{ x }} second\"\n",
+            "description: a plain scalar\n  {{ x }} on its second line\nnext: 1\n",
+            "- name: a\n  description: wrapped\n    {{ .metadata.name }} text\n",
         ] {
             assert_eq!(structural(text), None, "{text}");
         }
+        // A key after a plain value is not a continuation.
+        assert_eq!(structural("- name: a\n  image: {{ x }}\n").unwrap().line, Some(2));
         // After a block scalar ends, the scan resumes.
         assert_eq!(structural("a: |\n  {{ x }}\nb: {{ y }}\n").unwrap().line, Some(3));
     }
