@@ -621,7 +621,7 @@ pub fn inject(template: &mut Value, sidecar: &Sidecar) -> Result<Injected, Error
             id.namespace
         )));
     }
-    if template.pointer("/spec/hostNetwork").and_then(Value::as_bool) == Some(true)
+    if crate::manifest::yaml11::as_bool(template.pointer("/spec/hostNetwork")) == Some(true)
         && !sidecar.allow_host_network
     {
         return Err(Error::Usage(format!(

@@ -597,7 +597,7 @@ fn documents_that_cannot_be_edited_in_place_are_re_emitted_with_a_note_naming_th
 fn a_workload_kind_without_a_usable_pod_template_is_an_error_naming_the_document() {
     let service = "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n";
     for (doc, needle) in [
-        ("kind: Deployment\n", "document 2: a Deployment has no usable pod template"),
+        ("kind: Deployment\n", "document 2 (line 5): a Deployment has no usable pod template"),
         (
             "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: db\nspec:\n  replicas: 1\n",
             "statefulset.apps/db has no usable pod template",
@@ -608,7 +608,7 @@ fn a_workload_kind_without_a_usable_pod_template_is_an_error_naming_the_document
         ),
         (
             "apiVersion: v1\nkind: List\nitems:\n- kind: Deployment\n  metadata:\n    name: x\n",
-            "document 2, List item 1",
+            "document 2 (line 5), List item 1",
         ),
         (
             "kind: Deployment\nmetadata:\n  name: x\nspec:\n  template:\n    spec:\n      containers:\n      - name: a\n",
@@ -619,7 +619,8 @@ fn a_workload_kind_without_a_usable_pod_template_is_an_error_naming_the_document
         for edit in [golden_options(), Edit::Uninject] {
             let e = edit_manifests(&input, &edit, None).unwrap_err();
             assert!(e.to_string().contains(needle), "{e}");
-            assert_eq!(e.exit_code(), std::process::ExitCode::from(1));
+            // A refusal: nothing is printed, exit 2 (the input cannot be used as given).
+            assert_eq!(e.exit_code(), std::process::ExitCode::from(2));
         }
     }
     // Another apiVersion is not ours: left as it is, with a note.
@@ -634,7 +635,7 @@ fn a_workload_kind_without_a_usable_pod_template_is_an_error_naming_the_document
 }
 
 #[test]
-fn binary_notes_a_re_emitted_document_and_fails_a_missing_template_with_exit_1() {
+fn binary_notes_a_re_emitted_document_and_refuses_a_missing_template_with_exit_2() {
     let out = plugin::run(
         &["inject", "-f", "-", "--collector", "198.18.0.2", "--sidecar", "container"],
         FLOW_CONTAINERS,
@@ -651,8 +652,11 @@ fn binary_notes_a_re_emitted_document_and_fails_a_missing_template_with_exit_1()
         &["inject", "-f", "-", "--collector", "198.18.0.2"],
         "apiVersion: v1\nkind: ConfigMap\n---\nkind: Deployment\n",
     );
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty(), "nothing printed when a document fails");
     let stderr = String::from_utf8(out.stderr).unwrap();
-    assert!(stderr.contains("error: document 2: a Deployment has no usable pod template"), "{stderr}");
+    assert!(
+        stderr.contains("error: document 2 (line 3): a Deployment has no usable pod template"),
+        "{stderr}"
+    );
 }
