@@ -654,6 +654,13 @@ pub fn inject(template: &mut Value, sidecar: &Sidecar) -> Result<Injected, Error
     if !metadata["annotations"].is_object() {
         return Err(not_a_template(id, "spec.template.metadata.annotations is not a map"));
     }
+    let annotation = serde_json::to_string(&record)?;
+    // The live agent carries the API server's defaults (fieldRef apiVersion,
+    // probe scheme...): the same record means the same sidecar.
+    if ours && status_annotation(&before) == Some(annotation.as_str()) {
+        *template = before;
+        return Ok(Injected::Unchanged);
+    }
     place(template, sidecar, &mut record);
     let annotation = serde_json::to_string(&record)?;
     template["metadata"]["annotations"]
@@ -1208,6 +1215,19 @@ mod tests {
             json!([{"name": "bpc-agent", "$patch": "delete"}])
         );
         assert!(d["spec"]["jobTemplate"]["spec"]["template"]["spec"].get("containers").is_none());
+    }
+
+    #[test]
+    fn reattach_of_a_server_defaulted_agent_with_the_same_record_is_unchanged() {
+        let mut t = template();
+        inject(&mut t, &native()).unwrap();
+        // What the API server adds on its way back: defaults in the agent.
+        t["spec"]["initContainers"][0]["startupProbe"]["httpGet"]["scheme"] = json!("HTTP");
+        t["spec"]["initContainers"][0]["imagePullPolicy"] = json!("IfNotPresent");
+        let live = t.clone();
+        assert_eq!(inject(&mut t, &native()).unwrap(), Injected::Unchanged);
+        assert_eq!(t, live, "nothing rewritten");
+        assert_eq!(inject(&mut t, &sidecar()).unwrap(), Injected::Updated, "another form is a change");
     }
 
     #[test]
