@@ -312,3 +312,43 @@ fn private_mode_listens_on_loopback_only_and_check_health_probes_it() {
     assert_eq!(code, Some(1), "{out}");
     assert!(out.starts_with("unhealthy: cannot connect to 127.0.0.1:9469"), "{out}");
 }
+
+#[test]
+fn a_capture_that_cannot_start_is_served_as_its_reason_and_never_holds_the_pod_back() {
+    let t = Topology::new("oe");
+    let _collector = Collector::start(&t.collector);
+    // What attach sets in both sidecar forms, with an interface the pod does not have.
+    let mut cmd = t.pod.command(AGENT);
+    cmd.args(["--collector", COLLECTOR_IP, "--interface", "nosuch0", "--metrics-addr", "127.0.0.1:9469"])
+        .env("BPC_ON_ERROR", "serve")
+        .env("BPC_TERMINATION_LOG", "/dev/null")
+        .env("RUST_LOG", "info");
+    let started = Instant::now();
+    let agent = Agent::wait_ready(Proc::spawn(cmd), &t.pod, 9469);
+    assert!(started.elapsed() < Duration::from_secs(5), "startup passes at once when capture failed");
+    let (code, body) = t.pod.http_get(9469, "/startupz");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("nosuch0"), "{body}");
+    let (code, body) = t.pod.http_get(9469, "/healthz");
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("not capturing") && body.contains("nosuch0"), "{body}");
+    assert_eq!(t.pod.http_get(9469, "/livez").0, 200, "a restart would not cure it");
+    let (_, stats) = t.pod.http_get(9469, "/stats");
+    let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    assert!(stats["capture_error"].as_str().unwrap().contains("nosuch0"), "{stats}");
+    let stderr = agent.stop();
+    assert!(stderr.contains("not capturing"), "{stderr}");
+}
+
+#[test]
+fn without_on_error_serve_a_capture_that_cannot_start_exits_2() {
+    let t = Topology::new("ox");
+    let out = t
+        .pod
+        .command(AGENT)
+        .args(["--collector", COLLECTOR_IP, "--interface", "nosuch0", "--metrics-addr", "127.0.0.1:9469"])
+        .env("BPC_TERMINATION_LOG", "/dev/null")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -574,11 +574,12 @@ async fn sidecar_form(kube: &Kube, arg: SidecarFormArg) -> Result<SidecarForm, E
 /// Runs `kubectl bpc attach`.
 pub async fn run_attach(args: &AttachArgs, kube: &Kube) -> Result<ExitCode, Error> {
     preflight::check_options(&args.options)?;
+    check_targets(&args.targets.workloads, args.targets.selector.as_deref(), false, kube.all_namespaces)?;
+    let form = sidecar_form(kube, args.sidecar).await?;
     let targets = resolve(kube, &args.targets.workloads, args.targets.selector.as_deref(), false).await?;
     if targets.is_empty() {
         eprintln!("no workloads match the selector");
     }
-    let form = sidecar_form(kube, args.sidecar).await?;
     let mut planner = CapabilityPlanner::new(args.capabilities);
     let mut report = Reporter { change: &args.change, objects: Vec::new(), failed: 0 };
     for target in targets {

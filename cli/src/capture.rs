@@ -994,7 +994,11 @@ mod tests {
         assert!(
             matches!(Target::parse("web").unwrap(), Target::Workload(r) if r.kind_or_deployment() == WorkloadKind::Deployment)
         );
-        assert!(Target::parse("job/x").unwrap_err().to_string().contains("pod/NAME"));
+        assert!(
+            matches!(Target::parse("job/x").unwrap(), Target::Workload(r) if r.kind == Some(WorkloadKind::Job)),
+            "a Job's running pods can be captured"
+        );
+        assert!(Target::parse("rs/x").unwrap_err().to_string().contains("pod/NAME"));
         assert!(Target::parse("pod/").is_err());
     }
 

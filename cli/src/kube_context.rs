@@ -204,6 +204,13 @@ where
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_minor_version_is_the_leading_number_of_the_field() {
+        assert_eq!(super::parse_minor("34"), Some(34));
+        assert_eq!(super::parse_minor("29+"), Some(29));
+        assert_eq!(super::parse_minor(""), None);
+    }
+
     use super::*;
 
     #[test]

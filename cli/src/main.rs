@@ -2,7 +2,7 @@
 //!
 //! Parses the command line and hands each command to its library module.
 
-use std::io::Read;
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -10,7 +10,8 @@ use clap::{CommandFactory, Parser, Subcommand};
 use kubectl_bpc::attach::{AttachArgs, DetachArgs};
 use kubectl_bpc::capabilities::CapabilitiesArg;
 use kubectl_bpc::kube_context::KubeArgs;
-use kubectl_bpc::manifest::{Edit, edit_manifests};
+use kubectl_bpc::manifest::input::{self, Encoding};
+use kubectl_bpc::manifest::{Edit, edit_sources};
 use kubectl_bpc::sidecar::{SidecarFormArg, SidecarOptions};
 use kubectl_bpc::{Error, attach, capture, map, output, sink, status, verify};
 
@@ -72,12 +73,16 @@ enum Command {
     },
 }
 
-/// `-f FILE|-`.
+/// `-f FILE|DIR|-` and `-R`, as kubectl reads them.
 #[derive(clap::Args)]
 struct FileArg {
-    /// Manifest file, or - for standard input (multi-document YAML and kind: List).
+    /// Manifest file, directory (its .json, .yaml and .yml files), or - for standard input: YAML
+    /// documents, kind: List, or JSON objects back to back.
     #[arg(short = 'f', long = "filename", value_name = "FILE")]
     file: PathBuf,
+    /// With a directory, read its subdirectories too.
+    #[arg(short = 'R', long)]
+    recursive: bool,
 }
 
 #[derive(clap::Args)]
@@ -102,26 +107,47 @@ struct InjectArgs {
     kustomize: Option<PathBuf>,
 }
 
-fn read_input(path: &PathBuf) -> Result<String, Error> {
-    let mut text = String::new();
-    if path.as_os_str() == "-" {
-        std::io::stdin().read_to_string(&mut text)?;
-    } else {
-        text = std::fs::read_to_string(path)
-            .map_err(|e| Error::Usage(format!("cannot read {}: {e}", path.display())))?;
+/// The one file `--kustomize` takes, as UTF-8 text (a byte order mark kept).
+fn read_one(file: &FileArg) -> Result<String, Error> {
+    let mut sources = input::read_path(&file.file, file.recursive)?;
+    let (Some(source), true) = (sources.pop(), sources.is_empty()) else {
+        return Err(Error::Usage(format!(
+            "--kustomize takes one file, and {} is a directory: run it once per file",
+            file.file.display()
+        )));
+    };
+    if source.encoding != Encoding::Utf8 {
+        return Err(Error::Usage(format!(
+            "{} is UTF-16: Kustomize reads UTF-8, so convert it first (iconv -f UTF-16 -t UTF-8)",
+            file.file.display()
+        )));
     }
-    Ok(text)
+    Ok(if source.bom { format!("\u{feff}{}", source.text) } else { source.text })
 }
 
 fn offline(kube: &KubeArgs, file: &FileArg, edit: &Edit) -> Result<ExitCode, Error> {
-    let edited = edit_manifests(&read_input(&file.file)?, edit, kube.namespace.as_deref())?;
+    let sources = input::read_path(&file.file, file.recursive)?;
+    let edited = edit_sources(&sources, edit, kube.namespace.as_deref())?;
     for note in edited.notes.iter().chain(&edited.fallbacks) {
         eprintln!("note: {note}");
     }
     for o in &edited.outcomes {
         eprintln!("{} in namespace {}: {}", o.workload, o.workload.namespace, o.action.in_manifest());
     }
-    output::print(&edited.yaml)?;
+    // One source comes back in its own encoding, byte order mark included;
+    // several are put together as UTF-8.
+    let bytes = match sources.as_slice() {
+        [one] => one.encode(&edited.yaml),
+        several => {
+            if several.iter().any(|s| s.bom) {
+                eprintln!("note: the output of several files is UTF-8 without byte order marks");
+            }
+            edited.yaml.into_bytes()
+        }
+    };
+    let mut out = output::stdout();
+    out.write_all(&bytes)?;
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -145,7 +171,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             match &args.kustomize {
                 None => offline(&cli.kube, &args.file, &edit),
                 Some(dir) => {
-                    let input = read_input(&args.file.file)?;
+                    let input = read_one(&args.file)?;
                     let written = kubectl_bpc::manifest::kustomize::write(
                         &input,
                         &args.file.file,

@@ -11,6 +11,12 @@
 //! in place (flow style, anchors and aliases, ...) is re-emitted whole, with
 //! a note saying which and why. Documents without a workload, and workloads
 //! the edit leaves as they are, are copied through byte for byte.
+//!
+//! What is read is what kubectl reads ([`input`]: files, directories, byte
+//! order marks, JSON streams; [`yaml11`]: YAML 1.1's booleans and
+//! integers). Templates are refused before anything is decided
+//! ([`template_syntax`]); so is every document kubectl would refuse. Objects
+//! that could run pods but are not edited are named ([`pods`]).
 
 use serde_json::Value;
 
@@ -20,10 +26,15 @@ use crate::sidecar::{self, Change, Sidecar, SidecarForm, SidecarOptions};
 use crate::workload::{WorkloadId, WorkloadKind};
 
 pub mod diff;
+pub mod input;
 pub mod kustomize;
 pub mod lossless;
+pub mod pods;
+pub mod template_syntax;
+pub mod yaml11;
 
 use diff::{Path, Seg};
+use input::{Source, Syntax};
 
 /// What to do to each workload found.
 // One value per command run: the size difference costs nothing.
@@ -84,41 +95,58 @@ pub struct Edited {
     pub fallbacks: Vec<String>,
 }
 
-/// Splits a YAML stream into its documents' source text, at `---` lines.
-fn split_documents(input: &str) -> Vec<&str> {
-    let mut docs = Vec::new();
-    let mut start = 0;
-    let mut offset = 0;
-    for line in input.split_inclusive('\n') {
-        let is_marker = line.starts_with("---") && line[3..].chars().next().is_none_or(char::is_whitespace);
-        if is_marker && offset > start {
-            docs.push(&input[start..offset]);
-            start = offset;
-        }
-        offset += line.len();
-    }
-    if start < input.len() {
-        docs.push(&input[start..]);
-    }
-    docs
-}
-
 struct Editor<'a> {
     edit: &'a Edit,
     namespace: Option<&'a str>,
-    /// The document being edited (1-based).
+    /// The file being read, None for standard input.
+    label: Option<String>,
+    /// The document being edited (1-based) and the line it starts on.
     document: usize,
+    line: usize,
     out: Edited,
 }
 
 impl Editor<'_> {
     /// Names the object at `at` of the current document in messages.
     fn place(&self, at: &Path) -> String {
+        let file = self.label.as_ref().map(|l| format!("{l}: ")).unwrap_or_default();
         match at.0.as_slice() {
             [Seg::Key(items), Seg::Index(i)] if items == "items" => {
-                format!("document {}, List item {}", self.document, i + 1)
+                format!("{file}document {} (line {}), List item {}", self.document, self.line, i + 1)
             }
-            _ => format!("document {}", self.document),
+            _ => format!("{file}document {} (line {})", self.document, self.line),
+        }
+    }
+
+    /// A refusal of the current document: exit 2, naming it (its kind and
+    /// name when it has them) and saying why.
+    fn refuse(&self, value: Option<&Value>, why: &str) -> Error {
+        let kind = value.and_then(|v| v.get("kind")).and_then(Value::as_str);
+        let name = value.and_then(|v| v.pointer("/metadata/name")).and_then(Value::as_str);
+        let what = match (kind, name) {
+            (Some(k), Some(n)) => format!(", {k} {n})"),
+            (Some(k), None) => format!(", {k})"),
+            _ => ")".into(),
+        };
+        let place = self.place(&Path::default());
+        Error::Usage(format!("{}{what}: {why}", place.strip_suffix(')').unwrap_or(&place)))
+    }
+
+    /// A refusal from the sidecar's own checks, named by its document.
+    fn locate(&self, e: Error) -> Error {
+        let here = self.place(&Path::default());
+        match e {
+            Error::Usage(m) if !m.starts_with(here.split(" (line").next().unwrap_or_default()) => {
+                Error::Usage(format!("{here}: {m}"))
+            }
+            e => e,
+        }
+    }
+
+    /// Notes an object that could run pods and is left as it is.
+    fn note_left_unchanged(&mut self, object: &Value, at: &Path) {
+        if let Some(why) = pods::left_unchanged(object) {
+            self.out.notes.push(format!("{}: {why}", self.place(at)));
         }
     }
 
@@ -134,6 +162,7 @@ impl Editor<'_> {
             return Ok(any);
         }
         let Some(kind) = doc.get("kind").and_then(Value::as_str).and_then(WorkloadKind::from_kind) else {
+            self.note_left_unchanged(doc, at);
             return Ok(false);
         };
         let api = doc.get("apiVersion").and_then(Value::as_str);
@@ -155,15 +184,16 @@ impl Editor<'_> {
         if containers.is_none_or(Vec::is_empty) {
             let field =
                 format!("{}spec.containers", template_at.trim_start_matches('/').replace('/', ".") + ".");
-            return Err(Error::Workload(format!(
-                "{}: {named} has no usable pod template ({} is missing or empty)",
+            return Err(Error::Usage(format!(
+                "{}: {named} has no usable pod template ({} is missing or empty): \
+                 fix the manifest, or leave it out of the input",
                 self.place(at),
                 field.trim_start_matches('.')
             )));
         }
         if api.is_none() {
-            return Err(Error::Workload(format!(
-                "{}: {named} has no apiVersion ({})",
+            return Err(Error::Usage(format!(
+                "{}: {named} has no apiVersion: add apiVersion: {}",
                 self.place(at),
                 kind.api_version()
             )));
@@ -226,45 +256,170 @@ fn marker_line(source: &str) -> &str {
     if source.starts_with("---") { source.split_inclusive('\n').next().unwrap_or(source) } else { "" }
 }
 
-/// Applies `edit` to every workload in a YAML stream. `namespace` keys
-/// workloads whose manifest has none (default: "default").
-pub fn edit_manifests(input: &str, edit: &Edit, namespace: Option<&str>) -> Result<Edited, Error> {
-    let mut editor = Editor { edit, namespace, document: 0, out: Edited::default() };
-    let mut yaml = String::with_capacity(input.len() * 2);
-    for (index, source) in split_documents(input).into_iter().enumerate() {
-        editor.document = index + 1;
-        let parsed: yaml_serde::Value = yaml_serde::from_str(source).map_err(|e| {
-            Error::Usage(format!("document {} of the input is not valid YAML: {e}", index + 1))
-        })?;
-        let doc: Value = serde_json::to_value(&parsed).map_err(|e| {
-            Error::Usage(format!("document {} cannot be read as a Kubernetes object: {e}", index + 1))
-        })?;
-        let first_template = editor.out.templates.len();
-        let mut edited = doc.clone();
-        if doc.is_null() || !editor.edit_value(&mut edited, &Path::default())? || edited == doc {
-            // Not ours to touch, or nothing to change: the document's own text.
-            yaml.push_str(source);
-            continue;
+impl Editor<'_> {
+    /// The output text of one document: its own text when nothing in it
+    /// changes, edited in place when it can be, re-emitted whole otherwise.
+    /// A document's value as kubectl reads it, None for an empty one;
+    /// refused when kubectl would refuse it or when it is a template.
+    fn read(&self, source: &input::Document) -> Result<Option<Value>, Error> {
+        let doc = match source.syntax {
+            Syntax::Yaml => {
+                if let Some(t) = template_syntax::structural(source.text) {
+                    let line = t.line.map_or(String::new(), |l| format!(" at line {}", self.line + l - 1));
+                    return Err(self.refuse(
+                        None,
+                        &format!(
+                            "`{}`{line} is template syntax, not YAML kubectl reads: {}",
+                            t.what,
+                            template_syntax::RENDER_FIRST
+                        ),
+                    ));
+                }
+                input::read_yaml(source.text).map_err(|why| self.refuse(None, &why))?
+            }
+            Syntax::Json => {
+                let mut v = source.json.clone().unwrap_or_default();
+                input::empty_template_maps(&mut v);
+                v
+            }
+        };
+        if doc.is_null() {
+            return Ok(None);
         }
-        let touched = &editor.out.templates[first_template..];
+        if let Some(why) = input::not_an_object(&doc) {
+            return Err(self.refuse(Some(&doc), &why));
+        }
+        if let Some(t) = template_syntax::in_decided_fields(&doc) {
+            return Err(self.refuse(
+                Some(&doc),
+                &format!("`{}` is template syntax: {}", t.what, template_syntax::RENDER_FIRST),
+            ));
+        }
+        Ok(Some(doc))
+    }
+
+    fn document(&mut self, source: &input::Document) -> Result<String, Error> {
+        let Some(doc) = self.read(source)? else {
+            return Ok(source.text.to_owned());
+        };
+        let first_template = self.out.templates.len();
+        let mut edited = doc.clone();
+        let changed = self.edit_value(&mut edited, &Path::default()).map_err(|e| self.locate(e))?;
+        if !changed || edited == doc {
+            // Not ours to touch, or nothing to change: the document's own text.
+            return Ok(source.text.to_owned());
+        }
+        let touched = &self.out.templates[first_template..];
+        let names: Vec<String> = touched.iter().map(|t| t.workload.to_string()).collect();
+        let file = self.label.as_ref().map(|l| format!("{l}: ")).unwrap_or_default();
+        if source.syntax == Syntax::Json {
+            // JSON stays JSON, so that the stream still reads as one.
+            self.out.fallbacks.push(format!(
+                "{file}document {} ({}) is JSON: it is re-emitted whole as JSON indented by two spaces, so its own \
+                 formatting is not kept",
+                self.document,
+                names.join(", ")
+            ));
+            let body = source.text.trim();
+            let start = source.text.find(body).unwrap_or(0);
+            let (lead, trail) = (&source.text[..start], &source.text[start + body.len()..]);
+            return Ok(format!("{lead}{}{trail}", serde_json::to_string_pretty(&edited)?));
+        }
         let templates: Vec<Path> = touched
             .iter()
             .filter(|t| t.before != t.after)
             .map(|t| t.object.child(Seg::Key("spec".into())).child(Seg::Key("template".into())))
             .collect();
-        match lossless::edit(source, &doc, &edited, &templates) {
-            Ok(text) => yaml.push_str(&text),
+        match lossless::edit(source.text, &doc, &edited, &templates) {
+            Ok(text) => Ok(text),
             Err(why) => {
-                let names: Vec<String> = touched.iter().map(|t| t.workload.to_string()).collect();
-                editor.out.fallbacks.push(format!(
-                    "document {} ({}) is not edited in place because {why}: it is re-emitted whole, so its \
+                self.out.fallbacks.push(format!(
+                    "{file}document {} ({}) is not edited in place because {why}: it is re-emitted whole, so its \
                      own formatting and comments are not kept",
-                    index + 1,
+                    self.document,
                     names.join(", ")
                 ));
-                yaml.push_str(marker_line(source));
-                yaml.push_str(&yaml_serde::to_string(&edited)?);
+                let text = lossless::emit(&edited).map_err(Error::Workload)?;
+                Ok(format!("{}{text}", marker_line(source.text)))
             }
+        }
+    }
+}
+
+/// Every object of `sources` as kubectl reads it (List items one by one),
+/// or the refusal inject and uninject would give.
+pub fn read_sources(sources: &[Source]) -> Result<Vec<Value>, Error> {
+    let mut editor = Editor {
+        edit: &Edit::Uninject,
+        namespace: None,
+        label: None,
+        document: 0,
+        line: 1,
+        out: Edited::default(),
+    };
+    let mut objects = Vec::new();
+    for source in sources {
+        editor.label = source.label();
+        let docs = input::split(&source.text).map_err(|e| {
+            let file = editor.label.as_ref().map(|l| format!("{l}: ")).unwrap_or_default();
+            Error::Usage(format!("{file}line {}: {}", e.line, e.why))
+        })?;
+        for (index, doc) in docs.iter().enumerate() {
+            editor.document = index + 1;
+            editor.line = doc.line;
+            match editor.read(doc)? {
+                Some(Value::Object(mut m)) if m.get("kind").and_then(Value::as_str) == Some("List") => {
+                    if let Some(Value::Array(items)) = m.remove("items") {
+                        objects.extend(items);
+                    }
+                }
+                Some(v) => objects.push(v),
+                None => {}
+            }
+        }
+    }
+    Ok(objects)
+}
+
+/// Applies `edit` to every workload in a YAML or JSON stream given as text
+/// (a byte order mark first is kept). `namespace` keys workloads whose
+/// manifest has none (default: "default").
+pub fn edit_manifests(input: &str, edit: &Edit, namespace: Option<&str>) -> Result<Edited, Error> {
+    let source = Source::from_text(input);
+    let mut out = edit_sources(std::slice::from_ref(&source), edit, namespace)?;
+    if source.bom {
+        out.yaml.insert(0, '\u{feff}');
+    }
+    Ok(out)
+}
+
+/// Applies `edit` to every workload of every source, in order; the output
+/// is their documents one after the other (without byte order marks: see
+/// [`Source::encode`]). With several sources, a `---` line goes before each
+/// source's first document and before each JSON document, so that the
+/// output reads back as the same documents.
+pub fn edit_sources(sources: &[Source], edit: &Edit, namespace: Option<&str>) -> Result<Edited, Error> {
+    let mut editor = Editor { edit, namespace, label: None, document: 0, line: 1, out: Edited::default() };
+    let mut yaml = String::with_capacity(sources.iter().map(|s| s.text.len() * 2).sum());
+    for source in sources {
+        editor.label = source.label();
+        let docs = input::split(&source.text).map_err(|e| {
+            let file = editor.label.as_ref().map(|l| format!("{l}: ")).unwrap_or_default();
+            Error::Usage(format!("{file}line {}: {}", e.line, e.why))
+        })?;
+        for (index, doc) in docs.iter().enumerate() {
+            editor.document = index + 1;
+            editor.line = doc.line;
+            let text = editor.document(doc)?;
+            let separate =
+                sources.len() > 1 && !yaml.is_empty() && (index == 0 || doc.syntax == Syntax::Json);
+            if separate && !text.starts_with("---") {
+                if !yaml.ends_with('\n') {
+                    yaml.push('\n');
+                }
+                yaml.push_str("---\n");
+            }
+            yaml.push_str(&text);
         }
     }
     editor.out.yaml = yaml;
@@ -280,18 +435,11 @@ mod tests {
             options: SidecarOptions::with_collectors(&["198.18.0.2"]),
             capabilities: CapabilitiesArg::Auto,
             allow_host_network: false,
+            form: SidecarForm::Native,
         }
     }
 
     const DEPLOY: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: shop\nspec:\n  template:\n    spec:\n      containers:\n      - name: app\n        image: nginx\n";
-
-    #[test]
-    fn documents_split_at_marker_lines_only() {
-        let docs = split_documents("a: 1\n---\nb: 2\n--- # c\nc: '---'\n---x: 1\n");
-        assert_eq!(docs, ["a: 1\n", "---\nb: 2\n", "--- # c\nc: '---'\n---x: 1\n"]);
-        assert_eq!(split_documents("---\na: 1\n"), ["---\na: 1\n"]);
-        assert!(split_documents("").is_empty());
-    }
 
     #[test]
     fn non_workload_documents_pass_through_byte_for_byte() {
@@ -311,7 +459,7 @@ mod tests {
         ]});
         let out = edit_manifests(&yaml_serde::to_string(&list).unwrap(), &inject(), None).unwrap();
         let v: Value = yaml_serde::from_str(&out.yaml).unwrap();
-        assert_eq!(v["items"][0]["spec"]["template"]["spec"]["containers"][1]["name"], "bpc-agent");
+        assert_eq!(v["items"][0]["spec"]["template"]["spec"]["initContainers"][0]["name"], "bpc-agent");
         assert_eq!(v["items"][1], list["items"][1]);
     }
 

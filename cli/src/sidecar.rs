@@ -621,7 +621,7 @@ pub fn inject(template: &mut Value, sidecar: &Sidecar) -> Result<Injected, Error
             id.namespace
         )));
     }
-    if template.pointer("/spec/hostNetwork").and_then(Value::as_bool) == Some(true)
+    if crate::manifest::yaml11::as_bool(template.pointer("/spec/hostNetwork")) == Some(true)
         && !sidecar.allow_host_network
     {
         return Err(Error::Usage(format!(
@@ -877,7 +877,12 @@ mod tests {
             options: SidecarOptions::with_collectors(&["198.18.0.2"]),
             capabilities: CapabilityMode::Default,
             allow_host_network: false,
+            form: SidecarForm::Container,
         }
+    }
+
+    fn native() -> Sidecar {
+        Sidecar { form: SidecarForm::Native, ..sidecar() }
     }
 
     fn template() -> Value {
@@ -1065,7 +1070,7 @@ mod tests {
         let current = template();
         let mut desired = current.clone();
         inject(&mut desired, &sidecar()).unwrap();
-        let p = attach_patch(&current, &desired, Some("42"));
+        let p = attach_patch(WorkloadKind::Deployment, &current, &desired, Some("42"));
         assert_eq!(p["metadata"]["resourceVersion"], "42");
         let spec = &p["spec"]["template"]["spec"];
         assert_eq!(spec["$setElementOrder/containers"], json!([{"name": "app"}, {"name": "bpc-agent"}]));
@@ -1075,7 +1080,7 @@ mod tests {
         let mut s = sidecar();
         s.options.filter = Some("udp".into());
         inject(&mut updated, &s).unwrap();
-        let p = attach_patch(&desired, &updated, None);
+        let p = attach_patch(WorkloadKind::Deployment, &desired, &updated, None);
         let c = &p["spec"]["template"]["spec"]["containers"][0];
         assert!(p.get("metadata").is_none());
         assert_eq!(c["env"][0], json!({"$patch": "replace"}));
@@ -1086,7 +1091,7 @@ mod tests {
     #[test]
     fn detach_patch_deletes_recorded_containers_and_nulls_annotations() {
         let r = record(&sidecar());
-        let p = detach_patch(&r, Some("7"));
+        let p = detach_patch(WorkloadKind::Deployment, &r, Some("7"));
         assert_eq!(
             p["spec"]["template"]["spec"]["containers"],
             json!([{"name": "bpc-agent", "$patch": "delete"}])
@@ -1094,6 +1099,135 @@ mod tests {
         assert_eq!(p["spec"]["template"]["metadata"]["annotations"][STATUS_ANNOTATION], Value::Null);
         assert_eq!(p["spec"]["template"]["metadata"]["annotations"][VERIFY_ANNOTATION], Value::Null);
         assert_eq!(p["metadata"]["resourceVersion"], "7");
+    }
+
+    #[test]
+    fn native_inject_puts_the_agent_first_of_init_containers_with_restart_always_and_a_startup_probe() {
+        let mut t = template();
+        t["spec"]["initContainers"] = json!([{"name": "migrate", "image": "tool"}]);
+        assert_eq!(inject(&mut t, &native()).unwrap(), Injected::Added);
+        let init: Vec<_> =
+            t["spec"]["initContainers"].as_array().unwrap().iter().map(|c| &c["name"]).collect();
+        assert_eq!(init, ["bpc-agent", "migrate"], "first, so it captures the other init containers too");
+        let agent = &t["spec"]["initContainers"][0];
+        assert_eq!(agent["restartPolicy"], "Always");
+        assert_eq!(agent["startupProbe"]["httpGet"]["path"], "/startupz");
+        assert_eq!(agent["startupProbe"]["periodSeconds"], 1);
+        assert_eq!(env(agent, "BPC_ON_ERROR").unwrap()["value"], "serve");
+        assert!(env(agent, "BPC_LINGER").is_none(), "the kubelet stops a native sidecar after the app");
+        assert_eq!(t["spec"]["containers"].as_array().unwrap().len(), 1, "the app's containers untouched");
+        let r = attached_record(&t).unwrap().unwrap();
+        assert_eq!(r.sidecar, SidecarForm::Native);
+        assert!(serde_json::to_string(&r).unwrap().contains("\"sidecar\":\"native\""));
+    }
+
+    #[test]
+    fn native_with_metrics_private_probes_startup_by_exec() {
+        let mut s = native();
+        s.options.metrics_private = true;
+        let mut t = template();
+        inject(&mut t, &s).unwrap();
+        assert_eq!(
+            t["spec"]["initContainers"][0]["startupProbe"]["exec"]["command"],
+            json!(["/usr/local/bin/bpc-agent", "--check-startup"])
+        );
+    }
+
+    #[test]
+    fn the_container_form_lingers_within_the_grace_period() {
+        let mut t = template();
+        inject(&mut t, &sidecar()).unwrap();
+        assert_eq!(env(&t["spec"]["containers"][1], "BPC_LINGER").unwrap()["value"], "5s");
+        assert!(t["spec"]["containers"][1].get("startupProbe").is_none());
+        let mut short = template();
+        short["spec"]["terminationGracePeriodSeconds"] = json!(3);
+        inject(&mut short, &sidecar()).unwrap();
+        assert_eq!(env(&short["spec"]["containers"][1], "BPC_LINGER").unwrap()["value"], "2s");
+        let mut none = template();
+        none["spec"]["terminationGracePeriodSeconds"] = json!(1);
+        inject(&mut none, &sidecar()).unwrap();
+        assert!(env(&none["spec"]["containers"][1], "BPC_LINGER").is_none());
+    }
+
+    #[test]
+    fn uninject_restores_a_native_injection_exactly_with_or_without_init_containers() {
+        let mut with_init = template();
+        with_init["spec"]["initContainers"] = json!([{"name": "migrate"}]);
+        for original in [template(), with_init] {
+            let mut t = original.clone();
+            inject(&mut t, &native()).unwrap();
+            assert_eq!(uninject(&mut t, &native().workload).unwrap(), Uninjected::Removed);
+            assert_eq!(t, original);
+        }
+    }
+
+    #[test]
+    fn changing_the_form_moves_the_agent_and_removes_a_list_attach_created() {
+        let original = template();
+        let mut t = original.clone();
+        inject(&mut t, &native()).unwrap();
+        assert_eq!(inject(&mut t, &sidecar()).unwrap(), Injected::Updated);
+        assert!(t["spec"].get("initContainers").is_none(), "the list attach created goes with the agent");
+        assert_eq!(t["spec"]["containers"][1]["name"], AGENT_CONTAINER);
+        assert_eq!(inject(&mut t, &native()).unwrap(), Injected::Updated);
+        assert_eq!(t["spec"]["containers"].as_array().unwrap().len(), 1);
+        assert_eq!(t["spec"]["initContainers"][0]["name"], AGENT_CONTAINER);
+        uninject(&mut t, &native().workload).unwrap();
+        assert_eq!(t, original);
+    }
+
+    #[test]
+    fn attach_patch_of_a_native_sidecar_orders_it_first_and_a_form_change_deletes_the_old_one() {
+        let current = template();
+        let mut desired = current.clone();
+        inject(&mut desired, &native()).unwrap();
+        let p = attach_patch(WorkloadKind::Deployment, &current, &desired, None);
+        let spec = &p["spec"]["template"]["spec"];
+        assert_eq!(spec["$setElementOrder/initContainers"], json!([{"name": "bpc-agent"}]));
+        assert_eq!(spec["initContainers"][0]["restartPolicy"], "Always");
+        assert!(spec.get("containers").is_none(), "the app's containers are not named");
+        let mut moved = desired.clone();
+        inject(&mut moved, &sidecar()).unwrap();
+        let p = attach_patch(WorkloadKind::Deployment, &desired, &moved, None);
+        let spec = &p["spec"]["template"]["spec"];
+        assert_eq!(spec["initContainers"], json!([{"name": "bpc-agent", "$patch": "delete"}]));
+        assert_eq!(spec["$setElementOrder/containers"], json!([{"name": "app"}, {"name": "bpc-agent"}]));
+    }
+
+    #[test]
+    fn patches_of_a_cronjob_go_into_its_job_template_and_detach_names_the_recorded_list() {
+        let current = template();
+        let mut desired = current.clone();
+        inject(&mut desired, &native()).unwrap();
+        let p = attach_patch(WorkloadKind::CronJob, &current, &desired, Some("9"));
+        assert!(p["spec"]["jobTemplate"]["spec"]["template"]["spec"]["initContainers"].is_array());
+        assert_eq!(p["metadata"]["resourceVersion"], "9");
+        let d = detach_patch(WorkloadKind::CronJob, &record(&native()), None);
+        assert_eq!(
+            d["spec"]["jobTemplate"]["spec"]["template"]["spec"]["initContainers"],
+            json!([{"name": "bpc-agent", "$patch": "delete"}])
+        );
+        assert!(d["spec"]["jobTemplate"]["spec"]["template"]["spec"].get("containers").is_none());
+    }
+
+    #[test]
+    fn a_record_written_before_the_form_was_recorded_means_a_container() {
+        let mut old = serde_json::to_value(record(&sidecar())).unwrap();
+        old.as_object_mut().unwrap().remove("sidecar");
+        let r = AttachRecord::parse(&old.to_string()).unwrap();
+        assert_eq!(r.sidecar, SidecarForm::Container);
+    }
+
+    #[test]
+    fn auto_is_native_from_kubernetes_1_29_and_offline_and_native_is_refused_before() {
+        use SidecarFormArg::*;
+        assert_eq!(Auto.resolve(Some(29)).unwrap(), SidecarForm::Native);
+        assert_eq!(Auto.resolve(Some(34)).unwrap(), SidecarForm::Native);
+        assert_eq!(Auto.resolve(Some(28)).unwrap(), SidecarForm::Container);
+        assert_eq!(Auto.resolve(None).unwrap(), SidecarForm::Native);
+        assert_eq!(Container.resolve(Some(34)).unwrap(), SidecarForm::Container);
+        let e = Native.resolve(Some(27)).unwrap_err().to_string();
+        assert!(e.contains("1.29") && e.contains("--sidecar container"), "{e}");
     }
 
     #[test]

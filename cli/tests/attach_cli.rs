@@ -18,7 +18,9 @@ fn run(args: &[&str]) -> (Option<i32>, String) {
 fn usage_errors_exit_2_before_contacting_the_cluster() {
     for (args, needle) in [
         (vec!["attach", "--collector", "198.18.0.2"], "name at least one workload"),
-        (vec!["attach", "job/x", "--collector", "198.18.0.2"], "unsupported workload kind 'job'"),
+        (vec!["attach", "rs/x", "--collector", "198.18.0.2"], "unsupported workload kind 'rs'"),
+        (vec!["attach", "job/x", "--collector", "198.18.0.2"], "kubectl bpc capture job/x"),
+        (vec!["detach", "pod/x"], "kubectl bpc capture pod/x"),
         (vec!["attach", "web", "--collector", "198.18.0.2", "-l", "app=web"], "not both"),
         (vec!["attach", "web", "--collector", "198.18.0.2", "-A"], "cannot be used with workload names"),
         (vec!["attach", "web", "--collector", "198.18.0.2", "--filter", "tcp prot 1"], "does not compile"),

@@ -13,7 +13,9 @@ use kubectl_bpc::attach::{self, AttachArgs, DetachArgs, DryRun};
 use kubectl_bpc::capabilities::CapabilitiesArg;
 use kubectl_bpc::capabilities::CapabilityPlanner;
 use kubectl_bpc::kube_context::{Kube, WarningLayer};
-use kubectl_bpc::sidecar::{self, CapabilityMode, Change, STATUS_ANNOTATION, Sidecar, SidecarOptions};
+use kubectl_bpc::sidecar::{
+    self, CapabilityMode, Change, STATUS_ANNOTATION, Sidecar, SidecarForm, SidecarOptions,
+};
 use kubectl_bpc::workload::{KindApi, WorkloadId, WorkloadKind};
 use serde_json::{Value, json};
 
@@ -42,7 +44,13 @@ fn web() -> WorkloadId {
 
 fn attached_template(options: SidecarOptions, mode: CapabilityMode) -> Value {
     let mut t = template();
-    let s = Sidecar { workload: web(), options, capabilities: mode, allow_host_network: false };
+    let s = Sidecar {
+        workload: web(),
+        options,
+        capabilities: mode,
+        allow_host_network: false,
+        form: SidecarForm::Container,
+    };
     sidecar::inject(&mut t, &s).unwrap();
     t
 }
@@ -105,7 +113,19 @@ fn detach_args(extra: &[&str]) -> DetachArgs {
 async fn attach_web(kube: Kube, args: AttachArgs) -> Result<attach::Done, kubectl_bpc::Error> {
     let object = web().kind.api(&kube.client, "shop").get("web").await.unwrap();
     let mut planner = CapabilityPlanner::new(args.capabilities);
-    attach::attach_one(&kube, &web(), object, &args, &mut planner).await
+    attach::attach_one(&kube, &web(), object, &args, SidecarForm::Container, &mut planner).await
+}
+
+/// `GET /version` of a Kubernetes 1.`minor` API server.
+fn version(minor: &str) -> Exchange {
+    ex(
+        "GET",
+        "/version",
+        &[],
+        json!({"major": "1", "minor": minor, "gitVersion": format!("v1.{minor}.0"), "gitCommit": "x",
+            "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.26",
+            "compiler": "gc", "platform": "linux/amd64"}),
+    )
 }
 
 fn agent_of(patch: &Value) -> &Value {
@@ -141,7 +161,10 @@ async fn attach_reads_then_dry_runs_a_pod_then_sends_one_strategic_patch() {
     assert!(!patch.query.contains("dryRun"));
     let expected =
         attached_template(SidecarOptions::with_collectors(&["198.18.0.2"]), CapabilityMode::Default);
-    assert_eq!(patch.body, sidecar::attach_patch(&template(), &expected, Some("100")));
+    assert_eq!(
+        patch.body,
+        sidecar::attach_patch(WorkloadKind::Deployment, &template(), &expected, Some("100"))
+    );
     let caps = &agent_of(&patch.body)["securityContext"]["capabilities"];
     assert!(caps.get("add").is_none(), "containerd + baseline: keep the granted NET_RAW, add nothing");
 }
@@ -325,6 +348,7 @@ async fn detach_of_a_workload_without_the_sidecar_is_a_reported_no_op() {
 #[tokio::test]
 async fn a_missing_workload_fails_alone_and_the_others_are_still_attached() {
     let script = vec![
+        version("34"),
         err(
             "GET",
             "/apis/apps/v1/namespaces/shop/deployments/gone",
@@ -362,12 +386,67 @@ async fn detach_all_lists_every_kind_and_detaches_only_attached_workloads() {
         ),
         ex("GET", "/apis/apps/v1/namespaces/shop/statefulsets", &[], list(vec![])),
         ex("GET", "/apis/apps/v1/namespaces/shop/daemonsets", &[], list(vec![])),
+        ex("GET", "/apis/batch/v1/namespaces/shop/cronjobs", &[], list(vec![])),
         ex("PATCH", DEPLOY, &[], deployment("101", template())),
     ];
     let (code, seen) =
         with_server(script, |k| async move { attach::run_detach(&detach_args(&["--all"]), &k).await }).await;
     code.unwrap();
-    assert_eq!(seen.len(), 4, "only the attached workload is patched");
+    assert_eq!(seen.len(), 5, "only the attached workload is patched");
+}
+
+#[tokio::test]
+async fn attach_reads_the_server_version_once_and_adds_a_native_sidecar_from_1_29() {
+    let script = vec![
+        version("34"),
+        ex("GET", DEPLOY, &[], deployment("100", template())),
+        ex("GET", NAMESPACE, &[], namespace(None)),
+        ex("GET", NODES, &[], nodes("containerd://1.7.2")),
+        pod_admitted(),
+        ex("PATCH", DEPLOY, &[], deployment("101", template())),
+    ];
+    let args = attach_args(&[]);
+    let (code, seen) = with_server(script, |k| async move { attach::run_attach(&args, &k).await }).await;
+    code.unwrap();
+    let spec = &seen.last().unwrap().body["spec"]["template"]["spec"];
+    assert_eq!(spec["$setElementOrder/initContainers"], json!([{"name": "bpc-agent"}]));
+    assert_eq!(spec["initContainers"][0]["restartPolicy"], "Always");
+    assert!(spec.get("containers").is_none(), "the app's containers are not named");
+}
+
+#[tokio::test]
+async fn attach_before_1_29_adds_a_container_and_sidecar_native_is_refused_before_any_write() {
+    let script = vec![
+        version("28"),
+        ex("GET", DEPLOY, &[], deployment("100", template())),
+        ex("GET", NAMESPACE, &[], namespace(None)),
+        ex("GET", NODES, &[], nodes("containerd://1.7.2")),
+        pod_admitted(),
+        ex("PATCH", DEPLOY, &[], deployment("101", template())),
+    ];
+    let args = attach_args(&[]);
+    let (code, seen) = with_server(script, |k| async move { attach::run_attach(&args, &k).await }).await;
+    code.unwrap();
+    let spec = &seen.last().unwrap().body["spec"]["template"]["spec"];
+    assert_eq!(spec["containers"][0]["name"], "bpc-agent");
+    assert!(spec.get("initContainers").is_none());
+
+    let args = attach_args(&["--sidecar", "native"]);
+    let (code, seen) =
+        with_server(vec![version("28")], |k| async move { attach::run_attach(&args, &k).await }).await;
+    let e = code.unwrap_err().to_string();
+    assert!(e.contains("--sidecar container"), "{e}");
+    assert_eq!(seen.len(), 1, "nothing read or written after the version");
+}
+
+#[test]
+fn attaching_a_job_or_a_pod_is_refused_naming_what_to_do_instead() {
+    let e = attach::check_targets(&["job/nightly-123".into()], None, false, false).unwrap_err().to_string();
+    assert!(e.contains("cannot be changed") && e.contains("kubectl bpc capture job/nightly-123"), "{e}");
+    assert!(e.contains("cronjob"), "{e}");
+    let e = attach::check_targets(&["pod/web-1".into()], None, false, false).unwrap_err().to_string();
+    assert!(e.contains("kubectl bpc capture pod/web-1"), "{e}");
+    assert!(attach::check_targets(&["cronjob/nightly".into()], None, false, false).is_ok());
 }
 
 #[tokio::test]

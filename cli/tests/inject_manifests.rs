@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use kubectl_bpc::capabilities::CapabilitiesArg;
 use kubectl_bpc::manifest::{Edit, edit_manifests};
-use kubectl_bpc::sidecar::{Change, GreProfile, Oversize, SidecarOptions};
+use kubectl_bpc::sidecar::{Change, GreProfile, Oversize, SidecarForm, SidecarOptions};
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -34,7 +34,18 @@ fn manifests() -> Vec<(String, String)> {
 }
 
 fn inject_edit(options: SidecarOptions, capabilities: CapabilitiesArg) -> Edit {
-    Edit::Inject { options, capabilities, allow_host_network: false }
+    Edit::Inject { options, capabilities, allow_host_network: false, form: SidecarForm::Native }
+}
+
+/// The plain-container form: it edits the app's own `containers` list, where
+/// the lossless editor's limits (flow style, anchors) show.
+fn container_form() -> Edit {
+    Edit::Inject {
+        options: SidecarOptions::with_collectors(&["198.18.0.2"]),
+        capabilities: CapabilitiesArg::Auto,
+        allow_host_network: false,
+        form: SidecarForm::Container,
+    }
 }
 
 fn golden_options() -> Edit {
@@ -519,12 +530,13 @@ proptest! {
         if m.style.crlf {
             prop_assert!(!once.yaml.replace("\r\n", "").contains('\n'), "a bare LF in\n{}", once.yaml);
         }
-        // Every workload got the sidecar as its last container, and nothing
-        // else in any document changed.
+        // Every workload got the sidecar as its first init container (the
+        // native form), and nothing else in any document changed.
         for doc in documents(&once.yaml) {
             for t in templates(&doc) {
-                let names: Vec<_> = t["spec"]["containers"].as_array().unwrap().iter().map(|c| &c["name"]).collect();
-                prop_assert_eq!(names.last().unwrap().as_str(), Some("bpc-agent"));
+                let names: Vec<_> =
+                    t["spec"]["initContainers"].as_array().unwrap().iter().map(|c| &c["name"]).collect();
+                prop_assert_eq!(names.first().unwrap().as_str(), Some("bpc-agent"));
             }
         }
         prop_assert_eq!(other_containers(&once.yaml), other_containers(&input));
@@ -561,7 +573,7 @@ fn documents_that_cannot_be_edited_in_place_are_re_emitted_with_a_note_naming_th
         (json, "is a flow-style mapping"),
     ] {
         let input = format!("{block}---\n{doc}");
-        let out = edit_manifests(&input, &golden_options(), None).unwrap();
+        let out = edit_manifests(&input, &container_form(), None).unwrap();
         let note = out
             .fallbacks
             .iter()
@@ -585,7 +597,7 @@ fn documents_that_cannot_be_edited_in_place_are_re_emitted_with_a_note_naming_th
 fn a_workload_kind_without_a_usable_pod_template_is_an_error_naming_the_document() {
     let service = "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n";
     for (doc, needle) in [
-        ("kind: Deployment\n", "document 2: a Deployment has no usable pod template"),
+        ("kind: Deployment\n", "document 2 (line 5): a Deployment has no usable pod template"),
         (
             "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: db\nspec:\n  replicas: 1\n",
             "statefulset.apps/db has no usable pod template",
@@ -596,7 +608,7 @@ fn a_workload_kind_without_a_usable_pod_template_is_an_error_naming_the_document
         ),
         (
             "apiVersion: v1\nkind: List\nitems:\n- kind: Deployment\n  metadata:\n    name: x\n",
-            "document 2, List item 1",
+            "document 2 (line 5), List item 1",
         ),
         (
             "kind: Deployment\nmetadata:\n  name: x\nspec:\n  template:\n    spec:\n      containers:\n      - name: a\n",
@@ -607,7 +619,8 @@ fn a_workload_kind_without_a_usable_pod_template_is_an_error_naming_the_document
         for edit in [golden_options(), Edit::Uninject] {
             let e = edit_manifests(&input, &edit, None).unwrap_err();
             assert!(e.to_string().contains(needle), "{e}");
-            assert_eq!(e.exit_code(), std::process::ExitCode::from(1));
+            // A refusal: nothing is printed, exit 2 (the input cannot be used as given).
+            assert_eq!(e.exit_code(), std::process::ExitCode::from(2));
         }
     }
     // Another apiVersion is not ours: left as it is, with a note.
@@ -622,8 +635,11 @@ fn a_workload_kind_without_a_usable_pod_template_is_an_error_naming_the_document
 }
 
 #[test]
-fn binary_notes_a_re_emitted_document_and_fails_a_missing_template_with_exit_1() {
-    let out = plugin::run(&["inject", "-f", "-", "--collector", "198.18.0.2"], FLOW_CONTAINERS);
+fn binary_notes_a_re_emitted_document_and_refuses_a_missing_template_with_exit_2() {
+    let out = plugin::run(
+        &["inject", "-f", "-", "--collector", "198.18.0.2", "--sidecar", "container"],
+        FLOW_CONTAINERS,
+    );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(
@@ -636,8 +652,11 @@ fn binary_notes_a_re_emitted_document_and_fails_a_missing_template_with_exit_1()
         &["inject", "-f", "-", "--collector", "198.18.0.2"],
         "apiVersion: v1\nkind: ConfigMap\n---\nkind: Deployment\n",
     );
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty(), "nothing printed when a document fails");
     let stderr = String::from_utf8(out.stderr).unwrap();
-    assert!(stderr.contains("error: document 2: a Deployment has no usable pod template"), "{stderr}");
+    assert!(
+        stderr.contains("error: document 2 (line 3): a Deployment has no usable pod template"),
+        "{stderr}"
+    );
 }

@@ -9,7 +9,8 @@ use std::process::Command;
 
 use kubectl_bpc::capabilities::CapabilitiesArg;
 use kubectl_bpc::manifest::{Edit, edit_manifests};
-use kubectl_bpc::sidecar::{self, SidecarOptions};
+use kubectl_bpc::sidecar::{self, SidecarForm, SidecarOptions};
+use kubectl_bpc::workload::WorkloadKind;
 use serde_json::Value;
 
 mod plugin;
@@ -44,8 +45,17 @@ fn edit(object: &Value, edit: &Edit) -> Value {
 }
 
 fn inject(options: SidecarOptions, caps: CapabilitiesArg) -> Edit {
-    Edit::Inject { options, capabilities: caps, allow_host_network: false }
+    inject_as(options, caps, SidecarForm::Native)
 }
+
+fn inject_as(options: SidecarOptions, caps: CapabilitiesArg, form: SidecarForm) -> Edit {
+    Edit::Inject { options, capabilities: caps, allow_host_network: false, form }
+}
+
+/// Every apps/v1 kind keeps its pod template at the same place.
+const DEPLOY: WorkloadKind = WorkloadKind::Deployment;
+
+const FORMS: [SidecarForm; 2] = [SidecarForm::Native, SidecarForm::Container];
 
 fn kubectl_patch(object: &Value, patch: &Value) -> Value {
     let dir = tempfile::tempdir().unwrap();
@@ -63,31 +73,73 @@ fn kubectl_patch(object: &Value, patch: &Value) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// The API server drops empty maps on typed fields; kubectl --local keeps them.
+/// The API server drops empty maps and lists on typed fields; kubectl --local keeps them.
 fn without_empty_annotations(mut v: Value) -> Value {
     if let Some(m) = v.pointer_mut("/spec/template/metadata").and_then(Value::as_object_mut)
         && m.get("annotations").is_some_and(|a| a.as_object().is_some_and(|a| a.is_empty()))
     {
         m.shift_remove("annotations");
     }
+    if let Some(s) = v.pointer_mut("/spec/template/spec").and_then(Value::as_object_mut)
+        && s.get("initContainers").is_some_and(|l| l.as_array().is_some_and(|l| l.is_empty()))
+    {
+        s.shift_remove("initContainers");
+    }
     v
+}
+
+fn names(object: &Value, list: &str) -> Vec<Value> {
+    object["spec"]["template"]["spec"][list].as_array().unwrap().iter().map(|c| c["name"].clone()).collect()
 }
 
 #[test]
 fn attach_patch_applied_by_kubectl_equals_inject() {
-    for object in workloads() {
-        let injected =
-            edit(&object, &inject(SidecarOptions::with_collectors(&["198.18.0.2"]), CapabilitiesArg::Auto));
-        let patch = sidecar::attach_patch(&object["spec"]["template"], &injected["spec"]["template"], None);
-        let patched = kubectl_patch(&object, &patch);
-        assert_eq!(patched, injected, "{}: kubectl's result differs from inject", object["metadata"]["name"]);
-        let names: Vec<_> = patched["spec"]["template"]["spec"]["containers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| c["name"].clone())
-            .collect();
-        assert_eq!(names.last().unwrap(), "bpc-agent", "the sidecar goes last, after the app's containers");
+    for form in FORMS {
+        for object in workloads() {
+            let options = SidecarOptions::with_collectors(&["198.18.0.2"]);
+            let injected = edit(&object, &inject_as(options, CapabilitiesArg::Auto, form));
+            let patch = sidecar::attach_patch(
+                DEPLOY,
+                &object["spec"]["template"],
+                &injected["spec"]["template"],
+                None,
+            );
+            let patched = kubectl_patch(&object, &patch);
+            assert_eq!(
+                patched, injected,
+                "{}: kubectl's result differs from inject",
+                object["metadata"]["name"]
+            );
+            match form {
+                SidecarForm::Native => assert_eq!(
+                    names(&patched, "initContainers")[0],
+                    "bpc-agent",
+                    "a native sidecar goes first, before the other init containers"
+                ),
+                SidecarForm::Container => assert_eq!(
+                    names(&patched, "containers").last().unwrap(),
+                    "bpc-agent",
+                    "the sidecar goes last, after the app's containers"
+                ),
+            }
+        }
+    }
+}
+
+#[test]
+fn a_form_change_applied_by_kubectl_moves_the_agent_as_reinject_does() {
+    for (from, to) in
+        [(SidecarForm::Native, SidecarForm::Container), (SidecarForm::Container, SidecarForm::Native)]
+    {
+        for object in workloads() {
+            let options = SidecarOptions::with_collectors(&["198.18.0.2"]);
+            let before = edit(&object, &inject_as(options.clone(), CapabilitiesArg::Auto, from));
+            let after = edit(&before, &inject_as(options, CapabilitiesArg::Auto, to));
+            let patch =
+                sidecar::attach_patch(DEPLOY, &before["spec"]["template"], &after["spec"]["template"], None);
+            let patched = without_empty_annotations(kubectl_patch(&before, &patch));
+            assert_eq!(patched, after, "{}: {from:?} -> {to:?}", object["metadata"]["name"]);
+        }
     }
 }
 
@@ -102,7 +154,8 @@ fn update_patch_applied_by_kubectl_equals_reinject_with_new_options() {
         first.interface = Some("eth0".into());
         let before = edit(&object, &inject(first, CapabilitiesArg::Default));
         let after = edit(&before, &inject(new.clone(), CapabilitiesArg::Add));
-        let patch = sidecar::attach_patch(&before["spec"]["template"], &after["spec"]["template"], None);
+        let patch =
+            sidecar::attach_patch(DEPLOY, &before["spec"]["template"], &after["spec"]["template"], None);
         let patched = kubectl_patch(&before, &patch);
         assert_eq!(
             patched, after,
@@ -114,12 +167,14 @@ fn update_patch_applied_by_kubectl_equals_reinject_with_new_options() {
 
 #[test]
 fn detach_patch_applied_by_kubectl_equals_uninject() {
-    for object in workloads() {
-        let injected =
-            edit(&object, &inject(SidecarOptions::with_collectors(&["198.18.0.2"]), CapabilitiesArg::Auto));
-        let record = sidecar::attached_record(&injected["spec"]["template"]).unwrap().unwrap();
-        let patched = kubectl_patch(&injected, &sidecar::detach_patch(&record, None));
-        assert_eq!(without_empty_annotations(patched), object, "{}", object["metadata"]["name"]);
+    for form in FORMS {
+        for object in workloads() {
+            let options = SidecarOptions::with_collectors(&["198.18.0.2"]);
+            let injected = edit(&object, &inject_as(options, CapabilitiesArg::Auto, form));
+            let record = sidecar::attached_record(&injected["spec"]["template"]).unwrap().unwrap();
+            let patched = kubectl_patch(&injected, &sidecar::detach_patch(DEPLOY, &record, None));
+            assert_eq!(without_empty_annotations(patched), object, "{form:?} {}", object["metadata"]["name"]);
+        }
     }
 }
 

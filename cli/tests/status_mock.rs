@@ -73,6 +73,7 @@ fn workload_lists(deployments: Vec<Value>, pods: Vec<Value>) -> Vec<Exchange> {
         ex("GET", "/apis/apps/v1/namespaces/shop/deployments", &[], list("DeploymentList", deployments)),
         ex("GET", "/apis/apps/v1/namespaces/shop/statefulsets", &[], list("StatefulSetList", vec![])),
         ex("GET", "/apis/apps/v1/namespaces/shop/daemonsets", &[], list("DaemonSetList", vec![])),
+        ex("GET", "/apis/batch/v1/namespaces/shop/cronjobs", &[], list("CronJobList", vec![])),
         ex("GET", "/apis/apps/v1/namespaces/shop/replicasets", &[], list("ReplicaSetList", sets)),
         ex("GET", "/api/v1/namespaces/shop/pods", &[], list("PodList", pods)),
     ]
@@ -216,6 +217,7 @@ async fn unknown_named_workload_is_a_usage_error_and_unattached_named_one_is_not
         ),
         ex("GET", "/apis/apps/v1/namespaces/shop/statefulsets", &[], list("StatefulSetList", vec![])),
         ex("GET", "/apis/apps/v1/namespaces/shop/daemonsets", &[], list("DaemonSetList", vec![])),
+        ex("GET", "/apis/batch/v1/namespaces/shop/cronjobs", &[], list("CronJobList", vec![])),
     ];
     let script = [
         kinds.clone(),
@@ -259,6 +261,7 @@ async fn all_namespaces_lists_cluster_wide_and_reads_daemon_set_rollout() {
         ex("GET", "/apis/apps/v1/deployments", &[], list("DeploymentList", vec![])),
         ex("GET", "/apis/apps/v1/statefulsets", &[], list("StatefulSetList", vec![])),
         ex("GET", "/apis/apps/v1/daemonsets", &[], list("DaemonSetList", vec![ds])),
+        ex("GET", "/apis/batch/v1/cronjobs", &[], list("CronJobList", vec![])),
         ex("GET", "/apis/apps/v1/replicasets", &[], list("ReplicaSetList", vec![])),
         ex("GET", "/api/v1/pods", &[], list("PodList", vec![p])),
         ex("GET", "/api/v1/namespaces/net/pods/edge-zzzzz:9469/proxy/stats", &[], idle),

@@ -145,7 +145,7 @@ pub struct Agent {
 
 impl Agent {
     /// Starts `bpc-agent <args>` in `pod` with metrics on 127.0.0.1:9469 and
-    /// waits until /healthz answers (the capture ring is bound by then).
+    /// waits until its capture is live (/startupz 200).
     pub fn start(pod: &Netns, args: &[&str], env: &[(&str, &str)]) -> Agent {
         let mut cmd = pod.command(AGENT);
         cmd.args(args).args(["--metrics-addr", "127.0.0.1:9469"]).env("RUST_LOG", "info");
@@ -155,12 +155,14 @@ impl Agent {
         Agent::wait_ready(Proc::spawn(cmd), pod, 9469)
     }
 
-    /// Waits for `proc` (an agent with metrics on `port`) to serve /healthz.
+    /// Waits for `proc` (an agent with metrics on `port`) to have its
+    /// capture live: the endpoint answers from the start, `/startupz` says
+    /// 200 once the ring is bound with its filter (or the agent gave up,
+    /// which a test then sees in `/healthz`).
     pub fn wait_ready(mut proc: Proc, pod: &Netns, port: u16) -> Agent {
-        wait_for("the agent's /healthz", Duration::from_secs(10), || {
+        wait_for("the agent's /startupz", Duration::from_secs(10), || {
             proc.assert_running();
-            let (code, _) = pod.http_get(port, "/healthz");
-            code == 200 || code == 503
+            pod.http_get(port, "/startupz").0 == 200
         });
         Agent { proc, port }
     }

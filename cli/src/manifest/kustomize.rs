@@ -197,8 +197,12 @@ pub fn write(
 /// The workload's own `metadata.namespace`, if its manifest has one (a
 /// target without a namespace matches the object however it is placed).
 fn object_namespace(input: &str, t: &super::TemplateEdit) -> Option<String> {
-    let doc = super::split_documents(input).into_iter().nth(t.document - 1)?;
-    let value: Value = serde_json::to_value(yaml_serde::from_str::<yaml_serde::Value>(doc).ok()?).ok()?;
+    let source = super::input::Source::from_text(input);
+    let doc = super::input::split(&source.text).ok()?.into_iter().nth(t.document - 1)?;
+    let value = match doc.json {
+        Some(v) => v,
+        None => super::input::read_yaml(doc.text).ok()?,
+    };
     let object = value.pointer(&t.object.pointer())?;
     object.pointer("/metadata/namespace")?.as_str().map(str::to_owned)
 }

@@ -64,10 +64,9 @@ pub fn edit(source: &str, old: &Value, new: &Value, templates: &[Path]) -> Resul
         at = s.end;
     }
     out.push_str(&source[at..]);
-    let back: yaml_serde::Value =
-        yaml_serde::from_str(&out).map_err(|e| format!("the edited text is not valid YAML ({e})"))?;
+    // Read back as the input was read (YAML 1.1 scalars, empty template maps).
     let back =
-        serde_json::to_value(back).map_err(|e| format!("the edited text cannot be read back ({e})"))?;
+        super::input::read_yaml(&out).map_err(|e| format!("the edited text cannot be read back: {e}"))?;
     if back != *new {
         return Err("the edited text does not read back as the edited object".into());
     }
@@ -89,6 +88,9 @@ enum Shape {
     FlowMap,
     FlowSeq,
     Scalar,
+    /// A key with no value at all (`metadata:`), which reads as null or,
+    /// in a pod template, as an empty map; the node is the map entry.
+    Empty,
 }
 
 /// A value in the tree: for collections the BLOCK_MAP / BLOCK_SEQ /
@@ -118,7 +120,7 @@ fn value_of(parent: &SyntaxNode, at: &Path) -> Result<Val, String> {
         _ => Shape::Scalar,
     };
     let node = match shape {
-        Shape::Scalar => wrapper,
+        Shape::Scalar | Shape::Empty => wrapper,
         _ => inner.expect("matched above"),
     };
     Ok(Val { shape, node })
@@ -200,11 +202,14 @@ impl Doc<'_> {
                     let entry =
                         self.entry(&here, k).ok_or_else(|| format!("{at} has no key {k} in the text"))?;
                     at = at.child(seg.clone());
-                    let value = entry
-                        .children()
-                        .find(|n| n.kind() == BLOCK_MAP_VALUE)
-                        .ok_or_else(|| format!("{at} has no value"))?;
-                    here = value_of(&value, &at)?;
+                    let value = entry.children().find(|n| n.kind() == BLOCK_MAP_VALUE);
+                    let written = value
+                        .as_ref()
+                        .is_some_and(|v| v.children().any(|n| matches!(n.kind(), BLOCK | FLOW)));
+                    here = match value {
+                        Some(value) if written => value_of(&value, &at)?,
+                        _ => Val { shape: Shape::Empty, node: entry },
+                    };
                 }
                 (Seg::Index(i), Shape::Seq) => {
                     let entry = item_of(&here, *i, &at)?;
@@ -228,6 +233,12 @@ impl Doc<'_> {
         match change {
             Change::AddKey { map, key, value } => {
                 let m = self.find(root, map)?;
+                if m.shape == Shape::Empty {
+                    // The first entry of a map written as a bare `key:`.
+                    let mut text = String::new();
+                    self.style.entry(&mut text, key, value, self.column(start(&m.node)) + self.style.step)?;
+                    return Ok(self.insert_after(&m.node, text));
+                }
                 if m.shape != Shape::Map {
                     return Err(not_block(map, m.shape));
                 }
@@ -382,7 +393,7 @@ fn not_block(at: &Path, shape: Shape) -> String {
     match shape {
         Shape::FlowMap => format!("{at} is a flow-style mapping ({{...}})"),
         Shape::FlowSeq => format!("{at} is a flow-style list ([...])"),
-        Shape::Scalar => format!("{at} is not a mapping or list in the text"),
+        Shape::Scalar | Shape::Empty => format!("{at} is not a mapping or list in the text"),
         Shape::Map => format!("{at} is a mapping, not a list"),
         Shape::Seq => format!("{at} is a list, not a mapping"),
     }
@@ -390,14 +401,37 @@ fn not_block(at: &Path, shape: Shape) -> String {
 
 /// A scalar (or empty collection) as YAML on one line: serde's own
 /// rendering (plain where that reads back the same, quoted otherwise), or a
-/// JSON string, which is valid YAML too, where serde would use a block.
+/// JSON string, which is valid YAML too, where serde would use a block or
+/// where serde's plain string is a boolean or number to kubectl (`yes`,
+/// `on`, `1_000`: serde writes YAML 1.2, kubectl reads YAML 1.1).
 fn scalar_text(value: &Value) -> Result<String, String> {
     let text = yaml_serde::to_string(value).map_err(|e| e.to_string())?;
     let text = text.strip_suffix('\n').unwrap_or(&text);
-    if text.contains('\n') {
+    let read_otherwise = value.as_str().is_some_and(|s| text == s && super::yaml11::plain(s).is_some());
+    if text.contains('\n') || read_otherwise {
         return serde_json::to_string(value).map_err(|e| e.to_string());
     }
     Ok(text.to_owned())
+}
+
+/// A whole document (a mapping) as block YAML, for a document that cannot
+/// be edited in place: every string written so that kubectl reads it back
+/// as a string (see [`scalar_text`]).
+pub fn emit(value: &Value) -> Result<String, String> {
+    let style = Style { nl: "\n", step: 2, seq_indent: 0, pad: 1 };
+    let mut out = String::new();
+    match value {
+        Value::Object(m) if !m.is_empty() => {
+            for (k, v) in m {
+                style.entry(&mut out, k, v, 0)?;
+            }
+        }
+        other => {
+            out.push_str(&scalar_text(other)?);
+            out.push('\n');
+        }
+    }
+    Ok(out)
 }
 
 /// How a document writes block YAML.
@@ -578,8 +612,9 @@ mod tests {
         new["c"][0]["env"] = json!([{"name": "Y"}, {"name": "Z"}]);
         assert_eq!(
             edit(text, &old, &new, &[]).unwrap(),
-            "c:\n- name: a\n  env:\n  - name: Y\n  - name: Z   # keep me\n  image: new:1 # and me\n"
+            "c:\n- name: a\n  env:\n  - name: \"Y\"\n  - name: Z   # keep me\n  image: new:1 # and me\n"
         );
+        // `Y` is quoted: kubectl would read a plain Y as true (YAML 1.1).
     }
 
     #[test]

@@ -444,6 +444,7 @@ mod tests {
                 ..Default::default()
             }],
             health: Health { ok: true, reason: None },
+            capture_error: None,
             http: None,
         }
     }

@@ -24,10 +24,10 @@ pub enum Verdict {
     Dropping,
     /// Sends to a collector fail.
     CollectorUnreachable,
-    /// The agent's `/stats` could not be read through the pod proxy.
-    StatsUnavailable,
     /// The agent runs but its capture could not start or failed (it serves the reason).
     NotCapturing,
+    /// The agent's `/stats` could not be read through the pod proxy.
+    StatsUnavailable,
     /// The agent container exists but is not running (image pull, creating...).
     AgentNotRunning,
     /// The agent keeps restarting.
@@ -45,8 +45,8 @@ impl Verdict {
         Verdict::NoTraffic,
         Verdict::Dropping,
         Verdict::CollectorUnreachable,
-        Verdict::StatsUnavailable,
         Verdict::NotCapturing,
+        Verdict::StatsUnavailable,
         Verdict::AgentNotRunning,
         Verdict::Crashloop,
         Verdict::MissingNetRaw,
