@@ -75,7 +75,9 @@ attach_opts=(--collector "$collector" --image "$BPC_AGENT_IMAGE")
 sed "s|APP_IMAGE|$BPC_APP_IMAGE|g" testdata/cluster/app.yaml >"$work/app.yaml"
 
 app_pods() { kubectl get pods -n "$ns" -l "app=$1" --field-selector=status.phase=Running -o jsonpath='{range .items[*]}{.metadata.name}{" "}{.status.podIP}{"\n"}{end}'; }
-template_containers() { kubectl get "$1" -n "${2:-$ns}" -o jsonpath='{.spec.template.spec.containers[*].name}'; }
+# The names of the template's init containers (a native sidecar is one) and containers.
+template_containers() { kubectl get "$1" -n "${2:-$ns}" -o jsonpath='{.spec.template.spec.initContainers[*].name} {.spec.template.spec.containers[*].name}'; }
+pod_containers() { kubectl get pod "$1" -n "${2:-$ns}" -o jsonpath='{.spec.initContainers[*].name} {.spec.containers[*].name}'; }
 spec_json() { # the workload's spec, normalised: no rollout-restart stamp, keys sorted
   kubectl get "$1" -n "${2:-$ns}" -o json |
     jq -S '.spec | del(.template.metadata.annotations["kubectl.kubernetes.io/restartedAt"]) |
@@ -100,22 +102,44 @@ for w in "${workloads[@]}"; do spec_json "$w" >"$work/before-${w#*/}.json"; done
 
 # ---------------------------------------------------------------- attach
 
-step "attach --dry-run --diff writes nothing and shows the sidecar"
+step "attach --dry-run --diff writes nothing and shows the sidecar (native by default, --sidecar container)"
 rv=$(resource_version deploy/web)
 "$bpc" attach web -n "$ns" "${attach_opts[@]}" --dry-run --diff | tee "$work/diff.txt"
-grep -q '^+ *- name: bpc-agent' "$work/diff.txt" || fail "the dry-run diff does not add the sidecar"
+# Native (the default on this 1.34 server): a new initContainers list whose
+# first entry is bpc-agent, restartPolicy Always, with a startup probe.
+awk '/^\+ *initContainers:/ {init = 1; next} init && /^\+ *- name:/ {print $NF; exit}' "$work/diff.txt" | grep -qx bpc-agent ||
+  fail "the dry-run diff does not add bpc-agent as the first init container"
+grep -q '^+ *restartPolicy: Always' "$work/diff.txt" || fail "the dry-run diff's sidecar has no restartPolicy: Always"
+grep -q '^+ *startupProbe:' "$work/diff.txt" || fail "the dry-run diff's sidecar has no startupProbe"
+"$bpc" attach web -n "$ns" "${attach_opts[@]}" --sidecar container --dry-run --diff >"$work/diff-container.txt"
+grep -q '^+ *- name: bpc-agent' "$work/diff-container.txt" || fail "the --sidecar container diff does not add the sidecar"
+! grep -q '^+ *initContainers:\|^+ *restartPolicy: Always' "$work/diff-container.txt" || fail "the --sidecar container diff adds an init container"
+# No BPC_LINGER here: the app's terminationGracePeriodSeconds is 1, and the
+# linger is min(5 s, grace - 1 s) (e2e-cluster-lifecycle.sh checks it with 10 s).
 [[ $(resource_version deploy/web) == "$rv" ]] || fail "--dry-run changed deploy/web"
-ok "diff adds bpc-agent; resourceVersion $rv unchanged"
+ok "diff adds bpc-agent (first init container, restartPolicy Always; with --sidecar container a container); resourceVersion $rv unchanged"
 
 step "attach --wait on the Deployment, the StatefulSet and the DaemonSet"
 "$bpc" attach web sts/db ds/edge -n "$ns" "${attach_opts[@]}" --wait --timeout 3m
 for app in web db edge; do
   while read -r pod _; do
-    state=$(kubectl get pod "$pod" -n "$ns" -o jsonpath='{.status.containerStatuses[?(@.name=="bpc-agent")].state}')
+    # The native sidecar: the first init container, restartPolicy Always, running and started.
+    first=$(kubectl get pod "$pod" -n "$ns" -o jsonpath='{.spec.initContainers[0].name} {.spec.initContainers[0].restartPolicy}')
+    [[ $first == "bpc-agent Always" ]] || fail "$pod: the first init container is '$first', want 'bpc-agent Always'"
+    [[ $(kubectl get pod "$pod" -n "$ns" -o jsonpath='{.spec.containers[*].name}') != *bpc-agent* ]] ||
+      fail "$pod: bpc-agent is also a regular container"
+    state=$(kubectl get pod "$pod" -n "$ns" -o jsonpath='{.status.initContainerStatuses[?(@.name=="bpc-agent")].state}')
     [[ $state == *running* ]] || fail "$pod: bpc-agent not running: $state"
+    started=$(kubectl get pod "$pod" -n "$ns" -o jsonpath='{.status.initContainerStatuses[?(@.name=="bpc-agent")].started}')
+    [[ $started == true ]] || fail "$pod: bpc-agent not started (startup probe): $started"
   done < <(app_pods "$app")
 done
-ok "bpc-agent runs in every pod of web, db and edge"
+ok "bpc-agent runs as a native sidecar (first init container, started) in every pod of web, db and edge"
+for w in "${workloads[@]}"; do
+  form=$(kubectl get "$w" -n "$ns" -o json | jq -r '.spec.template.metadata.annotations["bpc.kubectl.io/status"] | fromjson | .sidecar')
+  [[ $form == native ]] || fail "$w: the status annotation records sidecar '$form', want native"
+done
+ok "the status annotations record \"sidecar\":\"native\""
 
 step "in every new pod the agent has exactly NET_RAW effective, NoNewPrivs, uid 0 (capabilities mode default)"
 for app in web db edge; do
@@ -225,10 +249,11 @@ ok "status read the agent on port 9500"
 # ---------------------------------------------------------------- verify
 
 step "verify: PASS, and the collectors are restored afterwards"
-before_env=$(kubectl get deploy web -n "$ns" -o jsonpath='{.spec.template.spec.containers[?(@.name=="bpc-agent")].env}')
+before_env=$(kubectl get deploy web -n "$ns" -o jsonpath='{.spec.template.spec.initContainers[?(@.name=="bpc-agent")].env}')
+[[ $before_env == *BPC_COLLECTOR* ]] || fail "no env of the native sidecar bpc-agent in deploy/web: $before_env"
 "$bpc" verify deploy/web -n "$ns" --sink "$BPC_SINK_IP" --timeout 120s | tee "$work/verify.txt"
 grep -q PASS "$work/verify.txt" || fail "verify did not PASS"
-after_env=$(kubectl get deploy web -n "$ns" -o jsonpath='{.spec.template.spec.containers[?(@.name=="bpc-agent")].env}')
+after_env=$(kubectl get deploy web -n "$ns" -o jsonpath='{.spec.template.spec.initContainers[?(@.name=="bpc-agent")].env}')
 [[ $before_env == "$after_env" ]] || fail "verify did not restore the sidecar's env: $before_env -> $after_env"
 kubectl rollout status -n "$ns" deploy/web --timeout 120s
 ok "PASS; the sidecar's env is as before"
@@ -400,7 +425,7 @@ for w in "${workloads[@]}"; do
 done
 for app in web db edge; do
   while read -r pod _; do
-    [[ $(kubectl get pod "$pod" -n "$ns" -o jsonpath='{.spec.containers[*].name}') != *bpc-agent* ]] ||
+    [[ $(pod_containers "$pod") != *bpc-agent* ]] ||
       fail "$pod still has bpc-agent"
   done < <(app_pods "$app")
 done
@@ -415,6 +440,11 @@ KUBECTL_BPC=$bpc scripts/e2e-cluster-capture.sh
 
 step "service paths: sink --map-watch --paths across a rollout (scripts/e2e-cluster-paths.sh)"
 KUBECTL_BPC=$bpc scripts/e2e-cluster-paths.sh
+
+# ---------------------------------------------------------------- lifecycle
+
+step "the sidecar's lifecycle: native and container forms, a CronJob, an agent that cannot capture (scripts/e2e-cluster-lifecycle.sh)"
+KUBECTL_BPC=$bpc scripts/e2e-cluster-lifecycle.sh
 
 # ---------------------------------------------------------------- cluster-only tests
 

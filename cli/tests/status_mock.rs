@@ -219,8 +219,9 @@ async fn unknown_named_workload_is_a_usage_error_and_unattached_named_one_is_not
         ex("GET", "/apis/apps/v1/namespaces/shop/daemonsets", &[], list("DaemonSetList", vec![])),
         ex("GET", "/apis/batch/v1/namespaces/shop/cronjobs", &[], list("CronJobList", vec![])),
     ];
+    // deploy/nope: the Deployments only; a bare name: every kind.
     let script = [
-        kinds.clone(),
+        kinds[..1].to_vec(),
         kinds,
         vec![
             ex("GET", "/apis/apps/v1/namespaces/shop/replicasets", &[], list("ReplicaSetList", vec![])),
@@ -241,6 +242,31 @@ async fn unknown_named_workload_is_a_usage_error_and_unattached_named_one_is_not
     assert!(
         report.workloads[0].judgement.hint.as_ref().unwrap().contains("kubectl bpc attach deployment/api")
     );
+}
+
+#[tokio::test]
+async fn a_workload_named_with_its_kind_lists_that_kind_only() {
+    // The documented RBAC for status names deployments, statefulsets and
+    // daemonsets: `status ds/edge` must not need to list cronjobs (a 403 there
+    // failed the whole status).
+    let ds = json!({"metadata": {"name": "edge", "namespace": "shop"},
+        "spec": {"selector": {"matchLabels": {"app": "edge"}},
+            "template": {"metadata": {"annotations": {}}, "spec": {"containers": [{"name": "edge"}]}}},
+        "status": {"desiredNumberScheduled": 1, "updatedNumberScheduled": 1, "numberReady": 1}});
+    let script = vec![
+        ex("GET", "/apis/apps/v1/namespaces/shop/daemonsets", &[], list("DaemonSetList", vec![ds])),
+        ex("GET", "/apis/apps/v1/namespaces/shop/replicasets", &[], list("ReplicaSetList", vec![])),
+        ex("GET", "/api/v1/namespaces/shop/pods", &[], list("PodList", vec![])),
+    ];
+    let (report, _) = with_server(script, |k| async move {
+        let mut a = args(0);
+        a.workloads = vec!["ds/edge".into()];
+        status::collect(&k.client, Some("shop"), &a).await.unwrap()
+    })
+    .await;
+    assert_eq!(report.workloads.len(), 1);
+    assert_eq!(report.workloads[0].name, "edge");
+    assert_eq!(report.workloads[0].judgement.verdict, Verdict::NotAttached);
 }
 
 #[tokio::test]

@@ -40,10 +40,14 @@ impl Found {
     }
 }
 
-/// Every Deployment, StatefulSet and DaemonSet in scope, in that order.
-async fn find_workloads(client: &Client, namespace: Option<&str>) -> Result<Vec<Found>, Error> {
+/// Every workload of `kinds` in scope, in that order.
+async fn find_workloads(
+    client: &Client,
+    namespace: Option<&str>,
+    kinds: &[WorkloadKind],
+) -> Result<Vec<Found>, Error> {
     let mut found = Vec::new();
-    for kind in WorkloadKind::ATTACHABLE {
+    for &kind in kinds {
         let list = match namespace {
             Some(ns) => kind.api(client, ns),
             None => kind.api_all(client),
@@ -61,6 +65,23 @@ async fn find_workloads(client: &Client, namespace: Option<&str>) -> Result<Vec<
         }
     }
     Ok(found)
+}
+
+/// The kinds to list for the workloads named: only those named with a kind
+/// (`ds/edge` needs RBAC on daemonsets only, not on every attachable kind),
+/// every attachable kind when none is named or a bare `NAME` is.
+fn kinds_to_list(wanted: &[String]) -> Result<Vec<WorkloadKind>, Error> {
+    let mut named = Vec::new();
+    for arg in wanted {
+        match WorkloadRef::parse(arg)?.kind {
+            Some(kind) => named.push(kind),
+            None => return Ok(WorkloadKind::ATTACHABLE.to_vec()),
+        }
+    }
+    if named.is_empty() {
+        return Ok(WorkloadKind::ATTACHABLE.to_vec());
+    }
+    Ok(WorkloadKind::ATTACHABLE.into_iter().filter(|k| named.contains(k)).collect())
 }
 
 /// Selects the workloads to report: the named ones (an unknown name is a
@@ -124,7 +145,8 @@ pub async fn collect(
     namespace: Option<&str>,
     args: &StatusArgs,
 ) -> Result<StatusReport, Error> {
-    let found = select(find_workloads(client, namespace).await?, &args.workloads)?;
+    let kinds = kinds_to_list(&args.workloads)?;
+    let found = select(find_workloads(client, namespace, &kinds).await?, &args.workloads)?;
     if found.is_empty() {
         return Ok(StatusReport::new(Vec::new()));
     }
