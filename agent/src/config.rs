@@ -491,8 +491,9 @@ pub fn choose_key(
             workload: workload_key.map(|(_, w)| w),
         }
     };
-    if profile == GreProfile::Netis && choice.key > NetisKey::MAX_KEYBIT {
-        choice.key &= NetisKey::MAX_KEYBIT;
+    let sent = WorkloadKey(choice.key).as_sent(profile).get();
+    if sent != choice.key {
+        choice.key = sent;
         choice.source.push_str(", low 28 bits as netis keybit");
     }
     Ok(choice)

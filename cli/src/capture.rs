@@ -29,6 +29,7 @@ use tokio::sync::mpsc;
 
 use crate::capabilities::{CapabilitiesArg, CapabilityPlanner};
 use crate::kube_context::{FIELD_MANAGER, Kube};
+use crate::map::OwnerCache;
 use crate::merge::{Demux, Merger};
 use crate::sidecar::{self, GreProfile, Oversize, Sidecar, SidecarOptions};
 use crate::workload::{KindApi, WorkloadId, WorkloadKind, WorkloadRef};
@@ -239,22 +240,13 @@ fn random_id() -> String {
     format!("{:05x}", (nanos ^ std::process::id().rotate_left(16)) & 0xf_ffff)
 }
 
-/// The workload a pod belongs to, from its controller reference (a
-/// ReplicaSet's Deployment from the pod-template-hash suffix, so no read of
-/// the ReplicaSet is needed).
+/// The workload a pod belongs to, by the one resolver ([`OwnerCache`], here
+/// without a cache: a ReplicaSet's Deployment from the pod-template-hash
+/// suffix, so no read of the ReplicaSet is needed); None for an owner of a
+/// kind kubectl-bpc does not know.
 pub fn workload_of(pod: &Pod) -> Option<WorkloadId> {
     let namespace = pod.metadata.namespace.clone()?;
-    let owner = pod.metadata.owner_references.as_ref()?.iter().find(|o| o.controller == Some(true))?;
-    let (kind, name) = match owner.kind.as_str() {
-        "ReplicaSet" => {
-            let hash = pod.metadata.labels.as_ref()?.get("pod-template-hash")?;
-            (WorkloadKind::Deployment, owner.name.strip_suffix(&format!("-{hash}"))?.to_owned())
-        }
-        "StatefulSet" => (WorkloadKind::StatefulSet, owner.name.clone()),
-        "DaemonSet" => (WorkloadKind::DaemonSet, owner.name.clone()),
-        _ => return None,
-    };
-    Some(WorkloadId { namespace, kind, name })
+    OwnerCache::default().workload_of(pod).id(&namespace)
 }
 
 /// The ephemeral container for one pod: the sidecar's container (same

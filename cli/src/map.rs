@@ -60,7 +60,16 @@ pub struct Workload {
     pub name: String,
 }
 
-/// ReplicaSet -> owning Deployment, per namespace, built from one list call.
+impl Workload {
+    /// The workload as the CLI's typed id, when its kind is one kubectl-bpc knows.
+    pub fn id(&self, namespace: &str) -> Option<crate::workload::WorkloadId> {
+        let kind = crate::workload::WorkloadKind::from_kind(&self.kind)?;
+        Some(crate::workload::WorkloadId { namespace: namespace.to_owned(), kind, name: self.name.clone() })
+    }
+}
+
+/// The one pod -> workload resolver: ReplicaSet -> owning Deployment and
+/// Job -> owning CronJob, per namespace, built from one list call each.
 #[derive(Debug, Default, Clone)]
 pub struct OwnerCache {
     /// (namespace, replicaset name) -> controller owner (kind, name) if any.
@@ -154,9 +163,17 @@ pub fn entries_of_pod(pod: &Pod, owners: &OwnerCache) -> Vec<MapEntry> {
     }
     let namespace = pod.namespace().unwrap_or_default();
     let workload = owners.workload_of(pod);
-    let key = WorkloadKey::from_workload(&namespace, &workload.kind, &workload.name);
+    let workload_key = WorkloadKey::from_workload(&namespace, &workload.kind, &workload.name);
+    // The key the stream arrives under: what the pod's agent sends.
+    let (key, profile) = match crate::pod_spec::pod_agent(pod) {
+        Some(agent) => {
+            let (key, profile) = crate::pod_spec::sent_key(agent, workload_key);
+            (key, Some(profile))
+        }
+        None => (workload_key, None),
+    };
     let node = spec.and_then(|s| s.node_name.clone()).unwrap_or_default();
-    let attached = crate::pod_spec::pod_is_attached(pod);
+    let attached = profile.is_some();
     ips.into_iter()
         .filter(|ip| !ip.is_empty())
         .map(|ip| MapEntry {
@@ -170,6 +187,7 @@ pub fn entries_of_pod(pod: &Pod, owners: &OwnerCache) -> Vec<MapEntry> {
             node: node.clone(),
             attached,
             backends: Vec::new(),
+            profile,
         })
         .collect()
 }
@@ -232,6 +250,7 @@ pub fn entries_of_service<'a>(
             node: String::new(),
             attached,
             backends: backends.clone(),
+            profile: None,
         })
         .collect()
 }
@@ -257,6 +276,7 @@ pub fn entries_of_node(node: &Node) -> Vec<MapEntry> {
             node: name.clone(),
             attached: false,
             backends: Vec::new(),
+            profile: None,
         })
         .collect()
 }
@@ -866,6 +886,25 @@ mod tests {
     }
 
     #[test]
+    fn a_pod_whose_agent_sends_netis_is_mapped_under_the_keybit_it_sends() {
+        let owners = OwnerCache::from_replica_sets([&web_rs()]);
+        let mut p = web_pod("198.18.1.2", true);
+        let agent =
+            p.spec.as_mut().unwrap().containers.iter_mut().find(|c| c.name == AGENT_CONTAINER).unwrap();
+        agent.env = Some(vec![k8s_openapi::api::core::v1::EnvVar {
+            name: "BPC_GRE_PROFILE".into(),
+            value: Some("netis".into()),
+            ..Default::default()
+        }]);
+        let row = &entries_of_pod(&p, &owners)[0];
+        let key = WorkloadKey::from_workload("shop", "Deployment", "web");
+        assert_eq!(row.key, key.as_sent(bpc_wire::GreProfile::Netis).to_string());
+        assert_eq!(row.profile, Some(bpc_contract::GreProfile::Netis));
+        let unattached = &entries_of_pod(&web_pod("198.18.1.3", false), &owners)[0];
+        assert_eq!((unattached.key.clone(), unattached.profile), (key.to_string(), None));
+    }
+
+    #[test]
     fn json_output_is_the_shared_contract_array() {
         let owners = OwnerCache::from_replica_sets([&web_rs()]);
         let rows = build_map(&[web_pod("198.18.1.2", true)], &owners);
@@ -876,7 +915,8 @@ mod tests {
         assert_eq!(
             v,
             json!([{"type": "pod", "ip": "198.18.1.2", "namespace": "shop", "kind": "Deployment", "workload": "web",
-                "key": key, "pod": "web-5f6c7d8b9-abcde", "node": "node-1", "attached": true}])
+                "key": key, "pod": "web-5f6c7d8b9-abcde", "node": "node-1", "attached": true,
+                "profile": "standard"}])
         );
     }
 
@@ -1050,7 +1090,10 @@ mod tests {
             (RowType::Service, "web", "web")
         );
         assert_eq!(
-            m.name(WorkloadKey::from_workload("shop", "Deployment", "web").0),
+            m.name(
+                WorkloadKey::from_workload("shop", "Deployment", "web").0,
+                bpc_contract::stream::ReceivedProfile::Standard
+            ),
             Some("shop/deployment/web")
         );
     }

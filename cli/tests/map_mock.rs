@@ -93,7 +93,7 @@ async fn all_namespaces_map_lists_once_and_resolves_deployments_and_statefulsets
              "pod": "pg-0", "node": "node-1", "attached": false},
             {"type": "pod", "ip": "198.18.1.2", "namespace": "shop", "kind": "Deployment", "workload": "checkout",
              "key": WorkloadKey::from_workload("shop", "deployment", "checkout").to_string(),
-             "pod": "checkout-5f6c7d8b9-abcde", "node": "node-1", "attached": true},
+             "pod": "checkout-5f6c7d8b9-abcde", "node": "node-1", "attached": true, "profile": "standard"},
             // One backend workload: the Service shares its key.
             {"type": "service", "ip": "198.18.9.7", "namespace": "db", "kind": "Service", "workload": "pg",
              "key": WorkloadKey::from_workload("db", "statefulset", "pg").to_string(),
