@@ -13,6 +13,7 @@ use std::io::Write;
 use bpc_wire::WorkloadKey;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::ListParams;
@@ -645,14 +646,30 @@ async fn list_nodes(client: &Client) -> Result<Option<Vec<Node>>, Error> {
     }
 }
 
-/// Lists ReplicaSets, pods, Services and Nodes (one call each) and builds the map.
+/// The Jobs in scope, for their CronJobs: None when the user may not list
+/// them (their pods are then labelled with the Job).
+async fn list_jobs(client: &Client, namespace: Option<&str>) -> Result<Option<Vec<Job>>, Error> {
+    match apis::<Job>(client, namespace).list(&ListParams::default()).await {
+        Ok(list) => Ok(Some(list.items)),
+        Err(kube::Error::Api(s)) if s.code == 403 || s.code == 404 => {
+            tracing::debug!("no Job owners: {}", s.message);
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Lists ReplicaSets, Jobs, pods, Services and Nodes (one call each) and builds the map.
 /// `namespace` None means all namespaces.
 pub async fn fetch_map(client: &Client, namespace: Option<&str>) -> Result<Vec<MapEntry>, Error> {
     let rs_api: Api<ReplicaSet> = apis(client, namespace);
     let pod_api: Api<Pod> = apis(client, namespace);
     let svc_api: Api<Service> = apis(client, namespace);
     let sets = rs_api.list(&ListParams::default()).await?;
-    let owners = OwnerCache::from_replica_sets(&sets.items);
+    let mut owners = OwnerCache::from_replica_sets(&sets.items);
+    for job in list_jobs(client, namespace).await?.unwrap_or_default() {
+        owners.insert_job(&job);
+    }
     let pods = pod_api.list(&ListParams::default()).await?;
     let services = svc_api.list(&ListParams::default()).await?;
     let nodes = list_nodes(client).await?.unwrap_or_default();
@@ -751,9 +768,19 @@ pub async fn watch(
     let svc_api: Api<Service> = apis(client, namespace);
     let sets = rs_api.list(&ListParams::default()).await?;
     let mut owners = OwnerCache::from_replica_sets(&sets.items);
+    let jobs = list_jobs(client, namespace).await?;
+    for job in jobs.iter().flatten() {
+        owners.insert_job(job);
+    }
     let mut state = MapState::default();
     let mut pods = watcher(pod_api, watcher::Config::default()).boxed();
     let mut rs_events = watcher(rs_api, watcher::Config::default()).boxed();
+    // A CronJob makes its Jobs as it goes: keep them in the owner cache (when
+    // the user may list them at all).
+    let mut job_events = match jobs {
+        Some(_) => watcher(apis::<Job>(client, namespace), watcher::Config::default()).boxed(),
+        None => futures::stream::pending().boxed(),
+    };
     let mut svc_events = side_watch(svc_api);
     let mut node_events = match list_nodes(client).await? {
         Some(_) => side_watch(Api::<Node>::all(client.clone())),
@@ -779,6 +806,12 @@ pub async fn watch(
                 // are retried by the watcher and never stop the pod stream.
                 if let Some(Ok(watcher::Event::Apply(rs) | watcher::Event::InitApply(rs))) = ev {
                     owners.insert(&rs);
+                }
+                Vec::new()
+            }
+            ev = job_events.next() => {
+                if let Some(Ok(watcher::Event::Apply(job) | watcher::Event::InitApply(job))) = ev {
+                    owners.insert_job(&job);
                 }
                 Vec::new()
             }
@@ -902,6 +935,26 @@ mod tests {
         assert_eq!(row.profile, Some(bpc_contract::GreProfile::Netis));
         let unattached = &entries_of_pod(&web_pod("198.18.1.3", false), &owners)[0];
         assert_eq!((unattached.key.clone(), unattached.profile), (key.to_string(), None));
+    }
+
+    #[test]
+    fn a_cronjobs_pod_belongs_to_the_cronjob_through_its_job() {
+        let job: Job =
+            serde_json::from_value(json!({"metadata": {"name": "nightly-29000000", "namespace": "ops",
+            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "CronJob", "name": "nightly", "uid": "u",
+                "controller": true}]}}))
+            .unwrap();
+        let p = pod(json!({"metadata": {"name": "nightly-29000000-x7k2p", "namespace": "ops",
+            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": "nightly-29000000", "uid": "j",
+                "controller": true}]},
+            "spec": {"containers": []}, "status": {"podIP": "198.18.5.5"}}));
+        let unknown = OwnerCache::default().workload_of(&p);
+        assert_eq!((unknown.kind.as_str(), unknown.name.as_str()), ("Job", "nightly-29000000"));
+        let mut owners = OwnerCache::default();
+        owners.insert_job(&job);
+        let row = &entries_of_pod(&p, &owners)[0];
+        assert_eq!((row.kind.as_str(), row.workload.as_str()), ("CronJob", "nightly"));
+        assert_eq!(row.key, WorkloadKey::from_workload("ops", "cronjob", "nightly").to_string());
     }
 
     #[test]

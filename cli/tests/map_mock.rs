@@ -40,6 +40,7 @@ async fn all_namespaces_map_lists_once_and_resolves_deployments_and_statefulsets
             &[],
             list("ReplicaSetList", vec![rs("shop", "checkout-5f6c7d8b9", "checkout")]),
         ),
+        ex("GET", "/apis/batch/v1/jobs", &[], list("JobList", vec![])),
         ex(
             "GET",
             "/api/v1/pods",
@@ -131,9 +132,14 @@ fn watch_script(events: Vec<Value>) -> Vec<Exchange> {
     const SETS: &str = "/apis/apps/v1/namespaces/shop/replicasets";
     const PODS: &str = "/api/v1/namespaces/shop/pods";
     const SERVICES: &str = "/api/v1/namespaces/shop/services";
+    const JOBS: &str = "/apis/batch/v1/namespaces/shop/jobs";
     let sets = || list("ReplicaSetList", vec![rs("shop", "web-6b7c8", "web")]);
     [
-        vec![ex("GET", SETS, &[], sets()), err("GET", "/api/v1/nodes", 403, "Forbidden", "forbidden")],
+        vec![
+            ex("GET", SETS, &[], sets()),
+            ex("GET", JOBS, &[], list("JobList", vec![])),
+            err("GET", "/api/v1/nodes", 403, "Forbidden", "forbidden"),
+        ],
         any_order(vec![
             ex(
                 "GET",
@@ -158,6 +164,8 @@ fn watch_script(events: Vec<Value>) -> Vec<Exchange> {
             ex("GET", SETS, &[], sets()).repeatable(),
             quiet_watch(PODS).repeatable(),
             quiet_watch(SETS).repeatable(),
+            ex("GET", JOBS, &[], list("JobList", vec![])).repeatable(),
+            quiet_watch(JOBS).repeatable(),
             quiet_watch(SERVICES).repeatable(),
         ]),
     ]
