@@ -11,6 +11,8 @@ use tracing::{error, info, warn};
 use bpc_wire::Retagged;
 
 use crate::capture::{Capture, CaptureGeometry, Frame, FrameSink, LARGEST_STANDARD_FRAME};
+use bpc_contract::defaults::FINAL_TALLY_PREFIX;
+
 use crate::config::{CAPTURE_SNAPLEN, Config, OnError, OversizeMode, WriteTarget};
 use crate::error::{Error, Result};
 use crate::filter;
@@ -691,7 +693,7 @@ fn log_summary(stats: &Stats) -> String {
         })
         .collect();
     let summary = format!(
-        "stopped after {:.1}s: captured {} packets ({} bytes), kernel drops {}, interface drops {}, \
+        "{FINAL_TALLY_PREFIX}{:.1}s: captured {} packets ({} bytes), kernel drops {}, interface drops {}, \
          rate-limited {}, truncated {}, segmented {}; sent to {}",
         s.uptime_seconds,
         s.capture.packets,

@@ -296,7 +296,7 @@ pub fn capture_container(
         add.push((env::COUNT, n.to_string()));
     }
     // Before the Downward API variables, with the agent's other settings.
-    let at = env.iter().position(|e| e["name"] == "POD_NAME").unwrap_or(env.len());
+    let at = env.iter().position(|e| e["name"] == env::POD_NAME).unwrap_or(env.len());
     for (i, (name, value)) in add.into_iter().enumerate() {
         env.insert(at + i, json!({"name": name, "value": value}));
     }
@@ -717,7 +717,7 @@ pub async fn run(args: &CaptureArgs, kube: &Kube) -> Result<ExitCode, Error> {
     };
     let names: Vec<String> = plans.iter().map(|p| format!("{}/{}", p.namespace, p.pod)).collect();
     let mut merger = match output {
-        Some(out) => Some(Merger::new(out, &names, args.snaplen.unwrap_or(262_144))?),
+        Some(out) => Some(Merger::new(out, &names, args.snaplen.unwrap_or(bpc_contract::defaults::SNAPLEN))?),
         None => None,
     };
     for p in &plans {
@@ -845,7 +845,7 @@ pub async fn run(args: &CaptureArgs, kube: &Kube) -> Result<ExitCode, Error> {
         let name = p.container_name();
         let lp = LogParams { container: Some(name.to_owned()), tail_lines: Some(1), ..Default::default() };
         if let Ok(log) = pods.logs(&p.pod, &lp).await
-            && log.contains("stopped after")
+            && log.contains(bpc_contract::defaults::FINAL_TALLY_PREFIX)
         {
             eprintln!("pod/{} {name}: {}", p.pod, log.trim());
         }

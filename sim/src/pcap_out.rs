@@ -28,7 +28,7 @@ use crate::map::SharedMap;
 use crate::receiver::FrameSink;
 
 /// The snap length declared in the file headers: the largest GRE payload.
-const SNAPLEN: u32 = 262144;
+const SNAPLEN: u32 = bpc_contract::defaults::SNAPLEN;
 /// `if_tsresol` for 10^-9 s: the unit pcap-file's EnhancedPacketBlock writes.
 pub const NANOSECONDS: u8 = 9;
 /// Bytes a record adds to a frame (pcap record header, roughly an EPB's), for rotation.
