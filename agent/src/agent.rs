@@ -263,7 +263,7 @@ pub fn run(config: Config) -> Result<String> {
     // its port there would only hide application traffic that happens to use it.
     let excluded_port = if config.metrics_addr.ip().is_loopback() { 0 } else { metrics_port };
     let identity = Identity {
-        key: format!("{:#010x}", config.key.key),
+        key: bpc_wire::WorkloadKey(config.key.key).to_string(),
         workload: config.key.workload.clone(),
         profile: config.profile.into(),
         oversize: config.oversize,

@@ -135,7 +135,7 @@ impl FrameSink for PcapOut {
                             .into_iter()
                             .find_map(|p| map.name(key, p))
                             .map(str::to_string)
-                            .unwrap_or_else(|| format!("0x{key:08x}"));
+                            .unwrap_or_else(|| bpc_wire::WorkloadKey(key).to_string());
                         drop(map);
                         w.write_pcapng_block(InterfaceDescriptionBlock {
                             linktype: DataLink::ETHERNET,
