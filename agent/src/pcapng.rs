@@ -176,14 +176,10 @@ mod tests {
 
     /// `frame.time_epoch` of every packet in `file`, as tshark prints it.
     fn tshark_epochs(file: &std::path::Path) -> Vec<String> {
-        let out = std::process::Command::new("tshark")
-            .arg("-r")
-            .arg(file)
-            .args(["-T", "fields", "-e", "frame.time_epoch"])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "tshark rejects {}", file.display());
-        String::from_utf8(out.stdout).unwrap().lines().map(str::to_owned).collect()
+        bpc_netns::tshark(file, &["-T", "fields", "-e", "frame.time_epoch"])
+            .lines()
+            .map(str::to_owned)
+            .collect()
     }
 
     #[test]

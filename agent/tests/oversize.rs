@@ -16,9 +16,9 @@ mod support;
 use std::collections::{BTreeSet, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
+use bpc_netns::tshark;
 use etherparse::{LaxNetSlice, LaxSlicedPacket, TransportSlice};
 use pcap_file::pcap::{PcapPacket, PcapReader, PcapWriter};
 use support::*;
@@ -91,13 +91,6 @@ fn tshark_matches(pcap: &Path, filter: &str, check_checksums: bool) -> String {
         &[]
     };
     tshark(pcap, &[&["-Y", filter], checksums].concat())
-}
-
-/// `tshark -r PCAP -n ARGS...`'s output; a failing tshark fails the test.
-fn tshark(pcap: &Path, args: &[&str]) -> String {
-    let out = Command::new("tshark").arg("-r").arg(pcap).arg("-n").args(args).output().expect("run tshark");
-    assert!(out.status.success(), "tshark: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The segments tshark flags "previous segment not captured" in `pcap`: (source

@@ -15,7 +15,6 @@ mod support;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -88,15 +87,7 @@ fn send(t: &Topology) {
 /// Per UDP payload (hex), the capture time tshark reads from `file`, in
 /// nanoseconds since the epoch.
 fn tshark_times(file: &Path) -> HashMap<String, i128> {
-    let out = Command::new("tshark")
-        .arg("-r")
-        .arg(file)
-        .args(["-T", "fields", "-e", "frame.time_epoch", "-e", "udp.payload", "-Y", "udp"])
-        .output()
-        .expect("tshark runs");
-    assert!(out.status.success(), "tshark -r {}: {}", file.display(), String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout)
-        .unwrap()
+    bpc_netns::tshark(file, &["-T", "fields", "-e", "frame.time_epoch", "-e", "udp.payload", "-Y", "udp"])
         .lines()
         .map(|line| {
             let (time, payload) = line.split_once('\t').unwrap_or_else(|| panic!("tshark line {line:?}"));

@@ -257,3 +257,16 @@ impl Drop for Proc {
         let _ = self.child.wait();
     }
 }
+
+/// `tshark -r FILE -n ARGS...`'s standard output, the outside decoder the
+/// tests read every file and stream with; a failing tshark fails the test.
+pub fn tshark(file: &Path, args: &[&str]) -> String {
+    let out = Command::new("tshark").arg("-r").arg(file).arg("-n").args(args).output().expect("run tshark");
+    assert!(
+        out.status.success(),
+        "tshark -r {} {args:?}: {}",
+        file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
