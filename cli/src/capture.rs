@@ -472,7 +472,7 @@ pub async fn plan(kube: &Kube, args: &CaptureArgs) -> Result<Vec<Planned>, Error
             )));
         }
     }
-    let mut planner = CapabilityPlanner::new(args.capabilities);
+    let mut planner = CapabilityPlanner::new(args.capabilities).quiet(args.quiet);
     let choice = planner.choose(&kube.client, &kube.namespace).await.map_err(|e| match e {
         // Nothing was written: a refused mode is a configuration error here.
         Error::Workload(m) => Error::Usage(m),

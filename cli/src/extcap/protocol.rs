@@ -239,7 +239,9 @@ impl Request {
         match f.extcap_interface.as_deref() {
             Some(INTERFACE) => {}
             Some(other) => {
-                return Err(Error::Usage(format!("no extcap interface {other}: kubectl-bpc has {INTERFACE}")));
+                return Err(Error::Usage(format!(
+                    "no extcap interface {other}: kubectl-bpc has {INTERFACE}"
+                )));
             }
             None => return Err(Error::Usage("--extcap-interface bpc is needed".into())),
         }
