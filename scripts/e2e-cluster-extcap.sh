@@ -87,7 +87,7 @@ kubectl wait -n "$ns" pod/client --for=jsonpath='{.status.phase}'=Succeeded --ti
 sleep 2
 kill -INT "$tshark_pid"
 wait "$tshark_pid" || fail "tshark exited $?: $(cat "$work/tshark.log")"
-! grep 'extcap' "$work/tshark.log" || fail "a clean capture made the extcap write to stderr (Wireshark shows it as an error)"
+! grep 'Error by extcap' "$work/tshark.log" || fail "a clean capture made the extcap write to stderr (Wireshark shows it as an error)"
 ok "tshark stopped: $(grep -i captured "$work/tshark.log" || true)"
 
 step "every request is in the file, one interface per pod, no pod restarted, every agent exited 0"
