@@ -133,11 +133,15 @@ spec:
 EOF
 kubectl wait -n "$restricted" pod/locked --for=jsonpath='{.status.phase}'=Running --timeout 90s >/dev/null
 rc=0
-timeout 60 tshark -i bpc -o "extcap.bpc.namespace:$restricted" -o extcap.bpc.target:pod/locked \
+# tshark 4.0 prints the extcap's error, then waits to be stopped (its dumpcap
+# keeps the pipe open): stopped as a user would, with Ctrl-C.
+timeout -s INT 15 tshark -i bpc -o "extcap.bpc.namespace:$restricted" -o extcap.bpc.target:pod/locked \
   -o "extcap.bpc.image:$BPC_AGENT_IMAGE" -w "$work/locked.pcapng" >"$work/refused.log" 2>&1 || rc=$?
 refusal=$(grep 'Error by extcap pipe: kubectl-bpc: ' "$work/refused.log" || true)
-{ ((rc != 0)) && [[ $refusal == *restricted* ]]; } ||
-  fail "tshark exited $rc without the extcap's refusal: $(cat "$work/refused.log")"
+[[ $refusal == *restricted* && $(grep -c 'Error by extcap' "$work/refused.log") == 1 ]] ||
+  fail "tshark (exit $rc) shows no one-line refusal of the extcap: $(cat "$work/refused.log")"
+[[ -z $(kubectl get pod -n "$restricted" locked -o jsonpath='{.spec.ephemeralContainers}') ]] ||
+  fail "the restricted pod got an ephemeral container"
 ok "exit $rc: $refusal"
 
 step "extcap uninstall: tshark no longer lists bpc"

@@ -446,6 +446,36 @@ mod tests {
     }
 
     #[test]
+    fn each_pod_interface_is_described_by_its_workload_and_names_come_before_the_packets_they_label() {
+        let interfaces = [PodInterface {
+            name: "shop/web-1".into(),
+            description: Some("workload shop/deployment/web".into()),
+        }];
+        let mut m = Merger::with_interfaces(Vec::new(), &interfaces, 65535).unwrap();
+        m.names(&[("198.19.1.5".parse().unwrap(), "web-1".into())]).unwrap();
+        m.names(&[]).unwrap();
+        m.push(0, Demux::default().push(&agent_stream(&[100], 200)).unwrap());
+        m.finish(0);
+        m.drain().unwrap();
+        let bytes = m.into_inner();
+        let mut r = PcapNgReader::new(&bytes[..]).unwrap();
+        let mut blocks = Vec::new();
+        while let Some(b) = r.next_block() {
+            blocks.push(match b.unwrap() {
+                Block::InterfaceDescription(i) => format!("interface {:?}", i.options),
+                Block::NameResolution(n) => format!("names {}", n.records.len()),
+                Block::EnhancedPacket(_) => "packet".into(),
+                other => format!("{other:?}"),
+            });
+        }
+        assert_eq!(
+            blocks[0],
+            r#"interface [IfName("shop/web-1"), IfTsResol(9), IfDescription("workload shop/deployment/web")]"#
+        );
+        assert_eq!(blocks[1..3], ["names 1", "packet"], "an empty name list writes no block");
+    }
+
+    #[test]
     fn a_quiet_stream_holds_back_only_what_is_newer_than_its_watermark() {
         let names = vec!["a".to_owned(), "b".to_owned()];
         let mut m = Merger::new(Vec::new(), &names, 65535).unwrap();
