@@ -11,6 +11,8 @@ use tracing::{error, info, warn};
 use bpc_wire::Retagged;
 
 use crate::capture::{Capture, CaptureGeometry, Frame, FrameSink, LARGEST_STANDARD_FRAME};
+use bpc_contract::defaults::FINAL_TALLY_PREFIX;
+
 use crate::config::{CAPTURE_SNAPLEN, Config, OnError, OversizeMode, WriteTarget};
 use crate::error::{Error, Result};
 use crate::filter;
@@ -197,6 +199,39 @@ impl Pipeline {
 struct Forward<'a> {
     pipeline: &'a mut Pipeline,
     stats: &'a Stats,
+    config: &'a Config,
+    excluded_port: u16,
+    /// The collector resolutions last applied.
+    seen_generation: u64,
+}
+
+impl Output for Forward<'_> {
+    fn limits(&self) -> &Limits {
+        &self.pipeline.limits
+    }
+
+    fn before_round(&mut self, capture: &Capture) {
+        // After the wait, not before: a new collector address published while
+        // we slept must apply to the frames that woke us.
+        let generation = self.stats.generation.load(Ordering::Acquire);
+        if generation != self.seen_generation {
+            self.seen_generation = generation;
+            reconfigure(self.config, self.stats, capture, self.pipeline, self.excluded_port);
+        }
+    }
+
+    fn after_round(&mut self, periodic: bool) -> Result<()> {
+        if periodic {
+            self.pipeline.sender.drain_icmp_errors(self.stats);
+            self.pipeline.sender.refresh_links();
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        self.pipeline.sender.flush(self.stats);
+        Ok(())
+    }
 }
 
 impl FrameSink for Forward<'_> {
@@ -261,7 +296,7 @@ pub fn run(config: Config) -> Result<String> {
     // its port there would only hide application traffic that happens to use it.
     let excluded_port = if config.metrics_addr.ip().is_loopback() { 0 } else { metrics_port };
     let identity = Identity {
-        key: format!("{:#010x}", config.key.key),
+        key: bpc_wire::WorkloadKey(config.key.key).to_string(),
         workload: config.key.workload.clone(),
         profile: config.profile.into(),
         oversize: config.oversize,
@@ -360,7 +395,9 @@ fn capture(
     let mut sender = Sender::new(config.profile, config.key.key, iface.mac)?;
     sender.set_destinations(&dests);
     sender.set_send_path(config.send_path);
-    let mut seen_generation = stats.generation.load(Ordering::Acquire);
+    // Taken before the resolver thread starts, so that a resolution it
+    // publishes from then on applies to the next frames.
+    let seen_generation = stats.generation.load(Ordering::Acquire);
 
     resolve::spawn(config.collectors.clone(), stats.clone(), config.resolve_interval)
         .map_err(|e| Error::Io { what: "start the resolver thread".into(), source: e })?;
@@ -395,48 +432,73 @@ fn capture(
         tally: Tally::default(),
         limits: Limits::new(config, Instant::now()),
     };
+    let mut forward = Forward { pipeline: &mut pipeline, stats, config, excluded_port, seen_generation };
+    let result = capture_loop(&mut capture, &mut forward, &iface, stats, config.linger, wait_mask);
+    let summary = log_summary(stats);
+    result.map(|()| summary)
+}
+
+/// Where the capture loop's frames go, and what each round ends with: GRE
+/// to the collectors ([`Forward`]) or a pcapng file ([`WritePcapng`]).
+trait Output: FrameSink {
+    /// `--duration` and `--count`.
+    fn limits(&self) -> &Limits;
+    /// Before a round's frames are taken.
+    fn before_round(&mut self, _capture: &Capture) {}
+    /// After a round; `periodic` once per [`STATS_PERIOD`], after the kernel
+    /// counters were read. An error ends the capture.
+    fn after_round(&mut self, periodic: bool) -> Result<()>;
+    /// After the last frames, the kernel counters read a last time.
+    fn finish(&mut self) -> Result<()>;
+}
+
+/// The one capture loop: wait for the rings, hand their blocks to `output`,
+/// until a stop (with `--linger`), `--duration` or `--count`; then the
+/// last blocks and the output's last word.
+fn capture_loop(
+    capture: &mut Capture,
+    output: &mut impl Output,
+    iface: &Interface,
+    stats: &Stats,
+    linger: Duration,
+    wait_mask: &libc::sigset_t,
+) -> Result<()> {
     let base_ifdrops = iface.rx_dropped();
     let mut last_stats = Instant::now();
+    // Capture is live: /startupz passes from here.
     stats.capture.heartbeat.set(stats.started, Instant::now());
-
-    let mut shutdown = Shutdown::new(config.linger);
+    let mut shutdown = Shutdown::new(linger);
     let result = loop {
         let now = Instant::now();
-        if shutdown.done(stats, now) || pipeline.limits.reached(now) {
+        if shutdown.done(stats, now) || output.limits().reached(now) {
             break Ok(());
         }
-        let poll = shutdown.poll_ms().unwrap_or_else(|| pipeline.limits.poll_ms(now));
+        let poll = shutdown.poll_ms().unwrap_or_else(|| output.limits().poll_ms(now));
         if let Err(e) = capture.wait(poll, wait_mask) {
             break Err(e);
         }
-        // After the wait, not before: a new collector address published while
-        // we slept must apply to the frames that woke us.
-        let generation = stats.generation.load(Ordering::Acquire);
-        if generation != seen_generation {
-            seen_generation = generation;
-            reconfigure(config, stats, &capture, &mut pipeline, excluded_port);
-        }
+        output.before_round(capture);
         let blocks = capture.block_count();
-        let drained = capture.drain(&mut Forward { pipeline: &mut pipeline, stats }, blocks);
+        let drained = capture.drain(output, blocks);
         let now = Instant::now();
         stats.capture.heartbeat.set(stats.started, now);
-        if now.duration_since(last_stats) >= STATS_PERIOD {
+        let periodic = now.duration_since(last_stats) >= STATS_PERIOD;
+        if periodic {
             last_stats = now;
-            read_kernel_counters(&capture, &iface, base_ifdrops, stats);
-            pipeline.sender.drain_icmp_errors(stats);
-            pipeline.sender.refresh_links();
+            read_kernel_counters(capture, iface, base_ifdrops, stats);
+        }
+        if let Err(e) = output.after_round(periodic) {
+            break Err(e);
         }
         if let Some(pause) = drained.pause() {
             std::thread::sleep(pause);
         }
     };
     if result.is_ok() {
-        last_blocks(&mut capture, &mut Forward { pipeline: &mut pipeline, stats });
+        last_blocks(capture, output);
     }
-    pipeline.sender.flush(stats);
-    read_kernel_counters(&capture, &iface, base_ifdrops, stats);
-    let summary = log_summary(stats);
-    result.map(|()| summary)
+    read_kernel_counters(capture, iface, base_ifdrops, stats);
+    result.and_then(|()| output.finish())
 }
 
 /// After SIGTERM or SIGINT: stop at once, or with `--linger`, keep capturing
@@ -532,6 +594,47 @@ impl FrameSink for WritePcapng<'_> {
     }
 }
 
+impl WritePcapng<'_> {
+    /// The interface statistics block: what was captured, dropped and written.
+    fn statistics(&mut self) -> Result<()> {
+        let s = self.stats.snapshot(Instant::now());
+        self.out.statistics(
+            wall_clock(),
+            Counters {
+                received: s.capture.packets,
+                interface_drops: s.capture.interface_drops,
+                os_drops: s.capture.kernel_drops + s.capture.rate_limited,
+                delivered: self.delivered,
+            },
+        )
+    }
+}
+
+impl Output for WritePcapng<'_> {
+    fn limits(&self) -> &Limits {
+        self.limits
+    }
+
+    fn after_round(&mut self, periodic: bool) -> Result<()> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
+        if periodic {
+            self.statistics()?;
+        }
+        self.out.flush()
+    }
+
+    /// The last word: final counters, then everything to the reader.
+    fn finish(&mut self) -> Result<()> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
+        self.statistics()?;
+        self.out.flush()
+    }
+}
+
 /// The `--write` loop: capture → filter already applied → rate limit → pcapng.
 fn write_loop(
     config: &Config,
@@ -544,83 +647,17 @@ fn write_loop(
 ) -> Result<()> {
     let mut limits = Limits::new(config, Instant::now());
     let mut limiter = RateLimiter::new(config.max_pps, config.max_bytes_per_sec, Instant::now());
-    let base_ifdrops = iface.rx_dropped();
-    let mut last_stats = Instant::now();
-    let mut delivered = 0u64;
-    stats.capture.heartbeat.set(stats.started, Instant::now());
-    let write_statistics = |capture: &Capture, out: &mut PcapngOut, delivered: u64| {
-        read_kernel_counters(capture, iface, base_ifdrops, stats);
-        let s = stats.snapshot(Instant::now());
-        out.statistics(
-            wall_clock(),
-            Counters {
-                received: s.capture.packets,
-                interface_drops: s.capture.interface_drops,
-                os_drops: s.capture.kernel_drops + s.capture.rate_limited,
-                delivered,
-            },
-        )
+    let mut sink = WritePcapng {
+        out: &mut out,
+        limits: &mut limits,
+        limiter: &mut limiter,
+        snaplen,
+        stats,
+        tally: Tally::default(),
+        delivered: 0,
+        failed: None,
     };
-    let mut shutdown = Shutdown::new(config.linger);
-    let result = loop {
-        let now = Instant::now();
-        if shutdown.done(stats, now) || limits.reached(now) {
-            break Ok(());
-        }
-        let poll = shutdown.poll_ms().unwrap_or_else(|| limits.poll_ms(now));
-        if let Err(e) = capture.wait(poll, wait_mask) {
-            break Err(e);
-        }
-        let mut sink = WritePcapng {
-            out: &mut out,
-            limits: &mut limits,
-            limiter: &mut limiter,
-            snaplen,
-            stats,
-            tally: Tally::default(),
-            delivered,
-            failed: None,
-        };
-        let blocks = capture.block_count();
-        let drained = capture.drain(&mut sink, blocks);
-        delivered = sink.delivered;
-        if let Some(e) = sink.failed {
-            break Err(e);
-        }
-        let now = Instant::now();
-        stats.capture.heartbeat.set(stats.started, now);
-        if now.duration_since(last_stats) >= STATS_PERIOD {
-            last_stats = now;
-            if let Err(e) = write_statistics(capture, &mut out, delivered) {
-                break Err(e);
-            }
-        }
-        if let Err(e) = out.flush() {
-            break Err(e);
-        }
-        if let Some(pause) = drained.pause() {
-            std::thread::sleep(pause);
-        }
-    };
-    let result = result.and_then(|()| {
-        let mut sink = WritePcapng {
-            out: &mut out,
-            limits: &mut limits,
-            limiter: &mut limiter,
-            snaplen,
-            stats,
-            tally: Tally::default(),
-            delivered,
-            failed: None,
-        };
-        last_blocks(capture, &mut sink);
-        delivered = sink.delivered;
-        sink.failed.map_or(Ok(()), Err)
-    });
-    // The last word: final counters, then everything to the reader.
-    let result =
-        result.and_then(|()| write_statistics(capture, &mut out, delivered)).and_then(|()| out.flush());
-    match result {
+    match capture_loop(capture, &mut sink, iface, stats, config.linger, wait_mask) {
         Err(e) if pcapng::reader_gone(&e) => {
             info!("the reader of --write went away (broken pipe); stopping");
             Ok(())
@@ -691,7 +728,7 @@ fn log_summary(stats: &Stats) -> String {
         })
         .collect();
     let summary = format!(
-        "stopped after {:.1}s: captured {} packets ({} bytes), kernel drops {}, interface drops {}, \
+        "{FINAL_TALLY_PREFIX}{:.1}s: captured {} packets ({} bytes), kernel drops {}, interface drops {}, \
          rate-limited {}, truncated {}, segmented {}; sent to {}",
         s.uptime_seconds,
         s.capture.packets,

@@ -304,7 +304,7 @@ pub fn capture_container(
         add.push((env::COUNT, n.to_string()));
     }
     // Before the Downward API variables, with the agent's other settings.
-    let at = env.iter().position(|e| e["name"] == "POD_NAME").unwrap_or(env.len());
+    let at = env.iter().position(|e| e["name"] == env::POD_NAME).unwrap_or(env.len());
     for (i, (name, value)) in add.into_iter().enumerate() {
         env.insert(at + i, json!({"name": name, "value": value}));
     }
@@ -735,7 +735,8 @@ pub async fn run(args: &CaptureArgs, kube: &Kube) -> Result<ExitCode, Error> {
     let names: Vec<String> = plans.iter().map(|p| format!("{}/{}", p.namespace, p.pod)).collect();
     let mut merger = match output {
         Some(out) => {
-            let mut m = Merger::with_interfaces(out, &interfaces(&plans), args.snaplen.unwrap_or(262_144))?;
+            let snaplen = args.snaplen.unwrap_or(bpc_contract::defaults::SNAPLEN);
+            let mut m = Merger::with_interfaces(out, &interfaces(&plans), snaplen)?;
             m.names(&hosts_written.fresh(plans.iter().flat_map(|p| p.hosts.clone())))?;
             Some(m)
         }
@@ -899,7 +900,7 @@ pub async fn run(args: &CaptureArgs, kube: &Kube) -> Result<ExitCode, Error> {
         let name = p.container_name();
         let lp = LogParams { container: Some(name.to_owned()), tail_lines: Some(1), ..Default::default() };
         if let Ok(log) = pods.logs(&p.pod, &lp).await
-            && log.contains("stopped after")
+            && log.contains(bpc_contract::defaults::FINAL_TALLY_PREFIX)
             && !args.quiet
         {
             eprintln!("pod/{} {name}: {}", p.pod, log.trim());

@@ -346,6 +346,23 @@ impl Editor<'_> {
     }
 }
 
+impl Editor<'_> {
+    /// The documents of `source`, which messages name from now on.
+    fn documents<'s>(&mut self, source: &'s Source) -> Result<Vec<input::Document<'s>>, Error> {
+        self.label = source.label();
+        input::split(&source.text).map_err(|e| {
+            let file = self.label.as_ref().map(|l| format!("{l}: ")).unwrap_or_default();
+            Error::Usage(format!("{file}line {}: {}", e.line, e.why))
+        })
+    }
+
+    /// Messages name the document `index` (0-based) of the source, at its line.
+    fn at(&mut self, index: usize, doc: &input::Document<'_>) {
+        self.document = index + 1;
+        self.line = doc.line;
+    }
+}
+
 /// Every object of `sources` as kubectl reads it (List items one by one),
 /// or the refusal inject and uninject would give.
 pub fn read_sources(sources: &[Source]) -> Result<Vec<Value>, Error> {
@@ -359,14 +376,9 @@ pub fn read_sources(sources: &[Source]) -> Result<Vec<Value>, Error> {
     };
     let mut objects = Vec::new();
     for source in sources {
-        editor.label = source.label();
-        let docs = input::split(&source.text).map_err(|e| {
-            let file = editor.label.as_ref().map(|l| format!("{l}: ")).unwrap_or_default();
-            Error::Usage(format!("{file}line {}: {}", e.line, e.why))
-        })?;
+        let docs = editor.documents(source)?;
         for (index, doc) in docs.iter().enumerate() {
-            editor.document = index + 1;
-            editor.line = doc.line;
+            editor.at(index, doc);
             match editor.read(doc)? {
                 Some(Value::Object(mut m)) if m.get("kind").and_then(Value::as_str) == Some("List") => {
                     if let Some(Value::Array(items)) = m.remove("items") {
@@ -402,14 +414,9 @@ pub fn edit_sources(sources: &[Source], edit: &Edit, namespace: Option<&str>) ->
     let mut editor = Editor { edit, namespace, label: None, document: 0, line: 1, out: Edited::default() };
     let mut yaml = String::with_capacity(sources.iter().map(|s| s.text.len() * 2).sum());
     for source in sources {
-        editor.label = source.label();
-        let docs = input::split(&source.text).map_err(|e| {
-            let file = editor.label.as_ref().map(|l| format!("{l}: ")).unwrap_or_default();
-            Error::Usage(format!("{file}line {}: {}", e.line, e.why))
-        })?;
+        let docs = editor.documents(source)?;
         for (index, doc) in docs.iter().enumerate() {
-            editor.document = index + 1;
-            editor.line = doc.line;
+            editor.at(index, doc);
             let text = editor.document(doc)?;
             let separate =
                 sources.len() > 1 && !yaml.is_empty() && (index == 0 || doc.syntax == Syntax::Json);

@@ -395,10 +395,11 @@ async fn detach_all_lists_every_kind_and_detaches_only_attached_workloads() {
     assert_eq!(seen.len(), 5, "only the attached workload is patched");
 }
 
-#[tokio::test]
-async fn attach_reads_the_server_version_once_and_adds_a_native_sidecar_from_1_29() {
+/// `attach web` with default options against a Kubernetes 1.`minor` API
+/// server: the pod template spec of the patch it sends.
+async fn attach_on_server(minor: &str) -> Value {
     let script = vec![
-        version("34"),
+        version(minor),
         ex("GET", DEPLOY, &[], deployment("100", template())),
         ex("GET", NAMESPACE, &[], namespace(None)),
         ex("GET", NODES, &[], nodes("containerd://1.7.2")),
@@ -408,7 +409,12 @@ async fn attach_reads_the_server_version_once_and_adds_a_native_sidecar_from_1_2
     let args = attach_args(&[]);
     let (code, seen) = with_server(script, |k| async move { attach::run_attach(&args, &k).await }).await;
     code.unwrap();
-    let spec = &seen.last().unwrap().body["spec"]["template"]["spec"];
+    seen.last().unwrap().body["spec"]["template"]["spec"].clone()
+}
+
+#[tokio::test]
+async fn attach_reads_the_server_version_once_and_adds_a_native_sidecar_from_1_29() {
+    let spec = attach_on_server("34").await;
     assert_eq!(spec["$setElementOrder/initContainers"], json!([{"name": "bpc-agent"}]));
     assert_eq!(spec["initContainers"][0]["restartPolicy"], "Always");
     assert!(spec.get("containers").is_none(), "the app's containers are not named");
@@ -416,18 +422,7 @@ async fn attach_reads_the_server_version_once_and_adds_a_native_sidecar_from_1_2
 
 #[tokio::test]
 async fn attach_before_1_29_adds_a_container_and_sidecar_native_is_refused_before_any_write() {
-    let script = vec![
-        version("28"),
-        ex("GET", DEPLOY, &[], deployment("100", template())),
-        ex("GET", NAMESPACE, &[], namespace(None)),
-        ex("GET", NODES, &[], nodes("containerd://1.7.2")),
-        pod_admitted(),
-        ex("PATCH", DEPLOY, &[], deployment("101", template())),
-    ];
-    let args = attach_args(&[]);
-    let (code, seen) = with_server(script, |k| async move { attach::run_attach(&args, &k).await }).await;
-    code.unwrap();
-    let spec = &seen.last().unwrap().body["spec"]["template"]["spec"];
+    let spec = attach_on_server("28").await;
     assert_eq!(spec["containers"][0]["name"], "bpc-agent");
     assert!(spec.get("initContainers").is_none());
 

@@ -28,7 +28,7 @@ use crate::map::SharedMap;
 use crate::receiver::FrameSink;
 
 /// The snap length declared in the file headers: the largest GRE payload.
-const SNAPLEN: u32 = 262144;
+const SNAPLEN: u32 = bpc_contract::defaults::SNAPLEN;
 /// `if_tsresol` for 10^-9 s: the unit pcap-file's EnhancedPacketBlock writes.
 pub const NANOSECONDS: u8 = 9;
 /// Bytes a record adds to a frame (pcap record header, roughly an EPB's), for rotation.
@@ -162,7 +162,7 @@ impl FrameSink for PcapOut {
                             .find_map(|p| map.name(key, p))
                             .map(str::to_string);
                         drop(map);
-                        let name = workload.clone().unwrap_or_else(|| format!("0x{key:08x}"));
+                        let name = workload.clone().unwrap_or_else(|| bpc_wire::WorkloadKey(key).to_string());
                         // GRE carries the workload's key, not the pod: one interface per
                         // workload, described with the key it streams under.
                         let description = workload.map(|w| {
