@@ -458,6 +458,9 @@ ok "specs restored; no sidecar in the new pods"
 step "kubectl bpc capture: ephemeral containers, no restart (scripts/e2e-cluster-capture.sh)"
 KUBECTL_BPC=$bpc scripts/e2e-cluster-capture.sh
 
+step "kubectl-bpc as a Wireshark extcap: tshark -i bpc (scripts/e2e-cluster-extcap.sh)"
+KUBECTL_BPC=$bpc scripts/e2e-cluster-extcap.sh
+
 # ---------------------------------------------------------------- service paths
 
 step "service paths: sink --map-watch --paths across a rollout (scripts/e2e-cluster-paths.sh)"

@@ -202,12 +202,20 @@ pub struct CapabilityPlanner {
     requested: CapabilitiesArg,
     runtimes: Option<Option<Vec<Runtime>>>,
     chosen: BTreeMap<String, Result<Choice, String>>,
+    /// The reason is not printed (the extcap: Wireshark shows any stderr as an error).
+    quiet: bool,
 }
 
 impl CapabilityPlanner {
     /// A planner for the mode given on the command line.
     pub fn new(requested: CapabilitiesArg) -> CapabilityPlanner {
-        CapabilityPlanner { requested, runtimes: None, chosen: BTreeMap::new() }
+        CapabilityPlanner { requested, runtimes: None, chosen: BTreeMap::new(), quiet: false }
+    }
+
+    /// The same planner, printing nothing.
+    pub fn quiet(mut self, quiet: bool) -> CapabilityPlanner {
+        self.quiet = quiet;
+        self
     }
 
     /// The choice for a namespace; prints the reason the first time.
@@ -219,7 +227,9 @@ impl CapabilityPlanner {
             }
             let runtimes = self.runtimes.as_ref().and_then(Option::as_deref);
             let choice = choose(self.requested, namespace, &pss, runtimes).map_err(|e| e.to_string());
-            if let Ok(c) = &choice {
+            if let Ok(c) = &choice
+                && !self.quiet
+            {
                 eprintln!("capabilities for namespace {namespace}: {} ({})", c.mode.as_str(), c.reason);
             }
             self.chosen.insert(namespace.to_owned(), choice);

@@ -126,6 +126,10 @@ pub struct CaptureArgs {
     /// Suffix of the container name (default: random); tests fix it.
     #[arg(long, hide = true)]
     pub id: Option<String>,
+    /// Nothing on stderr but the one line of a failure (the Wireshark extcap:
+    /// Wireshark shows an extcap's stderr as its error dialog).
+    #[arg(skip)]
+    pub quiet: bool,
 }
 
 impl CaptureArgs {
@@ -218,6 +222,10 @@ pub struct Planned {
     pub uid: String,
     /// The ephemeral container.
     pub container: Value,
+    /// The workload the pod belongs to, when kubectl-bpc knows its kind.
+    pub workload: Option<WorkloadId>,
+    /// The pod's addresses and its name, for the pcapng's Name Resolution Block.
+    pub hosts: Vec<(std::net::IpAddr, String)>,
 }
 
 impl Planned {
@@ -464,7 +472,7 @@ pub async fn plan(kube: &Kube, args: &CaptureArgs) -> Result<Vec<Planned>, Error
             )));
         }
     }
-    let mut planner = CapabilityPlanner::new(args.capabilities);
+    let mut planner = CapabilityPlanner::new(args.capabilities).quiet(args.quiet);
     let choice = planner.choose(&kube.client, &kube.namespace).await.map_err(|e| match e {
         // Nothing was written: a refused mode is a configuration error here.
         Error::Workload(m) => Error::Usage(m),
@@ -489,6 +497,11 @@ pub async fn plan(kube: &Kube, args: &CaptureArgs) -> Result<Vec<Planned>, Error
             pod: p.metadata.name.clone().unwrap_or_default(),
             uid: p.metadata.uid.clone().unwrap_or_default(),
             container,
+            workload: workload.clone(),
+            hosts: crate::map::entries_of_pod(p, &OwnerCache::default())
+                .iter()
+                .filter_map(bpc_sim::names::host_of)
+                .collect(),
         };
         let api: Api<Pod> = Api::namespaced(kube.client.clone(), &plan.namespace);
         api.patch_ephemeral_containers(&plan.pod, &patch_params(true), &Patch::Strategic(plan.patch()))
@@ -705,6 +718,10 @@ fn live_line(name: &str, t: crate::merge::Totals, rate: f64) -> String {
 /// `kubectl bpc capture`.
 pub async fn run(args: &CaptureArgs, kube: &Kube) -> Result<ExitCode, Error> {
     args.check()?;
+    // SIGTERM (`kill`, and how Wireshark stops an extcap) stops the agents as
+    // Ctrl-C does; registered now so that one sent while pods start is kept.
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut hosts_written = bpc_sim::names::Written::default();
     let plans = plan(kube, args).await?;
     // The file is created only once the pre-flight passed.
     let output: Option<Box<dyn Write + Send>> = match &args.write {
@@ -717,12 +734,23 @@ pub async fn run(args: &CaptureArgs, kube: &Kube) -> Result<ExitCode, Error> {
     };
     let names: Vec<String> = plans.iter().map(|p| format!("{}/{}", p.namespace, p.pod)).collect();
     let mut merger = match output {
-        Some(out) => Some(Merger::new(out, &names, args.snaplen.unwrap_or(bpc_contract::defaults::SNAPLEN))?),
+        Some(out) => {
+            let snaplen = args.snaplen.unwrap_or(bpc_contract::defaults::SNAPLEN);
+            let mut m = Merger::with_interfaces(out, &interfaces(&plans), snaplen)?;
+            m.names(&hosts_written.fresh(plans.iter().flat_map(|p| p.hosts.clone())))?;
+            Some(m)
+        }
         None => None,
     };
+    // The namespace's other addresses (peers, Services, nodes) and their
+    // changes while the capture runs, for the Name Resolution Blocks.
+    let (hosts_tx, mut hosts_rx) = mpsc::unbounded_channel();
+    let follow_hosts = merger.is_some().then(|| tokio::spawn(follow_hosts(kube.clone(), hosts_tx)));
     for p in &plans {
         add_container(kube, p).await?;
-        eprintln!("pod/{}: added ephemeral container {}", p.pod, p.container_name());
+        if !args.quiet {
+            eprintln!("pod/{}: added ephemeral container {}", p.pod, p.container_name());
+        }
     }
     let mut failures = Vec::new();
     let mut started = Vec::new();
@@ -780,7 +808,10 @@ pub async fn run(args: &CaptureArgs, kube: &Kube) -> Result<ExitCode, Error> {
                             Ok(items) => m.push(i, items),
                             Err(e) => stream_errors.push(format!("{}: {e}", names[i])),
                         }
-                        m.drain()?;
+                    }
+                    if reader_gone(&mut merger)? && stopping.is_none() {
+                        let _ = stop_tx.send(true);
+                        stopping = Some(Instant::now());
                     }
                 }
                 Some(Event::End(i, why)) => {
@@ -795,15 +826,32 @@ pub async fn run(args: &CaptureArgs, kube: &Kube) -> Result<ExitCode, Error> {
                     }
                     if let Some(m) = merger.as_mut() {
                         m.finish(i);
-                        m.drain()?;
+                    }
+                    if reader_gone(&mut merger)? && stopping.is_none() {
+                        let _ = stop_tx.send(true);
+                        stopping = Some(Instant::now());
                     }
                     bar[i].finish_with_message(format!("{} (ended)", bar[i].message()));
                 }
             },
             _ = tokio::signal::ctrl_c(), if stopping.is_none() => {
-                eprintln!("stopping: the agents flush what they have");
+                if !args.quiet {
+                    eprintln!("stopping: the agents flush what they have");
+                }
                 let _ = stop_tx.send(true);
                 stopping = Some(Instant::now());
+            }
+            _ = terminate.recv(), if stopping.is_none() => {
+                let _ = stop_tx.send(true);
+                stopping = Some(Instant::now());
+            }
+            Some(entry) = hosts_rx.recv() => {
+                if let Some(m) = merger.as_mut() {
+                    let fresh = hosts_written.fresh(bpc_sim::names::host_of(&entry));
+                    if let Err(e) = m.names(&fresh) && !e.is_closed_pipe() {
+                        return Err(e);
+                    }
+                }
             }
             _ = ticker.tick() => {
                 if stopping.is_none() && limit.is_some_and(|l| begun.elapsed() > l) {
@@ -821,22 +869,29 @@ pub async fn run(args: &CaptureArgs, kube: &Kube) -> Result<ExitCode, Error> {
                         let rate = (t.packets - packets) as f64 / at.elapsed().as_secs_f64().max(0.001);
                         last[i] = (Instant::now(), t.packets);
                         let line = live_line(name, t, rate);
-                        if tty { bar[i].set_message(line); bar[i].tick(); } else { eprintln!("{line}"); }
+                        if tty { bar[i].set_message(line); bar[i].tick(); } else if !args.quiet { eprintln!("{line}"); }
                     }
                 }
             }
         }
     }
     let _ = stop_tx.send(true);
+    if let Some(task) = follow_hosts {
+        task.abort();
+    }
     if let Some(mut m) = merger.take() {
         for i in 0..plans.len() {
             m.finish(i);
         }
-        m.drain()?;
         let totals: Vec<_> = (0..plans.len()).map(|i| m.totals(i)).collect();
-        m.into_inner().flush()?;
+        match m.drain().and_then(|_| Ok(m.into_inner().flush()?)) {
+            Err(e) if e.is_closed_pipe() => {}
+            other => other?,
+        }
         for (name, t) in names.iter().zip(totals) {
-            eprintln!("{}", live_line(name, t, 0.0).replace(", 0 pkt/s", ""));
+            if !args.quiet {
+                eprintln!("{}", live_line(name, t, 0.0).replace(", 0 pkt/s", ""));
+            }
         }
     }
     // What each agent said at the end, and how it ended.
@@ -846,6 +901,7 @@ pub async fn run(args: &CaptureArgs, kube: &Kube) -> Result<ExitCode, Error> {
         let lp = LogParams { container: Some(name.to_owned()), tail_lines: Some(1), ..Default::default() };
         if let Ok(log) = pods.logs(&p.pod, &lp).await
             && log.contains(bpc_contract::defaults::FINAL_TALLY_PREFIX)
+            && !args.quiet
         {
             eprintln!("pod/{} {name}: {}", p.pod, log.trim());
         }
@@ -856,8 +912,13 @@ pub async fn run(args: &CaptureArgs, kube: &Kube) -> Result<ExitCode, Error> {
                 p.pod,
                 message.unwrap_or_default().trim()
             )),
-            other => eprintln!("note: pod/{}: {name} has not ended yet ({other:?})", p.pod),
+            other if !args.quiet => eprintln!("note: pod/{}: {name} has not ended yet ({other:?})", p.pod),
+            _ => {}
         }
+    }
+    if args.quiet && !(failures.is_empty() && stream_errors.is_empty()) {
+        let all: Vec<&str> = stream_errors.iter().chain(&failures).map(String::as_str).collect();
+        return Err(Error::Workload(all.join("; ")));
     }
     for e in stream_errors.iter().chain(&failures) {
         eprintln!("error: {e}");
@@ -866,6 +927,49 @@ pub async fn run(args: &CaptureArgs, kube: &Kube) -> Result<ExitCode, Error> {
         Ok(ExitCode::SUCCESS)
     } else {
         Ok(ExitCode::from(EXIT_WORKLOAD_FAILED))
+    }
+}
+
+/// Each pod's interface: `NAMESPACE/POD`, described by its workload.
+pub fn interfaces(plans: &[Planned]) -> Vec<crate::merge::PodInterface> {
+    plans
+        .iter()
+        .map(|p| crate::merge::PodInterface {
+            name: format!("{}/{}", p.namespace, p.pod),
+            description: Some(match &p.workload {
+                Some(w) => format!("workload {}", w.path()),
+                None => "pod without a known workload".to_owned(),
+            }),
+        })
+        .collect()
+}
+
+/// Drains the merger; true when its reader went away (Wireshark stopped, a
+/// closed pipe): the output is dropped and the capture should stop.
+fn reader_gone<W: Write>(merger: &mut Option<Merger<W>>) -> Result<bool, Error> {
+    match merger.as_mut().map(Merger::drain) {
+        Some(Err(e)) if e.is_closed_pipe() => {
+            *merger = None;
+            Ok(true)
+        }
+        Some(Err(e)) => Err(e),
+        _ => Ok(false),
+    }
+}
+
+/// Sends the map rows of the namespace (pods, Services, nodes), and each
+/// change, while the capture runs. Best effort: a user who may not watch
+/// them still gets the captured pods' own names, written at the start.
+async fn follow_hosts(kube: Kube, tx: mpsc::UnboundedSender<crate::map::MapEntry>) {
+    let result = crate::map::watch(&kube.client, Some(&kube.namespace), |ev| {
+        if ev.event != crate::map::MapEventKind::Delete {
+            let _ = tx.send(ev.entry);
+        }
+        Ok(())
+    })
+    .await;
+    if let Err(e) = result {
+        tracing::debug!("no names beyond the captured pods: {e}");
     }
 }
 
@@ -936,6 +1040,8 @@ mod tests {
             namespace: "shop".into(),
             pod: "web-1".into(),
             uid: "u".into(),
+            workload: None,
+            hosts: Vec::new(),
             container: json!({"name": "bpc-capture-x", "stdin": true, "stdinOnce": true,
                 "env": [{"name": "BPC_STDIN_CONTROL", "value": "true"}, {"name": "BPC_DURATION", "value": "60000ms"}]}),
         }

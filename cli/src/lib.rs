@@ -3,13 +3,14 @@
 //!
 //! `main.rs` only parses the command line; each command lives in a module
 //! of its own: [`attach`] (attach and detach), [`manifest`] (offline inject
-//! and uninject), [`capture`] (ephemeral capture now), [`status`], [`verify`], [`sink`], [`map`]. The sidecar
+//! and uninject), [`capture`] (ephemeral capture now), [`extcap`] (the Wireshark extcap), [`status`], [`verify`], [`sink`], [`map`]. The sidecar
 //! itself is built in one place, [`sidecar`].
 
 pub mod attach;
 pub mod capabilities;
 pub mod capture;
 pub mod duration;
+pub mod extcap;
 pub mod kube_context;
 pub mod manifest;
 pub mod map;

@@ -65,6 +65,12 @@ enum Command {
         after_help = "Examples:\n  kubectl bpc map -A -o json > map.json\n  kubectl bpc map -A --watch"
     )]
     Map(map::MapArgs),
+    /// Wireshark: install kubectl-bpc as the extcap interface "bpc" (Kubernetes workloads).
+    #[command(
+        subcommand,
+        after_help = "Example:\n  kubectl bpc extcap install && tshark -i bpc -o extcap.bpc.namespace:shop -o extcap.bpc.target:deploy/web"
+    )]
+    Extcap(kubectl_bpc::extcap::install::ExtcapCommand),
     /// Print a shell completion script.
     #[command(after_help = "Example:\n  kubectl-bpc completion bash > /etc/bash_completion.d/kubectl-bpc")]
     Completion {
@@ -198,6 +204,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             }
         }
         Command::Uninject(file) => offline(&cli.kube, file, &Edit::Uninject),
+        Command::Extcap(cmd) => kubectl_bpc::extcap::install::run(cmd),
         Command::Sink(args) => {
             let watch_from = if args.map_watch {
                 let kube = cli.kube.connect().await?;
@@ -248,7 +255,12 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Wireshark calls its extcaps with flags of its own (--extcap-interfaces, --capture --fifo ...).
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if kubectl_bpc::extcap::is_extcap_call(&args) {
+        return kubectl_bpc::extcap::main(&args).await;
+    }
+    let cli = Cli::parse_from(args);
     match run(cli).await {
         Ok(code) => code,
         // The reader closed the pipe (`| head`): it has what it wanted.

@@ -157,6 +157,15 @@ struct Stream {
     totals: Totals,
 }
 
+/// One pod's interface in the merged file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodInterface {
+    /// `NAMESPACE/POD`.
+    pub name: String,
+    /// What the pod is, e.g. `pod of deployment/web`.
+    pub description: Option<String>,
+}
+
 /// Merges the pods' items into one pcapng on `W`.
 pub struct Merger<W: Write> {
     writer: PcapNgWriter<W>,
@@ -166,20 +175,40 @@ pub struct Merger<W: Write> {
 impl<W: Write> Merger<W> {
     /// Writes the section header and one interface per pod (named by `names`).
     pub fn new(out: W, names: &[String], snaplen: u32) -> Result<Merger<W>, Error> {
+        let interfaces: Vec<PodInterface> =
+            names.iter().map(|n| PodInterface { name: n.clone(), description: None }).collect();
+        Self::with_interfaces(out, &interfaces, snaplen)
+    }
+
+    /// Writes the section header and one interface per pod, described.
+    pub fn with_interfaces(out: W, interfaces: &[PodInterface], snaplen: u32) -> Result<Merger<W>, Error> {
         let mut writer = PcapNgWriter::new(out)?;
-        for name in names {
+        for i in interfaces {
+            let mut options = vec![
+                InterfaceDescriptionOption::IfName(Cow::Owned(i.name.clone())),
+                InterfaceDescriptionOption::IfTsResol(9),
+            ];
+            if let Some(d) = &i.description {
+                options.push(InterfaceDescriptionOption::IfDescription(Cow::Owned(d.clone())));
+            }
             writer.write_pcapng_block(InterfaceDescriptionBlock {
                 linktype: DataLink::ETHERNET,
                 snaplen,
-                options: vec![
-                    InterfaceDescriptionOption::IfName(Cow::Owned(name.clone())),
-                    InterfaceDescriptionOption::IfTsResol(9),
-                ],
+                options,
             })?;
         }
         writer.get_mut().flush()?;
-        let streams = names.iter().map(|_| Stream::default()).collect();
+        let streams = interfaces.iter().map(|_| Stream::default()).collect();
         Ok(Merger { writer, streams })
+    }
+
+    /// Writes a Name Resolution Block with `hosts` now: before every packet
+    /// not yet written (nothing when `hosts` is empty).
+    pub fn names(&mut self, hosts: &[(std::net::IpAddr, String)]) -> Result<(), Error> {
+        if !hosts.is_empty() {
+            self.writer.write_pcapng_block(bpc_sim::names::block(hosts))?;
+        }
+        Ok(())
     }
 
     /// Queues stream `i`'s items.
@@ -414,6 +443,36 @@ mod tests {
                 row(base + 2_000_001, "shop/web-1")
             ]
         );
+    }
+
+    #[test]
+    fn each_pod_interface_is_described_by_its_workload_and_names_come_before_the_packets_they_label() {
+        let interfaces = [PodInterface {
+            name: "shop/web-1".into(),
+            description: Some("workload shop/deployment/web".into()),
+        }];
+        let mut m = Merger::with_interfaces(Vec::new(), &interfaces, 65535).unwrap();
+        m.names(&[("198.19.1.5".parse().unwrap(), "web-1".into())]).unwrap();
+        m.names(&[]).unwrap();
+        m.push(0, Demux::default().push(&agent_stream(&[100], 200)).unwrap());
+        m.finish(0);
+        m.drain().unwrap();
+        let bytes = m.into_inner();
+        let mut r = PcapNgReader::new(&bytes[..]).unwrap();
+        let mut blocks = Vec::new();
+        while let Some(b) = r.next_block() {
+            blocks.push(match b.unwrap() {
+                Block::InterfaceDescription(i) => format!("interface {:?}", i.options),
+                Block::NameResolution(n) => format!("names {}", n.records.len()),
+                Block::EnhancedPacket(_) => "packet".into(),
+                other => format!("{other:?}"),
+            });
+        }
+        assert_eq!(
+            blocks[0],
+            r#"interface [IfName("shop/web-1"), IfTsResol(9), IfDescription("workload shop/deployment/web")]"#
+        );
+        assert_eq!(blocks[1..3], ["names 1", "packet"], "an empty name list writes no block");
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod check_cmd;
 mod error;
 pub mod expectation;
 pub mod map;
+pub mod names;
 pub mod paths;
 pub mod pcap_out;
 pub mod receive_cmd;

@@ -38,6 +38,10 @@ pub struct WorkloadMap {
     /// written before rows carried the profile).
     netis_names: HashMap<u32, String>,
     peers: HashMap<IpAddr, Peer>,
+    /// Address -> host name for pcapng's Name Resolution Block ([`crate::names`]).
+    hosts: HashMap<IpAddr, String>,
+    /// Bumped by every [`WorkloadMap::update`]: a writer re-reads the hosts only when it moved.
+    generation: u64,
 }
 
 impl WorkloadMap {
@@ -68,6 +72,9 @@ impl WorkloadMap {
                         map.netis_names.entry(keybit).or_insert_with(|| row.workload_path());
                     }
                 }
+            }
+            if let Some((ip, name)) = crate::names::host_of(row) {
+                map.hosts.insert(ip, name);
             }
             // Rows without a usable address still name their key.
             if let Ok(ip) = row.ip.parse::<IpAddr>() {
@@ -106,6 +113,16 @@ impl WorkloadMap {
         self.peers.get(ip)
     }
 
+    /// Address -> host name, as a Name Resolution Block gives them.
+    pub fn hosts(&self) -> impl Iterator<Item = (IpAddr, String)> + '_ {
+        self.hosts.iter().map(|(ip, name)| (*ip, name.clone()))
+    }
+
+    /// How many updates the map has had (a change of hosts moves it).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// Rows (addresses) known.
     pub fn len(&self) -> usize {
         self.peers.len()
@@ -120,10 +137,12 @@ impl WorkloadMap {
     /// longer has: a replaced pod's IP leaves the map, but the flows it had
     /// must keep their workload. An address a new row claims takes the new label.
     pub fn update(&mut self, newer: WorkloadMap) {
-        let WorkloadMap { names, netis_names, peers } = newer;
+        let WorkloadMap { names, netis_names, peers, hosts, generation: _ } = newer;
         for (ip, peer) in peers {
             self.peers.insert(ip, peer);
         }
+        self.hosts.extend(hosts);
+        self.generation += 1;
         self.names.extend(names);
         self.netis_names.extend(netis_names);
     }

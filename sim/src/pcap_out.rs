@@ -73,12 +73,23 @@ pub struct PcapOut {
     map: SharedMap,
     /// The open file and its name.
     writer: Option<(Writer, String)>,
+    /// The host names the open pcapng file has in its Name Resolution Blocks,
+    /// and the map generation they were taken at.
+    names: (crate::names::Written, Option<u64>),
 }
 
 impl PcapOut {
     /// Creates `path` (pcapng when it ends in `.pcapng`) and writes its header.
     pub fn create(path: &str, rotate_mb: Option<u64>, map: SharedMap) -> Result<Self, Error> {
-        let mut out = PcapOut { path: path.to_string(), rotate_mb, written: 0, index: 0, map, writer: None };
+        let mut out = PcapOut {
+            path: path.to_string(),
+            rotate_mb,
+            written: 0,
+            index: 0,
+            map,
+            writer: None,
+            names: Default::default(),
+        };
         out.open()?;
         Ok(out)
     }
@@ -97,6 +108,8 @@ impl PcapOut {
         };
         self.writer = Some((writer, path));
         self.written = 0;
+        // A new file names every host again: each file stands alone.
+        self.names = Default::default();
         Ok(())
     }
 
@@ -124,6 +137,19 @@ impl FrameSink for PcapOut {
                 w.write_packet(&PcapPacket::new(ts, orig, frame)).map_err(pcap_error(path))?;
             }
             Some((Writer::PcapNg(w, ifaces), path)) => {
+                // Names before the packets they label: a changed map (a new pod,
+                // a reused IP) adds a Name Resolution Block with what changed.
+                let map = self.map.read().unwrap();
+                if self.names.1 != Some(map.generation()) {
+                    self.names.1 = Some(map.generation());
+                    let fresh = self.names.0.fresh(map.hosts());
+                    drop(map);
+                    if !fresh.is_empty() {
+                        w.write_pcapng_block(crate::names::block(&fresh)).map_err(pcap_error(path))?;
+                    }
+                } else {
+                    drop(map);
+                }
                 let id = match ifaces.get(&key) {
                     Some(id) => *id,
                     None => {
@@ -131,12 +157,19 @@ impl FrameSink for PcapOut {
                         // (the frame's profile is not known here: a standard key first,
                         // else a netis keybit).
                         let map = self.map.read().unwrap();
-                        let name = [ReceivedProfile::Standard, ReceivedProfile::Netis]
+                        let workload = [ReceivedProfile::Standard, ReceivedProfile::Netis]
                             .into_iter()
                             .find_map(|p| map.name(key, p))
-                            .map(str::to_string)
-                            .unwrap_or_else(|| bpc_wire::WorkloadKey(key).to_string());
+                            .map(str::to_string);
                         drop(map);
+                        let name = workload.clone().unwrap_or_else(|| bpc_wire::WorkloadKey(key).to_string());
+                        // GRE carries the workload's key, not the pod: one interface per
+                        // workload, described with the key it streams under.
+                        let description = workload.map(|w| {
+                            InterfaceDescriptionOption::IfDescription(
+                                format!("workload {w} (GRE key 0x{key:08x})").into(),
+                            )
+                        });
                         w.write_pcapng_block(InterfaceDescriptionBlock {
                             linktype: DataLink::ETHERNET,
                             snaplen: SNAPLEN,
@@ -146,7 +179,10 @@ impl FrameSink for PcapOut {
                                 // this option a reader takes them as microseconds (the
                                 // pcapng default) and dates the capture in the year 58900.
                                 InterfaceDescriptionOption::IfTsResol(NANOSECONDS),
-                            ],
+                            ]
+                            .into_iter()
+                            .chain(description)
+                            .collect(),
                         })
                         .map_err(pcap_error(path))?;
                         let id = ifaces.len() as u32;
@@ -180,6 +216,7 @@ pub fn original_len(frame: &[u8]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::map::WorkloadMap;
     use bpc_wire::ethernet::{ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_VLAN};
     use bpc_wire::{EthernetHeader, Ipv4Header};
     use pcap_file::pcap::PcapReader;
@@ -318,5 +355,65 @@ mod tests {
             n += u32::from(matches!(b.unwrap(), pcap_file::pcapng::Block::EnhancedPacket(_)));
         }
         n
+    }
+
+    #[test]
+    fn the_pcapng_names_the_maps_addresses_before_their_packets_and_again_when_an_ip_changes_hands() {
+        use pcap_file::pcapng::{Block, PcapNgReader};
+        let row = |ip: &str, pod: &str| {
+            format!(
+                r#"{{"type": "pod", "ip": "{ip}", "namespace": "shop", "kind": "Deployment", "workload": "web",
+                    "key": "0x00000001", "pod": "{pod}"}}"#
+            )
+        };
+        let map = SharedMap::default();
+        map.write()
+            .unwrap()
+            .update(WorkloadMap::from_json(&format!("[{}]", row("198.18.0.1", "web-a"))).unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n.pcapng");
+        let path = path.to_str().unwrap();
+        let mut out = PcapOut::create(path, None, map.clone()).unwrap();
+        let frame = ipv4_frame(60, 26);
+        out.frame(SystemTime::now(), 1, &frame).unwrap();
+        out.frame(SystemTime::now(), 1, &frame).unwrap();
+        // web-a is replaced; web-b gets its IP.
+        map.write()
+            .unwrap()
+            .update(WorkloadMap::from_json(&format!("[{}]", row("198.18.0.1", "web-b"))).unwrap());
+        out.frame(SystemTime::now(), 1, &frame).unwrap();
+        out.finish().unwrap();
+        let data = std::fs::read(path).unwrap();
+        let mut r = PcapNgReader::new(&data[..]).unwrap();
+        let mut blocks = Vec::new();
+        while let Some(b) = r.next_block() {
+            blocks.push(match b.unwrap() {
+                Block::NameResolution(n) => format!("names {}", n.records.len()),
+                Block::InterfaceDescription(i) => format!("interface {:?}", &i.options[1..]),
+                Block::EnhancedPacket(_) => "packet".into(),
+                other => format!("{other:?}"),
+            });
+        }
+        assert_eq!(
+            blocks,
+            [
+                "names 1",
+                r#"interface [IfTsResol(9), IfDescription("workload shop/deployment/web (GRE key 0x00000001)")]"#,
+                "packet",
+                "packet",
+                "names 1",
+                "packet"
+            ]
+        );
+        let out = std::process::Command::new("tshark")
+            .args(["-N", "n", "-o", "nameres.use_external_name_resolver:FALSE", "-r", path])
+            .args(["-T", "fields", "-e", "ip.src_host"])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(out.stdout).unwrap(),
+            "web-a\nweb-a\nweb-b\n",
+            "names at each packet's time"
+        );
     }
 }
