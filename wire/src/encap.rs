@@ -50,6 +50,25 @@ impl Encap {
         }
     }
 
+    /// The format and profile a receiver classified a stream as.
+    pub const fn of_received(profile: bpc_contract::stream::ReceivedProfile) -> (Encap, GreProfile) {
+        use bpc_contract::stream::ReceivedProfile as P;
+        match profile {
+            P::Standard | P::Anonymous => (Encap::Gre, GreProfile::Standard),
+            P::Netis => (Encap::Gre, GreProfile::Netis),
+            P::Vxlan => (Encap::Vxlan, GreProfile::Standard),
+            P::ErspanIi => (Encap::ErspanII, GreProfile::Standard),
+            P::ErspanIii => (Encap::ErspanIII, GreProfile::Standard),
+        }
+    }
+
+    /// The id a stream of `received` profile carries for `key` (the
+    /// receiver's labels and `--expect workload=` match streams by it).
+    pub const fn received_id(key: WorkloadKey, received: bpc_contract::stream::ReceivedProfile) -> u32 {
+        let (encap, profile) = Encap::of_received(received);
+        encap.stream_id(key, profile)
+    }
+
     /// Whether streams of this format carry sequence numbers (so a receiver measures loss).
     pub const fn has_sequence(self, profile: GreProfile) -> bool {
         !matches!((self, profile), (Encap::Vxlan, _) | (Encap::Gre, GreProfile::Netis))
