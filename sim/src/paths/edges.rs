@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use super::Capturing;
-use super::flows::{FlowKey, FlowState};
+use super::record::{FlowKey, FlowState};
 use super::schema::{NodeType, Observer, PathEdge, PathNode, Rtt};
 use crate::map::{RowType, WorkloadMap};
 

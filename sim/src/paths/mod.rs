@@ -16,6 +16,7 @@ use std::net::IpAddr;
 
 mod edges;
 mod flows;
+mod record;
 mod render;
 mod schema;
 
