@@ -407,7 +407,7 @@ def formats_markdown(runs):
     for size, rate in keys:
         cells = [f"{size} B", "max" if rate == 0 else fmt(rate)]
         for mode, _ in FORMATS:
-            r = next((r for r in runs if (r["mode"], r["size"], r["rate"]) == (mode, size, rate)), None)
+            r = next((r for r in runs if (r["mode"], r.get("size"), r.get("rate")) == (mode, size, rate)), None)
             if r is None:
                 cells.append("–")
             else:
