@@ -397,6 +397,39 @@ def md_section(intro, rows):
     return "\n".join(["", *intro, *rows]) + "\n"
 
 
+FORMATS = [("agent", "GRE"), ("agent-vxlan", "VXLAN"), ("agent-erspan-ii", "ERSPAN II"), ("agent-erspan-iii", "ERSPAN III")]
+
+
+def formats_markdown(runs):
+    """Agent CPU per forwarded packet for each --encap, per size and offered rate."""
+    rows = []
+    keys = sorted({(r["size"], r["rate"]) for r in runs if r["mode"] in dict(FORMATS)}, key=lambda k: (k[0], k[1] or 1e12))
+    for size, rate in keys:
+        cells = [f"{size} B", "max" if rate == 0 else fmt(rate)]
+        for mode, _ in FORMATS:
+            r = next((r for r in runs if (r["mode"], r.get("size"), r.get("rate")) == (mode, size, rate)), None)
+            if r is None:
+                cells.append("–")
+            else:
+                lossless = "" if r.get("loss_free") else " (loss)"
+                cells.append(f"{r['cpu_us_per_packet']:.2f} µs at {fmt(r['forwarded_pps'])} pps{lossless}")
+        rows.append(md_row(*cells))
+    if not rows:
+        return ""
+    return md_section(
+        [
+            "### Agent CPU per forwarded packet, by format (`--encap`)",
+            "",
+            "Same traffic and method as the table above (TX ring to an IPv4 collector; \"(loss)\": kernel drops,",
+            "send errors or receiver loss in that run).",
+            "",
+            md_row("frame", "offered pps", *(name for _, name in FORMATS)),
+            md_row(*(["---"] * (2 + len(FORMATS)))),
+        ],
+        rows,
+    )
+
+
 def stall_markdown(stall):
     def row(r):
         ride, mib = ring_ride_out_ms(r.get("agent_args"), r["rate"], r["size"])
@@ -489,6 +522,7 @@ def write(out_json, meta, runs, bulk=None, stall=None, dual=None):
     with open(out_json[: -len(".json")] + ".md", "w") as f:
         f.write(
             markdown(meta, runs, heads, idle, tgts)
+            + formats_markdown(runs)
             + (stall_markdown(stall) if stall else "")
             + (dual_markdown(dual) if dual else "")
             + (bulk_markdown(bulk) if bulk else "")

@@ -18,6 +18,9 @@
 #                  size, sendmmsg on a raw socket, no capture (no loadgen)
 #   floor-txring   the same through an AF_PACKET TX ring with
 #                  PACKET_QDISC_BYPASS (complete frames pre-built in the ring)
+#   agent-vxlan, agent-erspan-ii, agent-erspan-iii
+#                  bpc-agent as "agent" with --encap vxlan / erspan-ii /
+#                  erspan-iii: CPU per packet for each format
 # The collector link has MTU 9000 so a 1500-byte frame + GRE + outer IPv4 is
 # one packet for every contender.
 #
@@ -28,7 +31,8 @@
 #   BENCH_SECONDS=1.5           traffic per run
 #   BENCH_SIZES="64 512 1500"   frame sizes
 #   BENCH_RATES="50000 100000 150000 0"   offered pps steps, 0 = generator maximum
-#   BENCH_MODES="tcpdump agent agent-raw agent-filter floor floor-txring"   (also: profile
+#   BENCH_MODES="tcpdump agent agent-raw agent-filter agent-vxlan agent-erspan-ii agent-erspan-iii
+#               floor floor-txring"   (also: profile
 #                               and profile-raw, a perf profile of CPU 1 during an agent
 #                               run into bench/profile[-raw]-SIZE.txt; modes may repeat)
 #   BENCH_OUT=bench/results.json
@@ -46,7 +50,7 @@ cd "$(dirname "$0")/.."
 SECS=${BENCH_SECONDS:-1.5}
 SIZES=${BENCH_SIZES:-64 512 1500}
 RATES=${BENCH_RATES:-50000 100000 150000 0}
-MODES=${BENCH_MODES:-tcpdump agent agent-raw agent-filter floor floor-txring}
+MODES=${BENCH_MODES:-tcpdump agent agent-raw agent-filter agent-vxlan agent-erspan-ii agent-erspan-iii floor floor-txring}
 OUT=${BENCH_OUT:-bench/results.json}
 # The receiver shares the generator's CPU: the capturer's CPU then holds only
 # the capturer, as a pod's CPU holds the application and its sidecar while
@@ -274,12 +278,14 @@ for size in $SIZES; do
       agent | profile) start_agent ;;
       agent-raw | profile-raw) start_agent --send-path raw ;;
       agent-filter) start_agent --filter "udp dst port 10" ;;
+      agent-vxlan | agent-erspan-ii | agent-erspan-iii) start_agent --encap "${mode#agent-}" ;;
     esac
     for rate in $RATES; do
       echo "bench: $size B, $mode, ${rate/#0/max} pps" >&2
       case $mode in
         tcpdump) run_tcpdump "$size" "$rate" ;;
-        agent | agent-raw | agent-filter) run_agent "$mode" "$size" "$rate" ;;
+        agent | agent-raw | agent-filter | agent-vxlan | agent-erspan-ii | agent-erspan-iii)
+          run_agent "$mode" "$size" "$rate" ;;
         floor | floor-txring) run_floor "$mode" "$size" "$rate" ;;
         profile | profile-raw) run_profile "$mode" "$size" "$rate" ;;
         *) echo "bench.sh: unknown mode $mode" >&2; exit 2 ;;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fuzzes the GRE decoder with cargo-fuzz (libFuzzer + AddressSanitizer).
+# Fuzzes the GRE decoder (and VXLAN, ERSPAN II/III) with cargo-fuzz (libFuzzer + AddressSanitizer).
 # Usage: scripts/fuzz.sh [SECONDS]   (default 60)
 # cargo-fuzz needs nightly compiler flags; on a stable toolchain,
 # RUSTC_BOOTSTRAP=1 unlocks them without installing nightly.
@@ -13,4 +13,7 @@ mkdir -p corpus/decode
 printf '\x30\x00\x65\x58\x00\x00\x00\x07\x00\x00\x00\x01\xde\xad' > corpus/decode/standard
 printf '\x20\x00\x65\x58\x10\x00\x00\x01\xde\xad' > corpus/decode/netis
 printf '\x80\x00\x65\x58\x7c\x09\x00\x00\xde\xad\xbe\xef\x01' > corpus/decode/checksum
+printf '\x10\x00\x88\xbe\x00\x00\x00\x07\x10\x00\x02\x26\x00\x00\x00\x02\xde\xad' > corpus/decode/erspan-ii
+printf '\x10\x00\x22\xeb\x00\x00\x00\x07\x20\x00\x02\x26\x07\x5b\xcd\x15\x00\x00\x80\x0d\x0c\x00\x00\x02\x65\x53\xf1\x00\xde' > corpus/decode/erspan-iii
+printf '\x08\x00\x00\x00\x3f\x96\x26\x00\xde\xad' > corpus/decode/vxlan
 cargo fuzz run decode corpus/decode -- -max_total_time="$seconds" -max_len=2048

@@ -13,7 +13,7 @@ use bpc_wire::Retagged;
 use crate::capture::{Capture, CaptureGeometry, Frame, FrameSink, LARGEST_STANDARD_FRAME};
 use bpc_contract::defaults::FINAL_TALLY_PREFIX;
 
-use crate::config::{CAPTURE_SNAPLEN, Config, OnError, OversizeMode, WriteTarget};
+use crate::config::{CAPTURE_SNAPLEN, Config, Encap, OnError, OversizeMode, WriteTarget};
 use crate::error::{Error, Result};
 use crate::filter;
 use crate::iface::{self, Interface};
@@ -147,7 +147,7 @@ impl Pipeline {
         };
         // SAFETY: the frame lives in the ring block being processed; the
         // capture loop flushes the sender before it releases that block.
-        unsafe { self.sender.push_borrowed(data, frame.vlan, stats) };
+        unsafe { self.sender.push_borrowed(data, frame.vlan, frame.timestamp, stats) };
     }
 
     fn segment(&mut self, frame: Frame<'_>, stats: &Stats) {
@@ -163,7 +163,7 @@ impl Pipeline {
             None => frame.data,
         };
         let whole = data.as_ptr();
-        let (snaplen, max_whole) = (self.snaplen, self.max_whole);
+        let (snaplen, max_whole, captured) = (self.snaplen, self.max_whole, frame.timestamp);
         let mut truncated = 0;
         let mut unsplittable = false;
         let outcome = self.segmenter.segment(data, |out| {
@@ -174,7 +174,7 @@ impl Pipeline {
             }
             let keep = out.len().min(snaplen);
             truncated += u64::from(keep < out.len());
-            self.sender.push_copied(&out[..keep], stats);
+            self.sender.push_copied(&out[..keep], captured, stats);
         });
         self.tally.truncated += truncated;
         match outcome {
@@ -264,6 +264,40 @@ fn publish(t: Tally, stats: &Stats, now: Instant) {
     c.last_packet.set(stats.started, now);
 }
 
+/// The format with its parameters: the key (GRE), VNI and port (VXLAN),
+/// session and the capture interface's index (ERSPAN).
+fn encapsulation(config: &Config, iface: &Interface) -> bpc_wire::Encapsulation {
+    use bpc_wire::Encapsulation as E;
+    match config.encap {
+        Encap::Gre => E::Gre { profile: config.profile, key: config.key.key },
+        Encap::Vxlan => E::Vxlan { vni: config.vni, port: config.vxlan_port },
+        Encap::ErspanIi => {
+            E::ErspanII { session: config.session, index: iface.index & bpc_wire::erspan::MAX_INDEX }
+        }
+        Encap::ErspanIii => {
+            E::ErspanIII { session: config.session, port_index: (iface.index & 0x3fff) as u16 }
+        }
+    }
+}
+
+/// The stream id a receiver reports the agent's stream under (key, VNI or session), for the log.
+fn encapsulation_id(e: &bpc_wire::Encapsulation) -> String {
+    use bpc_wire::Encapsulation as E;
+    match e {
+        E::Gre { key, .. } => format!("key {}", bpc_wire::WorkloadKey(*key)),
+        E::Vxlan { vni, port } => format!("vni {vni} port {port}"),
+        E::ErspanII { session, .. } | E::ErspanIII { session, .. } => format!("session {session}"),
+    }
+}
+
+/// How the agent's own packets look, for the filter that keeps them out of the capture.
+fn own_traffic(config: &Config) -> filter::OwnTraffic {
+    match config.encap {
+        Encap::Vxlan => filter::OwnTraffic::Udp { port: config.vxlan_port },
+        Encap::Gre | Encap::ErspanIi | Encap::ErspanIii => filter::OwnTraffic::Gre,
+    }
+}
+
 /// The collectors that have an address, and the smallest largest-frame over their paths.
 fn destinations(stats: &Stats, gre_len: usize) -> (Vec<(usize, IpAddr)>, usize) {
     let mut out = Vec::new();
@@ -346,7 +380,7 @@ fn capture(
         warn!(interface = %iface.name, "capture interface is down; capturing anyway");
     }
     // Filter problems are configuration errors: report them before touching sockets.
-    filter::compile(&filter::compose(config.filter.as_deref(), &[], 0))?;
+    filter::compile(&filter::compose(config.filter.as_deref(), &[], own_traffic(config), 0))?;
     if config.stdin_control {
         if !control::wait_for_start(wait_mask)? {
             let summary = "stdin-control: stdin closed or stop requested before the start; nothing captured";
@@ -358,10 +392,11 @@ fn capture(
     }
     resolve::resolve_all(&config.collectors, stats);
 
-    let gre_len = config.profile.header_len();
-    let (dests, max_frame) = destinations(stats, gre_len);
+    let encapsulation = encapsulation(config, &iface);
+    let (dests, max_frame) = destinations(stats, encapsulation.header_len());
     let addresses: Vec<IpAddr> = dests.iter().map(|d| d.1).collect();
-    let filter_text = filter::compose(config.filter.as_deref(), &addresses, excluded_port);
+    let filter_text =
+        filter::compose(config.filter.as_deref(), &addresses, own_traffic(config), excluded_port);
     *stats.filter.lock().unwrap_or_else(|e| e.into_inner()) = filter_text.clone();
 
     // The super-frame ring's blocks hold the largest frame whole: a
@@ -392,7 +427,7 @@ fn capture(
         let summary = log_summary(stats);
         return result.map(|()| summary);
     }
-    let mut sender = Sender::new(config.profile, config.key.key, iface.mac)?;
+    let mut sender = Sender::new(encapsulation, iface.mac)?;
     sender.set_destinations(&dests);
     sender.set_send_path(config.send_path);
     // Taken before the resolver thread starts, so that a resolution it
@@ -408,7 +443,9 @@ fn capture(
         key = %stats.identity.key,
         key_source = %config.key.source,
         collectors = %config.collectors.iter().map(|c| c.host.as_str()).collect::<Vec<_>>().join(","),
+        encap = %config.encap,
         profile = %config.profile,
+        stream_id = encapsulation_id(&encapsulation),
         oversize = config.oversize.as_str(),
         max_frame,
         metrics = %config.metrics_addr,
@@ -427,7 +464,7 @@ fn capture(
         oversize: config.oversize,
         snaplen: config.snaplen.unwrap_or(CAPTURE_SNAPLEN),
         max_frame,
-        max_whole: MAX_IP_PACKET - 40 - bpc_wire::gre::MAX_HEADER_LEN,
+        max_whole: MAX_IP_PACKET - 40 - bpc_wire::encap::MAX_HEADER_LEN,
         scratch: Vec::with_capacity(CAPTURE_SNAPLEN + 4),
         tally: Tally::default(),
         limits: Limits::new(config, Instant::now()),
@@ -698,7 +735,7 @@ fn reconfigure(
         pipeline.segmenter = Segmenter::new(max_frame);
     }
     let addresses: Vec<IpAddr> = dests.iter().map(|d| d.1).collect();
-    let text = filter::compose(config.filter.as_deref(), &addresses, excluded_port);
+    let text = filter::compose(config.filter.as_deref(), &addresses, own_traffic(config), excluded_port);
     if text == stats.filter() {
         return;
     }

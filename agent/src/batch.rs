@@ -1,9 +1,13 @@
-//! One batch of GRE packets being built: per packet its GRE header and where
+//! One batch of packets being built: per packet its header (GRE, UDP +
+//! VXLAN, or GRE + ERSPAN; [`Encapsulation`]) and where
 //! its frame bytes are (the capture ring, or the batch's own arena for frames
 //! the agent built), and the iovec lists and `mmsghdr`s `sendmmsg` reads.
 //! Everything is allocated once; nothing is per packet.
 
-use bpc_wire::{Direction, GreProfile, Retagged};
+use std::time::Duration;
+
+use bpc_wire::encap::MAX_HEADER_LEN;
+use bpc_wire::{Direction, Encapsulation, FrameInfo, Retagged};
 
 /// Messages per `sendmmsg` call.
 pub const BATCH: usize = 64;
@@ -14,7 +18,7 @@ const ARENA_SIZE: usize = 256 * 1024;
 /// Where a message's frame bytes are.
 #[derive(Clone, Copy)]
 pub(crate) struct Slot {
-    header: [u8; bpc_wire::gre::MAX_HEADER_LEN],
+    header: [u8; MAX_HEADER_LEN],
     header_len: usize,
     /// First part of the frame (all of it unless a VLAN tag is put back).
     frame: *const u8,
@@ -24,7 +28,7 @@ pub(crate) struct Slot {
 }
 
 impl Slot {
-    /// The GRE header.
+    /// The header before the frame (GRE, UDP + VXLAN, GRE + ERSPAN).
     pub fn header(&self) -> &[u8] {
         &self.header[..self.header_len]
     }
@@ -45,7 +49,7 @@ impl Slot {
         self.tag.as_ref().and_then(|tag| Retagged::new(frame, tag))
     }
 
-    /// Bytes of the GRE packet: header, frame and tag.
+    /// Bytes after the outer IP header: header, frame and tag.
     pub fn gre_len(&self) -> usize {
         self.header_len + self.frame_len + if self.tag.is_some() { 4 } else { 0 }
     }
@@ -53,8 +57,7 @@ impl Slot {
 
 /// The packets of one batch, GRE headers written as they are queued.
 pub(crate) struct Batch {
-    profile: GreProfile,
-    key: u32,
+    encapsulation: Encapsulation,
     own_mac: [u8; 6],
     /// The next GRE sequence number.
     sequence: u32,
@@ -67,9 +70,9 @@ pub(crate) struct Batch {
 }
 
 impl Batch {
-    pub fn new(profile: GreProfile, key: u32, own_mac: [u8; 6]) -> Batch {
+    pub fn new(encapsulation: Encapsulation, own_mac: [u8; 6]) -> Batch {
         let empty_slot = Slot {
-            header: [0; bpc_wire::gre::MAX_HEADER_LEN],
+            header: [0; MAX_HEADER_LEN],
             header_len: 0,
             frame: std::ptr::null(),
             frame_len: 0,
@@ -77,8 +80,7 @@ impl Batch {
         };
         let empty_iov = libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 };
         Batch {
-            profile,
-            key,
+            encapsulation,
             own_mac,
             sequence: 0,
             slots: vec![empty_slot; BATCH],
@@ -91,9 +93,9 @@ impl Batch {
         }
     }
 
-    /// The GRE header length of the profile.
+    /// The header length of the encapsulation.
     pub fn header_len(&self) -> usize {
-        self.profile.header_len()
+        self.encapsulation.header_len()
     }
 
     /// Packets queued.
@@ -115,37 +117,55 @@ impl Batch {
         &self.slots[..self.used]
     }
 
-    /// Queues a frame without copying it; `tag` (if any) is put back after
-    /// the MAC addresses. The batch must not be full.
+    /// Queues a frame captured at `captured` without copying it; `tag` (if
+    /// any) is put back after the MAC addresses. The batch must not be full.
     ///
     /// # Safety
     /// `frame` must stay valid and unchanged until [`Batch::clear`].
-    pub unsafe fn push_borrowed(&mut self, frame: &[u8], tag: Option<[u8; 4]>) {
-        self.push_slot(frame.as_ptr(), frame.len(), tag.filter(|_| frame.len() >= 12), frame);
+    pub unsafe fn push_borrowed(&mut self, frame: &[u8], tag: Option<[u8; 4]>, captured: Duration) {
+        self.push_slot(frame.as_ptr(), frame.len(), tag.filter(|_| frame.len() >= 12), frame, captured);
     }
 
     /// Queues a copy of `frame` (cut to the arena); there must be room for it
     /// ([`Batch::has_room_for_copy`]).
-    pub fn push_copied(&mut self, frame: &[u8]) {
+    pub fn push_copied(&mut self, frame: &[u8], captured: Duration) {
         let frame = &frame[..frame.len().min(ARENA_SIZE)];
         let start = self.arena_used;
         self.arena[start..start + frame.len()].copy_from_slice(frame);
         self.arena_used += frame.len();
         let ptr = self.arena[start..].as_ptr();
-        self.push_slot(ptr, frame.len(), None, frame);
+        self.push_slot(ptr, frame.len(), None, frame, captured);
     }
 
-    fn push_slot(&mut self, frame: *const u8, frame_len: usize, tag: Option<[u8; 4]>, first: &[u8]) {
+    fn push_slot(
+        &mut self,
+        frame: *const u8,
+        frame_len: usize,
+        tag: Option<[u8; 4]>,
+        first: &[u8],
+        captured: Duration,
+    ) {
         let slot = &mut self.slots[self.used];
-        let direction = if self.profile == GreProfile::Netis {
+        let direction = if self.encapsulation.uses_direction() {
             Direction::of_frame(first, &self.own_mac)
         } else {
             Direction::Unknown
         };
+        let info = FrameInfo {
+            head: first,
+            len: frame_len + if tag.is_some() { 4 } else { 0 },
+            sequence: self.sequence,
+            direction,
+            vlan: tag,
+            captured,
+        };
+        // The slot holds MAX_HEADER_LEN, the longest header; a frame of up to
+        // 65,535 bytes fits the UDP length (the capture keeps 262,144 bytes,
+        // but the pipeline cuts every frame to what one IP packet carries).
         slot.header_len = self
-            .profile
-            .write_header(&mut slot.header, self.key, self.sequence, direction)
-            .expect("GRE header fits MAX_HEADER_LEN");
+            .encapsulation
+            .write_header(&mut slot.header, &info)
+            .expect("the header fits MAX_HEADER_LEN and the frame one IP packet");
         slot.frame = frame;
         slot.frame_len = frame_len;
         slot.tag = tag;

@@ -12,7 +12,7 @@ use bpc_contract::defaults::{
     DEFAULT_BUFFER_MIB, DEFAULT_METRICS_PORT, MAX_BUFFER_MIB, MAX_COLLECTORS, MIN_BUFFER_MIB,
 };
 use bpc_contract::env;
-pub use bpc_contract::{OnError, Oversize as OversizeMode, SendPath};
+pub use bpc_contract::{Encap, OnError, Oversize as OversizeMode, SendPath};
 use bpc_wire::{GreProfile, NetisKey, WorkloadKey};
 use clap::Parser;
 
@@ -116,6 +116,23 @@ pub struct Args {
     #[arg(long, env = env::GRE_PROFILE, value_name = "PROFILE", value_enum, ignore_case = true,
           default_value_t = bpc_contract::GreProfile::Standard)]
     pub gre_profile: bpc_contract::GreProfile,
+
+    /// The format frames travel in: "gre" (with --gre-profile), "vxlan" (UDP, --vxlan-port),
+    /// "erspan-ii" or "erspan-iii" (GRE 0x88BE / 0x22EB).
+    #[arg(long, env = env::ENCAP, value_enum, ignore_case = true, default_value_t = Encap::Gre)]
+    pub encap: Encap,
+
+    /// VXLAN network identifier (24 bits) [default: the low 24 bits of the key].
+    #[arg(long, env = env::VNI, value_name = "N")]
+    pub vni: Option<u32>,
+
+    /// ERSPAN session ID (10 bits) [default: the low 10 bits of the key].
+    #[arg(long, env = env::SESSION, value_name = "N")]
+    pub session: Option<u16>,
+
+    /// The collectors' VXLAN UDP port.
+    #[arg(long, env = env::VXLAN_PORT, value_name = "PORT", default_value_t = bpc_wire::vxlan::PORT)]
+    pub vxlan_port: u16,
 
     /// How often DNS collector names are resolved again (e.g. 30s, 500ms, 2m).
     #[arg(long, env = env::RESOLVE_INTERVAL, value_name = "DURATION", default_value = "30s",
@@ -252,6 +269,14 @@ pub struct Config {
     pub send_path: SendPath,
     /// GRE header layout, as the codec (the flag takes the contract's name).
     pub profile: bpc_wire::GreProfile,
+    /// The format frames travel in.
+    pub encap: Encap,
+    /// VXLAN: the VNI (from `--vni`, else the key's).
+    pub vni: u32,
+    /// ERSPAN: the session ID (from `--session`, else the key's).
+    pub session: u16,
+    /// VXLAN: the collectors' UDP port.
+    pub vxlan_port: u16,
     /// DNS re-resolution period.
     pub resolve_interval: Duration,
     /// Downward API facts.
@@ -364,8 +389,38 @@ impl Config {
             node: non_empty(args.node_name),
         };
         let profile = GreProfile::from(args.gre_profile);
+        if profile == GreProfile::Netis && args.encap != Encap::Gre {
+            return Err(Error::Config(format!(
+                "--gre-profile (BPC_GRE_PROFILE) netis is a GRE profile: it does not combine with --encap \
+                 (BPC_ENCAP) {}",
+                args.encap
+            )));
+        }
+        if args.vni.is_some_and(|v| v > bpc_wire::vxlan::MAX_VNI) {
+            return Err(Error::Config(format!(
+                "--vni (BPC_VNI) {} does not fit VXLAN's 24 bits (at most {})",
+                args.vni.unwrap_or_default(),
+                bpc_wire::vxlan::MAX_VNI
+            )));
+        }
+        if args.session.is_some_and(|s| s > bpc_wire::erspan::MAX_SESSION) {
+            return Err(Error::Config(format!(
+                "--session (BPC_SESSION) {} does not fit ERSPAN's 10-bit session ID (at most {})",
+                args.session.unwrap_or_default(),
+                bpc_wire::erspan::MAX_SESSION
+            )));
+        }
+        if args.vxlan_port == 0 {
+            return Err(Error::Config("--vxlan-port (BPC_VXLAN_PORT) must be above 0".into()));
+        }
         let key = choose_key(&args.key, non_empty(args.workload).as_deref(), &pod, hostname, profile)?;
+        let vni = args.vni.unwrap_or(bpc_wire::vxlan::vni_of(WorkloadKey(key.key)));
+        let session = args.session.unwrap_or(bpc_wire::erspan::session_of(WorkloadKey(key.key)));
         Ok(Config {
+            encap: args.encap,
+            vni,
+            session,
+            vxlan_port: args.vxlan_port,
             collectors,
             interface: non_empty(args.interface),
             filter: non_empty(args.filter),
@@ -575,6 +630,30 @@ mod tests {
         assert_eq!(c.send_path, SendPath::Raw);
         assert_eq!(c.profile, GreProfile::Netis);
         assert_eq!(c.key.key, 0x10);
+    }
+
+    #[test]
+    fn encap_defaults_to_gre_and_vni_and_session_come_from_the_key_unless_given() {
+        let c = config(&["--collector=198.18.0.2", "--key=0x773f9626"]).unwrap();
+        assert_eq!((c.encap, c.vni, c.session, c.vxlan_port), (Encap::Gre, 0x3f9626, 0x226, 4789));
+        let c = config(&["--collector=198.18.0.2", "--encap=erspan-iii", "--session=5", "--vni=7"]).unwrap();
+        assert_eq!((c.encap, c.vni, c.session), (Encap::ErspanIii, 7, 5));
+        let c = config(&["--collector=198.18.0.2", "--encap=VXLAN", "--vxlan-port=8472"]).unwrap();
+        assert_eq!((c.encap, c.vxlan_port), (Encap::Vxlan, 8472));
+    }
+
+    #[test]
+    fn netis_with_another_encap_and_out_of_range_vni_or_session_are_configuration_errors() {
+        for args in [
+            &["--collector=198.18.0.2", "--encap=vxlan", "--gre-profile=netis"][..],
+            &["--collector=198.18.0.2", "--encap=vxlan", "--vni=16777216"],
+            &["--collector=198.18.0.2", "--encap=erspan-ii", "--session=1024"],
+            &["--collector=198.18.0.2", "--encap=vxlan", "--vxlan-port=0"],
+        ] {
+            let e = config(args).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{args:?}: {e}");
+        }
+        assert!(parse(&["--collector=198.18.0.2", "--encap=nvgre"]).is_err());
     }
 
     #[test]

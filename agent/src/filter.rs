@@ -12,6 +12,19 @@ use crate::error::{Error, Result};
 /// BPF `ret #k` instruction code.
 const BPF_RET_K: u16 = 0x06;
 
+/// What the agent's own packets to a collector are: GRE (GRE and ERSPAN),
+/// or UDP to the VXLAN port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnTraffic {
+    /// IP protocol 47.
+    Gre,
+    /// UDP to this destination port.
+    Udp {
+        /// The collectors' VXLAN port.
+        port: u16,
+    },
+}
+
 /// Builds the effective filter: `(<user>) and not (<own GRE>) and not (<metrics>)`.
 ///
 /// The own-GRE clause is per collector address: `ip proto 47 and dst host X`
@@ -22,18 +35,33 @@ const BPF_RET_K: u16 = 0x06;
 /// of our GRE packets (protocol unreachable when nothing listens at the
 /// collector, time exceeded, ...) are excluded as well: sending them would
 /// provoke more of them, a feedback loop.
-pub fn compose(user: Option<&str>, collectors: &[IpAddr], metrics_port: u16) -> String {
+///
+/// VXLAN's own packets are UDP to the collector's VXLAN port, and, for
+/// `--oversize fragment`, the non-first fragments of UDP to the collector
+/// (they carry no port); ICMP errors quoting UDP to that address and port
+/// are excluded likewise.
+pub fn compose(user: Option<&str>, collectors: &[IpAddr], own: OwnTraffic, metrics_port: u16) -> String {
     let mut parts = Vec::with_capacity(collectors.len() + 2);
     if let Some(user) = user.map(str::trim).filter(|u| !u.is_empty()) {
         parts.push(format!("({user})"));
     }
     for ip in collectors {
-        parts.push(match ip {
-            IpAddr::V4(v4) => format!(
+        parts.push(match (ip, own) {
+            (IpAddr::V4(v4), OwnTraffic::Udp { port }) => format!(
+                "not (dst host {v4} and (udp dst port {port} or (ip proto 17 and ip[6:2] & 0x1fff != 0))) \
+                 and not (icmp and (icmp[0] == 3 or icmp[0] == 11 or icmp[0] == 12) and icmp[17] == 17 \
+                 and icmp[24:4] == {} and icmp[30:2] == {port})",
+                u32::from(*v4)
+            ),
+            (IpAddr::V6(v6), OwnTraffic::Udp { port }) => format!(
+                "not (ip6 dst host {v6} and (udp dst port {port} or ip6 proto 44)) \
+                 and not (icmp6 and ip6[40] >= 1 and ip6[40] <= 3 and ip6[54] == 17 and ip6[90:2] == {port})"
+            ),
+            (IpAddr::V4(v4), OwnTraffic::Gre) => format!(
                 "not (ip proto 47 and dst host {v4}) and not (icmp and (icmp[0] == 3 or icmp[0] == 11 or icmp[0] == 12) and icmp[17] == 47 and icmp[24:4] == {})",
                 u32::from(*v4)
             ),
-            IpAddr::V6(v6) => format!(
+            (IpAddr::V6(v6), OwnTraffic::Gre) => format!(
                 "not (ip6 dst host {v6} and (ip6 proto 47 or ip6 proto 44)) \
                  and not (icmp6 and ip6[40] >= 1 and ip6[40] <= 3 and ip6[54] == 47)"
             ),
@@ -90,7 +118,7 @@ mod tests {
 
     #[test]
     fn user_filter_is_parenthesised_and_anded_with_the_self_exclusion() {
-        let f = compose(Some("tcp port 80 or udp"), &[v4("198.18.0.2")], 9469);
+        let f = compose(Some("tcp port 80 or udp"), &[v4("198.18.0.2")], OwnTraffic::Gre, 9469);
         assert_eq!(
             f,
             "(tcp port 80 or udp) and not (ip proto 47 and dst host 198.18.0.2) \
@@ -101,27 +129,32 @@ mod tests {
 
     #[test]
     fn empty_user_filter_leaves_only_the_exclusion() {
-        assert_eq!(compose(Some("  "), &[v4("198.18.0.2")], 9469), compose(None, &[v4("198.18.0.2")], 9469));
-        assert!(compose(None, &[v4("198.18.0.2")], 9469).starts_with("not (ip proto 47"));
+        assert_eq!(
+            compose(Some("  "), &[v4("198.18.0.2")], OwnTraffic::Gre, 9469),
+            compose(None, &[v4("198.18.0.2")], OwnTraffic::Gre, 9469)
+        );
+        assert!(compose(None, &[v4("198.18.0.2")], OwnTraffic::Gre, 9469).starts_with("not (ip proto 47"));
     }
 
     #[test]
     fn ipv6_collectors_exclude_gre_and_its_fragments() {
-        let f = compose(None, &[v4("2001:db8::2")], 0);
+        let f = compose(None, &[v4("2001:db8::2")], OwnTraffic::Gre, 0);
         assert!(f.starts_with("not (ip6 dst host 2001:db8::2 and (ip6 proto 47 or ip6 proto 44))"), "{f}");
         compile(&f).expect("IPv6 exclusion compiles");
     }
 
     #[test]
     fn every_collector_gets_its_own_exclusion() {
-        let f = compose(Some("tcp"), &[v4("198.18.0.2"), v4("198.18.0.3")], 9469);
+        let f = compose(Some("tcp"), &[v4("198.18.0.2"), v4("198.18.0.3")], OwnTraffic::Gre, 9469);
         assert!(f.contains("dst host 198.18.0.2") && f.contains("dst host 198.18.0.3"), "{f}");
         compile(&f).expect("composed filter compiles");
     }
 
     #[test]
     fn composed_filter_compiles_and_accepts_with_the_full_snap_length() {
-        let prog = compile(&compose(Some("tcp"), &[v4("198.18.0.2"), v4("2001:db8::2")], 9469)).unwrap();
+        let prog =
+            compile(&compose(Some("tcp"), &[v4("198.18.0.2"), v4("2001:db8::2")], OwnTraffic::Gre, 9469))
+                .unwrap();
         let rets: Vec<u32> = prog.iter().filter(|i| i.code == BPF_RET_K).map(|i| i.k).collect();
         assert!(rets.contains(&(CAPTURE_SNAPLEN as u32)) && rets.contains(&0), "{rets:?}");
     }
@@ -150,7 +183,7 @@ mod tests {
 
     #[test]
     fn composed_filter_drops_own_gre_and_icmp_errors_about_it_but_keeps_the_rest() {
-        let f = compose(None, &[v4("198.18.0.2")], 9469);
+        let f = compose(None, &[v4("198.18.0.2")], OwnTraffic::Gre, 9469);
         let gre =
             ipv4_frame([198, 18, 1, 1], [198, 18, 0, 2], 47, &[0x30, 0, 0x65, 0x58, 0, 0, 0, 1, 0, 0, 0, 0]);
         assert!(!matches(&f, &gre), "own GRE must be excluded");
@@ -174,6 +207,45 @@ mod tests {
             .write(&mut scrape, b"GET /metrics")
             .unwrap();
         assert!(!matches(&f, &scrape));
+    }
+
+    #[test]
+    fn vxlan_exclusion_drops_own_udp_its_fragments_and_icmp_about_it_but_keeps_other_udp() {
+        let own = OwnTraffic::Udp { port: 4789 };
+        let f = compose(None, &[v4("198.18.0.2")], own, 9469);
+        let udp = |dst: [u8; 4], port: u16| {
+            let mut out = Vec::new();
+            etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+                .ipv4([198, 18, 1, 1], dst, 64)
+                .udp(50000, port)
+                .write(&mut out, &[8, 0, 0, 0, 0, 0, 1, 0])
+                .unwrap();
+            out
+        };
+        let vxlan = udp([198, 18, 0, 2], 4789);
+        assert!(!matches(&f, &vxlan), "own VXLAN must be excluded");
+        let mut fragment = vxlan.clone();
+        fragment[14 + 6..14 + 8].copy_from_slice(&0x00b9u16.to_be_bytes()); // offset 1480
+        assert!(!matches(&f, &fragment), "a later fragment of own VXLAN must be excluded");
+        let mut icmp = vec![3, 3, 0, 0, 0, 0, 0, 0];
+        icmp.extend_from_slice(&vxlan[14..14 + 28]);
+        assert!(!matches(&f, &ipv4_frame([198, 18, 0, 2], [198, 18, 1, 1], 1, &icmp)), "ICMP about it");
+        assert!(matches(&f, &udp([198, 18, 0, 2], 53)), "DNS to the collector host is the pod's");
+        assert!(matches(&f, &udp([198, 18, 0, 9], 4789)), "VXLAN to another host is the pod's");
+        assert!(matches(&f, &ipv4_frame([198, 18, 1, 1], [198, 18, 0, 2], 47, &[0; 12])), "GRE is not ours");
+        let f6 = compose(Some("tcp or udp"), &[v4("2001:2::2")], own, 9469);
+        compile(&f6).expect("IPv6 VXLAN exclusion compiles");
+        let mut v6 = Vec::new();
+        etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv6(
+                [0x20, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+                [0x20, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+                64,
+            )
+            .udp(50000, 4789)
+            .write(&mut v6, &[8, 0, 0, 0, 0, 0, 1, 0])
+            .unwrap();
+        assert!(!matches(&f6, &v6), "own VXLAN over IPv6 must be excluded");
     }
 
     #[test]

@@ -1,5 +1,11 @@
-//! The raw IPPROTO_GRE sockets: the kernel adds the outer IP header (and
-//! fragments what exceeds the path MTU); `sendmmsg` sends a batch per call.
+//! The raw IPPROTO_GRE sockets (IPPROTO_UDP for VXLAN): the kernel adds the
+//! outer IP header (and fragments what exceeds the path MTU); `sendmmsg`
+//! sends a batch per call.
+//!
+//! VXLAN goes through a raw UDP socket rather than an ordinary one because
+//! its source port is per flow (ECMP entropy, RFC 7348): the agent writes the
+//! UDP header itself. Over IPv4 its checksum is 0 (RFC 7348 allows it); over
+//! IPv6, where 0 is invalid, the kernel computes it (`IPV6_CHECKSUM`).
 
 use std::io;
 use std::mem::size_of;
@@ -23,21 +29,26 @@ fn set_int(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, value: libc::c_i
     if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
 
-/// Opens a raw GRE socket for one address family: non-blocking (a full queue
-/// drops, it never blocks capture), DF clear (oversize packets are
-/// fragmented rather than refused), and a filter that drops everything it
-/// would otherwise receive (all GRE arriving in the pod).
-pub(crate) fn open(family: libc::c_int) -> Result<OwnedFd> {
+/// Opens a raw socket of `protocol` (GRE, or UDP for VXLAN) for one address
+/// family: non-blocking (a full queue drops, it never blocks capture), DF
+/// clear (oversize packets are fragmented rather than refused), and a filter
+/// that drops everything it would otherwise receive (all GRE, or all UDP,
+/// arriving in the pod).
+pub(crate) fn open(family: libc::c_int, protocol: u8) -> Result<OwnedFd> {
     // SAFETY: plain socket(2).
     let raw = unsafe {
         libc::socket(
             family,
             libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            libc::c_int::from(bpc_wire::IPPROTO_GRE),
+            libc::c_int::from(protocol),
         )
     };
     if raw < 0 {
-        return Err(Error::last_os("open the raw GRE socket"));
+        return Err(Error::last_os(if protocol == bpc_wire::IPPROTO_GRE {
+            "open the raw GRE socket"
+        } else {
+            "open the raw UDP socket (VXLAN)"
+        }));
     }
     // SAFETY: fresh descriptor we own.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
@@ -57,6 +68,11 @@ pub(crate) fn open(family: libc::c_int) -> Result<OwnedFd> {
         set_int(&fd, libc::IPPROTO_IPV6, libc::IPV6_RECVERR, 1)
     };
     recverr.map_err(|e| Error::os("enable ICMP error reports on the GRE socket", e))?;
+    if family == libc::AF_INET6 && protocol == bpc_wire::encap::IPPROTO_UDP {
+        // UDP's checksum field is at offset 6 of what we write; IPv6 forbids 0.
+        set_int(&fd, libc::IPPROTO_IPV6, libc::IPV6_CHECKSUM, 6)
+            .map_err(|e| Error::os("have the kernel checksum VXLAN's UDP over IPv6", e))?;
+    }
     // Absorbs bursts; the kernel caps it at net.core.wmem_max.
     let _ = set_int(&fd, libc::SOL_SOCKET, libc::SO_SNDBUF, 4 << 20);
     Ok(fd)

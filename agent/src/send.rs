@@ -8,9 +8,9 @@
 use std::net::IpAddr;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use bpc_wire::GreProfile;
+use bpc_wire::Encapsulation;
 
 use crate::batch::{BATCH, Batch};
 use crate::config::SendPath;
@@ -42,6 +42,8 @@ struct Destination {
 pub struct Sender {
     v4: Option<OwnedFd>,
     v6: Option<OwnedFd>,
+    /// The outer IP header's protocol (the TX ring writes it).
+    ip_protocol: u8,
     batch: Batch,
     destinations: Vec<Destination>,
     tx: TxPath,
@@ -71,15 +73,18 @@ struct TxPath {
 unsafe impl Send for Sender {}
 
 impl Sender {
-    /// Opens the raw sockets. IPv4 is required (it is also the capability
-    /// check); IPv6 is optional, for clusters with IPv6 disabled.
-    pub fn new(profile: GreProfile, key: u32, own_mac: [u8; 6]) -> Result<Sender> {
-        let v4 = gre_socket::open(libc::AF_INET)?;
-        let v6 = gre_socket::open(libc::AF_INET6).ok();
+    /// Opens the raw sockets of the encapsulation's IP protocol (GRE, or UDP
+    /// for VXLAN). IPv4 is required (it is also the capability check); IPv6
+    /// is optional, for clusters with IPv6 disabled.
+    pub fn new(encapsulation: Encapsulation, own_mac: [u8; 6]) -> Result<Sender> {
+        let protocol = encapsulation.ip_protocol();
+        let v4 = gre_socket::open(libc::AF_INET, protocol)?;
+        let v6 = gre_socket::open(libc::AF_INET6, protocol).ok();
         Ok(Sender {
             v4: Some(v4),
             v6,
-            batch: Batch::new(profile, key, own_mac),
+            ip_protocol: protocol,
+            batch: Batch::new(encapsulation, own_mac),
             destinations: Vec::new(),
             tx: TxPath {
                 send_path: SendPath::Raw,
@@ -190,7 +195,7 @@ impl Sender {
         self.look_up_links();
     }
 
-    /// The GRE header length of the profile.
+    /// The length of the header before each frame.
     pub fn header_len(&self) -> usize {
         self.batch.header_len()
     }
@@ -202,21 +207,27 @@ impl Sender {
     /// `frame` must stay valid and unchanged until the next [`Sender::flush`]
     /// (or a push that flushes): the capture loop gives its ring block back
     /// only after flushing.
-    pub unsafe fn push_borrowed(&mut self, frame: &[u8], tag: Option<[u8; 4]>, stats: &Stats) {
+    pub unsafe fn push_borrowed(
+        &mut self,
+        frame: &[u8],
+        tag: Option<[u8; 4]>,
+        captured: Duration,
+        stats: &Stats,
+    ) {
         if self.batch.is_full() {
             self.flush(stats);
         }
         // SAFETY: the caller keeps frame valid until the flush that clears the batch.
-        unsafe { self.batch.push_borrowed(frame, tag) };
+        unsafe { self.batch.push_borrowed(frame, tag, captured) };
     }
 
     /// Queues a copy of `frame` (for frames built in a temporary buffer).
     /// Flushes first if the batch or the copy arena is full.
-    pub fn push_copied(&mut self, frame: &[u8], stats: &Stats) {
+    pub fn push_copied(&mut self, frame: &[u8], captured: Duration, stats: &Stats) {
         if !self.batch.has_room_for_copy(frame.len()) {
             self.flush(stats);
         }
-        self.batch.push_copied(frame);
+        self.batch.push_copied(frame, captured);
     }
 
     /// Sends every queued frame to every destination and records the outcome.
@@ -279,10 +290,10 @@ impl Sender {
             let frame = unsafe { slot.frame() };
             let header = slot.header();
             let pushed = match slot.retagged(frame) {
-                None => ring.push(link, &[header, frame]),
+                None => ring.push(link, self.ip_protocol, &[header, frame]),
                 Some(tagged) => {
                     let [macs, tag, rest] = tagged.parts();
-                    ring.push(link, &[header, macs, tag, rest])
+                    ring.push(link, self.ip_protocol, &[header, macs, tag, rest])
                 }
             };
             if pushed {
@@ -350,9 +361,11 @@ impl Sender {
     }
 }
 
-/// Largest inner frame that fits one GRE packet on a path of `mtu` bytes.
-pub fn max_frame_for(mtu: u32, ipv6: bool, gre_header_len: usize) -> usize {
-    let outer = if ipv6 { 40 } else { 20 } + gre_header_len;
+/// Largest inner frame that fits one packet on a path of `mtu` bytes, with
+/// `header_len` bytes of encapsulation (GRE 8/12, VXLAN 16 with UDP,
+/// ERSPAN II 16, ERSPAN III 28) after the outer IP header.
+pub fn max_frame_for(mtu: u32, ipv6: bool, header_len: usize) -> usize {
+    let outer = if ipv6 { 40 } else { 20 } + header_len;
     (mtu as usize).saturating_sub(outer).max(64)
 }
 
@@ -366,5 +379,8 @@ mod tests {
         assert_eq!(max_frame_for(1500, true, 12), 1448);
         assert_eq!(max_frame_for(1500, false, 8), 1472);
         assert_eq!(max_frame_for(1450, false, 12), 1418);
+        // VXLAN (UDP + VXLAN) and ERSPAN III (GRE + header + platform subheader).
+        assert_eq!(max_frame_for(1500, false, 16), 1464);
+        assert_eq!(max_frame_for(1500, true, 28), 1432);
     }
 }

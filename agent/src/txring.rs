@@ -213,10 +213,11 @@ impl TxRing {
         unsafe { self.map.add(frame * self.frame_size).cast::<u32>() }
     }
 
-    /// Writes one packet to `link` whose GRE part is the concatenation of
-    /// `parts` (which must [`fit`](TxRing::fits)). Returns false when the ring
-    /// is full (frames still in flight): the packet is dropped.
-    pub fn push(&mut self, link: &Link, parts: &[&[u8]]) -> bool {
+    /// Writes one packet to `link` whose IP payload (of `protocol`: GRE, or
+    /// UDP for VXLAN) is the concatenation of `parts` (which must
+    /// [`fit`](TxRing::fits)). Returns false when the ring is full (frames
+    /// still in flight): the packet is dropped.
+    pub fn push(&mut self, link: &Link, protocol: u8, parts: &[&[u8]]) -> bool {
         let gre_len: usize = parts.iter().map(|p| p.len()).sum();
         let status = self.status(self.next);
         // SAFETY: volatile read of a word the kernel updates.
@@ -231,11 +232,11 @@ impl TxRing {
         let packet = &mut frame[DATA_AT..];
         let eth =
             EthernetHeader { destination: link.dst_mac, source: link.src_mac, ethertype: ETHERTYPE_IPV4 };
-        // No DF (as the raw socket: IP_PMTUDISC_DONT), TTL 64, GRE.
+        // No DF (as the raw socket: IP_PMTUDISC_DONT), TTL 64.
         let ip = Ipv4Header {
             source: link.src_ip,
             destination: link.dst_ip,
-            protocol: bpc_wire::IPPROTO_GRE,
+            protocol,
             ttl: 64,
             identification: self.ip_id,
             dont_fragment: false,

@@ -14,7 +14,13 @@ use support::*;
 #[test]
 fn a_ring_the_kernel_refuses_exits_2_naming_buffer_and_the_fix() {
     let lo = bpc_agent::iface::choose(Some("lo")).unwrap();
-    let program = bpc_agent::filter::compile(&bpc_agent::filter::compose(None, &[], 9469)).unwrap();
+    let program = bpc_agent::filter::compile(&bpc_agent::filter::compose(
+        None,
+        &[],
+        bpc_agent::filter::OwnTraffic::Gre,
+        9469,
+    ))
+    .unwrap();
     // The kernel wants page-aligned blocks: this shape is refused with EINVAL.
     let odd = RingGeometry { block_size: 100_000, block_count: 8 };
     let e = Ring::open(&lo, &program, odd, 1).unwrap_err();

@@ -111,6 +111,15 @@ pub struct CaptureArgs {
     /// With --collector: GRE header profile [agent default: standard].
     #[arg(long, value_enum)]
     pub gre_profile: Option<GreProfile>,
+    /// With --collector: the format, gre, vxlan, erspan-ii or erspan-iii [agent default: gre].
+    #[arg(long, value_enum)]
+    pub encap: Option<sidecar::Encap>,
+    /// With --encap vxlan: the VNI [agent default: the workload key's low 24 bits].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=i64::from(bpc_wire::vxlan::MAX_VNI)))]
+    pub vni: Option<u32>,
+    /// With --encap erspan-ii/erspan-iii: the session ID [agent default: the workload key's low 10 bits].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(0..=i64::from(bpc_wire::erspan::MAX_SESSION)))]
+    pub session: Option<u16>,
     /// With --collector: GRE key instead of the workload key.
     #[arg(long, value_name = "N", value_parser = sidecar::parse_key)]
     pub key: Option<u32>,
@@ -144,6 +153,9 @@ impl CaptureArgs {
         o.max_mbps = self.max_mbps;
         o.oversize = self.oversize;
         o.gre_profile = self.gre_profile;
+        o.encap = self.encap;
+        o.vni = self.vni;
+        o.session = self.session;
         o.key = self.key;
         o.image = self.image.clone();
         o.buffer = self.buffer;
@@ -167,6 +179,9 @@ impl CaptureArgs {
             for (set, flag) in [
                 (self.oversize.is_some(), "--oversize"),
                 (self.gre_profile.is_some(), "--gre-profile"),
+                (self.encap.is_some(), "--encap"),
+                (self.vni.is_some(), "--vni"),
+                (self.session.is_some(), "--session"),
                 (self.key.is_some(), "--key"),
             ] {
                 if set {

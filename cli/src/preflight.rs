@@ -75,12 +75,46 @@ pub fn check_options(options: &SidecarOptions) -> Result<(), Error> {
     if options.metrics_port == 0 {
         return Err(Error::Usage("--metrics-port must be 1-65535".into()));
     }
+    let encap = options.encap.unwrap_or_default();
+    if options.gre_profile == Some(bpc_contract::GreProfile::Netis) && encap != bpc_contract::Encap::Gre {
+        return Err(Error::Usage(format!(
+            "--gre-profile netis is a GRE profile: it does not combine with --encap {encap}"
+        )));
+    }
+    if options.vni.is_some() && encap != bpc_contract::Encap::Vxlan {
+        return Err(Error::Usage(format!("--vni applies to --encap vxlan, not {encap}")));
+    }
+    let erspan = matches!(encap, bpc_contract::Encap::ErspanIi | bpc_contract::Encap::ErspanIii);
+    if options.session.is_some() && !erspan {
+        return Err(Error::Usage(format!(
+            "--session applies to --encap erspan-ii or erspan-iii, not {encap}"
+        )));
+    }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn encap_options_that_do_not_fit_together_are_usage_errors() {
+        use crate::sidecar::GreProfile;
+        let with = |f: fn(&mut SidecarOptions)| {
+            let mut o = SidecarOptions::with_collectors(&["198.18.0.2"]);
+            f(&mut o);
+            check_options(&o)
+        };
+        assert!(with(|o| o.encap = Some(bpc_contract::Encap::ErspanIii)).is_ok());
+        assert!(with(|o| (o.encap, o.vni) = (Some(bpc_contract::Encap::Vxlan), Some(7))).is_ok());
+        for bad in [
+            with(|o| (o.encap, o.gre_profile) = (Some(bpc_contract::Encap::Vxlan), Some(GreProfile::Netis))),
+            with(|o| o.vni = Some(7)),
+            with(|o| (o.encap, o.session) = (Some(bpc_contract::Encap::Vxlan), Some(3))),
+        ] {
+            assert!(matches!(bad, Err(Error::Usage(_))), "{bad:?}");
+        }
+    }
 
     #[test]
     fn valid_filters_compile_and_invalid_ones_name_the_problem() {

@@ -30,6 +30,14 @@ pub const OVERSIZE: &str = "BPC_OVERSIZE";
 pub const SEND_PATH: &str = "BPC_SEND_PATH";
 /// `--gre-profile`: a [`GreProfile`](crate::GreProfile) name.
 pub const GRE_PROFILE: &str = "BPC_GRE_PROFILE";
+/// `--encap`: an [`Encap`](crate::Encap) name.
+pub const ENCAP: &str = "BPC_ENCAP";
+/// `--vni`: the VXLAN network identifier (default: from the workload key).
+pub const VNI: &str = "BPC_VNI";
+/// `--session`: the ERSPAN session ID (default: from the workload key).
+pub const SESSION: &str = "BPC_SESSION";
+/// `--vxlan-port`: the collectors' VXLAN UDP port.
+pub const VXLAN_PORT: &str = "BPC_VXLAN_PORT";
 /// `--resolve-interval`.
 pub const RESOLVE_INTERVAL: &str = "BPC_RESOLVE_INTERVAL";
 /// `--write`: pcapng to a file or `-` instead of GRE.

@@ -68,4 +68,4 @@ pub mod options;
 pub mod stats;
 pub mod stream;
 
-pub use options::{GreProfile, OnError, Oversize, ParseNameError, SendPath};
+pub use options::{Encap, GreProfile, OnError, Oversize, ParseNameError, SendPath};

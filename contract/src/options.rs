@@ -39,6 +39,32 @@ pub enum GreProfile {
 
 names!(GreProfile, "GRE profile" { Standard => "standard", Netis => "netis" | "pktminerg" });
 
+/// The format every captured frame travels in to the collectors (the codecs are
+/// `bpc_wire::Encapsulation`; field by field in docs/wire.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "kebab-case")]
+pub enum Encap {
+    /// GRE (protocol 0x6558), in the profile of `--gre-profile` (the default).
+    #[default]
+    Gre,
+    /// VXLAN over UDP (port 4789): VNI from the workload key, no sequence numbers.
+    Vxlan,
+    /// ERSPAN type II (GRE 0x88BE): session ID from the workload key, sequence numbers.
+    #[cfg_attr(feature = "clap", value(name = "erspan-ii", alias = "erspan2"))]
+    ErspanIi,
+    /// ERSPAN type III (GRE 0x22EB): as type II, plus the capture time in nanoseconds and the direction.
+    #[cfg_attr(feature = "clap", value(name = "erspan-iii", alias = "erspan3"))]
+    ErspanIii,
+}
+
+names!(Encap, "encapsulation" {
+    Gre => "gre",
+    Vxlan => "vxlan",
+    ErspanIi => "erspan-ii" | "erspan2",
+    ErspanIii => "erspan-iii" | "erspan3",
+});
+
 /// How the agent hands GRE packets to the kernel.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
@@ -110,6 +136,17 @@ mod tests {
             assert_eq!(format!(" {s} ").parse::<SendPath>(), Ok(s));
             assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
         }
+    }
+
+    #[test]
+    fn encap_names_travel_as_the_flag_values() {
+        for e in [Encap::Gre, Encap::Vxlan, Encap::ErspanIi, Encap::ErspanIii] {
+            assert_eq!(e.to_string().parse::<Encap>(), Ok(e));
+            assert_eq!(serde_json::to_value(e).unwrap(), e.as_str());
+        }
+        assert_eq!(Encap::ErspanIii.as_str(), "erspan-iii");
+        assert_eq!("ERSPAN2".parse::<Encap>(), Ok(Encap::ErspanIi));
+        assert_eq!(Encap::default(), Encap::Gre);
     }
 
     #[test]

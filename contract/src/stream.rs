@@ -17,18 +17,30 @@ pub enum ReceivedProfile {
     Netis,
     /// No key: counted, but not attributable to a workload.
     Anonymous,
+    /// VXLAN: the VNI as key; no sequence, loss cannot be measured.
+    Vxlan,
+    /// ERSPAN type II: the session ID as key, sequence numbers.
+    #[serde(rename = "erspan-ii")]
+    ErspanIi,
+    /// ERSPAN type III: the session ID as key, sequence numbers, capture times.
+    #[serde(rename = "erspan-iii")]
+    ErspanIii,
 }
 
 names!(ReceivedProfile, "stream profile" {
     Standard => "standard",
     Netis => "netis",
     Anonymous => "anonymous",
+    Vxlan => "vxlan",
+    ErspanIi => "erspan-ii",
+    ErspanIii => "erspan-iii",
 });
 
 /// One stream.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StreamReport {
-    /// The GRE key, `0x%08x` (netis: the keybit; anonymous: 0).
+    /// The GRE key, `0x%08x` (netis: the keybit; anonymous: 0; VXLAN: the
+    /// VNI; ERSPAN: the session ID).
     pub key: String,
     /// `namespace/kind/name` from the map, when known.
     pub workload: Option<String>,
@@ -54,7 +66,7 @@ pub struct StreamReport {
     pub last_seen: f64,
     /// Packets per second over the stream's lifetime.
     pub rate_pps: f64,
-    /// Netis streams: packets by direction.
+    /// Netis and ERSPAN III streams: packets by direction.
     pub directions: Option<DirectionCounts>,
 }
 

@@ -3,8 +3,6 @@
 
 use std::net::IpAddr;
 
-use bpc_contract::stream::ReceivedProfile;
-
 use crate::Error;
 use crate::map::WorkloadMap;
 use crate::receiver::{Report, StreamReport, summarize_keys};
@@ -170,13 +168,10 @@ impl Expectation {
     /// None when it holds, otherwise why not.
     pub fn check(&self, report: &Report) -> Option<String> {
         let key = bpc_wire::WorkloadKey(self.key);
-        // Each stream under the key as its profile sends it (netis: the keybit).
+        // Each stream under the key as its format sends it (netis: the
+        // keybit; VXLAN: the VNI; ERSPAN: the session ID).
         let sent = |s: &StreamReport| {
-            let profile = match s.profile {
-                ReceivedProfile::Netis => bpc_wire::GreProfile::Netis,
-                ReceivedProfile::Standard | ReceivedProfile::Anonymous => bpc_wire::GreProfile::Standard,
-            };
-            key.as_sent(profile).to_string()
+            bpc_wire::WorkloadKey(bpc_wire::Encap::received_id(key, s.profile)).to_string()
         };
         let streams: Vec<StreamReport> = report
             .streams

@@ -37,6 +37,11 @@ pub struct WorkloadMap {
     /// rows whose agent sends netis, and of every other pod row (a map
     /// written before rows carried the profile).
     netis_names: HashMap<u32, String>,
+    /// VXLAN streams: the VNI of every pod row's key (its low 24 bits).
+    vni_names: HashMap<u32, String>,
+    /// ERSPAN streams: the session ID of every pod row's key (its low 10
+    /// bits; the first row wins when two keys share one).
+    session_names: HashMap<u32, String>,
     peers: HashMap<IpAddr, Peer>,
     /// Address -> host name for pcapng's Name Resolution Block ([`crate::names`]).
     hosts: HashMap<IpAddr, String>,
@@ -63,6 +68,9 @@ impl WorkloadMap {
             // Only pods send streams: a Service row must not rename a key.
             if row.row_type == RowType::Pod {
                 let keybit = key.as_sent(bpc_wire::GreProfile::Netis).0;
+                map.vni_names.entry(bpc_wire::vxlan::vni_of(key)).or_insert_with(|| row.workload_path());
+                let session = u32::from(bpc_wire::erspan::session_of(key));
+                map.session_names.entry(session).or_insert_with(|| row.workload_path());
                 match row.profile {
                     Some(bpc_contract::GreProfile::Netis) => {
                         map.netis_names.insert(keybit, row.workload_path());
@@ -102,9 +110,14 @@ impl WorkloadMap {
     }
 
     /// The workload of a stream's key, as a stream of `profile` carries it
-    /// (netis: the keybit).
+    /// (netis: the keybit; VXLAN: the VNI; ERSPAN: the session ID).
     pub fn name(&self, key: u32, profile: ReceivedProfile) -> Option<&str> {
-        let names = if profile == ReceivedProfile::Netis { &self.netis_names } else { &self.names };
+        let names = match profile {
+            ReceivedProfile::Netis => &self.netis_names,
+            ReceivedProfile::Vxlan => &self.vni_names,
+            ReceivedProfile::ErspanIi | ReceivedProfile::ErspanIii => &self.session_names,
+            ReceivedProfile::Standard | ReceivedProfile::Anonymous => &self.names,
+        };
         names.get(&key).map(String::as_str)
     }
 
@@ -137,7 +150,7 @@ impl WorkloadMap {
     /// longer has: a replaced pod's IP leaves the map, but the flows it had
     /// must keep their workload. An address a new row claims takes the new label.
     pub fn update(&mut self, newer: WorkloadMap) {
-        let WorkloadMap { names, netis_names, peers, hosts, generation: _ } = newer;
+        let WorkloadMap { names, netis_names, vni_names, session_names, peers, hosts, generation: _ } = newer;
         for (ip, peer) in peers {
             self.peers.insert(ip, peer);
         }
@@ -145,6 +158,8 @@ impl WorkloadMap {
         self.generation += 1;
         self.names.extend(names);
         self.netis_names.extend(netis_names);
+        self.vni_names.extend(vni_names);
+        self.session_names.extend(session_names);
     }
 
     /// Keys whose workload is `ns/name` or `ns/kind/name`.
@@ -175,6 +190,23 @@ mod tests {
       {"type": "node", "ip": "198.19.64.1", "kind": "Node", "workload": "node-1", "key": "0x00000099",
        "node": "node-1"}
     ]"#;
+
+    #[test]
+    fn vxlan_and_erspan_streams_are_labelled_by_the_vni_and_session_of_an_ipv6_pods_key() {
+        let key = bpc_wire::WorkloadKey::from_workload("shop", "deployment", "web");
+        let m = WorkloadMap::from_json(&format!(
+            r#"[{{"type": "pod", "ip": "2001:2:0:1::1", "namespace": "shop", "kind": "Deployment",
+                 "workload": "web", "key": "{key}", "pod": "web-1", "attached": true}}]"#
+        ))
+        .unwrap();
+        let vni = bpc_wire::vxlan::vni_of(key);
+        let session = u32::from(bpc_wire::erspan::session_of(key));
+        assert_eq!(m.name(vni, ReceivedProfile::Vxlan), Some("shop/deployment/web"));
+        assert_eq!(m.name(session, ReceivedProfile::ErspanIi), Some("shop/deployment/web"));
+        assert_eq!(m.name(session, ReceivedProfile::ErspanIii), Some("shop/deployment/web"));
+        assert_eq!(m.name(vni, ReceivedProfile::Standard), None, "a VNI is no GRE key");
+        assert_eq!(m.peer(&"2001:2:0:1::1".parse().unwrap()).map(|p| p.name.as_str()), Some("web"));
+    }
 
     #[test]
     fn schema_1_rows_without_type_are_pods() {

@@ -16,7 +16,7 @@ use crate::expectation::Expectation;
 use crate::map::{SharedMap, WorkloadMap};
 use crate::paths::{PathsReport, render_dot, top_edges};
 use crate::pcap_out::PcapOut;
-use crate::receiver::{FrameSink, Receiver, ReceiverConfig, Report};
+use crate::receiver::{FrameSink, Receiver, ReceiverConfig, Report, VxlanListen};
 
 /// Options of `bpc-sim receive` (flattened into `kubectl bpc sink`).
 #[derive(Debug, Clone, clap::Args)]
@@ -24,6 +24,9 @@ pub struct ReceiveArgs {
     /// Address to listen on (IPv4 or IPv6).
     #[arg(long, default_value = "0.0.0.0")]
     pub listen: IpAddr,
+    /// UDP port VXLAN arrives on (0: none) [default: 4789 when free, else GRE and ERSPAN only].
+    #[arg(long, value_name = "PORT")]
+    pub vxlan_port: Option<u16>,
     /// Write inner frames to this file: pcap, or pcapng (one interface per key) when it ends in .pcapng.
     #[arg(long)]
     pub write: Option<String>,
@@ -414,12 +417,18 @@ pub fn run_receive_with(
         None => None,
     };
     let frame_sink = pcap.clone().map(|p| p as Arc<Mutex<dyn FrameSink>>);
-    let receiver = Receiver::start(ReceiverConfig {
+    let vxlan = match args.vxlan_port {
+        None => VxlanListen::Try(bpc_wire::vxlan::PORT),
+        Some(0) => VxlanListen::Off,
+        Some(port) => VxlanListen::Require(port),
+    };
+    let config = ReceiverConfig {
         listen: args.listen,
         map: shared.clone(),
         paths: args.paths.is_some(),
         frame_sink: frame_sink.clone(),
-    })?;
+    };
+    let receiver = Receiver::start_with(config, vxlan)?;
     let paths_every = Duration::from_secs_f64(args.paths_interval);
     let mut last_paths = Instant::now();
     let mut last_map_poll = Instant::now();

@@ -1,5 +1,6 @@
-//! The GRE receiving engine: a raw IPPROTO_GRE socket read with `recvmmsg`
-//! into pre-allocated buffers on its own thread, per-stream counters, and a
+//! The receiving engine: a raw IPPROTO_GRE socket (GRE, ERSPAN II and III)
+//! and a UDP socket on the VXLAN port, each read with `recvmmsg` into
+//! pre-allocated buffers on its own thread, per-stream counters, and a
 //! [`Report`] available at any time.
 
 use std::collections::{BTreeMap, HashMap};
@@ -10,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bpc_wire::{Direction, GrePacket, Ipv4Packet, SequenceTracker, StreamProfile, WireError};
+use bpc_wire::{Decapsulated, Direction, Ipv4Packet, SequenceTracker, WireError};
 use serde::{Deserialize, Serialize};
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -183,6 +184,22 @@ pub struct Report {
     pub notes: Vec<String>,
 }
 
+/// What the VXLAN socket of a receiver listens on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VxlanListen {
+    /// The port, when it is free; otherwise a note in the report and GRE only
+    /// (a node's own VXLAN overlay may hold 4789).
+    Try(u16),
+    /// The port, or the receiver does not start.
+    Require(u16),
+    /// No VXLAN socket.
+    Off,
+}
+
+/// The note of a report with VXLAN streams: what a receiver can and cannot tell without sequence numbers.
+pub const VXLAN_NOTE: &str = "VXLAN streams carry no sequence numbers: loss, reordering and duplicates cannot be \
+                              measured; compare the stream's packets with the agent's sent_packets in /stats";
+
 #[derive(Debug)]
 struct Stream {
     profile: ReceivedProfile,
@@ -207,13 +224,15 @@ struct State {
     /// The frame sink's first error; it is called no more after one.
     sink_error: Option<Error>,
     sink_failed: bool,
+    /// Why the VXLAN socket is not listening, for the report.
+    vxlan_note: Option<String>,
 }
 
 /// A running receiver.
 pub struct Receiver {
     state: Arc<Mutex<State>>,
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
     started: Instant,
     map: SharedMap,
     /// The bound address.
@@ -224,9 +243,41 @@ fn sock_err(what: &str) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |source| Error::Socket { what: what.to_string(), source }
 }
 
+/// Opens the UDP socket VXLAN arrives on.
+fn vxlan_socket(listen: IpAddr, port: u16) -> Result<Socket, Error> {
+    let domain = if listen.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
+    let socket =
+        Socket::new(domain, Type::DGRAM, Some(Protocol::UDP)).map_err(sock_err("opening a UDP socket"))?;
+    if listen.is_ipv6() {
+        // One family per receiver, as for GRE.
+        let _ = socket.set_only_v6(true);
+    }
+    socket.bind(&SocketAddr::new(listen, port).into()).map_err(|source| Error::Socket {
+        what: format!("binding the VXLAN port {listen}:{port}"),
+        source,
+    })?;
+    force_recv_buffer(&socket, 64 << 20);
+    socket.set_read_timeout(Some(Duration::from_millis(50))).map_err(sock_err("setting timeout"))?;
+    Ok(socket)
+}
+
 impl Receiver {
-    /// Opens the raw socket and starts the receiving thread.
+    /// Opens the raw GRE socket and, when the port is free, the VXLAN one
+    /// on 4789, and starts the receiving threads.
     pub fn start(config: ReceiverConfig) -> Result<Receiver, Error> {
+        Receiver::start_with(config, VxlanListen::Try(bpc_wire::vxlan::PORT))
+    }
+
+    /// [`Receiver::start`] with the VXLAN socket as `vxlan` says.
+    pub fn start_with(config: ReceiverConfig, vxlan: VxlanListen) -> Result<Receiver, Error> {
+        let (vxlan, vxlan_note) = match vxlan {
+            VxlanListen::Off => (None, None),
+            VxlanListen::Require(port) => (Some(vxlan_socket(config.listen, port)?), None),
+            VxlanListen::Try(port) => match vxlan_socket(config.listen, port) {
+                Ok(s) => (Some(s), None),
+                Err(e) => (None, Some(format!("not receiving VXLAN: {e}"))),
+            },
+        };
         let domain = if config.listen.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
         let socket = Socket::new(domain, Type::RAW, Some(Protocol::from(bpc_wire::IPPROTO_GRE as i32)))
             .map_err(sock_err("opening a raw GRE socket"))?;
@@ -238,22 +289,30 @@ impl Receiver {
             let mut st = state.lock().unwrap();
             st.latencies_ns.reserve(MAX_LATENCY_SAMPLES);
             st.paths = config.paths.then(FlowTable::default);
+            st.vxlan_note = vxlan_note;
         }
         let stop = Arc::new(AtomicBool::new(false));
-        let (st, sp, sink) = (state.clone(), stop.clone(), config.frame_sink.clone());
         let v4 = config.listen.is_ipv4();
-        let thread = std::thread::Builder::new()
-            .name("bpc-receiver".into())
-            .spawn(move || receive_loop(socket, v4, st, sp, sink))
-            .map_err(sock_err("spawning the receiver thread"))?;
-        Ok(Receiver {
-            state,
-            stop,
-            thread: Some(thread),
-            started: Instant::now(),
-            map: config.map,
-            local: config.listen,
-        })
+        let mut threads = Vec::with_capacity(2);
+        let sockets =
+            std::iter::once((socket, Arrival::RawGre { v4 })).chain(vxlan.map(|s| (s, Arrival::Vxlan)));
+        for (socket, arrival) in sockets {
+            let (st, sp, sink) = (state.clone(), stop.clone(), config.frame_sink.clone());
+            let name = if arrival == Arrival::Vxlan { "bpc-receiver-vxlan" } else { "bpc-receiver" };
+            let thread = std::thread::Builder::new()
+                .name(name.into())
+                .spawn(move || receive_loop(socket, arrival, st, sp, sink))
+                .map_err(sock_err("spawning the receiver thread"));
+            match thread {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    stop.store(true, Ordering::Relaxed);
+                    threads.into_iter().for_each(|t| drop(t.join()));
+                    return Err(e);
+                }
+            }
+        }
+        Ok(Receiver { state, stop, threads, started: Instant::now(), map: config.map, local: config.listen })
     }
 
     /// The counters so far.
@@ -315,26 +374,36 @@ impl Receiver {
 
     /// Stops the thread and returns the final report.
     pub fn stop(mut self) -> Report {
+        self.join();
+        self.snapshot()
+    }
+
+    fn join(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
+        for t in self.threads.drain(..) {
             let _ = t.join();
         }
-        self.snapshot()
     }
 }
 
 impl Drop for Receiver {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.join();
     }
+}
+
+/// What a receiving socket delivers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Arrival {
+    /// A raw GRE socket: GRE and ERSPAN, with the IPv4 header before them (IPv6: none).
+    RawGre { v4: bool },
+    /// A UDP socket on the VXLAN port: the VXLAN header and the frame.
+    Vxlan,
 }
 
 fn receive_loop(
     socket: Socket,
-    v4: bool,
+    arrival: Arrival,
     state: Arc<Mutex<State>>,
     stop: Arc<AtomicBool>,
     sink: Option<Arc<Mutex<dyn FrameSink>>>,
@@ -385,18 +454,18 @@ fn receive_loop(
             let src = sockaddr_ip(&addrs[i]);
             let now = if stamped { kernel_time(&msgs[i].msg_hdr).unwrap_or(now) } else { now };
             // An IPv4 raw socket delivers the IP header too; IPv6 does not.
-            let gre = if v4 {
-                match Ipv4Packet::parse(data) {
-                    Ok(ip) => ip.payload,
+            let decoded = match arrival {
+                Arrival::RawGre { v4: true } => match Ipv4Packet::parse(data) {
+                    Ok(ip) => Decapsulated::from_gre(ip.payload),
                     Err(_) => {
                         bump(&mut st, "truncated_ip");
                         continue;
                     }
-                }
-            } else {
-                data
+                },
+                Arrival::RawGre { v4: false } => Decapsulated::from_gre(data),
+                Arrival::Vxlan => Decapsulated::from_vxlan(data),
             };
-            handle(&mut st, src, gre, now, sink.as_deref());
+            handle(&mut st, src, decoded, now, sink.as_deref());
         }
     }
 }
@@ -457,39 +526,41 @@ fn bump(st: &mut State, reason: &'static str) {
     *st.malformed.entry(reason).or_insert(0) += 1;
 }
 
-fn handle(st: &mut State, src: IpAddr, gre: &[u8], now: SystemTime, sink: Option<&Mutex<dyn FrameSink>>) {
-    let packet = match GrePacket::parse(gre) {
+fn handle(
+    st: &mut State,
+    src: IpAddr,
+    decoded: Result<Decapsulated<'_>, WireError>,
+    now: SystemTime,
+    sink: Option<&Mutex<dyn FrameSink>>,
+) {
+    let packet = match decoded {
         Ok(p) => p,
         Err(e) => {
             bump(
                 st,
                 match e {
                     WireError::Truncated { .. } => "truncated",
+                    WireError::TruncatedHeader { .. } => "truncated",
                     WireError::UnsupportedVersion(_) => "unsupported_version",
+                    WireError::ErspanVersion { .. } => "unsupported_version",
                     WireError::ReservedBitsSet(_) => "reserved_bits",
                     WireError::ChecksumMismatch { .. } => "checksum",
+                    WireError::NotEthernet(_) => "not_ethernet",
+                    WireError::VxlanNoVni(_) => "vxlan_flags",
                     _ => "other",
                 },
             );
             return;
         }
     };
-    if packet.protocol != bpc_wire::PROTO_TEB {
-        bump(st, "not_ethernet");
-        return;
-    }
-    if packet.payload.len() < 14 {
+    if packet.frame.len() < 14 {
         bump(st, "short_frame");
         return;
     }
-    let frame = packet.payload;
-    let seen = StreamProfile::of(&packet);
-    let profile = ReceivedProfile::from(&seen);
-    let (key, seq, dir) = match seen {
-        StreamProfile::Standard { key, sequence } => (key, Some(sequence), None),
-        StreamProfile::Netis(nk) => (nk.keybit, None, Some(nk.direction)),
-        StreamProfile::Anonymous => (0, None, None),
-    };
+    let frame = packet.frame;
+    let profile = ReceivedProfile::from(packet.kind);
+    let key = packet.id;
+    let directed = matches!(profile, ReceivedProfile::Netis | ReceivedProfile::ErspanIii);
     let s = st.streams.entry((key, src, profile)).or_insert_with(|| Stream {
         profile,
         tracker: SequenceTracker::new(),
@@ -497,17 +568,17 @@ fn handle(st: &mut State, src: IpAddr, gre: &[u8], now: SystemTime, sink: Option
         bytes: 0,
         first: now,
         last: now,
-        dirs: (profile == ReceivedProfile::Netis).then(DirectionCounts::default),
+        dirs: directed.then(DirectionCounts::default),
     });
     s.packets += 1;
     s.bytes += frame.len() as u64;
     st.valid += 1;
     s.last = now;
-    if let Some(seq) = seq {
+    if let Some(seq) = packet.sequence {
         s.tracker.observe(seq);
     }
-    if let (Some(d), Some(c)) = (dir, s.dirs.as_mut()) {
-        match d {
+    if let Some(c) = s.dirs.as_mut() {
+        match packet.direction {
             Direction::Inbound => c.inbound += 1,
             Direction::Outbound => c.outbound += 1,
             Direction::Unknown => c.unknown += 1,
@@ -602,11 +673,19 @@ fn build_report(st: &State, map: &WorkloadMap, elapsed: Duration) -> Report {
         r.totals.packets += s.packets;
         r.totals.bytes += s.bytes;
         r.totals.lost += c.lost;
-        if s.profile == ReceivedProfile::Netis && r.notes.is_empty() {
-            r.notes.push(
-                "netis streams carry no sequence numbers: loss and reordering cannot be measured".into(),
-            );
+        let note = match s.profile {
+            ReceivedProfile::Netis => {
+                Some("netis streams carry no sequence numbers: loss and reordering cannot be measured")
+            }
+            ReceivedProfile::Vxlan => Some(VXLAN_NOTE),
+            _ => None,
+        };
+        if let Some(note) = note.filter(|n| !r.notes.iter().any(|have| have == n)) {
+            r.notes.push(note.into());
         }
+    }
+    if let Some(note) = &st.vxlan_note {
+        r.notes.push(note.clone());
     }
     r.keys = summarize_keys(&r.streams);
     for k in r.keys.iter().filter(|k| k.restarts > 0) {

@@ -1,5 +1,6 @@
-//! `bpc-sim replay`: sends pcap or synthetic frames GRE-encapsulated exactly
-//! as an agent does, with optional sequence mangling for loss tests.
+//! `bpc-sim replay`: sends pcap or synthetic frames encapsulated exactly as
+//! an agent does (GRE, VXLAN, ERSPAN II or III), with optional sequence
+//! mangling for loss tests.
 
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
@@ -7,7 +8,9 @@ use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bpc_wire::ethernet::{self, ETHERTYPE_IPV4};
-use bpc_wire::{Direction, EthernetHeader, GreProfile, Ipv4Header, UdpHeader, ipv4, udp};
+use bpc_wire::{
+    Direction, Encapsulation, EthernetHeader, FrameInfo, GreProfile, Ipv4Header, UdpHeader, ipv4, udp,
+};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::Error;
@@ -26,6 +29,12 @@ pub struct ReplayArgs {
     /// standard or netis.
     #[arg(long, default_value = "standard")]
     pub profile: GreProfile,
+    /// gre, vxlan, erspan-ii or erspan-iii (VNI and session from --key, as an agent's).
+    #[arg(long, default_value = "gre")]
+    pub encap: bpc_contract::Encap,
+    /// VXLAN destination port.
+    #[arg(long, default_value_t = bpc_wire::vxlan::PORT)]
+    pub vxlan_port: u16,
     /// Packets per second (0 = as fast as possible).
     #[arg(long, default_value_t = 0)]
     pub pps: u64,
@@ -215,11 +224,35 @@ pub fn run_replay(args: &ReplayArgs) -> Result<ReplayStats, Error> {
             .ok_or(Error::Invalid { what: "replay", message: "FILE or --synthetic".into() })?;
         read_frames(f)?
     };
+    let wkey = bpc_wire::WorkloadKey(key);
+    let encapsulation = match bpc_wire::Encap::from(args.encap) {
+        bpc_wire::Encap::Gre => Encapsulation::Gre { profile: args.profile, key },
+        bpc_wire::Encap::Vxlan => {
+            Encapsulation::Vxlan { vni: bpc_wire::vxlan::vni_of(wkey), port: args.vxlan_port }
+        }
+        bpc_wire::Encap::ErspanII => {
+            Encapsulation::ErspanII { session: bpc_wire::erspan::session_of(wkey), index: 0 }
+        }
+        bpc_wire::Encap::ErspanIII => {
+            Encapsulation::ErspanIII { session: bpc_wire::erspan::session_of(wkey), port_index: 0 }
+        }
+    };
     let domain = if dest.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
-    let socket = Socket::new(domain, Type::RAW, Some(Protocol::from(bpc_wire::IPPROTO_GRE as i32)))
-        .map_err(|source| Error::Socket { what: "opening a raw GRE socket".into(), source })?;
+    // VXLAN through an ordinary UDP socket: the kernel writes UDP (and its
+    // checksum, which IPv6 needs); the VXLAN header and frame are ours. One
+    // source port: replay is one sender, it needs no ECMP spread.
+    let vxlan = matches!(encapsulation, Encapsulation::Vxlan { .. });
+    let (socket, port, skip) = if vxlan {
+        let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))
+            .map_err(|source| Error::Socket { what: "opening a UDP socket".into(), source })?;
+        (s, args.vxlan_port, udp::HEADER_LEN)
+    } else {
+        let s = Socket::new(domain, Type::RAW, Some(Protocol::from(bpc_wire::IPPROTO_GRE as i32)))
+            .map_err(|source| Error::Socket { what: "opening a raw GRE socket".into(), source })?;
+        (s, 0, 0)
+    };
     socket
-        .connect(&SocketAddr::new(dest, 0).into())
+        .connect(&SocketAddr::new(dest, port).into())
         .map_err(|source| Error::Socket { what: format!("connecting to {dest}"), source })?;
     let _ = socket.set_send_buffer_size(16 << 20);
     let total = frames.len() as u64 * args.loops;
@@ -231,21 +264,26 @@ pub fn run_replay(args: &ReplayArgs) -> Result<ReplayStats, Error> {
     }
     let start = Instant::now();
     const BATCH: usize = 64;
-    let mut bufs: Vec<Vec<u8>> = (0..BATCH).map(|_| vec![0u8; 16 + MAX_FRAME]).collect();
+    let mut bufs: Vec<Vec<u8>> =
+        (0..BATCH).map(|_| vec![0u8; bpc_wire::encap::MAX_HEADER_LEN + MAX_FRAME]).collect();
     let fd = socket.as_raw_fd();
     for chunk in order.chunks(BATCH) {
         let mut iovs: Vec<libc::iovec> = Vec::with_capacity(BATCH);
         for (i, &seq) in chunk.iter().enumerate() {
             let frame = &frames[seq as usize % n];
             let buf = &mut bufs[i];
-            let dir = if seq % 2 == 0 { Direction::Outbound } else { Direction::Inbound };
-            let h = args.profile.write_header(&mut buf[..], key, seq, dir).expect("16-byte header fits");
-            let len = frame.len().min(MAX_FRAME);
+            let direction = if seq % 2 == 0 { Direction::Outbound } else { Direction::Inbound };
+            // A frame of MAX_FRAME is cut so that the longest header still fits UDP's length.
+            let len = frame.len().min(MAX_FRAME - encapsulation.header_len());
+            let captured = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+            let info = FrameInfo { head: frame, len, sequence: seq, direction, vlan: None, captured };
+            let h = encapsulation.write_header(&mut buf[..], &info).expect("the header fits MAX_HEADER_LEN");
             buf[h..h + len].copy_from_slice(&frame[..len]);
             if args.synthetic {
                 stamp(&mut buf[h..h + len]);
             }
-            iovs.push(libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: h + len });
+            // The UDP socket writes UDP itself: VXLAN from its header on.
+            iovs.push(libc::iovec { iov_base: buf[skip..].as_mut_ptr().cast(), iov_len: h + len - skip });
         }
         let mut msgs: Vec<libc::mmsghdr> = iovs
             .iter_mut()

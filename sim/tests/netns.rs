@@ -257,3 +257,35 @@ fn a_new_source_after_the_old_went_silent_is_a_restarted_stream_and_check_reads_
         .unwrap();
     assert_eq!(missing.status.code(), Some(2), "an unreadable report is an error, not a failed check");
 }
+
+#[test]
+fn replay_sends_every_format_over_ipv4_and_ipv6_and_receive_counts_each_with_loss_where_it_has_sequences() {
+    let ns = netns("en");
+    for (listen, to) in [("127.0.0.1", "127.0.0.1"), ("::1", "::1")] {
+        for (encap, profile, key, lost) in [
+            ("gre", "standard", "0x773f9626", Some(1)),
+            ("vxlan", "vxlan", "0x003f9626", None),
+            ("erspan-ii", "erspan-ii", "0x00000226", Some(1)),
+            ("erspan-iii", "erspan-iii", "0x00000226", Some(1)),
+        ] {
+            let expect = "workload=shop/checkout packets=99";
+            let r = receive_on(&ns, listen, "--count 99 --duration 10 -o json", &[expect]);
+            let flags = format!("--synthetic --count 100 --key 0x773f9626 --encap {encap} --mangle skip=5");
+            replay_to(&ns, to, &flags);
+            let out = finished(r);
+            let ctx = format!("{encap} to {to}: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(out.status.success(), "expectation by workload name holds: {ctx}");
+            let report = json(&out);
+            let s = &report["streams"][0];
+            assert_eq!((s["profile"].as_str(), s["key"].as_str()), (Some(profile), Some(key)), "{ctx}");
+            assert_eq!(s["packets"], 99, "{ctx}");
+            match lost {
+                Some(n) => assert_eq!(s["lost"], n, "skip=5 is one lost packet: {ctx}"),
+                None => assert!(
+                    report["notes"].as_array().unwrap().iter().any(|n| n.as_str().unwrap().contains("VXLAN")),
+                    "the report says VXLAN loss cannot be measured: {ctx}"
+                ),
+            }
+        }
+    }
+}

@@ -58,4 +58,18 @@ pub enum WireError {
         /// The largest the field holds.
         max: usize,
     },
+    /// A VXLAN header without the I flag (no valid VNI).
+    #[error("VXLAN header without the I flag (flags {0:#04x}): no valid VNI")]
+    VxlanNoVni(u8),
+    /// An ERSPAN header of another version than its GRE protocol type announces.
+    #[error("ERSPAN version {found} where the GRE protocol type announces version {expected}")]
+    ErspanVersion {
+        /// The version the protocol type stands for (1: type II, 2: type III).
+        expected: u8,
+        /// The version field.
+        found: u8,
+    },
+    /// A GRE protocol type that carries no Ethernet frame we decode.
+    #[error("GRE protocol type {0:#06x} carries no Ethernet frame (0x6558, 0x88be or 0x22eb)")]
+    NotEthernet(u16),
 }

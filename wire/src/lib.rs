@@ -16,6 +16,9 @@
 //!   that senders build (the agent's TX ring, replay, the bench tools) and
 //!   receivers walk (VLAN tags, the IPv4 header length), and a capture's
 //!   stripped VLAN tag put back ([`ethernet::Retagged`]).
+//! * [`encap`]: the four formats an agent sends in (GRE, VXLAN, ERSPAN II
+//!   and III) behind one [`Encapsulation`], and [`Decapsulated`], what a
+//!   receiver reads from any of them; the headers in [`vxlan`] and [`erspan`].
 //! * [`sequence`]: [`SequenceTracker`], loss/reorder/duplicate accounting
 //!   from sequence numbers with RFC 1982 wrap-around.
 
@@ -23,7 +26,9 @@
 #![warn(missing_docs)]
 
 mod checksum;
+pub mod encap;
 mod error;
+pub mod erspan;
 pub mod ethernet;
 pub mod gre;
 pub mod ipv4;
@@ -31,9 +36,12 @@ pub mod key;
 pub mod profile;
 pub mod sequence;
 pub mod udp;
+pub mod vxlan;
 
 pub use checksum::internet_checksum;
+pub use encap::{Decapsulated, Encap, Encapsulation, FrameInfo, StreamKind};
 pub use error::WireError;
+pub use erspan::{ErspanII, ErspanIII};
 pub use ethernet::{EthernetFrame, EthernetHeader, MacText, Retagged, parse_mac};
 pub use gre::{GreFlags, GreHeader, GrePacket, PROTO_IPV4, PROTO_IPV6, PROTO_TEB};
 pub use ipv4::{Ipv4Header, Ipv4Packet};
@@ -41,6 +49,7 @@ pub use key::{ParseKeyError, WorkloadKey, WorkloadKind};
 pub use profile::{Direction, GreProfile, NetisKey, ParseProfileError, StreamProfile};
 pub use sequence::{Observation, SequenceCounters, SequenceTracker};
 pub use udp::UdpHeader;
+pub use vxlan::{VxlanHeader, VxlanPacket};
 
 /// The IP protocol number of GRE (the raw-socket protocol agents send with).
 pub const IPPROTO_GRE: u8 = 47;

@@ -45,7 +45,10 @@ proptest! {
                 | WireError::TruncatedHeader { .. }
                 | WireError::NotIpv4(_)
                 | WireError::Ipv4HeaderLength(_)
-                | WireError::TooLong { .. }),
+                | WireError::TooLong { .. }
+                | WireError::VxlanNoVni(_)
+                | WireError::ErspanVersion { .. }
+                | WireError::NotEthernet(_)),
             ) => prop_assert!(false, "GRE decode returned {e}"),
         }
     }

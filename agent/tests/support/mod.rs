@@ -317,6 +317,19 @@ impl Tcpdump {
 
     /// Stops tcpdump (SIGINT) and returns the frames it recorded.
     pub fn finish(mut self) -> Vec<Vec<u8>> {
+        self.stop()
+    }
+
+    /// [`Tcpdump::finish`], keeping the pcap file: it lives as long as the
+    /// returned directory (`ref.pcap` in it), for tshark or for its times.
+    pub fn finish_keeping_file(mut self) -> (Vec<Vec<u8>>, tempfile::TempDir) {
+        let frames = self.stop();
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::copy(&self.pcap, dir.path().join("ref.pcap")).expect("copy the pcap");
+        (frames, dir)
+    }
+
+    fn stop(&mut self) -> Vec<Vec<u8>> {
         self.proc.signal(libc::SIGINT);
         self.proc.wait_timeout(Duration::from_secs(5)).expect("tcpdump stops on SIGINT");
         let stderr = self.proc.stderr();

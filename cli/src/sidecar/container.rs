@@ -31,6 +31,9 @@ pub fn container(sidecar: &Sidecar) -> Value {
     optional(env::GRE_PROFILE, o.gre_profile.map(|v| v.to_string()));
     optional(env::KEY, o.key.map(|k| bpc_wire::WorkloadKey(k).to_string()));
     optional(env::SEND_PATH, o.send_path.map(|v| v.to_string()));
+    optional(env::ENCAP, o.encap.map(|v| v.to_string()));
+    optional(env::VNI, o.vni.map(|v| v.to_string()));
+    optional(env::SESSION, o.session.map(|v| v.to_string()));
     optional(env::BUFFER, o.buffer.map(|v| v.to_string()));
     env.push(json!({"name": env::METRICS_ADDR, "value": format!("0.0.0.0:{}", o.metrics_port)}));
     if o.metrics_private {
@@ -170,6 +173,19 @@ mod tests {
         assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
         assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
         assert_eq!(c["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
+    }
+
+    #[test]
+    fn encap_vni_and_session_travel_as_their_agent_variables() {
+        let mut s = sidecar();
+        s.options.encap = Some(crate::sidecar::Encap::ErspanIii);
+        s.options.session = Some(5);
+        let c = container(&s);
+        let env = c["env"].as_array().unwrap();
+        let get = |name: &str| env.iter().find(|e| e["name"] == name).map(|e| e["value"].clone());
+        assert_eq!(get("BPC_ENCAP"), Some(serde_json::json!("erspan-iii")));
+        assert_eq!(get("BPC_SESSION"), Some(serde_json::json!("5")));
+        assert_eq!(get("BPC_VNI"), None, "unset options stay out of the environment");
     }
 
     #[test]

@@ -15,7 +15,7 @@ mod template;
 
 pub use bpc_contract::defaults::{DEFAULT_METRICS_PORT, MAX_COLLECTORS};
 use bpc_contract::defaults::{MAX_BUFFER_MIB, MIN_BUFFER_MIB};
-pub use bpc_contract::{GreProfile, Oversize, SendPath};
+pub use bpc_contract::{Encap, GreProfile, Oversize, SendPath};
 pub use container::container;
 pub use patch::{attach_patch, detach_patch};
 pub use record::{AttachRecord, Change, Injected, Uninjected, attached_record, record, status_annotation};
@@ -211,6 +211,18 @@ pub struct SidecarOptions {
     #[arg(long, value_enum)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub send_path: Option<SendPath>,
+    /// The format frames travel in: gre, vxlan, erspan-ii or erspan-iii [agent default: gre].
+    #[arg(long, value_enum)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encap: Option<Encap>,
+    /// With --encap vxlan: the VNI [agent default: the workload key's low 24 bits].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=i64::from(bpc_wire::vxlan::MAX_VNI)))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vni: Option<u32>,
+    /// With --encap erspan-ii/erspan-iii: the session ID [agent default: the workload key's low 10 bits].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(0..=i64::from(bpc_wire::erspan::MAX_SESSION)))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<u16>,
     /// GRE key (decimal or 0x-hex) instead of the workload key; with --gre-profile netis, the keybit.
     #[arg(long, value_name = "N", value_parser = parse_key)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -268,6 +280,9 @@ impl SidecarOptions {
             oversize: None,
             gre_profile: None,
             send_path: None,
+            encap: None,
+            vni: None,
+            session: None,
             key: None,
             image: None,
             cpu: "50m".into(),

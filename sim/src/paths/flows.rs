@@ -87,16 +87,19 @@ impl FlowTable {
                 st.connections += 1;
                 st.phase = Phase::SynAck;
                 st.synack_ns = now_ns;
+                // Kernel receive stamps of packets taken on different CPUs may
+                // step back a little: a negative RTT is 0, never a panic that
+                // poisons the receiver.
                 // Seen from the client: SYN out, SYN-ACK back.
                 if sender != observer {
-                    st.rtt_us.push(us(now_ns - st.syn_ns));
+                    st.rtt_us.push(us(now_ns.saturating_sub(st.syn_ns)));
                 }
             }
         } else if f.ack && st.phase == Phase::SynAck && st.client == Some(from as u8) {
             st.phase = Phase::Idle;
             // Seen from the server: SYN-ACK out, the client's ACK back.
             if sender != observer {
-                st.rtt_us.push(us(now_ns - st.synack_ns));
+                st.rtt_us.push(us(now_ns.saturating_sub(st.synack_ns)));
             }
         }
     }
