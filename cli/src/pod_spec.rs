@@ -66,6 +66,28 @@ pub fn sent_key(agent: &Container, workload_key: WorkloadKey) -> (WorkloadKey, G
     (key.as_sent(profile.into()), profile)
 }
 
+/// The id a pod's stream arrives under at a receiver: the key as sent
+/// ([`sent_key`]) in GRE, the VNI in VXLAN, the session in ERSPAN (its
+/// `BPC_VNI` / `BPC_SESSION` when set, else derived from the key:
+/// [`bpc_wire::Encap::stream_id`]).
+pub fn stream_id(agent: &Container, workload_key: WorkloadKey) -> WorkloadKey {
+    let encap: bpc_wire::Encap = env_of(agent, bpc_contract::env::ENCAP)
+        .and_then(|e| e.parse::<bpc_contract::Encap>().ok())
+        .unwrap_or_default()
+        .into();
+    let explicit = |name: &str| env_of(agent, name).and_then(|v| v.parse::<WorkloadKey>().ok());
+    let (key, profile) = sent_key(agent, workload_key);
+    match encap {
+        bpc_wire::Encap::Gre => key,
+        bpc_wire::Encap::Vxlan => {
+            explicit(bpc_contract::env::VNI).unwrap_or(WorkloadKey(encap.stream_id(key, profile.into())))
+        }
+        bpc_wire::Encap::ErspanII | bpc_wire::Encap::ErspanIII => {
+            explicit(bpc_contract::env::SESSION).unwrap_or(WorkloadKey(encap.stream_id(key, profile.into())))
+        }
+    }
+}
+
 /// Whether the agent streams to `collector` already.
 pub fn sends_to(agent: &Container, collector: &str) -> bool {
     collectors_of(agent).iter().any(|c| c == collector)
@@ -105,6 +127,23 @@ mod tests {
         let keyed = agent(serde_json::json!([{"name": "BPC_KEY", "value": "0x00000010"},
             {"name": "BPC_GRE_PROFILE", "value": "netis"}]));
         assert_eq!(sent_key(&keyed, w), (WorkloadKey(0x10), GreProfile::Netis));
+    }
+
+    #[test]
+    fn the_stream_id_is_the_vni_or_the_session_of_the_key_unless_set() {
+        let agent = |env: serde_json::Value| -> Container {
+            serde_json::from_value(serde_json::json!({"name": "bpc-agent", "env": env})).unwrap()
+        };
+        let w = WorkloadKey(0x773f_9626);
+        assert_eq!(stream_id(&agent(serde_json::json!([])), w), w);
+        let vxlan = agent(serde_json::json!([{"name": "BPC_ENCAP", "value": "vxlan"}]));
+        assert_eq!(stream_id(&vxlan, w), WorkloadKey(0x3f_9626));
+        let vni = agent(
+            serde_json::json!([{"name": "BPC_ENCAP", "value": "vxlan"}, {"name": "BPC_VNI", "value": "42"}]),
+        );
+        assert_eq!(stream_id(&vni, w), WorkloadKey(42));
+        let erspan = agent(serde_json::json!([{"name": "BPC_ENCAP", "value": "erspan-iii"}]));
+        assert_eq!(stream_id(&erspan, w), WorkloadKey(0x226));
     }
 
     #[test]

@@ -44,7 +44,7 @@ pub(super) fn pod_ready(p: &Pod) -> bool {
 /// The key the pod's stream arrives under: what its agent sends.
 pub(super) fn expected_key(target: &Target, agent: Option<&Container>) -> WorkloadKey {
     let workload = WorkloadKey::from_workload(&target.namespace, target.kind.as_str(), &target.name);
-    agent.map_or(workload, |c| crate::pod_spec::sent_key(c, workload).0)
+    agent.map_or(workload, |c| crate::pod_spec::stream_id(c, workload))
 }
 
 /// One look at the pods and the receiver: (all passed, why not, results).
