@@ -424,6 +424,7 @@ fn capture(
             last_stats = now;
             read_kernel_counters(&capture, &iface, base_ifdrops, stats);
             pipeline.sender.drain_icmp_errors(stats);
+            stats.roll_recent(now);
             pipeline.sender.refresh_links();
         }
         if let Some(pause) = drained.pause() {
