@@ -132,25 +132,10 @@ fn deleting(pod: &Pod) -> Option<Deleting> {
         .map(|_| Deleting { grace_seconds: pod.metadata.deletion_grace_period_seconds })
 }
 
-/// The scheduler's message while it finds no node for the pod.
-fn unschedulable(pod: &Pod) -> Option<String> {
-    let conditions = pod.status.as_ref()?.conditions.as_ref()?;
-    let c = conditions.iter().find(|c| c.type_ == "PodScheduled" && c.status == "False")?;
-    Some(c.message.clone().unwrap_or_else(|| c.reason.clone().unwrap_or_else(|| "Unschedulable".into())))
-}
-
-/// The `bpc-agent` container's requests, from the pod spec.
+/// The sidecar's requests, to name in an unschedulable pod's hint.
 fn sidecar_requests(pod: &Pod) -> SidecarRequests {
-    let Some(spec) = pod.spec.as_ref() else { return SidecarRequests::default() };
-    let agent = spec
-        .init_containers
-        .iter()
-        .flatten()
-        .chain(spec.containers.iter())
-        .find(|c| c.name == AGENT_CONTAINER);
-    let requests = agent.and_then(|c| c.resources.as_ref()).and_then(|r| r.requests.as_ref());
-    let get = |k: &str| requests.and_then(|r| r.get(k)).map(|q| q.0.clone());
-    SidecarRequests { cpu: get("cpu"), memory: get("memory") }
+    use crate::pod_spec::agent_request;
+    SidecarRequests { cpu: agent_request(pod, "cpu"), memory: agent_request(pod, "memory") }
 }
 
 /// The agent's last log lines before its restart; a courtesy: a pod whose
@@ -254,7 +239,7 @@ pub async fn collect(
             no_traffic_after: args.no_traffic_after as f64,
             metrics_private: metrics_private(&pod),
             deleting: deleting(&pod),
-            unschedulable: unschedulable(&pod),
+            unschedulable: crate::pod_spec::unschedulable(&pod),
             sidecar_requests: sidecar_requests(&pod),
         };
         let ctx = HintContext {
