@@ -112,13 +112,20 @@ pub struct RecentSends {
     pub sent_packets: u64,
     /// Failures in the window, by kind.
     pub errors: SendErrors,
+    /// Seconds since the snapshot before the agent's last one (10 to 20 s):
+    /// the "now" of the window.
+    #[serde(default)]
+    pub latest_seconds: f64,
+    /// `unreachable` errors in those seconds.
+    #[serde(default)]
+    pub latest_unreachable: u64,
 }
 
 /// The agent judges its collectors over at least this many seconds.
 pub const RECENT_WINDOW_SECONDS: u64 = 60;
 
-/// Share of failed sends (no buffer, other) in the window that makes a
-/// collector faulty even while some sends succeed: one in ten.
+/// Share of failed sends in the window that makes a collector faulty even
+/// while some sends succeed: one in ten.
 const FAILING_SHARE_DENOMINATOR: u64 = 10;
 
 impl CollectorStats {
@@ -128,10 +135,11 @@ impl CollectorStats {
     /// the window (`recent` absent).
     ///
     /// * No address and lookups failing: nothing can be sent.
-    /// * Any `unreachable` error in the window: the kernel had no route, or
-    ///   the collector host bounced our packets with ICMP. The host
-    ///   rate-limits its ICMP errors (about one a second), so one bounce
-    ///   stands for many lost packets: no share is asked for.
+    /// * `unreachable` errors (no route, or the collector host bouncing our
+    ///   packets with ICMP) since the agent's last snapshot, or a tenth of
+    ///   the window's sends: the host rate-limits its ICMP errors (about one
+    ///   a second), so a bounce now stands for many lost packets, while a few
+    ///   bounces a minute ago among many sends since are a cured outage.
     /// * Other failures (queue full, EPERM...): when no send succeeded since
     ///   the last one, or when they are at least a tenth of the attempts.
     pub fn fault(&self) -> Option<String> {
@@ -146,7 +154,8 @@ impl CollectorStats {
             ));
         }
         let attempts = recent.sent_packets + e.unreachable + e.no_buffer + e.other;
-        if e.unreachable > 0 {
+        let share = |n: u64| n > 0 && n * FAILING_SHARE_DENOMINATOR >= attempts;
+        if recent.latest_unreachable > 0 || share(e.unreachable) {
             let how = match &self.icmp_error {
                 Some(icmp) => format!("ICMP {icmp}"),
                 None => "no route to it".to_owned(),
@@ -164,7 +173,7 @@ impl CollectorStats {
             (Some(_), None) => true,
             (None, _) => false,
         };
-        if failed > 0 && (failing_now || failed * FAILING_SHARE_DENOMINATOR >= attempts) {
+        if failed > 0 && (failing_now || share(failed)) {
             return Some(format!(
                 "sends to collector {} failing: {failed} of {attempts} in {window:.0} s ({} no_buffer, {} other)",
                 self.host, e.no_buffer, e.other
@@ -267,19 +276,35 @@ mod tests {
     }
 
     fn window(sent_packets: u64, errors: SendErrors) -> RecentSends {
-        RecentSends { window_seconds: 62.0, sent_packets, errors }
+        RecentSends {
+            window_seconds: 62.0,
+            sent_packets,
+            errors,
+            latest_seconds: 15.0,
+            latest_unreachable: 0,
+        }
     }
 
     #[test]
-    fn any_bounce_in_the_window_is_a_fault_naming_the_collector_and_the_icmp_reason() {
-        let mut c = collector(window(280, SendErrors { unreachable: 1, ..Default::default() }));
+    fn a_bounce_since_the_last_snapshot_is_a_fault_naming_the_collector_and_the_icmp_reason() {
+        let mut w = window(280, SendErrors { unreachable: 1, ..Default::default() });
+        w.latest_unreachable = 1;
+        let mut c = collector(w);
         c.icmp_error = Some("protocol unreachable: no GRE receiver on the collector host".into());
-        let why = c.fault().expect("one bounce stands for many: ICMP errors are rate-limited");
+        let why = c.fault().expect("one bounce now stands for many: ICMP errors are rate-limited");
         assert!(
             why.contains("collector.monitoring.svc (198.18.0.2)") && why.contains("no GRE receiver"),
             "{why}"
         );
         assert!(why.contains("1 of 281 sends in 62 s"), "{why}");
+    }
+
+    #[test]
+    fn earlier_bounces_in_the_window_are_a_fault_when_they_are_a_tenth_of_the_sends() {
+        let c = collector(window(142, SendErrors { unreachable: 138, ..Default::default() }));
+        assert!(c.fault().is_some(), "an idle pod whose sends bounce");
+        let c = collector(window(500, SendErrors { unreachable: 3, ..Default::default() }));
+        assert_eq!(c.fault(), None, "a cured outage: 3 bounces, then 500 sends");
     }
 
     #[test]

@@ -790,6 +790,8 @@ mod tests {
             window_seconds: 64.0,
             sent_packets: 40,
             errors: SendErrors { unreachable: 3, ..Default::default() },
+            latest_seconds: 14.0,
+            latest_unreachable: 1,
         });
         let mut o = obs(Some(running()), Some(Ok(s.clone())));
         o.second = Some(s.clone());
