@@ -446,6 +446,11 @@ KUBECTL_BPC=$bpc scripts/e2e-cluster-paths.sh
 step "the sidecar's lifecycle: native and container forms, a CronJob, an agent that cannot capture (scripts/e2e-cluster-lifecycle.sh)"
 KUBECTL_BPC=$bpc scripts/e2e-cluster-lifecycle.sh
 
+# ---------------------------------------------------------------- verdicts
+
+step "verdicts: unschedulable --wait and status, a collector with no receiver (scripts/e2e-cluster-verdicts.sh)"
+KUBECTL_BPC=$bpc scripts/e2e-cluster-verdicts.sh
+
 # ---------------------------------------------------------------- cluster-only tests
 
 step "cluster-only tests (cargo test -- --ignored) against this cluster (attach + detach of web)"

@@ -163,7 +163,11 @@ impl CollectorStats {
             return Some(format!(
                 "collector {}{} unreachable: {} of {attempts} sends in {window:.0} s bounced or had no route ({how})",
                 self.host,
-                self.address.map(|a| format!(" ({a})")).unwrap_or_default(),
+                // The address it points to, unless the host is that address.
+                self.address
+                    .filter(|a| a.to_string() != self.host)
+                    .map(|a| format!(" ({a})"))
+                    .unwrap_or_default(),
                 e.unreachable
             ));
         }
