@@ -276,6 +276,28 @@ grep -q PASS "$work/verify-ephemeral.txt" || fail "verify --ephemeral did not PA
 [[ $(app_pods web | awk '{print $1}' | sort) == "$pods_before" ]] || fail "verify --ephemeral replaced pods"
 ok "PASS; no new ReplicaSet, the same pods"
 
+# ---------------------------------------------------------------- netis
+
+step "--gre-profile netis: map gives the keybit the agent sends, verify passes, sink --map-watch labels the stream"
+"$bpc" attach sts/db -n "$ns" "${attach_opts[@]}" --gre-profile netis --wait --timeout 3m
+"$bpc" map -n "$ns" -o json >"$work/map-netis.json"
+jq -e '[.[] | select(.type == "pod" and .workload == "db")] | all(.profile == "netis" and (.key | ltrimstr("0x") | .[0:1]) == "0")' \
+  "$work/map-netis.json" >/dev/null || fail "map does not give db's netis keybit: $(jq -c '[.[] | select(.workload == "db")]' "$work/map-netis.json")"
+"$bpc" verify sts/db -n "$ns" --sink "$BPC_SINK_IP" --timeout 120s | tee "$work/verify-netis.txt"
+grep -q PASS "$work/verify-netis.txt" || fail "verify of a netis sidecar did not PASS"
+kubectl rollout status -n "$ns" sts/db --timeout 120s
+db_ip=$(app_pods db | awk 'NR == 1 {print $2}')
+background "$bpc" sink -n "$ns" --map-watch --listen "$collector" --duration 15 --quiet -o json >"$work/sink-netis.json" 2>"$work/sink-netis.log"
+sink_pid=${pids[-1]}
+sleep 3
+for _ in $(seq 1 20); do curl -s -o /dev/null --max-time 1 "http://$db_ip:8080/" || true; sleep 0.2; done
+wait "$sink_pid" || fail "sink --map-watch failed: $(cat "$work/sink-netis.log")"
+pids=()
+jq -e --arg w "$ns/statefulset/db" '[.streams[] | select(.profile == "netis" and .workload == $w)] | length >= 1' \
+  "$work/sink-netis.json" >/dev/null || fail "sink --map-watch did not label the netis stream: $(jq -c '.streams' "$work/sink-netis.json")"
+ok "netis: map keybit, verify PASS, sink labels $(jq -r '[.streams[] | select(.profile == "netis")][0].key' "$work/sink-netis.json") as $ns/statefulset/db"
+"$bpc" attach sts/db -n "$ns" "${attach_opts[@]}" --wait --timeout 3m
+
 # ---------------------------------------------------------------- map
 
 step "map --watch across a rollout: old pod IPs deleted, new ones added"

@@ -11,6 +11,8 @@ use tracing::{error, info, warn};
 use bpc_wire::Retagged;
 
 use crate::capture::{Capture, CaptureGeometry, Frame, FrameSink, LARGEST_STANDARD_FRAME};
+use bpc_contract::defaults::FINAL_TALLY_PREFIX;
+
 use crate::config::{CAPTURE_SNAPLEN, Config, OnError, OversizeMode, WriteTarget};
 use crate::error::{Error, Result};
 use crate::filter;
@@ -261,7 +263,7 @@ pub fn run(config: Config) -> Result<String> {
     // its port there would only hide application traffic that happens to use it.
     let excluded_port = if config.metrics_addr.ip().is_loopback() { 0 } else { metrics_port };
     let identity = Identity {
-        key: format!("{:#010x}", config.key.key),
+        key: bpc_wire::WorkloadKey(config.key.key).to_string(),
         workload: config.key.workload.clone(),
         profile: config.profile.into(),
         oversize: config.oversize,
@@ -692,7 +694,7 @@ fn log_summary(stats: &Stats) -> String {
         })
         .collect();
     let summary = format!(
-        "stopped after {:.1}s: captured {} packets ({} bytes), kernel drops {}, interface drops {}, \
+        "{FINAL_TALLY_PREFIX}{:.1}s: captured {} packets ({} bytes), kernel drops {}, interface drops {}, \
          rate-limited {}, truncated {}, segmented {}; sent to {}",
         s.uptime_seconds,
         s.capture.packets,

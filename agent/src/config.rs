@@ -19,7 +19,7 @@ use clap::Parser;
 use crate::error::{Error, Result};
 
 /// What the capture keeps of each frame when `--snaplen` is not given.
-pub const CAPTURE_SNAPLEN: usize = 262_144;
+pub const CAPTURE_SNAPLEN: usize = bpc_contract::defaults::SNAPLEN as usize;
 
 /// Command line of `bpc-agent`.
 #[derive(Debug, Parser)]
@@ -146,15 +146,15 @@ pub struct Args {
     pub list_interfaces: bool,
 
     /// Pod name (Downward API).
-    #[arg(long, env = "POD_NAME", hide = true)]
+    #[arg(long, env = env::POD_NAME, hide = true)]
     pub pod_name: Option<String>,
 
     /// Pod namespace (Downward API).
-    #[arg(long, env = "POD_NAMESPACE", hide = true)]
+    #[arg(long, env = env::POD_NAMESPACE, hide = true)]
     pub pod_namespace: Option<String>,
 
     /// Pod IP (Downward API).
-    #[arg(long, env = "POD_IP", hide = true)]
+    #[arg(long, env = env::POD_IP, hide = true)]
     pub pod_ip: Option<String>,
 
     /// Node name (Downward API).
@@ -491,8 +491,9 @@ pub fn choose_key(
             workload: workload_key.map(|(_, w)| w),
         }
     };
-    if profile == GreProfile::Netis && choice.key > NetisKey::MAX_KEYBIT {
-        choice.key &= NetisKey::MAX_KEYBIT;
+    let sent = WorkloadKey(choice.key).as_sent(profile).get();
+    if sent != choice.key {
+        choice.key = sent;
         choice.source.push_str(", low 28 bits as netis keybit");
     }
     Ok(choice)

@@ -29,6 +29,7 @@ use tokio::sync::mpsc;
 
 use crate::capabilities::{CapabilitiesArg, CapabilityPlanner};
 use crate::kube_context::{FIELD_MANAGER, Kube};
+use crate::map::OwnerCache;
 use crate::merge::{Demux, Merger};
 use crate::sidecar::{self, GreProfile, Oversize, Sidecar, SidecarOptions};
 use crate::workload::{KindApi, WorkloadId, WorkloadKind, WorkloadRef};
@@ -239,22 +240,13 @@ fn random_id() -> String {
     format!("{:05x}", (nanos ^ std::process::id().rotate_left(16)) & 0xf_ffff)
 }
 
-/// The workload a pod belongs to, from its controller reference (a
-/// ReplicaSet's Deployment from the pod-template-hash suffix, so no read of
-/// the ReplicaSet is needed).
+/// The workload a pod belongs to, by the one resolver ([`OwnerCache`], here
+/// without a cache: a ReplicaSet's Deployment from the pod-template-hash
+/// suffix, so no read of the ReplicaSet is needed); None for an owner of a
+/// kind kubectl-bpc does not know.
 pub fn workload_of(pod: &Pod) -> Option<WorkloadId> {
     let namespace = pod.metadata.namespace.clone()?;
-    let owner = pod.metadata.owner_references.as_ref()?.iter().find(|o| o.controller == Some(true))?;
-    let (kind, name) = match owner.kind.as_str() {
-        "ReplicaSet" => {
-            let hash = pod.metadata.labels.as_ref()?.get("pod-template-hash")?;
-            (WorkloadKind::Deployment, owner.name.strip_suffix(&format!("-{hash}"))?.to_owned())
-        }
-        "StatefulSet" => (WorkloadKind::StatefulSet, owner.name.clone()),
-        "DaemonSet" => (WorkloadKind::DaemonSet, owner.name.clone()),
-        _ => return None,
-    };
-    Some(WorkloadId { namespace, kind, name })
+    OwnerCache::default().workload_of(pod).id(&namespace)
 }
 
 /// The ephemeral container for one pod: the sidecar's container (same
@@ -304,7 +296,7 @@ pub fn capture_container(
         add.push((env::COUNT, n.to_string()));
     }
     // Before the Downward API variables, with the agent's other settings.
-    let at = env.iter().position(|e| e["name"] == "POD_NAME").unwrap_or(env.len());
+    let at = env.iter().position(|e| e["name"] == env::POD_NAME).unwrap_or(env.len());
     for (i, (name, value)) in add.into_iter().enumerate() {
         env.insert(at + i, json!({"name": name, "value": value}));
     }
@@ -725,7 +717,7 @@ pub async fn run(args: &CaptureArgs, kube: &Kube) -> Result<ExitCode, Error> {
     };
     let names: Vec<String> = plans.iter().map(|p| format!("{}/{}", p.namespace, p.pod)).collect();
     let mut merger = match output {
-        Some(out) => Some(Merger::new(out, &names, args.snaplen.unwrap_or(262_144))?),
+        Some(out) => Some(Merger::new(out, &names, args.snaplen.unwrap_or(bpc_contract::defaults::SNAPLEN))?),
         None => None,
     };
     for p in &plans {
@@ -853,7 +845,7 @@ pub async fn run(args: &CaptureArgs, kube: &Kube) -> Result<ExitCode, Error> {
         let name = p.container_name();
         let lp = LogParams { container: Some(name.to_owned()), tail_lines: Some(1), ..Default::default() };
         if let Ok(log) = pods.logs(&p.pod, &lp).await
-            && log.contains("stopped after")
+            && log.contains(bpc_contract::defaults::FINAL_TALLY_PREFIX)
         {
             eprintln!("pod/{} {name}: {}", p.pod, log.trim());
         }

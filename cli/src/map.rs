@@ -13,6 +13,7 @@ use std::io::Write;
 use bpc_wire::WorkloadKey;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::ListParams;
@@ -60,7 +61,16 @@ pub struct Workload {
     pub name: String,
 }
 
-/// ReplicaSet -> owning Deployment, per namespace, built from one list call.
+impl Workload {
+    /// The workload as the CLI's typed id, when its kind is one kubectl-bpc knows.
+    pub fn id(&self, namespace: &str) -> Option<crate::workload::WorkloadId> {
+        let kind = crate::workload::WorkloadKind::from_kind(&self.kind)?;
+        Some(crate::workload::WorkloadId { namespace: namespace.to_owned(), kind, name: self.name.clone() })
+    }
+}
+
+/// The one pod -> workload resolver: ReplicaSet -> owning Deployment and
+/// Job -> owning CronJob, per namespace, built from one list call each.
 #[derive(Debug, Default, Clone)]
 pub struct OwnerCache {
     /// (namespace, replicaset name) -> controller owner (kind, name) if any.
@@ -154,9 +164,17 @@ pub fn entries_of_pod(pod: &Pod, owners: &OwnerCache) -> Vec<MapEntry> {
     }
     let namespace = pod.namespace().unwrap_or_default();
     let workload = owners.workload_of(pod);
-    let key = WorkloadKey::from_workload(&namespace, &workload.kind, &workload.name);
+    let workload_key = WorkloadKey::from_workload(&namespace, &workload.kind, &workload.name);
+    // The key the stream arrives under: what the pod's agent sends.
+    let (key, profile) = match crate::pod_spec::pod_agent(pod) {
+        Some(agent) => {
+            let (key, profile) = crate::pod_spec::sent_key(agent, workload_key);
+            (key, Some(profile))
+        }
+        None => (workload_key, None),
+    };
     let node = spec.and_then(|s| s.node_name.clone()).unwrap_or_default();
-    let attached = crate::pod_spec::pod_is_attached(pod);
+    let attached = profile.is_some();
     ips.into_iter()
         .filter(|ip| !ip.is_empty())
         .map(|ip| MapEntry {
@@ -170,6 +188,7 @@ pub fn entries_of_pod(pod: &Pod, owners: &OwnerCache) -> Vec<MapEntry> {
             node: node.clone(),
             attached,
             backends: Vec::new(),
+            profile,
         })
         .collect()
 }
@@ -232,6 +251,7 @@ pub fn entries_of_service<'a>(
             node: String::new(),
             attached,
             backends: backends.clone(),
+            profile: None,
         })
         .collect()
 }
@@ -257,6 +277,7 @@ pub fn entries_of_node(node: &Node) -> Vec<MapEntry> {
             node: name.clone(),
             attached: false,
             backends: Vec::new(),
+            profile: None,
         })
         .collect()
 }
@@ -625,14 +646,30 @@ async fn list_nodes(client: &Client) -> Result<Option<Vec<Node>>, Error> {
     }
 }
 
-/// Lists ReplicaSets, pods, Services and Nodes (one call each) and builds the map.
+/// The Jobs in scope, for their CronJobs: None when the user may not list
+/// them (their pods are then labelled with the Job).
+async fn list_jobs(client: &Client, namespace: Option<&str>) -> Result<Option<Vec<Job>>, Error> {
+    match apis::<Job>(client, namespace).list(&ListParams::default()).await {
+        Ok(list) => Ok(Some(list.items)),
+        Err(kube::Error::Api(s)) if s.code == 403 || s.code == 404 => {
+            tracing::debug!("no Job owners: {}", s.message);
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Lists ReplicaSets, Jobs, pods, Services and Nodes (one call each) and builds the map.
 /// `namespace` None means all namespaces.
 pub async fn fetch_map(client: &Client, namespace: Option<&str>) -> Result<Vec<MapEntry>, Error> {
     let rs_api: Api<ReplicaSet> = apis(client, namespace);
     let pod_api: Api<Pod> = apis(client, namespace);
     let svc_api: Api<Service> = apis(client, namespace);
     let sets = rs_api.list(&ListParams::default()).await?;
-    let owners = OwnerCache::from_replica_sets(&sets.items);
+    let mut owners = OwnerCache::from_replica_sets(&sets.items);
+    for job in list_jobs(client, namespace).await?.unwrap_or_default() {
+        owners.insert_job(&job);
+    }
     let pods = pod_api.list(&ListParams::default()).await?;
     let services = svc_api.list(&ListParams::default()).await?;
     let nodes = list_nodes(client).await?.unwrap_or_default();
@@ -731,9 +768,19 @@ pub async fn watch(
     let svc_api: Api<Service> = apis(client, namespace);
     let sets = rs_api.list(&ListParams::default()).await?;
     let mut owners = OwnerCache::from_replica_sets(&sets.items);
+    let jobs = list_jobs(client, namespace).await?;
+    for job in jobs.iter().flatten() {
+        owners.insert_job(job);
+    }
     let mut state = MapState::default();
     let mut pods = watcher(pod_api, watcher::Config::default()).boxed();
     let mut rs_events = watcher(rs_api, watcher::Config::default()).boxed();
+    // A CronJob makes its Jobs as it goes: keep them in the owner cache (when
+    // the user may list them at all).
+    let mut job_events = match jobs {
+        Some(_) => watcher(apis::<Job>(client, namespace), watcher::Config::default()).boxed(),
+        None => futures::stream::pending().boxed(),
+    };
     let mut svc_events = side_watch(svc_api);
     let mut node_events = match list_nodes(client).await? {
         Some(_) => side_watch(Api::<Node>::all(client.clone())),
@@ -759,6 +806,12 @@ pub async fn watch(
                 // are retried by the watcher and never stop the pod stream.
                 if let Some(Ok(watcher::Event::Apply(rs) | watcher::Event::InitApply(rs))) = ev {
                     owners.insert(&rs);
+                }
+                Vec::new()
+            }
+            ev = job_events.next() => {
+                if let Some(Ok(watcher::Event::Apply(job) | watcher::Event::InitApply(job))) = ev {
+                    owners.insert_job(&job);
                 }
                 Vec::new()
             }
@@ -866,6 +919,45 @@ mod tests {
     }
 
     #[test]
+    fn a_pod_whose_agent_sends_netis_is_mapped_under_the_keybit_it_sends() {
+        let owners = OwnerCache::from_replica_sets([&web_rs()]);
+        let mut p = web_pod("198.18.1.2", true);
+        let agent =
+            p.spec.as_mut().unwrap().containers.iter_mut().find(|c| c.name == AGENT_CONTAINER).unwrap();
+        agent.env = Some(vec![k8s_openapi::api::core::v1::EnvVar {
+            name: "BPC_GRE_PROFILE".into(),
+            value: Some("netis".into()),
+            ..Default::default()
+        }]);
+        let row = &entries_of_pod(&p, &owners)[0];
+        let key = WorkloadKey::from_workload("shop", "Deployment", "web");
+        assert_eq!(row.key, key.as_sent(bpc_wire::GreProfile::Netis).to_string());
+        assert_eq!(row.profile, Some(bpc_contract::GreProfile::Netis));
+        let unattached = &entries_of_pod(&web_pod("198.18.1.3", false), &owners)[0];
+        assert_eq!((unattached.key.clone(), unattached.profile), (key.to_string(), None));
+    }
+
+    #[test]
+    fn a_cronjobs_pod_belongs_to_the_cronjob_through_its_job() {
+        let job: Job =
+            serde_json::from_value(json!({"metadata": {"name": "nightly-29000000", "namespace": "ops",
+            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "CronJob", "name": "nightly", "uid": "u",
+                "controller": true}]}}))
+            .unwrap();
+        let p = pod(json!({"metadata": {"name": "nightly-29000000-x7k2p", "namespace": "ops",
+            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": "nightly-29000000", "uid": "j",
+                "controller": true}]},
+            "spec": {"containers": []}, "status": {"podIP": "198.18.5.5"}}));
+        let unknown = OwnerCache::default().workload_of(&p);
+        assert_eq!((unknown.kind.as_str(), unknown.name.as_str()), ("Job", "nightly-29000000"));
+        let mut owners = OwnerCache::default();
+        owners.insert_job(&job);
+        let row = &entries_of_pod(&p, &owners)[0];
+        assert_eq!((row.kind.as_str(), row.workload.as_str()), ("CronJob", "nightly"));
+        assert_eq!(row.key, WorkloadKey::from_workload("ops", "cronjob", "nightly").to_string());
+    }
+
+    #[test]
     fn json_output_is_the_shared_contract_array() {
         let owners = OwnerCache::from_replica_sets([&web_rs()]);
         let rows = build_map(&[web_pod("198.18.1.2", true)], &owners);
@@ -876,7 +968,8 @@ mod tests {
         assert_eq!(
             v,
             json!([{"type": "pod", "ip": "198.18.1.2", "namespace": "shop", "kind": "Deployment", "workload": "web",
-                "key": key, "pod": "web-5f6c7d8b9-abcde", "node": "node-1", "attached": true}])
+                "key": key, "pod": "web-5f6c7d8b9-abcde", "node": "node-1", "attached": true,
+                "profile": "standard"}])
         );
     }
 
@@ -1050,7 +1143,10 @@ mod tests {
             (RowType::Service, "web", "web")
         );
         assert_eq!(
-            m.name(WorkloadKey::from_workload("shop", "Deployment", "web").0),
+            m.name(
+                WorkloadKey::from_workload("shop", "Deployment", "web").0,
+                bpc_contract::stream::ReceivedProfile::Standard
+            ),
             Some("shop/deployment/web")
         );
     }

@@ -3,6 +3,8 @@
 //! its collectors. The sidecar is built and edited as JSON in
 //! [`crate::sidecar`]; these only read.
 
+use bpc_contract::GreProfile;
+use bpc_wire::WorkloadKey;
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, PodTemplateSpec};
 
 use crate::sidecar::{AGENT_CONTAINER, STATUS_ANNOTATION};
@@ -69,6 +71,16 @@ pub fn collectors_of(agent: &Container) -> Vec<String> {
         .collect()
 }
 
+/// The GRE key a pod's agent sends, and its profile: its `BPC_KEY` if set,
+/// else `workload_key`, as that profile sends it (netis: the keybit,
+/// [`WorkloadKey::as_sent`]). What a receiver reports the stream under.
+pub fn sent_key(agent: &Container, workload_key: WorkloadKey) -> (WorkloadKey, GreProfile) {
+    let profile: GreProfile =
+        env_of(agent, bpc_contract::env::GRE_PROFILE).and_then(|p| p.parse().ok()).unwrap_or_default();
+    let key = env_of(agent, bpc_contract::env::KEY).and_then(|k| k.parse().ok()).unwrap_or(workload_key);
+    (key.as_sent(profile.into()), profile)
+}
+
 /// Whether the agent streams to `collector` already.
 pub fn sends_to(agent: &Container, collector: &str) -> bool {
     collectors_of(agent).iter().any(|c| c == collector)
@@ -94,6 +106,20 @@ mod tests {
             "initContainers": [{"name": "bpc-agent", "restartPolicy": "Always"}]}}));
         assert_eq!(native.spec.as_ref().and_then(agent_of).map(|(_, init)| init), Some(true));
         assert!(!pod_is_attached(&pod(serde_json::json!({"spec": {"containers": [{"name": "app"}]}}))));
+    }
+
+    #[test]
+    fn the_key_sent_is_the_agents_key_or_the_workloads_as_its_profile_sends_it() {
+        let agent = |env: serde_json::Value| -> Container {
+            serde_json::from_value(serde_json::json!({"name": "bpc-agent", "env": env})).unwrap()
+        };
+        let w = WorkloadKey(0x773f_9626);
+        assert_eq!(sent_key(&agent(serde_json::json!([])), w), (w, GreProfile::Standard));
+        let netis = agent(serde_json::json!([{"name": "BPC_GRE_PROFILE", "value": "netis"}]));
+        assert_eq!(sent_key(&netis, w), (WorkloadKey(0x073f_9626), GreProfile::Netis));
+        let keyed = agent(serde_json::json!([{"name": "BPC_KEY", "value": "0x00000010"},
+            {"name": "BPC_GRE_PROFILE", "value": "netis"}]));
+        assert_eq!(sent_key(&keyed, w), (WorkloadKey(0x10), GreProfile::Netis));
     }
 
     #[test]

@@ -445,12 +445,7 @@ pub fn container(sidecar: &Sidecar) -> Value {
     if o.metrics_private {
         env.push(json!({"name": env::METRICS_PRIVATE, "value": "true"}));
     }
-    for (name, path) in [
-        ("POD_NAME", "metadata.name"),
-        ("POD_NAMESPACE", "metadata.namespace"),
-        ("POD_IP", "status.podIP"),
-        ("NODE_NAME", "spec.nodeName"),
-    ] {
+    for (name, path) in env::DOWNWARD_API {
         env.push(json!({"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}));
     }
     let capabilities = match sidecar.capabilities {

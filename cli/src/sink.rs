@@ -195,7 +195,10 @@ mod tests {
         let ip = "198.18.1.2".parse().unwrap();
         apply_map_event(&shared, &MapEvent { event: MapEventKind::Add, entry: entry.clone() }).unwrap();
         assert_eq!(shared.read().unwrap().peer(&ip).unwrap().name, "api");
-        assert_eq!(shared.read().unwrap().name(2), Some("shop/deployment/api"));
+        assert_eq!(
+            shared.read().unwrap().name(2, bpc_contract::stream::ReceivedProfile::Standard),
+            Some("shop/deployment/api")
+        );
         apply_map_event(&shared, &MapEvent { event: MapEventKind::Delete, entry: entry.clone() }).unwrap();
         assert_eq!(shared.read().unwrap().peer(&ip).unwrap().name, "api");
         let mut db = entry;

@@ -374,11 +374,10 @@ fn pod_ready(p: &Pod) -> bool {
             .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
+/// The key the pod's stream arrives under: what its agent sends.
 fn expected_key(target: &Target, agent: Option<&Container>) -> WorkloadKey {
-    agent
-        .and_then(|c| env_of(c, env::KEY))
-        .and_then(|k| k.parse::<WorkloadKey>().ok())
-        .unwrap_or_else(|| WorkloadKey::from_workload(&target.namespace, target.kind.as_str(), &target.name))
+    let workload = WorkloadKey::from_workload(&target.namespace, target.kind.as_str(), &target.name);
+    agent.map_or(workload, |c| crate::pod_spec::sent_key(c, workload).0)
 }
 
 /// One look at the pods and the receiver: (all passed, why not, results).

@@ -40,6 +40,7 @@ async fn all_namespaces_map_lists_once_and_resolves_deployments_and_statefulsets
             &[],
             list("ReplicaSetList", vec![rs("shop", "checkout-5f6c7d8b9", "checkout")]),
         ),
+        ex("GET", "/apis/batch/v1/jobs", &[], list("JobList", vec![])),
         ex(
             "GET",
             "/api/v1/pods",
@@ -93,7 +94,7 @@ async fn all_namespaces_map_lists_once_and_resolves_deployments_and_statefulsets
              "pod": "pg-0", "node": "node-1", "attached": false},
             {"type": "pod", "ip": "198.18.1.2", "namespace": "shop", "kind": "Deployment", "workload": "checkout",
              "key": WorkloadKey::from_workload("shop", "deployment", "checkout").to_string(),
-             "pod": "checkout-5f6c7d8b9-abcde", "node": "node-1", "attached": true},
+             "pod": "checkout-5f6c7d8b9-abcde", "node": "node-1", "attached": true, "profile": "standard"},
             // One backend workload: the Service shares its key.
             {"type": "service", "ip": "198.18.9.7", "namespace": "db", "kind": "Service", "workload": "pg",
              "key": WorkloadKey::from_workload("db", "statefulset", "pg").to_string(),
@@ -131,9 +132,14 @@ fn watch_script(events: Vec<Value>) -> Vec<Exchange> {
     const SETS: &str = "/apis/apps/v1/namespaces/shop/replicasets";
     const PODS: &str = "/api/v1/namespaces/shop/pods";
     const SERVICES: &str = "/api/v1/namespaces/shop/services";
+    const JOBS: &str = "/apis/batch/v1/namespaces/shop/jobs";
     let sets = || list("ReplicaSetList", vec![rs("shop", "web-6b7c8", "web")]);
     [
-        vec![ex("GET", SETS, &[], sets()), err("GET", "/api/v1/nodes", 403, "Forbidden", "forbidden")],
+        vec![
+            ex("GET", SETS, &[], sets()),
+            ex("GET", JOBS, &[], list("JobList", vec![])),
+            err("GET", "/api/v1/nodes", 403, "Forbidden", "forbidden"),
+        ],
         any_order(vec![
             ex(
                 "GET",
@@ -158,6 +164,8 @@ fn watch_script(events: Vec<Value>) -> Vec<Exchange> {
             ex("GET", SETS, &[], sets()).repeatable(),
             quiet_watch(PODS).repeatable(),
             quiet_watch(SETS).repeatable(),
+            ex("GET", JOBS, &[], list("JobList", vec![])).repeatable(),
+            quiet_watch(JOBS).repeatable(),
             quiet_watch(SERVICES).repeatable(),
         ]),
     ]

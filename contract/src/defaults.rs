@@ -5,6 +5,15 @@
 /// `--metrics-port` (CLI) or `--metrics-addr` (agent) moves it.
 pub const DEFAULT_METRICS_PORT: u16 = 9469;
 
+/// Bytes kept of a frame when no `--snaplen` cuts it (tcpdump's `-s 0`): the
+/// capture ring's frame size, the pcap/pcapng interfaces' snap length of the
+/// agent's `--write`, the receiver's files and `capture -w`'s merge.
+pub const SNAPLEN: u32 = 262_144;
+
+/// How the agent's final tally starts (its log and its termination message,
+/// which `kubectl bpc capture` and `status --captures` recognise by it).
+pub const FINAL_TALLY_PREFIX: &str = "stopped after ";
+
 /// Most collectors one agent streams to (each packet goes to every one).
 pub const MAX_COLLECTORS: usize = 4;
 

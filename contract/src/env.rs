@@ -42,5 +42,20 @@ pub const COUNT: &str = "BPC_COUNT";
 pub const ON_ERROR: &str = "BPC_ON_ERROR";
 /// `--linger`: how long the agent keeps capturing after SIGTERM while the pod has traffic.
 pub const LINGER: &str = "BPC_LINGER";
+/// The pod's name, from the Downward API (`metadata.name`).
+pub const POD_NAME: &str = "POD_NAME";
+/// The pod's namespace, from the Downward API (`metadata.namespace`).
+pub const POD_NAMESPACE: &str = "POD_NAMESPACE";
+/// The pod's IP, from the Downward API (`status.podIP`).
+pub const POD_IP: &str = "POD_IP";
+/// The node's name, from the Downward API (`spec.nodeName`).
+pub const NODE_NAME: &str = "NODE_NAME";
+/// Each Downward API variable the sidecar gets, with the pod field it reads.
+pub const DOWNWARD_API: [(&str, &str); 4] = [
+    (POD_NAME, "metadata.name"),
+    (POD_NAMESPACE, "metadata.namespace"),
+    (POD_IP, "status.podIP"),
+    (NODE_NAME, "spec.nodeName"),
+];
 /// `--stdin-control`: start and stop driven by stdin (`kubectl bpc capture`).
 pub const STDIN_CONTROL: &str = "BPC_STDIN_CONTROL";

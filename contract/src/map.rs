@@ -70,6 +70,11 @@ pub struct MapEntry {
     /// Services: the workloads the selector picks, sorted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub backends: Vec<Backend>,
+    /// Pods with the sidecar: the GRE profile their agent sends with; `key`
+    /// is then the key as that agent sends it (its `--key` if set; under
+    /// netis the low 28 bits). Absent otherwise, and in older files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<crate::GreProfile>,
 }
 
 impl MapEntry {

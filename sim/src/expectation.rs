@@ -3,6 +3,8 @@
 
 use std::net::IpAddr;
 
+use bpc_contract::stream::ReceivedProfile;
+
 use crate::Error;
 use crate::map::WorkloadMap;
 use crate::receiver::{Report, StreamReport, summarize_keys};
@@ -167,11 +169,19 @@ impl Expectation {
 
     /// None when it holds, otherwise why not.
     pub fn check(&self, report: &Report) -> Option<String> {
-        let name = format!("0x{:08x}", self.key);
+        let key = bpc_wire::WorkloadKey(self.key);
+        // Each stream under the key as its profile sends it (netis: the keybit).
+        let sent = |s: &StreamReport| {
+            let profile = match s.profile {
+                ReceivedProfile::Netis => bpc_wire::GreProfile::Netis,
+                ReceivedProfile::Standard | ReceivedProfile::Anonymous => bpc_wire::GreProfile::Standard,
+            };
+            key.as_sent(profile).to_string()
+        };
         let streams: Vec<StreamReport> = report
             .streams
             .iter()
-            .filter(|s| s.key == name && self.source.is_none_or(|ip| s.source == ip))
+            .filter(|s| s.key == sent(s) && self.source.is_none_or(|ip| s.source == ip))
             .cloned()
             .collect();
         // No stream at all is a key with every count zero.
@@ -259,7 +269,7 @@ mod tests {
             r#"[{"ip":"198.18.1.2","namespace":"shop","kind":"Deployment","workload":"checkout","key":"0x00000010","pod":"p","node":"n","attached":true}]"#,
         )
         .unwrap();
-        assert_eq!(m.name(0x10), Some("shop/deployment/checkout"));
+        assert_eq!(m.name(0x10, ReceivedProfile::Standard), Some("shop/deployment/checkout"));
         let r = report("0x00000010", 5, 0);
         assert!(Expectation::parse("workload=shop/checkout packets=5", &m).unwrap().check(&r).is_none());
         for bad in [
@@ -294,6 +304,21 @@ mod tests {
             .iter()
             .map(|&(source, first, last, packets, restarts)| stream(source, first, last, packets, restarts));
         Report { streams: streams.collect(), ..Default::default() }
+    }
+
+    #[test]
+    fn a_workload_selects_its_netis_stream_by_the_keybit_the_agent_sends() {
+        let key = bpc_wire::WorkloadKey::from_workload("shop", "deployment", "web");
+        let keybit = key.as_sent(bpc_wire::GreProfile::Netis);
+        let mut r = report(&keybit.to_string(), 12, 0);
+        r.streams[0].profile = ReceivedProfile::Netis;
+        let m = WorkloadMap::default();
+        let holds = |e: &str| Expectation::parse(e, &m).unwrap().check(&r).is_none();
+        assert!(holds("workload=shop/web packets=12"), "the netis stream is the workload's");
+        assert!(holds(&format!("key={key} packets=12")));
+        r.streams[0].profile = ReceivedProfile::Standard;
+        let holds = |e: &str| Expectation::parse(e, &m).unwrap().check(&r).is_none();
+        assert!(!holds("workload=shop/web packets=12"), "a standard stream must carry the full key");
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 
 pub use bpc_contract::map::{Backend, MAP_SCHEMA_VERSION, MapEntry, RowType};
+use bpc_contract::stream::ReceivedProfile;
 
 use crate::Error;
 
@@ -27,10 +28,15 @@ pub struct Peer {
     pub backends: Vec<Backend>,
 }
 
-/// Key -> "namespace/kind/name", and address -> [`Peer`].
+/// Key -> "namespace/kind/name" per profile, and address -> [`Peer`].
 #[derive(Debug, Clone, Default)]
 pub struct WorkloadMap {
+    /// Standard streams: the key as rows give it.
     names: HashMap<u32, String>,
+    /// Netis streams: the keybit ([`bpc_wire::WorkloadKey::as_sent`]) of
+    /// rows whose agent sends netis, and of every other pod row (a map
+    /// written before rows carried the profile).
+    netis_names: HashMap<u32, String>,
     peers: HashMap<IpAddr, Peer>,
 }
 
@@ -52,7 +58,16 @@ impl WorkloadMap {
                 .map_err(|_| Error::Invalid { what: "map", message: format!("bad key {:?}", row.key) })?;
             // Only pods send streams: a Service row must not rename a key.
             if row.row_type == RowType::Pod {
-                map.names.insert(key.0, row.workload_path());
+                let keybit = key.as_sent(bpc_wire::GreProfile::Netis).0;
+                match row.profile {
+                    Some(bpc_contract::GreProfile::Netis) => {
+                        map.netis_names.insert(keybit, row.workload_path());
+                    }
+                    _ => {
+                        map.names.insert(key.0, row.workload_path());
+                        map.netis_names.entry(keybit).or_insert_with(|| row.workload_path());
+                    }
+                }
             }
             // Rows without a usable address still name their key.
             if let Ok(ip) = row.ip.parse::<IpAddr>() {
@@ -79,9 +94,11 @@ impl WorkloadMap {
         Self::from_json(&text)
     }
 
-    /// The workload of a key.
-    pub fn name(&self, key: u32) -> Option<&str> {
-        self.names.get(&key).map(String::as_str)
+    /// The workload of a stream's key, as a stream of `profile` carries it
+    /// (netis: the keybit).
+    pub fn name(&self, key: u32, profile: ReceivedProfile) -> Option<&str> {
+        let names = if profile == ReceivedProfile::Netis { &self.netis_names } else { &self.names };
+        names.get(&key).map(String::as_str)
     }
 
     /// What the map says about an address.
@@ -103,18 +120,18 @@ impl WorkloadMap {
     /// longer has: a replaced pod's IP leaves the map, but the flows it had
     /// must keep their workload. An address a new row claims takes the new label.
     pub fn update(&mut self, newer: WorkloadMap) {
-        let WorkloadMap { names, peers } = newer;
+        let WorkloadMap { names, netis_names, peers } = newer;
         for (ip, peer) in peers {
             self.peers.insert(ip, peer);
         }
-        for (key, name) in names {
-            self.names.insert(key, name);
-        }
+        self.names.extend(names);
+        self.netis_names.extend(netis_names);
     }
 
     /// Keys whose workload is `ns/name` or `ns/kind/name`.
+    /// (Standard keys first; a workload whose agent sends netis is found by its keybit.)
     pub fn find(&self, wanted: &str) -> Option<u32> {
-        self.names.iter().find_map(|(k, n)| {
+        self.names.iter().chain(&self.netis_names).find_map(|(k, n)| {
             let parts: Vec<&str> = n.split('/').collect();
             let short = format!("{}/{}", parts[0], parts[2]);
             (n == wanted || short == wanted).then_some(*k)
@@ -147,16 +164,38 @@ mod tests {
                  "key": "0x0000000a", "pod": "web-1"}]"#,
         )
         .unwrap();
-        assert_eq!(m.name(10), Some("shop/deployment/web"));
+        assert_eq!(m.name(10, ReceivedProfile::Standard), Some("shop/deployment/web"));
         let p = m.peer(&"198.18.1.2".parse().unwrap()).unwrap();
         assert_eq!((p.row_type, p.name.as_str(), p.attached), (RowType::Pod, "web", false));
     }
 
     #[test]
+    fn a_netis_stream_is_labelled_by_its_keybit_from_netis_rows_and_from_rows_without_a_profile() {
+        let key = bpc_wire::WorkloadKey::from_workload("shop", "deployment", "web");
+        let keybit = key.as_sent(bpc_wire::GreProfile::Netis).0;
+        // A row of `kubectl bpc map` for a pod whose agent sends netis: the key as sent.
+        let netis = format!(
+            r#"[{{"type": "pod", "ip": "198.18.1.2", "namespace": "shop", "kind": "Deployment",
+                 "workload": "web", "key": "{:#010x}", "pod": "web-1", "attached": true, "profile": "netis"}}]"#,
+            keybit
+        );
+        let m = WorkloadMap::from_json(&netis).unwrap();
+        assert_eq!(m.name(keybit, ReceivedProfile::Netis), Some("shop/deployment/web"));
+        assert_eq!(m.name(keybit, ReceivedProfile::Standard), None, "a keybit is no standard key");
+        // A map without profiles (older files, unattached pods): the keybit of its key.
+        let plain = netis
+            .replace(&format!("{keybit:#010x}"), &key.to_string())
+            .replace(r#", "profile": "netis""#, "");
+        let m = WorkloadMap::from_json(&plain).unwrap();
+        assert_eq!(m.name(key.0, ReceivedProfile::Standard), Some("shop/deployment/web"));
+        assert_eq!(m.name(keybit, ReceivedProfile::Netis), Some("shop/deployment/web"));
+    }
+
+    #[test]
     fn service_and_node_rows_label_addresses_but_never_rename_a_key() {
         let m = WorkloadMap::from_json(V2).unwrap();
-        assert_eq!(m.name(0x11), Some("shop/deployment/api"));
-        assert_eq!(m.name(0x99), None, "node rows send no stream");
+        assert_eq!(m.name(0x11, ReceivedProfile::Standard), Some("shop/deployment/api"));
+        assert_eq!(m.name(0x99, ReceivedProfile::Standard), None, "node rows send no stream");
         let svc = m.peer(&"198.18.9.1".parse().unwrap()).unwrap();
         assert_eq!((svc.row_type, svc.name.as_str()), (RowType::Service, "api-svc"));
         assert_eq!(svc.backends[0].workload, "api");

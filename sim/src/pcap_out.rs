@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::io::BufWriter;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use bpc_contract::stream::ReceivedProfile;
 use bpc_wire::EthernetFrame;
 use pcap_file::DataLink;
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
@@ -27,7 +28,7 @@ use crate::map::SharedMap;
 use crate::receiver::FrameSink;
 
 /// The snap length declared in the file headers: the largest GRE payload.
-const SNAPLEN: u32 = 262144;
+const SNAPLEN: u32 = bpc_contract::defaults::SNAPLEN;
 /// `if_tsresol` for 10^-9 s: the unit pcap-file's EnhancedPacketBlock writes.
 pub const NANOSECONDS: u8 = 9;
 /// Bytes a record adds to a frame (pcap record header, roughly an EPB's), for rotation.
@@ -126,14 +127,16 @@ impl FrameSink for PcapOut {
                 let id = match ifaces.get(&key) {
                     Some(id) => *id,
                     None => {
-                        // A new key: declare its interface, named by workload when mapped.
-                        let name = self
-                            .map
-                            .read()
-                            .unwrap()
-                            .name(key)
+                        // A new key: declare its interface, named by workload when mapped
+                        // (the frame's profile is not known here: a standard key first,
+                        // else a netis keybit).
+                        let map = self.map.read().unwrap();
+                        let name = [ReceivedProfile::Standard, ReceivedProfile::Netis]
+                            .into_iter()
+                            .find_map(|p| map.name(key, p))
                             .map(str::to_string)
-                            .unwrap_or_else(|| format!("0x{key:08x}"));
+                            .unwrap_or_else(|| bpc_wire::WorkloadKey(key).to_string());
+                        drop(map);
                         w.write_pcapng_block(InterfaceDescriptionBlock {
                             linktype: DataLink::ETHERNET,
                             snaplen: SNAPLEN,

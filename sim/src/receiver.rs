@@ -584,8 +584,8 @@ fn build_report(st: &State, map: &WorkloadMap, elapsed: Duration) -> Report {
         let c = s.tracker.counters();
         let span = s.last.duration_since(s.first).map(|d| d.as_secs_f64()).unwrap_or(0.0);
         r.streams.push(StreamReport {
-            key: format!("0x{:08x}", k.0),
-            workload: map.name(k.0).map(str::to_string),
+            key: bpc_wire::WorkloadKey(k.0).to_string(),
+            workload: map.name(k.0, s.profile).map(str::to_string),
             source: k.1,
             profile: s.profile,
             packets: s.packets,

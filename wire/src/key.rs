@@ -91,6 +91,18 @@ impl WorkloadKey {
     pub const fn get(self) -> u32 {
         self.0
     }
+
+    /// The key as an agent of `profile` sends it, and as a receiver reports
+    /// the stream: itself for the standard profile; for the netis profile
+    /// its low 28 bits (the keybit), since the top 4 bits of that GRE key
+    /// carry the direction. The one rule the agent, `verify`, `map`, the
+    /// receiver's labels and `--expect` all apply.
+    pub const fn as_sent(self, profile: crate::GreProfile) -> WorkloadKey {
+        match profile {
+            crate::GreProfile::Standard => self,
+            crate::GreProfile::Netis => WorkloadKey(self.0 & crate::NetisKey::MAX_KEYBIT),
+        }
+    }
 }
 
 /// A kind of object that holds pods: the workloads whose pod template the
@@ -317,6 +329,15 @@ mod tests {
         assert_ne!(a, WorkloadKey::from_workload("shop", "statefulset", "checkout"));
         assert_ne!(a, WorkloadKey::from_workload("shop2", "deployment", "checkout"));
         assert_ne!(a, WorkloadKey::from_workload("shop", "deployment", "checkout2"));
+    }
+
+    #[test]
+    fn the_key_as_sent_is_the_keybit_under_netis_and_the_key_itself_otherwise() {
+        let key = WorkloadKey(0x773f_9626);
+        assert_eq!(key.as_sent(crate::GreProfile::Standard), key);
+        assert_eq!(key.as_sent(crate::GreProfile::Netis), WorkloadKey(0x073f_9626));
+        let keybit = key.as_sent(crate::GreProfile::Netis);
+        assert_eq!(keybit.as_sent(crate::GreProfile::Netis), keybit, "a keybit is sent as it is");
     }
 
     #[test]
