@@ -74,7 +74,12 @@ collector=$BPC_NODE_IP
 attach_opts=(--collector "$collector" --image "$BPC_AGENT_IMAGE")
 sed "s|APP_IMAGE|$BPC_APP_IMAGE|g" testdata/cluster/app.yaml >"$work/app.yaml"
 
-app_pods() { kubectl get pods -n "$ns" -l "app=$1" --field-selector=status.phase=Running -o jsonpath='{range .items[*]}{.metadata.name}{" "}{.status.podIP}{"\n"}{end}'; }
+# Pods being deleted are left out: --wait returns once the rollout is complete,
+# and the old pods may still be in their grace period then (issue 25).
+app_pods() {
+  kubectl get pods -n "$ns" -l "app=$1" --field-selector=status.phase=Running -o json |
+    jq -r '.items[] | select(.metadata.deletionTimestamp == null) | "\(.metadata.name) \(.status.podIP)"'
+}
 # The names of the template's init containers (a native sidecar is one) and containers.
 template_containers() { kubectl get "$1" -n "${2:-$ns}" -o jsonpath='{.spec.template.spec.initContainers[*].name} {.spec.template.spec.containers[*].name}'; }
 pod_containers() { kubectl get pod "$1" -n "${2:-$ns}" -o jsonpath='{.spec.initContainers[*].name} {.spec.containers[*].name}'; }
