@@ -422,6 +422,8 @@ async fn a_collector_bouncing_sends_in_the_agents_window_is_unreachable_though_l
     c["sent_packets"] = json!(280);
     c["errors"]["unreachable"] = json!(138);
     c["icmp_error"] = json!("protocol unreachable: no GRE receiver on the collector host");
+    // The fixture's last send 1.2 s ago; its bounce read 1 s ago.
+    c["last_error_age_seconds"] = json!(1.0);
     c["recent"] = json!({"window_seconds": 64.0, "sent_packets": 40,
         "errors": {"unreachable": 20, "no_buffer": 0, "resolve": 0, "other": 0}});
     bounced["health"] = json!({"ok": false, "reason": "collector ... unreachable"});

@@ -112,20 +112,18 @@ pub struct RecentSends {
     pub sent_packets: u64,
     /// Failures in the window, by kind.
     pub errors: SendErrors,
-    /// Seconds since the snapshot before the agent's last one (10 to 20 s):
-    /// the "now" of the window.
-    #[serde(default)]
-    pub latest_seconds: f64,
-    /// `unreachable` errors in those seconds.
-    #[serde(default)]
-    pub latest_unreachable: u64,
 }
 
 /// The agent judges its collectors over at least this many seconds.
 pub const RECENT_WINDOW_SECONDS: u64 = 60;
 
-/// Share of failed sends in the window that makes a collector faulty even
-/// while some sends succeed: one in ten.
+/// A collector that bounced is cured once sends have succeeded for this long
+/// after its last error: the host answers (about once a second, rate-limited)
+/// within milliseconds of a send, and the agent reads the errors every second.
+const CURED_AFTER_SECONDS: f64 = 5.0;
+
+/// Share of failed sends (no buffer, other) in the window that makes a
+/// collector faulty even while some sends succeed: one in ten.
 const FAILING_SHARE_DENOMINATOR: u64 = 10;
 
 impl CollectorStats {
@@ -136,10 +134,11 @@ impl CollectorStats {
     ///
     /// * No address and lookups failing: nothing can be sent.
     /// * `unreachable` errors (no route, or the collector host bouncing our
-    ///   packets with ICMP) since the agent's last snapshot, or a tenth of
-    ///   the window's sends: the host rate-limits its ICMP errors (about one
-    ///   a second), so a bounce now stands for many lost packets, while a few
-    ///   bounces a minute ago among many sends since are a cured outage.
+    ///   packets with ICMP) in the window, unless sends have succeeded for
+    ///   [`CURED_AFTER_SECONDS`] since the last one: no share is asked for,
+    ///   the host rate-limits its ICMP errors (about one a second), so one
+    ///   bounce stands for many lost packets; an idle pod whose last send
+    ///   bounced stays faulty until the error leaves the window.
     /// * Other failures (queue full, EPERM...): when no send succeeded since
     ///   the last one, or when they are at least a tenth of the attempts.
     pub fn fault(&self) -> Option<String> {
@@ -155,7 +154,13 @@ impl CollectorStats {
         }
         let attempts = recent.sent_packets + e.unreachable + e.no_buffer + e.other;
         let share = |n: u64| n > 0 && n * FAILING_SHARE_DENOMINATOR >= attempts;
-        if recent.latest_unreachable > 0 || share(e.unreachable) {
+        // Seconds sends have succeeded since the last error (none: 0).
+        let cured_for = match (self.last_error_age_seconds, self.last_send_age_seconds) {
+            (Some(err), Some(send)) => err - send,
+            (None, Some(_)) => f64::INFINITY,
+            (_, None) => 0.0,
+        };
+        if e.unreachable > 0 && cured_for < CURED_AFTER_SECONDS {
             let how = match &self.icmp_error {
                 Some(icmp) => format!("ICMP {icmp}"),
                 None => "no route to it".to_owned(),
@@ -172,12 +177,7 @@ impl CollectorStats {
             ));
         }
         let failed = e.no_buffer + e.other;
-        let failing_now = match (self.last_error_age_seconds, self.last_send_age_seconds) {
-            (Some(err), Some(send)) => err < send,
-            (Some(_), None) => true,
-            (None, _) => false,
-        };
-        if failed > 0 && (failing_now || share(failed)) {
+        if failed > 0 && (cured_for <= 0.0 || share(failed)) {
             return Some(format!(
                 "sends to collector {} failing: {failed} of {attempts} in {window:.0} s ({} no_buffer, {} other)",
                 self.host, e.no_buffer, e.other
@@ -280,35 +280,35 @@ mod tests {
     }
 
     fn window(sent_packets: u64, errors: SendErrors) -> RecentSends {
-        RecentSends {
-            window_seconds: 62.0,
-            sent_packets,
-            errors,
-            latest_seconds: 15.0,
-            latest_unreachable: 0,
-        }
+        RecentSends { window_seconds: 62.0, sent_packets, errors }
     }
 
     #[test]
-    fn a_bounce_since_the_last_snapshot_is_a_fault_naming_the_collector_and_the_icmp_reason() {
-        let mut w = window(280, SendErrors { unreachable: 1, ..Default::default() });
-        w.latest_unreachable = 1;
-        let mut c = collector(w);
+    fn bounces_in_the_window_are_a_fault_naming_the_collector_and_the_icmp_reason() {
+        let mut c = collector(window(142, SendErrors { unreachable: 138, ..Default::default() }));
         c.icmp_error = Some("protocol unreachable: no GRE receiver on the collector host".into());
-        let why = c.fault().expect("one bounce now stands for many: ICMP errors are rate-limited");
+        // A busy pod: its last send a moment ago, the last bounce a second ago.
+        c.last_error_age_seconds = Some(1.0);
+        let why = c.fault().expect("sends bouncing now");
         assert!(
             why.contains("collector.monitoring.svc (198.18.0.2)") && why.contains("no GRE receiver"),
             "{why}"
         );
-        assert!(why.contains("1 of 281 sends in 62 s"), "{why}");
+        assert!(why.contains("138 of 280 sends in 62 s"), "{why}");
+        // An idle pod: its last send bounced 30 s ago, nothing sent since.
+        c.last_send_age_seconds = Some(30.2);
+        c.last_error_age_seconds = Some(30.0);
+        assert!(c.fault().is_some(), "one bounce stands for many: ICMP errors are rate-limited");
     }
 
     #[test]
-    fn earlier_bounces_in_the_window_are_a_fault_when_they_are_a_tenth_of_the_sends() {
-        let c = collector(window(142, SendErrors { unreachable: 138, ..Default::default() }));
-        assert!(c.fault().is_some(), "an idle pod whose sends bounce");
-        let c = collector(window(500, SendErrors { unreachable: 3, ..Default::default() }));
-        assert_eq!(c.fault(), None, "a cured outage: 3 bounces, then 500 sends");
+    fn a_collector_is_cured_once_sends_succeeded_for_five_seconds_after_its_last_bounce() {
+        let mut c = collector(window(231, SendErrors { unreachable: 11, ..Default::default() }));
+        c.last_send_age_seconds = Some(0.1);
+        c.last_error_age_seconds = Some(4.0);
+        assert!(c.fault().is_some(), "4 s of sends since the last bounce: not yet");
+        c.last_error_age_seconds = Some(6.0);
+        assert_eq!(c.fault(), None, "the receiver came up 6 s ago: no fault, whatever the share");
     }
 
     #[test]

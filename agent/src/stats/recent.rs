@@ -63,17 +63,13 @@ impl Stats {
         }
     }
 
-    /// What collector `i` did over the recent window, up to `now`, and its
-    /// `unreachable` errors since the snapshot before the last one (the last
-    /// alone may be a moment old).
+    /// What collector `i` did over the recent window, up to `now`.
     pub fn recent(&self, i: usize, now: Instant) -> RecentSends {
         let s = self.recent.lock().unwrap_or_else(|e| e.into_inner());
         let of = |e: Option<&(Instant, Vec<Totals>)>| {
             e.map_or((self.started, Totals::default()), |(t, v)| (*t, v.get(i).copied().unwrap_or_default()))
         };
         let (start, base) = of(s.0.front());
-        let (latest_start, latest_base) =
-            of(s.0.len().checked_sub(2).and_then(|n| s.0.get(n)).or(s.0.front()));
         drop(s);
         let c = &self.collectors[i];
         let since = |now: u64, then: u64| now.saturating_sub(then);
@@ -86,8 +82,6 @@ impl Stats {
                 resolve: since(load(&c.resolve), base.errors.resolve),
                 other: since(load(&c.other), base.errors.other),
             },
-            latest_seconds: (now.saturating_duration_since(latest_start).as_secs_f64() * 10.0).round() / 10.0,
-            latest_unreachable: since(load(&c.unreachable), latest_base.errors.unreachable),
         }
     }
 }
@@ -138,9 +132,6 @@ mod tests {
             // which starts the window 60 s later.
             let expect = u64::from((50..110).contains(&sec));
             assert_eq!(r.errors.unreachable, expect, "at {sec} s: {r:?}");
-            // Since the snapshot before the last: until the next snapshot but one.
-            let latest = u64::from((50..60).contains(&sec));
-            assert_eq!(r.latest_unreachable, latest, "at {sec} s: {r:?}");
         }
     }
 }

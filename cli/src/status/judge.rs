@@ -786,12 +786,12 @@ mod tests {
         s.collectors[0].errors.unreachable = 138;
         s.collectors[0].icmp_error =
             Some("protocol unreachable: no GRE receiver on the collector host".into());
+        // The last send 0.5 s ago, its bounce read 0.3 s ago.
+        s.collectors[0].last_error_age_seconds = Some(0.3);
         s.collectors[0].recent = Some(RecentSends {
             window_seconds: 64.0,
             sent_packets: 40,
             errors: SendErrors { unreachable: 3, ..Default::default() },
-            latest_seconds: 14.0,
-            latest_unreachable: 1,
         });
         let mut o = obs(Some(running()), Some(Ok(s.clone())));
         o.second = Some(s.clone());
