@@ -79,6 +79,7 @@ ok "attach --wait: exit 1 in $took s, Insufficient cpu named for v1 and v2"
 
 run "$work/status-unschedulable.txt" timeout 60 "$bpc" status -n "$ns" deploy/v1
 ((code == 1)) || fail "status exit $code, want 1"
+grep -q "deployment/v1 .* UNSCHEDULABLE$" "$work/status-unschedulable.txt" || fail "v1 is not UNSCHEDULABLE"
 grep -q 'UNSCHEDULABLE: pod cannot be scheduled: .*Insufficient cpu' "$work/status-unschedulable.txt" ||
   fail "status does not say UNSCHEDULABLE with the scheduler's message"
 grep -q 'hint: the bpc-agent sidecar requests --cpu 3' "$work/status-unschedulable.txt" ||
@@ -98,9 +99,13 @@ run "$work/status-noreceiver.txt" timeout 60 "$bpc" status -n "$ns" deploy/v1
 ((code == 1)) || fail "status exit $code with no GRE receiver, want 1"
 grep -q "$pod COLLECTOR-UNREACHABLE: collector $BPC_NODE_IP.* unreachable: .*ICMP" "$work/status-noreceiver.txt" ||
   fail "status does not name the collector and the ICMP reason"
-set +e
-healthz=$(kubectl get --raw "/api/v1/namespaces/$ns/pods/$pod:9469/proxy/healthz" 2>&1)
-set -e
-echo "healthz: $healthz"
-[[ $healthz == *unreachable* ]] || fail "the agent's /healthz does not agree: $healthz"
+# /healthz answers 503 (kubectl shows no body then); /stats carries the same
+# verdict with its reason (one function makes both).
+if healthz=$(kubectl get --raw "/api/v1/namespaces/$ns/pods/$pod:9469/proxy/healthz" 2>&1); then
+  fail "the agent's /healthz is OK: $healthz"
+fi
+[[ $healthz == *ServiceUnavailable* ]] || fail "the agent's /healthz: $healthz"
+reason=$(kubectl get --raw "/api/v1/namespaces/$ns/pods/$pod:9469/proxy/stats" | jq -r '.health.reason')
+echo "/healthz: 503; /stats health: $reason"
+[[ $reason == *"collector $BPC_NODE_IP unreachable"*ICMP* ]] || fail "the agent's health does not agree: $reason"
 ok "status: COLLECTOR-UNREACHABLE naming $BPC_NODE_IP and ICMP, exit 1; /healthz agrees"

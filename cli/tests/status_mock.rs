@@ -395,13 +395,18 @@ async fn an_unschedulable_pod_gets_the_schedulers_message_and_the_sidecars_reque
     pending["status"] = json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
         "reason": "Unschedulable",
         "message": "0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod."}]});
-    // No proxy call: nothing runs.
-    let script = workload_lists(vec![rolled(1, 1, 0)], vec![pending]);
+    // The old pod stays while the new one waits for a node.
+    let mut old = pod("web", "aaaaa", "198.18.1.2", json!({"running": {}}), json!({}), 0);
+    old["spec"]["containers"] = json!([{"name": "web"}]);
+    old["status"]["containerStatuses"].as_array_mut().unwrap().truncate(1);
+    // No proxy call: the old pod has no agent, the new one does not run.
+    let script = workload_lists(vec![rolled(1, 1, 0)], vec![old, pending]);
     let (report, _) =
         with_server(script, |k| async move { status::collect(&k.client, Some("shop"), &args(0)).await })
             .await;
     let report = report.unwrap();
-    let p = &report.workloads[0].pods[0];
+    assert_eq!(report.workloads[0].pods[0].judgement.verdict, Verdict::NotAttached);
+    let p = &report.workloads[0].pods[1];
     assert_eq!(p.judgement.verdict, Verdict::Unschedulable);
     assert!(p.judgement.reason.contains("1 Insufficient cpu"), "{}", p.judgement.reason);
     let hint = p.judgement.hint.as_deref().unwrap();
@@ -409,7 +414,9 @@ async fn an_unschedulable_pod_gets_the_schedulers_message_and_the_sidecars_reque
         hint.contains("requests --cpu 3") && hint.contains("kubectl bpc attach deployment/web -n shop"),
         "{hint}"
     );
+    // The workload names the cause (no node), not the symptom (an old pod without the sidecar).
     assert_eq!(report.workloads[0].judgement.verdict, Verdict::Unschedulable);
+    assert!(report.workloads[0].judgement.hint.as_deref().unwrap().contains("--cpu 3"));
     assert!(!report.ok);
 }
 

@@ -142,7 +142,9 @@ pub struct Check {
 /// The pod checks, worst verdict first; TERMINATING first of all: a pod
 /// being deleted is at the end of its life whatever its containers do (an
 /// old pod of a rollout has no sidecar, a new one's agent is stopping), and
-/// [`judge_workload`] decides whether it counts.
+/// [`judge_workload`] decides whether it counts. UNSCHEDULABLE is the worst:
+/// a rollout stuck on a pod no node takes leaves old pods NOT-ATTACHED, and
+/// the workload must name the cause, not the symptom.
 pub const POD_CHECKS: [Check; 14] = [
     Check {
         what: "the pod is not being deleted",
@@ -167,6 +169,32 @@ pub const POD_CHECKS: [Check; 14] = [
                  (kubectl get pod {} -w)",
                 f.pod_args()
             )
+        }),
+    },
+    Check {
+        what: "the scheduler found a node for the pod",
+        verdict: Verdict::Unschedulable,
+        applies: |f| f.obs.unschedulable.as_ref().map(|m| format!("pod cannot be scheduled: {}", m.trim())),
+        hint: Some(|f| {
+            let HintContext { namespace: ns, workload, .. } = f.ctx;
+            let message = f.obs.unschedulable.as_deref().unwrap_or_default();
+            let named = sidecar_requests_short(message, &f.obs.sidecar_requests);
+            if named.is_empty() {
+                format!(
+                    "no node fits the pod's requests, selectors or tolerations: kubectl describe pod {} \
+                     (free or add node capacity, or relax the pod's constraints)",
+                    f.pod_args()
+                )
+            } else {
+                let flags: Vec<&str> = named.iter().filter_map(|n| n.split(' ').next()).collect();
+                format!(
+                    "the bpc-agent sidecar requests {} on top of the app: re-attach with less \
+                     (kubectl bpc attach {workload} -n {ns} {}), or free or add node capacity; \
+                     detach to roll back (kubectl bpc detach {workload} -n {ns})",
+                    named.join(", "),
+                    flags.iter().map(|f| format!("{f} ...")).collect::<Vec<_>>().join(" ")
+                )
+            }
         }),
     },
     Check {
@@ -224,32 +252,6 @@ pub const POD_CHECKS: [Check; 14] = [
         },
         hint: Some(|f| {
             format!("read the agent's log: kubectl logs {} -c bpc-agent --previous", f.pod_args())
-        }),
-    },
-    Check {
-        what: "the scheduler found a node for the pod",
-        verdict: Verdict::Unschedulable,
-        applies: |f| f.obs.unschedulable.as_ref().map(|m| format!("pod cannot be scheduled: {}", m.trim())),
-        hint: Some(|f| {
-            let HintContext { namespace: ns, workload, .. } = f.ctx;
-            let message = f.obs.unschedulable.as_deref().unwrap_or_default();
-            let named = sidecar_requests_short(message, &f.obs.sidecar_requests);
-            if named.is_empty() {
-                format!(
-                    "no node fits the pod's requests, selectors or tolerations: kubectl describe pod {} \
-                     (free or add node capacity, or relax the pod's constraints)",
-                    f.pod_args()
-                )
-            } else {
-                let flags: Vec<&str> = named.iter().filter_map(|n| n.split(' ').next()).collect();
-                format!(
-                    "the bpc-agent sidecar requests {} on top of the app: re-attach with less \
-                     (kubectl bpc attach {workload} -n {ns} {} ...), or free or add node capacity; \
-                     detach to roll back (kubectl bpc detach {workload} -n {ns})",
-                    named.join(", "),
-                    flags.iter().map(|f| format!("{f} ...")).collect::<Vec<_>>().join(" ")
-                )
-            }
         }),
     },
     Check {

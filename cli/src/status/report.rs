@@ -34,14 +34,15 @@ pub enum Verdict {
     StatsUnavailable,
     /// The agent container exists but is not running (image pull, creating...).
     AgentNotRunning,
-    /// The scheduler finds no node for the pod (its PodScheduled condition).
-    Unschedulable,
     /// The agent keeps restarting.
     Crashloop,
     /// The agent exited 2 because it lacks CAP_NET_RAW.
     MissingNetRaw,
     /// No `bpc-agent` sidecar in the pod (or workload).
     NotAttached,
+    /// The scheduler finds no node for the pod (its PodScheduled condition):
+    /// worst, since it stops a rollout and leaves old pods NOT-ATTACHED.
+    Unschedulable,
 }
 
 impl Verdict {
@@ -55,10 +56,10 @@ impl Verdict {
         Verdict::NotCapturing,
         Verdict::StatsUnavailable,
         Verdict::AgentNotRunning,
-        Verdict::Unschedulable,
         Verdict::Crashloop,
         Verdict::MissingNetRaw,
         Verdict::NotAttached,
+        Verdict::Unschedulable,
     ];
 
     /// The label printed and written in JSON.
