@@ -158,23 +158,19 @@ step "native (default): attach --wait, status, rollout restart, detach --wait"
 scenario_started=$SECONDS
 "$bpc" attach deploy/life -n "$ns" "${attach_opts[@]}" --wait --timeout 3m
 old=$(terminating life | tr '\n' ' ')
+# Straight after attach --wait, old pods (no sidecar) may be in their grace
+# period: status shows them TERMINATING and still exits 0 (issue 25).
 set +e
-timeout 60 "$bpc" status -n "$ns" deploy/life >"$work/status-at-once.txt" 2>&1
+timeout 60 "$bpc" status -n "$ns" deploy/life >"$work/status.txt" 2>&1
 at_once=$?
 set -e
-cat "$work/status-at-once.txt"
-echo "status right after attach --wait, old pods still terminating: ${old:-none}: exit $at_once"
-# Issue 25: right after attach --wait the old pods (no sidecar) may still be
-# terminating, and status judged them too. A failure then is that bug,
-# reported here; the assertion below waits for the old pods to be gone.
-if ((at_once != 0)); then
-  [[ -n $old ]] || fail "status exit $at_once right after attach --wait, with no old pod left"
-  echo "ISSUE 25: status exit $at_once right after attach --wait while $old were terminating"
-fi
-gone_old life
-timeout 60 "$bpc" status -n "$ns" deploy/life | tee "$work/status.txt" || fail "status exit $? with every agent healthy"
+cat "$work/status.txt"
+((at_once == 0)) || fail "status exit $at_once straight after attach --wait (old pods terminating: ${old:-none})"
 grep -q 'OK$' "$work/status.txt" || fail "status shows no OK pod"
-ok "status: OK, exit 0 (right after attach --wait: exit $at_once)"
+# Shown, not asserted: an old pod may be gone between the two reads.
+shown=$(grep -c 'TERMINATING$' "$work/status.txt" || true)
+ok "status: exit 0 straight after attach --wait (old pods terminating: ${old:-none}; shown TERMINATING: $shown)"
+gone_old life
 kubectl rollout restart -n "$ns" deploy/life
 kubectl rollout status -n "$ns" deploy/life --timeout 120s
 gone_old life

@@ -41,11 +41,14 @@ cleanup() {
     kubectl get pods -A -o wide >&2 2>/dev/null || true
     [[ $mode != local ]] || echo "cluster logs: ${BPC_CLUSTER_STATE:-/var/lib/bpc-cluster}/logs" >&2
   fi
-  if [[ ${BPC_E2E_CLUSTER:-} != up && $keep == 0 ]]; then
+  # Only a cluster this run brought up: tearing down another run's cluster
+  # (one already up when this run started) broke that run.
+  if [[ $own_cluster == 1 && $keep == 0 ]]; then
     if [[ $mode == local ]]; then scripts/cluster.sh down || true; else kind delete cluster --name bpc-e2e >/dev/null 2>&1 || true; fi
   fi
   ((rc != 0)) || rm -rf "$work"
 }
+own_cluster=0
 trap cleanup EXIT
 
 # ---------------------------------------------------------------- cluster
@@ -53,7 +56,14 @@ trap cleanup EXIT
 # node_run CMD...: runs a command on the (only) node: here, or in kind's node container.
 if [[ $mode == local ]]; then
   step "local cluster (scripts/cluster.sh)"
-  [[ ${BPC_E2E_CLUSTER:-} == up ]] || scripts/cluster.sh up
+  if [[ ${BPC_E2E_CLUSTER:-} != up ]]; then
+    # etcd's port (scripts/cluster.sh): taken means a cluster is up already.
+    if ss -Htln "sport = :23790" | grep -q .; then
+      fail "a local cluster is already up (another run's?): left alone; BPC_E2E_CLUSTER=up uses it"
+    fi
+    own_cluster=1
+    scripts/cluster.sh up
+  fi
   eval "$(scripts/cluster.sh env)"
   node_run() { "$@"; }
 else
@@ -62,7 +72,7 @@ else
   version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
   export BPC_AGENT_IMAGE=localhost/bpc-agent:$version BPC_APP_IMAGE=busybox:1.36
   docker build -f agent/Dockerfile -t "$BPC_AGENT_IMAGE" .
-  kind create cluster --name bpc-e2e --wait 180s
+  [[ ${BPC_E2E_CLUSTER:-} == up ]] || { own_cluster=1; kind create cluster --name bpc-e2e --wait 180s; }
   kind load docker-image "$BPC_AGENT_IMAGE" --name bpc-e2e
   BPC_NODE_IP=$(docker network inspect kind -f '{{range .IPAM.Config}}{{if .Gateway}}{{.Gateway}} {{end}}{{end}}' |
     tr ' ' '\n' | grep -E '^[0-9.]+$' | head -1)
@@ -74,7 +84,12 @@ collector=$BPC_NODE_IP
 attach_opts=(--collector "$collector" --image "$BPC_AGENT_IMAGE")
 sed "s|APP_IMAGE|$BPC_APP_IMAGE|g" testdata/cluster/app.yaml >"$work/app.yaml"
 
-app_pods() { kubectl get pods -n "$ns" -l "app=$1" --field-selector=status.phase=Running -o jsonpath='{range .items[*]}{.metadata.name}{" "}{.status.podIP}{"\n"}{end}'; }
+# Pods being deleted are left out: --wait returns once the rollout is complete,
+# and the old pods may still be in their grace period then (issue 25).
+app_pods() {
+  kubectl get pods -n "$ns" -l "app=$1" --field-selector=status.phase=Running -o json |
+    jq -r '.items[] | select(.metadata.deletionTimestamp == null) | "\(.metadata.name) \(.status.podIP)"'
+}
 # The names of the template's init containers (a native sidecar is one) and containers.
 template_containers() { kubectl get "$1" -n "${2:-$ns}" -o jsonpath='{.spec.template.spec.initContainers[*].name} {.spec.template.spec.containers[*].name}'; }
 pod_containers() { kubectl get pod "$1" -n "${2:-$ns}" -o jsonpath='{.spec.initContainers[*].name} {.spec.containers[*].name}'; }
@@ -470,6 +485,11 @@ KUBECTL_BPC=$bpc scripts/e2e-cluster-paths.sh
 
 step "the sidecar's lifecycle: native and container forms, a CronJob, an agent that cannot capture (scripts/e2e-cluster-lifecycle.sh)"
 KUBECTL_BPC=$bpc scripts/e2e-cluster-lifecycle.sh
+
+# ---------------------------------------------------------------- verdicts
+
+step "verdicts: unschedulable --wait and status, a collector with no receiver (scripts/e2e-cluster-verdicts.sh)"
+KUBECTL_BPC=$bpc scripts/e2e-cluster-verdicts.sh
 
 # ---------------------------------------------------------------- cluster-only tests
 

@@ -223,6 +223,8 @@ impl Output for Forward<'_> {
     fn after_round(&mut self, periodic: bool) -> Result<()> {
         if periodic {
             self.pipeline.sender.drain_icmp_errors(self.stats);
+            // After the ICMP errors: the window judges them with the sends.
+            self.stats.roll_recent(Instant::now());
             self.pipeline.sender.refresh_links();
         }
         Ok(())

@@ -50,10 +50,11 @@ pub struct ChangeArgs {
     /// Print a unified diff of each workload instead of the object (with --dry-run).
     #[arg(long)]
     pub diff: bool,
-    /// Wait for the rollout to finish (fails early if pods are refused).
+    /// Wait for the rollouts to finish, all workloads together (a workload fails early when its
+    /// pods are refused, a new pod is unschedulable, or its agent crash-loops).
     #[arg(long)]
     pub wait: bool,
-    /// How long --wait waits.
+    /// With --wait, how long the whole command may take.
     #[arg(long, value_parser = crate::duration::parse_duration, default_value = "5m")]
     pub timeout: Duration,
 }
@@ -534,12 +535,26 @@ impl Reporter<'_> {
     }
 }
 
-/// With `--wait`, follows the rollout a change started.
-async fn wait_rollout(kube: &Kube, change: &ChangeArgs, done: &Done) -> Result<(), Error> {
-    if !change.wait || change.dry_run != DryRun::None || !done.action.rolls() {
-        return Ok(());
+/// With `--wait`, follows the rollouts the changes started, all together;
+/// `deadline` (the command's start plus `--timeout`) bounds the whole
+/// command. Returns the workloads whose rollout failed, with why.
+async fn wait_rollouts(
+    kube: &Kube,
+    change: &ChangeArgs,
+    done: &[Done],
+    attached: bool,
+    deadline: std::time::Instant,
+) -> Vec<(WorkloadId, Error)> {
+    if !change.wait || change.dry_run != DryRun::None {
+        return Vec::new();
     }
-    crate::rollout::wait(&kube.client, &done.workload, change.timeout).await
+    let targets: Vec<crate::rollout::WaitTarget> = done
+        .iter()
+        .filter(|d| d.action.rolls())
+        .map(|d| crate::rollout::WaitTarget { id: d.workload.clone(), attached })
+        .collect();
+    let results = crate::rollout::wait(&kube.client, &targets, deadline, change.timeout).await;
+    targets.into_iter().zip(results).filter_map(|(t, r)| r.err().map(|e| (t.id, e))).collect()
 }
 
 /// Asks on a terminal whether to roll back; false when not interactive.
@@ -573,6 +588,7 @@ async fn sidecar_form(kube: &Kube, arg: SidecarFormArg) -> Result<SidecarForm, E
 
 /// Runs `kubectl bpc attach`.
 pub async fn run_attach(args: &AttachArgs, kube: &Kube) -> Result<ExitCode, Error> {
+    let deadline = std::time::Instant::now() + args.change.timeout;
     preflight::check_options(&args.options)?;
     check_targets(&args.targets.workloads, args.targets.selector.as_deref(), false, kube.all_namespaces)?;
     let form = sidecar_form(kube, args.sidecar).await?;
@@ -582,23 +598,24 @@ pub async fn run_attach(args: &AttachArgs, kube: &Kube) -> Result<ExitCode, Erro
     }
     let mut planner = CapabilityPlanner::new(args.capabilities);
     let mut report = Reporter { change: &args.change, objects: Vec::new(), failed: 0 };
+    let mut changed = Vec::new();
     for target in targets {
         let result = match target {
             Ok((id, object)) => attach_one(kube, &id, object, args, form, &mut planner).await,
             Err(e) => Err(e),
         };
-        let Some(done) = report.outcome(result)? else { continue };
-        if let Err(e) = wait_rollout(kube, &args.change, &done).await {
-            report.failed(&e);
-            if confirm(&format!("Detach the sidecar from {} now?", done.workload)) {
-                let object = done.workload.kind.api(&kube.client, &done.workload.namespace);
-                match object.get(&done.workload.name).await {
-                    Ok(o) => match detach_one(kube, &done.workload, o, DryRun::None).await {
-                        Ok(d) => output::print(&format!("{} {}\n", d.workload, d.action.in_cluster()))?,
-                        Err(e) => report.failed(&e),
-                    },
-                    Err(e) => report.failed(&api_error(e, "get", &done.workload)),
-                }
+        changed.extend(report.outcome(result)?);
+    }
+    for (workload, e) in wait_rollouts(kube, &args.change, &changed, true, deadline).await {
+        report.failed(&e);
+        if confirm(&format!("Detach the sidecar from {workload} now?")) {
+            let object = workload.kind.api(&kube.client, &workload.namespace);
+            match object.get(&workload.name).await {
+                Ok(o) => match detach_one(kube, &workload, o, DryRun::None).await {
+                    Ok(d) => output::print(&format!("{} {}\n", d.workload, d.action.in_cluster()))?,
+                    Err(e) => report.failed(&e),
+                },
+                Err(e) => report.failed(&api_error(e, "get", &workload)),
             }
         }
     }
@@ -607,20 +624,22 @@ pub async fn run_attach(args: &AttachArgs, kube: &Kube) -> Result<ExitCode, Erro
 
 /// Runs `kubectl bpc detach`.
 pub async fn run_detach(args: &DetachArgs, kube: &Kube) -> Result<ExitCode, Error> {
+    let deadline = std::time::Instant::now() + args.change.timeout;
     let targets = resolve(kube, &args.targets.workloads, args.targets.selector.as_deref(), args.all).await?;
     if targets.is_empty() {
         eprintln!("no attached workloads found");
     }
     let mut report = Reporter { change: &args.change, objects: Vec::new(), failed: 0 };
+    let mut changed = Vec::new();
     for target in targets {
         let result = match target {
             Ok((id, object)) => detach_one(kube, &id, object, args.change.dry_run).await,
             Err(e) => Err(e),
         };
-        let Some(done) = report.outcome(result)? else { continue };
-        if let Err(e) = wait_rollout(kube, &args.change, &done).await {
-            report.failed(&e);
-        }
+        changed.extend(report.outcome(result)?);
+    }
+    for (_, e) in wait_rollouts(kube, &args.change, &changed, false, deadline).await {
+        report.failed(&e);
     }
     report.finish()
 }

@@ -29,6 +29,21 @@ pub fn pod_is_attached(pod: &Pod) -> bool {
     pod_agent(pod).is_some()
 }
 
+/// The scheduler's message while it finds no node for the pod (its
+/// `PodScheduled` condition False).
+pub fn unschedulable(pod: &Pod) -> Option<String> {
+    let conditions = pod.status.as_ref()?.conditions.as_ref()?;
+    let c = conditions.iter().find(|c| c.type_ == "PodScheduled" && c.status == "False")?;
+    Some(c.message.clone().unwrap_or_else(|| c.reason.clone().unwrap_or_else(|| "Unschedulable".into())))
+}
+
+/// The agent container's resource request `resource` (`cpu`, `memory`), as
+/// the pod spec has it (`--cpu`, `--memory` of attach).
+pub fn agent_request(pod: &Pod, resource: &str) -> Option<String> {
+    let requests = pod_agent(pod)?.resources.as_ref()?.requests.as_ref()?;
+    requests.get(resource).map(|q| q.0.clone())
+}
+
 /// Whether a pod template carries a sidecar kubectl-bpc attached: the
 /// container and the status annotation.
 pub fn template_attached(t: &PodTemplateSpec) -> bool {

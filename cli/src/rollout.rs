@@ -1,14 +1,18 @@
-//! `--wait`: follows a workload's rollout after attach or detach, with a
-//! progress line, and stops early with the admission message when the
-//! controller cannot create pods (Pod Security rejects Pods, not the
-//! Deployment, so this is where a refused sidecar shows up).
+//! `--wait`: follows the rollouts of attach or detach, every workload
+//! together under one deadline, with a progress line each, and stops a
+//! workload early when it cannot finish: the controller cannot create pods
+//! (Pod Security rejects Pods, not the Deployment, so this is where a refused
+//! sidecar shows up), a new pod is unschedulable (the sidecar's requests may
+//! be what does not fit), or a new pod's agent crash-loops.
 
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::core::v1::Pod;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::Error;
+use crate::sidecar::AGENT_CONTAINER;
 use crate::workload::{KindApi, WorkloadId, WorkloadKind};
 
 /// Where a rollout stands.
@@ -164,19 +168,94 @@ pub fn new_failure(before: &[(String, i32, String)], now: &[(String, i32, String
         .map(|(_, _, message)| format!("FailedCreate: {message}"))
 }
 
-/// Polls the workload until its rollout completes, fails or `timeout`
-/// passes, showing progress. Returns the failure message as an error.
-pub async fn wait(client: &kube::Client, id: &WorkloadId, timeout: Duration) -> Result<(), Error> {
+/// A workload to follow: the change made to it decides which of its pods
+/// are new (attach: those with the sidecar; detach: those without).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitTarget {
+    /// The workload.
+    pub id: WorkloadId,
+    /// Whether its new template carries the sidecar.
+    pub attached: bool,
+}
+
+/// Why a new pod stops the wait early, if it does: the scheduler finds no
+/// node for it, or (attach) its agent crash-loops. Pods being deleted and
+/// pods of the other template are not new.
+pub fn pod_failure(pod: &Pod, attached: bool) -> Option<String> {
+    if pod.metadata.deletion_timestamp.is_some() || crate::pod_spec::pod_is_attached(pod) != attached {
+        return None;
+    }
+    let name = pod.metadata.name.as_deref().unwrap_or("?");
+    if let Some(message) = crate::pod_spec::unschedulable(pod) {
+        let sidecar: Vec<String> = ["cpu", "memory"]
+            .into_iter()
+            .filter(|r| message.contains(&format!("Insufficient {r}")))
+            .filter_map(|r| crate::pod_spec::agent_request(pod, r).map(|q| format!("--{r} {q}")))
+            .collect();
+        let hint = if sidecar.is_empty() {
+            String::new()
+        } else {
+            format!(" (the bpc-agent sidecar requests {}: re-attach with less)", sidecar.join(", "))
+        };
+        return Some(format!("pod {name} is unschedulable: {}{hint}", message.trim()));
+    }
+    let statuses = pod.status.as_ref()?;
+    let agent = statuses
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(statuses.container_statuses.iter().flatten())
+        .find(|c| c.name == AGENT_CONTAINER)?;
+    let waiting = agent.state.as_ref()?.waiting.as_ref()?;
+    if waiting.reason.as_deref() != Some("CrashLoopBackOff") {
+        return None;
+    }
+    let last = agent.last_state.as_ref().and_then(|l| l.terminated.as_ref()).map_or(String::new(), |t| {
+        format!(
+            "; last exit {}{}",
+            t.exit_code,
+            t.message.as_deref().map(|m| format!(": {}", m.trim())).unwrap_or_default()
+        )
+    });
+    Some(format!(
+        "pod {name}: the bpc-agent container crash-loops ({} restarts{last}); see kubectl bpc status",
+        agent.restart_count
+    ))
+}
+
+/// `k=v,...` of the workload's `spec.selector.matchLabels`, for listing its pods.
+fn selector(object: &Value) -> Option<String> {
+    let labels = object.pointer("/spec/selector/matchLabels")?.as_object()?;
+    let pairs: Vec<String> =
+        labels.iter().filter_map(|(k, v)| v.as_str().map(|v| format!("{k}={v}"))).collect();
+    (!pairs.is_empty()).then(|| pairs.join(","))
+}
+
+/// `kind/name -n NS`, as kubectl takes it.
+fn arg(id: &WorkloadId) -> String {
+    format!("{}/{} -n {}", id.kind.as_str().to_ascii_lowercase(), id.name, id.namespace)
+}
+
+/// Follows one workload until its rollout completes, fails, or `deadline`.
+async fn follow(
+    client: &kube::Client,
+    target: &WaitTarget,
+    deadline: Instant,
+    timeout: Duration,
+    bar: &indicatif::ProgressBar,
+) -> Result<(), Error> {
+    let id = &target.id;
     let api = id.kind.api(client, &id.namespace);
+    let pods = kube::Api::<Pod>::namespaced(client.clone(), &id.namespace);
     let events_before = failed_create_events(client, id).await?;
-    let bar = indicatif::ProgressBar::new_spinner();
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-    );
-    bar.enable_steady_tick(Duration::from_millis(120));
-    let start = Instant::now();
-    let result = loop {
+    let failed = |message: String| {
+        Error::Workload(format!(
+            "{id} in namespace {}: rollout failed: {message}\n  roll back with: kubectl bpc detach {}",
+            id.namespace,
+            arg(id)
+        ))
+    };
+    loop {
         let object = serde_json::to_value(api.get(&id.name).await?)?;
         let mut state = state(id.kind, &object);
         if state != RolloutState::Complete
@@ -184,37 +263,87 @@ pub async fn wait(client: &kube::Client, id: &WorkloadId, timeout: Duration) -> 
         {
             state = RolloutState::Failed(failure);
         }
+        let mut waiting_for = String::new();
+        if let RolloutState::Progressing { .. } = state
+            && let Some(labels) = selector(&object)
+        {
+            let list = pods.list(&kube::api::ListParams::default().labels(&labels)).await?;
+            if let Some(failure) = list.items.iter().find_map(|p| pod_failure(p, target.attached)) {
+                state = RolloutState::Failed(failure);
+            }
+            let new_pending: Vec<&str> = list
+                .items
+                .iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_none())
+                .filter(|p| crate::pod_spec::pod_is_attached(p) == target.attached)
+                .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Running"))
+                .filter_map(|p| p.metadata.name.as_deref())
+                .collect();
+            let leaving = list.items.iter().filter(|p| p.metadata.deletion_timestamp.is_some()).count();
+            if !new_pending.is_empty() {
+                waiting_for = format!("; starting: {}", new_pending.join(", "));
+            }
+            if leaving > 0 {
+                waiting_for.push_str(&format!("; {leaving} old terminating"));
+            }
+        }
         match state {
-            RolloutState::Complete => break Ok(()),
+            RolloutState::Complete => {
+                bar.finish_with_message(format!("{id}: rolled out"));
+                return Ok(());
+            }
             RolloutState::Failed(message) => {
-                break Err(Error::Workload(format!(
-                    "{id} in namespace {}: rollout failed: {message}\n  roll back with: kubectl bpc detach {}/{} -n {}",
-                    id.namespace,
-                    id.kind.as_str().to_ascii_lowercase(),
-                    id.name,
-                    id.namespace
-                )));
+                bar.finish_with_message(format!("{id}: failed"));
+                return Err(failed(message));
             }
             RolloutState::Progressing { updated, available, desired } => {
                 bar.set_message(format!(
-                    "{id}: {updated}/{desired} updated, {available}/{desired} available"
+                    "{id}: {updated}/{desired} updated, {available}/{desired} available{waiting_for}"
                 ));
             }
         }
-        if start.elapsed() >= timeout {
-            break Err(Error::Workload(format!(
-                "{id} in namespace {}: rollout not finished after {}s (see kubectl rollout status {}/{} -n {})",
+        let now = Instant::now();
+        if now >= deadline {
+            bar.finish_with_message(format!("{id}: timed out"));
+            return Err(Error::Workload(format!(
+                "{id} in namespace {}: rollout not finished after {}s (see kubectl rollout status {} \
+                 and kubectl bpc status {})",
                 id.namespace,
                 timeout.as_secs(),
-                id.kind.as_str().to_ascii_lowercase(),
-                id.name,
-                id.namespace
+                arg(id),
+                arg(id)
             )));
         }
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    };
-    bar.finish_and_clear();
-    result
+        tokio::time::sleep(POLL.min(deadline - now)).await;
+    }
+}
+
+/// How often a rollout is polled.
+const POLL: Duration = Duration::from_secs(2);
+
+/// Follows every workload's rollout together, one progress line each, until
+/// each completes or fails, or `deadline` (one for the whole command)
+/// passes. Returns each workload's outcome, in the order given.
+pub async fn wait(
+    client: &kube::Client,
+    targets: &[WaitTarget],
+    deadline: Instant,
+    timeout: Duration,
+) -> Vec<Result<(), Error>> {
+    let bars = indicatif::MultiProgress::new();
+    let style = indicatif::ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
+    let follows = targets.iter().map(|t| {
+        let bar = bars.add(indicatif::ProgressBar::new_spinner().with_style(style.clone()));
+        bar.set_message(format!("{}: waiting", t.id));
+        bar.enable_steady_tick(Duration::from_millis(120));
+        async move {
+            let result = follow(client, t, deadline, timeout, &bar).await;
+            bar.finish_and_clear();
+            result
+        }
+    });
+    futures::future::join_all(follows).await
 }
 
 #[cfg(test)]

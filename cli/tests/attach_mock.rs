@@ -4,7 +4,7 @@
 //! missing call (timeout) or an unexpected one.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 use http::{Request, Response};
@@ -13,6 +13,7 @@ use kubectl_bpc::attach::{self, AttachArgs, DetachArgs, DryRun};
 use kubectl_bpc::capabilities::CapabilitiesArg;
 use kubectl_bpc::capabilities::CapabilityPlanner;
 use kubectl_bpc::kube_context::{Kube, WarningLayer};
+use kubectl_bpc::rollout::{self, WaitTarget};
 use kubectl_bpc::sidecar::{
     self, CapabilityMode, Change, STATUS_ANNOTATION, Sidecar, SidecarForm, SidecarOptions,
 };
@@ -521,11 +522,132 @@ async fn wait_on_a_statefulset_stops_at_a_new_failed_create_event_with_the_admis
         ex("GET", EVENTS, &[], events(vec![refused])),
     ];
     let id = WorkloadId { namespace: "shop".into(), kind: WorkloadKind::StatefulSet, name: "db".into() };
-    let (result, _) = with_server(script, |k| async move {
-        kubectl_bpc::rollout::wait(&k.client, &id, Duration::from_secs(30)).await
+    let (mut results, _) = with_server(script, |k| async move {
+        let timeout = Duration::from_secs(30);
+        let targets = [WaitTarget { id, attached: true }];
+        rollout::wait(&k.client, &targets, Instant::now() + timeout, timeout).await
     })
     .await;
-    let e = result.unwrap_err().to_string();
+    let e = results.remove(0).unwrap_err().to_string();
     assert!(e.contains("FailedCreate") && e.contains("forbidden"), "{e}");
     assert!(e.contains("kubectl bpc detach statefulset/db -n shop"), "{e}");
+}
+
+/// `name`, a Deployment of 1 replica whose new pod is not available yet.
+fn rolling(name: &str) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": "shop", "generation": 4},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}}, "template": template()},
+        "status": {"observedGeneration": 4, "replicas": 2, "updatedReplicas": 1, "availableReplicas": 1}})
+}
+
+/// The new pod of `deploy` (with the sidecar, requesting `cpu`) and its `status`.
+fn new_pod(deploy: &str, cpu: &str, status: Value) -> Value {
+    json!({"metadata": {"name": format!("{deploy}-new"), "namespace": "shop", "labels": {"app": deploy}},
+        "spec": {"initContainers": [{"name": "bpc-agent", "restartPolicy": "Always",
+            "resources": {"requests": {"cpu": cpu, "memory": "32Mi"}}}], "containers": [{"name": "app"}]},
+        "status": status})
+}
+
+fn pod_list(items: Vec<Value>) -> Value {
+    json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items})
+}
+
+fn deploy_targets(names: &[&str]) -> Vec<WaitTarget> {
+    names
+        .iter()
+        .map(|n| WaitTarget {
+            id: WorkloadId { namespace: "shop".into(), kind: WorkloadKind::Deployment, name: (*n).into() },
+            attached: true,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn two_workloads_with_unschedulable_new_pods_fail_together_at_once_naming_the_scheduler_message() {
+    let unschedulable = json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
+        "reason": "Unschedulable", "message": "0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod."}]});
+    // Both followed at once: each one's reads in any order.
+    let script = any_order(vec![
+        ex("GET", "/apis/apps/v1/namespaces/shop/deployments/web", &[], rolling("web")),
+        ex("GET", "/apis/apps/v1/namespaces/shop/deployments/api", &[], rolling("api")),
+        ex(
+            "GET",
+            PODS,
+            &["labelSelector=app%3Dweb"],
+            pod_list(vec![new_pod("web", "3", unschedulable.clone())]),
+        ),
+        ex("GET", PODS, &["labelSelector=app%3Dapi"], pod_list(vec![new_pod("api", "3", unschedulable)])),
+    ]);
+    let started = Instant::now();
+    let (results, _) = with_server(script, |k| async move {
+        let timeout = Duration::from_secs(60);
+        rollout::wait(&k.client, &deploy_targets(&["web", "api"]), Instant::now() + timeout, timeout).await
+    })
+    .await;
+    assert!(started.elapsed() < Duration::from_secs(2), "failed early, not at the timeout");
+    for (r, name) in results.iter().zip(["web", "api"]) {
+        let e = r.as_ref().unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("deployment.apps/{name} in namespace shop"))
+                && e.contains("1 Insufficient cpu"),
+            "{e}"
+        );
+        assert!(e.contains("the bpc-agent sidecar requests --cpu 3"), "{e}");
+        assert!(e.contains(&format!("kubectl bpc detach deployment/{name} -n shop")), "{e}");
+    }
+}
+
+#[tokio::test]
+async fn one_timeout_bounds_every_workload_followed_together() {
+    let starting = json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}]});
+    let script = any_order(vec![
+        ex("GET", "/apis/apps/v1/namespaces/shop/deployments/web", &[], rolling("web")).repeatable(),
+        ex("GET", "/apis/apps/v1/namespaces/shop/deployments/api", &[], rolling("api")).repeatable(),
+        ex(
+            "GET",
+            PODS,
+            &["labelSelector=app%3Dweb"],
+            pod_list(vec![new_pod("web", "50m", starting.clone())]),
+        )
+        .repeatable(),
+        ex("GET", PODS, &["labelSelector=app%3Dapi"], pod_list(vec![new_pod("api", "50m", starting)]))
+            .repeatable(),
+    ]);
+    let timeout = Duration::from_secs(3);
+    let started = Instant::now();
+    let (results, seen) = with_server(script, |k| async move {
+        rollout::wait(&k.client, &deploy_targets(&["web", "api"]), Instant::now() + timeout, timeout).await
+    })
+    .await;
+    let took = started.elapsed();
+    // One after the other would take two timeouts.
+    assert!(took >= timeout && took < timeout + Duration::from_millis(1500), "took {took:?}");
+    for r in &results {
+        let e = r.as_ref().unwrap_err().to_string();
+        assert!(e.contains("rollout not finished after 3s"), "{e}");
+    }
+    let polled = |path: &str| seen.iter().filter(|s| s.path == path).count();
+    assert!(polled("/apis/apps/v1/namespaces/shop/deployments/api") >= 2, "api was followed while web was");
+}
+
+#[tokio::test]
+async fn wait_stops_early_when_a_new_pods_agent_crash_loops_and_ignores_old_pods_being_deleted() {
+    let crashing = json!({"phase": "Running", "initContainerStatuses": [{"name": "bpc-agent", "image": "i",
+        "imageID": "", "ready": false, "restartCount": 4, "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+        "lastState": {"terminated": {"exitCode": 2, "message": "BPC_COLLECTOR is empty"}}}]});
+    let old = json!({"metadata": {"name": "web-old", "namespace": "shop", "labels": {"app": "web"},
+        "deletionTimestamp": "2026-01-01T00:00:00Z"}, "spec": {"containers": [{"name": "app"}]},
+        "status": {"phase": "Running"}});
+    let script = vec![
+        ex("GET", "/apis/apps/v1/namespaces/shop/deployments/web", &[], rolling("web")),
+        ex("GET", PODS, &["labelSelector=app%3Dweb"], pod_list(vec![old, new_pod("web", "50m", crashing)])),
+    ];
+    let (mut results, _) = with_server(script, |k| async move {
+        let timeout = Duration::from_secs(60);
+        rollout::wait(&k.client, &deploy_targets(&["web"]), Instant::now() + timeout, timeout).await
+    })
+    .await;
+    let e = results.remove(0).unwrap_err().to_string();
+    assert!(e.contains("pod web-new: the bpc-agent container crash-loops (4 restarts; last exit 2: BPC_COLLECTOR is empty)"), "{e}");
 }

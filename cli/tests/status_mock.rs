@@ -324,3 +324,131 @@ async fn a_sidecar_attached_with_metrics_private_is_not_proxied_and_reported_as_
     assert!(p.stats.is_none());
     assert!(report.ok);
 }
+
+/// `deployment("web")` with its rollout counts.
+fn rolled(desired: i32, updated: i32, ready: i32) -> Value {
+    let mut d = deployment("web", true);
+    d["spec"]["replicas"] = json!(desired);
+    d["status"] = json!({"replicas": desired, "updatedReplicas": updated, "readyReplicas": ready});
+    d
+}
+
+#[tokio::test]
+async fn old_pods_in_their_grace_period_are_terminating_and_do_not_fail_a_complete_rollout() {
+    // Straight after `attach --wait`: the new pod runs, the old one (no
+    // sidecar) is still in its grace period. No proxy call for it.
+    let new = pod("web", "fffff", "198.18.1.7", json!({"running": {}}), json!({}), 0);
+    let mut old = pod("web", "ggggg", "198.18.1.8", json!({"running": {}}), json!({}), 0);
+    old["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:30Z");
+    old["metadata"]["deletionGracePeriodSeconds"] = json!(30);
+    old["spec"]["containers"] = json!([{"name": "web"}]);
+    old["status"]["containerStatuses"].as_array_mut().unwrap().truncate(1);
+    let pods = vec![new, old];
+    let mut script = workload_lists(vec![rolled(1, 1, 1)], pods.clone());
+    script.push(text(
+        "GET",
+        "/api/v1/namespaces/shop/pods/web-7d9f8-fffff:9469/proxy/stats",
+        &[],
+        stats_fixture(),
+    ));
+    // The same pods while the rollout is not complete: the old pod counts.
+    script.extend(workload_lists(vec![rolled(1, 1, 0)], pods));
+    script.push(text(
+        "GET",
+        "/api/v1/namespaces/shop/pods/web-7d9f8-fffff:9469/proxy/stats",
+        &[],
+        stats_fixture(),
+    ));
+    let ((done, rolling), _) = with_server(script, |k| async move {
+        let done = status::collect(&k.client, Some("shop"), &args(0)).await.unwrap();
+        (done, status::collect(&k.client, Some("shop"), &args(0)).await.unwrap())
+    })
+    .await;
+    let w = &done.workloads[0];
+    let verdicts: Vec<_> = w.pods.iter().map(|p| (p.name.as_str(), p.judgement.verdict)).collect();
+    assert_eq!(verdicts, [("web-7d9f8-fffff", Verdict::Ok), ("web-7d9f8-ggggg", Verdict::Terminating)]);
+    assert!(w.pods[1].judgement.reason.contains("no sidecar"), "{}", w.pods[1].judgement.reason);
+    assert_eq!(w.judgement.verdict, Verdict::Ok);
+    assert!(done.ok, "status exits 0 straight after attach --wait");
+    let mut out = Vec::new();
+    status::render(&done, StatusFormat::Table, Marks::PLAIN, &mut out).unwrap();
+    let table = String::from_utf8(out).unwrap();
+    assert!(table.contains("[--]   web-7d9f8-ggggg") && table.contains("TERMINATING"), "{table}");
+    assert!(table.contains("1 of 2 pods OK (1 terminating)"), "{table}");
+    let mut out = Vec::new();
+    status::render(&done, StatusFormat::Json, Marks::PLAIN, &mut out).unwrap();
+    let v: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["summary"]["pods_terminating"], 1);
+    assert_eq!(v["workloads"][0]["pods"][1]["verdict"], "TERMINATING");
+
+    assert_eq!(rolling.workloads[0].judgement.verdict, Verdict::Terminating);
+    assert!(!rolling.ok);
+}
+
+#[tokio::test]
+async fn an_unschedulable_pod_gets_the_schedulers_message_and_the_sidecars_requests_in_its_hint() {
+    let mut pending = pod("web", "hhhhh", "", json!({}), json!({}), 0);
+    pending["spec"]["nodeName"] = Value::Null;
+    pending["spec"]["initContainers"] = json!([{"name": "bpc-agent", "restartPolicy": "Always",
+        "resources": {"requests": {"cpu": "3", "memory": "32Mi"}}}]);
+    pending["spec"]["containers"] = json!([{"name": "web"}]);
+    pending["status"] = json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
+        "reason": "Unschedulable",
+        "message": "0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod."}]});
+    // The old pod stays while the new one waits for a node.
+    let mut old = pod("web", "aaaaa", "198.18.1.2", json!({"running": {}}), json!({}), 0);
+    old["spec"]["containers"] = json!([{"name": "web"}]);
+    old["status"]["containerStatuses"].as_array_mut().unwrap().truncate(1);
+    // No proxy call: the old pod has no agent, the new one does not run.
+    let script = workload_lists(vec![rolled(1, 1, 0)], vec![old, pending]);
+    let (report, _) =
+        with_server(script, |k| async move { status::collect(&k.client, Some("shop"), &args(0)).await })
+            .await;
+    let report = report.unwrap();
+    assert_eq!(report.workloads[0].pods[0].judgement.verdict, Verdict::NotAttached);
+    let p = &report.workloads[0].pods[1];
+    assert_eq!(p.judgement.verdict, Verdict::Unschedulable);
+    assert!(p.judgement.reason.contains("1 Insufficient cpu"), "{}", p.judgement.reason);
+    let hint = p.judgement.hint.as_deref().unwrap();
+    assert!(
+        hint.contains("requests --cpu 3") && hint.contains("kubectl bpc attach deployment/web -n shop"),
+        "{hint}"
+    );
+    // The workload names the cause (no node), not the symptom (an old pod without the sidecar).
+    assert_eq!(report.workloads[0].judgement.verdict, Verdict::Unschedulable);
+    assert!(report.workloads[0].judgement.hint.as_deref().unwrap().contains("--cpu 3"));
+    assert!(!report.ok);
+}
+
+#[tokio::test]
+async fn a_collector_bouncing_sends_in_the_agents_window_is_unreachable_though_lifetime_sends_look_fine() {
+    // What the real cluster showed: 280 sent, 138 bounced (ICMP protocol
+    // unreachable), an idle pod, so nothing rose between the samples.
+    let mut bounced: Value = serde_json::from_str(&stats_fixture()).unwrap();
+    let c = &mut bounced["collectors"][0];
+    c["sent_packets"] = json!(280);
+    c["errors"]["unreachable"] = json!(138);
+    c["icmp_error"] = json!("protocol unreachable: no GRE receiver on the collector host");
+    // The fixture's last send 1.2 s ago; its bounce read 1 s ago.
+    c["last_error_age_seconds"] = json!(1.0);
+    c["recent"] = json!({"window_seconds": 64.0, "sent_packets": 40,
+        "errors": {"unreachable": 20, "no_buffer": 0, "resolve": 0, "other": 0}});
+    bounced["health"] = json!({"ok": false, "reason": "collector ... unreachable"});
+    let path = "/api/v1/namespaces/shop/pods/web-7d9f8-iiiii:9469/proxy/stats";
+    let mut script = workload_lists(
+        vec![deployment("web", true)],
+        vec![pod("web", "iiiii", "198.18.1.9", json!({"running": {}}), json!({}), 0)],
+    );
+    script.push(ex("GET", path, &[], bounced.clone()));
+    script.push(ex("GET", path, &[], bounced));
+    let (report, _) =
+        with_server(script, |k| async move { status::collect(&k.client, Some("shop"), &args(1)).await })
+            .await;
+    let report = report.unwrap();
+    let p = &report.workloads[0].pods[0];
+    assert_eq!(p.judgement.verdict, Verdict::CollectorUnreachable);
+    let reason = &p.judgement.reason;
+    assert!(reason.contains("collector collector.monitoring.svc (198.18.0.2) unreachable"), "{reason}");
+    assert!(reason.contains("ICMP protocol unreachable: no GRE receiver"), "{reason}");
+    assert!(!report.ok);
+}

@@ -82,6 +82,109 @@ pub struct CollectorStats {
     pub errors: SendErrors,
     /// Seconds since the last successful send, null before the first.
     pub last_send_age_seconds: Option<f64>,
+    /// Seconds since the last failed send or ICMP error, null before the
+    /// first. Absent from agents before the recent window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error_age_seconds: Option<f64>,
+    /// What the collector host's last ICMP error about our packets said
+    /// (e.g. `protocol unreachable: no GRE receiver on the collector host`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icmp_error: Option<String>,
+    /// Why the host's last lookup failed, while it fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolve_error: Option<String>,
+    /// Sends and errors over the agent's recent window: what [`Self::fault`]
+    /// judges, so a fault long cured does not fail a pod and an idle pod's
+    /// bounces are still seen. Absent from agents before the window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recent: Option<RecentSends>,
+}
+
+/// The `recent` object of a collector: what changed over the last
+/// `window_seconds` (the agent keeps snapshots of its counters; the window
+/// runs from the oldest it keeps, [`RECENT_WINDOW_SECONDS`] or a little more,
+/// or from the start while the agent is younger).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct RecentSends {
+    /// Seconds the window spans.
+    pub window_seconds: f64,
+    /// GRE packets handed to the kernel in the window.
+    pub sent_packets: u64,
+    /// Failures in the window, by kind.
+    pub errors: SendErrors,
+}
+
+/// The agent judges its collectors over at least this many seconds.
+pub const RECENT_WINDOW_SECONDS: u64 = 60;
+
+/// A collector that bounced is cured once sends have succeeded for this long
+/// after its last error: the host answers (about once a second, rate-limited)
+/// within milliseconds of a send, and the agent reads the errors every second.
+const CURED_AFTER_SECONDS: f64 = 5.0;
+
+/// Share of failed sends (no buffer, other) in the window that makes a
+/// collector faulty even while some sends succeed: one in ten.
+const FAILING_SHARE_DENOMINATOR: u64 = 10;
+
+impl CollectorStats {
+    /// Whether this collector is faulty over the recent window, and why: the
+    /// one rule the agent's `/healthz` and `kubectl bpc status` both apply,
+    /// so they cannot disagree. None when fine, or when the agent predates
+    /// the window (`recent` absent).
+    ///
+    /// * No address and lookups failing: nothing can be sent.
+    /// * `unreachable` errors (no route, or the collector host bouncing our
+    ///   packets with ICMP) in the window, unless sends have succeeded for
+    ///   [`CURED_AFTER_SECONDS`] since the last one: no share is asked for,
+    ///   the host rate-limits its ICMP errors (about one a second), so one
+    ///   bounce stands for many lost packets; an idle pod whose last send
+    ///   bounced stays faulty until the error leaves the window.
+    /// * Other failures (queue full, EPERM...): when no send succeeded since
+    ///   the last one, or when they are at least a tenth of the attempts.
+    pub fn fault(&self) -> Option<String> {
+        let recent = self.recent?;
+        let e = recent.errors;
+        let window = recent.window_seconds;
+        if self.address.is_none() && e.resolve > 0 {
+            let why = self.resolve_error.as_deref().unwrap_or("lookup failed");
+            return Some(format!(
+                "collector {} does not resolve ({why}; {} failed lookups in {window:.0} s)",
+                self.host, e.resolve
+            ));
+        }
+        let attempts = recent.sent_packets + e.unreachable + e.no_buffer + e.other;
+        let share = |n: u64| n > 0 && n * FAILING_SHARE_DENOMINATOR >= attempts;
+        // Seconds sends have succeeded since the last error (none: 0).
+        let cured_for = match (self.last_error_age_seconds, self.last_send_age_seconds) {
+            (Some(err), Some(send)) => err - send,
+            (None, Some(_)) => f64::INFINITY,
+            (_, None) => 0.0,
+        };
+        if e.unreachable > 0 && cured_for < CURED_AFTER_SECONDS {
+            let how = match &self.icmp_error {
+                Some(icmp) => format!("ICMP {icmp}"),
+                None => "no route to it".to_owned(),
+            };
+            return Some(format!(
+                "collector {}{} unreachable: {} of {attempts} sends in {window:.0} s bounced or had no route ({how})",
+                self.host,
+                // The address it points to, unless the host is that address.
+                self.address
+                    .filter(|a| a.to_string() != self.host)
+                    .map(|a| format!(" ({a})"))
+                    .unwrap_or_default(),
+                e.unreachable
+            ));
+        }
+        let failed = e.no_buffer + e.other;
+        if failed > 0 && (cured_for <= 0.0 || share(failed)) {
+            return Some(format!(
+                "sends to collector {} failing: {failed} of {attempts} in {window:.0} s ({} no_buffer, {} other)",
+                self.host, e.no_buffer, e.other
+            ));
+        }
+        None
+    }
 }
 
 /// The `errors` object of a collector: why packets for it did not leave.
@@ -163,6 +266,85 @@ mod tests {
         let s: AgentStats = serde_json::from_value(v.clone()).unwrap();
         assert_eq!(s.http, None);
         assert_eq!(serde_json::to_value(&s).unwrap(), v);
+    }
+
+    fn collector(recent: RecentSends) -> CollectorStats {
+        CollectorStats {
+            host: "collector.monitoring.svc".into(),
+            address: Some("198.18.0.2".parse().unwrap()),
+            sent_packets: 280,
+            last_send_age_seconds: Some(0.5),
+            recent: Some(recent),
+            ..Default::default()
+        }
+    }
+
+    fn window(sent_packets: u64, errors: SendErrors) -> RecentSends {
+        RecentSends { window_seconds: 62.0, sent_packets, errors }
+    }
+
+    #[test]
+    fn bounces_in_the_window_are_a_fault_naming_the_collector_and_the_icmp_reason() {
+        let mut c = collector(window(142, SendErrors { unreachable: 138, ..Default::default() }));
+        c.icmp_error = Some("protocol unreachable: no GRE receiver on the collector host".into());
+        // A busy pod: its last send a moment ago, the last bounce a second ago.
+        c.last_error_age_seconds = Some(1.0);
+        let why = c.fault().expect("sends bouncing now");
+        assert!(
+            why.contains("collector.monitoring.svc (198.18.0.2)") && why.contains("no GRE receiver"),
+            "{why}"
+        );
+        assert!(why.contains("138 of 280 sends in 62 s"), "{why}");
+        // An idle pod: its last send bounced 30 s ago, nothing sent since.
+        c.last_send_age_seconds = Some(30.2);
+        c.last_error_age_seconds = Some(30.0);
+        assert!(c.fault().is_some(), "one bounce stands for many: ICMP errors are rate-limited");
+    }
+
+    #[test]
+    fn a_collector_is_cured_once_sends_succeeded_for_five_seconds_after_its_last_bounce() {
+        let mut c = collector(window(231, SendErrors { unreachable: 11, ..Default::default() }));
+        c.last_send_age_seconds = Some(0.1);
+        c.last_error_age_seconds = Some(4.0);
+        assert!(c.fault().is_some(), "4 s of sends since the last bounce: not yet");
+        c.last_error_age_seconds = Some(6.0);
+        assert_eq!(c.fault(), None, "the receiver came up 6 s ago: no fault, whatever the share");
+    }
+
+    #[test]
+    fn old_errors_outside_the_window_are_no_fault() {
+        let mut c = collector(window(500, SendErrors::default()));
+        c.errors = SendErrors { unreachable: 138, ..Default::default() };
+        assert_eq!(c.fault(), None, "lifetime totals are not judged, the window is");
+    }
+
+    #[test]
+    fn a_collector_that_never_resolves_is_a_fault_and_one_that_kept_its_address_is_not() {
+        let mut c = collector(window(0, SendErrors { resolve: 12, ..Default::default() }));
+        c.resolve_error = Some("failed to lookup address information".into());
+        assert_eq!(c.fault(), None, "the last good address is still used");
+        c.address = None;
+        assert!(c.fault().unwrap().contains("does not resolve (failed to lookup"));
+    }
+
+    #[test]
+    fn other_failures_count_when_failing_now_or_a_tenth_of_the_attempts() {
+        let mut c = collector(window(95, SendErrors { no_buffer: 5, ..Default::default() }));
+        c.last_error_age_seconds = Some(3.0);
+        assert_eq!(c.fault(), None, "a few full queues with sends since are transient");
+        c.last_error_age_seconds = Some(0.1);
+        assert!(c.fault().is_some(), "no send succeeded since the last failure");
+        let mut c = collector(window(90, SendErrors { other: 10, ..Default::default() }));
+        c.last_error_age_seconds = Some(3.0);
+        assert!(c.fault().unwrap().contains("10 of 100 in 62 s"));
+    }
+
+    #[test]
+    fn an_agent_without_the_window_is_not_judged_by_it() {
+        let mut c = collector(window(0, SendErrors::default()));
+        c.recent = None;
+        c.errors.unreachable = 5;
+        assert_eq!(c.fault(), None);
     }
 
     #[test]

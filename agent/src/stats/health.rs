@@ -2,14 +2,12 @@
 
 use std::time::{Duration, Instant};
 
-use super::counters::load;
+use bpc_contract::stats::CollectorStats;
+
 use super::{Health, Stats};
 
 /// The capture loop must report at least this often to be healthy.
 const STALL_AFTER: Duration = Duration::from_secs(5);
-/// A collector whose most recent send failed less than this long ago, with no
-/// success since, makes the agent unhealthy.
-const FAILING_WINDOW: Duration = Duration::from_secs(10);
 /// `/startupz` passes this long after the start whatever the capture's
 /// state: a native sidecar's startup probe holds the app's containers back
 /// until it passes, and capture must never hold the app hostage. Capture
@@ -67,8 +65,15 @@ impl Stats {
     }
 
     /// Healthy while the capture loop runs, at least one collector has an
-    /// address, and no collector's sends have been failing recently.
+    /// address, and no collector is faulty over the recent window (the
+    /// contract's [`CollectorStats::fault`], the rule `kubectl bpc status`
+    /// applies to the same `/stats`: the two cannot disagree).
     pub fn health(&self, now: Instant) -> Health {
+        self.health_of(now, &self.collector_stats(now))
+    }
+
+    /// [`Self::health`] over collectors already read (a `/stats` snapshot).
+    pub(super) fn health_of(&self, now: Instant, collectors: &[CollectorStats]) -> Health {
         if let Some(why) = self.capture_error() {
             return bad(format!("not capturing: {why}"));
         }
@@ -77,44 +82,15 @@ impl Stats {
             return alive;
         }
         // No collectors at all (--write): nothing to resolve, the capture alone decides.
-        if !self.collectors.is_empty() && self.collectors.iter().all(|c| c.resolution().is_none()) {
-            let why: Vec<String> = self
-                .collectors
+        if !collectors.is_empty() && collectors.iter().all(|c| c.address.is_none()) {
+            let why: Vec<String> = collectors
                 .iter()
-                .map(|c| {
-                    let err = c.resolve_error.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                    format!("{}: {}", c.host, err.unwrap_or_else(|| "not resolved yet".into()))
-                })
+                .map(|c| format!("{}: {}", c.host, c.resolve_error.as_deref().unwrap_or("not resolved yet")))
                 .collect();
             return bad(format!("no collector address resolved ({})", why.join("; ")));
         }
-        for c in &self.collectors {
-            let (Some(err_age), send_age) =
-                (c.last_error.age(self.started, now), c.last_send.age(self.started, now))
-            else {
-                continue;
-            };
-            let icmp_recent = c.last_icmp.age(self.started, now).is_some_and(|a| a < FAILING_WINDOW);
-            let icmp = c.icmp_error.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            if let Some(icmp) = icmp.filter(|_| icmp_recent) {
-                // Sends "succeed" locally, but the collector host bounces them.
-                return bad(format!(
-                    "collector {} answers with ICMP errors ({icmp}): unreachable {}",
-                    c.host,
-                    load(&c.unreachable)
-                ));
-            }
-            if err_age < FAILING_WINDOW && send_age.is_none_or(|s| s > err_age) {
-                return bad(format!(
-                    "sends to collector {} failing (unreachable {}, no_buffer {}, other {})",
-                    c.host,
-                    load(&c.unreachable),
-                    load(&c.no_buffer),
-                    load(&c.other)
-                ));
-            }
-        }
-        GOOD
+        let faults: Vec<String> = collectors.iter().filter_map(CollectorStats::fault).collect();
+        if faults.is_empty() { GOOD } else { bad(faults.join("; ")) }
     }
 }
 
@@ -182,11 +158,27 @@ mod tests {
         let s = running();
         s.collectors[0].last_send.set(s.started, at(&s, 100));
         s.collectors[0].last_error.set(s.started, at(&s, 500));
-        s.collectors[0].unreachable.store(3, Ordering::Relaxed);
+        s.collectors[0].no_buffer.store(3, Ordering::Relaxed);
+        s.collectors[0].sent_packets.store(100, Ordering::Relaxed);
         let h = s.health(at(&s, 1000));
-        assert!(!h.ok && h.reason.as_deref().unwrap().contains("unreachable 3"), "{h:?}");
+        assert!(!h.ok && h.reason.as_deref().unwrap().contains("3 no_buffer"), "{h:?}");
         s.collectors[0].last_send.set(s.started, at(&s, 900));
-        assert!(s.health(at(&s, 1000)).ok);
+        assert!(s.health(at(&s, 1000)).ok, "3 in 103 with a send since: transient");
+    }
+
+    #[test]
+    fn a_second_collector_that_never_resolves_makes_health_bad_as_status_says() {
+        let s = running();
+        let mut two = stats();
+        two.collectors.push(super::super::CollectorCounters::new("nowhere.invalid"));
+        two.collectors.swap(0, 1);
+        *two.collectors[1].resolution.lock().unwrap() = s.collectors[0].resolution();
+        two.capture.heartbeat.set(two.started, at(&two, 1000));
+        two.collectors[0].resolve.store(4, Ordering::Relaxed);
+        *two.collectors[0].resolve_error.lock().unwrap() = Some("Name or service not known".into());
+        let h = two.health(at(&two, 1000));
+        assert!(!h.ok, "one collector resolved does not hide the other: {h:?}");
+        assert!(h.reason.unwrap().contains("nowhere.invalid does not resolve (Name or service not known"));
     }
 
     #[test]
@@ -203,15 +195,20 @@ mod tests {
     }
 
     #[test]
-    fn recent_icmp_errors_make_health_bad_even_while_sends_succeed_locally() {
+    fn icmp_bounces_make_health_bad_while_sends_succeed_locally_until_they_leave_the_window() {
         let s = running();
-        s.collectors[0].last_error.set(s.started, at(&s, 500));
-        s.collectors[0].last_icmp.set(s.started, at(&s, 500));
+        s.collectors[0].sent_packets.store(280, Ordering::Relaxed);
         s.collectors[0].last_send.set(s.started, at(&s, 900));
+        s.collectors[0].last_error.set(s.started, at(&s, 500));
+        s.collectors[0].unreachable.store(138, Ordering::Relaxed);
         *s.collectors[0].icmp_error.lock().unwrap() = Some("protocol unreachable: no GRE receiver".into());
         let h = s.health(at(&s, 1000));
         assert!(!h.ok && h.reason.as_deref().unwrap().contains("no GRE receiver"), "{h:?}");
-        s.capture.heartbeat.set(s.started, at(&s, 11_000));
-        assert!(s.health(at(&s, 11_000)).ok, "ICMP errors older than 10 s no longer count");
+        assert_eq!(s.snapshot(at(&s, 1000)).health, h, "/stats carries the same verdict");
+        for sec in 1..=80 {
+            s.capture.heartbeat.set(s.started, at(&s, sec * 1000));
+            s.roll_recent(at(&s, sec * 1000));
+        }
+        assert!(s.health(at(&s, 80_000)).ok, "bounces older than the window no longer count");
     }
 }

@@ -10,6 +10,7 @@ mod collector;
 mod counters;
 mod health;
 mod prometheus;
+mod recent;
 mod snapshot;
 
 use std::sync::Mutex;
@@ -20,6 +21,7 @@ pub use bpc_contract::stats::Health;
 use bpc_contract::{GreProfile, Oversize};
 pub use collector::{CollectorCounters, Resolution, SendErrorKind};
 pub use counters::{CaptureCounters, HttpCounters, Moment};
+pub use recent::Snapshots;
 
 /// The agent's version, as reported in /stats and the info metric.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -59,6 +61,8 @@ pub struct Stats {
     pub generation: AtomicU64,
     /// The HTTP endpoint's connections.
     pub http: HttpCounters,
+    /// The collectors' counters over the recent window ([`Stats::roll_recent`]).
+    pub recent: Mutex<Snapshots>,
 }
 
 impl Stats {
@@ -75,6 +79,7 @@ impl Stats {
             collectors: hosts.iter().map(|h| CollectorCounters::new(h)).collect(),
             generation: AtomicU64::new(0),
             http: HttpCounters::default(),
+            recent: Mutex::new(Snapshots::default()),
         }
     }
 

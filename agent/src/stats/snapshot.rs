@@ -25,18 +25,7 @@ impl Stats {
     pub fn snapshot(&self, now: Instant) -> AgentStats {
         let c = &self.capture;
         let age = |m: &Moment| m.age(self.started, now).map(secs);
-        let collectors = self
-            .collectors
-            .iter()
-            .map(|s| CollectorStats {
-                host: s.host.clone(),
-                address: s.resolution().map(|r| r.address),
-                sent_packets: load(&s.sent_packets),
-                sent_bytes: load(&s.sent_bytes),
-                errors: loaded!(SendErrors from s; unreachable, no_buffer, resolve, other;),
-                last_send_age_seconds: age(&s.last_send),
-            })
-            .collect();
+        let collectors = self.collector_stats(now);
         AgentStats {
             version: VERSION.to_owned(),
             key: self.identity.key.clone(),
@@ -50,11 +39,36 @@ impl Stats {
                 packets, bytes, kernel_drops, interface_drops, truncated, segmented, rate_limited;
                 last_packet_age_seconds: age(&c.last_packet)
             ),
+            health: self.health_of(now, &collectors),
             collectors,
-            health: self.health(now),
             capture_error: self.capture_error(),
             http: Some(loaded!(HttpStats from self.http; served, timeout, bad_request, evicted, closed;)),
         }
+    }
+}
+
+impl Stats {
+    /// The collectors as `/stats` reports them, recent window included: what
+    /// `/healthz` judges too.
+    pub fn collector_stats(&self, now: Instant) -> Vec<CollectorStats> {
+        let age = |m: &Moment| m.age(self.started, now).map(secs);
+        let text = |m: &std::sync::Mutex<Option<String>>| m.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        self.collectors
+            .iter()
+            .enumerate()
+            .map(|(i, s)| CollectorStats {
+                host: s.host.clone(),
+                address: s.resolution().map(|r| r.address),
+                sent_packets: load(&s.sent_packets),
+                sent_bytes: load(&s.sent_bytes),
+                errors: loaded!(SendErrors from s; unreachable, no_buffer, resolve, other;),
+                last_send_age_seconds: age(&s.last_send),
+                last_error_age_seconds: age(&s.last_error),
+                icmp_error: text(&s.icmp_error),
+                resolve_error: text(&s.resolve_error),
+                recent: Some(self.recent(i, now)),
+            })
+            .collect()
     }
 }
 

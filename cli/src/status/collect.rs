@@ -11,7 +11,7 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::Value;
 
 use super::StatusArgs;
-use super::judge::{HintContext, PodObservation, judge, judge_workload};
+use super::judge::{Deleting, HintContext, PodObservation, SidecarRequests, judge, judge_workload};
 use super::report::{AgentContainer, PodReport, Rollout, StatusReport, Verdict, WorkloadReport};
 use crate::Error;
 use crate::kube_context::scoped_api as api;
@@ -124,6 +124,20 @@ fn agent_status(pod: &Pod) -> Option<AgentContainer> {
     crate::pod_spec::pod_is_attached(pod).then(AgentContainer::pending)
 }
 
+/// Whether the pod is being deleted, with its grace period.
+fn deleting(pod: &Pod) -> Option<Deleting> {
+    pod.metadata
+        .deletion_timestamp
+        .as_ref()
+        .map(|_| Deleting { grace_seconds: pod.metadata.deletion_grace_period_seconds })
+}
+
+/// The sidecar's requests, to name in an unschedulable pod's hint.
+fn sidecar_requests(pod: &Pod) -> SidecarRequests {
+    use crate::pod_spec::agent_request;
+    SidecarRequests { cpu: agent_request(pod, "cpu"), memory: agent_request(pod, "memory") }
+}
+
 /// The agent's last log lines before its restart; a courtesy: a pod whose
 /// previous log is gone still gets its verdict.
 async fn previous_log(client: &Client, namespace: &str, pod: &str, lines: i64) -> Vec<String> {
@@ -173,7 +187,10 @@ pub async fn collect(
             members.push((i, pod, agent));
         }
     }
-    let running = |a: &Option<AgentContainer>| a.as_ref().is_some_and(AgentContainer::running);
+    // A pod being deleted is not read: its agent is stopping or gone.
+    let readable = |pod: &Pod, a: &Option<AgentContainer>| {
+        a.as_ref().is_some_and(AgentContainer::running) && !metrics_private(pod) && deleting(pod).is_none()
+    };
     // A few proxy calls in flight at once: a large cluster is read in
     // seconds, without flooding the API server. Results keep pod order.
     let fetch = |i: usize, wanted: bool| {
@@ -195,7 +212,7 @@ pub async fn collect(
         }
     };
     let first: Vec<Option<Result<AgentStats, ProxyError>>> = stream::iter(0..members.len())
-        .map(|i| fetch(i, running(&members[i].2) && !metrics_private(&members[i].1)))
+        .map(|i| fetch(i, readable(&members[i].1, &members[i].2)))
         .buffered(PROXY_CONCURRENCY)
         .collect()
         .await;
@@ -221,6 +238,9 @@ pub async fn collect(
             interval_seconds: args.sample_interval as f64,
             no_traffic_after: args.no_traffic_after as f64,
             metrics_private: metrics_private(&pod),
+            deleting: deleting(&pod),
+            unschedulable: crate::pod_spec::unschedulable(&pod),
+            sidecar_requests: sidecar_requests(&pod),
         };
         let ctx = HintContext {
             namespace: &ns,

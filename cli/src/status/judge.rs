@@ -28,6 +28,43 @@ pub struct PodObservation {
     /// Attached with `--metrics-private`: the agent's counters are on
     /// loopback only, so they are not read (and not missed).
     pub metrics_private: bool,
+    /// The pod is being deleted (`deletionTimestamp` set), with its grace
+    /// period in seconds when the API server says.
+    pub deleting: Option<Deleting>,
+    /// The scheduler's message while the pod cannot be scheduled (its
+    /// `PodScheduled` condition False, reason `Unschedulable`).
+    pub unschedulable: Option<String>,
+    /// What the pod's `bpc-agent` container requests, to name in hints.
+    pub sidecar_requests: SidecarRequests,
+}
+
+/// A pod being deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Deleting {
+    /// `metadata.deletionGracePeriodSeconds`.
+    pub grace_seconds: Option<i64>,
+}
+
+/// The sidecar's resource requests, as the pod spec has them (`--cpu`,
+/// `--memory` of attach).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SidecarRequests {
+    /// `resources.requests.cpu`, e.g. `50m`.
+    pub cpu: Option<String>,
+    /// `resources.requests.memory`, e.g. `32Mi`.
+    pub memory: Option<String>,
+}
+
+/// The sidecar requests named in a scheduler message (`Insufficient cpu`,
+/// `Insufficient memory`), as `attach` flags with their values.
+fn sidecar_requests_short(message: &str, requests: &SidecarRequests) -> Vec<String> {
+    [("cpu", "--cpu", &requests.cpu), ("memory", "--memory", &requests.memory)]
+        .into_iter()
+        .filter_map(|(resource, flag, value)| {
+            let value = value.as_deref()?;
+            message.contains(&format!("Insufficient {resource}")).then(|| format!("{flag} {value}"))
+        })
+        .collect()
 }
 
 /// Context used to make hints copy-pasteable.
@@ -102,8 +139,64 @@ pub struct Check {
     hint: Option<fn(&Facts<'_>) -> String>,
 }
 
-/// The pod checks, worst verdict first.
-pub const POD_CHECKS: [Check; 12] = [
+/// The pod checks, worst verdict first; TERMINATING first of all: a pod
+/// being deleted is at the end of its life whatever its containers do (an
+/// old pod of a rollout has no sidecar, a new one's agent is stopping), and
+/// [`judge_workload`] decides whether it counts. UNSCHEDULABLE is the worst:
+/// a rollout stuck on a pod no node takes leaves old pods NOT-ATTACHED, and
+/// the workload must name the cause, not the symptom.
+pub const POD_CHECKS: [Check; 14] = [
+    Check {
+        what: "the pod is not being deleted",
+        verdict: Verdict::Terminating,
+        applies: |f| {
+            let deleting = f.obs.deleting?;
+            let grace = deleting.grace_seconds.map(|g| format!(" (grace period {g} s)")).unwrap_or_default();
+            let sidecar = match f.agent() {
+                None => "no sidecar: a pod of the template before attach".to_owned(),
+                Some(a) => format!(
+                    "sidecar {}{}",
+                    a.state.as_str(),
+                    a.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
+                ),
+            };
+            Some(format!("pod is being deleted{grace}; {sidecar}"))
+        },
+        hint: Some(|f| {
+            format!(
+                "nothing to do: the pod goes when its containers have stopped (a native sidecar captures until \
+                 the app has exited); it fails its workload only while the rollout is not complete \
+                 (kubectl get pod {} -w)",
+                f.pod_args()
+            )
+        }),
+    },
+    Check {
+        what: "the scheduler found a node for the pod",
+        verdict: Verdict::Unschedulable,
+        applies: |f| f.obs.unschedulable.as_ref().map(|m| format!("pod cannot be scheduled: {}", m.trim())),
+        hint: Some(|f| {
+            let HintContext { namespace: ns, workload, .. } = f.ctx;
+            let message = f.obs.unschedulable.as_deref().unwrap_or_default();
+            let named = sidecar_requests_short(message, &f.obs.sidecar_requests);
+            if named.is_empty() {
+                format!(
+                    "no node fits the pod's requests, selectors or tolerations: kubectl describe pod {} \
+                     (free or add node capacity, or relax the pod's constraints)",
+                    f.pod_args()
+                )
+            } else {
+                let flags: Vec<&str> = named.iter().filter_map(|n| n.split(' ').next()).collect();
+                format!(
+                    "the bpc-agent sidecar requests {} on top of the app: re-attach with less \
+                     (kubectl bpc attach {workload} -n {ns} {}), or free or add node capacity; \
+                     detach to roll back (kubectl bpc detach {workload} -n {ns})",
+                    named.join(", "),
+                    flags.iter().map(|f| format!("{f} ...")).collect::<Vec<_>>().join(" ")
+                )
+            }
+        }),
+    },
     Check {
         what: "the pod has a bpc-agent container",
         verdict: Verdict::NotAttached,
@@ -247,6 +340,13 @@ pub const POD_CHECKS: [Check; 12] = [
         verdict: Verdict::CollectorUnreachable,
         applies: |f| {
             let s = f.samples.as_ref()?;
+            // An agent with the recent window judges itself by the contract's
+            // rule: status says what its /healthz says.
+            if s.latest.collectors.iter().any(|c| c.recent.is_some()) {
+                let faults: Vec<String> = s.latest.collectors.iter().filter_map(|c| c.fault()).collect();
+                return (!faults.is_empty()).then(|| faults.join("; "));
+            }
+            // An older agent: errors rising between the two samples.
             let errors_before: BTreeMap<&str, u64> =
                 s.first.collectors.iter().map(|c| (c.host.as_str(), failing_sends(&c.errors))).collect();
             let unreachable: Vec<String> = s
@@ -273,8 +373,9 @@ pub const POD_CHECKS: [Check; 12] = [
         hint: Some(|f| {
             let HintContext { namespace: ns, workload, .. } = f.ctx;
             format!(
-                "check the collector address and that GRE (IP protocol 47) is allowed from the pod by \
-                 NetworkPolicy and firewalls; test with kubectl bpc verify {workload} -n {ns} --sink ADDR"
+                "check the collector address (--collector) and that something there receives GRE (a probe, \
+                 kubectl bpc sink) and that GRE (IP protocol 47) is allowed from the pod by NetworkPolicy and \
+                 firewalls; test with kubectl bpc verify {workload} -n {ns} --sink ADDR"
             )
         }),
     },
@@ -382,10 +483,16 @@ pub fn judge_workload(
             hint: Some(format!("kubectl bpc attach {workload} -n {ns} --collector ADDR")),
         };
     }
-    if let Some(worst) = pods.iter().max_by_key(|p| p.judgement.verdict)
-        && worst.judgement.verdict != Verdict::Ok
-    {
-        let bad = pods.iter().filter(|p| p.judgement.verdict != Verdict::Ok).count();
+    // Old pods in their grace period do not fail a complete rollout: the
+    // workload is what its current pods are. While it rolls they count.
+    let complete = rollout.updated >= rollout.desired && rollout.ready >= rollout.desired;
+    let counts = |p: &&PodReport| match p.judgement.verdict {
+        Verdict::Ok => false,
+        Verdict::Terminating => !complete,
+        _ => true,
+    };
+    if let Some(worst) = pods.iter().filter(counts).max_by_key(|p| p.judgement.verdict) {
+        let bad = pods.iter().filter(counts).count();
         return Judgement {
             verdict: worst.judgement.verdict,
             reason: format!(
@@ -404,7 +511,12 @@ pub fn judge_workload(
             hint: Some(format!("kubectl describe {workload} -n {ns}")),
         };
     }
-    Judgement { verdict: Verdict::Ok, reason: format!("{} pods OK", pods.len()), hint: None }
+    let leaving = pods.iter().filter(|p| p.judgement.verdict == Verdict::Terminating).count();
+    let reason = match leaving {
+        0 => format!("{} pods OK", pods.len()),
+        n => format!("{} pods OK, {n} old terminating", pods.len() - n),
+    };
+    Judgement { verdict: Verdict::Ok, reason, hint: None }
 }
 
 #[cfg(test)]
@@ -457,6 +569,7 @@ mod tests {
             interval_seconds: 2.0,
             no_traffic_after: 60.0,
             metrics_private: false,
+            ..Default::default()
         }
     }
 
@@ -634,8 +747,102 @@ mod tests {
     }
 
     #[test]
+    fn a_pod_being_deleted_is_terminating_with_its_sidecar_state_even_without_a_sidecar() {
+        let mut o = obs(None, None);
+        o.deleting = Some(Deleting { grace_seconds: Some(30) });
+        let j = judge(&o, &CTX);
+        assert_eq!(j.verdict, Verdict::Terminating);
+        assert!(j.reason.contains("grace period 30 s") && j.reason.contains("no sidecar"), "{}", j.reason);
+        o.agent = Some(running());
+        assert!(judge(&o, &CTX).reason.ends_with("sidecar running"));
+    }
+
+    #[test]
+    fn an_unschedulable_pod_names_the_scheduler_message_and_the_sidecar_requests_that_do_not_fit() {
+        let mut o = obs(Some(AgentContainer::pending()), None);
+        o.unschedulable = Some(
+            "0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: \
+             1 No preemption victims found for incoming pod."
+                .into(),
+        );
+        o.sidecar_requests = SidecarRequests { cpu: Some("3".into()), memory: Some("32Mi".into()) };
+        let j = judge(&o, &CTX);
+        assert_eq!(j.verdict, Verdict::Unschedulable);
+        assert!(j.reason.contains("1 Insufficient cpu"), "{}", j.reason);
+        let hint = j.hint.unwrap();
+        assert!(hint.contains("requests --cpu 3 ") && !hint.contains("--memory"), "{hint}");
+        assert!(hint.contains("kubectl bpc attach deployment/web -n shop --cpu ..."), "{hint}");
+        // Not the sidecar's resources: the hint says so and names none of them.
+        o.unschedulable =
+            Some("0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector.".into());
+        let hint = judge(&o, &CTX).hint.unwrap();
+        assert!(hint.contains("kubectl describe pod -n shop web-1") && !hint.contains("--cpu"), "{hint}");
+    }
+
+    #[test]
+    fn bounces_in_the_agents_recent_window_are_collector_unreachable_naming_the_icmp_reason() {
+        use bpc_contract::stats::RecentSends;
+        // Lifetime: 280 sent, 138 bounced; the two samples 2 s apart saw no send (an idle pod).
+        let mut s = stats(300, 0, Some(0.5), 0);
+        s.collectors[0].sent_packets = 280;
+        s.collectors[0].errors.unreachable = 138;
+        s.collectors[0].icmp_error =
+            Some("protocol unreachable: no GRE receiver on the collector host".into());
+        // The last send 0.5 s ago, its bounce read 0.3 s ago.
+        s.collectors[0].last_error_age_seconds = Some(0.3);
+        s.collectors[0].recent = Some(RecentSends {
+            window_seconds: 64.0,
+            sent_packets: 40,
+            errors: SendErrors { unreachable: 3, ..Default::default() },
+        });
+        let mut o = obs(Some(running()), Some(Ok(s.clone())));
+        o.second = Some(s.clone());
+        let j = judge(&o, &CTX);
+        assert_eq!(j.verdict, Verdict::CollectorUnreachable, "{j:?}");
+        assert!(j.reason.contains("collector.monitoring.svc (198.18.0.2)"), "{}", j.reason);
+        assert!(
+            j.reason.contains("no GRE receiver") && j.reason.contains("3 of 43 sends in 64 s"),
+            "{}",
+            j.reason
+        );
+        // The same lifetime totals with a clean window: fixed long ago, OK.
+        s.collectors[0].recent =
+            Some(RecentSends { window_seconds: 64.0, sent_packets: 40, ..Default::default() });
+        o.second = Some(s);
+        assert_eq!(judge(&o, &CTX).verdict, Verdict::Ok);
+    }
+
+    #[test]
+    fn terminating_pods_do_not_fail_a_complete_rollout_but_count_while_it_rolls() {
+        let pod = |name: &str, verdict| PodReport {
+            name: name.into(),
+            node: None,
+            ip: None,
+            agent: None,
+            stats: None,
+            judgement: Judgement { verdict, reason: "r".into(), hint: Some("h".into()) },
+            logs: vec![],
+        };
+        let pods = [pod("new", Verdict::Ok), pod("old", Verdict::Terminating)];
+        let done = Rollout { desired: 1, updated: 1, ready: 1 };
+        let j = judge_workload(true, done, &pods, "deployment/web", "shop");
+        assert_eq!(j.verdict, Verdict::Ok);
+        assert_eq!(j.reason, "1 pods OK, 1 old terminating");
+        let rolling = Rollout { desired: 1, updated: 1, ready: 0 };
+        assert_eq!(
+            judge_workload(true, rolling, &pods, "deployment/web", "shop").verdict,
+            Verdict::Terminating
+        );
+    }
+
+    #[test]
     fn checks_run_from_the_worst_verdict_to_the_best_so_the_worst_problem_is_reported() {
-        let problems: Vec<&Check> = POD_CHECKS.iter().filter(|c| c.verdict != Verdict::Ok).collect();
+        assert_eq!(
+            POD_CHECKS[0].verdict,
+            Verdict::Terminating,
+            "a pod being deleted is judged as such first"
+        );
+        let problems: Vec<&Check> = POD_CHECKS[1..].iter().filter(|c| c.verdict != Verdict::Ok).collect();
         for pair in problems.windows(2) {
             assert!(pair[0].verdict >= pair[1].verdict, "'{}' runs before '{}'", pair[0].what, pair[1].what);
         }

@@ -38,16 +38,22 @@ pub fn render(
 pub struct Marks {
     ok: &'static str,
     fail: &'static str,
+    /// A pod on its way out: neither OK nor a failure by itself.
+    leaving: &'static str,
 }
 
 impl Marks {
     /// Unicode marks for a terminal.
-    pub const TTY: Marks = Marks { ok: "√", fail: "×" };
+    pub const TTY: Marks = Marks { ok: "√", fail: "×", leaving: "-" };
     /// ASCII marks for pipes and files.
-    pub const PLAIN: Marks = Marks { ok: "[ok]", fail: "[FAIL]" };
+    pub const PLAIN: Marks = Marks { ok: "[ok]", fail: "[FAIL]", leaving: "[--]" };
 
     fn of(&self, v: Verdict) -> &'static str {
-        if v == Verdict::Ok { self.ok } else { self.fail }
+        match v {
+            Verdict::Ok => self.ok,
+            Verdict::Terminating => self.leaving,
+            _ => self.fail,
+        }
     }
 }
 
@@ -156,9 +162,13 @@ pub fn render_text(
         writeln!(out)?;
     }
     let s = report.summary;
+    let leaving = match s.pods_terminating {
+        0 => String::new(),
+        n => format!(" ({n} terminating)"),
+    };
     writeln!(
         out,
-        "{} {} of {} workloads OK, {} of {} pods OK",
+        "{} {} of {} workloads OK, {} of {} pods OK{leaving}",
         marks.of(if report.ok { Verdict::Ok } else { Verdict::NotAttached }),
         s.workloads - s.workloads_not_ok,
         s.workloads,

@@ -18,6 +18,10 @@ use crate::workload::{WorkloadKind, kind_serde};
 pub enum Verdict {
     /// Capturing and sending.
     Ok,
+    /// The pod is being deleted (an old pod of a rollout in its grace
+    /// period): shown with its sidecar's state, and not failing its workload
+    /// once the rollout is complete.
+    Terminating,
     /// Nothing captured for longer than the threshold.
     NoTraffic,
     /// Kernel, interface or rate-limit drops rising.
@@ -36,12 +40,16 @@ pub enum Verdict {
     MissingNetRaw,
     /// No `bpc-agent` sidecar in the pod (or workload).
     NotAttached,
+    /// The scheduler finds no node for the pod (its PodScheduled condition):
+    /// worst, since it stops a rollout and leaves old pods NOT-ATTACHED.
+    Unschedulable,
 }
 
 impl Verdict {
     /// Every verdict, from best to worst.
-    pub const ALL: [Verdict; 10] = [
+    pub const ALL: [Verdict; 12] = [
         Verdict::Ok,
+        Verdict::Terminating,
         Verdict::NoTraffic,
         Verdict::Dropping,
         Verdict::CollectorUnreachable,
@@ -51,18 +59,21 @@ impl Verdict {
         Verdict::Crashloop,
         Verdict::MissingNetRaw,
         Verdict::NotAttached,
+        Verdict::Unschedulable,
     ];
 
     /// The label printed and written in JSON.
     pub fn label(self) -> &'static str {
         match self {
             Verdict::Ok => "OK",
+            Verdict::Terminating => "TERMINATING",
             Verdict::NoTraffic => "NO-TRAFFIC",
             Verdict::Dropping => "DROPPING",
             Verdict::CollectorUnreachable => "COLLECTOR-UNREACHABLE",
             Verdict::StatsUnavailable => "STATS-UNAVAILABLE",
             Verdict::NotCapturing => "NOT-CAPTURING",
             Verdict::AgentNotRunning => "AGENT-NOT-RUNNING",
+            Verdict::Unschedulable => "UNSCHEDULABLE",
             Verdict::Crashloop => "CRASHLOOP",
             Verdict::MissingNetRaw => "MISSING-NET-RAW",
             Verdict::NotAttached => "NOT-ATTACHED",
@@ -238,6 +249,13 @@ pub struct Summary {
     pub pods_ok: usize,
     /// Workloads not OK.
     pub workloads_not_ok: usize,
+    /// Pods being deleted (TERMINATING), among `pods`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub pods_terminating: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl StatusReport {
@@ -247,9 +265,20 @@ impl StatusReport {
         let pods_ok =
             workloads.iter().flat_map(|w| &w.pods).filter(|p| p.judgement.verdict == Verdict::Ok).count();
         let workloads_not_ok = workloads.iter().filter(|w| w.judgement.verdict != Verdict::Ok).count();
+        let pods_terminating = workloads
+            .iter()
+            .flat_map(|w| &w.pods)
+            .filter(|p| p.judgement.verdict == Verdict::Terminating)
+            .count();
         StatusReport {
             ok: workloads_not_ok == 0,
-            summary: Summary { workloads: workloads.len(), pods, pods_ok, workloads_not_ok },
+            summary: Summary {
+                workloads: workloads.len(),
+                pods,
+                pods_ok,
+                workloads_not_ok,
+                pods_terminating,
+            },
             workloads,
         }
     }
