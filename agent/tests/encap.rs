@@ -166,8 +166,10 @@ fn mirror_http(encap: &str, v6: bool) {
         // Capture times: nanoseconds of the kernel's stamp on the agent's
         // socket. The kernel stamps a frame per packet socket as it hands it
         // over (unless something asked for receive timestamps on the device),
-        // so tcpdump's socket gets the same frame a few microseconds later
-        // (up to 2 µs measured here): the times must agree within 50 µs, and
+        // so tcpdump's socket gets the same frame a little later: up to 2 µs
+        // on an idle machine, 60 µs seen in CI with the whole workspace's
+        // tests beside it. The times must agree within 1 ms (what a response
+        // time needs; the ERSPAN III field itself carries nanoseconds), and
         // the agent's is never later.
         let mut worst = Duration::ZERO;
         let mut r = pcap_file::pcap::PcapReader::new(std::fs::File::open(&reference_pcap).unwrap()).unwrap();
@@ -182,7 +184,7 @@ fn mirror_http(encap: &str, v6: bool) {
             let candidates = &times[d.frame];
             let off = candidates.iter().map(|t| t.abs_diff(captured)).min().unwrap();
             assert!(
-                off <= Duration::from_micros(50),
+                off <= Duration::from_millis(1),
                 "ERSPAN III time {captured:?} vs tcpdump's {candidates:?}"
             );
             assert!(
