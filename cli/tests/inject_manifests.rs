@@ -90,16 +90,30 @@ fn other_containers(yaml: &str) -> Vec<String> {
 /// added after it, is not counted (`diff` shows it as "\ No newline at end
 /// of file").
 fn removed_lines(original: &str, edited: &str) -> Vec<String> {
-    similar::TextDiff::from_lines(original, edited)
-        .iter_all_changes()
-        .filter(|c| c.tag() == similar::ChangeTag::Delete)
-        .map(|c| c.value().to_owned())
-        .filter(|line| {
-            line.ends_with('\n')
-                || !original.ends_with(line.as_str())
-                || !(edited.contains(&format!("{line}\n")) || edited.contains(&format!("{line}\r\n")))
-        })
-        .collect()
+    // Matched in order, greedily: when the edit only added lines, every
+    // original line is found (a minimal diff says the same, but a text diff
+    // of many identical documents may align them otherwise and report lines
+    // as moved). The last line may gain the line break an addition after it
+    // brings.
+    let mut rest = edited.split_inclusive('\n');
+    let mut removed = Vec::new();
+    for line in original.split_inclusive('\n') {
+        let unterminated = !line.ends_with('\n');
+        let found =
+            rest.by_ref().any(|l| l == line || (unterminated && l.trim_end_matches(['\r', '\n']) == line));
+        if !found {
+            removed.push(line.to_owned());
+        }
+    }
+    removed
+}
+
+#[test]
+fn the_removed_lines_oracle_sees_a_line_taken_out_and_not_lines_added() {
+    let doc = "a: 1\nb: 2\n---\na: 1\nb: 2";
+    assert!(removed_lines(doc, "a: 1\nx: 0\nb: 2\n---\na: 1\nb: 2\ny: 0\n").is_empty());
+    assert_eq!(removed_lines(doc, "a: 1\nb: 2\n---\nb: 2"), ["a: 1\n", "b: 2"]);
+    assert_eq!(removed_lines("a: 1\r\nb: 2", "a: 1\r\nb: 2\r\nc: 3\r\n"), Vec::<String>::new());
 }
 
 #[test]
