@@ -590,7 +590,6 @@ async fn sidecar_form(kube: &Kube, arg: SidecarFormArg) -> Result<SidecarForm, E
 pub async fn run_attach(args: &AttachArgs, kube: &Kube) -> Result<ExitCode, Error> {
     let deadline = std::time::Instant::now() + args.change.timeout;
     preflight::check_options(&args.options)?;
-    check_targets(&args.targets.workloads, args.targets.selector.as_deref(), false, kube.all_namespaces)?;
     let form = sidecar_form(kube, args.sidecar).await?;
     let targets = resolve(kube, &args.targets.workloads, args.targets.selector.as_deref(), false).await?;
     if targets.is_empty() {

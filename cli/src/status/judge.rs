@@ -727,9 +727,9 @@ mod tests {
         assert_eq!(judge(&obs(Some(running()), Some(Ok(old))), &CTX).verdict, Verdict::NoTraffic);
     }
 
-    #[test]
-    fn workload_takes_the_worst_pod_verdict() {
-        let pod = |name: &str, verdict| PodReport {
+    /// A pod of the report with its verdict and nothing else.
+    fn pod(name: &str, verdict: Verdict) -> PodReport {
+        PodReport {
             name: name.into(),
             node: None,
             ip: None,
@@ -737,7 +737,11 @@ mod tests {
             stats: None,
             judgement: Judgement { verdict, reason: "r".into(), hint: Some("h".into()) },
             logs: vec![],
-        };
+        }
+    }
+
+    #[test]
+    fn workload_takes_the_worst_pod_verdict() {
         let pods = [pod("a", Verdict::Ok), pod("b", Verdict::Crashloop), pod("c", Verdict::Dropping)];
         let j = judge_workload(true, Rollout::default(), &pods, "deployment/web", "shop");
         assert_eq!(j.verdict, Verdict::Crashloop);
@@ -814,15 +818,6 @@ mod tests {
 
     #[test]
     fn terminating_pods_do_not_fail_a_complete_rollout_but_count_while_it_rolls() {
-        let pod = |name: &str, verdict| PodReport {
-            name: name.into(),
-            node: None,
-            ip: None,
-            agent: None,
-            stats: None,
-            judgement: Judgement { verdict, reason: "r".into(), hint: Some("h".into()) },
-            logs: vec![],
-        };
         let pods = [pod("new", Verdict::Ok), pod("old", Verdict::Terminating)];
         let done = Rollout { desired: 1, updated: 1, ready: 1 };
         let j = judge_workload(true, done, &pods, "deployment/web", "shop");
