@@ -60,7 +60,12 @@ pub fn inject(template: &mut Value, sidecar: &Sidecar) -> Result<Injected, Error
     let mut record = record(sidecar);
     // A re-attach keeps the list of objects the first attach created.
     record.created = previous.as_ref().map(|r| r.created.clone()).unwrap_or_default();
-    let before = template.clone();
+    // The live agent carries the API server's defaults (fieldRef apiVersion,
+    // probe scheme...): the same record means the same sidecar, and an
+    // attached template has everything the record could add to it.
+    if ours && status_annotation(template) == Some(serde_json::to_string(&record)?.as_str()) {
+        return Ok(Injected::Unchanged);
+    }
 
     let root = template.as_object_mut().expect("checked above");
     if !root.contains_key("metadata") {
@@ -78,24 +83,14 @@ pub fn inject(template: &mut Value, sidecar: &Sidecar) -> Result<Injected, Error
     if !metadata["annotations"].is_object() {
         return Err(not_a_template(id, "spec.template.metadata.annotations is not a map"));
     }
-    let annotation = serde_json::to_string(&record)?;
-    // The live agent carries the API server's defaults (fieldRef apiVersion,
-    // probe scheme...): the same record means the same sidecar.
-    if ours && status_annotation(&before) == Some(annotation.as_str()) {
-        *template = before;
-        return Ok(Injected::Unchanged);
-    }
     place(template, sidecar, &mut record);
     let annotation = serde_json::to_string(&record)?;
     template["metadata"]["annotations"]
         .as_object_mut()
         .expect("checked above")
         .insert(STATUS_ANNOTATION.into(), Value::String(annotation));
-    Ok(match (ours, *template == before) {
-        (_, true) => Injected::Unchanged,
-        (true, false) => Injected::Updated,
-        (false, false) => Injected::Added,
-    })
+    // Past the check above, the record (so the annotation) differs.
+    Ok(if ours { Injected::Updated } else { Injected::Added })
 }
 
 /// Puts the agent container where its form goes: first of `initContainers`
