@@ -33,7 +33,15 @@ fn no_collector_exits_2_naming_bpc_collector() {
 
 #[test]
 fn an_unknown_interface_exits_2_listing_the_ones_that_exist() {
-    let out = agent(&["--collector", "127.0.0.1", "--interface", "bpcnosuch0"]);
+    // The endpoint binds before the interface is chosen: in a namespace of its
+    // own no other process on the machine can hold the port first.
+    let pod = Netns::new("pod", "noif");
+    let out = pod
+        .command(AGENT)
+        .args(["--collector", "127.0.0.1", "--interface", "bpcnosuch0"])
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
     assert_exit_2(&out, &["bpcnosuch0", "lo", "BPC_INTERFACE"]);
 }
 
