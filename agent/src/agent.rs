@@ -10,7 +10,7 @@ use tracing::{error, info, warn};
 
 use bpc_wire::Retagged;
 
-use crate::capture::{Capture, CaptureGeometry, Frame, FrameSink, LARGEST_STANDARD_FRAME};
+use crate::capture::{Capture, CaptureGeometry, Frame, FrameSink, LARGEST_STANDARD_FRAME, wall_clock};
 use bpc_contract::defaults::FINAL_TALLY_PREFIX;
 
 use crate::config::{CAPTURE_SNAPLEN, Config, Encap, OnError, OversizeMode, WriteTarget};
@@ -520,6 +520,8 @@ fn capture_loop(
         let blocks = capture.block_count();
         let drained = capture.drain(output, blocks);
         let now = Instant::now();
+        capture.steer(drained, now);
+        stats.capture.set_path(capture.path());
         stats.capture.heartbeat.set(stats.started, now);
         let periodic = now.duration_since(last_stats) >= STATS_PERIOD;
         if periodic {
@@ -706,10 +708,6 @@ fn write_loop(
 }
 
 /// Now, since the Unix epoch: the clock the ring stamps frames with.
-fn wall_clock() -> Duration {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default()
-}
-
 fn read_kernel_counters(capture: &Capture, iface: &Interface, base_ifdrops: u64, stats: &Stats) {
     match capture.stats() {
         Ok(s) => {

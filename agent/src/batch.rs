@@ -25,6 +25,8 @@ pub(crate) struct Slot {
     frame_len: usize,
     /// A VLAN tag inserted after the first 12 frame bytes.
     tag: Option<[u8; 4]>,
+    /// When the kernel captured the frame, since the Unix epoch.
+    captured: Duration,
 }
 
 impl Slot {
@@ -47,6 +49,11 @@ impl Slot {
     /// after the MAC addresses, if it has one.
     pub fn retagged<'a>(&'a self, frame: &'a [u8]) -> Option<Retagged<'a>> {
         self.tag.as_ref().and_then(|tag| Retagged::new(frame, tag))
+    }
+
+    /// When the kernel captured the frame, since the Unix epoch.
+    pub fn captured(&self) -> Duration {
+        self.captured
     }
 
     /// Bytes after the outer IP header: header, frame and tag.
@@ -77,6 +84,7 @@ impl Batch {
             frame: std::ptr::null(),
             frame_len: 0,
             tag: None,
+            captured: Duration::ZERO,
         };
         let empty_iov = libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 };
         Batch {
@@ -169,6 +177,7 @@ impl Batch {
         slot.frame = frame;
         slot.frame_len = frame_len;
         slot.tag = tag;
+        slot.captured = captured;
         self.sequence = self.sequence.wrapping_add(1);
         self.used += 1;
     }

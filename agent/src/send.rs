@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use bpc_wire::Encapsulation;
 
 use crate::batch::{BATCH, Batch};
+use crate::capture::wall_clock;
 use crate::config::SendPath;
 use crate::error::Result;
 use crate::stats::{SendErrorKind, Stats};
@@ -244,6 +245,13 @@ impl Sender {
         for d in 0..self.destinations.len() {
             if raw_batch || !self.flush_ring(d, stats, now) {
                 self.flush_raw(d, stats, now);
+            }
+        }
+        if !self.destinations.is_empty() {
+            // One clock read a batch: the frames left together.
+            let sent = wall_clock();
+            for slot in self.batch.slots() {
+                stats.capture.forwarding_delay.record(sent.saturating_sub(slot.captured()), 1);
             }
         }
         self.batch.clear();

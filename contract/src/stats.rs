@@ -65,6 +65,51 @@ pub struct CaptureStats {
     pub rate_limited: u64,
     /// Seconds since the last captured frame, null before the first.
     pub last_packet_age_seconds: Option<f64>,
+    /// Where the frames of up to an MTU go now. Absent from agents before the
+    /// prompt path, and when the kernel gave the agent no prompt ring.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<CapturePath>,
+    /// From each frame's capture to its send, over the recent window. Absent
+    /// from agents before it, and from `--write`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarding_delay: Option<ForwardingDelay>,
+}
+
+/// How frames of up to an MTU leave the capture ring: the agent moves them
+/// between the two by the rate (docs/agent.md, "The timeline").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CapturePath {
+    /// Each frame as soon as it is captured (TPACKET_V2 slots): low rates.
+    Prompt,
+    /// In blocks, full or after the block timeout (TPACKET_V3): high rates.
+    Blocks,
+}
+
+impl CapturePath {
+    /// The name in JSON, `/metrics` and the logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CapturePath::Prompt => "prompt",
+            CapturePath::Blocks => "blocks",
+        }
+    }
+}
+
+/// The `capture.forwarding_delay` object: how long frames waited in the
+/// agent, from the kernel's capture timestamp to the send. A probe times
+/// transactions by the mirror's arrival, so this is the error (and its spread
+/// the jitter) of every response time it measures.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct ForwardingDelay {
+    /// Seconds the window spans (as `collectors[].recent`).
+    pub window_seconds: f64,
+    /// Frames forwarded in the window.
+    pub frames: u64,
+    /// Median delay in microseconds, null without frames.
+    pub p50_us: Option<f64>,
+    /// 99th percentile in microseconds, null without frames.
+    pub p99_us: Option<f64>,
 }
 
 /// One entry of `collectors`.

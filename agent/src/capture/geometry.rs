@@ -16,8 +16,8 @@ pub const BLOCK_TIMEOUT_MS: u32 = 1;
 /// Blocks of the frame ring. 32 KiB, not smaller: a block holds 21 frames of
 /// 1400 bytes (4% of it unused; 16 KiB blocks would leave 9% unused and
 /// double the block hand-overs at high rates), any jumbo frame up to 9,000
-/// bytes, and still gives 640 blocks, 639 ms of stall at low rates, in the
-/// default 20 MiB.
+/// bytes, and still gives 608 blocks, 607 ms of stall at low rates, in the
+/// 19 MiB of the default 24 MiB left after the super-frame and prompt rings.
 pub const FRAME_BLOCK_SIZE: usize = 32 << 10;
 /// The smallest block of the super-frame ring: it must hold the largest frame
 /// whole, since the kernel cuts a frame that does not fit its block
@@ -29,6 +29,25 @@ pub const MIN_SUPER_FRAME_BLOCK_SIZE: usize = 128 << 10;
 /// from the pod's own TCP sends (segmentation offload); every other frame,
 /// at any rate, uses the frame ring, which gets the rest.
 pub(super) const SUPER_FRAME_SHARE: usize = 6;
+/// A slot of the prompt ring: one frame of up to an MTU of 1500 and its
+/// headers (`tpacket2_hdr`, `sockaddr_ll`, alignment: 80 bytes before the
+/// network header), [`PROMPT_SLOTS_PER_BLOCK`] to a block.
+pub const PROMPT_SLOT_SIZE: usize = 2048;
+/// The largest frame a prompt slot holds whole; the fanout program sends
+/// longer ones to the block rings.
+pub const PROMPT_LARGEST_FRAME: usize = PROMPT_SLOT_SIZE - FRAME_OVERHEAD;
+/// Blocks of the prompt ring hold this many slots (64 KiB).
+pub(super) const PROMPT_SLOTS_PER_BLOCK: usize = 32;
+
+/// The prompt ring's share of `--buffer`: one twenty-fourth (1 MiB, 512
+/// slots, of the default 24 MiB), at least [`MIN_PROMPT_BYTES`]. It carries
+/// the frames only while the rate is low ([`super::steer`]): 512 frames
+/// ride out 256 ms at the highest rate it keeps.
+pub(super) const PROMPT_SHARE: usize = 24;
+/// The smallest prompt ring: 128 slots.
+pub(super) const MIN_PROMPT_BYTES: usize = 4 * PROMPT_BLOCK_SIZE;
+/// Blocks of the prompt ring ([`PROMPT_SLOTS_PER_BLOCK`] slots).
+pub(super) const PROMPT_BLOCK_SIZE: usize = PROMPT_SLOTS_PER_BLOCK * PROMPT_SLOT_SIZE;
 /// Fewest blocks a ring may have: fewer and one slow `sendmmsg` on the
 /// block in hand already fills the rest.
 pub const MIN_BLOCKS: usize = 8;
@@ -121,6 +140,10 @@ pub struct CaptureGeometry {
     /// Longer frames; `None` when one block size serves both (an interface
     /// whose MTU is as large as a super-frame, such as loopback).
     pub super_frames: Option<RingGeometry>,
+    /// The prompt ring's slots ([`super::RingKind::Slots`]), for frames up to
+    /// [`PROMPT_LARGEST_FRAME`] while the rate is low; with the super-frame
+    /// ring only (it takes the prompt ring into the same fanout group).
+    pub prompt: Option<RingGeometry>,
 }
 
 impl CaptureGeometry {
@@ -138,21 +161,28 @@ impl CaptureGeometry {
         let frame_block = block_for(mtu_frame).max(FRAME_BLOCK_SIZE);
         if frame_block >= super_block {
             let frames = RingGeometry::with_blocks(buffer_bytes, super_block, "frames")?;
-            return Ok(CaptureGeometry { frames, super_frames: None });
+            return Ok(CaptureGeometry { frames, super_frames: None, prompt: None });
         }
         let super_count = (buffer_bytes / SUPER_FRAME_SHARE / super_block).max(MIN_BLOCKS);
         let super_frames = RingGeometry { block_size: super_block, block_count: super_count };
+        let prompt_bytes = (buffer_bytes / PROMPT_SHARE).max(MIN_PROMPT_BYTES);
+        let prompt =
+            RingGeometry { block_size: PROMPT_BLOCK_SIZE, block_count: prompt_bytes / PROMPT_BLOCK_SIZE };
         let frames = RingGeometry::with_blocks(
-            buffer_bytes.saturating_sub(super_frames.bytes()),
+            buffer_bytes.saturating_sub(super_frames.bytes() + prompt.bytes()),
             frame_block,
-            &format!("frames after the super-frame ring's {} KiB", super_frames.bytes() >> 10),
+            &format!(
+                "frames after the super-frame ring's {} KiB and the prompt ring's {} KiB",
+                super_frames.bytes() >> 10,
+                prompt.bytes() >> 10
+            ),
         )?;
-        Ok(CaptureGeometry { frames, super_frames: Some(super_frames) })
+        Ok(CaptureGeometry { frames, super_frames: Some(super_frames), prompt: Some(prompt) })
     }
 
-    /// Memory both rings map.
+    /// Memory the rings map.
     pub fn bytes(&self) -> usize {
-        self.frames.bytes() + self.super_frames.map_or(0, |g| g.bytes())
+        self.frames.bytes() + self.super_frames.map_or(0, |g| g.bytes()) + self.prompt.map_or(0, |g| g.bytes())
     }
 
     /// The longest frame the frame ring takes; longer ones go to the super-frame ring.
@@ -187,13 +217,17 @@ impl CaptureGeometry {
                 format!("{} MiB, {}, {} ms timeout", self.bytes() >> 20, ring(&self.frames), BLOCK_TIMEOUT_MS)
             }
             Some(s) => format!(
-                "{} KiB: frames up to {} B in {}, super-frames up to {} B in {}, {} ms timeout",
+                "{} KiB: frames up to {} B in {}, super-frames up to {} B in {}, {} ms timeout{}",
                 self.bytes() >> 10,
                 self.split(),
                 ring(&self.frames),
                 s.largest_whole_frame(),
                 ring(s),
-                BLOCK_TIMEOUT_MS
+                BLOCK_TIMEOUT_MS,
+                self.prompt.map_or(String::new(), |p| format!(
+                    "; at low rates frames up to {PROMPT_LARGEST_FRAME} B in {} slots",
+                    p.bytes() / PROMPT_SLOT_SIZE
+                )),
             ),
         }
     }
@@ -223,11 +257,15 @@ mod tests {
     }
 
     #[test]
-    fn the_default_24_mib_is_640_frame_blocks_of_32_kib_and_32_super_frame_blocks_of_128_kib() {
+    fn the_default_24_mib_is_608_frame_blocks_of_32_kib_32_super_frame_blocks_of_128_kib_and_512_prompt_slots() {
         let g = capture(24);
-        assert_eq!((g.frames.block_size, g.frames.block_count), (32 << 10, 640));
+        assert_eq!((g.frames.block_size, g.frames.block_count), (32 << 10, 608));
         let s = g.super_frames.unwrap();
         assert_eq!((s.block_size, s.block_count), (128 << 10, 32));
+        let p = g.prompt.unwrap();
+        assert_eq!(p.bytes() / PROMPT_SLOT_SIZE, 512);
+        // A 1500-byte MTU's frame, tagged, fits a prompt slot whole.
+        assert!(PROMPT_LARGEST_FRAME >= 1518);
         assert_eq!(g.bytes(), 24 * MIB);
         assert!(s.largest_whole_frame() >= LARGEST_STANDARD_FRAME);
         // A 9000-byte jumbo frame still goes to the frame ring.
@@ -238,14 +276,22 @@ mod tests {
     }
 
     #[test]
-    fn the_super_frame_ring_gets_a_sixth_of_the_buffer_and_at_least_eight_blocks() {
-        for (mib, frames, supers) in
-            [(2, 32, 8), (8, 216, 10), (24, 640, 32), (64, 1708, 85), (1024, 27308, 1365)]
-        {
+    fn the_super_frame_ring_gets_a_sixth_of_the_buffer_and_the_prompt_ring_a_twenty_fourth() {
+        for (mib, frames, supers, slots) in [
+            (2, 24, 8, 128),
+            (8, 206, 10, 160),
+            (24, 608, 32, 512),
+            (64, 1624, 85, 1344),
+            (1024, 25944, 1365, 21824),
+        ] {
             let g = capture(mib);
             assert_eq!(
-                (g.frames.block_count, g.super_frames.unwrap().block_count),
-                (frames, supers),
+                (
+                    g.frames.block_count,
+                    g.super_frames.unwrap().block_count,
+                    g.prompt.unwrap().bytes() / PROMPT_SLOT_SIZE
+                ),
+                (frames, supers, slots),
                 "{mib} MiB"
             );
             assert!(g.bytes() <= mib * MIB, "{mib} MiB");
@@ -297,14 +343,14 @@ mod tests {
         let ms = |pps: f64, len: usize| g.stall_ridden_out(pps, len).as_secs_f64() * 1000.0;
         // 40 kpps: 40 frames of 64 bytes a millisecond fit one block; 1400-byte
         // frames fill one (21 frames) in 0.53 ms.
-        assert!((ms(40_000.0, 64) - 639.0).abs() < 0.01);
+        assert!((ms(40_000.0, 64) - 607.0).abs() < 0.01);
         assert_eq!(g.frames.frames_per_block(1400), 21);
-        assert!((ms(40_000.0, 1400) - 639.0 * 21.0 / 40.0).abs() < 0.01);
+        assert!((ms(40_000.0, 1400) - 607.0 * 21.0 / 40.0).abs() < 0.01);
         // 150 kpps of 1500 bytes fill a block (20 frames) in 0.13 ms.
         assert_eq!(g.frames.frames_per_block(1500), 20);
-        assert!((ms(150_000.0, 1500) - 639.0 * 20.0 / 150.0).abs() < 0.01);
+        assert!((ms(150_000.0, 1500) - 607.0 * 20.0 / 150.0).abs() < 0.01);
         // Below one frame per timeout, every frame gets its own block.
-        assert!((ms(500.0, 64) - 1278.0).abs() < 0.01);
+        assert!((ms(500.0, 64) - 1214.0).abs() < 0.01);
         // Super-frames: 31 blocks of one 64 KiB frame each.
         assert!((ms(1000.0, 65_000) - 31.0).abs() < 0.01);
         // The single 128 KiB-block ring of before rode out 191 ms at 40 kpps.

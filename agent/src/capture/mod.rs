@@ -13,13 +13,20 @@
 //! holds, so a ring rides out one millisecond of stall per block at low
 //! rates, and a block must hold the largest frame whole. One ring of 128 KiB
 //! blocks (what a 64 KiB super-frame needs) held 192 ms in 24 MiB; 32 KiB
-//! blocks for the frames hold 639 ms in 20 MiB, and the super-frames keep
-//! their 128 KiB blocks in the other 4 MiB. [`Capture::drain`] merges the two
+//! blocks for the frames held 639 ms in 20 MiB (607 ms in 19 MiB beside the prompt ring), and the super-frames keep
+//! their 128 KiB blocks in the other 4 MiB. [`Capture::drain`] merges the
 //! rings back into capture order.
+//!
+//! A third ring, the *prompt ring* (TPACKET_V2 slots, [`RingKind::Slots`]),
+//! joins the same fanout group and takes the frames of up to an MTU while
+//! the rate is low ([`steer`]): each is handed over as soon as it is
+//! captured, instead of when its block retires, so the collector sees the
+//! pod's timeline within tens of microseconds. Above the rate, the fanout
+//! program is swapped and the frames go to the frame ring's blocks again.
 
 use std::io;
 use std::os::fd::AsRawFd;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::iface::Interface;
@@ -27,9 +34,17 @@ use crate::packet_socket::{getsockopt, setsockopt};
 
 mod geometry;
 mod ring;
+pub mod steer;
 
 pub use geometry::*;
 pub use ring::*;
+use steer::{Path, Steering};
+
+/// Now on the clock the kernel stamps captured frames with (the real-time
+/// clock), as a time since the Unix epoch.
+pub fn wall_clock() -> Duration {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default()
+}
 
 /// One captured frame.
 #[derive(Debug, Clone, Copy)]
@@ -48,8 +63,10 @@ pub struct Frame<'b> {
 /// What one [`Capture::drain`] took.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Drained {
-    /// Blocks taken.
+    /// Units taken: blocks, and slots of the prompt ring.
     pub blocks: usize,
+    /// Frames handed over.
+    pub frames: usize,
     /// Some block was handed over full, before its timeout: frames arrive
     /// faster than a block per [`BLOCK_TIMEOUT_MS`] (see [`Drained::pause`]).
     pub full: bool,
@@ -92,28 +109,53 @@ pub enum Split {
     Filters,
 }
 
-/// Makes the two rings one fanout group whose classic BPF program sends a
-/// frame to the super-frame ring when it is longer than `split` bytes.
+/// The fanout program: a frame longer than `split` bytes goes to member 1,
+/// the super-frame ring; with `prompt` (the prompt ring's member), a frame
+/// of up to [`PROMPT_LARGEST_FRAME`] bytes goes there; the rest to member 0,
+/// the frame ring.
 ///
 /// The program sees the frame's length before the kernel pushes the
 /// Ethernet header back for the socket: received frames without it, sent
 /// ones with it. Comparing with `split - 14` sends every frame of up to
 /// `split` bytes that the frame ring must hold whole there, and a sent frame
-/// within 14 bytes of the split to the super-frame ring, which holds it too.
-fn join_fanout(rings: &[Ring], split: usize) -> Result<()> {
+/// within 14 bytes of the split to the super-frame ring, which holds it too;
+/// the same for the prompt ring's slots.
+fn demux_program(split: usize, prompt: Option<u32>) -> Vec<libc::sock_filter> {
     const LD_LEN: u16 = 0x80; // BPF_LD | BPF_W | BPF_LEN
     const JGT_K: u16 = 0x25; // BPF_JMP | BPF_JGT | BPF_K
     const RET_K: u16 = 0x06; // BPF_RET | BPF_K
-    let threshold = (split - ETH_HEADER_LEN) as u32;
-    let demux = [
-        libc::sock_filter { code: LD_LEN, jt: 0, jf: 0, k: 0 },
-        libc::sock_filter { code: JGT_K, jt: 0, jf: 1, k: threshold },
-        libc::sock_filter { code: RET_K, jt: 0, jf: 0, k: 1 },
-        libc::sock_filter { code: RET_K, jt: 0, jf: 0, k: 0 },
-    ];
+    let op = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
+    let below = |len: usize| (len - ETH_HEADER_LEN) as u32;
+    let mut program = vec![op(LD_LEN, 0, 0, 0), op(JGT_K, 0, 1, below(split)), op(RET_K, 0, 0, 1)];
+    if let Some(member) = prompt {
+        program.extend([
+            op(JGT_K, 0, 1, below(PROMPT_LARGEST_FRAME)),
+            op(RET_K, 0, 0, 0),
+            op(RET_K, 0, 0, member),
+        ]);
+    } else {
+        program.push(op(RET_K, 0, 0, 0));
+    }
+    program
+}
+
+/// The fanout group's mode: the program picks the ring, and a frame whose
+/// ring is full rolls over to a ring with room instead of being dropped
+/// (`PACKET_FANOUT_FLAG_ROLLOVER`). Why: a burst from idle fills the small
+/// prompt ring before the agent has seen the rate and moved the frames to
+/// the blocks (`tests/stream.rs`: 2,000 frames sent at once lost frames
+/// without it); the frame ring takes the rest. Under overload the rings share their
+/// room the same way: a frame is dropped only when every ring is full (a
+/// frame rolled into a ring whose blocks or slots are smaller arrives cut
+/// and is counted in `truncated`).
+const GROUP_MODE: u32 = libc::PACKET_FANOUT_CBPF | libc::PACKET_FANOUT_FLAG_ROLLOVER;
+
+/// Makes `rings` one fanout group, members in their order, whose classic BPF
+/// program is `program` ([`demux_program`]).
+fn join_fanout(rings: &[Ring], program: &[libc::sock_filter]) -> Result<()> {
     // The frame ring joins first: member 0. A group id the kernel picks
     // cannot collide with another capture in the pod (tcpdump, a second agent).
-    let create = ((libc::PACKET_FANOUT_CBPF | libc::PACKET_FANOUT_FLAG_UNIQUEID) << 16) as libc::c_int;
+    let create = ((GROUP_MODE | libc::PACKET_FANOUT_FLAG_UNIQUEID) << 16) as libc::c_int;
     setsockopt(
         &rings[0].fd,
         libc::SOL_PACKET,
@@ -121,33 +163,49 @@ fn join_fanout(rings: &[Ring], split: usize) -> Result<()> {
         &create,
         "create the capture's fanout group",
     )?;
-    let group: libc::c_int =
-        getsockopt(&rings[0].fd, libc::SOL_PACKET, libc::PACKET_FANOUT, "read the capture's fanout group")?;
-    let join = ((libc::PACKET_FANOUT_CBPF << 16) | (group as u32 & 0xffff)) as libc::c_int;
-    setsockopt(
-        &rings[1].fd,
-        libc::SOL_PACKET,
-        libc::PACKET_FANOUT,
-        &join,
-        "join the capture's fanout group",
-    )?;
-    let program = libc::sock_fprog { len: demux.len() as u16, filter: demux.as_ptr().cast_mut() };
-    setsockopt(&rings[0].fd, libc::SOL_PACKET, libc::PACKET_FANOUT_DATA, &program, "set the fanout program")
+    rings[1..].iter().try_for_each(|ring| join_group(&rings[0], ring))?;
+    set_fanout_program(&rings[0], program)
 }
+
+/// Makes `ring` a member of the fanout group `first` created.
+fn join_group(first: &Ring, ring: &Ring) -> Result<()> {
+    let group: libc::c_int =
+        getsockopt(&first.fd, libc::SOL_PACKET, libc::PACKET_FANOUT, "read the capture's fanout group")?;
+    let join = ((GROUP_MODE << 16) | (group as u32 & 0xffff)) as libc::c_int;
+    setsockopt(&ring.fd, libc::SOL_PACKET, libc::PACKET_FANOUT, &join, "join the capture's fanout group")
+}
+
+/// Replaces the fanout group's program (atomically: each frame meets the old
+/// program or the new one).
+fn set_fanout_program(member: &Ring, program: &[libc::sock_filter]) -> Result<()> {
+    let program = libc::sock_fprog { len: program.len() as u16, filter: program.as_ptr().cast_mut() };
+    setsockopt(&member.fd, libc::SOL_PACKET, libc::PACKET_FANOUT_DATA, &program, "set the fanout program")
+}
+
+/// Rings of one capture at most: frames, super-frames, prompt.
+const MAX_RINGS: usize = 3;
+
+/// A filter that takes nothing: the prompt ring's until it is in the group,
+/// where the fanout program decides what reaches its own filter.
+const TAKE_NOTHING: [libc::sock_filter; 1] = [libc::sock_filter { code: 0x06, jt: 0, jf: 0, k: 0 }];
 
 /// The capture rings of one interface (see the module documentation).
 #[derive(Debug)]
 pub struct Capture {
-    /// The frame ring, then the super-frame ring if there is one.
+    /// The frame ring, then the super-frame ring and the prompt ring if there are.
     rings: Vec<Ring>,
     geometry: CaptureGeometry,
     split: Split,
+    /// The prompt ring's place in `rings` (its fanout member), when it is open.
+    prompt: Option<usize>,
+    /// Where the frames of up to an MTU go, by the rate.
+    steering: Steering,
     /// Per ring, the block whose frames are being handed over.
-    cursors: [Option<BlockCursor>; 2],
+    cursors: [Option<BlockCursor>; MAX_RINGS],
     /// Per ring, for each frame of the cursor's block, the earliest timestamp
     /// from that frame to the end of the block: what [`Capture::earliest`]
     /// compares (see there why not the next frame's own).
-    earliest_ahead: [Vec<Duration>; 2],
+    earliest_ahead: [Vec<Duration>; MAX_RINGS],
     /// Blocks whose frames were all handed over, not yet given back: (ring, index).
     spent: Vec<(usize, usize)>,
 }
@@ -156,29 +214,34 @@ impl Capture {
     /// Opens the rings of `geometry` on `iface`, each with `filter` and its
     /// length clause attached before it is bound (`buffer_mib` is the
     /// `--buffer` the geometry came from, for errors), then puts them in one
-    /// fanout group that splits by length, if the kernel can.
+    /// fanout group that splits by length, with the prompt ring, if the
+    /// kernel can.
     pub fn open(
         iface: &Interface,
         filter: &str,
         geometry: CaptureGeometry,
         buffer_mib: u32,
     ) -> Result<Capture> {
-        let programs = Self::programs(filter, &geometry, Split::Filters)?;
-        let mut rings = vec![Ring::open(iface, &programs[0], geometry.frames, buffer_mib)?];
+        let programs = Self::programs(filter, &geometry, Split::Filters, 2)?;
+        let mut rings = vec![Ring::open(iface, &programs[0], geometry.frames, RingKind::Blocks, buffer_mib)?];
         if let Some(g) = geometry.super_frames {
-            rings.push(Ring::open(iface, &programs[1], g, buffer_mib)?);
+            rings.push(Ring::open(iface, &programs[1], g, RingKind::Blocks, buffer_mib)?);
         }
-        let blocks = rings.iter().map(|r| r.geometry.block_count).sum();
+        let units = rings.iter().map(|r| r.units).sum::<usize>()
+            + geometry.prompt.map_or(0, |g| g.bytes() / PROMPT_SLOT_SIZE);
         let mut capture = Capture {
             rings,
             geometry,
             split: Split::One,
-            cursors: [None, None],
-            earliest_ahead: [(); 2].map(|()| Vec::with_capacity(geometry.frames.block_size / FRAME_OVERHEAD)),
-            spent: Vec::with_capacity(blocks),
+            prompt: None,
+            steering: Steering::new(Instant::now()),
+            cursors: [None; MAX_RINGS],
+            earliest_ahead: [(); MAX_RINGS]
+                .map(|()| Vec::with_capacity(geometry.frames.block_size / FRAME_OVERHEAD)),
+            spent: Vec::with_capacity(units),
         };
         if capture.rings.len() == 2 {
-            capture.split = match join_fanout(&capture.rings, geometry.split()) {
+            capture.split = match join_fanout(&capture.rings, &demux_program(geometry.split(), None)) {
                 Ok(()) => Split::Fanout,
                 // Each ring's own length clause keeps the split exact, at the cost
                 // of every frame going through both sockets.
@@ -189,23 +252,71 @@ impl Capture {
             };
             if capture.split == Split::Fanout {
                 capture.set_filter(filter)?;
+                if let Some(g) = geometry.prompt {
+                    capture.open_prompt(iface, filter, g, buffer_mib);
+                }
             }
         }
         Ok(capture)
     }
 
-    /// The filter program of each ring.
+    /// Adds the prompt ring to the fanout group and sends it the small frames
+    /// ([`Path::Prompt`]). Without it (a kernel that refuses), the frames keep
+    /// the blocks: only the latency is lost, so this is logged, not an error.
+    fn open_prompt(&mut self, iface: &Interface, filter: &str, g: RingGeometry, buffer_mib: u32) {
+        let opened = Ring::open(iface, &TAKE_NOTHING, g, RingKind::Slots, buffer_mib).and_then(|ring| {
+            join_group(&self.rings[0], &ring)?;
+            ring.set_filter(&crate::filter::compile(filter)?)?;
+            Ok(ring)
+        });
+        match opened {
+            Ok(ring) => {
+                self.rings.push(ring);
+                self.prompt = Some(self.rings.len() - 1);
+                if let Err(e) = self.apply_path(Path::Prompt) {
+                    tracing::info!(error = %e, "the prompt ring takes no frames; they keep the blocks");
+                }
+            }
+            Err(e) => tracing::info!(error = %e, "no prompt ring; frames keep the blocks at every rate"),
+        }
+    }
+
+    /// Sets the fanout program for `path`.
+    fn apply_path(&self, path: Path) -> Result<()> {
+        let member = self.prompt.filter(|_| path == Path::Prompt).map(|m| m as u32);
+        set_fanout_program(&self.rings[0], &demux_program(self.geometry.split(), member))
+    }
+
+    /// Counts the frames of a round and, when the rate crosses a threshold
+    /// ([`steer`]), moves the small frames to the other path. Frames already
+    /// in the old ring keep their order: the drain merges the rings.
+    pub fn steer(&mut self, drained: Drained, now: Instant) {
+        if self.prompt.is_none() {
+            return;
+        }
+        if let Some(path) = self.steering.observe(drained.frames as u64, now) {
+            match self.apply_path(path) {
+                Ok(()) => tracing::debug!(path = path.as_str(), "frames up to an MTU change path"),
+                Err(e) => tracing::warn!(error = %e, "cannot change the frames' path"),
+            }
+        }
+    }
+
+    /// Where the frames of up to an MTU go now; `None` without a prompt ring.
+    pub fn path(&self) -> Option<Path> {
+        self.prompt.map(|_| self.steering.path())
+    }
+
+    /// The filter program of each of `count` rings.
     fn programs(
         filter: &str,
         geometry: &CaptureGeometry,
         split: Split,
+        count: usize,
     ) -> Result<Vec<Vec<libc::sock_filter>>> {
         match split {
             Split::One => Ok(vec![crate::filter::compile(filter)?]),
-            Split::Fanout => {
-                let program = crate::filter::compile(filter)?;
-                Ok(vec![program.clone(), program])
-            }
+            Split::Fanout => Ok(vec![crate::filter::compile(filter)?; count]),
             Split::Filters => {
                 split_filters(filter, geometry.split()).iter().map(|f| crate::filter::compile(f)).collect()
             }
@@ -222,15 +333,15 @@ impl Capture {
         self.geometry
     }
 
-    /// Blocks in all rings.
+    /// Units in all rings: blocks, and the prompt ring's slots.
     pub fn block_count(&self) -> usize {
-        self.rings.iter().map(|r| r.geometry.block_count).sum()
+        self.rings.iter().map(Ring::units).sum()
     }
 
     /// Replaces the filter of every ring (when collector addresses change);
     /// nothing is replaced if it does not compile.
     pub fn set_filter(&self, filter: &str) -> Result<()> {
-        let programs = Self::programs(filter, &self.geometry, self.split)?;
+        let programs = Self::programs(filter, &self.geometry, self.split, self.rings.len())?;
         self.rings.iter().zip(&programs).try_for_each(|(ring, p)| ring.set_filter(p))
     }
 
@@ -241,7 +352,7 @@ impl Capture {
         if self.rings.iter().any(Ring::is_ready) {
             return Ok(true);
         }
-        let mut pfds = [libc::pollfd { fd: -1, events: libc::POLLIN | libc::POLLERR, revents: 0 }; 2];
+        let mut pfds = [libc::pollfd { fd: -1, events: libc::POLLIN | libc::POLLERR, revents: 0 }; MAX_RINGS];
         for (pfd, ring) in pfds.iter_mut().zip(&self.rings) {
             pfd.fd = ring.fd.as_raw_fd();
         }
@@ -280,7 +391,8 @@ impl Capture {
         let mut taken = 0;
         let mut full = false;
         let mut handed = 0;
-        let mut patient = [true; 2];
+        let mut frames = 0;
+        let mut patient = [true; MAX_RINGS];
         loop {
             for (r, ring) in self.rings.iter().enumerate() {
                 if self.cursors[r].is_none() && taken < max_blocks {
@@ -319,6 +431,7 @@ impl Capture {
                     Some((frame, next)) if cursor.left > 0 => {
                         sink.frame(frame);
                         handed += 1;
+                        frames += 1;
                         cursor.left -= 1;
                         cursor.offset = next;
                     }
@@ -339,7 +452,7 @@ impl Capture {
             }
         }
         self.give_back_spent(sink);
-        Drained { blocks: taken, full }
+        Drained { blocks: taken, frames, full }
     }
 
     /// The ring whose next frames go first; `None` when no ring has a frame

@@ -1,5 +1,8 @@
-//! One TPACKET_V3 receive ring: its socket, its mapped blocks, and the
-//! walk over a retired block's frames.
+//! One receive ring: its socket, its mapped memory, and the walk over what
+//! the kernel handed over. Two kinds ([`RingKind`]): TPACKET_V3 blocks, the
+//! batching path, and TPACKET_V2 slots, the prompt path. The drain sees both
+//! as "units" handed over in order: a V3 block of many frames, or a V2 slot
+//! of one.
 
 use std::cell::Cell;
 use std::io;
@@ -24,13 +27,29 @@ pub struct RingStats {
     pub drops: u32,
 }
 
-/// An AF_PACKET socket bound to one interface, with its mapped TPACKET_V3 ring.
+/// How a ring hands frames over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RingKind {
+    /// TPACKET_V3: frames packed into blocks; a block is handed over (and
+    /// the reader woken) when it is full or [`BLOCK_TIMEOUT_MS`] after its
+    /// first frame. Few wake-ups at any rate, but a frame waits for its block.
+    Blocks,
+    /// TPACKET_V2: one frame per [`PROMPT_SLOT_SIZE`] slot, handed over (and
+    /// the reader woken) as soon as the kernel has copied it: the forwarding
+    /// delay is one wake-up and one send.
+    Slots,
+}
+
+/// An AF_PACKET socket bound to one interface, with its mapped ring.
 #[derive(Debug)]
 pub struct Ring {
     pub(super) fd: OwnedFd,
     pub(super) map: *mut u8,
     pub(super) geometry: RingGeometry,
-    /// The block to read next: the oldest the kernel may have handed over.
+    pub(super) kind: RingKind,
+    /// Units the kernel hands over: blocks ([`RingKind::Blocks`]) or slots.
+    pub(super) units: usize,
+    /// The unit to read next: the oldest the kernel may have handed over.
     pub(super) next_block: Cell<usize>,
 }
 
@@ -51,6 +70,7 @@ impl Ring {
         iface: &Interface,
         filter: &[libc::sock_filter],
         geometry: RingGeometry,
+        kind: RingKind,
         buffer_mib: u32,
     ) -> Result<Ring> {
         // Protocol 0: nothing is received until bind(), after the filter and ring are set up.
@@ -62,14 +82,23 @@ impl Ring {
         // SAFETY: raw is a fresh descriptor we own.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         attach_filter(&fd, filter)?;
-        let version = libc::tpacket_versions::TPACKET_V3 as libc::c_int;
-        setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_VERSION, &version, "select TPACKET_V3")?;
+        let (version, what, frame_size, units) = match kind {
+            RingKind::Blocks => (libc::tpacket_versions::TPACKET_V3, "select TPACKET_V3", FRAME_SIZE, geometry.block_count),
+            RingKind::Slots => (
+                libc::tpacket_versions::TPACKET_V2,
+                "select TPACKET_V2",
+                PROMPT_SLOT_SIZE,
+                geometry.block_count * (geometry.block_size / PROMPT_SLOT_SIZE),
+            ),
+        };
+        setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_VERSION, &(version as libc::c_int), what)?;
         let RingGeometry { block_size, block_count } = geometry;
+        // A TPACKET_V2 ring reads the first four fields (`tpacket_req`).
         let req = libc::tpacket_req3 {
             tp_block_size: block_size as u32,
             tp_block_nr: block_count as u32,
-            tp_frame_size: FRAME_SIZE as u32,
-            tp_frame_nr: (block_size / FRAME_SIZE * block_count) as u32,
+            tp_frame_size: frame_size as u32,
+            tp_frame_nr: (block_size / frame_size * block_count) as u32,
             tp_retire_blk_tov: BLOCK_TIMEOUT_MS,
             tp_sizeof_priv: 0,
             tp_feature_req_word: 0,
@@ -100,7 +129,7 @@ impl Ring {
             Error::Io { source, .. } => refused(source),
             other => other,
         })?;
-        let ring = Ring { fd, map: map.cast(), geometry, next_block: Cell::new(0) };
+        let ring = Ring { fd, map: map.cast(), geometry, kind, units, next_block: Cell::new(0) };
         // SAFETY: sockaddr_ll is plain data; zero is a valid starting value.
         let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         addr.sll_family = libc::AF_PACKET as u16;
@@ -130,38 +159,74 @@ impl Ring {
         attach_filter(&self.fd, filter)
     }
 
-    /// A u32 of block `index`'s header, which the kernel writes concurrently.
+    /// The ring's kind.
+    pub fn kind(&self) -> RingKind {
+        self.kind
+    }
+
+    /// Units the kernel hands over: blocks, or slots of one frame.
+    pub fn units(&self) -> usize {
+        self.units
+    }
+
+    /// Where unit `index` starts in the mapping.
+    fn unit_offset(&self, index: usize) -> usize {
+        match self.kind {
+            RingKind::Blocks => index * self.geometry.block_size,
+            RingKind::Slots => {
+                let per_block = self.geometry.block_size / PROMPT_SLOT_SIZE;
+                index / per_block * self.geometry.block_size + index % per_block * PROMPT_SLOT_SIZE
+            }
+        }
+    }
+
+    /// A u32 of unit `index`'s header, which the kernel writes concurrently.
     pub(super) fn header_word(&self, index: usize, offset: usize) -> &AtomicU32 {
-        debug_assert!(index < self.geometry.block_count && offset + 4 <= BLOCK_HEADER);
-        // SAFETY: inside the mapping (index < block_count, offset within the
-        // block header) and 4-byte aligned (blocks are page-aligned).
-        unsafe { AtomicU32::from_ptr(self.map.add(index * self.geometry.block_size + offset).cast()) }
+        debug_assert!(index < self.units && offset + 4 <= BLOCK_HEADER);
+        // SAFETY: inside the mapping (index < units, offset within the block
+        // descriptor or slot header) and 4-byte aligned (blocks are page-aligned,
+        // slots 2048-byte aligned).
+        unsafe { AtomicU32::from_ptr(self.map.add(self.unit_offset(index) + offset).cast()) }
+    }
+
+    /// The status word: the block descriptor's, or the slot's `tp_status`.
+    fn status(&self, index: usize) -> &AtomicU32 {
+        match self.kind {
+            RingKind::Blocks => self.header_word(index, BLOCK_STATUS),
+            RingKind::Slots => self.header_word(index, 0),
+        }
     }
 
     pub(super) fn is_user_owned(&self, index: usize) -> bool {
-        self.header_word(index, BLOCK_STATUS).load(Ordering::Acquire) & libc::TP_STATUS_USER != 0
+        self.status(index).load(Ordering::Acquire) & libc::TP_STATUS_USER != 0
     }
 
-    /// Whether the kernel has handed over the next block.
+    /// Whether the kernel has handed over the next unit.
     pub fn is_ready(&self) -> bool {
         self.is_user_owned(self.next_block.get())
     }
 
-    /// Whether the next block holds frames: handed over already, or being
-    /// filled (then it is handed over within [`BLOCK_TIMEOUT_MS`]).
+    /// Whether the next unit holds frames: handed over already, or a block
+    /// being filled (then it is handed over within [`BLOCK_TIMEOUT_MS`]). A
+    /// slot being filled is not seen: it is handed over within a copy.
     pub(super) fn has_frames(&self) -> bool {
         let index = self.next_block.get();
-        self.is_user_owned(index) || self.header_word(index, BLOCK_NUM_PKTS).load(Ordering::Acquire) != 0
+        self.is_user_owned(index)
+            || (self.kind == RingKind::Blocks
+                && self.header_word(index, BLOCK_NUM_PKTS).load(Ordering::Acquire) != 0)
     }
 
-    /// Takes the next block if the kernel has handed it over; it stays ours
+    /// Takes the next unit if the kernel has handed it over; it stays ours
     /// until [`Ring::give_back`].
     pub(super) fn take(&self) -> Option<BlockCursor> {
         let index = self.next_block.get();
         if !self.is_user_owned(index) {
             return None;
         }
-        self.next_block.set((index + 1) % self.geometry.block_count);
+        self.next_block.set((index + 1) % self.units);
+        if self.kind == RingKind::Slots {
+            return Some(BlockCursor { index, full: false, left: 1, frames: 1, offset: 0 });
+        }
         let status = self.header_word(index, BLOCK_STATUS).load(Ordering::Relaxed);
         let frames = self.header_word(index, BLOCK_NUM_PKTS).load(Ordering::Relaxed);
         Some(BlockCursor {
@@ -173,42 +238,29 @@ impl Ring {
         })
     }
 
-    /// Hands block `index` back: the kernel may overwrite it from now on.
+    /// Hands unit `index` back: the kernel may overwrite it from now on.
     pub(super) fn give_back(&self, index: usize) {
-        // Cleared first, so that until the kernel reopens the block,
-        // is_filling() does not read the frame count of its previous fill.
-        self.header_word(index, BLOCK_NUM_PKTS).store(0, Ordering::Relaxed);
-        self.header_word(index, BLOCK_STATUS).store(libc::TP_STATUS_KERNEL, Ordering::Release);
+        if self.kind == RingKind::Blocks {
+            // Cleared first, so that until the kernel reopens the block,
+            // has_frames() does not read the frame count of its previous fill.
+            self.header_word(index, BLOCK_NUM_PKTS).store(0, Ordering::Relaxed);
+        }
+        self.status(index).store(libc::TP_STATUS_KERNEL, Ordering::Release);
     }
 
-    /// The frame at `offset` of block `index`, and the offset of the next
-    /// one; `None` where the headers do not describe a frame inside the block.
+    /// The frame at `offset` of unit `index`, and the offset of the next
+    /// one; `None` where the headers do not describe a frame inside the unit.
     pub(super) fn frame_at(&self, index: usize, offset: usize) -> Option<(Frame<'_>, usize)> {
-        let block_size = self.geometry.block_size;
-        // SAFETY: block `index` belongs to user space (taken, not yet given back).
-        let block = unsafe { std::slice::from_raw_parts(self.map.add(index * block_size), block_size) };
-        if offset + size_of::<libc::tpacket3_hdr>() > block.len() {
-            return None;
+        let size = match self.kind {
+            RingKind::Blocks => self.geometry.block_size,
+            RingKind::Slots => PROMPT_SLOT_SIZE,
+        };
+        // SAFETY: unit `index` belongs to user space (taken, not yet given back).
+        let unit = unsafe { std::slice::from_raw_parts(self.map.add(self.unit_offset(index)), size) };
+        match self.kind {
+            RingKind::Blocks => v3_frame(unit, offset),
+            RingKind::Slots => v2_frame(unit).map(|f| (f, size)),
         }
-        // SAFETY: in bounds (checked above), tpacket3_hdr is plain data, read unaligned.
-        let hdr: libc::tpacket3_hdr = unsafe { std::ptr::read_unaligned(block.as_ptr().add(offset).cast()) };
-        let start = offset + usize::from(hdr.tp_mac);
-        let data = block.get(start..start + hdr.tp_snaplen as usize)?;
-        let vlan = (hdr.tp_status & libc::TP_STATUS_VLAN_VALID != 0).then(|| {
-            let tpid = if hdr.tp_status & libc::TP_STATUS_VLAN_TPID_VALID != 0 {
-                hdr.hv1.tp_vlan_tpid
-            } else {
-                0x8100
-            };
-            let tci = hdr.hv1.tp_vlan_tci as u16;
-            let mut tag = [0u8; 4];
-            tag[..2].copy_from_slice(&tpid.to_be_bytes());
-            tag[2..].copy_from_slice(&tci.to_be_bytes());
-            tag
-        });
-        let timestamp = Duration::new(u64::from(hdr.tp_sec), hdr.tp_nsec);
-        let next = if hdr.tp_next_offset == 0 { block_size } else { offset + hdr.tp_next_offset as usize };
-        Some((Frame { data, wire_len: hdr.tp_len, vlan, timestamp }, next))
     }
 
     /// Waits up to `timeout_ms` for the next block, with signals as they are.
@@ -241,14 +293,62 @@ impl Ring {
 
     /// Reads and resets the kernel's packet and drop counters.
     pub fn stats(&self) -> Result<RingStats> {
-        let st: libc::tpacket_stats_v3 = getsockopt(
-            &self.fd,
-            libc::SOL_PACKET,
-            libc::PACKET_STATISTICS,
-            "read capture statistics (PACKET_STATISTICS)",
-        )?;
-        Ok(RingStats { packets: st.tp_packets, drops: st.tp_drops })
+        const WHAT: &str = "read capture statistics (PACKET_STATISTICS)";
+        let (packets, drops) = match self.kind {
+            RingKind::Blocks => {
+                let st: libc::tpacket_stats_v3 =
+                    getsockopt(&self.fd, libc::SOL_PACKET, libc::PACKET_STATISTICS, WHAT)?;
+                (st.tp_packets, st.tp_drops)
+            }
+            RingKind::Slots => {
+                let st: libc::tpacket_stats =
+                    getsockopt(&self.fd, libc::SOL_PACKET, libc::PACKET_STATISTICS, WHAT)?;
+                (st.tp_packets, st.tp_drops)
+            }
+        };
+        Ok(RingStats { packets, drops })
     }
+}
+
+/// The frame whose `tpacket3_hdr` is at `offset` of a block, and where the
+/// next one starts.
+fn v3_frame(block: &[u8], offset: usize) -> Option<(Frame<'_>, usize)> {
+    if offset + size_of::<libc::tpacket3_hdr>() > block.len() {
+        return None;
+    }
+    // SAFETY: in bounds (checked above), tpacket3_hdr is plain data, read unaligned.
+    let hdr: libc::tpacket3_hdr = unsafe { std::ptr::read_unaligned(block.as_ptr().add(offset).cast()) };
+    let start = offset + usize::from(hdr.tp_mac);
+    let data = block.get(start..start + hdr.tp_snaplen as usize)?;
+    let vlan = vlan_tag(hdr.tp_status, hdr.hv1.tp_vlan_tpid, hdr.hv1.tp_vlan_tci as u16);
+    let timestamp = Duration::new(u64::from(hdr.tp_sec), hdr.tp_nsec);
+    let next = if hdr.tp_next_offset == 0 { block.len() } else { offset + hdr.tp_next_offset as usize };
+    Some((Frame { data, wire_len: hdr.tp_len, vlan, timestamp }, next))
+}
+
+/// The frame of a slot, whose `tpacket2_hdr` is at its start.
+fn v2_frame(slot: &[u8]) -> Option<Frame<'_>> {
+    if size_of::<libc::tpacket2_hdr>() > slot.len() {
+        return None;
+    }
+    // SAFETY: in bounds (checked above), tpacket2_hdr is plain data, read unaligned.
+    let hdr: libc::tpacket2_hdr = unsafe { std::ptr::read_unaligned(slot.as_ptr().cast()) };
+    let start = usize::from(hdr.tp_mac);
+    let data = slot.get(start..start + hdr.tp_snaplen as usize)?;
+    let vlan = vlan_tag(hdr.tp_status, hdr.tp_vlan_tpid, hdr.tp_vlan_tci);
+    let timestamp = Duration::new(u64::from(hdr.tp_sec), hdr.tp_nsec);
+    Some(Frame { data, wire_len: hdr.tp_len, vlan, timestamp })
+}
+
+/// The 802.1Q tag (TPID + TCI, network order) the kernel stripped, if any.
+fn vlan_tag(status: u32, tpid: u16, tci: u16) -> Option<[u8; 4]> {
+    (status & libc::TP_STATUS_VLAN_VALID != 0).then(|| {
+        let tpid = if status & libc::TP_STATUS_VLAN_TPID_VALID != 0 { tpid } else { 0x8100 };
+        let mut tag = [0u8; 4];
+        tag[..2].copy_from_slice(&tpid.to_be_bytes());
+        tag[2..].copy_from_slice(&tci.to_be_bytes());
+        tag
+    })
 }
 
 impl Drop for Ring {
@@ -258,7 +358,8 @@ impl Drop for Ring {
     }
 }
 
-/// A block taken from a ring, and how far its frames have been handed over.
+/// A unit taken from a ring (a block, or a slot of one frame), and how far
+/// its frames have been handed over.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct BlockCursor {
     pub(super) index: usize,

@@ -1,7 +1,11 @@
 //! The capture loop's and the HTTP endpoint's counters, and [`Moment`], the
 //! lock-free timestamp the renderings turn into ages.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+
+use bpc_contract::stats::CapturePath;
+
+use super::delay::DelayHistogram;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// A point in time as nanoseconds since the agent started, plus one (0 = never).
@@ -61,6 +65,31 @@ pub struct CaptureCounters {
     pub last_packet: Moment,
     /// When the capture loop last went round (health).
     pub heartbeat: Moment,
+    /// From capture to send, per frame sent.
+    pub forwarding_delay: DelayHistogram,
+    /// The path of the frames up to an MTU: 0 unknown, 1 prompt, 2 blocks.
+    path: AtomicU8,
+}
+
+impl CaptureCounters {
+    /// Records the path the capture's small frames take.
+    pub fn set_path(&self, path: Option<CapturePath>) {
+        let v = match path {
+            None => 0,
+            Some(CapturePath::Prompt) => 1,
+            Some(CapturePath::Blocks) => 2,
+        };
+        self.path.store(v, Ordering::Relaxed);
+    }
+
+    /// The path last recorded.
+    pub fn path(&self) -> Option<CapturePath> {
+        match self.path.load(Ordering::Relaxed) {
+            1 => Some(CapturePath::Prompt),
+            2 => Some(CapturePath::Blocks),
+            _ => None,
+        }
+    }
 }
 
 /// How the HTTP endpoint's connections ended (see [`crate::http::Outcome`]).

@@ -8,6 +8,7 @@
 
 mod collector;
 mod counters;
+pub mod delay;
 mod health;
 mod prometheus;
 mod recent;

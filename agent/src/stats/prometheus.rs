@@ -152,7 +152,40 @@ impl Stats {
             "1 when the collector has an address, with that address.",
             &resolved,
         );
+        if let Some(path) = s.capture.path {
+            metric(
+                "capture_path",
+                "gauge",
+                "1 for the path frames of up to an MTU take now: prompt (each frame as captured, low \
+                 rates) or blocks (TPACKET_V3 blocks, high rates).",
+                &[(labels(&[("path", path.as_str())]), 1.0)],
+            );
+        }
+        self.delay_histogram(&mut out);
         out
+    }
+
+    /// `forwarding_delay_seconds`: a histogram, its buckets the 1-2-5 series
+    /// of the agent's finer ones (the `/stats` percentiles use all).
+    fn delay_histogram(&self, out: &mut String) {
+        const NAME: &str = "bpc_agent_forwarding_delay_seconds";
+        let h = &self.capture.forwarding_delay;
+        let counts = h.counts();
+        let _ = writeln!(
+            out,
+            "# HELP {NAME} From a frame's capture timestamp to its send: the error it adds to response \
+             times measured at the collector.\n# TYPE {NAME} histogram"
+        );
+        for (bound_ns, n) in counts.cumulative() {
+            let leading = bound_ns / 10u64.pow(bound_ns.ilog10());
+            if matches!(leading, 1 | 2 | 5) && bound_ns % 10u64.pow(bound_ns.ilog10()) == 0 {
+                let _ = writeln!(out, "{NAME}_bucket{{le=\"{}\"}} {n}", bound_ns as f64 / 1e9);
+            }
+        }
+        let total = counts.total();
+        let _ = writeln!(out, "{NAME}_bucket{{le=\"+Inf\"}} {total}");
+        let _ = writeln!(out, "{NAME}_sum {}", h.sum_seconds());
+        let _ = writeln!(out, "{NAME}_count {total}");
     }
 }
 /// `{a="x",b="y"}` with Prometheus label escaping.
@@ -206,6 +239,7 @@ mod tests {
             "send_errors_total",
             "last_send_timestamp_seconds",
             "http_connections_total",
+            "forwarding_delay_seconds",
         ] {
             assert!(text.contains(&format!("# TYPE bpc_agent_{family} ")), "missing {family}:\n{text}");
         }
@@ -217,6 +251,8 @@ mod tests {
         assert!(text.contains(
             "bpc_agent_send_errors_total{collector=\"collector.monitoring.svc\",kind=\"no_buffer\"} 0"
         ));
+        assert!(text.contains("bpc_agent_forwarding_delay_seconds_bucket{le=\"0.00005\"} 0"), "{text}");
+        assert!(text.contains("bpc_agent_forwarding_delay_seconds_count 0"), "{text}");
         // No sample line may be malformed: name{labels} value.
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let value = line.rsplit(' ').next().unwrap();

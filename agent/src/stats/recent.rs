@@ -7,10 +7,11 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use bpc_contract::stats::{RECENT_WINDOW_SECONDS, RecentSends, SendErrors};
+use bpc_contract::stats::{ForwardingDelay, RECENT_WINDOW_SECONDS, RecentSends, SendErrors};
 
 use super::Stats;
 use super::counters::load;
+use super::delay::DelayCounts;
 
 /// How often a snapshot is taken: the window's granularity.
 const SLOT: Duration = Duration::from_secs(10);
@@ -23,9 +24,17 @@ pub(super) struct Totals {
     errors: SendErrors,
 }
 
+/// The counters at one moment: each collector's, and the forwarding delay's.
+#[derive(Debug)]
+struct Snapshot {
+    at: Instant,
+    collectors: Vec<Totals>,
+    delay: DelayCounts,
+}
+
 /// Snapshots, oldest first; the first is the window's start.
 #[derive(Debug, Default)]
-pub struct Snapshots(VecDeque<(Instant, Vec<Totals>)>);
+pub struct Snapshots(VecDeque<Snapshot>);
 
 impl Stats {
     fn totals(&self) -> Vec<Totals> {
@@ -48,15 +57,19 @@ impl Stats {
     /// window old. Cheap; the capture loop calls it every second.
     pub fn roll_recent(&self, now: Instant) {
         let mut s = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-        let at = |s: &Snapshots, i: usize| s.0.get(i).map(|(t, _)| now.saturating_duration_since(*t));
+        let at = |s: &Snapshots, i: usize| s.0.get(i).map(|e| now.saturating_duration_since(e.at));
         if s.0.is_empty() {
             // The start, with zero counts: until the agent is a window old the
             // window runs from its start.
-            s.0.push_back((self.started, vec![Totals::default(); self.collectors.len()]));
+            s.0.push_back(Snapshot {
+                at: self.started,
+                collectors: vec![Totals::default(); self.collectors.len()],
+                delay: DelayCounts::default(),
+            });
         }
         if at(&s, s.0.len() - 1).is_some_and(|age| age >= SLOT) {
-            let totals = self.totals();
-            s.0.push_back((now, totals));
+            let collectors = self.totals();
+            s.0.push_back(Snapshot { at: now, collectors, delay: self.capture.forwarding_delay.counts() });
         }
         while at(&s, 1).is_some_and(|age| age >= WINDOW) {
             s.0.pop_front();
@@ -66,15 +79,14 @@ impl Stats {
     /// What collector `i` did over the recent window, up to `now`.
     pub fn recent(&self, i: usize, now: Instant) -> RecentSends {
         let s = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-        let of = |e: Option<&(Instant, Vec<Totals>)>| {
-            e.map_or((self.started, Totals::default()), |(t, v)| (*t, v.get(i).copied().unwrap_or_default()))
-        };
-        let (start, base) = of(s.0.front());
+        let (start, base) = s.0.front().map_or((self.started, Totals::default()), |e| {
+            (e.at, e.collectors.get(i).copied().unwrap_or_default())
+        });
         drop(s);
         let c = &self.collectors[i];
         let since = |now: u64, then: u64| now.saturating_sub(then);
         RecentSends {
-            window_seconds: (now.saturating_duration_since(start).as_secs_f64() * 10.0).round() / 10.0,
+            window_seconds: window_seconds(start, now),
             sent_packets: since(load(&c.sent_packets), base.sent_packets),
             errors: SendErrors {
                 unreachable: since(load(&c.unreachable), base.errors.unreachable),
@@ -84,6 +96,26 @@ impl Stats {
             },
         }
     }
+
+    /// The forwarding delay over the recent window, up to `now`.
+    pub fn recent_delay(&self, now: Instant) -> ForwardingDelay {
+        let s = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        let (start, base) = s.0.front().map_or((self.started, DelayCounts::default()), |e| (e.at, e.delay));
+        drop(s);
+        let window = self.capture.forwarding_delay.counts().since(&base);
+        let round = |us: f64| (us * 10.0).round() / 10.0;
+        ForwardingDelay {
+            window_seconds: window_seconds(start, now),
+            frames: window.total(),
+            p50_us: window.quantile_us(0.5).map(round),
+            p99_us: window.quantile_us(0.99).map(round),
+        }
+    }
+}
+
+/// A window's span in seconds, to the tenth.
+fn window_seconds(start: Instant, now: Instant) -> f64 {
+    (now.saturating_duration_since(start).as_secs_f64() * 10.0).round() / 10.0
 }
 
 #[cfg(test)]

@@ -37,7 +37,9 @@ impl Stats {
             uptime_seconds: secs(now.saturating_duration_since(self.started)),
             capture: loaded!(CaptureStats from c;
                 packets, bytes, kernel_drops, interface_drops, truncated, segmented, rate_limited;
-                last_packet_age_seconds: age(&c.last_packet)
+                last_packet_age_seconds: age(&c.last_packet),
+                path: c.path(),
+                forwarding_delay: Some(self.recent_delay(now)),
             ),
             health: self.health_of(now, &collectors),
             collectors,
@@ -86,6 +88,8 @@ mod tests {
         s.capture.heartbeat.set(s.started, now);
         s.capture.packets.store(1520, Ordering::Relaxed);
         s.capture.last_packet.set(s.started, now - Duration::from_millis(1200));
+        s.capture.set_path(Some(bpc_contract::stats::CapturePath::Prompt));
+        s.capture.forwarding_delay.record(Duration::from_micros(30), 1523);
         let got = serde_json::to_value(s.snapshot(now)).unwrap();
         let contract: serde_json::Value =
             serde_json::from_str(include_str!("../../../testdata/status/agent-stats.json")).unwrap();
@@ -111,5 +115,8 @@ mod tests {
         assert_eq!(got["collectors"][0]["address"], "198.18.0.2");
         assert_eq!(got["collectors"][0]["last_send_age_seconds"], serde_json::Value::Null);
         assert_eq!(got["health"]["ok"], true);
+        assert_eq!(got["capture"]["path"], "prompt");
+        assert_eq!(got["capture"]["forwarding_delay"]["frames"], 1523);
+        assert_eq!(got["capture"]["forwarding_delay"]["window_seconds"], 12.5);
     }
 }
