@@ -182,7 +182,9 @@ impl CaptureGeometry {
 
     /// Memory the rings map.
     pub fn bytes(&self) -> usize {
-        self.frames.bytes() + self.super_frames.map_or(0, |g| g.bytes()) + self.prompt.map_or(0, |g| g.bytes())
+        self.frames.bytes()
+            + self.super_frames.map_or(0, |g| g.bytes())
+            + self.prompt.map_or(0, |g| g.bytes())
     }
 
     /// The longest frame the frame ring takes; longer ones go to the super-frame ring.
@@ -257,7 +259,8 @@ mod tests {
     }
 
     #[test]
-    fn the_default_24_mib_is_608_frame_blocks_of_32_kib_32_super_frame_blocks_of_128_kib_and_512_prompt_slots() {
+    fn the_default_24_mib_is_608_frame_blocks_of_32_kib_32_super_frame_blocks_of_128_kib_and_512_prompt_slots()
+     {
         let g = capture(24);
         assert_eq!((g.frames.block_size, g.frames.block_count), (32 << 10, 608));
         let s = g.super_frames.unwrap();

@@ -83,7 +83,9 @@ impl Ring {
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         attach_filter(&fd, filter)?;
         let (version, what, frame_size, units) = match kind {
-            RingKind::Blocks => (libc::tpacket_versions::TPACKET_V3, "select TPACKET_V3", FRAME_SIZE, geometry.block_count),
+            RingKind::Blocks => {
+                (libc::tpacket_versions::TPACKET_V3, "select TPACKET_V3", FRAME_SIZE, geometry.block_count)
+            }
             RingKind::Slots => (
                 libc::tpacket_versions::TPACKET_V2,
                 "select TPACKET_V2",

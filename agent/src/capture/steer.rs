@@ -55,9 +55,7 @@ impl Steering {
             // At once: the prompt ring is small, and every frame a wake-up.
             Path::Prompt if self.frames > per_window(PROMPT_MAX_PPS) => Some(Path::Blocks),
             _ if elapsed < STEER_WINDOW => return None,
-            Path::Blocks
-                if (self.frames as f64) < PROMPT_RETURN_PPS as f64 * elapsed.as_secs_f64() =>
-            {
+            Path::Blocks if (self.frames as f64) < PROMPT_RETURN_PPS as f64 * elapsed.as_secs_f64() => {
                 Some(Path::Prompt)
             }
             _ => None,

@@ -139,7 +139,9 @@ mod tests {
         assert_eq!(bound_ns(10), 10_000);
         assert_eq!(bound_ns(17), 50_000);
         assert_eq!(bound_ns(BOUNDED - 1), 8_000_000_000);
-        assert!((1..BOUNDED).all(|i| bound_ns(i) > bound_ns(i - 1) && bound_ns(i) * 3 <= bound_ns(i - 1) * 4));
+        assert!(
+            (1..BOUNDED).all(|i| bound_ns(i) > bound_ns(i - 1) && bound_ns(i) * 3 <= bound_ns(i - 1) * 4)
+        );
     }
 
     #[test]

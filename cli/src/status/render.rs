@@ -8,6 +8,7 @@ use super::judge::drops;
 use super::report::{StatusReport, Verdict};
 use crate::Error;
 use crate::pod_proxy::AgentStats;
+use bpc_contract::stats::ForwardingDelay;
 
 /// Writes the report in the chosen format.
 pub fn render(
@@ -61,6 +62,15 @@ fn age(a: Option<f64>) -> String {
     a.map_or("-".into(), |a| format!("{a:.1}s"))
 }
 
+/// The agent's forwarding delay over its recent window: `p50/p99` in
+/// microseconds (what a probe timing the mirror adds to response times).
+fn forwarding_delay(d: ForwardingDelay) -> String {
+    match (d.p50_us, d.p99_us) {
+        (Some(p50), Some(p99)) => format!("{p50:.0}/{p99:.0}us"),
+        _ => "-".into(),
+    }
+}
+
 /// Renders the report for people (`table` or `wide`).
 pub fn render_text(
     report: &StatusReport,
@@ -89,7 +99,7 @@ pub fn render_text(
             writeln!(out)?;
             continue;
         }
-        let mut rows: Vec<[String; 14]> = Vec::new();
+        let mut rows: Vec<[String; 15]> = Vec::new();
         for p in &w.pods {
             let s = p.stats.as_ref();
             let c = s.map(|s| &s.capture);
@@ -115,6 +125,7 @@ pub fn render_text(
                         .collect::<Vec<_>>()
                         .join(",")
                 }),
+                c.and_then(|c| c.forwarding_delay).map_or("-".into(), forwarding_delay),
             ]);
         }
         let header = [
@@ -132,6 +143,7 @@ pub fn render_text(
             "VERDICT",
             "KEY",
             "COLLECTORS",
+            "FWD-DELAY",
         ];
         let mut buf = Vec::new();
         if wide {
