@@ -36,6 +36,8 @@ pub const PROMPT_SLOT_SIZE: usize = 2048;
 /// The largest frame a prompt slot holds whole; the fanout program sends
 /// longer ones to the block rings.
 pub const PROMPT_LARGEST_FRAME: usize = PROMPT_SLOT_SIZE - FRAME_OVERHEAD;
+// A 1500-byte MTU's frame, tagged, fits a prompt slot whole.
+const _: () = assert!(PROMPT_LARGEST_FRAME >= 1518);
 /// Blocks of the prompt ring hold this many slots (64 KiB).
 pub(super) const PROMPT_SLOTS_PER_BLOCK: usize = 32;
 
@@ -267,8 +269,6 @@ mod tests {
         assert_eq!((s.block_size, s.block_count), (128 << 10, 32));
         let p = g.prompt.unwrap();
         assert_eq!(p.bytes() / PROMPT_SLOT_SIZE, 512);
-        // A 1500-byte MTU's frame, tagged, fits a prompt slot whole.
-        assert!(PROMPT_LARGEST_FRAME >= 1518);
         assert_eq!(g.bytes(), 24 * MIB);
         assert!(s.largest_whole_frame() >= LARGEST_STANDARD_FRAME);
         // A 9000-byte jumbo frame still goes to the frame ring.
