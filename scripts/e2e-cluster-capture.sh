@@ -22,26 +22,14 @@ cd "$(dirname "$0")/.."
 : "${BPC_NODE_IP:?set BPC_NODE_IP}"
 bpc=${KUBECTL_BPC:?set KUBECTL_BPC to the kubectl-bpc binary}
 requests=${BPC_CAPTURE_REQUESTS:-20}
-ns="bpc-cap-$$"
-restricted="bpc-cap-r-$$"
-work=$(mktemp -d)
-pids=()
-e2e_tag=capture
 # shellcheck source=scripts/e2e-lib.sh
 source scripts/e2e-lib.sh
+e2e_capture_setup capture bpc-cap show_failure
 
-cleanup() {
-  local rc=$?
-  e2e_kill_background
-  if ((rc != 0)); then
-    echo "e2e-cluster-capture: failed (exit $rc); logs:" >&2
-    for f in "$work"/*.log; do [[ -e $f ]] && { echo "--- $f" >&2; tail -n 30 "$f" >&2; }; done
-    kubectl get pods -n "$ns" -o wide >&2 2>/dev/null || true
-  fi
-  kubectl delete namespace "$ns" "$restricted" --ignore-not-found --wait=true --timeout=120s >/dev/null 2>&1 || true
-  rm -rf "$work"
+show_failure() {
+  e2e_show_logs 30
+  kubectl get pods -n "$ns" -o wide >&2 2>/dev/null || true
 }
-trap cleanup EXIT
 
 # app_pod NS NAME-PREFIX LABEL: the one running pod of label app=LABEL.
 app_pod() {
@@ -158,23 +146,7 @@ jq -e 'length == 1 and .[0].lost == 0' <<<"$mine" >/dev/null || fail "the pod's 
 ok "the agent sent $sent packets, the sink received $received, lost 0; pod unchanged"
 
 step "a capture in namespace $restricted (enforce: restricted) is refused before anything is written"
-kubectl create namespace "$restricted" >/dev/null
-kubectl label namespace "$restricted" pod-security.kubernetes.io/enforce=restricted >/dev/null
-kubectl apply -n "$restricted" -f - >/dev/null <<EOF
-apiVersion: v1
-kind: Pod
-metadata: {name: locked, labels: {app: locked}}
-spec:
-  terminationGracePeriodSeconds: 1
-  securityContext: {runAsNonRoot: true, runAsUser: 1000, seccompProfile: {type: RuntimeDefault}}
-  containers:
-  - name: app
-    image: $BPC_APP_IMAGE
-    imagePullPolicy: IfNotPresent
-    command: [sh, -c, 'mkdir -p /tmp/www && exec httpd -f -p 8080 -h /tmp/www']
-    securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
-EOF
-kubectl wait -n "$restricted" pod/locked --for=jsonpath='{.status.phase}'=Running --timeout 90s >/dev/null
+e2e_restricted_pod "$restricted"
 rc=0
 "$bpc" capture -n "$restricted" pod/locked --image "$BPC_AGENT_IMAGE" -w "$work/locked.pcapng" \
   2>"$work/capture-r.log" || rc=$?

@@ -20,25 +20,11 @@ cd "$(dirname "$0")/.."
 : "${BPC_AGENT_IMAGE:?set BPC_AGENT_IMAGE}" "${BPC_APP_IMAGE:?set BPC_APP_IMAGE}"
 bpc=${KUBECTL_BPC:?set KUBECTL_BPC to the kubectl-bpc binary}
 requests=${BPC_CAPTURE_REQUESTS:-10}
-ns="bpc-ext-$$"
-restricted="bpc-ext-r-$$"
-work=$(mktemp -d)
-pids=()
-e2e_tag=extcap
 # shellcheck source=scripts/e2e-lib.sh
 source scripts/e2e-lib.sh
+e2e_capture_setup extcap bpc-ext show_failure
 
-cleanup() {
-  local rc=$?
-  e2e_kill_background
-  if ((rc != 0)); then
-    echo "e2e-cluster-extcap: failed (exit $rc); logs:" >&2
-    for f in "$work"/*.log; do [[ -e $f ]] && { echo "--- $f" >&2; tail -n 30 "$f" >&2; }; done
-  fi
-  kubectl delete namespace "$ns" "$restricted" --ignore-not-found --wait=true --timeout=120s >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+show_failure() { e2e_show_logs 30; }
 
 # Wireshark's personal folders follow HOME: the install stays in the scratch directory.
 export KUBECONFIG=${KUBECONFIG:-$HOME/.kube/config}
@@ -115,23 +101,7 @@ want_names=$(pods_json | jq -r '.items[].metadata.name' | sort | tr '\n' ' ')
 ok "$names"
 
 step "a capture in namespace $restricted (enforce: restricted): tshark reports the extcap's refusal in one line"
-kubectl create namespace "$restricted" >/dev/null
-kubectl label namespace "$restricted" pod-security.kubernetes.io/enforce=restricted >/dev/null
-kubectl apply -n "$restricted" -f - >/dev/null <<EOF
-apiVersion: v1
-kind: Pod
-metadata: {name: locked}
-spec:
-  terminationGracePeriodSeconds: 1
-  securityContext: {runAsNonRoot: true, runAsUser: 1000, seccompProfile: {type: RuntimeDefault}}
-  containers:
-  - name: app
-    image: $BPC_APP_IMAGE
-    imagePullPolicy: IfNotPresent
-    command: [sh, -c, 'mkdir -p /tmp/www && exec httpd -f -p 8080 -h /tmp/www']
-    securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
-EOF
-kubectl wait -n "$restricted" pod/locked --for=jsonpath='{.status.phase}'=Running --timeout 90s >/dev/null
+e2e_restricted_pod "$restricted"
 rc=0
 # tshark 4.0 prints the extcap's error, then waits to be stopped (its dumpcap
 # keeps the pipe open): stopped as a user would, with Ctrl-C.

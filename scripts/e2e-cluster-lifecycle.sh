@@ -28,36 +28,25 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# shellcheck source=scripts/e2e-lib.sh
+source scripts/e2e-lib.sh
 [[ $(id -u) -eq 0 ]] || { echo "e2e-cluster-lifecycle: run as root (the sink's raw GRE socket)" >&2; exit 2; }
-for v in BPC_AGENT_IMAGE BPC_APP_IMAGE BPC_NODE_IP; do
-  [[ -n ${!v:-} ]] || { echo "e2e-cluster-lifecycle: $v is not set (eval \"\$(scripts/cluster.sh env)\")" >&2; exit 2; }
-done
-for tool in python3 tshark jq; do
-  command -v "$tool" >/dev/null || { echo "e2e-cluster-lifecycle: $tool is required" >&2; exit 2; }
-done
-bpc=${KUBECTL_BPC:-${CARGO_TARGET_DIR:-target}/debug/kubectl-bpc}
-[[ -x $bpc ]] || { echo "e2e-cluster-lifecycle: $bpc not built (cargo build -p kubectl-bpc)" >&2; exit 2; }
+e2e_cluster_needs e2e-cluster-lifecycle python3 tshark jq
 ns="bpc-life-$$"
 port=${BPC_LIFECYCLE_PORT:-18080}
 server=$BPC_NODE_IP:$port
 work=$(mktemp -d /tmp/bpc-e2e-cluster-lifecycle.XXXXXX)
-pids=()
 sink_pid=
 e2e_tag=lifecycle
-# shellcheck source=scripts/e2e-lib.sh
-source scripts/e2e-lib.sh
 
+show_failure() {
+  kubectl get pods,jobs,cronjobs -n "$ns" -o wide >&2 2>/dev/null || true
+  e2e_show_logs 20
+}
 cleanup() {
   local rc=$?
   if [[ -n $sink_pid ]]; then kill -INT "$sink_pid" 2>/dev/null || true; fi
-  e2e_kill_background
-  if ((rc != 0)); then
-    echo "e2e-cluster-lifecycle: failed (exit $rc); work files in $work" >&2
-    kubectl get pods,jobs,cronjobs -n "$ns" -o wide >&2 2>/dev/null || true
-    for f in "$work"/*.log; do [[ -e $f ]] && { echo "--- $f" >&2; tail -n 20 "$f" >&2; }; done
-  fi
-  kubectl delete namespace "$ns" --ignore-not-found --timeout 120s >/dev/null 2>&1 || true
-  ((rc != 0)) || rm -rf "$work"
+  e2e_cluster_cleanup "$rc" e2e-cluster-lifecycle keep show_failure 120s "$ns"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -160,12 +149,8 @@ scenario_started=$SECONDS
 old=$(terminating life | tr '\n' ' ')
 # Straight after attach --wait, old pods (no sidecar) may be in their grace
 # period: status shows them TERMINATING and still exits 0 (issue 25).
-set +e
-timeout 60 "$bpc" status -n "$ns" deploy/life >"$work/status.txt" 2>&1
-at_once=$?
-set -e
-cat "$work/status.txt"
-((at_once == 0)) || fail "status exit $at_once straight after attach --wait (old pods terminating: ${old:-none})"
+e2e_run "$work/status.txt" timeout 60 "$bpc" status -n "$ns" deploy/life
+((code == 0)) || fail "status exit $code straight after attach --wait (old pods terminating: ${old:-none})"
 grep -q 'OK$' "$work/status.txt" || fail "status shows no OK pod"
 # Shown, not asserted: an old pod may be gone between the two reads.
 shown=$(grep -c 'TERMINATING$' "$work/status.txt" || true)
@@ -226,11 +211,7 @@ job_pod=$(kubectl get pods -n "$ns" -l job-name=tick-1 -o jsonpath='{.items[0].m
 ok "job tick-1 complete in $((SECONDS - job_started)) s (pod $job_pod)"
 
 step "attach job/tick-1 is refused: exit 2, naming capture and the CronJob"
-set +e
-"$bpc" attach job/tick-1 -n "$ns" "${attach_opts[@]}" >"$work/attach-job.txt" 2>&1
-code=$?
-set -e
-cat "$work/attach-job.txt"
+e2e_run "$work/attach-job.txt" "$bpc" attach job/tick-1 -n "$ns" "${attach_opts[@]}"
 ((code == 2)) || fail "attach job/tick-1 exit $code, want 2"
 grep -q 'kubectl bpc capture' "$work/attach-job.txt" || fail "the refusal does not name capture"
 grep -qi 'cronjob' "$work/attach-job.txt" || fail "the refusal does not name the CronJob"
@@ -245,11 +226,7 @@ ok "spec after detach = before attach"
 # ---------------------------------------------------------------- the capture
 
 step "the sink's pcapng against the server's log"
-kill -INT "$sink_pid"
-rc=0
-wait "$sink_pid" || rc=$?
-sink_pid=
-((rc == 0)) || fail "sink exited $rc: $(tail -n 5 "$work/sink.log")"
+e2e_stop_sink
 jq -e '.totals.lost == 0' "$work/sink.json" >/dev/null || fail "the sink lost packets: $(jq -c .totals "$work/sink.json")"
 ok "sink exited 0, lost 0: $(jq -c .totals "$work/sink.json")"
 tshark -r "$work/life.pcapng" -Y http.request -T fields -e http.request.uri 2>"$work/tshark.log" | sort -u >"$work/captured.txt"
@@ -306,11 +283,7 @@ echo "bad interface: pod $pod created -> Ready $((ready - created)) s, attach ->
   tee -a "$work/figures.txt"
 ((ready - t0 <= 40)) || fail "$pod Ready $((ready - t0)) s after the attach, want <= 40 s"
 ((app_restarts == 0)) || fail "$pod: the app restarted $app_restarts times"
-set +e
-timeout 60 "$bpc" status -n "$ns" deploy/blind >"$work/status-blind.txt" 2>&1
-code=$?
-set -e
-cat "$work/status-blind.txt"
+e2e_run "$work/status-blind.txt" timeout 60 "$bpc" status -n "$ns" deploy/blind
 ((code != 0)) || fail "status exit 0 for an agent that cannot capture"
 grep -q 'NOT-CAPTURING' "$work/status-blind.txt" || fail "status does not say NOT-CAPTURING"
 grep -q 'nosuch0' "$work/status-blind.txt" || fail "status does not name the interface nosuch0"

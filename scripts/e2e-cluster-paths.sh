@@ -15,29 +15,23 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# shellcheck source=scripts/e2e-lib.sh
+source scripts/e2e-lib.sh
 [[ $(id -u) -eq 0 ]] || { echo "e2e-cluster-paths: run as root (the sink's raw GRE socket)" >&2; exit 2; }
-for v in BPC_AGENT_IMAGE BPC_APP_IMAGE BPC_NODE_IP; do
-  [[ -n ${!v:-} ]] || { echo "e2e-cluster-paths: $v is not set (eval \"\$(scripts/cluster.sh env)\")" >&2; exit 2; }
-done
-bpc=${KUBECTL_BPC:-${CARGO_TARGET_DIR:-target}/debug/kubectl-bpc}
-[[ -x $bpc ]] || { echo "e2e-cluster-paths: $bpc not built (cargo build -p kubectl-bpc)" >&2; exit 2; }
+e2e_cluster_needs e2e-cluster-paths
 ns="bpc-paths-$$"
 work=$(mktemp -d /tmp/bpc-e2e-cluster-paths.XXXXXX)
 sink_pid=
 e2e_tag=paths
-# shellcheck source=scripts/e2e-lib.sh
-source scripts/e2e-lib.sh
 
+show_failure() {
+  kubectl get pods,svc -n "$ns" -o wide >&2 2>/dev/null || true
+  tail -n 20 "$work/sink.log" >&2 2>/dev/null || true
+}
 cleanup() {
   local rc=$?
   if [[ -n $sink_pid ]]; then kill -INT "$sink_pid" 2>/dev/null || true; wait "$sink_pid" 2>/dev/null || true; fi
-  if ((rc != 0)); then
-    echo "e2e-cluster-paths: failed (exit $rc); work files in $work" >&2
-    kubectl get pods,svc -n "$ns" -o wide >&2 2>/dev/null || true
-    tail -n 20 "$work/sink.log" >&2 2>/dev/null || true
-  fi
-  kubectl delete namespace "$ns" --ignore-not-found --timeout 90s >/dev/null 2>&1 || true
-  ((rc != 0)) || rm -rf "$work"
+  e2e_cluster_cleanup "$rc" e2e-cluster-paths keep show_failure 90s "$ns"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -130,11 +124,7 @@ jq -e --arg c "$ns/client" '[.edges[] | select(.client == $c) | .observed_by] | 
   "$work/paths.json" >/dev/null || fail "flows both ends captured were counted from the server side too"
 ok "flows captured by both ends counted once (observed_by client)"
 
-kill -INT "$sink_pid"
-rc=0
-wait "$sink_pid" || rc=$?
-sink_pid=
-((rc == 0)) || fail "sink exited $rc: $(tail -n 5 "$work/sink.log")"
+e2e_stop_sink
 ok "sink exited 0"
 # The new app pods answered the calls: their sidecars' streams, labelled by the watched map.
 for ip in $new_ips; do

@@ -19,43 +19,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-for v in BPC_AGENT_IMAGE BPC_APP_IMAGE BPC_NODE_IP; do
-  [[ -n ${!v:-} ]] || { echo "e2e-cluster-verdicts: $v is not set (eval \"\$(scripts/cluster.sh env)\")" >&2; exit 2; }
-done
-for tool in jq curl; do
-  command -v "$tool" >/dev/null || { echo "e2e-cluster-verdicts: $tool is required" >&2; exit 2; }
-done
-bpc=${KUBECTL_BPC:-${CARGO_TARGET_DIR:-target}/debug/kubectl-bpc}
-[[ -x $bpc ]] || { echo "e2e-cluster-verdicts: $bpc not built (cargo build -p kubectl-bpc)" >&2; exit 2; }
-ns="bpc-verdicts-$$"
-work=$(mktemp -d /tmp/bpc-e2e-cluster-verdicts.XXXXXX)
-pids=()
-e2e_tag=verdicts
 # shellcheck source=scripts/e2e-lib.sh
 source scripts/e2e-lib.sh
+e2e_cluster_needs e2e-cluster-verdicts jq curl
+ns="bpc-verdicts-$$"
+work=$(mktemp -d /tmp/bpc-e2e-cluster-verdicts.XXXXXX)
+e2e_tag=verdicts
 
-cleanup() {
-  local rc=$?
-  e2e_kill_background
-  if ((rc != 0)); then
-    echo "e2e-cluster-verdicts: failed (exit $rc); work files in $work" >&2
-    kubectl get pods -n "$ns" -o wide >&2 2>/dev/null || true
-  fi
-  kubectl delete namespace "$ns" --ignore-not-found --timeout 120s >/dev/null 2>&1 || true
-  ((rc != 0)) || rm -rf "$work"
-}
-trap cleanup EXIT
-
-# run FILE CMD...: runs CMD with its output in FILE (and shown), sets $code.
-run() {
-  local file=$1
-  shift
-  set +e
-  "$@" >"$file" 2>&1
-  code=$?
-  set -e
-  cat "$file"
-}
+show_failure() { kubectl get pods -n "$ns" -o wide >&2 2>/dev/null || true; }
+trap 'e2e_cluster_cleanup $? e2e-cluster-verdicts keep show_failure 120s "$ns"' EXIT
 
 kubectl create namespace "$ns" >/dev/null
 for d in v1 v2; do app_deployment "$d" 1; echo ---; done | kubectl apply -n "$ns" -f -
@@ -65,7 +37,7 @@ for d in v1 v2; do kubectl rollout status -n "$ns" "deploy/$d" --timeout 120s; d
 
 step "attach --cpu 3 (a 2-core node) to v1 and v2 --wait --timeout 60s: both fail early, together"
 started=$SECONDS
-run "$work/attach.txt" "$bpc" attach deploy/v1 deploy/v2 -n "$ns" --collector "$BPC_NODE_IP" \
+e2e_run "$work/attach.txt" "$bpc" attach deploy/v1 deploy/v2 -n "$ns" --collector "$BPC_NODE_IP" \
   --image "$BPC_AGENT_IMAGE" --cpu 3 --cpu-limit 3 --wait --timeout 60s
 took=$((SECONDS - started))
 echo "attach --wait: exit $code in $took s"
@@ -77,7 +49,7 @@ for d in v1 v2; do
 done
 ok "attach --wait: exit 1 in $took s, Insufficient cpu named for v1 and v2"
 
-run "$work/status-unschedulable.txt" timeout 60 "$bpc" status -n "$ns" deploy/v1
+e2e_run "$work/status-unschedulable.txt" timeout 60 "$bpc" status -n "$ns" deploy/v1
 ((code == 1)) || fail "status exit $code, want 1"
 grep -q "deployment/v1 .* UNSCHEDULABLE$" "$work/status-unschedulable.txt" || fail "v1 is not UNSCHEDULABLE"
 grep -q 'UNSCHEDULABLE: pod cannot be scheduled: .*Insufficient cpu' "$work/status-unschedulable.txt" ||
@@ -95,7 +67,7 @@ pod=$(kubectl get pods -n "$ns" -l app=v1 -o json |
 ip=$(kubectl get pod -n "$ns" "$pod" -o jsonpath='{.status.podIP}')
 # A few requests, a second apart: an idle pod whose every send bounces.
 for _ in 1 2 3 4 5; do curl -s -o /dev/null --max-time 1 "http://$ip:8080/" || true; sleep 1; done
-run "$work/status-noreceiver.txt" timeout 60 "$bpc" status -n "$ns" deploy/v1
+e2e_run "$work/status-noreceiver.txt" timeout 60 "$bpc" status -n "$ns" deploy/v1
 ((code == 1)) || fail "status exit $code with no GRE receiver, want 1"
 grep -q "$pod COLLECTOR-UNREACHABLE: collector $BPC_NODE_IP.* unreachable: .*ICMP" "$work/status-noreceiver.txt" ||
   fail "status does not name the collector and the ICMP reason"

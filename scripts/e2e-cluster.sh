@@ -28,7 +28,6 @@ bpc=${KUBECTL_BPC:-$target/debug/kubectl-bpc}
 sim=${BPC_SIM:-$target/debug/bpc-sim}
 ns="bpc-e2e"
 work=$(mktemp -d)
-pids=()
 # shellcheck source=scripts/e2e-lib.sh
 source scripts/e2e-lib.sh
 background() { "$@" & pids+=($!); }
@@ -418,12 +417,8 @@ done
 [[ $(template_containers deploy/tight bpc-e2e-late) == *bpc-agent* ]] || fail "attach did not patch deploy/tight"
 kubectl label namespace bpc-e2e-late pod-security.kubernetes.io/enforce=restricted --overwrite
 kubectl rollout resume -n bpc-e2e-late deploy/tight
-set +e
-wait "$attach_pid"
-code=$?
-set -e
+e2e_run "$work/late.txt" wait "$attach_pid" # late.txt has the attach's output
 unset 'pids[-1]'
-cat "$work/late.txt"
 ((code == 1)) || fail "attach --wait exit $code, want 1"
 grep -q 'forbidden' "$work/late.txt" || fail "attach --wait did not report the refusal"
 grep -q 'kubectl bpc detach deployment/tight -n bpc-e2e-late' "$work/late.txt" || fail "no rollback command printed"
