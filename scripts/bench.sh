@@ -43,6 +43,8 @@
 #   BENCH_DUAL=1                generator-maximum rows with tcpdump capturing beside the
 #   BENCH_DUAL_SIZES="64 1400"  agent in the same run: both kernel drop counters
 #   BENCH_AGENT_ARGS=           extra agent flags for every agent run (e.g. "--buffer 8")
+#   BENCH_TIMELINE=1            section "timeline": response times at the collector against
+#                               tcpdump in the pod (scripts/bench-timeline.sh, its own knobs)
 #   BENCH_AGENT, BENCH_SIM, BENCH_LOADGEN, BENCH_FLOOR   prebuilt binaries (else built here)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -443,3 +445,10 @@ python3 bench/report.py "$RUNS" "$OUT" "${OUT%.json}.md" \
   --load-before "$LOAD_BEFORE" --load-after "$(cut -d' ' -f1-3 /proc/loadavg)" \
   --seconds-per-run "$SECS" --elapsed "$(($(date +%s) - START))" --bulk "$BULK" --stall "$STALL" --dual "$DUAL"
 cat "${OUT%.json}.md"
+
+# Section "timeline": the response-time error at the collector against
+# tcpdump in the pod (scripts/bench-timeline.sh), into OUT's -timeline.json/.md.
+if [[ ${BENCH_TIMELINE:-1} == 1 ]]; then
+  echo "bench: timeline (scripts/bench-timeline.sh)" >&2
+  BENCH_AGENT=$AGENT BENCH_LOADGEN=$LOADGEN scripts/bench-timeline.sh "${OUT%.json}-timeline.json"
+fi
