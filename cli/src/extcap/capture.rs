@@ -9,30 +9,40 @@ use std::process::ExitCode;
 
 use super::protocol::{CaptureRequest, Pick};
 use crate::Error;
-use crate::capture::{self, CaptureArgs};
+use crate::capabilities::CapabilitiesArg;
+use crate::capture::{self, Capture, Selection, Target};
 use crate::kube_context::Kube;
+use crate::sidecar::SidecarOptions;
 
-/// The `kubectl bpc capture` flags a request stands for.
-pub fn capture_args(req: &CaptureRequest) -> CaptureArgs {
-    let (targets, selector) = match &req.pick {
-        Pick::Target(t) => (vec![t.clone()], None),
-        Pick::Selector(s) => (Vec::new(), Some(s.clone())),
+/// The capture a request stands for: `kubectl bpc capture PICK -w FIFO`.
+pub fn capture_of(req: &CaptureRequest) -> Result<Capture, Error> {
+    let pods = match &req.pick {
+        Pick::Target(t) => Selection::Targets(vec![Target::parse(t)?]),
+        Pick::Selector(s) => Selection::Selector(s.clone()),
     };
-    CaptureArgs {
-        targets,
-        selector,
-        filter: req.filter.clone(),
-        duration: req.duration,
-        write: Some(req.fifo.clone()),
-        image: req.image.clone(),
-        quiet: true,
-        ..CaptureArgs::default()
+    if let Some(f) = &req.filter {
+        crate::preflight::compile_filter(f)?;
     }
+    let agent = SidecarOptions {
+        filter: req.filter.clone(),
+        image: req.image.clone(),
+        ..SidecarOptions::with_collectors(&[])
+    };
+    Ok(Capture {
+        pods,
+        agent,
+        pcapng: Some(req.fifo.clone()),
+        duration: req.duration,
+        count: None,
+        capabilities: CapabilitiesArg::Auto,
+        id: None,
+        quiet: true,
+    })
 }
 
 /// Runs the capture into the request's fifo.
 pub async fn run(req: &CaptureRequest, kube: &Kube) -> Result<ExitCode, Error> {
-    capture::run(&capture_args(req), kube).await
+    capture::run(&capture_of(req)?, kube).await
 }
 
 #[cfg(test)]
@@ -50,10 +60,13 @@ mod tests {
             image: Some("bpc-agent:test".into()),
             fifo: "/tmp/wireshark_extcap_bpc_1".into(),
         };
-        let a = capture_args(&req);
-        assert_eq!((a.targets.len(), a.selector.as_deref()), (0, Some("app=web")));
-        assert_eq!(a.write.as_deref(), Some(std::path::Path::new("/tmp/wireshark_extcap_bpc_1")));
-        assert!(a.quiet && a.duration.is_zero() && a.collectors.is_empty());
-        a.check().unwrap();
+        let c = capture_of(&req).unwrap();
+        assert_eq!(c.pods, Selection::Selector("app=web".into()));
+        assert_eq!(c.pcapng.as_deref(), Some(std::path::Path::new("/tmp/wireshark_extcap_bpc_1")));
+        assert!(c.quiet && c.duration.is_zero() && c.agent.collectors.is_empty());
+        assert_eq!(
+            (c.agent.filter.as_deref(), c.agent.image.as_deref()),
+            (Some("tcp port 80"), Some("bpc-agent:test"))
+        );
     }
 }
