@@ -146,6 +146,7 @@ mod tests {
     use clap::Parser;
 
     use super::*;
+    use crate::sidecar::fixture::every_option;
 
     #[derive(Parser)]
     struct Cli {
@@ -160,73 +161,10 @@ mod tests {
             parse(&["x", "--collector", "198.18.0.2"]),
             SidecarOptions::with_collectors(&["198.18.0.2"])
         );
-        let all = parse(&[
-            "x",
-            "--collector",
-            "a,b",
-            "--filter",
-            "tcp",
-            "--interface",
-            "eth1",
-            "--snaplen",
-            "128",
-            "--max-pps",
-            "1",
-            "--max-mbps",
-            "2",
-            "--oversize",
-            "truncate",
-            "--gre-profile",
-            "standard",
-            "--send-path",
-            "raw",
-            "--encap",
-            "vxlan",
-            "--vni",
-            "7",
-            "--session",
-            "3",
-            "--key",
-            "0x10",
-            "--image",
-            "i",
-            "--cpu",
-            "1",
-            "--cpu-limit",
-            "2",
-            "--memory",
-            "3Mi",
-            "--memory-limit",
-            "4Mi",
-            "--metrics-port",
-            "1234",
-            "--metrics-private",
-            "--buffer",
-            "32",
-        ]);
-        let expected = SidecarOptions {
-            collectors: vec!["a".into(), "b".into()],
-            filter: Some("tcp".into()),
-            interface: Some("eth1".into()),
-            snaplen: Some(128),
-            max_pps: Some(1),
-            max_mbps: Some(2),
-            oversize: Some(Oversize::Truncate),
-            gre_profile: Some(GreProfile::Standard),
-            send_path: Some(SendPath::Raw),
-            encap: Some(Encap::Vxlan),
-            vni: Some(7),
-            session: Some(3),
-            key: Some(16),
-            image: Some("i".into()),
-            cpu: "1".into(),
-            cpu_limit: "2".into(),
-            memory: "3Mi".into(),
-            memory_limit: "4Mi".into(),
-            metrics_port: 1234,
-            metrics_private: true,
-            buffer: Some(32),
-        };
-        assert_eq!(all, expected);
+        let every = "x --collector 198.18.0.2,probe.obs.svc --filter udp --interface eth0 --snaplen 256 \
+             --max-pps 5000 --max-mbps 100 --oversize truncate --gre-profile standard --send-path raw \
+             --encap erspan-iii --vni 7 --session 9 --key 0x10 --image bpc-agent:test --cpu 100m --cpu-limit 1 \
+             --memory 64Mi --memory-limit 128Mi --metrics-port 9470 --metrics-private --buffer 48";
+        assert_eq!(Cli::try_parse_from(every.split_whitespace()).unwrap().sidecar.options(), every_option());
     }
 }

@@ -326,6 +326,33 @@ pub(crate) mod fixture {
         json!({"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "app", "image": "nginx"}]}})
     }
 
+    /// Options with every field set, none to its default.
+    pub(crate) fn every_option() -> SidecarOptions {
+        SidecarOptions {
+            collectors: vec!["198.18.0.2".into(), "probe.obs.svc".into()],
+            filter: Some("udp".into()),
+            interface: Some("eth0".into()),
+            snaplen: Some(256),
+            max_pps: Some(5000),
+            max_mbps: Some(100),
+            oversize: Some(Oversize::Truncate),
+            gre_profile: Some(GreProfile::Standard),
+            send_path: Some(SendPath::Raw),
+            encap: Some(Encap::ErspanIii),
+            vni: Some(7),
+            session: Some(9),
+            key: Some(16),
+            image: Some("bpc-agent:test".into()),
+            cpu: "100m".into(),
+            cpu_limit: "1".into(),
+            memory: "64Mi".into(),
+            memory_limit: "128Mi".into(),
+            metrics_port: 9470,
+            metrics_private: true,
+            buffer: Some(48),
+        }
+    }
+
     pub(crate) fn env(c: &Value, name: &str) -> Option<Value> {
         c["env"].as_array().unwrap().iter().find(|e| e["name"] == name).cloned()
     }

@@ -192,33 +192,11 @@ mod tests {
             serde_json::to_string(&record(&s).options).unwrap(),
             r#"{"collectors":["198.18.0.2"],"cpu":"50m","cpuLimit":"500m","memory":"32Mi","memoryLimit":"64Mi","metricsPort":9469}"#
         );
-        s.options = SidecarOptions {
-            collectors: vec!["198.18.0.2".into(), "probe.obs.svc".into()],
-            filter: Some("tcp port 443".into()),
-            interface: Some("eth0".into()),
-            snaplen: Some(256),
-            max_pps: Some(5000),
-            max_mbps: Some(100),
-            oversize: Some(bpc_contract::Oversize::Truncate),
-            gre_profile: Some(bpc_contract::GreProfile::Standard),
-            send_path: Some(bpc_contract::SendPath::Raw),
-            encap: Some(bpc_contract::Encap::ErspanIii),
-            vni: Some(7),
-            session: Some(9),
-            key: Some(16),
-            image: Some("bpc-agent:test".into()),
-            cpu: "100m".into(),
-            cpu_limit: "1".into(),
-            memory: "64Mi".into(),
-            memory_limit: "128Mi".into(),
-            metrics_port: 9470,
-            metrics_private: true,
-            buffer: Some(48),
-        };
+        s.options = every_option();
         let json = serde_json::to_string(&record(&s).options).unwrap();
         assert_eq!(
             json,
-            r#"{"collectors":["198.18.0.2","probe.obs.svc"],"filter":"tcp port 443","interface":"eth0","snaplen":256,"maxPps":5000,"maxMbps":100,"oversize":"truncate","greProfile":"standard","sendPath":"raw","encap":"erspan-iii","vni":7,"session":9,"key":16,"image":"bpc-agent:test","cpu":"100m","cpuLimit":"1","memory":"64Mi","memoryLimit":"128Mi","metricsPort":9470,"metricsPrivate":true,"buffer":48}"#
+            r#"{"collectors":["198.18.0.2","probe.obs.svc"],"filter":"udp","interface":"eth0","snaplen":256,"maxPps":5000,"maxMbps":100,"oversize":"truncate","greProfile":"standard","sendPath":"raw","encap":"erspan-iii","vni":7,"session":9,"key":16,"image":"bpc-agent:test","cpu":"100m","cpuLimit":"1","memory":"64Mi","memoryLimit":"128Mi","metricsPort":9470,"metricsPrivate":true,"buffer":48}"#
         );
         assert_eq!(serde_json::from_str::<SidecarOptions>(&json).unwrap(), s.options, "read back the same");
     }
