@@ -71,7 +71,7 @@ pub struct CaptureArgs {
 }
 
 /// A capture, checked: which pods, how the agent runs, where its packets go.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Capture {
     /// Which pods.
     pub pods: Selection,

@@ -185,7 +185,7 @@ pub const DEFAULT_MEMORY_LIMIT: &str = "64Mi";
 /// from, and the `options` of the status annotation (its JSON is a golden
 /// format: names, order and omitted defaults). Commands get it from their
 /// flags ([`SidecarFlags`], [`AgentFlags`]).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SidecarOptions {
     /// Collectors to stream GRE to: IPv4/IPv6 addresses or DNS names, up to 4.
