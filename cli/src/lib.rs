@@ -2,8 +2,8 @@
 //! sidecar to workloads and checks that their traffic reaches the collector.
 //!
 //! `main.rs` only parses the command line; each command lives in a module
-//! of its own: [`attach`] (attach and detach), [`manifest`] (offline inject
-//! and uninject), [`capture`] (ephemeral capture now), [`extcap`] (the Wireshark extcap), [`status`], [`verify`], [`sink`], [`map`]. The sidecar
+//! of its own: [`attach`] (attach and detach), [`inject`] (offline inject
+//! and uninject, editing manifests with [`manifest`]), [`capture`] (ephemeral capture now), [`extcap`] (the Wireshark extcap), [`status`], [`verify`], [`sink`], [`map`]. The sidecar
 //! itself is built in one place, [`sidecar`].
 
 pub mod attach;
@@ -11,6 +11,7 @@ pub mod capabilities;
 pub mod capture;
 pub mod duration;
 pub mod extcap;
+pub mod inject;
 pub mod kube_context;
 pub mod manifest;
 pub mod map;

@@ -14,8 +14,8 @@ pub use bpc_contract::stream::StreamReport;
 use bpc_sim::map::{SharedMap, WorkloadMap};
 use bpc_sim::receive_cmd::ReceiveArgs;
 use bpc_sim::receiver::{Receiver, ReceiverConfig};
-use kube::Client;
 
+use crate::kube_context::KubeArgs;
 use crate::map::{MapEvent, MapEventKind};
 
 use crate::Error;
@@ -96,24 +96,23 @@ pub fn apply_map_event(map: &SharedMap, event: &MapEvent) -> Result<(), Error> {
 
 /// Runs `kubectl bpc sink`: the bpc-sim receiver until Ctrl-C, `--duration`
 /// or `--count`, then its report; exit 0, or 1 when an `--expect` fails.
-/// With `--map-watch`, `watch_from` gives the cluster and scope whose map
-/// labels the streams and paths while the receiver runs.
-pub async fn run(args: &SinkArgs, watch_from: Option<(Client, Option<String>)>) -> Result<ExitCode, Error> {
+/// With `--map-watch`, `kube` names the cluster and scope whose map labels
+/// the streams and paths while the receiver runs (connected only then).
+pub async fn run(args: &SinkArgs, kube: &KubeArgs) -> Result<ExitCode, Error> {
     let receive = args.receive.clone();
     let listen = receive.listen;
     let shared = SharedMap::default();
-    let watcher = match watch_from {
-        Some((client, scope)) if args.map_watch => {
-            let map = shared.clone();
-            Some(tokio::spawn(async move {
-                let result =
-                    crate::map::watch(&client, scope.as_deref(), |ev| apply_map_event(&map, &ev)).await;
-                if let Err(e) = result {
-                    eprintln!("warning: map watch stopped: {e}; labels stay as they were");
-                }
-            }))
-        }
-        _ => None,
+    let watcher = if args.map_watch {
+        let kube = kube.connect().await?;
+        let map = shared.clone();
+        Some(tokio::spawn(async move {
+            let result = crate::map::watch(&kube.client, kube.scope(), |ev| apply_map_event(&map, &ev)).await;
+            if let Err(e) = result {
+                eprintln!("warning: map watch stopped: {e}; labels stay as they were");
+            }
+        }))
+    } else {
+        None
     };
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stopper = stop.clone();

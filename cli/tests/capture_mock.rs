@@ -3,7 +3,7 @@
 //! refuses ephemeral containers, and a pod that is not Running.
 
 use clap::Parser;
-use kubectl_bpc::capture::{self, CaptureArgs};
+use kubectl_bpc::capture::{self, Capture, CaptureArgs};
 use serde_json::{Value, json};
 
 mod mock;
@@ -20,10 +20,10 @@ struct Cli {
     args: CaptureArgs,
 }
 
-fn args(extra: &[&str]) -> CaptureArgs {
+fn args(extra: &[&str]) -> Capture {
     let mut a = vec!["capture", "pod/web-1", "--id", "t1", "--image", "bpc-agent:test"];
     a.extend_from_slice(extra);
-    Cli::try_parse_from(a).unwrap().args
+    Cli::try_parse_from(a).unwrap().args.validate().unwrap()
 }
 
 fn pod(phase: &str) -> Value {

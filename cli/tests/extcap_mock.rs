@@ -18,7 +18,7 @@ fn request(target: &str) -> protocol::CaptureRequest {
             .map(Into::into)
             .collect();
     match Request::parse(&argv).unwrap() {
-        Request::Capture(c) => c,
+        Request::Capture(c) => *c,
         other => panic!("{other:?}"),
     }
 }

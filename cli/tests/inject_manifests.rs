@@ -34,18 +34,17 @@ fn manifests() -> Vec<(String, String)> {
 }
 
 fn inject_edit(options: SidecarOptions, capabilities: CapabilitiesArg) -> Edit {
-    Edit::Inject { options, capabilities, allow_host_network: false, form: SidecarForm::Native }
+    inject_as(options, capabilities, SidecarForm::Native)
+}
+
+fn inject_as(options: SidecarOptions, capabilities: CapabilitiesArg, form: SidecarForm) -> Edit {
+    Edit::Inject { options, capabilities, allow_host_network: false, form }
 }
 
 /// The plain-container form: it edits the app's own `containers` list, where
 /// the lossless editor's limits (flow style, anchors) show.
 fn container_form() -> Edit {
-    Edit::Inject {
-        options: SidecarOptions::with_collectors(&["198.18.0.2"]),
-        capabilities: CapabilitiesArg::Auto,
-        allow_host_network: false,
-        form: SidecarForm::Container,
-    }
+    inject_as(SidecarOptions::with_collectors(&["198.18.0.2"]), CapabilitiesArg::Auto, SidecarForm::Container)
 }
 
 fn golden_options() -> Edit {

@@ -52,6 +52,11 @@ fn inject_as(options: SidecarOptions, caps: CapabilitiesArg, form: SidecarForm) 
     Edit::Inject { options, capabilities: caps, allow_host_network: false, form }
 }
 
+/// `object` with the default sidecar in `form`, as inject writes it.
+fn with_sidecar(object: &Value, form: SidecarForm) -> Value {
+    edit(object, &inject_as(SidecarOptions::with_collectors(&["198.18.0.2"]), CapabilitiesArg::Auto, form))
+}
+
 /// Every apps/v1 kind keeps its pod template at the same place.
 const DEPLOY: WorkloadKind = WorkloadKind::Deployment;
 
@@ -96,8 +101,7 @@ fn names(object: &Value, list: &str) -> Vec<Value> {
 fn attach_patch_applied_by_kubectl_equals_inject() {
     for form in FORMS {
         for object in workloads() {
-            let options = SidecarOptions::with_collectors(&["198.18.0.2"]);
-            let injected = edit(&object, &inject_as(options, CapabilitiesArg::Auto, form));
+            let injected = with_sidecar(&object, form);
             let patch = sidecar::attach_patch(
                 DEPLOY,
                 &object["spec"]["template"],
@@ -132,9 +136,8 @@ fn a_form_change_applied_by_kubectl_moves_the_agent_as_reinject_does() {
         [(SidecarForm::Native, SidecarForm::Container), (SidecarForm::Container, SidecarForm::Native)]
     {
         for object in workloads() {
-            let options = SidecarOptions::with_collectors(&["198.18.0.2"]);
-            let before = edit(&object, &inject_as(options.clone(), CapabilitiesArg::Auto, from));
-            let after = edit(&before, &inject_as(options, CapabilitiesArg::Auto, to));
+            let before = with_sidecar(&object, from);
+            let after = with_sidecar(&before, to);
             let patch =
                 sidecar::attach_patch(DEPLOY, &before["spec"]["template"], &after["spec"]["template"], None);
             let patched = without_empty_annotations(kubectl_patch(&before, &patch));
@@ -169,8 +172,7 @@ fn update_patch_applied_by_kubectl_equals_reinject_with_new_options() {
 fn detach_patch_applied_by_kubectl_equals_uninject() {
     for form in FORMS {
         for object in workloads() {
-            let options = SidecarOptions::with_collectors(&["198.18.0.2"]);
-            let injected = edit(&object, &inject_as(options, CapabilitiesArg::Auto, form));
+            let injected = with_sidecar(&object, form);
             let record = sidecar::attached_record(&injected["spec"]["template"]).unwrap().unwrap();
             let patched = kubectl_patch(&injected, &sidecar::detach_patch(DEPLOY, &record, None));
             assert_eq!(without_empty_annotations(patched), object, "{form:?} {}", object["metadata"]["name"]);

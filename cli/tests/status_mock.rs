@@ -61,6 +61,15 @@ fn args(sample_interval: u64) -> StatusArgs {
     }
 }
 
+/// `status -n shop` against `script`, `/stats` sampled `sample_interval` seconds apart.
+async fn status_of_shop(script: Vec<Exchange>, sample_interval: u64) -> status::StatusReport {
+    let (report, _) = with_server(script, |k| async move {
+        status::collect(&k.client, Some("shop"), &args(sample_interval)).await
+    })
+    .await;
+    report.expect("status")
+}
+
 fn stats_fixture() -> String {
     std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/status/agent-stats.json"))
         .unwrap()
@@ -107,10 +116,7 @@ async fn proxy_stats_path_is_exact_and_a_503_is_a_verdict_not_a_crash() {
         ]),
     ]
     .concat();
-    let (report, _) =
-        with_server(script, |k| async move { status::collect(&k.client, Some("shop"), &args(0)).await })
-            .await;
-    let report = report.expect("status must not fail on a proxy error");
+    let report = status_of_shop(script, 0).await;
 
     // Only the attached workload is reported when none is named.
     assert_eq!(report.workloads.len(), 1);
@@ -160,10 +166,7 @@ async fn crashlooping_agent_gets_its_previous_log_and_net_raw_is_named() {
         )
         .exact_query(),
     );
-    let (report, _) =
-        with_server(script, |k| async move { status::collect(&k.client, Some("shop"), &args(0)).await })
-            .await;
-    let report = report.unwrap();
+    let report = status_of_shop(script, 0).await;
     let pods = &report.workloads[0].pods;
     assert_eq!(pods[0].judgement.verdict, Verdict::Crashloop);
     assert_eq!(pods[0].logs, ["INFO starting", "ERROR collector lookup failed: collector.monitoring.svc"]);
@@ -196,10 +199,7 @@ async fn drops_rising_between_two_samples_are_dropping() {
     );
     script.push(text("GET", path, &[], stats_fixture()));
     script.push(ex("GET", path, &[], later));
-    let (report, _) =
-        with_server(script, |k| async move { status::collect(&k.client, Some("shop"), &args(1)).await })
-            .await;
-    let report = report.unwrap();
+    let report = status_of_shop(script, 1).await;
     let p = &report.workloads[0].pods[0];
     assert_eq!(p.judgement.verdict, Verdict::Dropping);
     assert!(p.judgement.reason.starts_with("12 drops in 1 s"), "{}", p.judgement.reason);
@@ -314,10 +314,7 @@ async fn a_sidecar_attached_with_metrics_private_is_not_proxied_and_reported_as_
     // No proxy call may follow (the mock fails on any request after the
     // script): the endpoint is on the pod's loopback.
     let script = workload_lists(vec![deployment("web", true)], vec![private]);
-    let (report, _) =
-        with_server(script, |k| async move { status::collect(&k.client, Some("shop"), &args(2)).await })
-            .await;
-    let report = report.expect("status");
+    let report = status_of_shop(script, 2).await;
     let p = &report.workloads[0].pods[0];
     assert_eq!(p.judgement.verdict, Verdict::Ok);
     assert!(p.judgement.reason.contains("counters are private"), "{}", p.judgement.reason);
@@ -401,10 +398,7 @@ async fn an_unschedulable_pod_gets_the_schedulers_message_and_the_sidecars_reque
     old["status"]["containerStatuses"].as_array_mut().unwrap().truncate(1);
     // No proxy call: the old pod has no agent, the new one does not run.
     let script = workload_lists(vec![rolled(1, 1, 0)], vec![old, pending]);
-    let (report, _) =
-        with_server(script, |k| async move { status::collect(&k.client, Some("shop"), &args(0)).await })
-            .await;
-    let report = report.unwrap();
+    let report = status_of_shop(script, 0).await;
     assert_eq!(report.workloads[0].pods[0].judgement.verdict, Verdict::NotAttached);
     let p = &report.workloads[0].pods[1];
     assert_eq!(p.judgement.verdict, Verdict::Unschedulable);
@@ -441,10 +435,7 @@ async fn a_collector_bouncing_sends_in_the_agents_window_is_unreachable_though_l
     );
     script.push(ex("GET", path, &[], bounced.clone()));
     script.push(ex("GET", path, &[], bounced));
-    let (report, _) =
-        with_server(script, |k| async move { status::collect(&k.client, Some("shop"), &args(1)).await })
-            .await;
-    let report = report.unwrap();
+    let report = status_of_shop(script, 1).await;
     let p = &report.workloads[0].pods[0];
     assert_eq!(p.judgement.verdict, Verdict::CollectorUnreachable);
     let reason = &p.judgement.reason;

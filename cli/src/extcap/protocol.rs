@@ -11,7 +11,9 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::Error;
-use crate::capture::Target;
+use crate::capabilities::CapabilitiesArg;
+use crate::capture::{Capture, Selection, Target};
+use crate::sidecar::SidecarOptions;
 
 /// The one interface: `tshark -i bpc`, and `extcap.bpc.*` preferences.
 pub const INTERFACE: &str = "bpc";
@@ -139,29 +141,18 @@ impl Opt {
     }
 }
 
-/// What the user picked: a workload or pod, or a label selector.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Pick {
-    /// `pod/NAME`, `NAME`, `deploy/NAME`, `sts/NAME`, `ds/NAME`.
-    Target(String),
-    /// A label selector (`app=web`, `tier in (web,api)`).
-    Selector(String),
-}
-
-impl Pick {
-    /// A selector has an operator (`=`, `!=`, `in`, `notin`, `!key`); anything
-    /// else names an object, checked as `capture` checks its TARGET.
-    pub fn parse(s: &str) -> Result<Pick, Error> {
-        let s = s.trim();
-        if s.is_empty() {
-            return Err(Error::Usage("set the bpc interface's target (e.g. deploy/web, or app=web)".into()));
-        }
-        if s.contains(['=', '!', ' ', '(']) {
-            return Ok(Pick::Selector(s.to_owned()));
-        }
-        Target::parse(s)?;
-        Ok(Pick::Target(s.to_owned()))
+/// What the user picked in the target field: a selector when it has an
+/// operator (`=`, `!=`, `in`, `notin`, `!key`), else a workload or pod,
+/// checked as `capture` checks its TARGET.
+pub fn pick(s: &str) -> Result<Selection, Error> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err(Error::Usage("set the bpc interface's target (e.g. deploy/web, or app=web)".into()));
     }
+    if s.contains(['=', '!', ' ', '(']) {
+        return Ok(Selection::Selector(s.to_owned()));
+    }
+    Ok(Selection::Targets(vec![Target::parse(s)?]))
 }
 
 /// The connection options, checked.
@@ -175,21 +166,15 @@ pub struct Cluster {
     pub namespace: Option<String>,
 }
 
-/// A capture, checked.
+/// A capture asked for: where to connect, and the capture, checked: that
+/// of `kubectl bpc capture TARGET -w FIFO`, quiet but for the one line of a
+/// failure (Wireshark shows an extcap's stderr as its error dialog).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CaptureRequest {
     /// Where to connect.
     pub cluster: Cluster,
-    /// What to capture.
-    pub pick: Pick,
-    /// The option's filter and Wireshark's capture filter, both applied.
-    pub filter: Option<String>,
-    /// 0: until Wireshark stops the capture.
-    pub duration: Duration,
-    /// The agent image, when not the default.
-    pub image: Option<String>,
-    /// The pipe to write pcapng into.
-    pub fifo: PathBuf,
+    /// What to capture, into the pipe Wireshark reads.
+    pub capture: Capture,
 }
 
 /// What Wireshark asks for.
@@ -209,7 +194,7 @@ pub enum Request {
     /// `--extcap-capture-filter` without `--capture`: is the filter valid?
     CheckFilter(String),
     /// `--capture --fifo`.
-    Capture(CaptureRequest),
+    Capture(Box<CaptureRequest>),
 }
 
 /// Whether these arguments are an extcap call rather than a `kubectl bpc` command.
@@ -268,7 +253,7 @@ impl Request {
             };
         }
         let fifo = f.fifo.ok_or_else(|| Error::Usage("--capture needs --fifo".into()))?;
-        let pick = Pick::parse(o.target.as_deref().unwrap_or_default())?;
+        let pods = pick(o.target.as_deref().unwrap_or_default())?;
         let filter = match (non_empty(o.filter), wireshark_filter) {
             (Some(a), Some(b)) if a != b => Some(format!("({a}) and ({b})")),
             (a, b) => a.or(b),
@@ -280,14 +265,19 @@ impl Request {
             Some(d) => crate::duration::parse_duration(&d).map_err(Error::Usage)?,
             None => Duration::ZERO,
         };
-        Ok(Request::Capture(CaptureRequest {
-            cluster,
-            pick,
-            filter,
+        let agent =
+            SidecarOptions { filter, image: non_empty(o.image), ..SidecarOptions::with_collectors(&[]) };
+        let capture = Capture {
+            pods,
+            agent,
+            pcapng: Some(fifo),
             duration,
-            image: non_empty(o.image),
-            fifo,
-        }))
+            count: None,
+            capabilities: CapabilitiesArg::Auto,
+            id: None,
+            quiet: true,
+        };
+        Ok(Request::Capture(Box::new(CaptureRequest { cluster, capture })))
     }
 }
 
@@ -433,6 +423,7 @@ pub fn error_line(e: &Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::workload::{WorkloadKind, WorkloadRef};
 
     fn parse(args: &[&str]) -> Result<Request, Error> {
         let argv: Vec<OsString> =
@@ -533,14 +524,17 @@ mod tests {
         ])
         .unwrap();
         let Request::Capture(c) = r else { panic!("{r:?}") };
-        assert_eq!(c.pick, Pick::Target("deploy/web".into()));
-        assert_eq!(c.filter.as_deref(), Some("(tcp port 8080) and (host 198.19.0.5)"));
-        assert_eq!(c.duration, Duration::from_secs(30));
+        let web = WorkloadRef { kind: Some(WorkloadKind::Deployment), name: "web".into() };
+        assert_eq!(c.capture.pods, Selection::Targets(vec![Target::Workload(web)]));
+        assert_eq!(c.capture.agent.filter.as_deref(), Some("(tcp port 8080) and (host 198.19.0.5)"));
+        assert_eq!(c.capture.duration, Duration::from_secs(30));
+        assert_eq!(c.capture.pcapng.as_deref(), Some(std::path::Path::new("/tmp/wireshark_extcap_bpc_1")));
+        assert!(c.capture.quiet && c.capture.agent.collectors.is_empty(), "pcapng into the fifo, quietly");
         assert_eq!(c.cluster.namespace.as_deref(), Some("shop"));
         let r =
             parse(&["--capture", "--extcap-interface", "bpc", "--fifo", "f", "--target", "app=web"]).unwrap();
         assert!(
-            matches!(r, Request::Capture(c) if c.pick == Pick::Selector("app=web".into()) && c.duration.is_zero())
+            matches!(r, Request::Capture(c) if c.capture.pods == Selection::Selector("app=web".into()) && c.capture.duration.is_zero())
         );
     }
 

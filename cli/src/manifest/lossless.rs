@@ -229,6 +229,28 @@ impl Doc<'_> {
             .find(|e| key_of(e).as_deref() == Some(key))
     }
 
+    /// The block list at `seq` and its first item, whose indentation new
+    /// items take.
+    fn first_item(&self, root: &Val, seq: &Path) -> Result<(Val, SyntaxNode), String> {
+        let s = self.find(root, seq)?;
+        if s.shape != Shape::Seq {
+            return Err(not_block(seq, s.shape));
+        }
+        let first = s.node.children().find(|n| n.kind() == BLOCK_SEQ_ENTRY).ok_or("an empty list")?;
+        Ok((s, first))
+    }
+
+    /// `items` as list items, indented as `first` is.
+    fn items_like(&self, first: &SyntaxNode, items: &[Value]) -> Result<String, String> {
+        let dash = self.column(start(first));
+        let pad = self.pad(first).unwrap_or(self.style.pad);
+        let mut text = String::new();
+        for item in items {
+            self.style.item(&mut text, item, dash, pad)?;
+        }
+        Ok(text)
+    }
+
     fn plan(&self, root: &Val, change: &Change) -> Result<Splice, String> {
         match change {
             Change::AddKey { map, key, value } => {
@@ -249,35 +271,17 @@ impl Doc<'_> {
                 Ok(self.insert_after(&m.node, text))
             }
             Change::Append { seq, items } => {
-                let s = self.find(root, seq)?;
-                if s.shape != Shape::Seq {
-                    return Err(not_block(seq, s.shape));
-                }
-                let first = s.node.children().find(|n| n.kind() == BLOCK_SEQ_ENTRY).ok_or("an empty list")?;
-                let dash = self.column(start(&first));
-                let pad = self.pad(&first).unwrap_or(self.style.pad);
-                let mut text = String::new();
-                for item in items {
-                    self.style.item(&mut text, item, dash, pad)?;
-                }
+                let (s, first) = self.first_item(root, seq)?;
+                let text = self.items_like(&first, items)?;
                 Ok(self.insert_after(&s.node, text))
             }
             Change::Prepend { seq, items } => {
-                let s = self.find(root, seq)?;
-                if s.shape != Shape::Seq {
-                    return Err(not_block(seq, s.shape));
-                }
-                let first = s.node.children().find(|n| n.kind() == BLOCK_SEQ_ENTRY).ok_or("an empty list")?;
+                let (_, first) = self.first_item(root, seq)?;
                 let line = self.line_start(start(&first));
                 if !self.text[line..start(&first)].chars().all(|c| c == ' ') {
                     return Err(format!("{seq} starts on a line shared with other YAML"));
                 }
-                let dash = self.column(start(&first));
-                let pad = self.pad(&first).unwrap_or(self.style.pad);
-                let mut text = String::new();
-                for item in items {
-                    self.style.item(&mut text, item, dash, pad)?;
-                }
+                let text = self.items_like(&first, items)?;
                 Ok(Splice { start: line, end: line, text })
             }
             Change::RemoveKey { map, key } => {

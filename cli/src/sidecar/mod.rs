@@ -9,14 +9,15 @@
 //! exactly as it was.
 
 mod container;
+mod flags;
 mod patch;
 mod record;
 mod template;
 
 pub use bpc_contract::defaults::{DEFAULT_METRICS_PORT, MAX_COLLECTORS};
-use bpc_contract::defaults::{MAX_BUFFER_MIB, MIN_BUFFER_MIB};
 pub use bpc_contract::{Encap, GreProfile, Oversize, SendPath};
 pub use container::container;
+pub use flags::{AgentFlags, SidecarFlags};
 pub use patch::{attach_patch, detach_patch};
 pub use record::{AttachRecord, Change, Injected, Uninjected, attached_record, record, status_annotation};
 use serde::{Deserialize, Serialize};
@@ -171,100 +172,79 @@ impl SidecarFormArg {
 /// still has traffic (`BPC_LINGER`), at most: the app's shutdown calls.
 pub const CONTAINER_LINGER_SECONDS: i64 = 5;
 
-/// The sidecar's options: what attach and inject take on the command line,
-/// and what the status annotation records.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
+/// The sidecar's resource requests and limits when none are given.
+pub const DEFAULT_CPU: &str = "50m";
+/// See [`DEFAULT_CPU`].
+pub const DEFAULT_CPU_LIMIT: &str = "500m";
+/// See [`DEFAULT_CPU`].
+pub const DEFAULT_MEMORY: &str = "32Mi";
+/// See [`DEFAULT_CPU`].
+pub const DEFAULT_MEMORY_LIMIT: &str = "64Mi";
+
+/// The agent's settings: what a sidecar or a capture container is built
+/// from, and the `options` of the status annotation (its JSON is a golden
+/// format: names, order and omitted defaults). Commands get it from their
+/// flags ([`SidecarFlags`], [`AgentFlags`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SidecarOptions {
-    /// Collector to stream GRE to: IPv4/IPv6 address or DNS name; repeat or comma-separate, up to 4.
-    #[arg(long = "collector", value_name = "HOST", value_delimiter = ',', required = true)]
+    /// Collectors to stream GRE to: IPv4/IPv6 addresses or DNS names, up to 4.
     pub collectors: Vec<String>,
-    /// Capture filter in tcpdump (BPF) syntax [default: all of the pod's traffic].
-    #[arg(long, value_name = "EXPR")]
+    /// Capture filter in tcpdump (BPF) syntax; None: all of the pod's traffic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<String>,
-    /// Interface to capture on inside the pod [default: the default route's, e.g. eth0].
-    #[arg(long, value_name = "IFACE")]
+    /// Interface to capture on; None: the default route's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interface: Option<String>,
-    /// Bytes kept of each frame [default: all of it].
-    #[arg(long, value_name = "BYTES")]
+    /// Bytes kept of each frame; None: all of it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snaplen: Option<u32>,
-    /// Most packets per second to forward per pod (excess dropped and counted).
-    #[arg(long, value_name = "N")]
+    /// Most packets per second to forward per pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_pps: Option<u64>,
-    /// Most megabits per second to forward per pod (excess dropped and counted).
-    #[arg(long, value_name = "N")]
+    /// Most megabits per second to forward per pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_mbps: Option<u64>,
-    /// What to do with frames larger than one GRE packet can carry [agent default: segment].
-    #[arg(long, value_enum)]
+    /// Frames larger than one packet can carry; None: the agent's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oversize: Option<Oversize>,
-    /// GRE header profile [agent default: standard].
-    #[arg(long, value_enum)]
+    /// GRE header profile; None: the agent's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gre_profile: Option<GreProfile>,
-    /// How the agent sends [agent default: auto].
-    #[arg(long, value_enum)]
+    /// How the agent sends; None: the agent's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub send_path: Option<SendPath>,
-    /// The format frames travel in: gre, vxlan, erspan-ii or erspan-iii [agent default: gre].
-    #[arg(long, value_enum)]
+    /// The format frames travel in; None: the agent's default (GRE).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encap: Option<Encap>,
-    /// With --encap vxlan: the VNI [agent default: the workload key's low 24 bits].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=i64::from(bpc_wire::vxlan::MAX_VNI)))]
+    /// The VXLAN VNI; None: from the workload key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vni: Option<u32>,
-    /// With --encap erspan-ii/erspan-iii: the session ID [agent default: the workload key's low 10 bits].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(0..=i64::from(bpc_wire::erspan::MAX_SESSION)))]
+    /// The ERSPAN session ID; None: from the workload key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<u16>,
-    /// GRE key (decimal or 0x-hex) instead of the workload key; with --gre-profile netis, the keybit.
-    #[arg(long, value_name = "N", value_parser = parse_key)]
+    /// GRE key instead of the workload key (netis: the keybit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<u32>,
-    /// Agent image [default: ghcr.io/kubectl-bpc/bpc-agent:<plugin version>].
-    #[arg(long, value_name = "IMAGE")]
+    /// Agent image; None: [`default_image`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
     /// CPU request of the sidecar.
-    #[arg(long, value_name = "QUANTITY", default_value = "50m")]
     pub cpu: String,
     /// CPU limit of the sidecar.
-    #[arg(long, value_name = "QUANTITY", default_value = "500m")]
     pub cpu_limit: String,
     /// Memory request of the sidecar.
-    #[arg(long, value_name = "QUANTITY", default_value = "32Mi")]
     pub memory: String,
     /// Memory limit of the sidecar.
-    #[arg(long, value_name = "QUANTITY", default_value = "64Mi")]
     pub memory_limit: String,
-    /// Port of the agent's /metrics, /stats and /healthz (container port `bpc-metrics`).
-    #[arg(long, value_name = "PORT", default_value_t = DEFAULT_METRICS_PORT)]
+    /// Port of the agent's endpoint (container port `bpc-metrics`).
     pub metrics_port: u16,
-    /// Serve the agent's /metrics, /stats and /healthz on loopback only (BPC_METRICS_PRIVATE):
-    /// no other pod can read them; the liveness probe runs `bpc-agent --check-health` instead
-    /// of an httpGet, no container port is declared, and status reports the counters as private.
-    #[arg(long)]
+    /// The endpoint on loopback only.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub metrics_private: bool,
-    /// Capture ring size in MiB (BPC_BUFFER) [agent default: 24]: rides out longer scheduling
-    /// stalls for more memory (about 27 ms per MiB at rates up to ~30 MB/s).
-    #[arg(long, value_name = "MIB",
-          value_parser = clap::value_parser!(u32).range(i64::from(MIN_BUFFER_MIB)..=i64::from(MAX_BUFFER_MIB)))]
+    /// Capture ring size in MiB; None: the agent's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub buffer: Option<u32>,
-}
-
-/// `--key`: a GRE key as the agent takes it.
-pub(crate) fn parse_key(text: &str) -> Result<u32, String> {
-    text.parse::<bpc_wire::WorkloadKey>()
-        .map(|k| k.0)
-        .map_err(|e| format!("{e}: give a decimal or 0x-hex 32-bit key"))
 }
 
 impl SidecarOptions {
@@ -285,10 +265,10 @@ impl SidecarOptions {
             session: None,
             key: None,
             image: None,
-            cpu: "50m".into(),
-            cpu_limit: "500m".into(),
-            memory: "32Mi".into(),
-            memory_limit: "64Mi".into(),
+            cpu: DEFAULT_CPU.into(),
+            cpu_limit: DEFAULT_CPU_LIMIT.into(),
+            memory: DEFAULT_MEMORY.into(),
+            memory_limit: DEFAULT_MEMORY_LIMIT.into(),
             metrics_port: DEFAULT_METRICS_PORT,
             metrics_private: false,
             buffer: None,
@@ -344,6 +324,33 @@ pub(crate) mod fixture {
 
     pub(crate) fn template() -> Value {
         json!({"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "app", "image": "nginx"}]}})
+    }
+
+    /// Options with every field set, none to its default.
+    pub(crate) fn every_option() -> SidecarOptions {
+        SidecarOptions {
+            collectors: vec!["198.18.0.2".into(), "probe.obs.svc".into()],
+            filter: Some("udp".into()),
+            interface: Some("eth0".into()),
+            snaplen: Some(256),
+            max_pps: Some(5000),
+            max_mbps: Some(100),
+            oversize: Some(Oversize::Truncate),
+            gre_profile: Some(GreProfile::Standard),
+            send_path: Some(SendPath::Raw),
+            encap: Some(Encap::ErspanIii),
+            vni: Some(7),
+            session: Some(9),
+            key: Some(16),
+            image: Some("bpc-agent:test".into()),
+            cpu: "100m".into(),
+            cpu_limit: "1".into(),
+            memory: "64Mi".into(),
+            memory_limit: "128Mi".into(),
+            metrics_port: 9470,
+            metrics_private: true,
+            buffer: Some(48),
+        }
     }
 
     pub(crate) fn env(c: &Value, name: &str) -> Option<Value> {

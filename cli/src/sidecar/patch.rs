@@ -119,13 +119,19 @@ pub fn detach_patch(kind: WorkloadKind, record: &AttachRecord, resource_version:
 mod tests {
     use super::*;
     use crate::sidecar::fixture::*;
-    use crate::sidecar::{inject, record};
+    use crate::sidecar::{Sidecar, inject, record};
+
+    /// The fixture template, and the same with `s` injected.
+    fn with_sidecar(s: &Sidecar) -> (Value, Value) {
+        let current = template();
+        let mut desired = current.clone();
+        inject(&mut desired, s).unwrap();
+        (current, desired)
+    }
 
     #[test]
     fn attach_patch_orders_a_new_container_last_and_replaces_an_existing_one() {
-        let current = template();
-        let mut desired = current.clone();
-        inject(&mut desired, &sidecar()).unwrap();
+        let (current, desired) = with_sidecar(&sidecar());
         let p = attach_patch(WorkloadKind::Deployment, &current, &desired, Some("42"));
         assert_eq!(p["metadata"]["resourceVersion"], "42");
         let spec = &p["spec"]["template"]["spec"];
@@ -159,9 +165,7 @@ mod tests {
 
     #[test]
     fn attach_patch_of_a_native_sidecar_orders_it_first_and_a_form_change_deletes_the_old_one() {
-        let current = template();
-        let mut desired = current.clone();
-        inject(&mut desired, &native()).unwrap();
+        let (current, desired) = with_sidecar(&native());
         let p = attach_patch(WorkloadKind::Deployment, &current, &desired, None);
         let spec = &p["spec"]["template"]["spec"];
         assert_eq!(spec["$setElementOrder/initContainers"], json!([{"name": "bpc-agent"}]));
@@ -177,9 +181,7 @@ mod tests {
 
     #[test]
     fn patches_of_a_cronjob_go_into_its_job_template_and_detach_names_the_recorded_list() {
-        let current = template();
-        let mut desired = current.clone();
-        inject(&mut desired, &native()).unwrap();
+        let (current, desired) = with_sidecar(&native());
         let p = attach_patch(WorkloadKind::CronJob, &current, &desired, Some("9"));
         assert!(p["spec"]["jobTemplate"]["spec"]["template"]["spec"]["initContainers"].is_array());
         assert_eq!(p["metadata"]["resourceVersion"], "9");

@@ -184,4 +184,20 @@ mod tests {
         );
         assert_eq!(Change::from(Uninjected::NotAttached).in_cluster(), "not attached");
     }
+
+    #[test]
+    fn the_annotations_options_keep_their_names_order_and_omitted_defaults() {
+        let mut s = sidecar();
+        assert_eq!(
+            serde_json::to_string(&record(&s).options).unwrap(),
+            r#"{"collectors":["198.18.0.2"],"cpu":"50m","cpuLimit":"500m","memory":"32Mi","memoryLimit":"64Mi","metricsPort":9469}"#
+        );
+        s.options = every_option();
+        let json = serde_json::to_string(&record(&s).options).unwrap();
+        assert_eq!(
+            json,
+            r#"{"collectors":["198.18.0.2","probe.obs.svc"],"filter":"udp","interface":"eth0","snaplen":256,"maxPps":5000,"maxMbps":100,"oversize":"truncate","greProfile":"standard","sendPath":"raw","encap":"erspan-iii","vni":7,"session":9,"key":16,"image":"bpc-agent:test","cpu":"100m","cpuLimit":"1","memory":"64Mi","memoryLimit":"128Mi","metricsPort":9470,"metricsPrivate":true,"buffer":48}"#
+        );
+        assert_eq!(serde_json::from_str::<SidecarOptions>(&json).unwrap(), s.options, "read back the same");
+    }
 }

@@ -8,9 +8,11 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 
 use crate::Error;
-use crate::capture::{self, CaptureArgs};
+use crate::capabilities::CapabilitiesArg;
+use crate::capture::{self, Capture, Selection, Target};
 use crate::kube_context::Kube;
 use crate::pod_spec::{pod_agent, sends_to};
+use crate::sidecar::SidecarOptions;
 
 use super::*;
 
@@ -25,14 +27,16 @@ pub async fn verify_ephemeral(
     interrupt: impl Future<Output = ()>,
 ) -> Result<VerifyReport, Error> {
     let sink = args.advertise.unwrap_or(args.sink).to_string();
-    let capture = CaptureArgs {
-        targets: vec![args.workload.clone()],
+    let capture = Capture {
+        pods: Selection::Targets(vec![Target::parse(&args.workload)?]),
+        agent: SidecarOptions { image: args.image.clone(), ..SidecarOptions::with_collectors(&[&sink]) },
+        pcapng: None,
         duration: args.timeout,
-        collectors: vec![sink.clone()],
-        image: args.image.clone(),
-        ..CaptureArgs::default()
+        count: None,
+        capabilities: CapabilitiesArg::Auto,
+        id: None,
+        quiet: false,
     };
-    capture.check()?;
     // Nobody attaches to these captures to start them: they start at once.
     let plans: Vec<_> = capture::plan(kube, &capture)
         .await?
