@@ -69,28 +69,28 @@ pub(super) fn capture_loop(
 
 /// After SIGTERM or SIGINT: stop at once, or with `--linger`, keep capturing
 /// while the pod still has traffic, within the linger.
-pub(super) struct Shutdown {
-    pub(super) linger: Duration,
+struct Shutdown {
+    linger: Duration,
     /// When the stop signal was first seen.
-    pub(super) since: Option<Instant>,
+    since: Option<Instant>,
 }
 
 /// Lingering ends after this long without a captured packet.
-pub(super) const LINGER_QUIET: Duration = Duration::from_secs(1);
+const LINGER_QUIET: Duration = Duration::from_secs(1);
 /// How often lingering looks at the clock.
-pub(super) const LINGER_POLL_MS: i32 = 100;
+const LINGER_POLL_MS: i32 = 100;
 /// The kernel retires the block being filled within its timeout (counted in
 /// jiffies): waiting this long before the last drain takes the frames of the
 /// pod's last moments too.
-pub(super) const LAST_BLOCK_WAIT: Duration = Duration::from_millis(20);
+const LAST_BLOCK_WAIT: Duration = Duration::from_millis(20);
 
 impl Shutdown {
-    pub(super) fn new(linger: Duration) -> Shutdown {
+    fn new(linger: Duration) -> Shutdown {
         Shutdown { linger, since: None }
     }
 
     /// Whether the capture should end now.
-    pub(super) fn done(&mut self, stats: &Stats, now: Instant) -> bool {
+    fn done(&mut self, stats: &Stats, now: Instant) -> bool {
         if !privilege::stop_requested() {
             return false;
         }

@@ -29,10 +29,12 @@ use crate::stats::{Identity, Stats};
 use crate::{control, privilege};
 use crate::{http, resolve};
 
+mod admission;
 mod capture_loop;
 mod pipeline;
 mod write;
 
+use admission::*;
 use capture_loop::*;
 use pipeline::*;
 use write::*;
@@ -240,42 +242,17 @@ fn capture(
         "capturing"
     );
 
-    let mut pipeline = Pipeline {
-        sender,
-        segmenter: Segmenter::new(max_frame),
-        limiter: RateLimiter::new(config.max_pps, config.max_bytes_per_sec, Instant::now()),
-        oversize: config.oversize,
-        snaplen: config.snaplen.unwrap_or(CAPTURE_SNAPLEN),
-        max_frame,
-        max_whole: MAX_IP_PACKET - 40 - bpc_wire::encap::MAX_HEADER_LEN,
-        scratch: Vec::with_capacity(CAPTURE_SNAPLEN + 4),
-        tally: Tally::default(),
-        limits: Limits::new(config, Instant::now()),
-    };
-    let mut forward = Forward { pipeline: &mut pipeline, stats, config, excluded_port, seen_generation };
+    let pipeline = Pipeline::new(sender, max_frame, config);
+    let mut forward = Forward::new(pipeline, stats, config, excluded_port, seen_generation);
     let result = capture_loop(&mut capture, &mut forward, &iface, stats, config.linger, wait_mask);
     let summary = log_summary(stats);
     result.map(|()| summary)
 }
 
-/// Applies new collector addresses: destinations, path MTU and the self-exclusion filter.
-fn reconfigure(
-    config: &Config,
-    stats: &Stats,
-    capture: &Capture,
-    pipeline: &mut Pipeline,
-    excluded_port: u16,
-) {
-    pipeline.sender.flush(stats);
-    let (dests, max_frame) = destinations(stats, pipeline.sender.header_len());
-    pipeline.sender.set_destinations(&dests);
-    if max_frame != pipeline.max_frame {
-        info!(max_frame, "largest frame per GRE packet changed");
-        pipeline.max_frame = max_frame;
-        pipeline.segmenter = Segmenter::new(max_frame);
-    }
-    let addresses: Vec<IpAddr> = dests.iter().map(|d| d.1).collect();
-    let text = filter::compose(config.filter.as_deref(), &addresses, own_traffic(config), excluded_port);
+/// Applies new collector addresses to the capture filter (the pipeline's
+/// destinations were set by [`Pipeline::retarget`]).
+fn reconfigure(config: &Config, stats: &Stats, capture: &Capture, addresses: &[IpAddr], excluded_port: u16) {
+    let text = filter::compose(config.filter.as_deref(), addresses, own_traffic(config), excluded_port);
     if text == stats.filter() {
         return;
     }

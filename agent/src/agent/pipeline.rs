@@ -3,87 +3,56 @@
 
 use super::*;
 
-/// Per-block tallies, added to the shared atomics once per block.
-#[derive(Debug, Default)]
-pub(super) struct Tally {
-    pub(super) packets: u64,
-    pub(super) bytes: u64,
-    pub(super) truncated: u64,
-    pub(super) segmented: u64,
-    pub(super) segments: u64,
-    pub(super) rate_limited: u64,
-}
-
-/// `--duration` and `--count`: when the capture ends by itself.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Limits {
-    pub(super) deadline: Option<Instant>,
-    /// Packets still to capture.
-    pub(super) remaining: Option<u64>,
-}
-
-impl Limits {
-    pub(super) fn new(config: &Config, now: Instant) -> Limits {
-        Limits { deadline: config.duration.map(|d| now + d), remaining: config.count }
-    }
-
-    /// Takes one packet; false once `--count` packets were taken.
-    pub(super) fn take(&mut self) -> bool {
-        match &mut self.remaining {
-            Some(0) => false,
-            Some(n) => {
-                *n -= 1;
-                true
-            }
-            None => true,
-        }
-    }
-
-    pub(super) fn reached(&self, now: Instant) -> bool {
-        self.remaining == Some(0) || self.deadline.is_some_and(|d| now >= d)
-    }
-
-    /// How long to sleep in ppoll: the idle period, shorter near the deadline.
-    pub(super) fn poll_ms(&self, now: Instant) -> i32 {
-        match self.deadline {
-            Some(d) => {
-                let left = d.saturating_duration_since(now).as_millis().min(POLL_MS as u128) as i32;
-                left.max(1)
-            }
-            None => POLL_MS,
-        }
-    }
-}
-
 /// Everything that touches a frame between the ring and the socket.
 pub(super) struct Pipeline {
-    pub(super) sender: Sender,
-    pub(super) segmenter: Segmenter,
-    pub(super) limiter: RateLimiter,
-    pub(super) oversize: OversizeMode,
+    sender: Sender,
+    segmenter: Segmenter,
+    oversize: OversizeMode,
     /// Bytes kept of each sent frame.
-    pub(super) snaplen: usize,
+    snaplen: usize,
     /// Largest frame that fits one GRE packet on the collector path.
-    pub(super) max_frame: usize,
+    max_frame: usize,
     /// Largest frame a GRE packet can carry at all (fragmented).
-    pub(super) max_whole: usize,
+    max_whole: usize,
     /// A VLAN super-frame with its tag put back, for the segmenter.
-    pub(super) scratch: Vec<u8>,
-    pub(super) tally: Tally,
-    pub(super) limits: Limits,
+    scratch: Vec<u8>,
+    admission: Admission,
 }
 
 impl Pipeline {
-    pub(super) fn handle(&mut self, frame: Frame<'_>, stats: &Stats) {
-        if !self.limits.take() {
-            return;
+    /// The pipeline for `sender`, frames of up to `max_frame` bytes per packet.
+    pub(super) fn new(sender: Sender, max_frame: usize, config: &Config) -> Pipeline {
+        Pipeline {
+            sender,
+            segmenter: Segmenter::new(max_frame),
+            oversize: config.oversize,
+            snaplen: config.snaplen.unwrap_or(CAPTURE_SNAPLEN),
+            max_frame,
+            max_whole: MAX_IP_PACKET - 40 - bpc_wire::encap::MAX_HEADER_LEN,
+            scratch: Vec::with_capacity(CAPTURE_SNAPLEN + 4),
+            admission: Admission::new(config, Instant::now()),
         }
+    }
+
+    /// Sends what is queued, then points the sender at the collectors that
+    /// have an address now (and the segmenter at their path MTU); returns
+    /// their addresses.
+    pub(super) fn retarget(&mut self, stats: &Stats) -> Vec<IpAddr> {
+        self.sender.flush(stats);
+        let (dests, max_frame) = destinations(stats, self.sender.header_len());
+        self.sender.set_destinations(&dests);
+        if max_frame != self.max_frame {
+            info!(max_frame, "largest frame per GRE packet changed");
+            self.max_frame = max_frame;
+            self.segmenter = Segmenter::new(max_frame);
+        }
+        dests.iter().map(|d| d.1).collect()
+    }
+
+    pub(super) fn handle(&mut self, frame: Frame<'_>, stats: &Stats) {
         let tag_len = if frame.vlan.is_some() { 4 } else { 0 };
         let len = frame.data.len() + tag_len;
-        self.tally.packets += 1;
-        self.tally.bytes += len as u64;
-        if !self.limiter.admit(len) {
-            self.tally.rate_limited += 1;
+        if !self.admission.admit(len) {
             return;
         }
         // Longer than a ring block (BIG TCP): the kernel kept only the start,
@@ -108,7 +77,7 @@ impl Pipeline {
     pub(super) fn push_ring(&mut self, frame: Frame<'_>, keep: usize, stats: &Stats) {
         let tag_len = if frame.vlan.is_some() { 4 } else { 0 };
         let data = if frame.data.len() + tag_len > keep {
-            self.tally.truncated += 1;
+            self.admission.tally().truncated(1);
             &frame.data[..keep.saturating_sub(tag_len).max(14).min(frame.data.len())]
         } else {
             frame.data
@@ -144,11 +113,10 @@ impl Pipeline {
             truncated += u64::from(keep < out.len());
             self.sender.push_copied(&out[..keep], captured, stats);
         });
-        self.tally.truncated += truncated;
+        self.admission.tally().truncated(truncated);
         match outcome {
             Outcome::Segmented { segments: n } | Outcome::Fragmented { fragments: n } => {
-                self.tally.segmented += 1;
-                self.tally.segments += n as u64;
+                self.admission.tally().segmented(n as u64);
             }
             Outcome::Unchanged | Outcome::Unsplittable => {}
         }
@@ -156,26 +124,35 @@ impl Pipeline {
             self.push_ring(frame, max_whole.min(snaplen), stats);
         }
     }
-
-    pub(super) fn publish(&mut self, stats: &Stats, now: Instant) {
-        publish(std::mem::take(&mut self.tally), stats, now);
-    }
 }
 
 /// The pipeline as the capture's frame sink: frames are queued in the
 /// sender straight from ring memory and sent before their blocks go back.
 pub(super) struct Forward<'a> {
-    pub(super) pipeline: &'a mut Pipeline,
-    pub(super) stats: &'a Stats,
-    pub(super) config: &'a Config,
-    pub(super) excluded_port: u16,
+    pipeline: Pipeline,
+    stats: &'a Stats,
+    config: &'a Config,
+    excluded_port: u16,
     /// The collector resolutions last applied.
-    pub(super) seen_generation: u64,
+    seen_generation: u64,
+}
+
+impl<'a> Forward<'a> {
+    /// `seen_generation`: the collector resolutions `pipeline` was set up with.
+    pub(super) fn new(
+        pipeline: Pipeline,
+        stats: &'a Stats,
+        config: &'a Config,
+        excluded_port: u16,
+        seen_generation: u64,
+    ) -> Forward<'a> {
+        Forward { pipeline, stats, config, excluded_port, seen_generation }
+    }
 }
 
 impl Output for Forward<'_> {
     fn limits(&self) -> &Limits {
-        &self.pipeline.limits
+        self.pipeline.admission.limits()
     }
 
     fn before_round(&mut self, capture: &Capture) {
@@ -184,7 +161,8 @@ impl Output for Forward<'_> {
         let generation = self.stats.generation.load(Ordering::Acquire);
         if generation != self.seen_generation {
             self.seen_generation = generation;
-            reconfigure(self.config, self.stats, capture, self.pipeline, self.excluded_port);
+            let addresses = self.pipeline.retarget(self.stats);
+            reconfigure(self.config, self.stats, capture, &addresses, self.excluded_port);
         }
     }
 
@@ -210,26 +188,7 @@ impl FrameSink for Forward<'_> {
     }
 
     fn release(&mut self) {
-        let now = Instant::now();
         self.pipeline.sender.flush(self.stats);
-        self.pipeline.publish(self.stats, now);
-        if self.pipeline.limiter.is_active() {
-            self.pipeline.limiter.refill(now);
-        }
+        self.pipeline.admission.release(self.stats, Instant::now());
     }
-}
-
-/// Adds a batch's tallies to the shared counters.
-pub(super) fn publish(t: Tally, stats: &Stats, now: Instant) {
-    if t.packets == 0 {
-        return;
-    }
-    let c = &stats.capture;
-    c.packets.fetch_add(t.packets, Ordering::Relaxed);
-    c.bytes.fetch_add(t.bytes, Ordering::Relaxed);
-    c.truncated.fetch_add(t.truncated, Ordering::Relaxed);
-    c.segmented.fetch_add(t.segmented, Ordering::Relaxed);
-    c.segments.fetch_add(t.segments, Ordering::Relaxed);
-    c.rate_limited.fetch_add(t.rate_limited, Ordering::Relaxed);
-    c.last_packet.set(stats.started, now);
 }

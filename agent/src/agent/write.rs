@@ -5,29 +5,21 @@ use super::*;
 /// The `--write` loop's frame sink: rate limit → pcapng (frames are copied
 /// into the writer, so giving blocks back needs nothing but the tallies).
 pub(super) struct WritePcapng<'a> {
-    pub(super) out: &'a mut PcapngOut,
-    pub(super) limits: &'a mut Limits,
-    pub(super) limiter: &'a mut RateLimiter,
-    pub(super) snaplen: usize,
-    pub(super) stats: &'a Stats,
-    pub(super) tally: Tally,
-    pub(super) delivered: u64,
-    pub(super) failed: Option<Error>,
+    out: &'a mut PcapngOut,
+    admission: Admission,
+    snaplen: usize,
+    stats: &'a Stats,
+    delivered: u64,
+    failed: Option<Error>,
 }
 
 impl FrameSink for WritePcapng<'_> {
     fn frame(&mut self, frame: Frame<'_>) {
-        if self.failed.is_some() || !self.limits.take() {
-            return;
-        }
         let len = frame.data.len() + if frame.vlan.is_some() { 4 } else { 0 };
-        self.tally.packets += 1;
-        self.tally.bytes += len as u64;
-        if !self.limiter.admit(len) {
-            self.tally.rate_limited += 1;
+        if self.failed.is_some() || !self.admission.admit(len) {
             return;
         }
-        self.tally.truncated += u64::from(len.min(self.snaplen) < frame.wire_len as usize);
+        self.admission.tally().truncated(u64::from(len.min(self.snaplen) < frame.wire_len as usize));
         match self.out.packet(&frame, self.snaplen) {
             Ok(()) => self.delivered += 1,
             Err(e) => self.failed = Some(e),
@@ -35,11 +27,7 @@ impl FrameSink for WritePcapng<'_> {
     }
 
     fn release(&mut self) {
-        let now = Instant::now();
-        publish(std::mem::take(&mut self.tally), self.stats, now);
-        if self.limiter.is_active() {
-            self.limiter.refill(now);
-        }
+        self.admission.release(self.stats, Instant::now());
     }
 }
 
@@ -61,7 +49,7 @@ impl WritePcapng<'_> {
 
 impl Output for WritePcapng<'_> {
     fn limits(&self) -> &Limits {
-        self.limits
+        self.admission.limits()
     }
 
     fn after_round(&mut self, periodic: bool) -> Result<()> {
@@ -94,15 +82,11 @@ pub(super) fn write_loop(
     stats: &Stats,
     wait_mask: &libc::sigset_t,
 ) -> Result<()> {
-    let mut limits = Limits::new(config, Instant::now());
-    let mut limiter = RateLimiter::new(config.max_pps, config.max_bytes_per_sec, Instant::now());
     let mut sink = WritePcapng {
         out: &mut out,
-        limits: &mut limits,
-        limiter: &mut limiter,
+        admission: Admission::new(config, Instant::now()),
         snaplen,
         stats,
-        tally: Tally::default(),
         delivered: 0,
         failed: None,
     };
