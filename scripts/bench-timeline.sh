@@ -53,22 +53,9 @@ CL=${ID}c P=${ID}p K=${ID}k
 CLIF=${ID}ca PIF=${ID}pa PKIF=${ID}pb KIF=${ID}kb
 CLIENT_IP=198.18.130.1 POD_IP=198.18.130.2 TARGET_IP=198.18.130.250
 POD_K_IP=198.18.131.1 COL_IP=198.18.131.2
-TMP=$(mktemp -d /tmp/bpc-timeline.XXXXXX)
-RUNS=$TMP/runs.jsonl
-: > "$RUNS"
-PIDS=()
-
-cleanup() {
-  local p
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  for n in "$CL" "$P" "$K"; do ip netns del "$n" 2>/dev/null || true; done
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-for n in "$CL" "$P" "$K"; do ip netns add "$n"; ip -n "$n" link set lo up; done
+# shellcheck source=scripts/bench-lib.sh
+source scripts/bench-lib.sh
+bench_start bpc-timeline "$CL" "$P" "$K"
 ip link add "$CLIF" netns "$CL" type veth peer name "$PIF" netns "$P"
 ip link add "$PKIF" netns "$P" type veth peer name "$KIF" netns "$K"
 ip -n "$CL" addr add "$CLIENT_IP/24" dev "$CLIF"
@@ -124,7 +111,7 @@ run() {
   result=$(python3 "$PACE" analyse "$TMP/truth.pcap" "$TMP/col.pcap")
   jq -cn --arg capturer "$name" --arg scenario "$scenario" --argjson rate "$reached" \
     --argjson result "$result" \
-    --argjson agent "$(jq -c '{path: .capture.path, forwarding_delay: .capture.forwarding_delay, kernel_drops: .capture.kernel_drops}' <<< "$stats")" \
+    --argjson agent "$(jq -c '{path: .capture.forwarding_delay.path, forwarding_delay: .capture.forwarding_delay, kernel_drops: .capture.kernel_drops}' <<< "$stats")" \
     '$ARGS.named' | tee -a "$RUNS" >&2
 }
 

@@ -97,22 +97,9 @@ G=${ID}g P=${ID}p C=${ID}c
 GIF=${ID}ga PIF=${ID}pa PCIF=${ID}pb CIF=${ID}cb
 GEN_IP=198.18.120.1 POD_IP=198.18.120.2 TARGET_IP=198.18.120.250
 POD_C_IP=198.18.121.1 COL_IP=198.18.121.2
-TMP=$(mktemp -d /tmp/bpc-bench.XXXXXX)
-RUNS=$TMP/runs.jsonl
-: > "$RUNS"
-PIDS=()
-
-cleanup() {
-  local p
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  for n in "$G" "$P" "$C"; do ip netns del "$n" 2>/dev/null || true; done
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-for n in "$G" "$P" "$C"; do ip netns add "$n"; ip -n "$n" link set lo up; done
+# shellcheck source=scripts/bench-lib.sh
+source scripts/bench-lib.sh
+bench_start bpc-bench "$G" "$P" "$C"
 ip link add "$GIF" netns "$G" type veth peer name "$PIF" netns "$P"
 ip link add "$PCIF" netns "$P" mtu 9000 type veth peer name "$CIF" netns "$C" mtu 9000
 ip -n "$G" addr add "$GEN_IP/24" dev "$GIF"

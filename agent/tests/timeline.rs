@@ -72,7 +72,7 @@ fn frames_arrive_once_in_flow_order_while_the_rate_moves_them_between_the_rings(
     // A ring tcpdump does not lose frames from at 10 kpps.
     let tcpdump = Tcpdump::start_with(&t.pod, &t.pod_if, filter, &["-B", "16384"]);
     let agent = t.start_agent(filter, &[], &[]);
-    let path = || t.pod.stats(agent.port)["capture"]["path"].as_str().map(str::to_owned);
+    let path = || t.pod.stats(agent.port)["capture"]["forwarding_delay"]["path"].as_str().map(str::to_owned);
 
     // Low rate: transactions 20 ms apart, on the prompt path.
     for _ in 0..10 {

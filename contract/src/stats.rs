@@ -65,12 +65,8 @@ pub struct CaptureStats {
     pub rate_limited: u64,
     /// Seconds since the last captured frame, null before the first.
     pub last_packet_age_seconds: Option<f64>,
-    /// Where the frames of up to an MTU go now. Absent from agents before the
-    /// prompt path, and when the kernel gave the agent no prompt ring.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub path: Option<CapturePath>,
-    /// From each frame's capture to its send, over the recent window. Absent
-    /// from agents before it, and from `--write`.
+    /// From each frame's capture to its send, over the recent window, and the
+    /// path the frames take. Absent from agents before it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forwarding_delay: Option<ForwardingDelay>,
 }
@@ -102,6 +98,10 @@ impl CapturePath {
 /// the jitter) of every response time it measures.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct ForwardingDelay {
+    /// Where the frames of up to an MTU go now; absent when the kernel gave
+    /// the agent no prompt ring (they keep the blocks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<CapturePath>,
     /// Seconds the window spans (as `collectors[].recent`).
     pub window_seconds: f64,
     /// Frames forwarded in the window.

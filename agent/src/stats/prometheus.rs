@@ -152,7 +152,7 @@ impl Stats {
             "1 when the collector has an address, with that address.",
             &resolved,
         );
-        if let Some(path) = s.capture.path {
+        if let Some(path) = s.capture.forwarding_delay.and_then(|d| d.path) {
             metric(
                 "capture_path",
                 "gauge",

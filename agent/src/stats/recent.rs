@@ -105,6 +105,7 @@ impl Stats {
         let window = self.capture.forwarding_delay.counts().since(&base);
         let round = |us: f64| (us * 10.0).round() / 10.0;
         ForwardingDelay {
+            path: self.capture.path(),
             window_seconds: window_seconds(start, now),
             frames: window.total(),
             p50_us: window.quantile_us(0.5).map(round),

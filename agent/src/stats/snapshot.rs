@@ -38,7 +38,6 @@ impl Stats {
             capture: loaded!(CaptureStats from c;
                 packets, bytes, kernel_drops, interface_drops, truncated, segmented, rate_limited;
                 last_packet_age_seconds: age(&c.last_packet),
-                path: c.path(),
                 forwarding_delay: Some(self.recent_delay(now)),
             ),
             health: self.health_of(now, &collectors),
@@ -115,7 +114,7 @@ mod tests {
         assert_eq!(got["collectors"][0]["address"], "198.18.0.2");
         assert_eq!(got["collectors"][0]["last_send_age_seconds"], serde_json::Value::Null);
         assert_eq!(got["health"]["ok"], true);
-        assert_eq!(got["capture"]["path"], "prompt");
+        assert_eq!(got["capture"]["forwarding_delay"]["path"], "prompt");
         assert_eq!(got["capture"]["forwarding_delay"]["frames"], 1523);
         assert_eq!(got["capture"]["forwarding_delay"]["window_seconds"], 12.5);
     }
