@@ -515,7 +515,7 @@ pub async fn plan(kube: &Kube, args: &CaptureArgs) -> Result<Vec<Planned>, Error
             workload: workload.clone(),
             hosts: crate::map::entries_of_pod(p, &OwnerCache::default())
                 .iter()
-                .filter_map(bpc_sim::names::host_of)
+                .filter_map(bpc_receiver::names::host_of)
                 .collect(),
         };
         let api: Api<Pod> = Api::namespaced(kube.client.clone(), &plan.namespace);
@@ -736,7 +736,7 @@ pub async fn run(args: &CaptureArgs, kube: &Kube) -> Result<ExitCode, Error> {
     // SIGTERM (`kill`, and how Wireshark stops an extcap) stops the agents as
     // Ctrl-C does; registered now so that one sent while pods start is kept.
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let mut hosts_written = bpc_sim::names::Written::default();
+    let mut hosts_written = bpc_receiver::names::Written::default();
     let plans = plan(kube, args).await?;
     // The file is created only once the pre-flight passed.
     let output: Option<Box<dyn Write + Send>> = match &args.write {
@@ -862,7 +862,7 @@ pub async fn run(args: &CaptureArgs, kube: &Kube) -> Result<ExitCode, Error> {
             }
             Some(entry) = hosts_rx.recv() => {
                 if let Some(m) = merger.as_mut() {
-                    let fresh = hosts_written.fresh(bpc_sim::names::host_of(&entry));
+                    let fresh = hosts_written.fresh(bpc_receiver::names::host_of(&entry));
                     if let Err(e) = m.names(&fresh) && !e.is_closed_pipe() {
                         return Err(e);
                     }

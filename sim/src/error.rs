@@ -1,8 +1,12 @@
-//! The crate's error type.
+//! The simulator's error type.
 
 /// Everything that can go wrong in bpc-sim.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The receiver (`receive`) or what it shares with `check` (reports,
+    /// maps, expectations) failed.
+    #[error(transparent)]
+    Receiver(#[from] bpc_receiver::Error),
     /// A socket call failed (usually a missing CAP_NET_RAW).
     #[error("{what}: {source} (raw GRE sockets need root or CAP_NET_RAW)")]
     Socket {
@@ -19,7 +23,7 @@ pub enum Error {
         /// The OS error.
         source: std::io::Error,
     },
-    /// The map file or an option was not understood.
+    /// An option or a saved report was not understood.
     #[error("invalid {what}: {message}")]
     Invalid {
         /// Which input.
@@ -27,7 +31,7 @@ pub enum Error {
         /// Why.
         message: String,
     },
-    /// A pcap file could not be read or written.
+    /// A pcap file could not be read.
     #[error("pcap: {0}")]
     Pcap(#[from] pcap_file::PcapError),
 }
