@@ -50,6 +50,19 @@ pub enum WireError {
     /// The IPv4 header length field (IHL) is below 5 words.
     #[error("IPv4 header length {0} bytes is below the minimum of 20")]
     Ipv4HeaderLength(usize),
+    /// The version nibble of what should be an IPv6 header is not 6.
+    #[error("not an IPv6 header: version {0}")]
+    NotIpv6(u8),
+    /// An IP extension header that breaks its rules (a hop-by-hop header
+    /// after another, an authentication header of length 0).
+    #[error("malformed IP extension header: {0}")]
+    IpExtensionHeader(&'static str),
+    /// The TCP data offset is below 5 words.
+    #[error("TCP header length {0} bytes is below the minimum of 20")]
+    TcpHeaderLength(usize),
+    /// The UDP length field is below the 8 bytes of its own header.
+    #[error("UDP length {0} is below the header's 8 bytes")]
+    UdpLength(usize),
     /// A length does not fit its header field.
     #[error("length {length} does not fit the header's length field (at most {max})")]
     TooLong {

@@ -12,6 +12,8 @@ pub const HEADER_LEN: usize = 20;
 /// The IP protocol number of UDP.
 pub const IPPROTO_UDP: u8 = 17;
 const FLAG_DONT_FRAGMENT: u16 = 0x4000;
+/// MF and the fragment offset: either set makes a packet a fragment.
+const MORE_FRAGMENTS_AND_OFFSET: u16 = 0x3fff;
 
 /// An IPv4 header to encode: version 4, IHL 5, no options, not a fragment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -71,11 +73,20 @@ pub struct Ipv4Packet<'a> {
     pub source: Ipv4Addr,
     /// Destination address.
     pub destination: Ipv4Addr,
+    /// A fragment (MF set or an offset): the payload is not a whole
+    /// upper-layer packet, and only the first fragment starts with its header.
+    pub fragment: bool,
     /// The payload: up to the total length, or to the end of a cut packet.
     pub payload: &'a [u8],
 }
 
 impl<'a> Ipv4Packet<'a> {
+    /// Whether the whole packet its total length announces is here (a
+    /// capture's snap length or a sender's truncation cuts packets short).
+    pub fn is_whole(&self) -> bool {
+        self.header_len + self.payload.len() == usize::from(self.total_len)
+    }
+
     /// Decodes the header. Rejects a version other than 4, an IHL below 5
     /// and a header longer than the input; does not verify the checksum
     /// (the kernel has, for what a socket delivers). Never panics.
@@ -101,6 +112,7 @@ impl<'a> Ipv4Packet<'a> {
             protocol: h[9],
             source: Ipv4Addr::new(h[12], h[13], h[14], h[15]),
             destination: Ipv4Addr::new(h[16], h[17], h[18], h[19]),
+            fragment: u16::from_be_bytes([h[6], h[7]]) & MORE_FRAGMENTS_AND_OFFSET != 0,
             payload: &buf[header_len..end],
         })
     }

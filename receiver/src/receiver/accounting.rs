@@ -1,0 +1,115 @@
+//! Per-stream accounting: each decapsulated packet counted on its stream
+//! (key, source, profile) with its sequence number and direction, each
+//! datagram that is not one counted by reason, and the inner frame handed
+//! on (flows, the frame sink).
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use bpc_wire::{Decapsulated, Direction, SequenceTracker, WireError, ethernet};
+
+use super::inner::{FlowKey, inspect_inner};
+use super::{DirectionCounts, FrameSink, ReceivedProfile};
+use crate::Error;
+use crate::paths::FlowTable;
+
+#[derive(Debug)]
+pub(super) struct Stream {
+    pub(super) profile: ReceivedProfile,
+    pub(super) tracker: SequenceTracker,
+    pub(super) packets: u64,
+    pub(super) bytes: u64,
+    pub(super) first: SystemTime,
+    pub(super) last: SystemTime,
+    pub(super) dirs: Option<DirectionCounts>,
+}
+
+#[derive(Default)]
+pub(super) struct State {
+    pub(super) streams: HashMap<(u32, IpAddr, ReceivedProfile), Stream>,
+    pub(super) malformed: BTreeMap<&'static str, u64>,
+    pub(super) flows: HashMap<FlowKey, (u64, u64)>,
+    pub(super) latencies_ns: Vec<u64>,
+    pub(super) valid: u64,
+    pub(super) paths: Option<FlowTable>,
+    /// The frame sink's first error; it is called no more after one.
+    pub(super) sink_error: Option<Error>,
+    pub(super) sink_failed: bool,
+    /// Why the VXLAN socket is not listening, for the report.
+    pub(super) vxlan_note: Option<String>,
+}
+
+pub(super) fn bump(st: &mut State, reason: &'static str) {
+    *st.malformed.entry(reason).or_insert(0) += 1;
+}
+
+pub(super) fn handle(
+    st: &mut State,
+    src: IpAddr,
+    decoded: Result<Decapsulated<'_>, WireError>,
+    now: SystemTime,
+    sink: Option<&Mutex<dyn FrameSink>>,
+) {
+    let packet = match decoded {
+        Ok(p) => p,
+        Err(e) => {
+            bump(
+                st,
+                match e {
+                    WireError::Truncated { .. } => "truncated",
+                    WireError::TruncatedHeader { .. } => "truncated",
+                    WireError::UnsupportedVersion(_) => "unsupported_version",
+                    WireError::ErspanVersion { .. } => "unsupported_version",
+                    WireError::ReservedBitsSet(_) => "reserved_bits",
+                    WireError::ChecksumMismatch { .. } => "checksum",
+                    WireError::NotEthernet(_) => "not_ethernet",
+                    WireError::VxlanNoVni(_) => "vxlan_flags",
+                    _ => "other",
+                },
+            );
+            return;
+        }
+    };
+    // Not even an Ethernet header: nothing to count a stream's frame by.
+    if packet.frame.len() < ethernet::HEADER_LEN {
+        bump(st, "short_frame");
+        return;
+    }
+    let frame = packet.frame;
+    let profile = ReceivedProfile::from(packet.kind);
+    let key = packet.id;
+    let directed = matches!(profile, ReceivedProfile::Netis | ReceivedProfile::ErspanIii);
+    let s = st.streams.entry((key, src, profile)).or_insert_with(|| Stream {
+        profile,
+        tracker: SequenceTracker::new(),
+        packets: 0,
+        bytes: 0,
+        first: now,
+        last: now,
+        dirs: directed.then(DirectionCounts::default),
+    });
+    s.packets += 1;
+    s.bytes += frame.len() as u64;
+    st.valid += 1;
+    s.last = now;
+    if let Some(seq) = packet.sequence {
+        s.tracker.observe(seq);
+    }
+    if let Some(c) = s.dirs.as_mut() {
+        match packet.direction {
+            Direction::Inbound => c.inbound += 1,
+            Direction::Outbound => c.outbound += 1,
+            Direction::Unknown => c.unknown += 1,
+        }
+    }
+    inspect_inner(st, src, frame, now);
+    if let Some(sink) = sink
+        && !st.sink_failed
+        && let Err(e) = sink.lock().unwrap().frame(now, key, frame)
+    {
+        st.sink_failed = true;
+        st.sink_error = Some(e);
+    }
+}
