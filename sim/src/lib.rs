@@ -8,7 +8,8 @@
 //! signal handler. Nothing here is linked by the plugin or the agent.
 
 pub mod check_cmd;
-mod error;
 pub mod replay;
 
-pub use error::Error;
+/// The simulator fails in the receiver's ways (a socket, a file, an input
+/// not understood, a pcap), with the same messages: one error type for both.
+pub use bpc_receiver::Error;

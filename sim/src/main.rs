@@ -39,7 +39,7 @@ fn receive(args: &bpc_receiver::receive::ReceiveArgs) -> Result<ExitCode, Error>
     let mut shown = bpc_receiver::receive::StderrProgress::new(args.quiet);
     let received = bpc_receiver::receive::run_receive(args, &INTERRUPTED, &mut |p| shown.show(p))?;
     drop(shown);
-    Ok(received.print(&mut std::io::stdout().lock(), &mut std::io::stderr())?)
+    received.print(&mut std::io::stdout().lock(), &mut std::io::stderr())
 }
 
 fn main() -> ExitCode {

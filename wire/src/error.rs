@@ -86,3 +86,12 @@ pub enum WireError {
     #[error("GRE protocol type {0:#06x} carries no Ethernet frame (0x6558, 0x88be or 0x22eb)")]
     NotEthernet(u16),
 }
+
+/// The fixed part of `header` at the start of `buf` (its first `N` bytes),
+/// or why not: what every view's decoder reads first.
+pub(crate) fn fixed_part<'a, const N: usize>(
+    header: &'static str,
+    buf: &'a [u8],
+) -> Result<&'a [u8; N], WireError> {
+    buf.first_chunk().ok_or(WireError::TruncatedHeader { header, needed: N, available: buf.len() })
+}

@@ -1,7 +1,7 @@
 //! What a receiver reads from a decapsulated (inner) Ethernet frame: the
 //! flow it belongs to (addresses, IP protocol, ports) and its transport
 //! header (TCP's flags, UDP's payload), through the views of [`ethernet`],
-//! [`ipv4`], [`ipv6`], [`tcp`] and [`udp`].
+//! [`ipv4`], [`ipv6`], [`tcp`] and [`udp`] ([`Ports`] for both).
 //!
 //! A frame whose IP or transport header is cut short or broken is no flow
 //! at all (the receiver counts it as a stream packet, not in a flow); a
@@ -19,6 +19,7 @@ use std::net::IpAddr;
 use crate::ethernet::{ETHERTYPE_IPV4, ETHERTYPE_IPV6, EthernetFrame};
 use crate::ipv4::{IPPROTO_UDP, Ipv4Packet};
 use crate::ipv6::{Ipv6Packet, NEXT_AUTH, auth_header_len};
+use crate::ports::Ports;
 use crate::tcp::{IPPROTO_TCP, TcpSegment};
 use crate::udp::UdpDatagram;
 
@@ -94,12 +95,12 @@ impl<'a> InnerFlow<'a> {
         Some(Self { protocol, source, destination, transport })
     }
 
-    /// Source and destination ports; `(0, 0)` without ports.
-    pub fn ports(&self) -> (u16, u16) {
+    /// Source and destination port; both 0 without ports.
+    pub fn ports(&self) -> Ports {
         match self.transport {
-            Transport::Tcp(t) => (t.source_port, t.destination_port),
-            Transport::Udp(u) => (u.source_port, u.destination_port),
-            Transport::Portless => (0, 0),
+            Transport::Tcp(t) => t.ports,
+            Transport::Udp(u) => u.ports,
+            Transport::Portless => Ports::default(),
         }
     }
 }
@@ -160,7 +161,8 @@ mod tests {
             Transport::Udp(u) => (None, Some(u.payload)),
             Transport::Portless => (None, None),
         };
-        Some((f.protocol, f.source, f.destination, f.ports(), flags, payload))
+        let Ports { source, destination } = f.ports();
+        Some((f.protocol, f.source, f.destination, (source, destination), flags, payload))
     }
 
     /// Frames of every shape the receiver meets: TCP with options and

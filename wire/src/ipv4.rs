@@ -5,7 +5,7 @@
 use std::net::Ipv4Addr;
 
 use crate::checksum::internet_checksum;
-use crate::error::WireError;
+use crate::error::{WireError, fixed_part};
 
 /// Length of a header without options (IHL 5).
 pub const HEADER_LEN: usize = 20;
@@ -91,8 +91,7 @@ impl<'a> Ipv4Packet<'a> {
     /// and a header longer than the input; does not verify the checksum
     /// (the kernel has, for what a socket delivers). Never panics.
     pub fn parse(buf: &'a [u8]) -> Result<Self, WireError> {
-        let truncated = |needed| WireError::TruncatedHeader { header: "IPv4", needed, available: buf.len() };
-        let h: &[u8; HEADER_LEN] = buf.first_chunk().ok_or(truncated(HEADER_LEN))?;
+        let h: &[u8; HEADER_LEN] = fixed_part("IPv4", buf)?;
         if h[0] >> 4 != 4 {
             return Err(WireError::NotIpv4(h[0] >> 4));
         }
@@ -101,7 +100,11 @@ impl<'a> Ipv4Packet<'a> {
             return Err(WireError::Ipv4HeaderLength(header_len));
         }
         if buf.len() < header_len {
-            return Err(truncated(header_len));
+            return Err(WireError::TruncatedHeader {
+                header: "IPv4",
+                needed: header_len,
+                available: buf.len(),
+            });
         }
         let total_len = u16::from_be_bytes([h[2], h[3]]);
         // Ethernet padding after the packet is not payload; a cut packet keeps what there is.

@@ -9,22 +9,19 @@
 
 use std::net::Ipv6Addr;
 
-use crate::error::WireError;
+use crate::error::{WireError, fixed_part};
 
 /// Length of the fixed header, which the payload length does not count.
 pub const HEADER_LEN: usize = 40;
-/// Hop-by-Hop Options: only directly after the fixed header.
-pub const NEXT_HOP_BY_HOP: u8 = 0;
-/// Routing header.
-pub const NEXT_ROUTING: u8 = 43;
-/// Fragment header.
-pub const NEXT_FRAGMENT: u8 = 44;
 /// Authentication header (RFC 4302), an extension of IPv4 too.
 pub const NEXT_AUTH: u8 = 51;
-/// Destination Options.
-pub const NEXT_DESTINATION_OPTIONS: u8 = 60;
-/// Length of a Fragment header.
+// The other extension headers walked: hop-by-hop options (only directly
+// after the fixed header), routing, fragment (8 bytes), destination options.
+const NEXT_HOP_BY_HOP: u8 = 0;
+const NEXT_ROUTING: u8 = 43;
+const NEXT_FRAGMENT: u8 = 44;
 const FRAGMENT_LEN: usize = 8;
+const NEXT_DESTINATION_OPTIONS: u8 = 60;
 
 /// A decoded IPv6 packet: addresses, the upper-layer protocol after the
 /// extension headers, and a borrowed upper-layer payload.
@@ -50,14 +47,17 @@ impl<'a> Ipv6Packet<'a> {
     /// hop-by-hop header anywhere but first, and a cut extension header.
     /// Never panics.
     pub fn parse(buf: &'a [u8]) -> Result<Self, WireError> {
-        let truncated = |needed| WireError::TruncatedHeader { header: "IPv6", needed, available: buf.len() };
-        let h: &[u8; HEADER_LEN] = buf.first_chunk().ok_or(truncated(HEADER_LEN))?;
+        let h: &[u8; HEADER_LEN] = fixed_part("IPv6", buf)?;
         if h[0] >> 4 != 6 {
             return Err(WireError::NotIpv6(h[0] >> 4));
         }
         let payload_len = usize::from(u16::from_be_bytes([h[4], h[5]]));
         let end = if payload_len == 0 { buf.len() } else { HEADER_LEN + payload_len };
-        let mut rest = buf.get(HEADER_LEN..end).ok_or(truncated(end))?;
+        let mut rest = buf.get(HEADER_LEN..end).ok_or(WireError::TruncatedHeader {
+            header: "IPv6",
+            needed: end,
+            available: buf.len(),
+        })?;
         let mut protocol = h[6];
         let mut fragment = false;
         let mut first = true;

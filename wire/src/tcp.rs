@@ -1,7 +1,8 @@
 //! The TCP header (RFC 9293) as a receiver reads it: ports, the flags that
 //! mark a connection's handshake and reset, and where the payload starts.
 
-use crate::error::WireError;
+use crate::error::{WireError, fixed_part};
+use crate::ports::Ports;
 
 /// Length of a header without options (data offset 5).
 pub const HEADER_LEN: usize = 20;
@@ -11,10 +12,8 @@ pub const IPPROTO_TCP: u8 = 6;
 /// A decoded TCP segment: the fields a receiver uses and a borrowed payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TcpSegment<'a> {
-    /// Source port.
-    pub source_port: u16,
-    /// Destination port.
-    pub destination_port: u16,
+    /// Source and destination port.
+    pub ports: Ports,
     /// SYN: the segment opens a connection.
     pub syn: bool,
     /// ACK: the acknowledgment number is valid.
@@ -27,24 +26,31 @@ pub struct TcpSegment<'a> {
     pub payload: &'a [u8],
 }
 
+// The flag bits of byte 13 a receiver reads.
+const FLAG_SYN: u8 = 0x02;
+const FLAG_RST: u8 = 0x04;
+const FLAG_ACK: u8 = 0x10;
+
 impl<'a> TcpSegment<'a> {
     /// Decodes the header. Rejects a data offset below 5 and a header
     /// (options included) longer than the input. Never panics.
     pub fn parse(buf: &'a [u8]) -> Result<Self, WireError> {
-        let truncated = |needed| WireError::TruncatedHeader { header: "TCP", needed, available: buf.len() };
-        let h: &[u8; HEADER_LEN] = buf.first_chunk().ok_or(truncated(HEADER_LEN))?;
+        let h: &[u8; HEADER_LEN] = fixed_part("TCP", buf)?;
         let header_len = usize::from(h[12] >> 4) * 4;
         if header_len < HEADER_LEN {
             return Err(WireError::TcpHeaderLength(header_len));
         }
-        let payload = buf.get(header_len..).ok_or(truncated(header_len))?;
+        let payload = buf.get(header_len..).ok_or(WireError::TruncatedHeader {
+            header: "TCP",
+            needed: header_len,
+            available: buf.len(),
+        })?;
         let flags = h[13];
         Ok(Self {
-            source_port: u16::from_be_bytes([h[0], h[1]]),
-            destination_port: u16::from_be_bytes([h[2], h[3]]),
-            syn: flags & 0x02 != 0,
-            ack: flags & 0x10 != 0,
-            rst: flags & 0x04 != 0,
+            ports: Ports::read(h.first_chunk().expect("20 bytes")),
+            syn: flags & FLAG_SYN != 0,
+            ack: flags & FLAG_ACK != 0,
+            rst: flags & FLAG_RST != 0,
             header_len,
             payload,
         })
@@ -63,7 +69,7 @@ mod tests {
         seg[13] = 0x12; // SYN + ACK
         seg[24..].copy_from_slice(b"GET");
         let s = TcpSegment::parse(&seg).unwrap();
-        assert_eq!((s.source_port, s.destination_port, s.header_len), (40000, 80, 24));
+        assert_eq!((s.ports, s.header_len), (Ports { source: 40000, destination: 80 }, 24));
         assert_eq!((s.syn, s.ack, s.rst, s.payload), (true, true, false, &b"GET"[..]));
         seg[13] = 0x04;
         let s = TcpSegment::parse(&seg).unwrap();

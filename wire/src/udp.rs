@@ -1,7 +1,8 @@
 //! The UDP header (RFC 768), for senders that build their own test frames,
 //! and the datagram view a receiver reads.
 
-use crate::error::WireError;
+use crate::error::{WireError, fixed_part};
+use crate::ports::Ports;
 
 /// Length of the UDP header.
 pub const HEADER_LEN: usize = 8;
@@ -38,10 +39,8 @@ impl UdpHeader {
 /// A decoded UDP datagram: ports and a borrowed payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UdpDatagram<'a> {
-    /// Source port.
-    pub source_port: u16,
-    /// Destination port.
-    pub destination_port: u16,
+    /// Source and destination port.
+    pub ports: Ports,
     /// The payload, up to the length field.
     pub payload: &'a [u8],
 }
@@ -51,19 +50,20 @@ impl<'a> UdpDatagram<'a> {
     /// field and a length field below 8; a length of 0 (an IPv6 jumbogram)
     /// takes the rest of the input. Never panics.
     pub fn parse(buf: &'a [u8]) -> Result<Self, WireError> {
-        let truncated = |needed| WireError::TruncatedHeader { header: "UDP", needed, available: buf.len() };
-        let h: &[u8; HEADER_LEN] = buf.first_chunk().ok_or(truncated(HEADER_LEN))?;
+        let h: &[u8; HEADER_LEN] = fixed_part("UDP", buf)?;
         let end = match usize::from(u16::from_be_bytes([h[4], h[5]])) {
             0 => buf.len(),
             length if length < HEADER_LEN => return Err(WireError::UdpLength(length)),
-            length if length > buf.len() => return Err(truncated(length)),
+            length if length > buf.len() => {
+                return Err(WireError::TruncatedHeader {
+                    header: "UDP",
+                    needed: length,
+                    available: buf.len(),
+                });
+            }
             length => length,
         };
-        Ok(Self {
-            source_port: u16::from_be_bytes([h[0], h[1]]),
-            destination_port: u16::from_be_bytes([h[2], h[3]]),
-            payload: &buf[HEADER_LEN..end],
-        })
+        Ok(Self { ports: Ports::read(h.first_chunk().expect("8 bytes")), payload: &buf[HEADER_LEN..end] })
     }
 }
 
@@ -92,7 +92,7 @@ mod tests {
         let mut d = [0xeeu8; 8 + 18 + 4];
         UdpHeader { source_port: 40000, destination_port: 9, payload_len: 18 }.encode(&mut d).unwrap();
         let v = UdpDatagram::parse(&d).unwrap();
-        assert_eq!((v.source_port, v.destination_port, v.payload.len()), (40000, 9, 18));
+        assert_eq!((v.ports, v.payload.len()), (Ports { source: 40000, destination: 9 }, 18));
         d[4..6].fill(0);
         assert_eq!(UdpDatagram::parse(&d).unwrap().payload.len(), 22, "length 0: the rest of the input");
     }

@@ -47,14 +47,14 @@ mod tests {
 
     #[test]
     fn path_files_are_written_as_json_dot_svg_and_png_with_no_temporary_left() {
-        let dir = tempfile::tempdir().unwrap();
-        let prefix = dir.path().join("p");
-        let prefix = prefix.to_str().unwrap();
         let report = crate::paths::FlowTable::default().report(
             &WorkloadMap::default(),
             &crate::paths::Capturing::default(),
             1.0,
         );
+        let dir = tempfile::tempdir().unwrap();
+        let prefix = dir.path().join("p");
+        let prefix = prefix.to_str().unwrap();
         let drawn = write_paths(prefix, &report).unwrap();
         let json: PathsReport =
             serde_json::from_str(&std::fs::read_to_string(format!("{prefix}.json")).unwrap()).unwrap();

@@ -15,36 +15,56 @@ use super::{DirectionCounts, FrameSink, ReceivedProfile};
 use crate::Error;
 use crate::paths::FlowTable;
 
+/// One stream: a key from one source in one profile.
 #[derive(Debug)]
 pub(super) struct Stream {
-    pub(super) profile: ReceivedProfile,
-    pub(super) tracker: SequenceTracker,
-    pub(super) packets: u64,
-    pub(super) bytes: u64,
-    pub(super) first: SystemTime,
-    pub(super) last: SystemTime,
-    pub(super) dirs: Option<DirectionCounts>,
+    /// The header layout it arrives in.
+    pub profile: ReceivedProfile,
+    /// Loss, reordering, duplicates and restarts from its sequence numbers.
+    pub tracker: SequenceTracker,
+    /// Valid packets.
+    pub packets: u64,
+    /// Inner frame bytes.
+    pub bytes: u64,
+    /// Receive time of its first packet.
+    pub first: SystemTime,
+    /// Receive time of its last packet.
+    pub last: SystemTime,
+    /// Packets per direction, for the profiles that carry it (netis, ERSPAN III).
+    pub dirs: Option<DirectionCounts>,
 }
 
+/// Everything a receiver has counted, behind the one lock the receiving
+/// threads and the readers of reports share.
 #[derive(Default)]
 pub(super) struct State {
-    pub(super) streams: HashMap<(u32, IpAddr, ReceivedProfile), Stream>,
-    pub(super) malformed: BTreeMap<&'static str, u64>,
-    pub(super) flows: HashMap<FlowKey, (u64, u64)>,
-    pub(super) latencies_ns: Vec<u64>,
-    pub(super) valid: u64,
-    pub(super) paths: Option<FlowTable>,
+    /// Streams by key, source and profile.
+    pub streams: HashMap<(u32, IpAddr, ReceivedProfile), Stream>,
+    /// Datagrams that are no valid packet, by reason.
+    pub malformed: BTreeMap<&'static str, u64>,
+    /// Packets and bytes per inner flow (the report's top flows).
+    pub flows: HashMap<FlowKey, (u64, u64)>,
+    /// One-way latencies of synthetic frames, nanoseconds.
+    pub latencies_ns: Vec<u64>,
+    /// Valid packets over all streams.
+    pub valid: u64,
+    /// The path discovery's flow records, when asked for.
+    pub paths: Option<FlowTable>,
     /// The frame sink's first error; it is called no more after one.
-    pub(super) sink_error: Option<Error>,
-    pub(super) sink_failed: bool,
+    pub sink_error: Option<Error>,
+    /// The frame sink failed: it gets no more frames.
+    pub sink_failed: bool,
     /// Why the VXLAN socket is not listening, for the report.
-    pub(super) vxlan_note: Option<String>,
+    pub vxlan_note: Option<String>,
 }
 
+/// Counts one datagram that is no valid packet, by `reason`.
 pub(super) fn bump(st: &mut State, reason: &'static str) {
     *st.malformed.entry(reason).or_insert(0) += 1;
 }
 
+/// Counts one decoded datagram from `src` on its stream, then hands its
+/// inner frame to flow inspection and to the frame sink.
 pub(super) fn handle(
     st: &mut State,
     src: IpAddr,

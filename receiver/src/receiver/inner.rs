@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bpc_wire::{InnerFlow, Transport};
+use bpc_wire::{InnerFlow, Ports, Transport};
 
 use super::accounting::State;
 use crate::paths::TcpFlags;
@@ -20,7 +20,7 @@ pub(super) type FlowKey = (u8, IpAddr, u16, IpAddr, u16);
 /// [`InnerFlow`]; a frame that is no flow counts on its stream only.
 pub(super) fn inspect_inner(st: &mut State, observer: IpAddr, frame: &[u8], now: SystemTime) {
     let Some(flow) = InnerFlow::parse(frame) else { return };
-    let (sp, dp) = flow.ports();
+    let Ports { source: sp, destination: dp } = flow.ports();
     let (s, d, proto) = (flow.source, flow.destination, flow.protocol);
     let flags = match flow.transport {
         Transport::Tcp(t) => Some(TcpFlags { syn: t.syn, ack: t.ack, rst: t.rst }),
