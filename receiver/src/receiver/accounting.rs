@@ -10,10 +10,17 @@ use std::time::SystemTime;
 
 use bpc_wire::{Decapsulated, Direction, SequenceTracker, WireError, ethernet};
 
-use super::inner::{FlowKey, inspect_inner};
-use super::{DirectionCounts, FrameSink, ReceivedProfile};
+use bpc_contract::stream::{DirectionCounts, ReceivedProfile};
+
+use super::inner::InnerFrames;
 use crate::Error;
-use crate::paths::FlowTable;
+
+/// Something that wants the inner frames (the pcap writer).
+pub trait FrameSink: Send {
+    /// One inner Ethernet frame, received at `ts`, from stream `key`. After
+    /// an error the sink gets no more frames ([`super::Receiver::take_sink_error`]).
+    fn frame(&mut self, ts: SystemTime, key: u32, frame: &[u8]) -> Result<(), Error>;
+}
 
 /// One stream: a key from one source in one profile.
 #[derive(Debug)]
@@ -36,26 +43,37 @@ pub(super) struct Stream {
 
 /// Everything a receiver has counted, behind the one lock the receiving
 /// threads and the readers of reports share.
-#[derive(Default)]
 pub(super) struct State {
     /// Streams by key, source and profile.
     pub streams: HashMap<(u32, IpAddr, ReceivedProfile), Stream>,
     /// Datagrams that are no valid packet, by reason.
     pub malformed: BTreeMap<&'static str, u64>,
-    /// Packets and bytes per inner flow (the report's top flows).
-    pub flows: HashMap<FlowKey, (u64, u64)>,
-    /// One-way latencies of synthetic frames, nanoseconds.
-    pub latencies_ns: Vec<u64>,
+    /// Flows, latency samples and path records of the inner frames.
+    pub inner: InnerFrames,
     /// Valid packets over all streams.
     pub valid: u64,
-    /// The path discovery's flow records, when asked for.
-    pub paths: Option<FlowTable>,
     /// The frame sink's first error; it is called no more after one.
     pub sink_error: Option<Error>,
     /// The frame sink failed: it gets no more frames.
     pub sink_failed: bool,
     /// Why the VXLAN socket is not listening, for the report.
     pub vxlan_note: Option<String>,
+}
+
+impl State {
+    /// Nothing counted yet; inner frames feed a path table when `paths`,
+    /// and the report says `vxlan_note`.
+    pub(super) fn new(paths: bool, vxlan_note: Option<String>) -> State {
+        State {
+            streams: HashMap::new(),
+            malformed: BTreeMap::new(),
+            inner: InnerFrames::new(paths),
+            valid: 0,
+            sink_error: None,
+            sink_failed: false,
+            vxlan_note,
+        }
+    }
 }
 
 /// Counts one datagram that is no valid packet, by `reason`.
@@ -124,7 +142,7 @@ pub(super) fn handle(
             Direction::Unknown => c.unknown += 1,
         }
     }
-    inspect_inner(st, src, frame, now);
+    st.inner.observe(src, frame, now);
     if let Some(sink) = sink
         && !st.sink_failed
         && let Err(e) = sink.lock().unwrap().frame(now, key, frame)

@@ -1,44 +1,67 @@
 //! Inner-frame inspection: the flow a decapsulated frame belongs to (top
 //! flows, path discovery) and the send time of a synthetic frame (latency).
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bpc_wire::{InnerFlow, Ports, Transport};
 
-use super::accounting::State;
-use crate::paths::TcpFlags;
+use crate::paths::{FlowTable, TcpFlags};
 
 /// Latency samples kept (8 MiB); later synthetic frames are not sampled.
-pub(super) const MAX_LATENCY_SAMPLES: usize = 1 << 20;
+const MAX_LATENCY_SAMPLES: usize = 1 << 20;
 
 /// An inner flow: IP protocol, source address and port, destination address and port.
 pub(super) type FlowKey = (u8, IpAddr, u16, IpAddr, u16);
 
-/// Counts `frame` on its inner flow (and in the path table), and takes a
-/// latency sample from a synthetic frame. Headers are read through
-/// [`InnerFlow`]; a frame that is no flow counts on its stream only.
-pub(super) fn inspect_inner(st: &mut State, observer: IpAddr, frame: &[u8], now: SystemTime) {
-    let Some(flow) = InnerFlow::parse(frame) else { return };
-    let Ports { source: sp, destination: dp } = flow.ports();
-    let (s, d, proto) = (flow.source, flow.destination, flow.protocol);
-    let flags = match flow.transport {
-        Transport::Tcp(t) => Some(TcpFlags { syn: t.syn, ack: t.ack, rst: t.rst }),
-        Transport::Udp(u) => {
-            if let Some(sent) = latency_marker(u.payload)
-                && st.latencies_ns.len() < MAX_LATENCY_SAMPLES
-            {
-                st.latencies_ns.push(unix_ns(now).saturating_sub(sent));
-            }
-            None
+/// What the inner frames have told so far.
+#[derive(Default)]
+pub(super) struct InnerFrames {
+    /// Packets and bytes per inner flow (the report's top flows).
+    pub flows: HashMap<FlowKey, (u64, u64)>,
+    /// One-way latencies of synthetic frames, nanoseconds.
+    pub latencies_ns: Vec<u64>,
+    /// The path discovery's flow records, when asked for.
+    pub paths: Option<FlowTable>,
+}
+
+impl InnerFrames {
+    /// Ready for frames; with a path table when `paths`.
+    pub(super) fn new(paths: bool) -> InnerFrames {
+        InnerFrames {
+            flows: HashMap::new(),
+            latencies_ns: Vec::with_capacity(MAX_LATENCY_SAMPLES),
+            paths: paths.then(FlowTable::default),
         }
-        Transport::Portless => None,
-    };
-    let e = st.flows.entry((proto, s, sp, d, dp)).or_insert((0, 0));
-    e.0 += 1;
-    e.1 += frame.len() as u64;
-    if let Some(paths) = st.paths.as_mut() {
-        paths.observe(observer, proto, (s, sp), (d, dp), flags, frame.len(), unix_ns(now));
+    }
+
+    /// Counts `frame`, captured by `observer`, on its inner flow (and in the
+    /// path table), and takes a latency sample from a synthetic frame.
+    /// Headers are read through [`InnerFlow`]; a frame that is no flow
+    /// counts on its stream only.
+    pub(super) fn observe(&mut self, observer: IpAddr, frame: &[u8], now: SystemTime) {
+        let Some(flow) = InnerFlow::parse(frame) else { return };
+        let Ports { source: sp, destination: dp } = flow.ports();
+        let (s, d, proto) = (flow.source, flow.destination, flow.protocol);
+        let flags = match flow.transport {
+            Transport::Tcp(t) => Some(TcpFlags { syn: t.syn, ack: t.ack, rst: t.rst }),
+            Transport::Udp(u) => {
+                if let Some(sent) = latency_marker(u.payload)
+                    && self.latencies_ns.len() < MAX_LATENCY_SAMPLES
+                {
+                    self.latencies_ns.push(unix_ns(now).saturating_sub(sent));
+                }
+                None
+            }
+            Transport::Portless => None,
+        };
+        let e = self.flows.entry((proto, s, sp, d, dp)).or_insert((0, 0));
+        e.0 += 1;
+        e.1 += frame.len() as u64;
+        if let Some(paths) = self.paths.as_mut() {
+            paths.observe(observer, proto, (s, sp), (d, dp), flags, frame.len(), unix_ns(now));
+        }
     }
 }
 

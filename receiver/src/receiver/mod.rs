@@ -20,8 +20,9 @@ mod inner;
 mod report;
 mod socket;
 
+pub use accounting::FrameSink;
 use accounting::State;
-use inner::{MAX_LATENCY_SAMPLES, unix_ns};
+use inner::unix_ns;
 pub use report::{FlowReport, KeyReport, LatencyReport, Report, Totals, VXLAN_NOTE, summarize_keys};
 use report::{build_report, unix};
 use socket::{Arrival, gre_socket, receive_loop, sock_err, vxlan_socket};
@@ -40,13 +41,6 @@ pub struct ReceiverConfig {
     pub paths: bool,
     /// Receives each decapsulated inner frame with its receive time (for `--write`).
     pub frame_sink: Option<Arc<Mutex<dyn FrameSink>>>,
-}
-
-/// Something that wants the inner frames (the pcap writer).
-pub trait FrameSink: Send {
-    /// One inner Ethernet frame, received at `ts`, from stream `key`. After
-    /// an error the sink gets no more frames ([`Receiver::take_sink_error`]).
-    fn frame(&mut self, ts: SystemTime, key: u32, frame: &[u8]) -> Result<(), Error>;
 }
 
 /// What the VXLAN socket of a receiver listens on.
@@ -90,13 +84,7 @@ impl Receiver {
             },
         };
         let socket = gre_socket(config.listen)?;
-        let state = Arc::new(Mutex::new(State::default()));
-        {
-            let mut st = state.lock().unwrap();
-            st.latencies_ns.reserve(MAX_LATENCY_SAMPLES);
-            st.paths = config.paths.then(FlowTable::default);
-            st.vxlan_note = vxlan_note;
-        }
+        let state = Arc::new(Mutex::new(State::new(config.paths, vxlan_note)));
         let stop = Arc::new(AtomicBool::new(false));
         let v4 = config.listen.is_ipv4();
         let mut threads = Vec::with_capacity(2);
@@ -146,7 +134,7 @@ impl Receiver {
             *w = (w.0.min(first), w.1.max(last));
         }
         let now = SystemTime::now();
-        let Some(paths) = st.paths.as_mut() else {
+        let Some(paths) = st.inner.paths.as_mut() else {
             return FlowTable::default().report(&map, &capturing, unix(now));
         };
         let idle_before = now.checked_sub(PATHS_IDLE).unwrap_or(UNIX_EPOCH);

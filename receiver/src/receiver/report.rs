@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bpc_contract::stream::{ReceivedProfile, StreamReport};
 use serde::{Deserialize, Serialize};
 
 use super::accounting::State;
-use super::{ReceivedProfile, StreamReport};
 use crate::map::WorkloadMap;
 
 /// One inner flow.
@@ -208,7 +208,7 @@ pub(super) fn build_report(st: &State, map: &WorkloadMap, elapsed: Duration) -> 
     }
     r.malformed = st.malformed.iter().map(|(k, v)| (k.to_string(), *v)).collect();
     r.totals.malformed = st.malformed.values().sum();
-    let mut flows: Vec<_> = st.flows.iter().collect();
+    let mut flows: Vec<_> = st.inner.flows.iter().collect();
     flows.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(b.1.1.cmp(&a.1.1)).then(a.0.cmp(b.0)));
     for ((p, s, sp, d, dp), (pk, by)) in flows.into_iter().take(10) {
         let protocol = bpc_wire::protocol_name(*p).into_owned();
@@ -220,8 +220,8 @@ pub(super) fn build_report(st: &State, map: &WorkloadMap, elapsed: Duration) -> 
             bytes: *by,
         });
     }
-    if !st.latencies_ns.is_empty() {
-        let mut l = st.latencies_ns.clone();
+    if !st.inner.latencies_ns.is_empty() {
+        let mut l = st.inner.latencies_ns.clone();
         l.sort_unstable();
         let pct = |q: f64| l[((l.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0;
         r.latency = Some(LatencyReport {

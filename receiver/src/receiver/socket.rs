@@ -12,8 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bpc_wire::{Decapsulated, Ipv4Packet};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::FrameSink;
-use super::accounting::{State, bump, handle};
+use super::accounting::{FrameSink, State, bump, handle};
 use crate::Error;
 
 const BATCH: usize = 64;
