@@ -1,7 +1,7 @@
 //! The receiving engine: a raw IPPROTO_GRE socket (GRE, ERSPAN II and III)
 //! and a UDP socket on the VXLAN port, each read on its own thread
-//! ([`socket`]), per-stream counters ([`accounting`]), the inner frames'
-//! flows ([`inner`]), and a [`Report`] available at any time ([`report`]).
+//! (`socket`), per-stream counters (`accounting`), the inner frames'
+//! flows (`inner`), and a [`Report`] available at any time (`report`).
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
