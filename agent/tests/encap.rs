@@ -1,7 +1,7 @@
 //! Every format end to end, over IPv4 and over IPv6 (2001:2::/48): the
 //! agent in a pod namespace mirrors HTTP exchanges to the collector
 //! namespace, where tcpdump records what arrives (tshark then decodes every
-//! request inside it), and bpc-sim's receiver counts the stream, labelled
+//! request inside it), and the receiver (bpc-receiver) counts the stream, labelled
 //! from a map row, with loss 0 where the format has sequence numbers. The
 //! pod's own tcpdump is the reference; ERSPAN III's capture times are
 //! compared with its nanosecond times. Needs root, iproute2, tcpdump, tshark.
@@ -14,8 +14,8 @@ use std::process::Command;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use bpc_sim::map::WorkloadMap;
-use bpc_sim::receiver::{ReceivedProfile, Receiver, ReceiverConfig, VxlanListen};
+use bpc_receiver::map::WorkloadMap;
+use bpc_receiver::receiver::{ReceivedProfile, Receiver, ReceiverConfig, VxlanListen};
 use bpc_wire::{Decapsulated, Direction, EthernetFrame, Ipv4Packet, StreamKind, WorkloadKey};
 use support::*;
 

@@ -18,7 +18,7 @@ use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bpc_sim::receive_cmd::{ReceiveArgs, Received, run_receive};
+use bpc_receiver::receive::{ReceiveArgs, Received, run_receive};
 use clap::Parser;
 use kubectl_bpc::merge::{Demux, Merger};
 use support::*;
@@ -41,7 +41,7 @@ struct ReceiveCmd {
 
 /// A receiver writing `path`, run in the collector namespace until it has
 /// `FRAMES` packets.
-fn receiver(t: &Topology, path: &Path) -> std::thread::JoinHandle<Result<Received, bpc_sim::Error>> {
+fn receiver(t: &Topology, path: &Path) -> std::thread::JoinHandle<Result<Received, bpc_receiver::Error>> {
     let (count, path) = (FRAMES.to_string(), path.to_str().expect("a UTF-8 temporary path"));
     let flags = [
         "receive",

@@ -206,7 +206,7 @@ impl<W: Write> Merger<W> {
     /// not yet written (nothing when `hosts` is empty).
     pub fn names(&mut self, hosts: &[(std::net::IpAddr, String)]) -> Result<(), Error> {
         if !hosts.is_empty() {
-            self.writer.write_pcapng_block(bpc_sim::names::block(hosts))?;
+            self.writer.write_pcapng_block(bpc_receiver::names::block(hosts))?;
         }
         Ok(())
     }

@@ -1,9 +1,9 @@
-//! `kubectl bpc sink`: the bpc-sim receiver run in-process, for a laptop or
+//! `kubectl bpc sink`: the receiver (bpc-receiver) run in-process, for a laptop or
 //! the host of a kind cluster, and the receiver `verify` embeds.
 //!
-//! There is one receiver in the project, [`bpc_sim::receiver`]: `sink` takes
+//! There is one receiver in the project, [`bpc_receiver::receiver`]: `sink` takes
 //! the very options of `bpc-sim receive` (flattened [`ReceiveArgs`]) and runs
-//! [`bpc_sim::receive_cmd::run_receive`]; [`GreTally`] is the narrow view of the
+//! [`bpc_receiver::receive::run_receive`]; [`GreTally`] is the narrow view of the
 //! same receiver that `verify` polls.
 
 use std::net::IpAddr;
@@ -11,9 +11,9 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 pub use bpc_contract::stream::StreamReport;
-use bpc_sim::map::{SharedMap, WorkloadMap};
-use bpc_sim::receive_cmd::ReceiveArgs;
-use bpc_sim::receiver::{Receiver, ReceiverConfig};
+use bpc_receiver::map::{SharedMap, WorkloadMap};
+use bpc_receiver::receive::ReceiveArgs;
+use bpc_receiver::receiver::{Receiver, ReceiverConfig};
 
 use crate::kube_context::KubeArgs;
 use crate::map::{MapEvent, MapEventKind};
@@ -32,7 +32,7 @@ pub struct SinkArgs {
     pub map_watch: bool,
 }
 
-/// A running GRE receiver (the bpc-sim one); stops (and joins its thread) on drop.
+/// A running GRE receiver (bpc-receiver's); stops (and joins its thread) on drop.
 pub struct GreTally {
     receiver: Receiver,
     started: Instant,
@@ -67,15 +67,19 @@ impl GreTally {
 
 /// Socket errors name the fix: permission problems and foreign addresses
 /// are the user's to correct (usage, exit 2), anything else is the receiver's.
-fn receiver_error(e: bpc_sim::Error, listen: IpAddr) -> Error {
+fn receiver_error(e: bpc_receiver::Error, listen: IpAddr) -> Error {
     match &e {
-        bpc_sim::Error::Socket { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
+        bpc_receiver::Error::Socket { source, .. }
+            if source.kind() == std::io::ErrorKind::PermissionDenied =>
+        {
             Error::Usage(format!(
                 "cannot open a raw GRE socket ({source}): run as root or grant CAP_NET_RAW \
                  (sudo setcap cap_net_raw+ep $(which kubectl-bpc))"
             ))
         }
-        bpc_sim::Error::Socket { source, .. } if source.kind() == std::io::ErrorKind::AddrNotAvailable => {
+        bpc_receiver::Error::Socket { source, .. }
+            if source.kind() == std::io::ErrorKind::AddrNotAvailable =>
+        {
             Error::Usage(format!("cannot receive on {listen}: {source} (is it a local address?)"))
         }
         _ => Error::Receiver(e.to_string()),
@@ -94,7 +98,7 @@ pub fn apply_map_event(map: &SharedMap, event: &MapEvent) -> Result<(), Error> {
     Ok(())
 }
 
-/// Runs `kubectl bpc sink`: the bpc-sim receiver until Ctrl-C, `--duration`
+/// Runs `kubectl bpc sink`: the receiver until Ctrl-C, `--duration`
 /// or `--count`, then its report; exit 0, or 1 when an `--expect` fails.
 /// With `--map-watch`, `kube` names the cluster and scope whose map labels
 /// the streams and paths while the receiver runs (connected only then).
@@ -123,19 +127,19 @@ pub async fn run(args: &SinkArgs, kube: &KubeArgs) -> Result<ExitCode, Error> {
     });
     // The receiver's loop blocks (it polls its thread); keep it off the async workers.
     let result = tokio::task::spawn_blocking(move || {
-        let mut shown = bpc_sim::receive_cmd::StderrProgress::new(receive.quiet);
+        let mut shown = bpc_receiver::receive::StderrProgress::new(receive.quiet);
         let received =
-            bpc_sim::receive_cmd::run_receive_with(&receive, Some(shared), &stop, &mut |p| shown.show(p))?;
+            bpc_receiver::receive::run_receive_with(&receive, Some(shared), &stop, &mut |p| shown.show(p))?;
         drop(shown);
         received.print(&mut std::io::stdout().lock(), &mut std::io::stderr())
     })
     .await
     .map_err(|e| Error::Receiver(e.to_string()))?
     .map_err(|e| match e {
-        bpc_sim::Error::Socket { .. } => receiver_error(e, listen),
-        bpc_sim::Error::Invalid { .. } => Error::Usage(e.to_string()),
+        bpc_receiver::Error::Socket { .. } => receiver_error(e, listen),
+        bpc_receiver::Error::Invalid { .. } => Error::Usage(e.to_string()),
         // A file or pcap that cannot be written is the receiver's failure, not a usage error.
-        bpc_sim::Error::File { .. } | bpc_sim::Error::Pcap(_) => Error::Receiver(e.to_string()),
+        bpc_receiver::Error::File { .. } | bpc_receiver::Error::Pcap(_) => Error::Receiver(e.to_string()),
     });
     ctrl_c.abort();
     if let Some(w) = watcher {

@@ -1,4 +1,4 @@
-//! The `kubectl-bpc` binary: `sink` is the bpc-sim receiver in-process
+//! The `kubectl-bpc` binary: `sink` is the receiver (bpc-receiver) in-process
 //! (needs root / CAP_NET_RAW, as CI runs); API-less failures exit 2.
 
 use std::process::{Child, Command, Stdio};
@@ -133,7 +133,7 @@ fn sink_paths_writes_the_path_files_and_rejects_a_zero_interval() {
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(format!("{prefix}.json")).unwrap()).unwrap();
-    assert_eq!(json["schema"], bpc_sim::paths::PATHS_SCHEMA);
+    assert_eq!(json["schema"], bpc_receiver::paths::PATHS_SCHEMA);
     assert!(std::fs::read_to_string(format!("{prefix}.dot")).unwrap().starts_with("digraph"));
     let out = Command::new(BIN)
         .args(["sink", "--listen", "127.0.0.1", "--paths", prefix, "--paths-interval", "0"])

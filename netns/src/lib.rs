@@ -1,5 +1,5 @@
-//! Network namespaces for the Rust integration tests of `bpc-agent` and
-//! `bpc-sim` (a dev-dependency only; `scripts/netns-pod.sh` is the shell
+//! Network namespaces for the Rust integration tests of `bpc-agent`,
+//! `bpc-receiver` and `bpc-sim` (a dev-dependency only; `scripts/netns-pod.sh` is the shell
 //! counterpart for the end-to-end scripts).
 //!
 //! A "pod" is a network namespace, exactly what a sidecar sees in a real

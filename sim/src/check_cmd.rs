@@ -5,10 +5,11 @@
 use std::io::Write;
 use std::process::ExitCode;
 
+use bpc_receiver::expectation::Expectation;
+use bpc_receiver::map::WorkloadMap;
+use bpc_receiver::receiver::Report;
+
 use crate::Error;
-use crate::expectation::Expectation;
-use crate::map::WorkloadMap;
-use crate::receiver::Report;
 
 /// Options of `bpc-sim check`.
 #[derive(Debug, Clone, clap::Args)]

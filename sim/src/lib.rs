@@ -1,33 +1,15 @@
-//! bpc-sim: stands in for the packet analyser.
+//! bpc-sim: the simulator around the receiver library (`bpc_receiver`):
 //!
-//! * [`receiver`]: the receiving engine: a raw GRE socket on its own
-//!   thread, per-stream accounting and the [`receiver::Report`].
-//! * [`receive_cmd`]: the `bpc-sim receive` command around it (also run
-//!   in-process by `kubectl bpc sink`), with [`pcap_out`] for `--write`.
-//! * [`expectation`]: the `--expect` model, parsed and checked against a
-//!   report; [`check_cmd`] is the `bpc-sim check` command that applies it to
-//!   a saved one.
+//! * [`check_cmd`]: `bpc-sim check`, the `--expect` assertions applied to a
+//!   report saved with `receive -o json`.
 //! * [`replay`]: sends pcap or synthetic frames exactly as an agent would.
-//! * [`map`], [`paths`]: workload names from `kubectl bpc map`, and the
-//!   service paths discovered in the inner flows.
 //!
-//! The library has no process-wide side effects: commands take their stop
-//! signal from the caller and return what they found; the binaries install
-//! signal handlers and print.
+//! `bpc-sim receive` is [`bpc_receiver::receive`] behind the binary's
+//! signal handler. Nothing here is linked by the plugin or the agent.
 
 pub mod check_cmd;
-mod error;
-pub mod expectation;
-pub mod map;
-pub mod names;
-pub mod paths;
-pub mod pcap_out;
-pub mod receive_cmd;
-pub mod receiver;
 pub mod replay;
 
-pub use error::Error;
-
-/// Marker at the start of a synthetic UDP payload: the 4 bytes `BPCT`
-/// followed by the send time as u64 big-endian nanoseconds since the Unix epoch.
-pub const LATENCY_MARKER: &[u8; 4] = b"BPCT";
+/// The simulator fails in the receiver's ways (a socket, a file, an input
+/// not understood, a pcap), with the same messages: one error type for both.
+pub use bpc_receiver::Error;

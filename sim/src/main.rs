@@ -1,9 +1,12 @@
-//! bpc-sim: GRE receiver simulator and replay tool.
+//! bpc-sim: the receiver as a command (`receive`, the `bpc_receiver`
+//! library behind `kubectl bpc sink` too), `check` of a saved report, and
+//! `replay`, which sends frames exactly as an agent would.
 
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use bpc_sim::{Error, check_cmd, replay};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -16,11 +19,11 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Receive GRE from agents, count per key, detect loss, write pcap.
-    Receive(bpc_sim::receive_cmd::ReceiveArgs),
+    Receive(bpc_receiver::receive::ReceiveArgs),
     /// Apply --expect assertions to a report saved with `receive -o json`.
-    Check(bpc_sim::check_cmd::CheckArgs),
+    Check(check_cmd::CheckArgs),
     /// Send a pcap (or synthetic frames) GRE-encapsulated like an agent.
-    Replay(bpc_sim::replay::ReplayArgs),
+    Replay(replay::ReplayArgs),
 }
 
 /// Set by SIGINT: `receive` stops and reports.
@@ -30,11 +33,11 @@ extern "C" fn on_sigint(_: libc::c_int) {
     INTERRUPTED.store(true, Ordering::Relaxed);
 }
 
-fn receive(args: &bpc_sim::receive_cmd::ReceiveArgs) -> Result<ExitCode, bpc_sim::Error> {
+fn receive(args: &bpc_receiver::receive::ReceiveArgs) -> Result<ExitCode, Error> {
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
     unsafe { libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t) };
-    let mut shown = bpc_sim::receive_cmd::StderrProgress::new(args.quiet);
-    let received = bpc_sim::receive_cmd::run_receive(args, &INTERRUPTED, &mut |p| shown.show(p))?;
+    let mut shown = bpc_receiver::receive::StderrProgress::new(args.quiet);
+    let received = bpc_receiver::receive::run_receive(args, &INTERRUPTED, &mut |p| shown.show(p))?;
     drop(shown);
     received.print(&mut std::io::stdout().lock(), &mut std::io::stderr())
 }
@@ -43,8 +46,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Receive(a) => receive(&a),
-        Command::Check(a) => bpc_sim::check_cmd::run_check(&a, &mut std::io::stdout().lock()),
-        Command::Replay(a) => bpc_sim::replay::run_replay(&a).and_then(|s| {
+        Command::Check(a) => check_cmd::run_check(&a, &mut std::io::stdout().lock()),
+        Command::Replay(a) => replay::run_replay(&a).and_then(|s| {
             let secs = s.elapsed.as_secs_f64().max(1e-9);
             let line = format!(
                 "sent {} packets in {:.3}s ({:.0} pps), {} errors\n",
@@ -55,7 +58,7 @@ fn main() -> ExitCode {
             );
             match std::io::stdout().lock().write_all(line.as_bytes()) {
                 Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-                    Err(bpc_sim::Error::File { path: "stdout".into(), source: e })
+                    Err(Error::File { path: "stdout".into(), source: e })
                 }
                 _ => Ok(ExitCode::SUCCESS),
             }

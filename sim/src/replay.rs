@@ -147,7 +147,7 @@ pub fn synthetic_frame(size: usize, index: u64) -> Vec<u8> {
     };
     // The size is clamped to what the length fields hold.
     let at = headers(&mut f).expect("synthetic frame headers fit");
-    f[at..at + 4].copy_from_slice(crate::LATENCY_MARKER);
+    f[at..at + 4].copy_from_slice(bpc_receiver::LATENCY_MARKER);
     f
 }
 
@@ -346,7 +346,7 @@ mod tests {
         stamp(&mut f);
         let p = etherparse::SlicedPacket::from_ethernet(&f).unwrap();
         let Some(etherparse::TransportSlice::Udp(u)) = p.transport else { panic!("not udp") };
-        assert_eq!(&u.payload()[..4], crate::LATENCY_MARKER);
+        assert_eq!(&u.payload()[..4], bpc_receiver::LATENCY_MARKER);
         assert_eq!(f.len(), 200);
         assert_eq!(bpc_wire::internet_checksum(&[&f[14..34]]), 0, "IPv4 header checksum verifies");
     }

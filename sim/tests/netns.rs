@@ -126,7 +126,7 @@ fn mangled_sequences_are_counted_exactly_and_expect_passes() {
     assert_eq!(report["latency"]["samples"], 1000);
     assert_eq!(report["top_flows"][0]["destination"], "198.18.0.2:9999");
     // The JSON schema round-trips through the library type.
-    let typed: bpc_sim::receiver::Report = serde_json::from_value(report).unwrap();
+    let typed: bpc_receiver::receiver::Report = serde_json::from_value(report).unwrap();
     assert_eq!(typed.totals.lost, 2);
     assert!(out.status.success(), "expect should pass: {}", String::from_utf8_lossy(&out.stderr));
 }

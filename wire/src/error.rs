@@ -50,6 +50,19 @@ pub enum WireError {
     /// The IPv4 header length field (IHL) is below 5 words.
     #[error("IPv4 header length {0} bytes is below the minimum of 20")]
     Ipv4HeaderLength(usize),
+    /// The version nibble of what should be an IPv6 header is not 6.
+    #[error("not an IPv6 header: version {0}")]
+    NotIpv6(u8),
+    /// An IP extension header that breaks its rules (a hop-by-hop header
+    /// after another, an authentication header of length 0).
+    #[error("malformed IP extension header: {0}")]
+    IpExtensionHeader(&'static str),
+    /// The TCP data offset is below 5 words.
+    #[error("TCP header length {0} bytes is below the minimum of 20")]
+    TcpHeaderLength(usize),
+    /// The UDP length field is below the 8 bytes of its own header.
+    #[error("UDP length {0} is below the header's 8 bytes")]
+    UdpLength(usize),
     /// A length does not fit its header field.
     #[error("length {length} does not fit the header's length field (at most {max})")]
     TooLong {
@@ -72,4 +85,13 @@ pub enum WireError {
     /// A GRE protocol type that carries no Ethernet frame we decode.
     #[error("GRE protocol type {0:#06x} carries no Ethernet frame (0x6558, 0x88be or 0x22eb)")]
     NotEthernet(u16),
+}
+
+/// The fixed part of `header` at the start of `buf` (its first `N` bytes),
+/// or why not: what every view's decoder reads first.
+pub(crate) fn fixed_part<'a, const N: usize>(
+    header: &'static str,
+    buf: &'a [u8],
+) -> Result<&'a [u8; N], WireError> {
+    buf.first_chunk().ok_or(WireError::TruncatedHeader { header, needed: N, available: buf.len() })
 }

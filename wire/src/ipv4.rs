@@ -5,13 +5,15 @@
 use std::net::Ipv4Addr;
 
 use crate::checksum::internet_checksum;
-use crate::error::WireError;
+use crate::error::{WireError, fixed_part};
 
 /// Length of a header without options (IHL 5).
 pub const HEADER_LEN: usize = 20;
 /// The IP protocol number of UDP.
 pub const IPPROTO_UDP: u8 = 17;
 const FLAG_DONT_FRAGMENT: u16 = 0x4000;
+/// MF and the fragment offset: either set makes a packet a fragment.
+const MORE_FRAGMENTS_AND_OFFSET: u16 = 0x3fff;
 
 /// An IPv4 header to encode: version 4, IHL 5, no options, not a fragment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -71,17 +73,25 @@ pub struct Ipv4Packet<'a> {
     pub source: Ipv4Addr,
     /// Destination address.
     pub destination: Ipv4Addr,
+    /// A fragment (MF set or an offset): the payload is not a whole
+    /// upper-layer packet, and only the first fragment starts with its header.
+    pub fragment: bool,
     /// The payload: up to the total length, or to the end of a cut packet.
     pub payload: &'a [u8],
 }
 
 impl<'a> Ipv4Packet<'a> {
+    /// Whether the whole packet its total length announces is here (a
+    /// capture's snap length or a sender's truncation cuts packets short).
+    pub fn is_whole(&self) -> bool {
+        self.header_len + self.payload.len() == usize::from(self.total_len)
+    }
+
     /// Decodes the header. Rejects a version other than 4, an IHL below 5
     /// and a header longer than the input; does not verify the checksum
     /// (the kernel has, for what a socket delivers). Never panics.
     pub fn parse(buf: &'a [u8]) -> Result<Self, WireError> {
-        let truncated = |needed| WireError::TruncatedHeader { header: "IPv4", needed, available: buf.len() };
-        let h: &[u8; HEADER_LEN] = buf.first_chunk().ok_or(truncated(HEADER_LEN))?;
+        let h: &[u8; HEADER_LEN] = fixed_part("IPv4", buf)?;
         if h[0] >> 4 != 4 {
             return Err(WireError::NotIpv4(h[0] >> 4));
         }
@@ -90,7 +100,11 @@ impl<'a> Ipv4Packet<'a> {
             return Err(WireError::Ipv4HeaderLength(header_len));
         }
         if buf.len() < header_len {
-            return Err(truncated(header_len));
+            return Err(WireError::TruncatedHeader {
+                header: "IPv4",
+                needed: header_len,
+                available: buf.len(),
+            });
         }
         let total_len = u16::from_be_bytes([h[2], h[3]]);
         // Ethernet padding after the packet is not payload; a cut packet keeps what there is.
@@ -101,6 +115,7 @@ impl<'a> Ipv4Packet<'a> {
             protocol: h[9],
             source: Ipv4Addr::new(h[12], h[13], h[14], h[15]),
             destination: Ipv4Addr::new(h[16], h[17], h[18], h[19]),
+            fragment: u16::from_be_bytes([h[6], h[7]]) & MORE_FRAGMENTS_AND_OFFSET != 0,
             payload: &buf[header_len..end],
         })
     }

@@ -1,8 +1,9 @@
 //! The GRE wire format of kubectl-bpc, and the workload key.
 //!
 //! This crate is the one place the format lives: `bpc-agent` encodes with it,
-//! `bpc-sim` and `kubectl-bpc sink` decode with it; the Ethernet, IPv4 and
-//! UDP headers senders build by themselves live here too. It does no I/O and never
+//! `bpc-receiver` (`kubectl-bpc sink`, `bpc-sim receive`) decodes with it;
+//! the Ethernet, IP and transport headers senders build and receivers read
+//! live here too. It does no I/O and never
 //! allocates on the encode or decode path: decoding borrows from the caller's
 //! `&[u8]`, encoding writes into the caller's `&mut [u8]`.
 //!
@@ -16,6 +17,9 @@
 //!   that senders build (the agent's TX ring, replay, the bench tools) and
 //!   receivers walk (VLAN tags, the IPv4 header length), and a capture's
 //!   stripped VLAN tag put back ([`ethernet::Retagged`]).
+//! * [`ipv6`], [`tcp`], [`inner`]: what a receiver reads from an inner
+//!   frame: [`InnerFlow`], its addresses, protocol, ports, TCP flags and
+//!   UDP payload, and the protocols' names in reports.
 //! * [`encap`]: the four formats an agent sends in (GRE, VXLAN, ERSPAN II
 //!   and III) behind one [`Encapsulation`], and [`Decapsulated`], what a
 //!   receiver reads from any of them; the headers in [`vxlan`] and [`erspan`].
@@ -31,10 +35,14 @@ mod error;
 pub mod erspan;
 pub mod ethernet;
 pub mod gre;
+pub mod inner;
 pub mod ipv4;
+pub mod ipv6;
 pub mod key;
+mod ports;
 pub mod profile;
 pub mod sequence;
+pub mod tcp;
 pub mod udp;
 pub mod vxlan;
 
@@ -44,11 +52,15 @@ pub use error::WireError;
 pub use erspan::{ErspanII, ErspanIII};
 pub use ethernet::{EthernetFrame, EthernetHeader, MacText, Retagged, parse_mac};
 pub use gre::{GreFlags, GreHeader, GrePacket, PROTO_IPV4, PROTO_IPV6, PROTO_TEB};
+pub use inner::{InnerFlow, Transport, protocol_name};
 pub use ipv4::{Ipv4Header, Ipv4Packet};
+pub use ipv6::Ipv6Packet;
 pub use key::{ParseKeyError, WorkloadKey, WorkloadKind};
+pub use ports::Ports;
 pub use profile::{Direction, GreProfile, NetisKey, ParseProfileError, StreamProfile};
 pub use sequence::{Observation, SequenceCounters, SequenceTracker};
-pub use udp::UdpHeader;
+pub use tcp::TcpSegment;
+pub use udp::{UdpDatagram, UdpHeader};
 pub use vxlan::{VxlanHeader, VxlanPacket};
 
 /// The IP protocol number of GRE (the raw-socket protocol agents send with).

@@ -1,6 +1,8 @@
-//! The UDP header (RFC 768), for senders that build their own test frames.
+//! The UDP header (RFC 768), for senders that build their own test frames,
+//! and the datagram view a receiver reads.
 
-use crate::error::WireError;
+use crate::error::{WireError, fixed_part};
+use crate::ports::Ports;
 
 /// Length of the UDP header.
 pub const HEADER_LEN: usize = 8;
@@ -34,6 +36,37 @@ impl UdpHeader {
     }
 }
 
+/// A decoded UDP datagram: ports and a borrowed payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UdpDatagram<'a> {
+    /// Source and destination port.
+    pub ports: Ports,
+    /// The payload, up to the length field.
+    pub payload: &'a [u8],
+}
+
+impl<'a> UdpDatagram<'a> {
+    /// Decodes the header. Rejects a datagram shorter than its length
+    /// field and a length field below 8; a length of 0 (an IPv6 jumbogram)
+    /// takes the rest of the input. Never panics.
+    pub fn parse(buf: &'a [u8]) -> Result<Self, WireError> {
+        let h: &[u8; HEADER_LEN] = fixed_part("UDP", buf)?;
+        let end = match usize::from(u16::from_be_bytes([h[4], h[5]])) {
+            0 => buf.len(),
+            length if length < HEADER_LEN => return Err(WireError::UdpLength(length)),
+            length if length > buf.len() => {
+                return Err(WireError::TruncatedHeader {
+                    header: "UDP",
+                    needed: length,
+                    available: buf.len(),
+                });
+            }
+            length => length,
+        };
+        Ok(Self { ports: Ports::read(h.first_chunk().expect("8 bytes")), payload: &buf[HEADER_LEN..end] })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -52,5 +85,30 @@ mod tests {
         assert_eq!(h.encode(&mut [0; 8]), Err(WireError::TooLong { length: 65536, max: 65535 }));
         let h = UdpHeader { payload_len: 0, ..h };
         assert_eq!(h.encode(&mut [0; 7]), Err(WireError::BufferTooSmall { needed: 8, available: 7 }));
+    }
+
+    #[test]
+    fn datagram_reads_back_what_the_header_encoded_and_stops_at_its_length() {
+        let mut d = [0xeeu8; 8 + 18 + 4];
+        UdpHeader { source_port: 40000, destination_port: 9, payload_len: 18 }.encode(&mut d).unwrap();
+        let v = UdpDatagram::parse(&d).unwrap();
+        assert_eq!((v.ports, v.payload.len()), (Ports { source: 40000, destination: 9 }, 18));
+        d[4..6].fill(0);
+        assert_eq!(UdpDatagram::parse(&d).unwrap().payload.len(), 22, "length 0: the rest of the input");
+    }
+
+    #[test]
+    fn datagram_rejects_a_length_beyond_the_input_or_below_the_header() {
+        let mut d = [0u8; 12];
+        d[4..6].copy_from_slice(&13u16.to_be_bytes());
+        assert_eq!(
+            UdpDatagram::parse(&d),
+            Err(WireError::TruncatedHeader { header: "UDP", needed: 13, available: 12 })
+        );
+        d[4..6].copy_from_slice(&7u16.to_be_bytes());
+        assert_eq!(UdpDatagram::parse(&d), Err(WireError::UdpLength(7)));
+        for cut in 0..HEADER_LEN {
+            assert!(UdpDatagram::parse(&d[..cut]).is_err());
+        }
     }
 }

@@ -1,10 +1,13 @@
 //! Property tests: encode/decode round trip, decode on arbitrary input (GRE,
-//! Ethernet, IPv4), VLAN re-tagging, and the sequence tracker against a
+//! Ethernet, IPv4, IPv6, TCP, UDP, inner frames), VLAN re-tagging, and the sequence tracker against a
 //! simple model.
 
 use std::collections::BTreeSet;
 
-use bpc_wire::{EthernetFrame, GreHeader, GrePacket, Ipv4Packet, Retagged, SequenceTracker, WireError};
+use bpc_wire::{
+    EthernetFrame, GreHeader, GrePacket, InnerFlow, Ipv4Packet, Ipv6Packet, Retagged, SequenceTracker,
+    TcpSegment, UdpDatagram, WireError,
+};
 use proptest::prelude::*;
 
 fn header() -> impl Strategy<Value = GreHeader> {
@@ -45,6 +48,10 @@ proptest! {
                 | WireError::TruncatedHeader { .. }
                 | WireError::NotIpv4(_)
                 | WireError::Ipv4HeaderLength(_)
+                | WireError::NotIpv6(_)
+                | WireError::IpExtensionHeader(_)
+                | WireError::TcpHeaderLength(_)
+                | WireError::UdpLength(_)
                 | WireError::TooLong { .. }
                 | WireError::VxlanNoVni(_)
                 | WireError::ErspanVersion { .. }
@@ -64,6 +71,35 @@ proptest! {
         }
         if let Ok(p) = Ipv4Packet::parse(&bytes) {
             prop_assert!(p.header_len >= 20 && p.header_len + p.payload.len() <= bytes.len());
+        }
+    }
+
+    #[test]
+    fn ipv6_tcp_udp_and_inner_frame_views_never_panic_and_stay_within_their_input(
+        ethertype in prop_oneof![Just([0x08, 0x00]), Just([0x86, 0xdd]), Just([0x81, 0x00])],
+        version in prop_oneof![Just(0x45u8), Just(0x46), Just(0x60)],
+        next in prop_oneof![Just(0u8), Just(6), Just(17), Just(1), Just(43), Just(44), Just(51), Just(58), Just(60)],
+        bytes in proptest::collection::vec(any::<u8>(), 0..160),
+    ) {
+        // An Ethernet header and a first IP byte and protocol, so the random rest reaches the deeper views.
+        let mut frame = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, ethertype[0], ethertype[1], version];
+        frame.extend_from_slice(&bytes);
+        if let Some(at) = frame.get_mut(if version == 0x60 { 14 + 6 } else { 14 + 9 }) {
+            *at = next;
+        }
+        if let Some(flow) = InnerFlow::parse(&frame)
+            && ethertype != [0x81, 0x00]
+        {
+            prop_assert_eq!(flow.source.is_ipv4(), version != 0x60);
+        }
+        if let Ok(p) = Ipv6Packet::parse(&frame[14..]) {
+            prop_assert!(40 + p.payload.len() <= frame.len() - 14);
+        }
+        if let Ok(t) = TcpSegment::parse(&bytes) {
+            prop_assert_eq!(t.header_len + t.payload.len(), bytes.len());
+        }
+        if let Ok(u) = UdpDatagram::parse(&bytes) {
+            prop_assert!(8 + u.payload.len() <= bytes.len());
         }
     }
 

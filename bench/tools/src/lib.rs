@@ -11,7 +11,7 @@ use bpc_wire::{EthernetHeader, Ipv4Header, UdpHeader, ipv4, udp};
 
 /// The marker that starts a load-generator payload, followed by the send
 /// time (CLOCK_REALTIME, nanoseconds, big-endian u64) and a u64 counter:
-/// bpc-sim's latency marker (`bpc_sim::LATENCY_MARKER`), so `bpc-sim receive`
+/// bpc-sim's latency marker (`bpc_receiver::LATENCY_MARKER`), so `bpc-sim receive`
 /// reports capture-to-receive latency for the agent's stream.
 pub const MARKER: &[u8; 4] = b"BPCT";
 /// Offset of the send time in the payload.

@@ -23,7 +23,7 @@ pub(super) fn create(
     path: &Path,
     plans: &[Planned],
     snaplen: u32,
-    hosts_written: &mut bpc_sim::names::Written,
+    hosts_written: &mut bpc_receiver::names::Written,
 ) -> Result<PcapngOut, Error> {
     let out: Box<dyn Write + Send> = if path.as_os_str() == "-" {
         Box::new(std::io::stdout())

@@ -140,7 +140,7 @@ pub async fn plan(kube: &Kube, capture: &Capture) -> Result<Vec<Planned>, Error>
             workload: workload.clone(),
             hosts: crate::map::entries_of_pod(p, &OwnerCache::default())
                 .iter()
-                .filter_map(bpc_sim::names::host_of)
+                .filter_map(bpc_receiver::names::host_of)
                 .collect(),
         };
         let api: Api<Pod> = Api::namespaced(kube.client.clone(), &plan.namespace);

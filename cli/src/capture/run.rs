@@ -49,7 +49,7 @@ pub async fn run(capture: &Capture, kube: &Kube) -> Result<ExitCode, Error> {
     // SIGTERM (`kill`, and how Wireshark stops an extcap) stops the agents as
     // Ctrl-C does; registered now so that one sent while pods start is kept.
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let mut hosts_written = bpc_sim::names::Written::default();
+    let mut hosts_written = bpc_receiver::names::Written::default();
     let plans = plan(kube, capture).await?;
     let names: Vec<String> = plans.iter().map(|p| format!("{}/{}", p.namespace, p.pod)).collect();
     // The file is created only once the pre-flight passed.
@@ -145,7 +145,7 @@ pub async fn run(capture: &Capture, kube: &Kube) -> Result<ExitCode, Error> {
             _ = terminate.recv(), if !stop.asked() => stop.now(),
             Some(entry) = hosts_rx.recv() => {
                 if let Some(m) = merger.as_mut() {
-                    let fresh = hosts_written.fresh(bpc_sim::names::host_of(&entry));
+                    let fresh = hosts_written.fresh(bpc_receiver::names::host_of(&entry));
                     if let Err(e) = m.names(&fresh) && !e.is_closed_pipe() {
                         return Err(e);
                     }

@@ -23,7 +23,7 @@ pub use crate::sidecar::AGENT_CONTAINER;
 
 /// One row of the map: the shared `kubectl bpc map -o json` contract, defined
 /// once in bpc-sim (which reads it with `--map FILE`).
-pub use bpc_sim::map::{Backend, MAP_SCHEMA_VERSION, MapEntry, RowType};
+pub use bpc_receiver::map::{Backend, MAP_SCHEMA_VERSION, MapEntry, RowType};
 
 pub use owners::*;
 pub use render::*;

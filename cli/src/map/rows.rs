@@ -309,7 +309,7 @@ mod tests {
     }
 
     #[test]
-    fn map_rows_read_back_by_bpc_sim_label_services_and_nodes() {
+    fn map_rows_read_back_by_the_receiver_label_services_and_nodes() {
         let owners = OwnerCache::from_replica_sets([&web_rs()]);
         let rows = build_full_map(
             &[web_pod_labelled("198.18.1.2")],
@@ -319,7 +319,7 @@ mod tests {
         );
         let mut out = Vec::new();
         render(&rows, MapFormat::Json, &mut out).unwrap();
-        let m = bpc_sim::map::WorkloadMap::from_json(std::str::from_utf8(&out).unwrap()).unwrap();
+        let m = bpc_receiver::map::WorkloadMap::from_json(std::str::from_utf8(&out).unwrap()).unwrap();
         let p = m.peer(&"198.18.9.1".parse().unwrap()).unwrap();
         assert_eq!(
             (p.row_type, p.name.as_str(), p.backends[0].workload.as_str()),

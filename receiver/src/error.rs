@@ -1,6 +1,6 @@
 //! The crate's error type.
 
-/// Everything that can go wrong in bpc-sim.
+/// Everything that can go wrong in the receiver.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A socket call failed (usually a missing CAP_NET_RAW).

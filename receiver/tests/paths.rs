@@ -9,8 +9,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bpc_netns::{Netns, poll};
-use bpc_sim::map::WorkloadMap;
-use bpc_sim::receiver::{Receiver, ReceiverConfig};
+use bpc_receiver::map::WorkloadMap;
+use bpc_receiver::receiver::{Receiver, ReceiverConfig};
 use bpc_wire::{Direction, GreProfile};
 use etherparse::PacketBuilder;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -122,7 +122,7 @@ fn a_service_call_captured_by_both_ends_is_one_edge_via_the_service() {
     );
     assert_eq!((e.connections, e.flows, e.resets), (3, 3, 0));
     assert_eq!((e.packets_to_server, e.packets_to_client), (9, 6));
-    assert_eq!(e.observed_by, [bpc_sim::paths::Observer::Client]);
+    assert_eq!(e.observed_by, [bpc_receiver::paths::Observer::Client]);
     let rtt = e.handshake_rtt_us.as_ref().expect("handshakes timed");
     assert_eq!(rtt.samples, 3);
     // The client's SYN and SYN-ACK were sent 300 us apart: per-packet receive times.

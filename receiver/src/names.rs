@@ -186,7 +186,7 @@ mod tshark_tests {
 
     #[test]
     fn the_name_resolution_block_matches_its_golden_and_tshark_shows_the_names_from_the_file() {
-        // `BPC_REGEN=1 cargo test -p bpc-sim --lib names` rewrites the golden.
+        // `BPC_REGEN=1 cargo test -p bpc-receiver --lib names` rewrites the golden.
         let golden = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/pcapng/names.pcapng");
         let got = named_capture();
         if std::env::var_os("BPC_REGEN").is_some() {

@@ -89,7 +89,7 @@ impl EdgeAcc {
             client: id.client,
             server: id.server,
             service: id.service,
-            protocol: protocol_name(id.protocol),
+            protocol: bpc_wire::protocol_name(id.protocol).into_owned(),
             port: id.port,
             flows: self.flows,
             connections: self.connections,
@@ -132,15 +132,6 @@ fn guess_client(k: &FlowKey, map: &WorkloadMap) -> u8 {
         (false, true) => 0,
         _ if k.a.1 < k.b.1 => 1,
         _ => 0,
-    }
-}
-
-fn protocol_name(p: u8) -> String {
-    match p {
-        6 => "tcp".into(),
-        17 => "udp".into(),
-        1 | 58 => "icmp".into(),
-        n => n.to_string(),
     }
 }
 

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use bpc_netns::{Netns, poll};
-use bpc_sim::receiver::{Receiver, ReceiverConfig};
+use bpc_receiver::receiver::{Receiver, ReceiverConfig};
 use bpc_wire::{Direction, GreProfile};
 use socket2::{Domain, Protocol, Socket, Type};
 

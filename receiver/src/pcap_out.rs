@@ -281,13 +281,19 @@ mod tests {
         assert!(err.to_string().starts_with("/dev/full: No space left"), "{err}");
     }
 
+    /// A writer to `name` in a new directory (gone with the returned
+    /// guard) rotating after 1 MB, and a frame of 1000 bytes to feed it.
+    fn rotating(name: &str) -> (tempfile::TempDir, String, PcapOut, Vec<u8>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name).to_str().unwrap().to_string();
+        let out = PcapOut::create(&path, Some(1), SharedMap::default()).unwrap();
+        (dir, path, out, ipv4_frame(1000, 966))
+    }
+
     #[test]
     fn rotation_writes_numbered_files_each_with_a_header() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("r.pcap");
-        let path = path.to_str().unwrap();
-        let mut out = PcapOut::create(path, Some(1), SharedMap::default()).unwrap();
-        let frame = ipv4_frame(1000, 966);
+        let (_dir, path, mut out, frame) = rotating("r.pcap");
+        let path = path.as_str();
         for _ in 0..1500 {
             out.frame(SystemTime::now(), 1, &frame).unwrap();
         }
@@ -309,11 +315,8 @@ mod tests {
     #[test]
     fn every_rotated_pcapng_declares_nanosecond_interfaces_and_tshark_reads_the_times_written() {
         use pcap_file::pcapng::{Block, PcapNgReader};
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("r.pcapng");
-        let path = path.to_str().unwrap();
-        let mut out = PcapOut::create(path, Some(1), SharedMap::default()).unwrap();
-        let frame = ipv4_frame(1000, 966);
+        let (_dir, path, mut out, frame) = rotating("r.pcapng");
+        let path = path.as_str();
         let time = |i: u32| UNIX_EPOCH + Duration::new(1_764_000_000, 1) + Duration::from_micros(10) * i;
         for i in 0..1500 {
             out.frame(time(i), 1 + i % 2, &frame).unwrap();

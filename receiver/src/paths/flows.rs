@@ -171,7 +171,7 @@ fn us(ns: u64) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::paths::{NodeType, Observer, render_dot, top_edges};
+    use crate::paths::{NodeType, Observer, PathEdge, render_dot, top_edges};
 
     const SYN: Option<TcpFlags> = Some(TcpFlags { syn: true, ack: false, rst: false });
     const SYNACK: Option<TcpFlags> = Some(TcpFlags { syn: true, ack: true, rst: false });
@@ -223,12 +223,31 @@ mod tests {
         t.observe(o, 6, s, c, ACK, 1000, t0 + 4 * rtt_ns);
     }
 
+    /// One TCP frame: from, to, flags, length, receive time.
+    type Frame = ((IpAddr, u16), (IpAddr, u16), Option<TcpFlags>, usize, u64);
+
+    /// The report of TCP `frames` captured by `observer` alone, and its first edge.
+    fn tcp_edge(observer: IpAddr, frames: &[Frame]) -> (PathsReport, PathEdge) {
+        let mut t = FlowTable::default();
+        for &(from, to, flags, len, ns) in frames {
+            t.observe(observer, 6, from, to, flags, len, ns);
+        }
+        let r = t.report(&map(), &cap([observer]), 0.0);
+        let edge = r.edges[0].clone();
+        (r, edge)
+    }
+
     #[test]
     fn client_side_handshake_rtt_is_syn_to_synack_and_each_handshake_is_a_connection() {
         let mut t = FlowTable::default();
-        connection(&mut t, FRONT, (FRONT, 40001), (API, 8080), 1_000_000_000, 100_000);
-        connection(&mut t, FRONT, (FRONT, 40002), (API, 8080), 2_000_000_000, 300_000);
-        connection(&mut t, FRONT, (FRONT, 40003), (API, 8080), 3_000_000_000, 200_000);
+        // Three connections from three client ports: (port, start, RTT).
+        for (port, t0, rtt_ns) in [
+            (40001, 1_000_000_000, 100_000),
+            (40002, 2_000_000_000, 300_000),
+            (40003, 3_000_000_000, 200_000),
+        ] {
+            connection(&mut t, FRONT, (FRONT, port), (API, 8080), t0, rtt_ns);
+        }
         let r = t.report(&map(), &cap([ip(FRONT)]), 0.0);
         assert_eq!(r.edges.len(), 1);
         let e = &r.edges[0];
@@ -244,15 +263,15 @@ mod tests {
 
     #[test]
     fn server_side_rtt_is_synack_to_ack_and_a_retransmitted_syn_keeps_its_first_time() {
-        let mut t = FlowTable::default();
-        let (c, s, o) = ((ip(DB), 50000), (ip(API), 5432), ip(API));
+        let (c, s) = ((ip(DB), 50000), (ip(API), 5432));
         // DB is not capturing: only the server side sees this flow.
-        t.observe(o, 6, c, s, SYN, 74, 1_000_000);
-        t.observe(o, 6, c, s, SYN, 74, 2_000_000);
-        t.observe(o, 6, s, c, SYNACK, 74, 2_010_000);
-        t.observe(o, 6, c, s, ACK, 66, 2_060_000);
-        let r = t.report(&map(), &cap([ip(API)]), 0.0);
-        let e = &r.edges[0];
+        let frames = [
+            (c, s, SYN, 74, 1_000_000),
+            (c, s, SYN, 74, 2_000_000),
+            (s, c, SYNACK, 74, 2_010_000),
+            (c, s, ACK, 66, 2_060_000),
+        ];
+        let (r, e) = tcp_edge(ip(API), &frames);
         assert_eq!((e.client.as_str(), e.server.as_str()), ("shop/db", "shop/api"));
         assert_eq!(e.connections, 1);
         assert_eq!(e.handshake_rtt_us.as_ref().unwrap().p50_us, 50);
@@ -264,12 +283,8 @@ mod tests {
 
     #[test]
     fn resets_are_counted_and_a_refused_connection_is_no_handshake() {
-        let mut t = FlowTable::default();
-        let (c, s, o) = ((ip(FRONT), 40010), (ip(DB), 9), ip(FRONT));
-        t.observe(o, 6, c, s, SYN, 74, 1000);
-        t.observe(o, 6, s, c, RST, 60, 2000);
-        let r = t.report(&map(), &cap([o]), 0.0);
-        let e = &r.edges[0];
+        let (c, s) = ((ip(FRONT), 40010), (ip(DB), 9));
+        let (_, e) = tcp_edge(ip(FRONT), &[(c, s, SYN, 74, 1000), (s, c, RST, 60, 2000)]);
         assert_eq!((e.connections, e.resets, e.port), (0, 1, 9));
         assert!(e.handshake_rtt_us.is_none());
     }

@@ -1,14 +1,14 @@
 //! The capture fixtures in `testdata/pcaps/`: built here with etherparse so
-//! they are reproducible. `BPC_REGEN=1 cargo test -p bpc-sim --test fixtures`
+//! they are reproducible. `BPC_REGEN=1 cargo test -p bpc-receiver --test fixtures`
 //! rewrites them; otherwise the test proves the committed files match.
 //!
 //! Also the receiver's output goldens, `testdata/pcapng/receiver.pcap{,ng}`:
 //! what `--write` makes of fixed frames at fixed times (regenerated the same
 //! way), read back by tshark at exactly those times.
 
-use bpc_sim::map::SharedMap;
-use bpc_sim::pcap_out::PcapOut;
-use bpc_sim::receiver::FrameSink;
+use bpc_receiver::map::SharedMap;
+use bpc_receiver::pcap_out::PcapOut;
+use bpc_receiver::receiver::FrameSink;
 use etherparse::{PacketBuilder, TcpOptionElement};
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
 use std::path::Path;
