@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use super::Capturing;
 use super::record::{FlowKey, FlowState};
-use super::schema::{NodeType, Observer, PathEdge, PathNode, Rtt};
+use super::schema::{Clock, NodeType, Observer, PathEdge, PathNode, Rtt};
 use crate::map::{RowType, WorkloadMap};
 
 /// How far apart the client's stream and a flow the server captured may be
@@ -66,6 +66,7 @@ pub(super) fn fold(
     for &r in &st.rtt_us {
         e.add_rtt(r);
     }
+    e.arrival_timed |= st.arrival_timed && !st.rtt_us.is_empty();
     e.first_ns = if e.first_ns == 0 { st.first_ns } else { e.first_ns.min(st.first_ns) };
     e.last_ns = e.last_ns.max(st.last_ns);
     e.observed[observed_by as usize] = true;
@@ -81,7 +82,8 @@ impl EdgeAcc {
         self.rtt.sort_unstable();
         let rtt = (!self.rtt.is_empty()).then(|| {
             let pct = |q: f64| self.rtt[((self.rtt.len() - 1) as f64 * q).round() as usize];
-            Rtt { samples: self.rtt_seen, p50_us: pct(0.5), p99_us: pct(0.99) }
+            let clock = if self.arrival_timed { Clock::Arrival } else { Clock::Capture };
+            Rtt { samples: self.rtt_seen, p50_us: pct(0.5), p99_us: pct(0.99), clock }
         });
         let observed_by =
             Observer::ALL.into_iter().zip(self.observed).filter(|(_, on)| *on).map(|(o, _)| o).collect();
@@ -155,6 +157,8 @@ pub(super) struct EdgeAcc {
     bytes_to_client: u64,
     resets: u64,
     rtt: Vec<u32>,
+    /// Some RTT sample was timed on arrival.
+    arrival_timed: bool,
     first_ns: u64,
     last_ns: u64,
     observed: [bool; 3],

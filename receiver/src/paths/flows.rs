@@ -7,7 +7,7 @@ use super::Capturing;
 use super::edges::{EdgeAcc, EdgeId, fold};
 pub use super::record::TcpFlags;
 use super::record::{FlowKey, FlowState, Phase};
-use super::schema::{PATHS_SCHEMA, PathNode, PathsReport};
+use super::schema::{Clock, PATHS_SCHEMA, PathNode, PathsReport, Stamp};
 use crate::map::WorkloadMap;
 
 /// Flows kept at most; later new flows are counted in `flows_dropped`.
@@ -25,7 +25,8 @@ pub struct FlowTable {
 
 impl FlowTable {
     /// Accounts one inner frame of `len` bytes from `src:sp` to `dst:dp`,
-    /// captured by `observer`, received at `now_ns` (Unix nanoseconds).
+    /// captured by `observer`, at `at`: its capture time where the format
+    /// carries it, else its arrival (a bare `u64` of Unix nanoseconds).
     #[allow(clippy::too_many_arguments)]
     pub fn observe(
         &mut self,
@@ -35,8 +36,9 @@ impl FlowTable {
         dst: (IpAddr, u16),
         tcp: Option<TcpFlags>,
         len: usize,
-        now_ns: u64,
+        at: impl Into<Stamp>,
     ) {
+        let Stamp { ns: now_ns, clock } = at.into();
         if !is_peer(&src.0) || !is_peer(&dst.0) {
             return;
         }
@@ -60,6 +62,7 @@ impl FlowTable {
                     syn_ns: 0,
                     synack_ns: 0,
                     rtt_us: Vec::new(),
+                    arrival_timed: false,
                     first_ns: now_ns,
                     last_ns: now_ns,
                 })
@@ -68,6 +71,7 @@ impl FlowTable {
         st.packets[from] += 1;
         st.bytes[from] += len as u64;
         st.last_ns = now_ns;
+        st.arrival_timed |= clock == Clock::Arrival;
         let Some(f) = tcp else { return };
         let sender = if from == 0 { a.0 } else { b.0 };
         if f.rst {
@@ -235,6 +239,24 @@ mod tests {
         let r = t.report(&map(), &cap([observer]), 0.0);
         let edge = r.edges[0].clone();
         (r, edge)
+    }
+
+    #[test]
+    fn the_rtt_says_it_was_timed_at_capture_only_when_every_frame_carried_its_capture_time() {
+        let (c, s, o) = ((ip(FRONT), 40001), (ip(API), 8080), ip(FRONT));
+        let capture = |ns| Stamp { ns, clock: Clock::Capture };
+        let mut t = FlowTable::default();
+        t.observe(o, 6, c, s, SYN, 74, capture(1_000));
+        t.observe(o, 6, s, c, SYNACK, 74, capture(51_000));
+        let r = t.report(&map(), &cap([o]), 0.0);
+        let rtt = r.edges[0].handshake_rtt_us.clone().unwrap();
+        assert_eq!((rtt.p50_us, rtt.clock), (50, Clock::Capture));
+        // One frame of the flow timed on arrival: the RTT is an arrival figure.
+        t.observe(o, 6, c, s, ACK, 66, 90_000);
+        let r = t.report(&map(), &cap([o]), 0.0);
+        assert_eq!(r.edges[0].handshake_rtt_us.as_ref().unwrap().clock, Clock::Arrival);
+        let json = serde_json::to_value(&r.edges[0]).unwrap();
+        assert_eq!(json["handshake_rtt_us"]["clock"], "arrival");
     }
 
     #[test]

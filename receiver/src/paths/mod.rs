@@ -22,7 +22,7 @@ mod schema;
 
 pub use flows::{FlowTable, TcpFlags};
 pub use render::{edge_label, render_dot, top_edges};
-pub use schema::{NodeType, Observer, PATHS_SCHEMA, PathEdge, PathNode, PathsReport, Rtt};
+pub use schema::{Clock, NodeType, Observer, PATHS_SCHEMA, PathEdge, PathNode, PathsReport, Rtt, Stamp};
 
 /// The pods streaming to the receiver (stream sources), each with the
 /// first and last receive time of its streams (Unix nanoseconds).

@@ -51,6 +51,8 @@ pub(super) struct FlowState {
     pub(super) synack_ns: u64,
     /// Handshake round-trip times, microseconds, one per connection.
     pub(super) rtt_us: Vec<u32>,
+    /// Some frame of the flow was timed on arrival, not at capture.
+    pub(super) arrival_timed: bool,
     pub(super) first_ns: u64,
     pub(super) last_ns: u64,
 }

@@ -104,6 +104,39 @@ pub struct Rtt {
     pub p50_us: u32,
     /// 99th percentile, microseconds.
     pub p99_us: u32,
+    /// Whose clock timed them: `capture` (every sample from frames whose
+    /// format carries the capture time, ERSPAN III) or `arrival` (the
+    /// receiver's, which adds the mirror's forwarding delay and its jitter).
+    /// Absent from reports before it: arrival.
+    #[serde(default)]
+    pub clock: Clock,
+}
+
+/// The clock a time was read on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Clock {
+    /// When the agent's kernel captured the frame (carried by the format).
+    Capture,
+    /// When the frame reached the receiver.
+    #[default]
+    Arrival,
+}
+
+/// A frame's time, Unix nanoseconds, and the clock it was read on. A bare
+/// number is an arrival time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    /// Unix nanoseconds.
+    pub ns: u64,
+    /// Whose clock.
+    pub clock: Clock,
+}
+
+impl From<u64> for Stamp {
+    fn from(ns: u64) -> Stamp {
+        Stamp { ns, clock: Clock::Arrival }
+    }
 }
 
 /// Whose capture of a flow was counted on an edge.

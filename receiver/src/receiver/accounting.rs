@@ -142,7 +142,7 @@ pub(super) fn handle(
             Direction::Unknown => c.unknown += 1,
         }
     }
-    st.inner.observe(src, frame, now);
+    st.inner.observe(src, frame, now, packet.captured);
     if let Some(sink) = sink
         && !st.sink_failed
         && let Err(e) = sink.lock().unwrap().frame(now, key, frame)

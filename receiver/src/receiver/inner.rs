@@ -3,11 +3,11 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bpc_wire::{InnerFlow, Ports, Transport};
 
-use crate::paths::{FlowTable, TcpFlags};
+use crate::paths::{Clock, FlowTable, Stamp, TcpFlags};
 
 /// Latency samples kept (8 MiB); later synthetic frames are not sampled.
 const MAX_LATENCY_SAMPLES: usize = 1 << 20;
@@ -37,10 +37,18 @@ impl InnerFrames {
     }
 
     /// Counts `frame`, captured by `observer`, on its inner flow (and in the
-    /// path table), and takes a latency sample from a synthetic frame.
+    /// path table, timed by `captured` where the format carries the capture
+    /// time, else by its arrival `now`), and takes a latency sample from a
+    /// synthetic frame.
     /// Headers are read through [`InnerFlow`]; a frame that is no flow
     /// counts on its stream only.
-    pub(super) fn observe(&mut self, observer: IpAddr, frame: &[u8], now: SystemTime) {
+    pub(super) fn observe(
+        &mut self,
+        observer: IpAddr,
+        frame: &[u8],
+        now: SystemTime,
+        captured: Option<Duration>,
+    ) {
         let Some(flow) = InnerFlow::parse(frame) else { return };
         let Ports { source: sp, destination: dp } = flow.ports();
         let (s, d, proto) = (flow.source, flow.destination, flow.protocol);
@@ -60,7 +68,11 @@ impl InnerFrames {
         e.0 += 1;
         e.1 += frame.len() as u64;
         if let Some(paths) = self.paths.as_mut() {
-            paths.observe(observer, proto, (s, sp), (d, dp), flags, frame.len(), unix_ns(now));
+            let at = match captured {
+                Some(c) => Stamp { ns: c.as_nanos() as u64, clock: Clock::Capture },
+                None => Stamp::from(unix_ns(now)),
+            };
+            paths.observe(observer, proto, (s, sp), (d, dp), flags, frame.len(), at);
         }
     }
 }
