@@ -18,6 +18,18 @@ bench_start() {
   for n in "${BENCH_NETNS[@]}"; do ip netns add "$n"; ip -n "$n" link set lo up; done
 }
 
+# bench_veth NS_A IF_A IP_A NS_B IF_B IP_B [MTU]: a veth pair between two of
+# the namespaces, a /24 address on each end, both up.
+bench_veth() {
+  local mtu=()
+  [[ -z ${7:-} ]] || mtu=(mtu "$7")
+  ip link add "$2" netns "$1" "${mtu[@]}" type veth peer name "$5" netns "$4" "${mtu[@]}"
+  ip -n "$1" addr add "$3/24" dev "$2"
+  ip -n "$4" addr add "$6/24" dev "$5"
+  ip -n "$1" link set "$2" up
+  ip -n "$4" link set "$5" up
+}
+
 bench_cleanup() {
   local p n
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done

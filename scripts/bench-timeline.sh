@@ -56,16 +56,8 @@ POD_K_IP=198.18.131.1 COL_IP=198.18.131.2
 # shellcheck source=scripts/bench-lib.sh
 source scripts/bench-lib.sh
 bench_start bpc-timeline "$CL" "$P" "$K"
-ip link add "$CLIF" netns "$CL" type veth peer name "$PIF" netns "$P"
-ip link add "$PKIF" netns "$P" type veth peer name "$KIF" netns "$K"
-ip -n "$CL" addr add "$CLIENT_IP/24" dev "$CLIF"
-ip -n "$P" addr add "$POD_IP/24" dev "$PIF"
-ip -n "$P" addr add "$POD_K_IP/24" dev "$PKIF"
-ip -n "$K" addr add "$COL_IP/24" dev "$KIF"
-for x in "$CL $CLIF" "$P $PIF" "$P $PKIF" "$K $KIF"; do
-  read -r ns dev <<< "$x"
-  ip -n "$ns" link set "$dev" up
-done
+bench_veth "$CL" "$CLIF" "$CLIENT_IP" "$P" "$PIF" "$POD_IP"
+bench_veth "$P" "$PKIF" "$POD_K_IP" "$K" "$KIF" "$COL_IP"
 # The background flow reaches the pod's MAC but no IP of the pod.
 POD_MAC=$(ip -n "$P" -j link show "$PIF" | jq -r '.[0].address')
 ip -n "$CL" neigh add "$TARGET_IP" lladdr "$POD_MAC" dev "$CLIF" nud permanent

@@ -100,16 +100,8 @@ POD_C_IP=198.18.121.1 COL_IP=198.18.121.2
 # shellcheck source=scripts/bench-lib.sh
 source scripts/bench-lib.sh
 bench_start bpc-bench "$G" "$P" "$C"
-ip link add "$GIF" netns "$G" type veth peer name "$PIF" netns "$P"
-ip link add "$PCIF" netns "$P" mtu 9000 type veth peer name "$CIF" netns "$C" mtu 9000
-ip -n "$G" addr add "$GEN_IP/24" dev "$GIF"
-ip -n "$P" addr add "$POD_IP/24" dev "$PIF"
-ip -n "$P" addr add "$POD_C_IP/24" dev "$PCIF"
-ip -n "$C" addr add "$COL_IP/24" dev "$CIF"
-for x in "$G $GIF" "$P $PIF" "$P $PCIF" "$C $CIF"; do
-  read -r ns dev <<< "$x"
-  ip -n "$ns" link set "$dev" up
-done
+bench_veth "$G" "$GIF" "$GEN_IP" "$P" "$PIF" "$POD_IP"
+bench_veth "$P" "$PCIF" "$POD_C_IP" "$C" "$CIF" "$COL_IP" 9000
 # The generator's frames reach the pod's MAC but no IP of the pod: the pod's
 # kernel drops them without any work for the "application".
 POD_MAC=$(ip -n "$P" -j link show "$PIF" | jq -r '.[0].address')

@@ -65,8 +65,7 @@ pub struct CaptureStats {
     pub rate_limited: u64,
     /// Seconds since the last captured frame, null before the first.
     pub last_packet_age_seconds: Option<f64>,
-    /// From each frame's capture to its send, over the recent window, and the
-    /// path the frames take. Absent from agents before it.
+    /// Capture-to-send delay over the recent window, and the frames' path (absent from older agents).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forwarding_delay: Option<ForwardingDelay>,
 }
