@@ -21,6 +21,8 @@
 //!   receiver reads from any of them; the headers in [`vxlan`] and [`erspan`].
 //! * [`sequence`]: [`SequenceTracker`], loss/reorder/duplicate accounting
 //!   from sequence numbers with RFC 1982 wrap-around.
+//! * [`pcapng`]: [`PcapngWriter`], the pcapng blocks the agent's `--write`
+//!   and the CLI's `capture -w` merge write (into any `io::Write`).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -33,6 +35,7 @@ pub mod ethernet;
 pub mod gre;
 pub mod ipv4;
 pub mod key;
+pub mod pcapng;
 pub mod profile;
 pub mod sequence;
 pub mod udp;
@@ -46,6 +49,7 @@ pub use ethernet::{EthernetFrame, EthernetHeader, MacText, Retagged, parse_mac};
 pub use gre::{GreFlags, GreHeader, GrePacket, PROTO_IPV4, PROTO_IPV6, PROTO_TEB};
 pub use ipv4::{Ipv4Header, Ipv4Packet};
 pub use key::{ParseKeyError, WorkloadKey, WorkloadKind};
+pub use pcapng::PcapngWriter;
 pub use profile::{Direction, GreProfile, NetisKey, ParseProfileError, StreamProfile};
 pub use sequence::{Observation, SequenceCounters, SequenceTracker};
 pub use udp::UdpHeader;
