@@ -1,10 +1,12 @@
 //! The GRE wire format of kubectl-bpc, and the workload key.
 //!
 //! This crate is the one place the format lives: `bpc-agent` encodes with it,
-//! `bpc-sim` and `kubectl-bpc sink` decode with it; the Ethernet, IPv4 and
-//! UDP headers senders build by themselves live here too. It does no I/O and never
+//! `bpc-sim` and `kubectl-bpc sink` decode with it; the Ethernet, IP, TCP
+//! and UDP headers senders build and the agent's segmenter rewrites live here
+//! too, and the pcapng blocks the product writes. It opens nothing and never
 //! allocates on the encode or decode path: decoding borrows from the caller's
-//! `&[u8]`, encoding writes into the caller's `&mut [u8]`.
+//! `&[u8]`, encoding writes into the caller's `&mut [u8]` (pcapng: into the
+//! caller's `io::Write`).
 //!
 //! * [`gre`]: the GRE header of RFC 2784 with the key and sequence number
 //!   extensions of RFC 2890 (any combination of C, K and S).
@@ -12,10 +14,12 @@
 //!   protocol 0x6558) and `netis` (K only, direction in the key, as the
 //!   pktminerg agent sends it).
 //! * [`key`]: [`WorkloadKey`], the stable 32-bit key of a workload.
-//! * [`ethernet`], [`ipv4`], [`udp`]: the headers around and inside GRE
-//!   that senders build (the agent's TX ring, replay, the bench tools) and
-//!   receivers walk (VLAN tags, the IPv4 header length), and a capture's
-//!   stripped VLAN tag put back ([`ethernet::Retagged`]).
+//! * [`ethernet`], [`ipv4`], [`ipv6`], [`tcp`], [`udp`]: the headers around
+//!   and inside GRE that senders build (the agent's TX ring, replay, the
+//!   bench tools), receivers walk (VLAN tags, the IPv4 header length, IPv6
+//!   extension headers) and the agent's segmenter rewrites (lengths,
+//!   sequence numbers, fragments, checksums over a [`PseudoHeader`]), and a
+//!   capture's stripped VLAN tag put back ([`ethernet::Retagged`]).
 //! * [`encap`]: the four formats an agent sends in (GRE, VXLAN, ERSPAN II
 //!   and III) behind one [`Encapsulation`], and [`Decapsulated`], what a
 //!   receiver reads from any of them; the headers in [`vxlan`] and [`erspan`].
@@ -34,24 +38,28 @@ pub mod erspan;
 pub mod ethernet;
 pub mod gre;
 pub mod ipv4;
+pub mod ipv6;
 pub mod key;
 pub mod pcapng;
 pub mod profile;
 pub mod sequence;
+pub mod tcp;
 pub mod udp;
 pub mod vxlan;
 
-pub use checksum::internet_checksum;
+pub use checksum::{PseudoHeader, internet_checksum};
 pub use encap::{Decapsulated, Encap, Encapsulation, FrameInfo, StreamKind};
 pub use error::WireError;
 pub use erspan::{ErspanII, ErspanIII};
 pub use ethernet::{EthernetFrame, EthernetHeader, MacText, Retagged, parse_mac};
 pub use gre::{GreFlags, GreHeader, GrePacket, PROTO_IPV4, PROTO_IPV6, PROTO_TEB};
-pub use ipv4::{Ipv4Header, Ipv4Packet};
+pub use ipv4::{Ipv4Header, Ipv4HeaderMut, Ipv4Packet};
+pub use ipv6::{ExtensionHeaders, FragmentHeader, Ipv6Packet};
 pub use key::{ParseKeyError, WorkloadKey, WorkloadKind};
 pub use pcapng::PcapngWriter;
 pub use profile::{Direction, GreProfile, NetisKey, ParseProfileError, StreamProfile};
 pub use sequence::{Observation, SequenceCounters, SequenceTracker};
+pub use tcp::{TcpSegment, TcpSegmentMut};
 pub use udp::UdpHeader;
 pub use vxlan::{VxlanHeader, VxlanPacket};
 

@@ -44,6 +44,8 @@ proptest! {
                 e @ (WireError::BufferTooSmall { .. }
                 | WireError::TruncatedHeader { .. }
                 | WireError::NotIpv4(_)
+                | WireError::NotIpv6(_)
+                | WireError::TcpHeaderLength(_)
                 | WireError::Ipv4HeaderLength(_)
                 | WireError::TooLong { .. }
                 | WireError::VxlanNoVni(_)
