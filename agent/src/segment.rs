@@ -800,31 +800,6 @@ mod tests {
         assert_eq!(check_tcp_segments(&frame, &out, 1514), data);
     }
 
-    /// Not a check: the cost figure in docs/agent.md (Oversize frames). Run with
-    /// `cargo test --release -p bpc-agent --lib segment_throughput -- --ignored --nocapture`.
-    #[test]
-    #[ignore]
-    fn segment_throughput() {
-        let frame = tcp4_frame(false, 1, ACK | TCP_PSH, &payload(65_000));
-        let mut seg = Segmenter::new(1468);
-        let (rounds, mut bytes, mut frames) = (20_000, 0usize, 0usize);
-        let start = std::time::Instant::now();
-        for _ in 0..rounds {
-            seg.segment(std::hint::black_box(&frame), |f| {
-                bytes += f.len();
-                frames += 1;
-            });
-        }
-        let elapsed = start.elapsed().as_secs_f64();
-        println!(
-            "{rounds} super-frames of {} bytes into {} frames of <= 1468 bytes: {:.1} us each, {:.2} GB/s out",
-            frame.len(),
-            frames / rounds,
-            elapsed * 1e6 / rounds as f64,
-            bytes as f64 / elapsed / 1e9
-        );
-    }
-
     fn check_any_output(max_frame: usize, frame: &[u8]) -> Result<(), TestCaseError> {
         let mut seg = Segmenter::new(max_frame);
         let mut sizes = Vec::new();
