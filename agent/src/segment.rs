@@ -207,15 +207,10 @@ impl Segmenter {
         if ip.protocol == IPPROTO_TCP {
             return self.plan_tcp(frame, false, l3, l4, end).map(Plan::Tcp);
         }
-        let room = self.max_frame.checked_sub(l4)?;
-        let chunk = room & !7;
-        if chunk == 0 {
-            return None;
-        }
+        let chunk = self.fragment_chunk(l4)?;
         let udp_checksum = if ip.protocol == ipv4::IPPROTO_UDP {
-            let pseudo =
-                PseudoHeader::V4 { source: ip.source.octets(), destination: ip.destination.octets() };
-            Some((l4 + udp::CHECKSUM_AT, udp::checksum(&pseudo, frame.get(l4..end)?)?))
+            let (source, destination) = (ip.source.octets(), ip.destination.octets());
+            Some(udp_checksum(frame, l4..end, PseudoHeader::V4 { source, destination })?)
         } else {
             None
         };
@@ -241,20 +236,15 @@ impl Segmenter {
             IPPROTO_TCP => return self.plan_tcp(frame, true, l3, at, end).map(Plan::Tcp),
             _ => {}
         }
-        let room = self.max_frame.checked_sub(unfragmentable_end + ipv6::FRAGMENT_HEADER_LEN)?;
-        let chunk = room & !7;
-        if chunk == 0 {
-            return None;
-        }
+        let chunk = self.fragment_chunk(unfragmentable_end + ipv6::FRAGMENT_HEADER_LEN)?;
         let is_udp = ext.upper_layer == ipv4::IPPROTO_UDP;
         // The UDP checksum is written into the first fragment: its header must be there.
         if is_udp && at + udp::HEADER_LEN > unfragmentable_end + chunk {
             return None;
         }
         let udp_checksum = if is_udp {
-            let pseudo =
-                PseudoHeader::V6 { source: ip.source.octets(), destination: ip.destination.octets() };
-            Some((at + udp::CHECKSUM_AT, udp::checksum(&pseudo, frame.get(at..end)?)?))
+            let (source, destination) = (ip.source.octets(), ip.destination.octets());
+            Some(udp_checksum(frame, at..end, PseudoHeader::V6 { source, destination })?)
         } else {
             None
         };
@@ -272,6 +262,13 @@ impl Segmenter {
         }))
     }
 
+    /// The most data bytes a fragment carries after `headers` bytes of
+    /// headers: a multiple of 8 (RFC 791, RFC 8200); `None` when not one fits.
+    fn fragment_chunk(&self, headers: usize) -> Option<usize> {
+        let chunk = self.max_frame.checked_sub(headers)? & !7;
+        (chunk > 0).then_some(chunk)
+    }
+
     fn plan_tcp(&self, frame: &[u8], ipv6: bool, l3: usize, l4: usize, end: usize) -> Option<TcpPlan> {
         let tcp = TcpSegment::parse(&frame[l4..end]).ok()?;
         let payload = l4 + tcp.header_len;
@@ -279,6 +276,17 @@ impl Segmenter {
         let count = (end - payload).div_ceil(mss).max(1);
         Some(TcpPlan { ipv6, l3, l4, payload, end, mss, count })
     }
+}
+
+/// The checksum the UDP datagram `frame[datagram]` should carry, and the
+/// frame offset it goes to; `None` when its length field disagrees with the IP length.
+fn udp_checksum(
+    frame: &[u8],
+    datagram: std::ops::Range<usize>,
+    pseudo: PseudoHeader,
+) -> Option<(usize, u16)> {
+    let at = datagram.start + udp::CHECKSUM_AT;
+    Some((at, udp::checksum(&pseudo, frame.get(datagram)?)?))
 }
 
 /// The pseudo-header of the IP packet at `l3` in `frame`: its addresses.

@@ -44,6 +44,8 @@ pub mod pcapng;
 pub mod profile;
 pub mod sequence;
 pub mod tcp;
+#[cfg(any(test, feature = "test-frames"))]
+pub mod test_frames;
 pub mod udp;
 pub mod vxlan;
 

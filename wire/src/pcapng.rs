@@ -311,20 +311,13 @@ mod tests {
                 .unwrap();
         }
         ours.names(&hosts).unwrap();
-        let records = hosts
-            .iter()
-            .filter(|(_, n)| !n.is_empty())
-            .map(|(ip, name)| match ip {
-                IpAddr::V4(a) => Record::Ipv4(Ipv4Record {
-                    ip_addr: Cow::Owned(a.octets().to_vec()),
-                    names: vec![Cow::Borrowed(name.as_str())],
-                }),
-                IpAddr::V6(a) => Record::Ipv6(Ipv6Record {
-                    ip_addr: Cow::Owned(a.octets().to_vec()),
-                    names: vec![Cow::Borrowed(name.as_str())],
-                }),
-            })
-            .collect();
+        // The unnamed host has no record.
+        let v4 = Ipv4Record { ip_addr: Cow::Borrowed(&[198, 18, 1, 2]), names: vec![Cow::Borrowed("web-1")] };
+        let v6 = Ipv6Record {
+            ip_addr: Cow::Owned(Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 1).octets().to_vec()),
+            names: vec![Cow::Borrowed("db-0.shop.svc")],
+        };
+        let records = vec![Record::Ipv4(v4), Record::Ipv6(v6)];
         theirs.write_pcapng_block(NameResolutionBlock { records, options: vec![] }).unwrap();
         assert_eq!(ours.into_inner(), theirs.into_inner());
     }

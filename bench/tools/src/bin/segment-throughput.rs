@@ -10,44 +10,27 @@ use std::net::Ipv4Addr;
 use std::time::Instant;
 
 use bpc_agent::segment::Segmenter;
-use bpc_bench_tools::Args;
-use bpc_wire::ethernet::ETHERTYPE_IPV4;
+use bpc_bench_tools::{Args, ipv4_frame};
 use bpc_wire::tcp::{FLAG_ACK, FLAG_PSH, IPPROTO_TCP};
-use bpc_wire::{EthernetHeader, Ipv4Header};
 
 const PAYLOAD: usize = 65_000;
 /// NOP, NOP, timestamps: what Linux puts on every bulk segment.
 const TCP_TIMESTAMPS: [u8; 12] = [1, 1, 8, 10, 0, 0, 0x12, 0x34, 0, 0, 0x56, 0x78];
 
 /// An Ethernet/IPv4/TCP super-frame as a pod's veth hands it to libpcap
-/// (the checksums are left as the kernel leaves them for offload: unset).
+/// (the TCP checksum is left as the kernel leaves it for offload: unset).
 fn super_frame() -> Vec<u8> {
     let tcp_len = 20 + TCP_TIMESTAMPS.len();
     let mut frame = vec![0u8; 14 + 20 + tcp_len + PAYLOAD];
-    let eth = EthernetHeader {
-        destination: [2, 0, 0, 0, 0, 2],
-        source: [2, 0, 0, 0, 0, 1],
-        ethertype: ETHERTYPE_IPV4,
-    };
-    eth.encode(&mut frame).unwrap();
-    let ip = Ipv4Header {
-        source: Ipv4Addr::new(198, 18, 0, 1),
-        destination: Ipv4Addr::new(198, 18, 0, 2),
-        protocol: IPPROTO_TCP,
-        ttl: 64,
-        identification: 0xfffe,
-        dont_fragment: true,
-        payload_len: tcp_len + PAYLOAD,
-    };
-    ip.encode(&mut frame[14..]).unwrap();
-    let tcp = &mut frame[34..34 + tcp_len];
+    let l4 = ipv4_frame(&mut frame, Ipv4Addr::new(198, 18, 0, 1), Ipv4Addr::new(198, 18, 0, 2), IPPROTO_TCP);
+    let tcp = &mut frame[l4..l4 + tcp_len];
     tcp[..4].copy_from_slice(&[0x9c, 0x40, 0x14, 0x51]); // ports 40000 -> 5201
     tcp[4..8].copy_from_slice(&1u32.to_be_bytes());
     tcp[12] = ((tcp_len / 4) as u8) << 4;
     tcp[13] = FLAG_ACK | FLAG_PSH;
     tcp[14..16].copy_from_slice(&502u16.to_be_bytes());
     tcp[20..].copy_from_slice(&TCP_TIMESTAMPS);
-    for (i, b) in frame[34 + tcp_len..].iter_mut().enumerate() {
+    for (i, b) in frame[l4 + tcp_len..].iter_mut().enumerate() {
         *b = (i * 7 + i / 251) as u8;
     }
     frame
