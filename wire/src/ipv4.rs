@@ -326,17 +326,11 @@ mod tests {
 
     #[test]
     fn rewritten_fields_and_checksum_match_etherparse() {
+        // A header with 8 bytes of options, cut to its first (copied) option.
         let options = [0x94, 4, 0, 0, 1, 7, 7, 0];
-        let mut theirs = etherparse::Ipv4Header::new(
-            1000,
-            64,
-            etherparse::IpNumber::UDP,
-            [198, 18, 0, 1],
-            [198, 18, 0, 2],
-        )
-        .unwrap();
-        theirs.options = options[..].try_into().unwrap();
-        let mut packet = theirs.to_bytes().to_vec();
+        let mut packet = [0u8; 28];
+        GRE_TO_COLLECTOR.encode(&mut packet).unwrap();
+        packet[20..].copy_from_slice(&options);
         let mut h = Ipv4HeaderMut::new(&mut packet).unwrap();
         h.set_header_len(24);
         h.set_total_len(24 + 8);

@@ -27,6 +27,8 @@
 //!   from sequence numbers with RFC 1982 wrap-around.
 //! * [`pcapng`]: [`PcapngWriter`], the pcapng blocks the agent's `--write`
 //!   and the CLI's `capture -w` merge write (into any `io::Write`).
+//! * `test_frames` (tests, and the `test-frames` feature): frames built by
+//!   etherparse, the independent encoder other crates' tests use.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
