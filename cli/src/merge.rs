@@ -383,21 +383,10 @@ mod tests {
         m.finish(0);
         m.finish(1);
         m.drain().unwrap();
-        let got = m.into_inner();
-        if std::env::var_os("BPC_REGEN").is_some() {
-            std::fs::write(golden, &got).unwrap();
-        }
-        let want = std::fs::read(golden).unwrap_or_else(|e| panic!("{golden}: {e} (BPC_REGEN=1 writes it)"));
-        assert!(
-            want == got,
-            "{golden} differs from what the merge writes now (BPC_REGEN=1 rewrites it; review why)"
-        );
-        let out = std::process::Command::new("tshark")
-            .args(["-r", golden, "-T", "fields", "-e", "frame.time_epoch", "-e", "frame.interface_name"])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "tshark rejects {golden}");
-        let times: Vec<String> = String::from_utf8(out.stdout).unwrap().lines().map(str::to_owned).collect();
+        bpc_netns::golden(golden, &m.into_inner(), "the merge");
+        let fields = ["-T", "fields", "-e", "frame.time_epoch", "-e", "frame.interface_name"];
+        let times: Vec<String> =
+            bpc_netns::tshark(std::path::Path::new(golden), &fields).lines().map(str::to_owned).collect();
         let row = |ns: u64, name: &str| format!("{}.{:09}\t{name}", ns / 1_000_000_000, ns % 1_000_000_000);
         assert_eq!(
             times,
