@@ -27,11 +27,10 @@
 //! [`Segmenter::new`].
 
 use bpc_wire::ethernet::{ETHERTYPE_IPV4, ETHERTYPE_IPV6};
-use bpc_wire::ipv6::{self, NEXT_HEADER_FRAGMENT};
+use bpc_wire::ipv6::{self, ExtensionHeaders, FixedHeader, FragmentHeader, NEXT_FRAGMENT};
 use bpc_wire::tcp::{FLAG_CWR, FLAG_FIN, FLAG_PSH, IPPROTO_TCP};
 use bpc_wire::{
-    EthernetFrame, ExtensionHeaders, FragmentHeader, Ipv4HeaderMut, Ipv4Packet, Ipv6Packet, PseudoHeader,
-    TcpSegment, TcpSegmentMut, ipv4, udp,
+    EthernetFrame, Ipv4HeaderMut, Ipv4Packet, PseudoHeader, TcpSegment, TcpSegmentMut, ipv4, udp,
 };
 
 /// The most VLAN tags (802.1Q, 802.1ad) a frame may carry and still be split.
@@ -200,7 +199,7 @@ impl Segmenter {
             return None;
         }
         let end = l3 + total;
-        if ip.is_fragment() {
+        if ip.fragment {
             return None; // re-fragmenting a fragment: rare, leave it whole
         }
         let l4 = l3 + ihl;
@@ -219,7 +218,7 @@ impl Segmenter {
     }
 
     fn plan_ipv6(&self, frame: &[u8], l3: usize) -> Option<Plan> {
-        let ip = Ipv6Packet::parse(&frame[l3..]).ok()?;
+        let ip = FixedHeader::parse(&frame[l3..]).ok()?;
         let payload_len = usize::from(ip.payload_len);
         // Payload length 0 means a jumbogram (hop-by-hop option): not handled.
         if payload_len == 0 || l3 + ipv6::HEADER_LEN + payload_len > frame.len() {
@@ -232,11 +231,11 @@ impl Segmenter {
         let unfragmentable_end = l3 + ext.unfragmentable_end;
         match ext.upper_layer {
             // Already a fragment: leave it whole.
-            NEXT_HEADER_FRAGMENT => return None,
+            NEXT_FRAGMENT => return None,
             IPPROTO_TCP => return self.plan_tcp(frame, true, l3, at, end).map(Plan::Tcp),
             _ => {}
         }
-        let chunk = self.fragment_chunk(unfragmentable_end + ipv6::FRAGMENT_HEADER_LEN)?;
+        let chunk = self.fragment_chunk(unfragmentable_end + ipv6::FRAGMENT_LEN)?;
         let is_udp = ext.upper_layer == ipv4::IPPROTO_UDP;
         // The UDP checksum is written into the first fragment: its header must be there.
         if is_udp && at + udp::HEADER_LEN > unfragmentable_end + chunk {
@@ -393,7 +392,7 @@ fn write_ipv6_fragment(p: &Ipv6FragPlan, frame: &[u8], i: usize, id: u32, out: &
 
     let at = p.unfragmentable_end;
     out[..at].copy_from_slice(&frame[..at]);
-    out[p.next_header_field] = NEXT_HEADER_FRAGMENT;
+    out[p.next_header_field] = NEXT_FRAGMENT;
     let fragment =
         FragmentHeader { next_header: p.next_header, offset, more: i + 1 < p.count, identification: id };
     let body = at + fragment.encode(&mut out[at..]).expect("room for the headers was planned");
@@ -418,8 +417,8 @@ mod tests {
     use super::*;
     use bpc_wire::ipv4::IPPROTO_UDP as PROTO_UDP;
     use bpc_wire::ipv6::{
-        HEADER_LEN as IPV6_HEADER_LEN, NEXT_HEADER_DESTINATION_OPTIONS as PROTO_DEST_OPTS,
-        NEXT_HEADER_FRAGMENT as PROTO_FRAGMENT, NEXT_HEADER_HOP_BY_HOP as PROTO_HOP_BY_HOP,
+        HEADER_LEN as IPV6_HEADER_LEN, NEXT_DESTINATION_OPTIONS as PROTO_DEST_OPTS,
+        NEXT_FRAGMENT as PROTO_FRAGMENT, NEXT_HOP_BY_HOP as PROTO_HOP_BY_HOP,
     };
     use bpc_wire::tcp::{
         FLAG_CWR as TCP_CWR, FLAG_FIN as TCP_FIN, FLAG_PSH as TCP_PSH, IPPROTO_TCP as PROTO_TCP,

@@ -47,15 +47,15 @@ pub enum WireError {
     /// The version nibble of what should be an IPv4 header is not 4.
     #[error("not an IPv4 header: version {0}")]
     NotIpv4(u8),
+    /// The IPv4 header length field (IHL) is below 5 words.
+    #[error("IPv4 header length {0} bytes is below the minimum of 20")]
+    Ipv4HeaderLength(usize),
     /// The version nibble of what should be an IPv6 header is not 6.
     #[error("not an IPv6 header: version {0}")]
     NotIpv6(u8),
     /// The TCP data offset is below 5 words.
     #[error("TCP header length {0} bytes is below the minimum of 20")]
     TcpHeaderLength(usize),
-    /// The IPv4 header length field (IHL) is below 5 words.
-    #[error("IPv4 header length {0} bytes is below the minimum of 20")]
-    Ipv4HeaderLength(usize),
     /// A length does not fit its header field.
     #[error("length {length} does not fit the header's length field (at most {max})")]
     TooLong {

@@ -13,6 +13,8 @@ pub const HEADER_LEN: usize = 20;
 /// The IP protocol number of UDP.
 pub const IPPROTO_UDP: u8 = 17;
 const FLAG_DONT_FRAGMENT: u16 = 0x4000;
+/// MF and the fragment offset: either set makes a packet a fragment.
+const MORE_FRAGMENTS_AND_OFFSET: u16 = 0x3fff;
 const FLAG_MORE_FRAGMENTS: u16 = 0x2000;
 const FRAGMENT_OFFSET_MASK: u16 = 0x1fff;
 /// An option with this bit in its type is copied into every fragment (RFC 791).
@@ -78,12 +80,11 @@ pub struct Ipv4Packet<'a> {
     pub source: Ipv4Addr,
     /// Destination address.
     pub destination: Ipv4Addr,
+    /// A fragment (MF set or an offset): the payload is not a whole
+    /// upper-layer packet, and only the first fragment starts with its header.
+    pub fragment: bool,
     /// Identification (what reassembly tells fragments apart by).
     pub identification: u16,
-    /// MF: more fragments follow.
-    pub more_fragments: bool,
-    /// Where this fragment's data starts in the original payload, in bytes.
-    pub fragment_offset: usize,
     /// The payload: up to the total length, or to the end of a cut packet.
     pub payload: &'a [u8],
 }
@@ -106,7 +107,6 @@ impl<'a> Ipv4Packet<'a> {
             return Err(truncated(header_len));
         }
         let total_len = u16::from_be_bytes([h[2], h[3]]);
-        let fragment = u16::from_be_bytes([h[6], h[7]]);
         // Ethernet padding after the packet is not payload; a cut packet keeps what there is.
         let end = usize::from(total_len).clamp(header_len, buf.len());
         Ok(Self {
@@ -115,16 +115,10 @@ impl<'a> Ipv4Packet<'a> {
             protocol: h[9],
             source: Ipv4Addr::new(h[12], h[13], h[14], h[15]),
             destination: Ipv4Addr::new(h[16], h[17], h[18], h[19]),
+            fragment: u16::from_be_bytes([h[6], h[7]]) & MORE_FRAGMENTS_AND_OFFSET != 0,
             identification: u16::from_be_bytes([h[4], h[5]]),
-            more_fragments: fragment & FLAG_MORE_FRAGMENTS != 0,
-            fragment_offset: usize::from(fragment & FRAGMENT_OFFSET_MASK) * 8,
             payload: &buf[header_len..end],
         })
-    }
-
-    /// Whether this packet is a fragment (MF set or a non-zero offset).
-    pub fn is_fragment(&self) -> bool {
-        self.more_fragments || self.fragment_offset != 0
     }
 }
 
@@ -318,10 +312,13 @@ mod tests {
         let mut packet = [0u8; 20];
         GRE_TO_COLLECTOR.encode(&mut packet).unwrap();
         let p = Ipv4Packet::parse(&packet).unwrap();
-        assert_eq!((p.identification, p.is_fragment()), (0x1234, false));
-        packet[6..8].copy_from_slice(&0x20b9u16.to_be_bytes()); // MF, offset 185 * 8
-        let p = Ipv4Packet::parse(&packet).unwrap();
-        assert_eq!((p.more_fragments, p.fragment_offset, p.is_fragment()), (true, 1480, true));
+        assert_eq!((p.identification, p.fragment), (0x1234, false));
+        for fragment in [0x2000u16, 0x00b9, 0x4001] {
+            packet[6..8].copy_from_slice(&fragment.to_be_bytes()); // MF; offset 185 * 8; DF and offset 8
+            assert!(Ipv4Packet::parse(&packet).unwrap().fragment, "{fragment:#06x}");
+        }
+        packet[6..8].copy_from_slice(&0x4000u16.to_be_bytes());
+        assert!(!Ipv4Packet::parse(&packet).unwrap().fragment, "DF alone");
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! The IPv6 header (RFC 8200): the view that finds the payload and the
-//! upper layer behind the extension headers, the fields a segmenter
-//! rewrites, and the Fragment header a fragmenter inserts.
+//! The IPv6 header (RFC 8200) as the agent's segmenter reads and rewrites
+//! it: the fixed header, the extension headers up to the upper layer and
+//! the end of the unfragmentable part, the payload length, and the Fragment
+//! header a fragmenter inserts.
 
 use std::net::Ipv6Addr;
 
@@ -9,21 +10,22 @@ use crate::error::WireError;
 /// Length of the fixed header (its payload length does not count it).
 pub const HEADER_LEN: usize = 40;
 /// Length of a Fragment extension header.
-pub const FRAGMENT_HEADER_LEN: usize = 8;
+pub const FRAGMENT_LEN: usize = 8;
 /// Offset of the Next Header field in the fixed header.
 pub const NEXT_HEADER_AT: usize = 6;
 /// Next Header: Hop-by-Hop Options.
-pub const NEXT_HEADER_HOP_BY_HOP: u8 = 0;
+pub const NEXT_HOP_BY_HOP: u8 = 0;
 /// Next Header: Routing.
-pub const NEXT_HEADER_ROUTING: u8 = 43;
+pub const NEXT_ROUTING: u8 = 43;
 /// Next Header: Fragment.
-pub const NEXT_HEADER_FRAGMENT: u8 = 44;
+pub const NEXT_FRAGMENT: u8 = 44;
 /// Next Header: Destination Options.
-pub const NEXT_HEADER_DESTINATION_OPTIONS: u8 = 60;
+pub const NEXT_DESTINATION_OPTIONS: u8 = 60;
 
-/// A decoded IPv6 header and a borrowed payload.
+/// The decoded fixed header, extension headers not walked (what a
+/// segmenter reads before it walks them with [`ExtensionHeaders::walk`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ipv6Packet<'a> {
+pub struct FixedHeader<'a> {
     /// The payload length field: bytes after the fixed header (0 for a jumbogram).
     pub payload_len: u16,
     /// The header after the fixed one.
@@ -37,7 +39,7 @@ pub struct Ipv6Packet<'a> {
     pub payload: &'a [u8],
 }
 
-impl<'a> Ipv6Packet<'a> {
+impl<'a> FixedHeader<'a> {
     /// Decodes the fixed header. Rejects a version other than 6 and an
     /// input shorter than 40 bytes. Never panics.
     pub fn parse(buf: &'a [u8]) -> Result<Self, WireError> {
@@ -87,7 +89,7 @@ impl ExtensionHeaders {
         let mut next_at = NEXT_HEADER_AT;
         let mut at = HEADER_LEN;
         let mut unfragmentable = (at, next_at);
-        while let NEXT_HEADER_HOP_BY_HOP | NEXT_HEADER_ROUTING | NEXT_HEADER_DESTINATION_OPTIONS = next {
+        while let NEXT_HOP_BY_HOP | NEXT_ROUTING | NEXT_DESTINATION_OPTIONS = next {
             // Next Header, then Hdr Ext Len in 8-byte units past the first 8.
             let len = (usize::from(*packet.get(at + 1)?) + 1) * 8;
             if at + len > packet.len() {
@@ -97,7 +99,7 @@ impl ExtensionHeaders {
             next = packet[at];
             next_at = at;
             at += len;
-            if this != NEXT_HEADER_DESTINATION_OPTIONS {
+            if this != NEXT_DESTINATION_OPTIONS {
                 unfragmentable = (at, next_at);
             }
         }
@@ -134,14 +136,14 @@ impl FragmentHeader {
     pub fn encode(&self, out: &mut [u8]) -> Result<usize, WireError> {
         let available = out.len();
         let h = out
-            .get_mut(..FRAGMENT_HEADER_LEN)
-            .ok_or(WireError::BufferTooSmall { needed: FRAGMENT_HEADER_LEN, available })?;
+            .get_mut(..FRAGMENT_LEN)
+            .ok_or(WireError::BufferTooSmall { needed: FRAGMENT_LEN, available })?;
         debug_assert!(self.offset.is_multiple_of(8));
         h[0] = self.next_header;
         h[1] = 0;
         h[2..4].copy_from_slice(&(self.offset as u16 | u16::from(self.more)).to_be_bytes());
         h[4..8].copy_from_slice(&self.identification.to_be_bytes());
-        Ok(FRAGMENT_HEADER_LEN)
+        Ok(FRAGMENT_LEN)
     }
 }
 
@@ -172,7 +174,7 @@ mod tests {
     #[test]
     fn parse_reads_what_etherparse_wrote() {
         let p = packet(17, &[]);
-        let v = Ipv6Packet::parse(&p).unwrap();
+        let v = FixedHeader::parse(&p).unwrap();
         assert_eq!((v.payload_len, v.next_header, v.source, v.destination), (4, 17, SOURCE, DESTINATION));
         assert_eq!(v.payload, b"data");
     }
@@ -181,10 +183,10 @@ mod tests {
     fn parse_rejects_other_versions_and_truncation_and_never_panics() {
         let mut p = packet(17, &[]);
         p[0] = 0x45;
-        assert_eq!(Ipv6Packet::parse(&p), Err(WireError::NotIpv6(4)));
+        assert_eq!(FixedHeader::parse(&p), Err(WireError::NotIpv6(4)));
         for cut in 0..HEADER_LEN {
             assert_eq!(
-                Ipv6Packet::parse(&p[..cut]),
+                FixedHeader::parse(&p[..cut]),
                 Err(WireError::TruncatedHeader { header: "IPv6", needed: 40, available: cut })
             );
         }
@@ -192,14 +194,14 @@ mod tests {
 
     #[test]
     fn walk_keeps_hop_by_hop_and_routing_unfragmentable_and_destination_options_not() {
-        let hop_by_hop = [NEXT_HEADER_DESTINATION_OPTIONS, 0, 1, 4, 0, 0, 0, 0];
-        let dest_opts = [NEXT_HEADER_ROUTING, 1, 1, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        let hop_by_hop = [NEXT_DESTINATION_OPTIONS, 0, 1, 4, 0, 0, 0, 0];
+        let dest_opts = [NEXT_ROUTING, 1, 1, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
         let routing = [6, 0, 0, 0, 0, 0, 0, 0];
-        let p = packet(NEXT_HEADER_HOP_BY_HOP, &[&hop_by_hop[..], &dest_opts, &routing].concat());
+        let p = packet(NEXT_HOP_BY_HOP, &[&hop_by_hop[..], &dest_opts, &routing].concat());
         let e = ExtensionHeaders::walk(&p).unwrap();
         assert_eq!((e.upper_layer, e.upper_layer_at), (6, 40 + 8 + 16 + 8));
         assert_eq!((e.unfragmentable_end, e.unfragmentable_next_header_at), (72, 64));
-        let p = packet(NEXT_HEADER_DESTINATION_OPTIONS, &[17, 0, 1, 4, 0, 0, 0, 0]);
+        let p = packet(NEXT_DESTINATION_OPTIONS, &[17, 0, 1, 4, 0, 0, 0, 0]);
         let e = ExtensionHeaders::walk(&p).unwrap();
         assert_eq!((e.upper_layer, e.upper_layer_at), (17, 48));
         assert_eq!((e.unfragmentable_end, e.unfragmentable_next_header_at), (40, NEXT_HEADER_AT));
@@ -207,9 +209,9 @@ mod tests {
 
     #[test]
     fn walk_stops_at_a_fragment_header_and_refuses_one_running_past_the_end() {
-        let p = packet(NEXT_HEADER_FRAGMENT, &[17, 0, 0, 1, 0, 0, 0, 9]);
-        assert_eq!(ExtensionHeaders::walk(&p).unwrap().upper_layer, NEXT_HEADER_FRAGMENT);
-        let p = packet(NEXT_HEADER_HOP_BY_HOP, &[17, 1, 1, 4, 0, 0, 0, 0]);
+        let p = packet(NEXT_FRAGMENT, &[17, 0, 0, 1, 0, 0, 0, 9]);
+        assert_eq!(ExtensionHeaders::walk(&p).unwrap().upper_layer, NEXT_FRAGMENT);
+        let p = packet(NEXT_HOP_BY_HOP, &[17, 1, 1, 4, 0, 0, 0, 0]);
         assert_eq!(ExtensionHeaders::walk(&p), None, "16 bytes announced, 12 there");
         for cut in 0..p.len() {
             let _ = ExtensionHeaders::walk(&p[..cut]);

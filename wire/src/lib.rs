@@ -58,7 +58,6 @@ pub use erspan::{ErspanII, ErspanIII};
 pub use ethernet::{EthernetFrame, EthernetHeader, MacText, Retagged, parse_mac};
 pub use gre::{GreFlags, GreHeader, GrePacket, PROTO_IPV4, PROTO_IPV6, PROTO_TEB};
 pub use ipv4::{Ipv4Header, Ipv4HeaderMut, Ipv4Packet};
-pub use ipv6::{ExtensionHeaders, FragmentHeader, Ipv6Packet};
 pub use key::{ParseKeyError, WorkloadKey, WorkloadKind};
 pub use pcapng::PcapngWriter;
 pub use profile::{Direction, GreProfile, NetisKey, ParseProfileError, StreamProfile};

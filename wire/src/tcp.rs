@@ -1,5 +1,5 @@
-//! The TCP header (RFC 9293): the view a segmenter cuts a super-frame by, and
-//! the fields it rewrites in every segment.
+//! The TCP header (RFC 9293) as the agent's segmenter reads it (sequence
+//! number, flags, header length) and rewrites it in every segment.
 
 use crate::checksum::PseudoHeader;
 use crate::error::WireError;
@@ -23,10 +23,6 @@ const CHECKSUM_AT: usize = 16;
 /// A decoded TCP header and a borrowed payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TcpSegment<'a> {
-    /// Source port.
-    pub source_port: u16,
-    /// Destination port.
-    pub destination_port: u16,
     /// Sequence number.
     pub sequence: u32,
     /// The flag bits (CWR ... FIN).
@@ -51,8 +47,6 @@ impl<'a> TcpSegment<'a> {
             return Err(truncated(header_len));
         }
         Ok(Self {
-            source_port: u16::from_be_bytes([h[0], h[1]]),
-            destination_port: u16::from_be_bytes([h[2], h[3]]),
             sequence: u32::from_be_bytes([h[4], h[5], h[6], h[7]]),
             flags: h[FLAGS_AT],
             header_len,
@@ -115,7 +109,7 @@ mod tests {
     fn parse_reads_what_etherparse_wrote() {
         let s = segment(b"hello");
         let v = TcpSegment::parse(&s).unwrap();
-        assert_eq!((v.source_port, v.destination_port, v.sequence), (40000, 5201, 0x0102_0304));
+        assert_eq!(v.sequence, 0x0102_0304);
         assert_eq!((v.flags, v.header_len, v.payload), (FLAG_ACK | FLAG_PSH, 32, &b"hello"[..]));
     }
 

@@ -44,9 +44,9 @@ proptest! {
                 e @ (WireError::BufferTooSmall { .. }
                 | WireError::TruncatedHeader { .. }
                 | WireError::NotIpv4(_)
+                | WireError::Ipv4HeaderLength(_)
                 | WireError::NotIpv6(_)
                 | WireError::TcpHeaderLength(_)
-                | WireError::Ipv4HeaderLength(_)
                 | WireError::TooLong { .. }
                 | WireError::VxlanNoVni(_)
                 | WireError::ErspanVersion { .. }
