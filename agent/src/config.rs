@@ -13,7 +13,7 @@ use bpc_contract::defaults::{
 };
 use bpc_contract::env;
 pub use bpc_contract::{Encap, OnError, Oversize as OversizeMode, SendPath};
-use bpc_wire::{GreProfile, NetisKey, WorkloadKey};
+use bpc_wire::{GreProfile, NetisKey, WorkloadKey, ethernet};
 use clap::Parser;
 
 use crate::error::{Error, Result};
@@ -352,9 +352,10 @@ impl Config {
         }
         let snaplen = match args.snaplen {
             Some(0) | None => None,
-            Some(n) if n < 14 => {
+            Some(n) if n < ethernet::HEADER_LEN => {
                 return Err(Error::Config(format!(
-                    "--snaplen (BPC_SNAPLEN) {n} is below the 14-byte Ethernet header"
+                    "--snaplen (BPC_SNAPLEN) {n} is below the {}-byte Ethernet header",
+                    ethernet::HEADER_LEN
                 )));
             }
             Some(n) => Some(n.min(CAPTURE_SNAPLEN)),

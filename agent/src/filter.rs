@@ -235,16 +235,7 @@ mod tests {
         assert!(matches(&f, &ipv4_frame([198, 18, 1, 1], [198, 18, 0, 2], 47, &[0; 12])), "GRE is not ours");
         let f6 = compose(Some("tcp or udp"), &[v4("2001:2::2")], own, 9469);
         compile(&f6).expect("IPv6 VXLAN exclusion compiles");
-        let mut v6 = Vec::new();
-        etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-            .ipv6(
-                [0x20, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
-                [0x20, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
-                64,
-            )
-            .udp(50000, 4789)
-            .write(&mut v6, &[8, 0, 0, 0, 0, 0, 1, 0])
-            .unwrap();
+        let v6 = bpc_wire::test_frames::udp_over_ipv6(50000, 4789, &[8, 0, 0, 0, 0, 0, 1, 0]);
         assert!(!matches(&f6, &v6), "own VXLAN over IPv6 must be excluded");
     }
 

@@ -69,8 +69,8 @@ pub(crate) fn open(family: libc::c_int, protocol: u8) -> Result<OwnedFd> {
     };
     recverr.map_err(|e| Error::os("enable ICMP error reports on the GRE socket", e))?;
     if family == libc::AF_INET6 && protocol == bpc_wire::encap::IPPROTO_UDP {
-        // UDP's checksum field is at offset 6 of what we write; IPv6 forbids 0.
-        set_int(&fd, libc::IPPROTO_IPV6, libc::IPV6_CHECKSUM, 6)
+        // The kernel fills UDP's checksum field in what we write; IPv6 forbids 0.
+        set_int(&fd, libc::IPPROTO_IPV6, libc::IPV6_CHECKSUM, bpc_wire::udp::CHECKSUM_AT as libc::c_int)
             .map_err(|e| Error::os("have the kernel checksum VXLAN's UDP over IPv6", e))?;
     }
     // Absorbs bursts; the kernel caps it at net.core.wmem_max.

@@ -9,8 +9,8 @@
 //! served as JSON, Prometheus text and a health check (`stats`, [`http`]).
 //! It needs CAP_NET_RAW and nothing else (`privilege`).
 //!
-//! Public modules are the ones `main.rs` and the integration tests use; the
-//! rest is private, so that rustc reports what nothing uses.
+//! Public modules are the ones `main.rs`, the integration tests and the
+//! bench tools (`segment`) use; the rest is private, so that rustc reports what nothing uses.
 
 pub mod agent;
 mod batch;
@@ -29,7 +29,7 @@ mod privilege;
 mod ratelimit;
 mod resolve;
 mod route;
-mod segment;
+pub mod segment;
 mod send;
 mod stats;
 mod txring;

@@ -7,20 +7,13 @@
 //! with no second connection to /stats, which an ephemeral container cannot
 //! expose as a port.
 
-use std::borrow::Cow;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::os::fd::AsFd;
 use std::time::Duration;
 
 use bpc_wire::Retagged;
-use pcap_file::DataLink;
-use pcap_file::pcapng::PcapNgWriter;
-use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
-use pcap_file::pcapng::blocks::interface_description::{
-    InterfaceDescriptionBlock, InterfaceDescriptionOption,
-};
-use pcap_file::pcapng::blocks::interface_statistics::{InterfaceStatisticsBlock, InterfaceStatisticsOption};
+use bpc_wire::pcapng::{Interface, PcapngWriter, Statistics};
 
 use crate::capture::Frame;
 use crate::config::WriteTarget;
@@ -45,19 +38,15 @@ pub struct Counters {
 
 /// The pcapng stream being written.
 pub struct PcapngOut {
-    writer: PcapNgWriter<BufWriter<File>>,
+    writer: PcapngWriter<BufWriter<File>>,
     /// A VLAN-tagged frame with its tag put back.
     scratch: Vec<u8>,
     /// Whether anything was written since the last flush.
     dirty: bool,
 }
 
-fn io_error(what: &str, e: pcap_file::PcapError) -> Error {
-    let source = match e {
-        pcap_file::PcapError::IoError(e) => e,
-        other => io::Error::other(other.to_string()),
-    };
-    Error::Io { what: what.to_owned(), source }
+fn io_error(what: &str) -> impl FnOnce(io::Error) -> Error + '_ {
+    move |source| Error::Io { what: what.to_owned(), source }
 }
 
 impl PcapngOut {
@@ -75,19 +64,11 @@ impl PcapngOut {
                 Error::Config(format!("cannot create --write (BPC_WRITE) file {}: {source}", path.display()))
             })?,
         };
-        let mut writer = PcapNgWriter::new(BufWriter::with_capacity(BUFFER, file))
-            .map_err(|e| io_error("write the pcapng section header", e))?;
+        let mut writer = PcapngWriter::new(BufWriter::with_capacity(BUFFER, file))
+            .map_err(io_error("write the pcapng section header"))?;
         writer
-            .write_pcapng_block(InterfaceDescriptionBlock {
-                linktype: DataLink::ETHERNET,
-                snaplen,
-                options: vec![
-                    InterfaceDescriptionOption::IfName(Cow::Owned(iface.to_owned())),
-                    // pcap-file writes timestamps as nanoseconds; say so.
-                    InterfaceDescriptionOption::IfTsResol(9),
-                ],
-            })
-            .map_err(|e| io_error("write the pcapng interface block", e))?;
+            .interface(&Interface { name: iface, description: None, snaplen })
+            .map_err(io_error("write the pcapng interface block"))?;
         let mut out = PcapngOut { writer, scratch: Vec::new(), dirty: true };
         // The headers go out at once: a reader (Wireshark) shows the
         // interface before the first packet arrives.
@@ -111,32 +92,23 @@ impl PcapngOut {
         let tag_len = if frame.vlan.is_some() { 4 } else { 0 };
         let data = &data[..data.len().min(snaplen)];
         self.writer
-            .write_pcapng_block(EnhancedPacketBlock {
-                interface_id: 0,
-                timestamp: frame.timestamp,
-                original_len: frame.wire_len + tag_len,
-                data: Cow::Borrowed(data),
-                options: vec![],
-            })
-            .map_err(|e| io_error("write a packet to --write", e))?;
+            .packet(0, frame.timestamp.as_nanos() as u64, frame.wire_len + tag_len, data)
+            .map_err(io_error("write a packet to --write"))?;
         self.dirty = true;
         Ok(())
     }
 
     /// Writes an Interface Statistics Block stamped `now` (since the epoch).
     pub fn statistics(&mut self, now: Duration, c: Counters) -> Result<()> {
+        let statistics = Statistics {
+            received: c.received,
+            interface_drops: Some(c.interface_drops),
+            os_drops: c.os_drops,
+            delivered: c.delivered,
+        };
         self.writer
-            .write_pcapng_block(InterfaceStatisticsBlock {
-                interface_id: 0,
-                timestamp: now.as_nanos() as u64,
-                options: vec![
-                    InterfaceStatisticsOption::IsbIfRecv(c.received),
-                    InterfaceStatisticsOption::IsbIfDrop(c.interface_drops),
-                    InterfaceStatisticsOption::IsbOsDrop(c.os_drops),
-                    InterfaceStatisticsOption::IsbUsrDeliv(c.delivered),
-                ],
-            })
-            .map_err(|e| io_error("write statistics to --write", e))?;
+            .statistics(0, now.as_nanos() as u64, &statistics)
+            .map_err(io_error("write statistics to --write"))?;
         self.dirty = true;
         Ok(())
     }
@@ -209,15 +181,7 @@ mod tests {
         out.statistics(Duration::new(1_764_000_001, 0), counters).unwrap();
         out.flush().unwrap();
         drop(out);
-        let got = std::fs::read(&path).unwrap();
-        if std::env::var_os("BPC_REGEN").is_some() {
-            std::fs::write(golden, &got).unwrap();
-        }
-        let want = std::fs::read(golden).unwrap_or_else(|e| panic!("{golden}: {e} (BPC_REGEN=1 writes it)"));
-        assert!(
-            want == got,
-            "{golden} differs from what --write makes now (BPC_REGEN=1 rewrites it; review why)"
-        );
+        bpc_netns::golden(golden, &std::fs::read(&path).unwrap(), "--write");
         let want: Vec<String> =
             times.iter().map(|t| format!("{}.{:09}", t.as_secs(), t.subsec_nanos())).collect();
         assert_eq!(tshark_epochs(&path), want);

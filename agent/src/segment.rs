@@ -26,31 +26,15 @@
 //! No allocation per packet: the output buffer is allocated once in
 //! [`Segmenter::new`].
 
-use bpc_wire::internet_checksum;
-use etherparse::{Ipv4HeaderSlice, Ipv6HeaderSlice, TcpHeaderSlice};
+use bpc_wire::ethernet::{ETHERTYPE_IPV4, ETHERTYPE_IPV6};
+use bpc_wire::ipv6::{self, ExtensionHeaders, FixedHeader, FragmentHeader, NEXT_FRAGMENT};
+use bpc_wire::tcp::{FLAG_CWR, FLAG_FIN, FLAG_PSH, IPPROTO_TCP};
+use bpc_wire::{
+    EthernetFrame, Ipv4HeaderMut, Ipv4Packet, PseudoHeader, TcpSegment, TcpSegmentMut, ipv4, udp,
+};
 
-const ETH_HEADER_LEN: usize = 14;
-const VLAN_TAG_LEN: usize = 4;
-const ETHERTYPE_IPV4: u16 = 0x0800;
-const ETHERTYPE_IPV6: u16 = 0x86dd;
-const ETHERTYPE_VLAN: u16 = 0x8100;
-const ETHERTYPE_QINQ: u16 = 0x88a8;
-const IPV4_MIN_HEADER_LEN: usize = 20;
-const IPV6_HEADER_LEN: usize = 40;
-const IPV6_FRAGMENT_HEADER_LEN: usize = 8;
-const PROTO_HOP_BY_HOP: u8 = 0;
-const PROTO_TCP: u8 = 6;
-const PROTO_UDP: u8 = 17;
-const PROTO_ROUTING: u8 = 43;
-const PROTO_FRAGMENT: u8 = 44;
-const PROTO_DEST_OPTS: u8 = 60;
-const TCP_FIN: u8 = 0x01;
-const TCP_PSH: u8 = 0x08;
-const TCP_CWR: u8 = 0x80;
-const IPV4_FLAG_MF: u16 = 0x2000;
-const IPV4_FRAG_OFFSET_MASK: u16 = 0x1fff;
-/// An IPv4 option with this bit set must be copied into every fragment (RFC 791).
-const IPV4_OPTION_COPIED: u8 = 0x80;
+/// The most VLAN tags (802.1Q, 802.1ad) a frame may carry and still be split.
+const MAX_VLAN_TAGS: usize = 2;
 
 /// Splits oversize frames into frames that fit `max_frame` bytes (Ethernet header included).
 ///
@@ -197,39 +181,35 @@ impl Segmenter {
 
     /// Parses an oversize frame; `None` when it cannot be split.
     fn plan(&self, frame: &[u8]) -> Option<Plan> {
-        let (l3, ethertype) = skip_ethernet(frame)?;
-        match ethertype {
-            ETHERTYPE_IPV4 => self.plan_ipv4(frame, l3),
-            ETHERTYPE_IPV6 => self.plan_ipv6(frame, l3),
+        let eth = EthernetFrame::parse(frame).ok().filter(|e| e.vlan_tags <= MAX_VLAN_TAGS)?;
+        match eth.ethertype {
+            ETHERTYPE_IPV4 => self.plan_ipv4(frame, eth.header_len),
+            ETHERTYPE_IPV6 => self.plan_ipv6(frame, eth.header_len),
             _ => None,
         }
     }
 
     fn plan_ipv4(&self, frame: &[u8], l3: usize) -> Option<Plan> {
-        let ip = Ipv4HeaderSlice::from_slice(&frame[l3..]).ok()?;
-        let ihl = usize::from(ip.ihl()) * 4;
-        let total = usize::from(ip.total_len());
+        let ip = Ipv4Packet::parse(&frame[l3..]).ok()?;
+        let ihl = ip.header_len;
+        let total = usize::from(ip.total_len);
         // A total length shorter than the header lies; a longer one than the
         // capture means the snap length cut the packet: its payload is gone.
         if total < ihl || l3 + total > frame.len() {
             return None;
         }
         let end = l3 + total;
-        let frag = u16::from_be_bytes([frame[l3 + 6], frame[l3 + 7]]);
-        if frag & (IPV4_FLAG_MF | IPV4_FRAG_OFFSET_MASK) != 0 {
+        if ip.fragment {
             return None; // re-fragmenting a fragment: rare, leave it whole
         }
         let l4 = l3 + ihl;
-        if ip.protocol().0 == PROTO_TCP {
+        if ip.protocol == IPPROTO_TCP {
             return self.plan_tcp(frame, false, l3, l4, end).map(Plan::Tcp);
         }
-        let room = self.max_frame.checked_sub(l4)?;
-        let chunk = room & !7;
-        if chunk == 0 {
-            return None;
-        }
-        let udp_checksum = if ip.protocol().0 == PROTO_UDP {
-            Some((l4 + 6, udp_checksum(frame, l4, end, Pseudo::V4(ip.source(), ip.destination()))?))
+        let chunk = self.fragment_chunk(l4)?;
+        let udp_checksum = if ip.protocol == ipv4::IPPROTO_UDP {
+            let (source, destination) = (ip.source.octets(), ip.destination.octets());
+            Some(udp_checksum(frame, l4..end, PseudoHeader::V4 { source, destination })?)
         } else {
             None
         };
@@ -238,69 +218,42 @@ impl Segmenter {
     }
 
     fn plan_ipv6(&self, frame: &[u8], l3: usize) -> Option<Plan> {
-        let ip = Ipv6HeaderSlice::from_slice(&frame[l3..]).ok()?;
-        let payload_len = usize::from(ip.payload_length());
+        let ip = FixedHeader::parse(&frame[l3..]).ok()?;
+        let payload_len = usize::from(ip.payload_len);
         // Payload length 0 means a jumbogram (hop-by-hop option): not handled.
-        if payload_len == 0 || l3 + IPV6_HEADER_LEN + payload_len > frame.len() {
+        if payload_len == 0 || l3 + ipv6::HEADER_LEN + payload_len > frame.len() {
             return None;
         }
-        let end = l3 + IPV6_HEADER_LEN + payload_len;
-        // Walk the extension headers to the upper layer, remembering where the
-        // unfragmentable part (RFC 8200 4.5) ends.
-        let mut next = ip.next_header().0;
-        let mut next_field = l3 + 6;
-        let mut at = l3 + IPV6_HEADER_LEN;
-        let mut unfragmentable_end = at;
-        let mut unfragmentable_next_field = next_field;
-        loop {
-            match next {
-                PROTO_HOP_BY_HOP | PROTO_ROUTING | PROTO_DEST_OPTS => {
-                    if at + 2 > end {
-                        return None;
-                    }
-                    let len = (usize::from(frame[at + 1]) + 1) * 8;
-                    if at + len > end {
-                        return None;
-                    }
-                    let this = next;
-                    next = frame[at];
-                    next_field = at;
-                    at += len;
-                    if this != PROTO_DEST_OPTS {
-                        unfragmentable_end = at;
-                        unfragmentable_next_field = next_field;
-                    }
-                }
-                // Already a fragment, or headers (AH, ESP, ...) we cannot rewrite.
-                PROTO_FRAGMENT => return None,
-                _ => break,
-            }
+        let end = l3 + ipv6::HEADER_LEN + payload_len;
+        // The upper layer, and where the unfragmentable part (RFC 8200 4.5) ends.
+        let ext = ExtensionHeaders::walk(&frame[l3..end])?;
+        let at = l3 + ext.upper_layer_at;
+        let unfragmentable_end = l3 + ext.unfragmentable_end;
+        match ext.upper_layer {
+            // Already a fragment: leave it whole.
+            NEXT_FRAGMENT => return None,
+            IPPROTO_TCP => return self.plan_tcp(frame, true, l3, at, end).map(Plan::Tcp),
+            _ => {}
         }
-        if next == PROTO_TCP {
-            return self.plan_tcp(frame, true, l3, at, end).map(Plan::Tcp);
-        }
-        let room = self.max_frame.checked_sub(unfragmentable_end + IPV6_FRAGMENT_HEADER_LEN)?;
-        let chunk = room & !7;
-        if chunk == 0 {
-            return None;
-        }
+        let chunk = self.fragment_chunk(unfragmentable_end + ipv6::FRAGMENT_LEN)?;
+        let is_udp = ext.upper_layer == ipv4::IPPROTO_UDP;
         // The UDP checksum is written into the first fragment: its header must be there.
-        if next == PROTO_UDP && at + 8 > unfragmentable_end + chunk {
+        if is_udp && at + udp::HEADER_LEN > unfragmentable_end + chunk {
             return None;
         }
-        let udp_checksum = if next == PROTO_UDP {
-            let src: [u8; 16] = frame[l3 + 8..l3 + 24].try_into().ok()?;
-            let dst: [u8; 16] = frame[l3 + 24..l3 + 40].try_into().ok()?;
-            Some((at + 6, udp_checksum(frame, at, end, Pseudo::V6(src, dst))?))
+        let udp_checksum = if is_udp {
+            let (source, destination) = (ip.source.octets(), ip.destination.octets());
+            Some(udp_checksum(frame, at..end, PseudoHeader::V6 { source, destination })?)
         } else {
             None
         };
         let count = (end - unfragmentable_end).div_ceil(chunk);
+        let next_header_field = l3 + ext.unfragmentable_next_header_at;
         Some(Plan::Ipv6Fragments(Ipv6FragPlan {
             l3,
             unfragmentable_end,
-            next_header_field: unfragmentable_next_field,
-            next_header: frame[unfragmentable_next_field],
+            next_header_field,
+            next_header: frame[next_header_field],
             end,
             chunk,
             count,
@@ -308,65 +261,54 @@ impl Segmenter {
         }))
     }
 
+    /// The most data bytes a fragment carries after `headers` bytes of
+    /// headers: a multiple of 8 (RFC 791, RFC 8200); `None` when not one fits.
+    fn fragment_chunk(&self, headers: usize) -> Option<usize> {
+        let chunk = self.max_frame.checked_sub(headers)? & !7;
+        (chunk > 0).then_some(chunk)
+    }
+
     fn plan_tcp(&self, frame: &[u8], ipv6: bool, l3: usize, l4: usize, end: usize) -> Option<TcpPlan> {
-        let tcp = TcpHeaderSlice::from_slice(&frame[l4..end]).ok()?;
-        let payload = l4 + tcp.slice().len();
+        let tcp = TcpSegment::parse(&frame[l4..end]).ok()?;
+        let payload = l4 + tcp.header_len;
         let mss = self.max_frame.checked_sub(payload).filter(|&m| m > 0)?;
         let count = (end - payload).div_ceil(mss).max(1);
         Some(TcpPlan { ipv6, l3, l4, payload, end, mss, count })
     }
 }
 
-/// Returns the offset of the IP header and the ethertype, skipping up to two VLAN tags.
-fn skip_ethernet(frame: &[u8]) -> Option<(usize, u16)> {
-    let mut at = ETH_HEADER_LEN - 2;
-    for _ in 0..3 {
-        let ethertype = u16::from_be_bytes(frame.get(at..at + 2)?.try_into().ok()?);
-        if ethertype == ETHERTYPE_VLAN || ethertype == ETHERTYPE_QINQ {
-            at += VLAN_TAG_LEN;
-        } else {
-            return Some((at + 2, ethertype));
+/// The checksum the UDP datagram `frame[datagram]` should carry, and the
+/// frame offset it goes to; `None` when its length field disagrees with the IP length.
+fn udp_checksum(
+    frame: &[u8],
+    datagram: std::ops::Range<usize>,
+    pseudo: PseudoHeader,
+) -> Option<(usize, u16)> {
+    let at = datagram.start + udp::CHECKSUM_AT;
+    Some((at, udp::checksum(&pseudo, frame.get(datagram)?)?))
+}
+
+/// The pseudo-header of the IP packet at `l3` in `frame`: its addresses.
+fn pseudo_header(frame: &[u8], l3: usize, ipv6: bool) -> PseudoHeader {
+    let address = |at: usize, len: usize| &frame[l3 + at..l3 + at + len];
+    if ipv6 {
+        let (source, destination) = (address(8, 16), address(24, 16));
+        PseudoHeader::V6 {
+            source: source.try_into().expect("16 bytes"),
+            destination: destination.try_into().expect("16 bytes"),
+        }
+    } else {
+        let (source, destination) = (address(12, 4), address(16, 4));
+        PseudoHeader::V4 {
+            source: source.try_into().expect("4 bytes"),
+            destination: destination.try_into().expect("4 bytes"),
         }
     }
-    None
 }
 
-enum Pseudo {
-    V4([u8; 4], [u8; 4]),
-    V6([u8; 16], [u8; 16]),
-}
-
-/// Recomputes the checksum of the UDP datagram `frame[l4..end]`; `None` when
-/// its length field disagrees with the IP length.
-fn udp_checksum(frame: &[u8], l4: usize, end: usize, pseudo: Pseudo) -> Option<u16> {
-    let udp = frame.get(l4..end)?;
-    if udp.len() < 8 || usize::from(u16::from_be_bytes([udp[4], udp[5]])) != udp.len() {
-        return None;
-    }
-    let sum = match pseudo {
-        Pseudo::V4(src, dst) => {
-            let len = (udp.len() as u16).to_be_bytes();
-            let tail = [0, PROTO_UDP, len[0], len[1]];
-            internet_checksum(&[&src, &dst, &tail, &udp[..6], &udp[8..]])
-        }
-        Pseudo::V6(src, dst) => {
-            let len = (udp.len() as u32).to_be_bytes();
-            let tail = [len[0], len[1], len[2], len[3], 0, 0, 0, PROTO_UDP];
-            internet_checksum(&[&src, &dst, &tail, &udp[..6], &udp[8..]])
-        }
-    };
-    // Zero means "no checksum" in UDP; its one's complement twin stands in.
-    Some(if sum == 0 { 0xffff } else { sum })
-}
-
-fn put_u16(buf: &mut [u8], at: usize, value: u16) {
-    buf[at..at + 2].copy_from_slice(&value.to_be_bytes());
-}
-
-fn ipv4_header_checksum(buf: &mut [u8], l3: usize, ihl: usize) {
-    put_u16(buf, l3 + 10, 0);
-    let sum = internet_checksum(&[&buf[l3..l3 + ihl]]);
-    put_u16(buf, l3 + 10, sum);
+/// The IPv4 header at `l3` of a frame being written (its IHL is there already).
+fn ipv4_header(out: &mut [u8], l3: usize) -> Ipv4HeaderMut<'_> {
+    Ipv4HeaderMut::new(&mut out[l3..]).expect("the plan read this header")
 }
 
 /// Writes TCP segment `i` of `p` into `out`; returns its length.
@@ -378,40 +320,29 @@ fn write_tcp_segment(p: &TcpPlan, frame: &[u8], i: usize, out: &mut [u8]) -> usi
     out[p.payload..len].copy_from_slice(chunk);
 
     let last = i + 1 == p.count;
-    let tcp_len = len - p.l4;
     if p.ipv6 {
-        put_u16(out, p.l3 + 4, (len - p.l3 - IPV6_HEADER_LEN) as u16);
+        ipv6::set_payload_len(&mut out[p.l3..], (len - p.l3 - ipv6::HEADER_LEN) as u16);
     } else {
-        let ihl = p.l4 - p.l3;
-        put_u16(out, p.l3 + 2, (len - p.l3) as u16);
-        let id = u16::from_be_bytes([frame[p.l3 + 4], frame[p.l3 + 5]]).wrapping_add(i as u16);
-        put_u16(out, p.l3 + 4, id);
-        ipv4_header_checksum(out, p.l3, ihl);
+        let original = Ipv4Packet::parse(&frame[p.l3..]).expect("the plan read this header");
+        let mut ip = ipv4_header(out, p.l3);
+        ip.set_total_len((len - p.l3) as u16);
+        ip.set_identification(original.identification.wrapping_add(i as u16));
+        ip.fill_checksum();
     }
 
-    let seq = u32::from_be_bytes(frame[p.l4 + 4..p.l4 + 8].try_into().expect("4 bytes"));
-    let seq = seq.wrapping_add((i * p.mss) as u32);
-    out[p.l4 + 4..p.l4 + 8].copy_from_slice(&seq.to_be_bytes());
-    let mut flags = frame[p.l4 + 13];
+    let original = TcpSegment::parse(&frame[p.l4..p.end]).expect("the plan read this header");
+    let mut flags = original.flags;
     if !last {
-        flags &= !(TCP_FIN | TCP_PSH);
+        flags &= !(FLAG_FIN | FLAG_PSH);
     }
     if i > 0 {
-        flags &= !TCP_CWR;
+        flags &= !FLAG_CWR;
     }
-    out[p.l4 + 13] = flags;
-
-    put_u16(out, p.l4 + 16, 0);
-    let sum = if p.ipv6 {
-        let l = (tcp_len as u32).to_be_bytes();
-        let tail = [l[0], l[1], l[2], l[3], 0, 0, 0, PROTO_TCP];
-        internet_checksum(&[&out[p.l3 + 8..p.l3 + 40], &tail, &out[p.l4..len]])
-    } else {
-        let l = (tcp_len as u16).to_be_bytes();
-        let tail = [0, PROTO_TCP, l[0], l[1]];
-        internet_checksum(&[&out[p.l3 + 12..p.l3 + 20], &tail, &out[p.l4..len]])
-    };
-    put_u16(out, p.l4 + 16, sum);
+    let pseudo = pseudo_header(out, p.l3, p.ipv6);
+    let mut tcp = TcpSegmentMut::new(&mut out[p.l4..len]).expect("the plan read this header");
+    tcp.set_sequence(original.sequence.wrapping_add((i * p.mss) as u32));
+    tcp.set_flags(flags);
+    tcp.fill_checksum(&pseudo);
     len
 }
 
@@ -421,38 +352,23 @@ fn write_ipv4_fragment(p: &Ipv4FragPlan, frame: &[u8], i: usize, out: &mut [u8])
     let data_start = p.payload + offset;
     let data = &frame[data_start..(data_start + p.chunk).min(p.end)];
 
-    let mut at = p.l3 + IPV4_MIN_HEADER_LEN;
+    let mut at = p.l3 + ipv4::HEADER_LEN;
     out[..at].copy_from_slice(&frame[..at]);
     if i == 0 {
         out[at..p.payload].copy_from_slice(&frame[at..p.payload]);
         at = p.payload;
     } else {
         // Later fragments carry only the options flagged "copied" (RFC 791).
-        let options = &frame[at..p.payload];
-        let mut o = 0;
-        while o < options.len() {
-            let kind = options[o];
-            let olen = match kind {
-                0 => break,
-                1 => 1,
-                _ => match options.get(o + 1) {
-                    Some(&l) if l >= 2 && o + usize::from(l) <= options.len() => usize::from(l),
-                    _ => break,
-                },
-            };
-            if kind & IPV4_OPTION_COPIED != 0 {
-                out[at..at + olen].copy_from_slice(&options[o..o + olen]);
-                at += olen;
-            }
-            o += olen;
+        for option in ipv4::options(&frame[at..p.payload]).filter(|o| ipv4::is_copied_into_fragments(o)) {
+            out[at..at + option.len()].copy_from_slice(option);
+            at += option.len();
         }
         while !(at - p.l3).is_multiple_of(4) {
             out[at] = 0; // end of option list padding
             at += 1;
         }
-        out[p.l3] = 0x40 | ((at - p.l3) / 4) as u8;
+        ipv4_header(out, p.l3).set_header_len(at - p.l3);
     }
-    let ihl = at - p.l3;
     let len = at + data.len();
     out[at..len].copy_from_slice(data);
     if i == 0
@@ -461,11 +377,10 @@ fn write_ipv4_fragment(p: &Ipv4FragPlan, frame: &[u8], i: usize, out: &mut [u8])
         put_u16(out, field - data_start + at, sum);
     }
 
-    put_u16(out, p.l3 + 2, (len - p.l3) as u16);
-    let more = if i + 1 < p.count { IPV4_FLAG_MF } else { 0 };
-    // DF cleared: a fragment must be allowed to exist.
-    put_u16(out, p.l3 + 6, more | (offset / 8) as u16);
-    ipv4_header_checksum(out, p.l3, ihl);
+    let mut ip = ipv4_header(out, p.l3);
+    ip.set_total_len((len - p.l3) as u16);
+    ip.set_fragment(i + 1 < p.count, offset);
+    ip.fill_checksum();
     len
 }
 
@@ -477,13 +392,10 @@ fn write_ipv6_fragment(p: &Ipv6FragPlan, frame: &[u8], i: usize, id: u32, out: &
 
     let at = p.unfragmentable_end;
     out[..at].copy_from_slice(&frame[..at]);
-    out[p.next_header_field] = PROTO_FRAGMENT;
-    let more = u16::from(i + 1 < p.count);
-    out[at] = p.next_header;
-    out[at + 1] = 0;
-    put_u16(out, at + 2, offset as u16 | more);
-    out[at + 4..at + 8].copy_from_slice(&id.to_be_bytes());
-    let body = at + IPV6_FRAGMENT_HEADER_LEN;
+    out[p.next_header_field] = NEXT_FRAGMENT;
+    let fragment =
+        FragmentHeader { next_header: p.next_header, offset, more: i + 1 < p.count, identification: id };
+    let body = at + fragment.encode(&mut out[at..]).expect("room for the headers was planned");
     let len = body + data.len();
     out[body..len].copy_from_slice(data);
     if i == 0
@@ -491,14 +403,29 @@ fn write_ipv6_fragment(p: &Ipv6FragPlan, frame: &[u8], i: usize, id: u32, out: &
     {
         put_u16(out, field - data_start + body, sum);
     }
-    put_u16(out, p.l3 + 4, (len - p.l3 - IPV6_HEADER_LEN) as u16);
+    ipv6::set_payload_len(&mut out[p.l3..], (len - p.l3 - ipv6::HEADER_LEN) as u16);
     len
+}
+
+/// Writes a checksum computed over the whole datagram into its first fragment.
+fn put_u16(buf: &mut [u8], at: usize, value: u16) {
+    buf[at..at + 2].copy_from_slice(&value.to_be_bytes());
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use etherparse::{NetSlice, SlicedPacket, TransportSlice, UdpHeader};
+    use bpc_wire::ipv4::IPPROTO_UDP as PROTO_UDP;
+    use bpc_wire::ipv6::{
+        HEADER_LEN as IPV6_HEADER_LEN, NEXT_DESTINATION_OPTIONS as PROTO_DEST_OPTS,
+        NEXT_FRAGMENT as PROTO_FRAGMENT, NEXT_HOP_BY_HOP as PROTO_HOP_BY_HOP,
+    };
+    use bpc_wire::tcp::{
+        FLAG_CWR as TCP_CWR, FLAG_FIN as TCP_FIN, FLAG_PSH as TCP_PSH, IPPROTO_TCP as PROTO_TCP,
+    };
+    use etherparse::{
+        Ipv4HeaderSlice, Ipv6HeaderSlice, NetSlice, SlicedPacket, TcpHeaderSlice, TransportSlice, UdpHeader,
+    };
     use proptest::prelude::*;
 
     const SRC4: [u8; 4] = [198, 18, 0, 1];
@@ -878,31 +805,6 @@ mod tests {
             assert_eq!(usize::from(h.payload_length()), f.len() - 54);
         }
         assert_eq!(check_tcp_segments(&frame, &out, 1514), data);
-    }
-
-    /// Not a check: the cost figure in docs/agent.md (Oversize frames). Run with
-    /// `cargo test --release -p bpc-agent --lib segment_throughput -- --ignored --nocapture`.
-    #[test]
-    #[ignore]
-    fn segment_throughput() {
-        let frame = tcp4_frame(false, 1, ACK | TCP_PSH, &payload(65_000));
-        let mut seg = Segmenter::new(1468);
-        let (rounds, mut bytes, mut frames) = (20_000, 0usize, 0usize);
-        let start = std::time::Instant::now();
-        for _ in 0..rounds {
-            seg.segment(std::hint::black_box(&frame), |f| {
-                bytes += f.len();
-                frames += 1;
-            });
-        }
-        let elapsed = start.elapsed().as_secs_f64();
-        println!(
-            "{rounds} super-frames of {} bytes into {} frames of <= 1468 bytes: {:.1} us each, {:.2} GB/s out",
-            frame.len(),
-            frames / rounds,
-            elapsed * 1e6 / rounds as f64,
-            bytes as f64 / elapsed / 1e9
-        );
     }
 
     fn check_any_output(max_frame: usize, frame: &[u8]) -> Result<(), TestCaseError> {

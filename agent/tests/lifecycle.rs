@@ -3,18 +3,34 @@
 
 mod support;
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use support::*;
 
-#[test]
-fn packets_sent_just_before_sigterm_are_forwarded_before_the_agent_exits() {
-    let t = Topology::new("lp");
+/// A pod whose agent (with `agent_args`) and tcpdump capture UDP to the
+/// pod's port 7777, and the collector receiving the agent's stream.
+struct Scene {
+    t: Topology,
+    collector: Collector,
+    tcpdump: Tcpdump,
+    agent: Agent,
+    /// Where the client sends to.
+    target: SocketAddr,
+}
+
+fn scene(tag: &str, agent_args: &[&str]) -> Scene {
+    let t = Topology::new(tag);
     let collector = Collector::start(&t.collector);
     let filter = "udp port 7777";
     let tcpdump = Tcpdump::start(&t.pod, &t.pod_if, filter);
-    let agent = t.start_agent(filter, &[], &[]);
-    let target = pod_addr(7777);
+    let agent = t.start_agent(filter, agent_args, &[]);
+    Scene { t, collector, tcpdump, agent, target: pod_addr(7777) }
+}
+
+#[test]
+fn packets_sent_just_before_sigterm_are_forwarded_before_the_agent_exits() {
+    let Scene { t, collector, tcpdump, agent, target } = scene("lp", &[]);
     udp_send(&t.client, target, 50, 200, Duration::ZERO);
     // At once: the last frames are still in the ring block being filled.
     let stderr = agent.stop();
@@ -27,12 +43,7 @@ fn packets_sent_just_before_sigterm_are_forwarded_before_the_agent_exits() {
 
 #[test]
 fn with_linger_the_agent_keeps_capturing_after_sigterm_while_the_pod_has_traffic_then_stops_when_quiet() {
-    let t = Topology::new("lg");
-    let collector = Collector::start(&t.collector);
-    let filter = "udp port 7777";
-    let tcpdump = Tcpdump::start(&t.pod, &t.pod_if, filter);
-    let mut agent = t.start_agent(filter, &["--linger", "5s"], &[]);
-    let target = pod_addr(7777);
+    let Scene { t, collector, tcpdump, mut agent, target } = scene("lg", &["--linger", "5s"]);
     udp_send(&t.client, target, 10, 200, Duration::ZERO);
     let sent = Instant::now();
     agent.proc.signal(libc::SIGTERM);

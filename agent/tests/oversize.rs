@@ -9,7 +9,8 @@
 //!                                  198.19.201.1 ==veth== 198.19.201.2  collector ns (raw GRE socket)
 //! ```
 //!
-//! Needs root, iproute2, tcpdump, iperf3 and tshark.
+//! Needs root, iproute2, tcpdump, iperf3 and tshark. The figures per mode
+//! (payload delivered / seen) are a benchmark: `bench/oversize.sh`.
 
 mod support;
 
@@ -39,7 +40,6 @@ struct TcpBytes {
     inbound: u64,
     frames: usize,
     super_frames: usize,
-    largest: usize,
 }
 
 fn tcp_bytes<'a>(frames: impl IntoIterator<Item = &'a [u8]>) -> TcpBytes {
@@ -52,7 +52,6 @@ fn tcp_bytes<'a>(frames: impl IntoIterator<Item = &'a [u8]>) -> TcpBytes {
             continue;
         };
         t.frames += 1;
-        t.largest = t.largest.max(frame.len());
         if frame.len() > WIRE_FRAME {
             t.super_frames += 1;
         }
@@ -254,30 +253,4 @@ fn segment_mode_delivers_every_tcp_payload_byte_of_super_frames_in_both_directio
     let bad = tshark_matches(&segments, "tcp.checksum.status==\"Bad\" or ip.checksum.status==\"Bad\"", true);
     assert!(bad.is_empty(), "tshark finds bad checksums in built segments:\n{bad}");
     assert!(run.pod_pcap().exists());
-}
-
-/// Not a check: prints the docs/agent.md row (payload delivered / payload seen) for
-/// each `--oversize` mode. Run with
-/// `cargo test -p bpc-agent --test oversize -- --ignored --nocapture`.
-#[test]
-#[ignore]
-fn measure_payload_delivered_per_oversize_mode() {
-    for (tag, mode) in [("ms", "segment"), ("mf", "fragment"), ("mt", "truncate")] {
-        let run = bulk_transfer(tag, mode, 40, 2);
-        let seen = tcp_bytes(run.seen.iter().map(Vec::as_slice));
-        let delivered = tcp_bytes(run.delivered.iter().map(Vec::as_slice));
-        let total_seen = seen.outbound + seen.inbound;
-        let total_delivered = delivered.outbound + delivered.inbound;
-        println!(
-            "{mode:>8}: delivered {total_delivered} / seen {total_seen} payload bytes = {:.2} % \
-             (captured frames {} of which >{WIRE_FRAME}: {}, largest {}; sent frames {}, largest {})",
-            100.0 * total_delivered as f64 / total_seen as f64,
-            seen.frames,
-            seen.super_frames,
-            seen.largest,
-            delivered.frames,
-            delivered.largest
-        );
-        println!("          tcpdump: {}", run.tcpdump_stderr.trim().replace('\n', "; "));
-    }
 }

@@ -8,17 +8,12 @@
 //! clock; frames still in a ring block may be older than that stamp by up to
 //! the block timeout and one loop pass, hence [`STATS_SLACK_NS`].
 
-use std::borrow::Cow;
 use std::collections::VecDeque;
-use std::io::Write;
+use std::io::{self, Write};
 
-use pcap_file::DataLink;
-use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
-use pcap_file::pcapng::blocks::interface_description::{
-    InterfaceDescriptionBlock, InterfaceDescriptionOption,
-};
-use pcap_file::pcapng::blocks::interface_statistics::{InterfaceStatisticsBlock, InterfaceStatisticsOption};
-use pcap_file::pcapng::{Block, PcapNgParser, PcapNgWriter};
+use bpc_wire::pcapng::{Interface, PcapngWriter, Statistics};
+use pcap_file::pcapng::blocks::interface_statistics::InterfaceStatisticsOption;
+use pcap_file::pcapng::{Block, PcapNgParser};
 
 use crate::Error;
 
@@ -77,6 +72,11 @@ pub struct Demux {
 
 fn parse_error(e: pcap_file::PcapError) -> Error {
     Error::Workload(format!("the capture stream is not valid pcapng: {e}"))
+}
+
+/// A block that could not be written: the error pcapng output has always had.
+fn write_error(e: io::Error) -> Error {
+    Error::Pcap(pcap_file::PcapError::IoError(e))
 }
 
 impl Demux {
@@ -168,7 +168,7 @@ pub struct PodInterface {
 
 /// Merges the pods' items into one pcapng on `W`.
 pub struct Merger<W: Write> {
-    writer: PcapNgWriter<W>,
+    writer: PcapngWriter<W>,
     streams: Vec<Stream>,
 }
 
@@ -182,20 +182,10 @@ impl<W: Write> Merger<W> {
 
     /// Writes the section header and one interface per pod, described.
     pub fn with_interfaces(out: W, interfaces: &[PodInterface], snaplen: u32) -> Result<Merger<W>, Error> {
-        let mut writer = PcapNgWriter::new(out)?;
+        let mut writer = PcapngWriter::new(out).map_err(write_error)?;
         for i in interfaces {
-            let mut options = vec![
-                InterfaceDescriptionOption::IfName(Cow::Owned(i.name.clone())),
-                InterfaceDescriptionOption::IfTsResol(9),
-            ];
-            if let Some(d) = &i.description {
-                options.push(InterfaceDescriptionOption::IfDescription(Cow::Owned(d.clone())));
-            }
-            writer.write_pcapng_block(InterfaceDescriptionBlock {
-                linktype: DataLink::ETHERNET,
-                snaplen,
-                options,
-            })?;
+            let description = i.description.as_deref();
+            writer.interface(&Interface { name: &i.name, description, snaplen }).map_err(write_error)?;
         }
         writer.get_mut().flush()?;
         let streams = interfaces.iter().map(|_| Stream::default()).collect();
@@ -206,7 +196,7 @@ impl<W: Write> Merger<W> {
     /// not yet written (nothing when `hosts` is empty).
     pub fn names(&mut self, hosts: &[(std::net::IpAddr, String)]) -> Result<(), Error> {
         if !hosts.is_empty() {
-            self.writer.write_pcapng_block(bpc_receiver::names::block(hosts))?;
+            self.writer.names(hosts).map_err(write_error)?;
         }
         Ok(())
     }
@@ -270,25 +260,20 @@ impl<W: Write> Merger<W> {
     fn write(&mut self, interface_id: u32, item: Item) -> Result<(), Error> {
         match item {
             Item::Packet { ts, original_len, data } => {
-                self.writer.write_pcapng_block(EnhancedPacketBlock {
-                    interface_id,
-                    timestamp: std::time::Duration::from_nanos(ts),
-                    original_len,
-                    data: Cow::Owned(data),
-                    options: vec![],
-                })?
+                self.writer.packet(interface_id, ts, original_len, &data)
             }
-            Item::Stats { ts, counters } => self.writer.write_pcapng_block(InterfaceStatisticsBlock {
-                interface_id,
-                timestamp: ts,
-                options: vec![
-                    InterfaceStatisticsOption::IsbIfRecv(counters.received),
-                    InterfaceStatisticsOption::IsbOsDrop(counters.drops),
-                    InterfaceStatisticsOption::IsbUsrDeliv(counters.delivered),
-                ],
-            })?,
-        };
-        Ok(())
+            // The agent's interface and ring drops arrive summed: no isb_ifdrop.
+            Item::Stats { ts, counters } => {
+                let statistics = Statistics {
+                    received: counters.received,
+                    interface_drops: None,
+                    os_drops: counters.drops,
+                    delivered: counters.delivered,
+                };
+                self.writer.statistics(interface_id, ts, &statistics)
+            }
+        }
+        .map_err(write_error)
     }
 
     /// The output, once everything is written.
@@ -305,35 +290,14 @@ mod tests {
     /// A pcapng stream as an agent writes it: one interface, packets at `ts`
     /// (with one byte of payload each, equal to the index), a statistics block last.
     fn agent_stream(packets: &[u64], stats_ts: u64) -> Vec<u8> {
-        let mut w = PcapNgWriter::new(Vec::new()).unwrap();
-        w.write_pcapng_block(InterfaceDescriptionBlock {
-            linktype: DataLink::ETHERNET,
-            snaplen: 65535,
-            options: vec![InterfaceDescriptionOption::IfTsResol(9)],
-        })
-        .unwrap();
+        let mut w = PcapngWriter::new(Vec::new()).unwrap();
+        w.interface(&Interface { name: "eth0", description: None, snaplen: 65535 }).unwrap();
         for (i, ts) in packets.iter().enumerate() {
-            let data = vec![i as u8; 60];
-            w.write_pcapng_block(EnhancedPacketBlock {
-                interface_id: 0,
-                timestamp: std::time::Duration::from_nanos(*ts),
-                original_len: 60,
-                data: Cow::Owned(data),
-                options: vec![],
-            })
-            .unwrap();
+            w.packet(0, *ts, 60, &[i as u8; 60]).unwrap();
         }
-        w.write_pcapng_block(InterfaceStatisticsBlock {
-            interface_id: 0,
-            timestamp: stats_ts,
-            options: vec![
-                InterfaceStatisticsOption::IsbIfRecv(packets.len() as u64 + 3),
-                InterfaceStatisticsOption::IsbIfDrop(1),
-                InterfaceStatisticsOption::IsbOsDrop(2),
-                InterfaceStatisticsOption::IsbUsrDeliv(packets.len() as u64),
-            ],
-        })
-        .unwrap();
+        let n = packets.len() as u64;
+        let counters = Statistics { received: n + 3, interface_drops: Some(1), os_drops: 2, delivered: n };
+        w.statistics(0, stats_ts, &counters).unwrap();
         w.into_inner()
     }
 
@@ -419,21 +383,10 @@ mod tests {
         m.finish(0);
         m.finish(1);
         m.drain().unwrap();
-        let got = m.into_inner();
-        if std::env::var_os("BPC_REGEN").is_some() {
-            std::fs::write(golden, &got).unwrap();
-        }
-        let want = std::fs::read(golden).unwrap_or_else(|e| panic!("{golden}: {e} (BPC_REGEN=1 writes it)"));
-        assert!(
-            want == got,
-            "{golden} differs from what the merge writes now (BPC_REGEN=1 rewrites it; review why)"
-        );
-        let out = std::process::Command::new("tshark")
-            .args(["-r", golden, "-T", "fields", "-e", "frame.time_epoch", "-e", "frame.interface_name"])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "tshark rejects {golden}");
-        let times: Vec<String> = String::from_utf8(out.stdout).unwrap().lines().map(str::to_owned).collect();
+        bpc_netns::golden(golden, &m.into_inner(), "the merge");
+        let fields = ["-T", "fields", "-e", "frame.time_epoch", "-e", "frame.interface_name"];
+        let times: Vec<String> =
+            bpc_netns::tshark(std::path::Path::new(golden), &fields).lines().map(str::to_owned).collect();
         let row = |ns: u64, name: &str| format!("{}.{:09}\t{name}", ns / 1_000_000_000, ns % 1_000_000_000);
         assert_eq!(
             times,

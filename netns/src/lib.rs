@@ -258,6 +258,19 @@ impl Drop for Proc {
     }
 }
 
+/// Asserts that the golden file `golden` holds `got`, what `maker` writes
+/// now; with `BPC_REGEN` set, rewrites it first (then review the diff).
+pub fn golden(golden: &str, got: &[u8], maker: &str) {
+    if std::env::var_os("BPC_REGEN").is_some() {
+        std::fs::write(golden, got).unwrap_or_else(|e| panic!("{golden}: {e}"));
+    }
+    let want = std::fs::read(golden).unwrap_or_else(|e| panic!("{golden}: {e} (BPC_REGEN=1 writes it)"));
+    assert!(
+        want == got,
+        "{golden} differs from what {maker} makes now (BPC_REGEN=1 rewrites it; review why)"
+    );
+}
+
 /// `tshark -r FILE -n ARGS...`'s standard output, the outside decoder the
 /// tests read every file and stream with; a failing tshark fails the test.
 pub fn tshark(file: &Path, args: &[&str]) -> String {

@@ -38,6 +38,47 @@ pub fn internet_checksum(parts: &[&[u8]]) -> u16 {
     !(sum as u16)
 }
 
+/// The addresses of the pseudo-header a TCP or UDP checksum covers
+/// (RFC 793 / 768 over IPv4, RFC 8200 8.1 over IPv6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PseudoHeader {
+    /// IPv4 source and destination.
+    V4 {
+        /// Source address.
+        source: [u8; 4],
+        /// Destination address.
+        destination: [u8; 4],
+    },
+    /// IPv6 source and destination (the final destination).
+    V6 {
+        /// Source address.
+        source: [u8; 16],
+        /// Destination address.
+        destination: [u8; 16],
+    },
+}
+
+impl PseudoHeader {
+    /// The checksum of `segment` (a TCP segment or UDP datagram, header and
+    /// payload) of upper-layer `protocol` under this pseudo-header; the two
+    /// bytes at `checksum_at` (the checksum field) count as zero.
+    pub fn checksum(&self, protocol: u8, segment: &[u8], checksum_at: usize) -> u16 {
+        let (before, after) = (&segment[..checksum_at], &segment[checksum_at + 2..]);
+        match self {
+            PseudoHeader::V4 { source, destination } => {
+                let len = (segment.len() as u16).to_be_bytes();
+                let tail = [0, protocol, len[0], len[1]];
+                internet_checksum(&[source, destination, &tail, before, after])
+            }
+            PseudoHeader::V6 { source, destination } => {
+                let len = (segment.len() as u32).to_be_bytes();
+                let tail = [len[0], len[1], len[2], len[3], 0, 0, 0, protocol];
+                internet_checksum(&[source, destination, &tail, before, after])
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

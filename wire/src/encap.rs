@@ -22,8 +22,7 @@ use crate::vxlan::{self, VxlanHeader, VxlanPacket};
 
 /// The longest header [`Encapsulation::write_header`] writes (ERSPAN III).
 pub const MAX_HEADER_LEN: usize = 8 + erspan::TYPE_III_LEN + erspan::PLATFORM_LEN;
-/// The IP protocol number of UDP.
-pub const IPPROTO_UDP: u8 = 17;
+pub use crate::ipv4::IPPROTO_UDP;
 
 /// Which format, without its parameters (the flag's value).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]

@@ -91,14 +91,24 @@ impl VlanInfo {
             | u32::from(session & MAX_SESSION)
     }
 
-    fn from_word(w: u32) -> (u8, Self, u16) {
+    /// The first word of a type II or III header at the start of `buf`
+    /// (`len` bytes long, of `version`): the VLAN fields and the session.
+    fn parse(buf: &[u8], header: &'static str, len: usize, version: u8) -> Result<(Self, u16), WireError> {
+        if buf.len() < len {
+            return Err(truncated(header, len, buf.len()));
+        }
+        let w = word(buf, 0);
+        let found = (w >> 28) as u8;
+        if found != version {
+            return Err(WireError::ErspanVersion { expected: version, found });
+        }
         let info = VlanInfo {
             vlan: (w >> 16) as u16 & 0x0fff,
             cos: (w >> 13) as u8 & 0x7,
             en: (w >> 11) as u8 & 0x3,
             truncated: w & (1 << 10) != 0,
         };
-        ((w >> 28) as u8, info, (w as u16) & MAX_SESSION)
+        Ok((info, (w as u16) & MAX_SESSION))
     }
 }
 
@@ -135,13 +145,7 @@ impl ErspanII {
     /// Decodes the header at the start of `buf` and returns it with the
     /// frame after it. Rejects a version other than 1. Never panics.
     pub fn parse(buf: &[u8]) -> Result<(Self, &[u8]), WireError> {
-        if buf.len() < TYPE_II_LEN {
-            return Err(truncated("ERSPAN II", TYPE_II_LEN, buf.len()));
-        }
-        let (version, vlan, session) = VlanInfo::from_word(word(buf, 0));
-        if version != 1 {
-            return Err(WireError::ErspanVersion { expected: 1, found: version });
-        }
+        let (vlan, session) = VlanInfo::parse(buf, "ERSPAN II", TYPE_II_LEN, 1)?;
         Ok((ErspanII { session, vlan, index: word(buf, 4) & MAX_INDEX }, &buf[TYPE_II_LEN..]))
     }
 }
@@ -325,13 +329,7 @@ impl ErspanIII {
     /// Decodes the header at the start of `buf` and returns it with the
     /// frame after it. Rejects a version other than 2. Never panics.
     pub fn parse(buf: &[u8]) -> Result<(Self, &[u8]), WireError> {
-        if buf.len() < TYPE_III_LEN {
-            return Err(truncated("ERSPAN III", TYPE_III_LEN, buf.len()));
-        }
-        let (version, vlan, session) = VlanInfo::from_word(word(buf, 0));
-        if version != 2 {
-            return Err(WireError::ErspanVersion { expected: 2, found: version });
-        }
+        let (vlan, session) = VlanInfo::parse(buf, "ERSPAN III", TYPE_III_LEN, 2)?;
         let bits = u16::from_be_bytes([buf[10], buf[11]]);
         let platform = if bits & 1 == 1 {
             if buf.len() < TYPE_III_LEN + PLATFORM_LEN {

@@ -26,8 +26,6 @@ pub const HEADER_LEN: usize = 14;
 pub const MACS_LEN: usize = 12;
 /// One VLAN tag (TPID and TCI).
 pub const VLAN_TAG_LEN: usize = 4;
-/// The fixed IPv6 header, which its payload length does not count.
-const IPV6_HEADER_LEN: usize = 40;
 
 /// An untagged Ethernet header to encode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -106,7 +104,7 @@ impl<'a> EthernetFrame<'a> {
             ETHERTYPE_IPV6 => match self.payload {
                 // Version 6, then the payload length at bytes 4-5.
                 [v, _, _, _, hi, lo, ..] if v >> 4 == 6 => {
-                    IPV6_HEADER_LEN + usize::from(u16::from_be_bytes([*hi, *lo]))
+                    crate::ipv6::HEADER_LEN + usize::from(u16::from_be_bytes([*hi, *lo]))
                 }
                 _ => return None,
             },

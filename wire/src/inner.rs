@@ -157,7 +157,7 @@ mod tests {
     fn wire_view(frame: &[u8]) -> Option<Seen<'_>> {
         let f = InnerFlow::parse(frame)?;
         let (flags, payload) = match f.transport {
-            Transport::Tcp(t) => (Some((t.syn, t.ack, t.rst)), None),
+            Transport::Tcp(t) => (Some((t.syn(), t.ack(), t.rst())), None),
             Transport::Udp(u) => (None, Some(u.payload)),
             Transport::Portless => (None, None),
         };

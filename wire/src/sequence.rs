@@ -225,12 +225,17 @@ mod tests {
         assert_eq!((c.lost, c.reordered, c.restarts), (0, 1, 0));
     }
 
+    /// Numbers `0..n`, then `then`: how the first of `then` is seen, and the counters.
+    fn after_a_run_of(n: u32, then: std::ops::Range<u32>) -> (Observation, SequenceCounters) {
+        let seqs: Vec<u32> = (0..n).chain(then).collect();
+        let (obs, c) = run(&seqs);
+        (obs[n as usize], c)
+    }
+
     #[test]
     fn agent_restart_is_a_new_stream_not_four_billion_losses() {
-        let mut seqs: Vec<u32> = (0..100_000).collect();
-        seqs.extend(0..50);
-        let (obs, c) = run(&seqs);
-        assert_eq!(obs[100_000], Observation::Restart);
+        let (first, c) = after_a_run_of(100_000, 0..50);
+        assert_eq!(first, Observation::Restart);
         assert_eq!(c, SequenceCounters { received: 100_050, restarts: 1, ..Default::default() });
     }
 
@@ -243,10 +248,8 @@ mod tests {
 
     #[test]
     fn restart_whose_first_packet_was_lost_is_still_a_restart() {
-        let mut seqs: Vec<u32> = (0..10_000).collect();
-        seqs.extend(3..10);
-        let (obs, c) = run(&seqs);
-        assert_eq!(obs[10_000], Observation::Restart);
+        let (first, c) = after_a_run_of(10_000, 3..10);
+        assert_eq!(first, Observation::Restart);
         assert_eq!((c.restarts, c.lost), (1, 0));
     }
 

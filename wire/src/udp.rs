@@ -1,11 +1,15 @@
 //! The UDP header (RFC 768), for senders that build their own test frames,
-//! and the datagram view a receiver reads.
+//! the datagram view a receiver reads, and the checksum of a whole datagram
+//! (a segmenter's fragments carry it).
 
+use crate::checksum::PseudoHeader;
 use crate::error::{WireError, fixed_part};
 use crate::ports::Ports;
 
 /// Length of the UDP header.
 pub const HEADER_LEN: usize = 8;
+/// Offset of the checksum field.
+pub const CHECKSUM_AT: usize = 6;
 
 /// A UDP header to encode, with checksum 0 ("not computed", which IPv4
 /// allows): the frames built here are load and test traffic, and a receiver
@@ -67,9 +71,40 @@ impl<'a> UdpDatagram<'a> {
     }
 }
 
+/// The checksum of `datagram` (header and payload) under `pseudo`, as its
+/// sender writes it; `None` when its length field is not the datagram's length.
+pub fn checksum(pseudo: &PseudoHeader, datagram: &[u8]) -> Option<u16> {
+    let length = datagram.get(4..6)?;
+    if usize::from(u16::from_be_bytes([length[0], length[1]])) != datagram.len()
+        || datagram.len() < HEADER_LEN
+    {
+        return None;
+    }
+    let sum = pseudo.checksum(crate::ipv4::IPPROTO_UDP, datagram, CHECKSUM_AT);
+    // Zero means "no checksum" in UDP; its one's complement twin stands in.
+    Some(if sum == 0 { 0xffff } else { sum })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn checksum_matches_etherparse_over_ipv4_and_ipv6_and_refuses_a_lying_length() {
+        let (src4, dst4) = ([198, 18, 0, 1], [198, 18, 0, 2]);
+        let (src6, dst6) = ([0x20, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], [0x20; 16]);
+        let payload = b"odd length";
+        let h = etherparse::UdpHeader::without_ipv4_checksum(5353, 53, payload.len()).unwrap();
+        let mut datagram = h.to_bytes().to_vec();
+        datagram.extend_from_slice(payload);
+        let v4 = PseudoHeader::V4 { source: src4, destination: dst4 };
+        assert_eq!(checksum(&v4, &datagram), Some(h.calc_checksum_ipv4_raw(src4, dst4, payload).unwrap()));
+        let v6 = PseudoHeader::V6 { source: src6, destination: dst6 };
+        assert_eq!(checksum(&v6, &datagram), Some(h.calc_checksum_ipv6_raw(src6, dst6, payload).unwrap()));
+        datagram.push(0);
+        assert_eq!(checksum(&v4, &datagram), None);
+        assert_eq!(checksum(&v4, &datagram[..5]), None);
+    }
 
     #[test]
     fn header_encodes_to_the_golden_bytes_with_no_checksum() {

@@ -197,16 +197,7 @@ mod tests {
             (0..64).map(|i| source_port(&tcp_v4([198, 18, 1, 2], 40000 + i, [198, 18, 1, 1], 80))).collect();
         assert!(ports.len() > 50, "64 flows spread over {} ports", ports.len());
         assert!(ports.iter().all(|p| SOURCE_PORTS.contains(p)));
-        let mut v6 = Vec::new();
-        etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-            .ipv6(
-                [0x20, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
-                [0x20, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
-                64,
-            )
-            .udp(5353, 53)
-            .write(&mut v6, b"q")
-            .unwrap();
+        let v6 = crate::test_frames::udp_over_ipv6(5353, 53, b"q");
         assert!(SOURCE_PORTS.contains(&source_port(&v6)));
         assert_eq!(source_port(&[0u8; 3]), *SOURCE_PORTS.start(), "not IP: the first port");
     }

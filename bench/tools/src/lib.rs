@@ -186,20 +186,26 @@ pub fn paced_in_batches(
 /// Writes an Ethernet/IPv4/UDP frame of exactly `out.len()` bytes (42 to
 /// 65535) from `src` to `dst` into `out`, DF set, with zero UDP checksum.
 pub fn udp_frame(out: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr) {
-    let len = out.len();
+    let at = ipv4_frame(out, src, dst, ipv4::IPPROTO_UDP);
+    let payload_len = out.len() - at - udp::HEADER_LEN;
+    let udp = UdpHeader { source_port: 40000, destination_port: 9, payload_len };
+    udp.encode(&mut out[at..]).expect("frame holds UDP");
+}
+
+/// Writes the Ethernet and IPv4 headers (DF set, no options) of a frame of
+/// exactly `out.len()` bytes from `src` to `dst` carrying `protocol`;
+/// returns where the IP payload starts.
+pub fn ipv4_frame(out: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr, protocol: u8) -> usize {
     let eth = EthernetHeader { destination: [2, 0, 0, 0, 0, 2], source: [2, 0, 0, 0, 0, 1], ethertype: ETHERTYPE_IPV4 };
-    let ip_payload = len - ethernet::HEADER_LEN - ipv4::HEADER_LEN;
     let ip = Ipv4Header {
         source: src,
         destination: dst,
-        protocol: ipv4::IPPROTO_UDP,
+        protocol,
         ttl: 64,
         identification: 0,
         dont_fragment: true,
-        payload_len: ip_payload,
+        payload_len: out.len() - ethernet::HEADER_LEN - ipv4::HEADER_LEN,
     };
-    let udp = UdpHeader { source_port: 40000, destination_port: 9, payload_len: ip_payload - udp::HEADER_LEN };
-    let mut at = eth.encode(out).expect("frame holds Ethernet");
-    at += ip.encode(&mut out[at..]).expect("frame holds IPv4");
-    udp.encode(&mut out[at..]).expect("frame holds UDP");
+    let at = eth.encode(out).expect("frame holds Ethernet");
+    at + ip.encode(&mut out[at..]).expect("frame holds IPv4")
 }

@@ -53,7 +53,7 @@ impl InnerFrames {
         let Ports { source: sp, destination: dp } = flow.ports();
         let (s, d, proto) = (flow.source, flow.destination, flow.protocol);
         let flags = match flow.transport {
-            Transport::Tcp(t) => Some(TcpFlags { syn: t.syn, ack: t.ack, rst: t.rst }),
+            Transport::Tcp(t) => Some(TcpFlags { syn: t.syn(), ack: t.ack(), rst: t.rst() }),
             Transport::Udp(u) => {
                 if let Some(sent) = latency_marker(u.payload)
                     && self.latencies_ns.len() < MAX_LATENCY_SAMPLES
