@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{error, info, warn};
 
-use bpc_wire::Retagged;
+use bpc_wire::{Retagged, ethernet};
 
 use crate::capture::{Capture, CaptureGeometry, Frame, FrameSink, LARGEST_STANDARD_FRAME, wall_clock};
 use bpc_contract::defaults::FINAL_TALLY_PREFIX;
@@ -187,7 +187,7 @@ fn capture(
     // The super-frame ring's blocks hold the largest frame whole: a
     // super-frame of a standard stack, or a jumbo frame; BIG TCP frames above
     // it arrive cut (and are counted).
-    let mtu_frame = iface.mtu as usize + 18;
+    let mtu_frame = iface.mtu as usize + ethernet::HEADER_LEN + ethernet::VLAN_TAG_LEN;
     let largest_frame = LARGEST_STANDARD_FRAME.max(mtu_frame).min(CAPTURE_SNAPLEN);
     let geometry = CaptureGeometry::new(config.buffer_mib as usize * (1 << 20), mtu_frame, largest_frame)
         .map_err(|why| Error::Config(format!("--buffer (BPC_BUFFER) {} MiB: {why}", config.buffer_mib)))?;

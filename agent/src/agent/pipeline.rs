@@ -28,8 +28,9 @@ impl Pipeline {
             oversize: config.oversize,
             snaplen: config.snaplen.unwrap_or(CAPTURE_SNAPLEN),
             max_frame,
-            max_whole: MAX_IP_PACKET - 40 - bpc_wire::encap::MAX_HEADER_LEN,
-            scratch: Vec::with_capacity(CAPTURE_SNAPLEN + 4),
+            // The outer IPv6 header is the larger of the two.
+            max_whole: MAX_IP_PACKET - bpc_wire::ipv6::HEADER_LEN - bpc_wire::encap::MAX_HEADER_LEN,
+            scratch: Vec::with_capacity(CAPTURE_SNAPLEN + ethernet::VLAN_TAG_LEN),
             admission: Admission::new(config, Instant::now()),
         }
     }
@@ -50,8 +51,7 @@ impl Pipeline {
     }
 
     pub(super) fn handle(&mut self, frame: Frame<'_>, stats: &Stats) {
-        let tag_len = if frame.vlan.is_some() { 4 } else { 0 };
-        let len = frame.data.len() + tag_len;
+        let len = frame.tagged_len();
         if !self.admission.admit(len) {
             return;
         }
@@ -75,10 +75,10 @@ impl Pipeline {
 
     /// Queues a ring frame (zero copy), cut to `keep` bytes.
     pub(super) fn push_ring(&mut self, frame: Frame<'_>, keep: usize, stats: &Stats) {
-        let tag_len = if frame.vlan.is_some() { 4 } else { 0 };
-        let data = if frame.data.len() + tag_len > keep {
+        let tag_len = frame.tagged_len() - frame.data.len();
+        let data = if frame.tagged_len() > keep {
             self.admission.tally().truncated(1);
-            &frame.data[..keep.saturating_sub(tag_len).max(14).min(frame.data.len())]
+            &frame.data[..keep.saturating_sub(tag_len).max(ethernet::HEADER_LEN).min(frame.data.len())]
         } else {
             frame.data
         };

@@ -15,7 +15,7 @@ pub(super) struct WritePcapng<'a> {
 
 impl FrameSink for WritePcapng<'_> {
     fn frame(&mut self, frame: Frame<'_>) {
-        let len = frame.data.len() + if frame.vlan.is_some() { 4 } else { 0 };
+        let len = frame.tagged_len();
         if self.failed.is_some() || !self.admission.admit(len) {
             return;
         }

@@ -60,6 +60,13 @@ pub struct Frame<'b> {
     pub timestamp: Duration,
 }
 
+impl Frame<'_> {
+    /// The frame's captured length with its VLAN tag put back, as sent.
+    pub fn tagged_len(&self) -> usize {
+        self.data.len() + if self.vlan.is_some() { bpc_wire::ethernet::VLAN_TAG_LEN } else { 0 }
+    }
+}
+
 /// What one [`Capture::drain`] took.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Drained {
