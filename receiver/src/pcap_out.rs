@@ -167,7 +167,7 @@ impl FrameSink for PcapOut {
                         // workload, described with the key it streams under.
                         let description = workload.map(|w| {
                             InterfaceDescriptionOption::IfDescription(
-                                format!("workload {w} (GRE key 0x{key:08x})").into(),
+                                format!("workload {w} (GRE key {})", bpc_wire::WorkloadKey(key)).into(),
                             )
                         });
                         w.write_pcapng_block(InterfaceDescriptionBlock {
