@@ -30,6 +30,22 @@ bench_veth() {
   ip -n "$4" link set "$5" up
 }
 
+# bench_topology PREFIX ID NET_A NET_B [MTU]: bench_start, then three
+# namespaces, generator/client G, pod P, collector C (named ID g, p, c), and
+# two links: G GIF (NET_A.1) -- PIF (NET_A.2) P, and P PCIF (NET_B.1) --
+# CIF (NET_B.2) C, the second with MTU. TARGET_IP (NET_A.250) is an address
+# of no one, for traffic that reaches the pod's MAC only.
+# shellcheck disable=SC2034 # the names are the callers'
+bench_topology() {
+  G=${2}g P=${2}p C=${2}c
+  GIF=${2}ga PIF=${2}pa PCIF=${2}pb CIF=${2}cb
+  GEN_IP=$3.1 POD_IP=$3.2 TARGET_IP=$3.250
+  POD_C_IP=$4.1 COL_IP=$4.2
+  bench_start "$1" "$G" "$P" "$C"
+  bench_veth "$G" "$GIF" "$GEN_IP" "$P" "$PIF" "$POD_IP"
+  bench_veth "$P" "$PCIF" "$POD_C_IP" "$C" "$CIF" "$COL_IP" "${5:-}"
+}
+
 bench_cleanup() {
   local p n
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done

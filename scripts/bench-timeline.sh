@@ -48,25 +48,19 @@ AGENTS=${BENCH_TIMELINE_AGENTS:-bpc-agent=${BENCH_AGENT:-$AT/release/bpc-agent}}
 LOADGEN=${BENCH_LOADGEN:-$BT/release/loadgen}
 PACE=bench/tools/http_pace.py
 
-ID=bt$$
-CL=${ID}c P=${ID}p K=${ID}k
-CLIF=${ID}ca PIF=${ID}pa PKIF=${ID}pb KIF=${ID}kb
-CLIENT_IP=198.18.130.1 POD_IP=198.18.130.2 TARGET_IP=198.18.130.250
-POD_K_IP=198.18.131.1 COL_IP=198.18.131.2
+# The client is the topology's generator namespace G, the collector C.
 # shellcheck source=scripts/bench-lib.sh
 source scripts/bench-lib.sh
-bench_start bpc-timeline "$CL" "$P" "$K"
-bench_veth "$CL" "$CLIF" "$CLIENT_IP" "$P" "$PIF" "$POD_IP"
-bench_veth "$P" "$PKIF" "$POD_K_IP" "$K" "$KIF" "$COL_IP"
+bench_topology bpc-timeline "bt$$" 198.18.130 198.18.131
 # The background flow reaches the pod's MAC but no IP of the pod.
 POD_MAC=$(ip -n "$P" -j link show "$PIF" | jq -r '.[0].address')
-ip -n "$CL" neigh add "$TARGET_IP" lladdr "$POD_MAC" dev "$CLIF" nud permanent
+ip -n "$G" neigh add "$TARGET_IP" lladdr "$POD_MAC" dev "$GIF" nud permanent
 
 ip netns exec "$P" python3 "$PACE" serve "$POD_IP" 8080 "$WORK_US" &
 PIDS+=($!)
 # A raw GRE socket in the collector: the host does not answer our packets
 # with ICMP protocol-unreachable.
-ip netns exec "$K" python3 -c 'import socket, time; s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 47); time.sleep(1e9)' &
+ip netns exec "$C" python3 -c 'import socket, time; s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 47); time.sleep(1e9)' &
 PIDS+=($!)
 sleep 0.5
 
@@ -76,7 +70,7 @@ run() {
   local name=$1 agent=$2 scenario=$3 rate=${3%%+*} apid tpid kpid lpid reached result stats
   ip netns exec "$P" tcpdump -i "$PIF" -B 16384 -s 0 -w "$TMP/truth.pcap" "tcp port 8080" 2>/dev/null &
   tpid=$!
-  ip netns exec "$K" tcpdump -i "$KIF" -B 16384 -s 0 -w "$TMP/col.pcap" "ip proto 47" 2>/dev/null &
+  ip netns exec "$C" tcpdump -i "$CIF" -B 16384 -s 0 -w "$TMP/col.pcap" "ip proto 47" 2>/dev/null &
   kpid=$!
   PIDS+=("$tpid" "$kpid")
   ip netns exec "$P" "$agent" --collector "$COL_IP" --interface "$PIF" --filter "tcp port 8080 or udp" \
@@ -86,12 +80,12 @@ run() {
   for _ in $(seq 50); do agent_stats >/dev/null 2>&1 && break; sleep 0.1; done
   lpid=
   if [[ $scenario == *+150k ]]; then
-    ip netns exec "$CL" "$LOADGEN" --to "$TARGET_IP" --size 64 --pps 150000 --seconds 3600 >/dev/null &
+    ip netns exec "$G" "$LOADGEN" --to "$TARGET_IP" --size 64 --pps 150000 --seconds 3600 >/dev/null &
     lpid=$!
     PIDS+=("$lpid")
   fi
   sleep 1
-  reached=$(ip netns exec "$CL" python3 "$PACE" pace "$POD_IP" 8080 "$rate" "$COUNT")
+  reached=$(ip netns exec "$G" python3 "$PACE" pace "$POD_IP" 8080 "$rate" "$COUNT")
   sleep 0.5
   stats=$(agent_stats || echo '{}')
   [[ -z $lpid ]] || kill "$lpid" 2>/dev/null || true

@@ -92,16 +92,9 @@ LOADGEN=${BENCH_LOADGEN:-$BT/release/loadgen}
 FLOOR=${BENCH_FLOOR:-$BT/release/send-floor}
 FLOOR_TXRING=${BENCH_FLOOR_TXRING:-$BT/release/send-floor-txring}
 
-ID=bb$$
-G=${ID}g P=${ID}p C=${ID}c
-GIF=${ID}ga PIF=${ID}pa PCIF=${ID}pb CIF=${ID}cb
-GEN_IP=198.18.120.1 POD_IP=198.18.120.2 TARGET_IP=198.18.120.250
-POD_C_IP=198.18.121.1 COL_IP=198.18.121.2
 # shellcheck source=scripts/bench-lib.sh
 source scripts/bench-lib.sh
-bench_start bpc-bench "$G" "$P" "$C"
-bench_veth "$G" "$GIF" "$GEN_IP" "$P" "$PIF" "$POD_IP"
-bench_veth "$P" "$PCIF" "$POD_C_IP" "$C" "$CIF" "$COL_IP" 9000
+bench_topology bpc-bench "bb$$" 198.18.120 198.18.121 9000
 # The generator's frames reach the pod's MAC but no IP of the pod: the pod's
 # kernel drops them without any work for the "application".
 POD_MAC=$(ip -n "$P" -j link show "$PIF" | jq -r '.[0].address')
