@@ -14,8 +14,8 @@
 # GRE packets' arrival times at the collector (what a BPC, Zeek or Wireshark
 # at the collector measures: GRE carries no capture time). The error is the
 # difference per response; its p50/p99/max are reported per scenario:
-#   50/s          BENCH_TIMELINE_COUNT (300) requests at ~50 a second
-#   2000/s        the same count at ~2,000 a second
+#   50/s          requests at ~50 a second for BENCH_TIMELINE_SECONDS (6)
+#   2000/s        the same at ~2,000 a second
 #   50/s+150kpps  50 a second beside a 150 kpps UDP flow of 64-byte frames
 #                 through the same pod interface (bench/tools loadgen)
 # for each capturer in BENCH_TIMELINE_AGENTS (default: this tree's bpc-agent;
@@ -28,7 +28,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 OUT=${1:-bench/results-timeline.json}
-COUNT=${BENCH_TIMELINE_COUNT:-300}
+SECONDS_PER_RUN=${BENCH_TIMELINE_SECONDS:-6}
 WORK_US=${BENCH_TIMELINE_WORK_US:-300}
 SCENARIOS=${BENCH_TIMELINE_SCENARIOS:-50 2000 50+150k}
 
@@ -85,7 +85,7 @@ run() {
     PIDS+=("$lpid")
   fi
   sleep 1
-  reached=$(ip netns exec "$G" python3 "$PACE" pace "$POD_IP" 8080 "$rate" "$COUNT")
+  reached=$(ip netns exec "$G" python3 "$PACE" pace "$POD_IP" 8080 "$rate" "$((rate * SECONDS_PER_RUN))")
   sleep 0.5
   stats=$(agent_stats || echo '{}')
   [[ -z $lpid ]] || kill "$lpid" 2>/dev/null || true
@@ -109,7 +109,7 @@ for pair in $AGENTS; do
 done
 
 jq -s --arg date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --arg kernel "$(uname -r)" --argjson work_us "$WORK_US" \
-  --argjson count "$COUNT" '{date: $date, kernel: $kernel, work_us: $work_us, requests: $count, runs: .}' \
+  --argjson seconds "$SECONDS_PER_RUN" '{date: $date, kernel: $kernel, work_us: $work_us, seconds_per_run: $seconds, runs: .}' \
   "$RUNS" > "$OUT"
 {
   echo "| capturer | scenario | req/s reached | true RT p50 | error p50 | error p99 | error max | agent's delay p50 / p99 (/stats) | path |"

@@ -23,6 +23,7 @@ mod gre_socket;
 pub mod http;
 mod icmp;
 pub mod iface;
+mod link_watch;
 mod packet_socket;
 mod pcapng;
 mod privilege;

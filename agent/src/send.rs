@@ -5,7 +5,7 @@
 //! next hop is resolved, the AF_PACKET TX ring of [`crate::txring`] (cheaper
 //! per packet), with the raw socket as the fallback.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -16,6 +16,7 @@ use crate::batch::{BATCH, Batch};
 use crate::capture::wall_clock;
 use crate::config::SendPath;
 use crate::error::Result;
+use crate::link_watch::LinkWatch;
 use crate::stats::{SendErrorKind, Stats};
 use crate::txring::{Link, TxRing};
 use crate::{gre_socket, icmp};
@@ -67,6 +68,9 @@ struct TxPath {
     busy: bool,
     /// GRE lengths of the frames pushed to the ring in this flush.
     ring_lens: Vec<usize>,
+    /// Looks the links up off the capture thread; `None` if its thread
+    /// could not start (then [`Sender::refresh_links`] looks them up itself).
+    watch: Option<LinkWatch>,
 }
 
 // SAFETY: the raw pointers in the batch point into its arena or the capture
@@ -97,6 +101,11 @@ impl Sender {
                 raw_batch_due: false,
                 busy: false,
                 ring_lens: Vec::with_capacity(BATCH),
+                watch: LinkWatch::spawn()
+                    .map_err(
+                        |e| tracing::warn!(error = %e, "no link lookup thread; links are looked up inline"),
+                    )
+                    .ok(),
             },
         })
     }
@@ -108,13 +117,16 @@ impl Sender {
         self.look_up_links();
     }
 
-    /// Call every second. While packets flow, looks the links up again
-    /// ([`Sender::look_up_links`]) and, every few seconds, routes one batch
-    /// through the raw socket. When nothing was sent since the last call it
-    /// reads nothing (an idle agent costs next to no CPU) and forgets the
-    /// links: traffic resuming after a pause takes the raw socket, which
-    /// refreshes the neighbour entry, until the next call finds it again.
+    /// Call every second. While packets flow, applies the links the lookup
+    /// thread found since the last call and asks it to look them up again
+    /// ([`LinkWatch`]: the capture thread never waits for a lookup), and,
+    /// every few seconds, routes one batch through the raw socket. When
+    /// nothing was sent since the last call it asks for nothing (an idle agent
+    /// costs next to no CPU) and forgets the links: traffic resuming after a
+    /// pause takes the raw socket, which refreshes the neighbour entry, until
+    /// a lookup finds it again.
     pub fn refresh_links(&mut self) {
+        self.apply_found_links();
         if !std::mem::take(&mut self.tx.busy) {
             self.tx.links.iter_mut().for_each(|l| *l = None);
             return;
@@ -123,7 +135,33 @@ impl Sender {
         if self.tx.refreshes.is_multiple_of(RAW_BATCH_EVERY) {
             self.tx.raw_batch_due = true;
         }
-        self.look_up_links();
+        match &self.tx.watch {
+            Some(watch) => watch.request(self.ring_candidates()),
+            None => self.look_up_links(),
+        }
+    }
+
+    /// Applies the links the lookup thread found, if it has answered since
+    /// the last call; cheap enough for every round of the capture loop (one
+    /// `try_lock`), so that the answer applies within a round, not a second.
+    pub fn apply_found_links(&mut self) {
+        let Some((asked, links)) = self.tx.watch.as_ref().and_then(LinkWatch::take) else { return };
+        // An answer for other destinations (they changed meanwhile) is stale.
+        if asked == self.ring_candidates() {
+            self.apply_links(links);
+        }
+    }
+
+    /// Per destination, its address if the TX ring may carry it (IPv4,
+    /// `--send-path auto`, a ring that could open).
+    fn ring_candidates(&self) -> Vec<Option<Ipv4Addr>> {
+        self.destinations
+            .iter()
+            .map(|d| match d.ip {
+                IpAddr::V4(ip) if self.tx.send_path == SendPath::Auto && !self.tx.ring_failed => Some(ip),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Looks up, for every IPv4 destination, the egress interface and next
@@ -132,14 +170,16 @@ impl Sender {
     /// IPv6, keeps the raw socket. Reads two small /proc files and the
     /// interface's sysfs entries.
     pub fn look_up_links(&mut self) {
-        let mut links = Vec::with_capacity(self.destinations.len());
-        for d in &self.destinations {
-            let link = match d.ip {
-                IpAddr::V4(ip) if self.tx.send_path == SendPath::Auto && !self.tx.ring_failed => {
-                    crate::txring::link_to(ip)
-                }
-                _ => None,
-            };
+        let links =
+            self.ring_candidates().into_iter().map(|ip| ip.and_then(crate::txring::link_to)).collect();
+        self.apply_links(links);
+    }
+
+    /// Takes `found`, one link per destination, opening the TX ring on the
+    /// first; a link on another interface than the ring's keeps the raw socket.
+    fn apply_links(&mut self, found: Vec<Option<Link>>) {
+        let mut links = Vec::with_capacity(found.len());
+        for link in found {
             let link = link.filter(|l| match &self.tx.ring {
                 Some(ring) => ring.ifindex() == l.ifindex,
                 None => match TxRing::open(l.ifindex, l.mtu, BATCH) {

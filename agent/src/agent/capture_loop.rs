@@ -37,7 +37,7 @@ pub(super) fn capture_loop(
         if shutdown.done(stats, now) || output.limits().reached(now) {
             break Ok(());
         }
-        let poll = shutdown.poll_ms().unwrap_or_else(|| output.limits().poll_ms(now));
+        let poll = shutdown.poll_ms().unwrap_or_else(|| output.limits().poll_ms(now)).min(capture.poll_ms());
         if let Err(e) = capture.wait(poll, wait_mask) {
             break Err(e);
         }

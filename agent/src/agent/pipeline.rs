@@ -167,6 +167,7 @@ impl Output for Forward<'_> {
     }
 
     fn after_round(&mut self, periodic: bool) -> Result<()> {
+        self.pipeline.sender.apply_found_links();
         if periodic {
             self.pipeline.sender.drain_icmp_errors(self.stats);
             // After the ICMP errors: the window judges them with the sends.

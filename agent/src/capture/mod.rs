@@ -309,6 +309,17 @@ impl Capture {
         }
     }
 
+    /// The longest the capture loop should wait for frames: on the blocks
+    /// path, one steering window, so that a pod gone quiet gets the prompt
+    /// path back before its next frame instead of after the idle poll (the
+    /// first frame after a pause would wait for a block); otherwise no bound.
+    pub fn poll_ms(&self) -> i32 {
+        match self.path() {
+            Some(Path::Blocks) => steer::STEER_WINDOW.as_millis() as i32,
+            _ => i32::MAX,
+        }
+    }
+
     /// Where the frames of up to an MTU go now; `None` without a prompt ring.
     pub fn path(&self) -> Option<Path> {
         self.prompt.map(|_| self.steering.path())
