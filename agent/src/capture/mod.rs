@@ -30,11 +30,13 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::iface::Interface;
-use crate::packet_socket::{getsockopt, setsockopt};
 
+mod fanout;
 mod geometry;
 mod ring;
 pub mod steer;
+
+use fanout::*;
 
 pub use geometry::*;
 pub use ring::*;
@@ -116,85 +118,8 @@ pub enum Split {
     Filters,
 }
 
-/// The fanout program: a frame longer than `split` bytes goes to member 1,
-/// the super-frame ring; with `prompt` (the prompt ring's member), a frame
-/// of up to [`PROMPT_LARGEST_FRAME`] bytes goes there; the rest to member 0,
-/// the frame ring.
-///
-/// The program sees the frame's length before the kernel pushes the
-/// Ethernet header back for the socket: received frames without it, sent
-/// ones with it. Comparing with `split - 14` sends every frame of up to
-/// `split` bytes that the frame ring must hold whole there, and a sent frame
-/// within 14 bytes of the split to the super-frame ring, which holds it too;
-/// the same for the prompt ring's slots.
-fn demux_program(split: usize, prompt: Option<u32>) -> Vec<libc::sock_filter> {
-    const LD_LEN: u16 = 0x80; // BPF_LD | BPF_W | BPF_LEN
-    const JGT_K: u16 = 0x25; // BPF_JMP | BPF_JGT | BPF_K
-    const RET_K: u16 = 0x06; // BPF_RET | BPF_K
-    let op = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
-    let below = |len: usize| (len - ETH_HEADER_LEN) as u32;
-    let mut program = vec![op(LD_LEN, 0, 0, 0), op(JGT_K, 0, 1, below(split)), op(RET_K, 0, 0, 1)];
-    if let Some(member) = prompt {
-        program.extend([
-            op(JGT_K, 0, 1, below(PROMPT_LARGEST_FRAME)),
-            op(RET_K, 0, 0, 0),
-            op(RET_K, 0, 0, member),
-        ]);
-    } else {
-        program.push(op(RET_K, 0, 0, 0));
-    }
-    program
-}
-
-/// The fanout group's mode: the program picks the ring, and a frame whose
-/// ring is full rolls over to a ring with room instead of being dropped
-/// (`PACKET_FANOUT_FLAG_ROLLOVER`). Why: a burst from idle fills the small
-/// prompt ring before the agent has seen the rate and moved the frames to
-/// the blocks (`tests/stream.rs`: 2,000 frames sent at once lost frames
-/// without it); the frame ring takes the rest. Under overload the rings share their
-/// room the same way: a frame is dropped only when every ring is full (a
-/// frame rolled into a ring whose blocks or slots are smaller arrives cut
-/// and is counted in `truncated`).
-const GROUP_MODE: u32 = libc::PACKET_FANOUT_CBPF | libc::PACKET_FANOUT_FLAG_ROLLOVER;
-
-/// Makes `rings` one fanout group, members in their order, whose classic BPF
-/// program is `program` ([`demux_program`]).
-fn join_fanout(rings: &[Ring], program: &[libc::sock_filter]) -> Result<()> {
-    // The frame ring joins first: member 0. A group id the kernel picks
-    // cannot collide with another capture in the pod (tcpdump, a second agent).
-    let create = ((GROUP_MODE | libc::PACKET_FANOUT_FLAG_UNIQUEID) << 16) as libc::c_int;
-    setsockopt(
-        &rings[0].fd,
-        libc::SOL_PACKET,
-        libc::PACKET_FANOUT,
-        &create,
-        "create the capture's fanout group",
-    )?;
-    rings[1..].iter().try_for_each(|ring| join_group(&rings[0], ring))?;
-    set_fanout_program(&rings[0], program)
-}
-
-/// Makes `ring` a member of the fanout group `first` created.
-fn join_group(first: &Ring, ring: &Ring) -> Result<()> {
-    let group: libc::c_int =
-        getsockopt(&first.fd, libc::SOL_PACKET, libc::PACKET_FANOUT, "read the capture's fanout group")?;
-    let join = ((GROUP_MODE << 16) | (group as u32 & 0xffff)) as libc::c_int;
-    setsockopt(&ring.fd, libc::SOL_PACKET, libc::PACKET_FANOUT, &join, "join the capture's fanout group")
-}
-
-/// Replaces the fanout group's program (atomically: each frame meets the old
-/// program or the new one).
-fn set_fanout_program(member: &Ring, program: &[libc::sock_filter]) -> Result<()> {
-    let program = libc::sock_fprog { len: program.len() as u16, filter: program.as_ptr().cast_mut() };
-    setsockopt(&member.fd, libc::SOL_PACKET, libc::PACKET_FANOUT_DATA, &program, "set the fanout program")
-}
-
 /// Rings of one capture at most: frames, super-frames, prompt.
 const MAX_RINGS: usize = 3;
-
-/// A filter that takes nothing: the prompt ring's until it is in the group,
-/// where the fanout program decides what reaches its own filter.
-const TAKE_NOTHING: [libc::sock_filter; 1] = [libc::sock_filter { code: 0x06, jt: 0, jf: 0, k: 0 }];
 
 /// The capture rings of one interface (see the module documentation).
 #[derive(Debug)]
@@ -207,6 +132,8 @@ pub struct Capture {
     prompt: Option<usize>,
     /// Where the frames of up to an MTU go, by the rate.
     steering: Steering,
+    /// Swaps the fanout program for the steering, off this thread.
+    swapper: Option<ProgramSwapper>,
     /// Per ring, the block whose frames are being handed over.
     cursors: [Option<BlockCursor>; MAX_RINGS],
     /// Per ring, for each frame of the cursor's block, the earliest timestamp
@@ -242,6 +169,7 @@ impl Capture {
             split: Split::One,
             prompt: None,
             steering: Steering::new(Instant::now()),
+            swapper: None,
             cursors: [None; MAX_RINGS],
             earliest_ahead: [(); MAX_RINGS]
                 .map(|()| Vec::with_capacity(geometry.frames.block_size / FRAME_OVERHEAD)),
@@ -280,18 +208,21 @@ impl Capture {
             Ok(ring) => {
                 self.rings.push(ring);
                 self.prompt = Some(self.rings.len() - 1);
-                if let Err(e) = self.apply_path(Path::Prompt) {
+                if let Err(e) = set_fanout_program(&self.rings[0].fd, &self.program(Path::Prompt)) {
                     tracing::info!(error = %e, "the prompt ring takes no frames; they keep the blocks");
                 }
+                self.swapper = ProgramSwapper::spawn(&self.rings[0].fd)
+                    .map_err(|e| tracing::info!(error = %e, "no thread to swap the fanout program; swapped inline"))
+                    .ok();
             }
             Err(e) => tracing::info!(error = %e, "no prompt ring; frames keep the blocks at every rate"),
         }
     }
 
-    /// Sets the fanout program for `path`.
-    fn apply_path(&self, path: Path) -> Result<()> {
+    /// The fanout program for `path`.
+    fn program(&self, path: Path) -> Vec<libc::sock_filter> {
         let member = self.prompt.filter(|_| path == Path::Prompt).map(|m| m as u32);
-        set_fanout_program(&self.rings[0], &demux_program(self.geometry.split(), member))
+        demux_program(self.geometry.split(), member)
     }
 
     /// Counts the frames of a round and, when the rate crosses a threshold
@@ -302,9 +233,15 @@ impl Capture {
             return;
         }
         if let Some(path) = self.steering.observe(drained.frames as u64, now) {
-            match self.apply_path(path) {
-                Ok(()) => tracing::debug!(path = path.as_str(), "frames up to an MTU change path"),
-                Err(e) => tracing::warn!(error = %e, "cannot change the frames' path"),
+            tracing::debug!(path = path.as_str(), "frames up to an MTU change path");
+            let program = self.program(path);
+            match &self.swapper {
+                Some(swapper) => swapper.swap(program),
+                None => {
+                    if let Err(e) = set_fanout_program(&self.rings[0].fd, &program) {
+                        tracing::warn!(error = %e, "cannot change the frames' path");
+                    }
+                }
             }
         }
     }
