@@ -371,14 +371,16 @@ def ring_targets(stall, dual):
 
 
 def ring_ride_out_ms(agent_args, rate, size):
-    """The stall the agent's frame ring rides out (agent/src/capture.rs
+    """The stall the agent's frame ring rides out (agent/src/capture/geometry.rs
     CaptureGeometry::stall_ridden_out, for frames up to the MTU): 32 KiB
     blocks in what the super-frame ring (a sixth of --buffer, at least
-    8 blocks of 128 KiB) leaves, 1 ms block timeout."""
+    8 blocks of 128 KiB) and the prompt ring (a twenty-fourth, in 64 KiB
+    blocks, at least 256 KiB) leave, 1 ms block timeout."""
     args = (agent_args or "").split()
     mib = int(args[args.index("--buffer") + 1]) if "--buffer" in args else 24
     super_blocks = max(8, mib * 1024 * 1024 // 6 // (128 * 1024))
-    blocks = (mib * 1024 - super_blocks * 128) // 32
+    prompt_kib = max(mib * 1024 * 1024 // 24, 256 * 1024) // (64 * 1024) * 64
+    blocks = (mib * 1024 - super_blocks * 128 - prompt_kib) // 32
     per_block_frames = (32 * 1024 - 48) // (size + 96)
     if rate * 0.001 <= 1:
         per_block = 1 / rate
