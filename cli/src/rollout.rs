@@ -178,11 +178,25 @@ pub struct WaitTarget {
     pub attached: bool,
 }
 
-/// Why a new pod stops the wait early, if it does: the scheduler finds no
-/// node for it, or (attach) its agent crash-loops. Pods being deleted and
-/// pods of the other template are not new.
-pub fn pod_failure(pod: &Pod, attached: bool) -> Option<String> {
-    if pod.metadata.deletion_timestamp.is_some() || crate::pod_spec::pod_is_attached(pod) != attached {
+/// Whether `pod` is one of the rollout's new pods: not being deleted, with
+/// the sidecar when `attached` (without it otherwise) and, when the new
+/// template carries the status annotation `record`, that same record. Why
+/// the record: re-attaching with other options leaves the previous
+/// attached template's pods beside the new ones for a moment, and one left
+/// unschedulable by the previous options (`--cpu 3`) is not the new
+/// template's failure (the real cluster's e2e saw it stop a re-attach).
+pub fn is_new_pod(pod: &Pod, attached: bool, record: Option<&str>) -> bool {
+    let annotation =
+        || pod.metadata.annotations.as_ref()?.get(crate::sidecar::STATUS_ANNOTATION).map(String::as_str);
+    pod.metadata.deletion_timestamp.is_none()
+        && crate::pod_spec::pod_is_attached(pod) == attached
+        && (!attached || record.is_none() || annotation() == record)
+}
+
+/// Why a new pod ([`is_new_pod`]) stops the wait early, if it does: the
+/// scheduler finds no node for it, or (attach) its agent crash-loops.
+pub fn pod_failure(pod: &Pod, attached: bool, record: Option<&str>) -> Option<String> {
+    if !is_new_pod(pod, attached, record) {
         return None;
     }
     let name = pod.metadata.name.as_deref().unwrap_or("?");
@@ -268,14 +282,17 @@ async fn follow(
             && let Some(labels) = selector(&object)
         {
             let list = pods.list(&kube::api::ListParams::default().labels(&labels)).await?;
-            if let Some(failure) = list.items.iter().find_map(|p| pod_failure(p, target.attached)) {
+            let record = object
+                .pointer("/spec/template/metadata/annotations")
+                .and_then(|a| a.get(crate::sidecar::STATUS_ANNOTATION))
+                .and_then(Value::as_str);
+            if let Some(failure) = list.items.iter().find_map(|p| pod_failure(p, target.attached, record)) {
                 state = RolloutState::Failed(failure);
             }
             let new_pending: Vec<&str> = list
                 .items
                 .iter()
-                .filter(|p| p.metadata.deletion_timestamp.is_none())
-                .filter(|p| crate::pod_spec::pod_is_attached(p) == target.attached)
+                .filter(|p| is_new_pod(p, target.attached, record))
                 .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Running"))
                 .filter_map(|p| p.metadata.name.as_deref())
                 .collect();
@@ -421,5 +438,28 @@ mod tests {
             state(WorkloadKind::DaemonSet, &d),
             RolloutState::Progressing { updated: 1, available: 3, desired: 3 }
         );
+    }
+
+    #[test]
+    fn an_unschedulable_pod_of_the_previous_attached_template_does_not_fail_a_re_attach() {
+        let pod = |record: &str| -> Pod {
+            serde_json::from_value(json!({
+                "metadata": {"name": "v1-old", "annotations": {crate::sidecar::STATUS_ANNOTATION: record}},
+                "spec": {"containers": [{"name": "app"}], "initContainers": [{"name": AGENT_CONTAINER}]},
+                "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
+                    "message": "0/1 nodes are available: 1 Insufficient cpu."}]}
+            }))
+            .unwrap()
+        };
+        let old = pod(r#"{"options":{"cpu":"3"}}"#);
+        let new_record = r#"{"options":{}}"#;
+        assert!(!is_new_pod(&old, true, Some(new_record)));
+        assert_eq!(pod_failure(&old, true, Some(new_record)), None);
+        // A pod of the new template, or with no record to compare, still fails the wait.
+        let new = pod(new_record);
+        assert!(pod_failure(&new, true, Some(new_record)).unwrap().contains("Insufficient cpu"));
+        assert!(pod_failure(&old, true, None).is_some());
+        // Detach: the pods without the sidecar are the new ones.
+        assert_eq!(pod_failure(&old, false, None), None);
     }
 }
