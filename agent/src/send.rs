@@ -117,16 +117,16 @@ impl Sender {
         self.look_up_links();
     }
 
-    /// Call every second. While packets flow, applies the links the lookup
-    /// thread found since the last call and asks it to look them up again
-    /// ([`LinkWatch`]: the capture thread never waits for a lookup), and,
+    /// Call every second, after [`Sender::apply_found_links`] (which the
+    /// capture loop calls every round). While packets flow, asks the lookup
+    /// thread to look the links up again ([`LinkWatch`]: the capture thread
+    /// never waits for a lookup), and,
     /// every few seconds, routes one batch through the raw socket. When
     /// nothing was sent since the last call it asks for nothing (an idle agent
     /// costs next to no CPU) and forgets the links: traffic resuming after a
     /// pause takes the raw socket, which refreshes the neighbour entry, until
     /// a lookup finds it again.
     pub fn refresh_links(&mut self) {
-        self.apply_found_links();
         if !std::mem::take(&mut self.tx.busy) {
             self.tx.links.iter_mut().for_each(|l| *l = None);
             return;
