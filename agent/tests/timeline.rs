@@ -132,3 +132,41 @@ fn a_burst_from_idle_larger_than_the_prompt_ring_rolls_over_and_loses_nothing() 
     assert_eq!(stats["capture"]["kernel_drops"], 0, "{stats}");
     assert_eq!(stats["capture"]["packets"], 5_000, "{stats}");
 }
+
+#[test]
+fn super_frames_beside_the_prompt_path_arrive_whole_and_in_their_directions_order() {
+    // 30,000 bytes a response: the pod's TCP hands the veth super-frames of
+    // up to its congestion window, which the fanout program sends to the
+    // super-frame ring while the small frames of the same connections
+    // (handshake, requests, FIN) take the prompt ring.
+    let (t, collector, server) = Topology::with_tcp_server("supr", 30_000);
+    let filter = "tcp port 8080";
+    let tcpdump = Tcpdump::start_with(&t.pod, &t.pod_if, filter, &["-B", "16384"]);
+    // Whole: each super-frame leaves as one GRE packet in IP fragments.
+    let agent = t.start_agent(filter, &["--oversize", "fragment"], &[]);
+    let path = || t.pod.stats(agent.port)["capture"]["forwarding_delay"]["path"].as_str().map(str::to_owned);
+    for _ in 0..10 {
+        assert_eq!(tcp_requests(&t.client, server, 1), 30_000);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    wait_for("the collector to receive what tcpdump saw", Duration::from_secs(10), || {
+        collector.count() >= tcpdump.frames().len()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let stats = t.pod.stats(agent.port);
+    assert_eq!(path().as_deref(), Some("prompt"), "ten transactions 20 ms apart stay on the prompt path");
+    agent.stop();
+    let reference = tcpdump.finish();
+    let frames: Vec<Vec<u8>> = collector.finish().into_iter().map(|r| r.frame).collect();
+
+    let supers = reference.iter().filter(|f| f.len() > 1514).count();
+    assert!(supers >= 10, "the pod's TCP sent {supers} super-frames; the test needs some");
+    assert_eq!(stats["capture"]["kernel_drops"], 0, "{stats}");
+    assert_eq!(frames.len(), reference.len(), "frames received vs tcpdump's");
+    let (got, want) = (per_flow(&frames), per_flow(&reference));
+    assert_eq!(got.len(), want.len(), "flows (each TCP direction is one)");
+    for (flow, frames) in &want {
+        assert!(got.get(flow) == Some(frames), "flow {flow:?}: frames differ, are cut or are out of order");
+    }
+}
