@@ -46,6 +46,9 @@ BT=${CARGO_TARGET_DIR_BENCH:-$PWD/bench/tools/target}
 [[ -n ${BENCH_LOADGEN:-} ]] || CARGO_TARGET_DIR=$BT cargo build --release -q --manifest-path bench/tools/Cargo.toml
 AGENTS=${BENCH_TIMELINE_AGENTS:-bpc-agent=${BENCH_AGENT:-$AT/release/bpc-agent}}
 LOADGEN=${BENCH_LOADGEN:-$BT/release/loadgen}
+# The machine's floor under the prompt path's delay: how long a sleeping
+# thread takes to run again when woken from its own CPU and from the other.
+WAKE_LATENCY=${BENCH_WAKE_LATENCY:-$BT/release/wake-latency}
 PACE=bench/tools/http_pace.py
 
 # The client is the topology's generator namespace G, the collector C.
@@ -101,6 +104,12 @@ run() {
     '$ARGS.named' | tee -a "$RUNS" >&2
 }
 
+WAKE='[]'
+if [[ -x $WAKE_LATENCY ]]; then
+  WAKE=$("$WAKE_LATENCY" 400 | jq -sc .)
+  echo "bench-timeline: thread wake-up on this machine: $WAKE" >&2
+fi
+
 for pair in $AGENTS; do
   for scenario in $SCENARIOS; do
     echo "bench-timeline: ${pair%%=*}, $scenario" >&2
@@ -109,11 +118,13 @@ for pair in $AGENTS; do
 done
 
 jq -s --arg date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --arg kernel "$(uname -r)" --argjson work_us "$WORK_US" \
-  --argjson seconds "$SECONDS_PER_RUN" '{date: $date, kernel: $kernel, work_us: $work_us, seconds_per_run: $seconds, runs: .}' \
+  --argjson seconds "$SECONDS_PER_RUN" --argjson wake "$WAKE" \
+  '{date: $date, kernel: $kernel, work_us: $work_us, seconds_per_run: $seconds, wake_latency: $wake, runs: .}' \
   "$RUNS" > "$OUT"
 {
   echo "| capturer | scenario | req/s reached | true RT p50 | error p50 | error p99 | error max | agent's delay p50 / p99 (/stats) | path |"
   echo "|---|---|---:|---:|---:|---:|---:|---:|---|"
   jq -r '.runs[] | "| \(.capturer) | \(.scenario) | \(.rate) | \(.result.true_rt_p50_us) µs | **\(.result.error_p50_us) µs** | **\(.result.error_p99_us) µs** | \(.result.error_max_us) µs | \(.agent.forwarding_delay.p50_us // "-") / \(.agent.forwarding_delay.p99_us // "-") µs | \(.agent.path // "-") |"' "$OUT"
+  jq -r '.wake_latency[] | "", "Thread wake-up on this machine (`bench/tools` wake-latency, \(.rounds) rounds), \(.wake): p50 \(.p50_us) µs, p90 \(.p90_us) µs, p99 \(.p99_us) µs, max \(.max_us) µs."' "$OUT"
 } > "${OUT%.json}.md"
 cat "${OUT%.json}.md"
