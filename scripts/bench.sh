@@ -118,9 +118,13 @@ ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # 10 ms ticks of /proc/PID/stat, which an idle agent never reaches).
 # (%.0f: mawk's %d stops at 2^31 - 1, 2.1 s of run time.)
 run_ns() { cat /proc/"$1"/task/*/schedstat | awk '{n += $1} END {printf "%.0f", n}'; }
-# Busy time of CPU 1 (the contender's) in seconds from /proc/stat: user,
-# nice, system, irq, softirq, steal, whichever task they were charged to.
-cpu1_busy() { awk -v k="$TCK" '$1 == "cpu1" {printf "%.2f", ($2 + $3 + $4 + $7 + $8 + $9) / k}' /proc/stat; }
+# Time every thread of PID spent runnable but waiting for a CPU (ns), and the
+# time the hypervisor took CPU 1 from this machine (steal, ticks): a
+# contender that loses frames while either grows was not given the CPU.
+wait_ns() { cat /proc/"$1"/task/*/schedstat | awk '{n += $2} END {printf "%.0f", n}'; }
+steal1() { awk '$1 == "cpu1" {print $9}' /proc/stat; }
+# The difference of two such readings in seconds: DIVISOR B A.
+secs() { awk -v d="$1" -v b="$2" -v a="$3" 'BEGIN {print (b - a) / d}'; }
 hwm_kib() { awk '$1 == "VmHWM:" {print $2}' "/proc/$1/status"; }
 rss_kib() { awk '$1 == "VmRSS:" {print $2}' "/proc/$1/status"; }
 pod_rx() { ip -n "$P" -j -s link show "$PIF" | jq '.[0].stats64.rx.packets'; }
@@ -191,13 +195,15 @@ stop_agent() {
 }
 
 run_agent() {
-  local mode=$1 size=$2 rate=$3 s0 s1 rx0 rx1 t0 t1 n0 n1 b0 b1 gen
+  local mode=$1 size=$2 rate=$3 s0 s1 rx0 rx1 t0 t1 n0 n1 w0 w1 st0 st1 gen
   start_sim "$(awk -v s="$SECS" 'BEGIN {print s + 2.2}')" "$TMP/sim.json"
-  s0=$(agent_stats); rx0=$(pod_rx); t0=$(ticks "$AGENT_PID"); n0=$(run_ns "$AGENT_PID"); b0=$(cpu1_busy)
+  s0=$(agent_stats); rx0=$(pod_rx); t0=$(ticks "$AGENT_PID"); n0=$(run_ns "$AGENT_PID")
+  w0=$(wait_ns "$AGENT_PID"); st0=$(steal1)
   gen=$(loadgen "$size" "$rate")
   # The agent reads the kernel's drop counter every second: wait for it.
   sleep 1.2
-  s1=$(agent_stats); rx1=$(pod_rx); t1=$(ticks "$AGENT_PID"); n1=$(run_ns "$AGENT_PID"); b1=$(cpu1_busy)
+  s1=$(agent_stats); rx1=$(pod_rx); t1=$(ticks "$AGENT_PID"); n1=$(run_ns "$AGENT_PID")
+  w1=$(wait_ns "$AGENT_PID"); st1=$(steal1)
   wait "$SIM_PID" || true
   record --arg mode "$mode" --argjson size "$size" --argjson rate "$rate" --argjson gen "$gen" \
     --argjson reached "$((rx1 - rx0))" \
@@ -208,7 +214,7 @@ run_agent() {
     --argjson errors "$(jq -cn --argjson a "$s0" --argjson b "$s1" '$b.collectors[0].errors | with_entries(.value -= $a.collectors[0].errors[.key])')" \
     --argjson cpu_seconds "$(awk -v t="$((t1 - t0))" -v k="$TCK" 'BEGIN {print t / k}')" \
     --argjson sched_seconds "$(awk -v n="$((n1 - n0))" 'BEGIN {print n / 1e9}')" \
-    --argjson cpu1_busy_seconds "$(awk -v a="$b0" -v b="$b1" 'BEGIN {print b - a}')" \
+    --argjson wait_seconds "$(secs 1e9 "$w1" "$w0")" --argjson cpu1_steal_seconds "$(secs "$TCK" "$st1" "$st0")" \
     --argjson peak_rss_kib "$(hwm_kib "$AGENT_PID")" --argjson rss_kib "$(rss_kib "$AGENT_PID")" \
     --arg agent_args "${BENCH_AGENT_ARGS:-}" --argjson sim "$(cat "$TMP/sim.json")"
 }
@@ -227,7 +233,7 @@ PKTMINERG=${BENCH_PKTMINERG:-/opt/pktminerg/bin/pktminerg}
 PKTMINERG_TAIL=${BENCH_PKTMINERG_TAIL:-3.5}
 have_pktminerg() { [[ -x "$PKTMINERG" ]]; }
 run_pktminerg() {
-  local size=$1 rate=$2 ppid extra rx0 rx1 t0 t1 n0 n1 b0 b1 gen hwm rss line
+  local size=$1 rate=$2 ppid extra rx0 rx1 t0 t1 n0 n1 w0 w1 st0 st1 gen hwm rss line
   read -r -a extra <<< "${BENCH_PKTMINERG_ARGS:-}"
   ip netns exec "$P" taskset -c 1 "$PKTMINERG" -i "$PIF" -r "$COL_IP" "${extra[@]}" \
     >"$TMP/pktminerg.out" 2>"$TMP/pktminerg.err" &
@@ -246,10 +252,11 @@ run_pktminerg() {
   fi
   sleep 0.5
   start_sim "$(awk -v s="$SECS" -v t="$PKTMINERG_TAIL" 'BEGIN {print s + t + 1}')" "$TMP/sim.json"
-  rx0=$(pod_rx); t0=$(ticks "$ppid"); n0=$(run_ns "$ppid"); b0=$(cpu1_busy)
+  rx0=$(pod_rx); t0=$(ticks "$ppid"); n0=$(run_ns "$ppid"); w0=$(wait_ns "$ppid"); st0=$(steal1)
   gen=$(loadgen "$size" "$rate")
   sleep "$PKTMINERG_TAIL"
-  rx1=$(pod_rx); t1=$(ticks "$ppid"); n1=$(run_ns "$ppid"); b1=$(cpu1_busy); hwm=$(hwm_kib "$ppid"); rss=$(rss_kib "$ppid")
+  rx1=$(pod_rx); t1=$(ticks "$ppid"); n1=$(run_ns "$ppid"); w1=$(wait_ns "$ppid"); st1=$(steal1)
+  hwm=$(hwm_kib "$ppid"); rss=$(rss_kib "$ppid")
   wait "$SIM_PID" || true
   kill -INT "$ppid"
   wait "$ppid" || true
@@ -270,7 +277,7 @@ run_pktminerg() {
     --argjson forwarded "$sent" --argjson send_errors "$send_drops" \
     --argjson cpu_seconds "$(awk -v t="$((t1 - t0))" -v k="$TCK" 'BEGIN {print t / k}')" \
     --argjson sched_seconds "$(awk -v n="$((n1 - n0))" 'BEGIN {print n / 1e9}')" \
-    --argjson cpu1_busy_seconds "$(awk -v a="$b0" -v b="$b1" 'BEGIN {print b - a}')" \
+    --argjson wait_seconds "$(secs 1e9 "$w1" "$w0")" --argjson cpu1_steal_seconds "$(secs "$TCK" "$st1" "$st0")" \
     --argjson startup_cpu_seconds "$(awk -v t="$t0" -v k="$TCK" 'BEGIN {print t / k}')" \
     --argjson peak_rss_kib "$hwm" --argjson rss_kib "$rss" --arg args "${BENCH_PKTMINERG_ARGS:-}" \
     --arg stats_line "$line" --argjson sim "$(cat "$TMP/sim.json")"
