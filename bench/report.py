@@ -65,6 +65,12 @@ def derive(r):
     r["receiver_loss"] = receiver_loss(r)
     r["forwarded_share"] = r["forwarded"] / expected if expected else None
     r["cpu_us_per_packet"] = 1e6 * r["cpu_seconds"] / max(1, r["forwarded"])
+    # The generator's own CPU (getrusage) per frame sent: it includes the
+    # capture side (the pod's receive and the packet sockets' work run in its
+    # softirq on CPU 0), which the contender's process is not charged for.
+    r["generator_us_per_packet"] = 1e6 * g["cpu_seconds"] / max(1, g["sent"])
+    # End to end: frames that reached the pod and never reached the collector.
+    r["end_to_end_loss"] = max(0, r["reached"] - received)
     lat = sim.get("latency") or {}
     r["latency_p50_us"] = lat.get("p50_us")
     r["latency_p99_us"] = lat.get("p99_us")
@@ -498,6 +504,151 @@ def bulk_markdown(bulk):
     return md_section(intro, map(row, bulk))
 
 
+def group_runs(runs, mode, size, rate):
+    return [r for r in runs if (r["mode"], r.get("size"), r.get("rate")) == (mode, size, rate)]
+
+
+def median_of(rs, key):
+    vals = [r[key] for r in rs if r.get(key) is not None]
+    return statistics.median(vals) if vals else None
+
+
+def pktminerg_compare(runs):
+    """Issue 26: the agent against Netis pktminerg at each frame size and
+    offered rate, medians over the repeated runs."""
+    keys = sorted(
+        {(r["size"], r["rate"]) for r in runs if r["mode"] == "pktminerg"},
+        key=lambda k: (k[0], k[1] or 1e12),
+    )
+    out = []
+    for size, rate in keys:
+        a, p = group_runs(runs, "agent", size, rate), group_runs(runs, "pktminerg", size, rate)
+        if not a or not p:
+            continue
+        row = {"size": size, "rate": rate, "runs": {"agent": len(a), "pktminerg": len(p)}}
+        for name, rs in (("agent", a), ("pktminerg", p)):
+            row[name] = {
+                "reached_pps": median_of(rs, "reached_pps"),
+                "cpu_us_per_packet": median_of(rs, "cpu_us_per_packet"),
+                "cpu_us_per_packet_range": [min(r["cpu_us_per_packet"] for r in rs), max(r["cpu_us_per_packet"] for r in rs)],
+                "sched_us_per_packet": median_of(
+                    [dict(r, s=1e6 * r["sched_seconds"] / max(1, r["forwarded"])) for r in rs if "sched_seconds" in r], "s"
+                ),
+                "generator_us_per_packet": median_of(rs, "generator_us_per_packet"),
+                "loss_free_runs": sum(1 for r in rs if r["loss_free"]),
+                "kernel_drops": [r["kernel_drops"] for r in rs],
+                "end_to_end_loss": [r["end_to_end_loss"] for r in rs],
+                "peak_rss_kib": max(r["peak_rss_kib"] for r in rs),
+                "latency_p50_us": median_of(rs, "latency_p50_us"),
+                "latency_p99_us": median_of(rs, "latency_p99_us"),
+            }
+        row["cpu_ratio"] = row["agent"]["cpu_us_per_packet"] / row["pktminerg"]["cpu_us_per_packet"]
+        out.append(row)
+    return out
+
+
+def pktminerg_targets(cmp, runs):
+    """Issue 26's two targets, judged on these runs."""
+    out = []
+    if cmp:
+        out.append({
+            "target": "agent CPU per forwarded packet <= pktminerg's at every size and rate (medians)",
+            "measured": {f"{c['size']}/{c['rate']}": c["cpu_ratio"] for c in cmp},
+            "met": all(c["cpu_ratio"] <= 1.0 for c in cmp),
+            "text": ", ".join(
+                f"{c['size']} B {'max' if c['rate'] == 0 else fmt(c['rate'])} {c['cpu_ratio']:.2f}x" for c in cmp
+            ),
+        })
+    at_max = [r for r in runs if r.get("rate") == 0 and (r["mode"] == "pktminerg" or r["mode"].startswith("agent"))]
+    for size in sorted({r["size"] for r in at_max}):
+        p = [r for r in at_max if r["size"] == size and r["mode"] == "pktminerg"]
+        if not p:
+            continue
+        p_rss = min(r["peak_rss_kib"] for r in p)
+        lossy = lambda rs: sum(1 for r in rs if r["end_to_end_loss"] or r["kernel_drops"])  # noqa: E731
+        p_clean = lossy(p) == 0
+        for mode in sorted({r["mode"] for r in at_max if r["size"] == size and r["mode"] != "pktminerg"}):
+            a = [r for r in at_max if r["size"] == size and r["mode"] == mode]
+            a_clean = lossy(a) == 0
+            a_rss = max(r["peak_rss_kib"] for r in a)
+            out.append({
+                "target": f"{size} B at the generator's maximum: {mode} loses nothing where pktminerg loses nothing, "
+                "with peak RSS <= 1/4 of pktminerg's",
+                "measured": {"pktminerg_lossless": p_clean, "agent_lossless": a_clean,
+                             "agent_peak_rss_kib": a_rss, "pktminerg_peak_rss_kib": p_rss},
+                "met": (a_clean or not p_clean) and a_rss * 4 <= p_rss,
+                "text": f"pktminerg lost frames in {lossy(p)} of {len(p)} runs, {mode} in {lossy(a)} of {len(a)}; "
+                f"peak RSS {a_rss / 1024:.1f} MiB "
+                f"vs {p_rss / 1024:.1f} MiB ({a_rss / p_rss:.2f})",
+            })
+    return out
+
+
+def pktminerg_markdown(runs, cmp, tgts):
+    if not cmp and not any(r["mode"] == "pktminerg" for r in runs):
+        return ""
+    us = lambda v: "–" if v is None else f"{v:.2f}"  # noqa: E731
+    lines = [
+        "",
+        "### Side by side with Netis pktminerg",
+        "",
+        "CPU µs per forwarded packet (utime + stime of the contender's process from /proc/PID/stat; median over "
+        "the runs, range in brackets), the agent's default against pktminerg's default; generator = the "
+        "generator's own CPU per frame sent (getrusage: its sends and the capture side, which runs in its "
+        "softirq on CPU 0); lossless = runs with no kernel drop, no send error and no receiver loss:",
+        "",
+        md_row("frame", "offered pps", "reached pps agent / pktminerg", "agent µs/pkt", "pktminerg µs/pkt", "agent / pktminerg",
+               "generator µs/pkt with agent / pktminerg", "lossless runs agent / pktminerg",
+               "latency p50 ms agent / pktminerg", "peak RSS MiB agent / pktminerg"),
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for c in cmp:
+        a, p = c["agent"], c["pktminerg"]
+        rng = lambda x: f"{x['cpu_us_per_packet']:.2f} ({x['cpu_us_per_packet_range'][0]:.2f}–{x['cpu_us_per_packet_range'][1]:.2f})"  # noqa: E731
+        lat = lambda x: "–" if x["latency_p50_us"] is None else f"{x['latency_p50_us'] / 1000:.1f}"  # noqa: E731
+        lines.append(md_row(
+            f"{c['size']} B",
+            "max" if c["rate"] == 0 else fmt(c["rate"]),
+            f"{fmt(a['reached_pps'])} / {fmt(p['reached_pps'])}",
+            rng(a),
+            rng(p),
+            f"{c['cpu_ratio']:.2f}",
+            f"{us(a['generator_us_per_packet'])} / {us(p['generator_us_per_packet'])}",
+            f"{a['loss_free_runs']}/{c['runs']['agent']} / {p['loss_free_runs']}/{c['runs']['pktminerg']}",
+            f"{lat(a)} / {lat(p)}",
+            f"{a['peak_rss_kib'] / 1024:.1f} / {p['peak_rss_kib'] / 1024:.1f}",
+        ))
+    at_max = [r for r in runs if r.get("rate") == 0 and (r["mode"] == "pktminerg" or r["mode"].startswith("agent"))]
+    if at_max:
+        lines += [
+            "",
+            "Every run at the generator's maximum: frames that reached the pod, the capture's kernel drops "
+            "(agent: `capture.kernel_drops`; pktminerg: libpcap's ps_drop in the line it prints on exit), what the "
+            "contender sent, what the collector received, the end-to-end loss (reached − received), the "
+            "contender's CPU seconds in the run, the time its threads were runnable but not running "
+            "(/proc/PID/task/*/schedstat) and the time the hypervisor took CPU 1 (steal in /proc/stat):",
+            "",
+            md_row("frame", "contender", "options", "reached pps", "reached", "kernel drops", "sent", "received",
+                   "end-to-end loss", "loss %", "CPU s", "runnable, not running s", "CPU 1 steal s", "peak RSS MiB"),
+            "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in sorted(at_max, key=lambda r: (r["size"], r["mode"])):
+            opts = r.get("args") if r["mode"] == "pktminerg" else r.get("agent_args")
+            if r["mode"].startswith("agent-buffer-"):
+                opts = f"--buffer {r['mode'][len('agent-buffer-'):]} {opts or ''}".strip()
+            lines.append(md_row(
+                f"{r['size']} B", r["mode"], f"`{opts}`" if opts else "defaults", fmt(r["reached_pps"]),
+                f"{r['reached']:,}", f"{r['kernel_drops']:,}", f"{r['forwarded']:,}", f"{r['received']:,}",
+                f"{r['end_to_end_loss']:,}", f"{100 * r['end_to_end_loss'] / max(1, r['reached']):.2f}",
+                f"{r['cpu_seconds']:.2f}", fmt(r.get("wait_seconds"), ".2f"), fmt(r.get("cpu1_steal_seconds"), ".2f"),
+                f"{r['peak_rss_kib'] / 1024:.1f}",
+            ))
+    if tgts:
+        lines += ["", "| issue 26 target | measured | met |", "|---|---|---|"]
+        lines += [f"| {t['target']} | {t['text']} | {'yes' if t['met'] else '**no**'} |" for t in tgts]
+    return "\n".join(lines) + "\n"
+
+
 def write(out_json, meta, runs, bulk=None, stall=None, dual=None):
     sizes = sorted({r["size"] for r in runs if "size" in r})
     heads = [headline(runs, s) for s in sizes]
@@ -507,7 +658,12 @@ def write(out_json, meta, runs, bulk=None, stall=None, dual=None):
         if "sim" in r:
             r["sim"] = {k: r["sim"].get(k) for k in ("elapsed_seconds", "totals", "latency")}
     tgts = targets(heads, idle) + ring_targets(stall or [], dual or [])
+    vs_pktminerg = pktminerg_compare(runs)
+    pk_tgts = pktminerg_targets(vs_pktminerg, runs)
     result = {"machine": meta, "headlines": heads, "targets": tgts, "idle": idle, "runs": runs}
+    if vs_pktminerg or pk_tgts:
+        result["vs_pktminerg"] = vs_pktminerg
+        result["pktminerg_targets"] = pk_tgts
     if bulk:
         result["bulk_tcp"] = bulk
     for r in (stall or []) + (dual or []):
@@ -525,6 +681,7 @@ def write(out_json, meta, runs, bulk=None, stall=None, dual=None):
         f.write(
             markdown(meta, runs, heads, idle, tgts)
             + formats_markdown(runs)
+            + pktminerg_markdown(runs, vs_pktminerg, pk_tgts)
             + (stall_markdown(stall) if stall else "")
             + (dual_markdown(dual) if dual else "")
             + (bulk_markdown(bulk) if bulk else "")

@@ -21,6 +21,13 @@
 #   agent-vxlan, agent-erspan-ii, agent-erspan-iii
 #                  bpc-agent as "agent" with --encap vxlan / erspan-ii /
 #                  erspan-iii: CPU per packet for each format
+#   agent-buffer-N bpc-agent as "agent" with --buffer N (MiB)
+#   pktminerg      Netis packet-agent's pktminerg (issue 26's contender, built
+#                  by scripts/build-pktminerg.sh) forwarding every frame as
+#                  GRE to col with its defaults (libpcap TPACKET_V3, 256 MB
+#                  buffer, 3 s timeout, filter "not host COL", key 1): started
+#                  for each run, its pcap and send counters read from the
+#                  statistics line it prints on exit (SIGINT)
 # The collector link has MTU 9000 so a 1500-byte frame + GRE + outer IPv4 is
 # one packet for every contender.
 #
@@ -43,6 +50,9 @@
 #   BENCH_DUAL=1                generator-maximum rows with tcpdump capturing beside the
 #   BENCH_DUAL_SIZES="64 1400"  agent in the same run: both kernel drop counters
 #   BENCH_AGENT_ARGS=           extra agent flags for every agent run (e.g. "--buffer 8")
+#   BENCH_PKTMINERG=/opt/pktminerg/bin/pktminerg   mode pktminerg's binary (mode skipped,
+#                               with a line on stderr, when it is not there)
+#   BENCH_PKTMINERG_ARGS=       extra pktminerg flags (e.g. "-b 64" for a 64 MB buffer)
 #   BENCH_TIMELINE=1            section "timeline": response times at the collector against
 #                               tcpdump in the pod (scripts/bench-timeline.sh, its own knobs)
 #   BENCH_AGENT, BENCH_SIM, BENCH_LOADGEN, BENCH_FLOOR   prebuilt binaries (else built here)
@@ -106,7 +116,15 @@ TCK=$(getconf CLK_TCK)
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # Run time of every thread of PID in nanoseconds (schedstat: finer than the
 # 10 ms ticks of /proc/PID/stat, which an idle agent never reaches).
-run_ns() { cat /proc/"$1"/task/*/schedstat | awk '{n += $1} END {printf "%d", n}'; }
+# (%.0f: mawk's %d stops at 2^31 - 1, 2.1 s of run time.)
+run_ns() { cat /proc/"$1"/task/*/schedstat | awk '{n += $1} END {printf "%.0f", n}'; }
+# Time every thread of PID spent runnable but waiting for a CPU (ns), and the
+# time the hypervisor took CPU 1 from this machine (steal, ticks): a
+# contender that loses frames while either grows was not given the CPU.
+wait_ns() { cat /proc/"$1"/task/*/schedstat | awk '{n += $2} END {printf "%.0f", n}'; }
+steal1() { awk '$1 == "cpu1" {print $9}' /proc/stat; }
+# The difference of two such readings in seconds: DIVISOR B A.
+secs() { awk -v d="$1" -v b="$2" -v a="$3" 'BEGIN {print (b - a) / d}'; }
 hwm_kib() { awk '$1 == "VmHWM:" {print $2}' "/proc/$1/status"; }
 rss_kib() { awk '$1 == "VmRSS:" {print $2}' "/proc/$1/status"; }
 pod_rx() { ip -n "$P" -j -s link show "$PIF" | jq '.[0].stats64.rx.packets'; }
@@ -177,13 +195,15 @@ stop_agent() {
 }
 
 run_agent() {
-  local mode=$1 size=$2 rate=$3 s0 s1 rx0 rx1 t0 t1 n0 n1 gen
+  local mode=$1 size=$2 rate=$3 s0 s1 rx0 rx1 t0 t1 n0 n1 w0 w1 st0 st1 gen
   start_sim "$(awk -v s="$SECS" 'BEGIN {print s + 2.2}')" "$TMP/sim.json"
   s0=$(agent_stats); rx0=$(pod_rx); t0=$(ticks "$AGENT_PID"); n0=$(run_ns "$AGENT_PID")
+  w0=$(wait_ns "$AGENT_PID"); st0=$(steal1)
   gen=$(loadgen "$size" "$rate")
   # The agent reads the kernel's drop counter every second: wait for it.
   sleep 1.2
   s1=$(agent_stats); rx1=$(pod_rx); t1=$(ticks "$AGENT_PID"); n1=$(run_ns "$AGENT_PID")
+  w1=$(wait_ns "$AGENT_PID"); st1=$(steal1)
   wait "$SIM_PID" || true
   record --arg mode "$mode" --argjson size "$size" --argjson rate "$rate" --argjson gen "$gen" \
     --argjson reached "$((rx1 - rx0))" \
@@ -194,8 +214,73 @@ run_agent() {
     --argjson errors "$(jq -cn --argjson a "$s0" --argjson b "$s1" '$b.collectors[0].errors | with_entries(.value -= $a.collectors[0].errors[.key])')" \
     --argjson cpu_seconds "$(awk -v t="$((t1 - t0))" -v k="$TCK" 'BEGIN {print t / k}')" \
     --argjson sched_seconds "$(awk -v n="$((n1 - n0))" 'BEGIN {print n / 1e9}')" \
+    --argjson wait_seconds "$(secs 1e9 "$w1" "$w0")" --argjson cpu1_steal_seconds "$(secs "$TCK" "$st1" "$st0")" \
     --argjson peak_rss_kib "$(hwm_kib "$AGENT_PID")" --argjson rss_kib "$(rss_kib "$AGENT_PID")" \
-    --argjson sim "$(cat "$TMP/sim.json")"
+    --arg agent_args "${BENCH_AGENT_ARGS:-}" --argjson sim "$(cat "$TMP/sim.json")"
+}
+
+# Netis pktminerg (issue 26's contender): started for each run, so that the
+# statistics line it prints when SIGINT ends its pcap_loop holds this run's
+# counters only: "[now] first_time,pkt_time,ps_recv,ps_drop,ps_ifdrop,
+# filter_drop,,live_time,bps,pps,,send_num,total_send_drop:send_drop,".
+# ps_recv counts dropped frames too (the kernel adds tp_drops to tp_packets),
+# so captured = ps_recv - ps_drop, as for tcpdump. It has no /stats: CPU and
+# memory come from /proc as for the agent. Its ring retires a block 3 s
+# (its default --timeout) after the block opened at the latest: the run waits
+# that long after the traffic, so the last frames reach the collector before
+# SIGINT (pcap_breakloop leaves an unretired block unread).
+PKTMINERG=${BENCH_PKTMINERG:-/opt/pktminerg/bin/pktminerg}
+PKTMINERG_TAIL=${BENCH_PKTMINERG_TAIL:-3.5}
+have_pktminerg() { [[ -x "$PKTMINERG" ]]; }
+run_pktminerg() {
+  local size=$1 rate=$2 ppid extra rx0 rx1 t0 t1 n0 n1 w0 w1 st0 st1 gen hwm rss line
+  read -r -a extra <<< "${BENCH_PKTMINERG_ARGS:-}"
+  ip netns exec "$P" taskset -c 1 "$PKTMINERG" -i "$PIF" -r "$COL_IP" "${extra[@]}" \
+    >"$TMP/pktminerg.out" 2>"$TMP/pktminerg.err" &
+  ppid=$!
+  PIDS+=("$ppid")
+  # Its 256 MB ring takes this machine over a second of CPU to set up.
+  for _ in $(seq 150); do
+    grep -q 'Start pcap snoop' "$TMP/pktminerg.out" 2>/dev/null && break
+    kill -0 "$ppid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if ! grep -q 'Start pcap snoop' "$TMP/pktminerg.out" 2>/dev/null; then
+    echo "bench.sh: pktminerg did not start:" >&2
+    cat "$TMP/pktminerg.out" "$TMP/pktminerg.err" >&2
+    exit 1
+  fi
+  sleep 0.5
+  start_sim "$(awk -v s="$SECS" -v t="$PKTMINERG_TAIL" 'BEGIN {print s + t + 1}')" "$TMP/sim.json"
+  rx0=$(pod_rx); t0=$(ticks "$ppid"); n0=$(run_ns "$ppid"); w0=$(wait_ns "$ppid"); st0=$(steal1)
+  gen=$(loadgen "$size" "$rate")
+  sleep "$PKTMINERG_TAIL"
+  rx1=$(pod_rx); t1=$(ticks "$ppid"); n1=$(run_ns "$ppid"); w1=$(wait_ns "$ppid"); st1=$(steal1)
+  hwm=$(hwm_kib "$ppid"); rss=$(rss_kib "$ppid")
+  wait "$SIM_PID" || true
+  kill -INT "$ppid"
+  wait "$ppid" || true
+  # The last statistics line: ps_recv, ps_drop (since its first packet),
+  # send_num and the sendto failures.
+  line=$(grep -E '^\[[^]]*\] [0-9]+,[0-9]+,[0-9]+,[0-9]+,[0-9]+,[0-9]+,,' "$TMP/pktminerg.out" | tail -1 || true)
+  if [[ -z $line ]]; then
+    echo "bench.sh: pktminerg printed no statistics line:" >&2
+    tail -5 "$TMP/pktminerg.out" "$TMP/pktminerg.err" >&2
+    exit 1
+  fi
+  local stats recv drops sent send_drops
+  stats=${line#*] }
+  IFS=, read -r _ _ recv drops _ _ <<< "${stats%%,,*}"
+  IFS=',:' read -r sent send_drops _ <<< "${stats##*,,}"
+  record --arg mode pktminerg --argjson size "$size" --argjson rate "$rate" --argjson gen "$gen" \
+    --argjson reached "$((rx1 - rx0))" --argjson captured "$((recv - drops))" --argjson kernel_drops "$drops" \
+    --argjson forwarded "$sent" --argjson send_errors "$send_drops" \
+    --argjson cpu_seconds "$(awk -v t="$((t1 - t0))" -v k="$TCK" 'BEGIN {print t / k}')" \
+    --argjson sched_seconds "$(awk -v n="$((n1 - n0))" 'BEGIN {print n / 1e9}')" \
+    --argjson wait_seconds "$(secs 1e9 "$w1" "$w0")" --argjson cpu1_steal_seconds "$(secs "$TCK" "$st1" "$st0")" \
+    --argjson startup_cpu_seconds "$(awk -v t="$t0" -v k="$TCK" 'BEGIN {print t / k}')" \
+    --argjson peak_rss_kib "$hwm" --argjson rss_kib "$rss" --arg args "${BENCH_PKTMINERG_ARGS:-}" \
+    --arg stats_line "$line" --argjson sim "$(cat "$TMP/sim.json")"
 }
 
 run_floor() {
@@ -245,6 +330,9 @@ idle_agent() {
 }
 
 echo "bench: $(nproc) CPUs, load $LOAD_BEFORE, ${SECS}s per run, sizes $SIZES, rates $RATES" >&2
+if [[ " $MODES " == *" pktminerg "* ]] && ! have_pktminerg; then
+  echo "bench.sh: mode pktminerg skipped: no $PKTMINERG (scripts/build-pktminerg.sh builds it; BENCH_PKTMINERG)" >&2
+fi
 idle_agent
 for size in $SIZES; do
   for mode in $MODES; do
@@ -253,13 +341,16 @@ for size in $SIZES; do
       agent-raw | profile-raw) start_agent --send-path raw ;;
       agent-filter) start_agent --filter "udp dst port 10" ;;
       agent-vxlan | agent-erspan-ii | agent-erspan-iii) start_agent --encap "${mode#agent-}" ;;
+      agent-buffer-*) start_agent --buffer "${mode#agent-buffer-}" ;;
+      pktminerg) have_pktminerg || continue ;;
     esac
     for rate in $RATES; do
       echo "bench: $size B, $mode, ${rate/#0/max} pps" >&2
       case $mode in
         tcpdump) run_tcpdump "$size" "$rate" ;;
-        agent | agent-raw | agent-filter | agent-vxlan | agent-erspan-ii | agent-erspan-iii)
+        agent | agent-raw | agent-filter | agent-vxlan | agent-erspan-ii | agent-erspan-iii | agent-buffer-*)
           run_agent "$mode" "$size" "$rate" ;;
+        pktminerg) run_pktminerg "$size" "$rate" ;;
         floor | floor-txring) run_floor "$mode" "$size" "$rate" ;;
         profile | profile-raw) run_profile "$mode" "$size" "$rate" ;;
         *) echo "bench.sh: unknown mode $mode" >&2; exit 2 ;;
