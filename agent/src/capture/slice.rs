@@ -9,10 +9,10 @@
 //! of a `SCHED_OTHER` thread, 0.1 to 100 ms, no privilege needed); a
 //! shorter slice preempts longer ones on wake-up. Measured with everything
 //! on one CPU at 50 requests a second (`scripts/bench-timeline.sh` under
-//! `taskset -c 1`): the largest response-time error at the collector fell
-//! from 3–12 ms to 0.1–0.8 ms. On the blocks path the rate is high and the
-//! thread runs longer rounds: there a short slice would only add
-//! preemptions, so the default comes back. Older kernels accept the call
+//! `taskset -c 1`, three runs each): the largest response-time error at the
+//! collector fell from 3.1–5.8 ms to 0.4–1.1 ms. On the blocks path the
+//! rate is high and the thread runs longer rounds: there a short slice
+//! would only add preemptions, so the default comes back. Older kernels accept the call
 //! and ignore the value; a refusal (a seccomp profile) is logged once and
 //! the capture goes on without it.
 
