@@ -32,7 +32,6 @@ pub(super) fn capture_loop(
     // Capture is live: /startupz passes from here.
     stats.capture.heartbeat.set(stats.started, Instant::now());
     let mut shutdown = Shutdown::new(linger);
-    capture.adopt_thread();
     let result = loop {
         let now = Instant::now();
         if shutdown.done(stats, now) || output.limits().reached(now) {

@@ -34,7 +34,6 @@ use crate::iface::Interface;
 mod fanout;
 mod geometry;
 mod ring;
-pub mod slice;
 pub mod steer;
 
 use fanout::*;
@@ -135,8 +134,6 @@ pub struct Capture {
     steering: Steering,
     /// Swaps the fanout program for the steering, off this thread.
     swapper: Option<ProgramSwapper>,
-    /// The capture thread's scheduler slice, by the path ([`slice`]).
-    slice: slice::ThreadSlice,
     /// Per ring, the block whose frames are being handed over.
     cursors: [Option<BlockCursor>; MAX_RINGS],
     /// Per ring, for each frame of the cursor's block, the earliest timestamp
@@ -173,7 +170,6 @@ impl Capture {
             prompt: None,
             steering: Steering::new(Instant::now()),
             swapper: None,
-            slice: slice::ThreadSlice::default(),
             cursors: [None; MAX_RINGS],
             earliest_ahead: [(); MAX_RINGS]
                 .map(|()| Vec::with_capacity(geometry.frames.block_size / FRAME_OVERHEAD)),
@@ -229,14 +225,6 @@ impl Capture {
         demux_program(self.geometry.split(), member)
     }
 
-    /// Called on the thread that will drain the rings, before its first
-    /// wait: the thread takes the scheduler slice of the path ([`slice`]).
-    pub fn adopt_thread(&mut self) {
-        if self.prompt.is_some() {
-            self.slice.follow(self.steering.path());
-        }
-    }
-
     /// Counts the frames of a round and, when the rate crosses a threshold
     /// ([`steer`]), moves the small frames to the other path. Frames already
     /// in the old ring keep their order: the drain merges the rings.
@@ -256,8 +244,6 @@ impl Capture {
                 }
             }
         }
-        // On the capture thread (the slice is the caller's), from its first round on.
-        self.slice.follow(self.steering.path());
     }
 
     /// The longest the capture loop should wait for frames: on the blocks
