@@ -185,7 +185,14 @@ sink_pid=${pids[-1]}
 background "$sim" receive --listen "$collector" --duration 60 --quiet -o json --map "$work/map.json" \
   >"$work/sim.json" 2>"$work/sim.log"
 sim_pid=${pids[-1]}
-sleep 1
+# The agents have been sending since attach, and the node bounced every
+# packet (ICMP protocol unreachable) until the sink listened. A collector
+# that bounced is healthy again once sends have succeeded for 5 s after the
+# last bounce (contract CURED_AFTER_SECONDS, read from the error queue once
+# a second): the traffic below starts after that, so the status step judges
+# a collector that is listening, not the minutes before (seen in CI: status
+# 5 s after the sink started said COLLECTOR-UNREACHABLE).
+sleep 7
 
 step "tcpdump on each web pod's host-side veth, then a client makes HTTP requests"
 declare -A veth
