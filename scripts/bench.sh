@@ -166,7 +166,7 @@ run_tcpdump() {
   captured=$((${received:-0} - ${drops:-0}))
   record --arg mode tcpdump --argjson size "$size" --argjson rate "$rate" --argjson gen "$gen" \
     --argjson reached "$((rx1 - rx0))" --argjson captured "$captured" --argjson kernel_drops "${drops:-0}" \
-    --argjson cpu_seconds "$(awk -v n="$((t1 - t0))" 'BEGIN {print n / 1e9}')" \
+    --argjson cpu_seconds "$(secs 1e9 "$t1" "$t0")" \
     --argjson peak_rss_kib "$hwm"
 }
 
@@ -212,8 +212,8 @@ run_agent() {
     --argjson forwarded "$(jq -n --argjson a "$s0" --argjson b "$s1" '$b.collectors[0].sent_packets - $a.collectors[0].sent_packets')" \
     --argjson send_errors "$(jq -n --argjson a "$s0" --argjson b "$s1" '[$b.collectors[0].errors[]] | add - ([$a.collectors[0].errors[]] | add)')" \
     --argjson errors "$(jq -cn --argjson a "$s0" --argjson b "$s1" '$b.collectors[0].errors | with_entries(.value -= $a.collectors[0].errors[.key])')" \
-    --argjson cpu_seconds "$(awk -v t="$((t1 - t0))" -v k="$TCK" 'BEGIN {print t / k}')" \
-    --argjson sched_seconds "$(awk -v n="$((n1 - n0))" 'BEGIN {print n / 1e9}')" \
+    --argjson cpu_seconds "$(secs "$TCK" "$t1" "$t0")" \
+    --argjson sched_seconds "$(secs 1e9 "$n1" "$n0")" \
     --argjson wait_seconds "$(secs 1e9 "$w1" "$w0")" --argjson cpu1_steal_seconds "$(secs "$TCK" "$st1" "$st0")" \
     --argjson peak_rss_kib "$(hwm_kib "$AGENT_PID")" --argjson rss_kib "$(rss_kib "$AGENT_PID")" \
     --arg agent_args "${BENCH_AGENT_ARGS:-}" --argjson sim "$(cat "$TMP/sim.json")"
@@ -275,8 +275,8 @@ run_pktminerg() {
   record --arg mode pktminerg --argjson size "$size" --argjson rate "$rate" --argjson gen "$gen" \
     --argjson reached "$((rx1 - rx0))" --argjson captured "$((recv - drops))" --argjson kernel_drops "$drops" \
     --argjson forwarded "$sent" --argjson send_errors "$send_drops" \
-    --argjson cpu_seconds "$(awk -v t="$((t1 - t0))" -v k="$TCK" 'BEGIN {print t / k}')" \
-    --argjson sched_seconds "$(awk -v n="$((n1 - n0))" 'BEGIN {print n / 1e9}')" \
+    --argjson cpu_seconds "$(secs "$TCK" "$t1" "$t0")" \
+    --argjson sched_seconds "$(secs 1e9 "$n1" "$n0")" \
     --argjson wait_seconds "$(secs 1e9 "$w1" "$w0")" --argjson cpu1_steal_seconds "$(secs "$TCK" "$st1" "$st0")" \
     --argjson startup_cpu_seconds "$(awk -v t="$t0" -v k="$TCK" 'BEGIN {print t / k}')" \
     --argjson peak_rss_kib "$hwm" --argjson rss_kib "$rss" --arg args "${BENCH_PKTMINERG_ARGS:-}" \
@@ -324,7 +324,7 @@ idle_agent() {
   sleep 5
   n1=$(run_ns "$AGENT_PID")
   record --arg mode idle --argjson seconds 5 \
-    --argjson cpu_seconds "$(awk -v n="$((n1 - n0))" 'BEGIN {print n / 1e9}')" \
+    --argjson cpu_seconds "$(secs 1e9 "$n1" "$n0")" \
     --argjson peak_rss_kib "$(hwm_kib "$AGENT_PID")" --argjson rss_kib "$(rss_kib "$AGENT_PID")"
   stop_agent
 }
