@@ -97,6 +97,14 @@ pub struct Args {
           value_parser = parse_duration)]
     pub linger: Duration,
 
+    /// Let frames gather up to this long and leave in batches (2ms to 1s; 0: off, the
+    /// default): far fewer wake-ups, so less CPU at low and middling rates, for a collector
+    /// that does not time transactions (an IDS, an archive). A frame then reaches the
+    /// collector up to about twice DURATION late, and response times measured there lose that
+    /// much accuracy. Off, each frame leaves as it is captured (at most 1 ms late when busy).
+    #[arg(long, env = env::BATCH, value_name = "DURATION", default_value = "0", value_parser = parse_batch)]
+    pub batch: Duration,
+
     /// Capture ring size in MiB: longer scheduling stalls ridden out for more memory
     /// (24 MiB: about 190 ms at any rate up to ~100 MB/s).
     #[arg(long, env = env::BUFFER, value_name = "MIB", default_value_t = DEFAULT_BUFFER_MIB)]
@@ -293,6 +301,8 @@ pub struct Config {
     pub on_error: OnError,
     /// `--linger`: capture after SIGTERM while the pod has traffic, at most this long.
     pub linger: Duration,
+    /// `--batch`: how long frames may gather before they leave; `None`: as soon as captured.
+    pub batch: Option<Duration>,
 }
 
 /// Where `--write` puts the pcapng.
@@ -443,6 +453,7 @@ impl Config {
             stdin_control: args.stdin_control,
             on_error: args.on_error,
             linger: args.linger,
+            batch: Some(args.batch).filter(|b| !b.is_zero()),
         })
     }
 }
@@ -487,6 +498,25 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
         other => return Err(format!("unknown unit {other:?} in {s:?}: use ms, s, m or h")),
     };
     Duration::try_from_secs_f64(seconds).map_err(|e| format!("{s:?}: {e}"))
+}
+
+/// The longest `--batch`: the frames of a batch wait in the capture ring, whose
+/// blocks the kernel hands over at least every millisecond.
+pub const MAX_BATCH: Duration = Duration::from_secs(1);
+/// The shortest `--batch` other than off: 1 ms is the blocks' own timeout.
+pub const MIN_BATCH: Duration = Duration::from_millis(2);
+
+/// Parses `--batch`: 0 (off) or a duration from [`MIN_BATCH`] to [`MAX_BATCH`].
+pub fn parse_batch(s: &str) -> std::result::Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() || (MIN_BATCH..=MAX_BATCH).contains(&d) {
+        Ok(d)
+    } else {
+        Err(format!(
+            "{s:?} is outside 2ms..1s: frames gather in the capture ring, which a longer batch \
+             would overrun; give 0 for no batching"
+        ))
+    }
 }
 
 /// Decides the GRE key (`--key`), in the order the spec gives: an explicit
@@ -672,6 +702,16 @@ mod tests {
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
         assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
         assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn batch_is_off_or_between_two_milliseconds_and_one_second() {
+        assert_eq!(parse_batch("0").unwrap(), Duration::ZERO);
+        assert_eq!(parse_batch("100ms").unwrap(), Duration::from_millis(100));
+        assert_eq!(parse_batch("1s").unwrap(), MAX_BATCH);
+        let e = parse_batch("1ms").unwrap_err();
+        assert!(e.contains("outside 2ms..1s") && e.contains("give 0"), "{e}");
+        assert!(parse_batch("3s").is_err());
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("5d").is_err());
     }

@@ -8,7 +8,9 @@ mod support;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bpc_agent::capture::{Capture, CaptureGeometry, LARGEST_STANDARD_FRAME, Ring, RingGeometry, RingKind};
+use bpc_agent::capture::{
+    BLOCK_TIMEOUT_MS, Capture, CaptureGeometry, LARGEST_STANDARD_FRAME, Ring, RingGeometry, RingKind,
+};
 use support::*;
 
 #[test]
@@ -23,14 +25,17 @@ fn a_ring_the_kernel_refuses_exits_2_naming_buffer_and_the_fix() {
     .unwrap();
     // The kernel wants page-aligned blocks: this shape is refused with EINVAL.
     let odd = RingGeometry { block_size: 100_000, block_count: 8 };
-    let e = Ring::open(&lo, &program, odd, RingKind::Blocks, 1).unwrap_err();
+    let e = Ring::open(&lo, &program, odd, RingKind::Blocks, 1, BLOCK_TIMEOUT_MS).unwrap_err();
     assert_eq!(e.exit_code(), 2, "{e}");
     let msg = e.to_string();
     assert!(msg.contains("--buffer (BPC_BUFFER)") && msg.contains("smaller --buffer"), "{msg}");
     assert!(msg.contains("Invalid argument"), "the kernel's reason is kept: {msg}");
     // The same call with a geometry of ours works, and so do both rings of the smallest --buffer.
     let good = CaptureGeometry::new(2 << 20, 1518, LARGEST_STANDARD_FRAME).unwrap();
-    assert_eq!(Ring::open(&lo, &program, good.frames, RingKind::Blocks, 2).unwrap().geometry(), good.frames);
+    assert_eq!(
+        Ring::open(&lo, &program, good.frames, RingKind::Blocks, 2, BLOCK_TIMEOUT_MS).unwrap().geometry(),
+        good.frames
+    );
     assert_eq!(Capture::open(&lo, "udp port 9", good, 2).unwrap().geometry(), good);
 }
 

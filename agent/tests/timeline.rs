@@ -139,14 +139,43 @@ fn super_frames_beside_the_prompt_path_arrive_whole_and_in_their_directions_orde
     // up to its congestion window, which the fanout program sends to the
     // super-frame ring while the small frames of the same connections
     // (handshake, requests, FIN) take the prompt ring.
-    let (t, collector, server) = Topology::with_tcp_server("supr", 30_000);
+    super_frames_and_small_frames_keep_their_directions_order("supr", 30_000, &[], Some("prompt"));
+}
+
+#[test]
+fn with_batch_super_frames_and_small_frames_keep_their_directions_order() {
+    // Both rings' blocks time out after the batch, and the merge may wait
+    // that long for the other ring's block before it hands frames over.
+    // 200 kB: some super-frames exceed the frame ring's 32,624 bytes and take
+    // the super-frame ring. (The frame ring's blocks fill with the medium
+    // frames here, so this does not force the merge's longest wait: with the
+    // wait cut to the default's 25 ms it passed too.)
+    let supers = super_frames_and_small_frames_keep_their_directions_order(
+        "supb",
+        200_000,
+        &["--batch", "500ms"],
+        None,
+    );
+    assert!(supers.iter().any(|&len| len > 32_624), "no frame took the super-frame ring: {supers:?}");
+}
+
+/// Ten transactions of `response`-byte responses 20 ms apart with `extra`
+/// agent flags: every frame reaches the collector whole (`--oversize
+/// fragment`), in order within each TCP direction, as tcpdump saw it; `path`
+/// is the small frames' path in /stats. Returns the super-frames' lengths.
+fn super_frames_and_small_frames_keep_their_directions_order(
+    name: &str,
+    response: usize,
+    extra: &[&str],
+    path: Option<&str>,
+) -> Vec<usize> {
+    let (t, collector, server) = Topology::with_tcp_server(name, response);
     let filter = "tcp port 8080";
     let tcpdump = Tcpdump::start_with(&t.pod, &t.pod_if, filter, &["-B", "16384"]);
     // Whole: each super-frame leaves as one GRE packet in IP fragments.
-    let agent = t.start_agent(filter, &["--oversize", "fragment"], &[]);
-    let path = || t.pod.stats(agent.port)["capture"]["forwarding_delay"]["path"].as_str().map(str::to_owned);
+    let agent = t.start_agent(filter, &[&["--oversize", "fragment"], extra].concat(), &[]);
     for _ in 0..10 {
-        assert_eq!(tcp_requests(&t.client, server, 1), 30_000);
+        assert_eq!(tcp_requests(&t.client, server, 1), response);
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(Duration::from_millis(500));
@@ -155,13 +184,17 @@ fn super_frames_beside_the_prompt_path_arrive_whole_and_in_their_directions_orde
     });
     std::thread::sleep(Duration::from_millis(300));
     let stats = t.pod.stats(agent.port);
-    assert_eq!(path().as_deref(), Some("prompt"), "ten transactions 20 ms apart stay on the prompt path");
+    assert_eq!(
+        stats["capture"]["forwarding_delay"]["path"].as_str(),
+        path,
+        "ten transactions 20 ms apart: the small frames' path"
+    );
     agent.stop();
     let reference = tcpdump.finish();
     let frames: Vec<Vec<u8>> = collector.finish().into_iter().map(|r| r.frame).collect();
 
-    let supers = reference.iter().filter(|f| f.len() > 1514).count();
-    assert!(supers >= 10, "the pod's TCP sent {supers} super-frames; the test needs some");
+    let supers: Vec<usize> = reference.iter().map(Vec::len).filter(|&len| len > 1514).collect();
+    assert!(supers.len() >= 10, "the pod's TCP sent {} super-frames; the test needs some", supers.len());
     assert_eq!(stats["capture"]["kernel_drops"], 0, "{stats}");
     assert_eq!(frames.len(), reference.len(), "frames received vs tcpdump's");
     let (got, want) = (per_flow(&frames), per_flow(&reference));
@@ -169,4 +202,46 @@ fn super_frames_beside_the_prompt_path_arrive_whole_and_in_their_directions_orde
     for (flow, frames) in &want {
         assert!(got.get(flow) == Some(frames), "flow {flow:?}: frames differ, are cut or are out of order");
     }
+    supers
+}
+
+#[test]
+fn with_batch_frames_gather_and_leave_late_but_all_of_them_in_order() {
+    let (t, collector) = Topology::with_collector("batch");
+    let filter = "udp port 7777";
+    let tcpdump = Tcpdump::start_with(&t.pod, &t.pod_if, filter, &[]);
+    let agent = t.start_agent(filter, &["--batch", "200ms"], &[]);
+    let sent = paced_udp(&t.client, pod_addr(7777), 500, 2.0).join().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    wait_for("the collector to receive every frame", Duration::from_secs(10), || {
+        collector.count() as u64 >= sent
+    });
+    std::thread::sleep(Duration::from_millis(300)); // anything extra would arrive now
+    let stats = t.pod.stats(agent.port);
+    agent.stop();
+    let reference = tcpdump.finish();
+    let frames: Vec<Vec<u8>> = collector.finish().into_iter().map(|r| r.frame).collect();
+
+    assert_eq!(reference.len() as u64, sent, "tcpdump saw every frame sent");
+    assert_eq!(frames, reference, "the collector's frames are tcpdump's, in order");
+    assert_eq!(stats["capture"]["kernel_drops"], 0, "{stats}");
+    let delay = &stats["capture"]["forwarding_delay"];
+    assert!(delay.get("path").is_none_or(|p| p.is_null()), "no prompt path with --batch: {delay}");
+    // 500 frames a second gathered for 200 ms: a frame waits 100 ms on
+    // average. Without --batch it would be under 1 ms.
+    let p50 = delay["p50_us"].as_f64().unwrap_or(0.0);
+    assert!((20_000.0..=450_000.0).contains(&p50), "frames gather for the batch: {delay}");
+}
+
+#[test]
+fn with_batch_a_stop_still_sends_the_frames_gathered_so_far() {
+    let (t, collector) = Topology::with_collector("bstop");
+    let agent = t.start_agent("udp port 7777", &["--batch", "500ms"], &[]);
+    std::thread::sleep(Duration::from_millis(300));
+    // 50 frames, then the stop at once: they sit in a block the kernel
+    // hands over only 500 ms after its first frame.
+    udp_send(&t.client, pod_addr(7777), 50, 64, Duration::from_millis(1));
+    let log = agent.stop();
+    assert!(log.contains("captured 50"), "{log}");
+    assert_eq!(collector.finish().len(), 50, "the gathered frames leave before the agent exits");
 }

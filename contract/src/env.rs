@@ -50,6 +50,8 @@ pub const COUNT: &str = "BPC_COUNT";
 pub const ON_ERROR: &str = "BPC_ON_ERROR";
 /// `--linger`: how long the agent keeps capturing after SIGTERM while the pod has traffic.
 pub const LINGER: &str = "BPC_LINGER";
+/// `--batch`: how long frames may gather before they leave (`0`: as soon as captured).
+pub const BATCH: &str = "BPC_BATCH";
 /// The pod's name, from the Downward API (`metadata.name`).
 pub const POD_NAME: &str = "POD_NAME";
 /// The pod's namespace, from the Downward API (`metadata.namespace`).

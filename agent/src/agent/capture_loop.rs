@@ -56,8 +56,8 @@ pub(super) fn capture_loop(
         if let Err(e) = output.after_round(periodic) {
             break Err(e);
         }
-        if let Some(pause) = drained.pause() {
-            std::thread::sleep(pause);
+        if let Some(pause) = capture.pause(drained, now) {
+            rest(pause, wait_mask);
         }
     };
     if result.is_ok() {
@@ -65,6 +65,17 @@ pub(super) fn capture_loop(
     }
     read_kernel_counters(capture, iface, base_ifdrops, stats);
     result.and_then(|()| output.finish())
+}
+
+/// Lets frames gather for `pause`, ended early by a stop signal: with the
+/// signal mask of the wait (the stop signals are unblocked only there).
+fn rest(pause: Duration, wait_mask: &libc::sigset_t) {
+    let timeout = libc::timespec {
+        tv_sec: pause.as_secs() as libc::time_t,
+        tv_nsec: libc::c_long::from(pause.subsec_nanos() as i32),
+    };
+    // SAFETY: no descriptors (a null array of length 0), a valid timespec and signal mask.
+    unsafe { libc::ppoll(std::ptr::null_mut(), 0, &timeout, wait_mask) };
 }
 
 /// After SIGTERM or SIGINT: stop at once, or with `--linger`, keep capturing
@@ -115,6 +126,7 @@ impl Shutdown {
 /// kernel has retired it.
 pub(super) fn last_blocks(capture: &mut Capture, sink: &mut impl FrameSink) {
     std::thread::sleep(LAST_BLOCK_WAIT);
+    capture.wait_retired();
     let blocks = capture.block_count();
     capture.drain(sink, blocks);
 }

@@ -191,7 +191,10 @@ fn capture(
     let largest_frame = LARGEST_STANDARD_FRAME.max(mtu_frame).min(CAPTURE_SNAPLEN);
     let geometry = CaptureGeometry::new(config.buffer_mib as usize * (1 << 20), mtu_frame, largest_frame)
         .map_err(|why| Error::Config(format!("--buffer (BPC_BUFFER) {} MiB: {why}", config.buffer_mib)))?;
+    // With --batch the frames gather in blocks that time out after the batch.
+    let geometry = config.batch.map_or(geometry, |batch| geometry.batched(batch));
     let mut capture = Capture::open(&iface, &filter_text, geometry, config.buffer_mib)?;
+    capture.set_batch(config.batch);
     if let Some(target) = &config.write {
         let snaplen = config.snaplen.unwrap_or(CAPTURE_SNAPLEN);
         let out = PcapngOut::open(target, &iface.name, snaplen as u32)?;
@@ -204,6 +207,7 @@ fn capture(
             metrics = %config.metrics_addr,
             ring = %geometry.describe(),
             ring_split = ?capture.split(),
+            batch = ?config.batch,
             cap_net_raw = has_net_raw,
             filter = %filter_text,
             "capturing to pcapng"
@@ -237,6 +241,7 @@ fn capture(
         metrics_private = config.metrics_private,
         ring = %geometry.describe(),
         ring_split = ?capture.split(),
+        batch = ?config.batch,
         cap_net_raw = has_net_raw,
         filter = %filter_text,
         "capturing"

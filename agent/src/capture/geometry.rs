@@ -123,10 +123,10 @@ impl RingGeometry {
 
     /// How long the agent may stop reading before the kernel drops frames of
     /// `frame_len` bytes arriving at `pps`: all blocks but the one being
-    /// filled, each retired after [`BLOCK_TIMEOUT_MS`] or when full, or
-    /// holding a single frame at rates below one per timeout.
-    pub fn stall_ridden_out(&self, pps: f64, frame_len: usize) -> Duration {
-        let timeout = f64::from(BLOCK_TIMEOUT_MS) / 1000.0;
+    /// filled, each retired after `timeout_ms` or when full, or holding a
+    /// single frame at rates below one per timeout.
+    pub fn stall_ridden_out(&self, pps: f64, frame_len: usize, timeout_ms: u32) -> Duration {
+        let timeout = f64::from(timeout_ms) / 1000.0;
         let fill = self.frames_per_block(frame_len) as f64 / pps;
         let per_block = if pps * timeout <= 1.0 { 1.0 / pps } else { fill.min(timeout) };
         Duration::from_secs_f64(per_block * (self.block_count - 1) as f64)
@@ -146,6 +146,8 @@ pub struct CaptureGeometry {
     /// [`PROMPT_LARGEST_FRAME`] while the rate is low; with the super-frame
     /// ring only (it takes the prompt ring into the same fanout group).
     pub prompt: Option<RingGeometry>,
+    /// The blocks' timeout: [`BLOCK_TIMEOUT_MS`], or the batch with `--batch`.
+    pub block_timeout_ms: u32,
 }
 
 impl CaptureGeometry {
@@ -163,7 +165,12 @@ impl CaptureGeometry {
         let frame_block = block_for(mtu_frame).max(FRAME_BLOCK_SIZE);
         if frame_block >= super_block {
             let frames = RingGeometry::with_blocks(buffer_bytes, super_block, "frames")?;
-            return Ok(CaptureGeometry { frames, super_frames: None, prompt: None });
+            return Ok(CaptureGeometry {
+                frames,
+                super_frames: None,
+                prompt: None,
+                block_timeout_ms: BLOCK_TIMEOUT_MS,
+            });
         }
         let super_count = (buffer_bytes / SUPER_FRAME_SHARE / super_block).max(MIN_BLOCKS);
         let super_frames = RingGeometry { block_size: super_block, block_count: super_count };
@@ -179,7 +186,34 @@ impl CaptureGeometry {
                 prompt.bytes() >> 10
             ),
         )?;
-        Ok(CaptureGeometry { frames, super_frames: Some(super_frames), prompt: Some(prompt) })
+        Ok(CaptureGeometry {
+            frames,
+            super_frames: Some(super_frames),
+            prompt: Some(prompt),
+            block_timeout_ms: BLOCK_TIMEOUT_MS,
+        })
+    }
+
+    /// The rings for `--batch`: blocks retired `batch` after their first
+    /// frame (or when full), as a libpcap ring with a timeout, so that a
+    /// slow pod's frames share blocks instead of taking one each; no prompt
+    /// ring (frames gather in the blocks at every rate), its memory given
+    /// to the frame ring.
+    pub fn batched(self, batch: Duration) -> CaptureGeometry {
+        let frames = RingGeometry {
+            block_count: self.frames.block_count
+                + self.prompt.map_or(0, |p| p.bytes() / self.frames.block_size),
+            ..self.frames
+        };
+        let block_timeout_ms = u32::try_from(batch.as_millis()).unwrap_or(u32::MAX).max(BLOCK_TIMEOUT_MS);
+        CaptureGeometry { frames, prompt: None, block_timeout_ms, ..self }
+    }
+
+    /// How long the drain may wait for one ring's block in progress (see
+    /// [`MERGE_WAIT_MS`]): a block timeout longer than the default adds to it.
+    pub fn merge_wait_ms(&self) -> i32 {
+        MERGE_WAIT_MS
+            .saturating_add(i32::try_from(self.block_timeout_ms - BLOCK_TIMEOUT_MS).unwrap_or(i32::MAX))
     }
 
     /// Memory the rings map.
@@ -210,7 +244,7 @@ impl CaptureGeometry {
     /// How long the agent may stop reading before the kernel drops frames of
     /// `frame_len` bytes arriving at `pps` (see [`RingGeometry::stall_ridden_out`]).
     pub fn stall_ridden_out(&self, pps: f64, frame_len: usize) -> Duration {
-        self.ring_for(frame_len).stall_ridden_out(pps, frame_len)
+        self.ring_for(frame_len).stall_ridden_out(pps, frame_len, self.block_timeout_ms)
     }
 
     /// The geometry in words, for the start-up log.
@@ -218,7 +252,12 @@ impl CaptureGeometry {
         let ring = |g: &RingGeometry| format!("{} blocks of {} KiB", g.block_count, g.block_size >> 10);
         match &self.super_frames {
             None => {
-                format!("{} MiB, {}, {} ms timeout", self.bytes() >> 20, ring(&self.frames), BLOCK_TIMEOUT_MS)
+                format!(
+                    "{} MiB, {}, {} ms timeout",
+                    self.bytes() >> 20,
+                    ring(&self.frames),
+                    self.block_timeout_ms
+                )
             }
             Some(s) => format!(
                 "{} KiB: frames up to {} B in {}, super-frames up to {} B in {}, {} ms timeout{}",
@@ -227,7 +266,7 @@ impl CaptureGeometry {
                 ring(&self.frames),
                 s.largest_whole_frame(),
                 ring(s),
-                BLOCK_TIMEOUT_MS,
+                self.block_timeout_ms,
                 self.prompt.map_or(String::new(), |p| format!(
                     "; at low rates frames up to {PROMPT_LARGEST_FRAME} B in {} slots",
                     p.bytes() / PROMPT_SLOT_SIZE
@@ -311,6 +350,20 @@ mod tests {
     }
 
     #[test]
+    fn batched_rings_time_out_after_the_batch_and_give_the_prompt_rings_memory_to_the_frames() {
+        let g = CaptureGeometry::new(24 * MIB, MTU_FRAME, LARGEST_STANDARD_FRAME).unwrap();
+        let batched = g.batched(Duration::from_millis(100));
+        assert_eq!(batched.prompt, None);
+        assert_eq!(batched.super_frames, g.super_frames);
+        assert_eq!(batched.bytes(), g.bytes());
+        assert_eq!(batched.frames.block_count, 608 + 32);
+        assert_eq!((g.block_timeout_ms, batched.block_timeout_ms), (1, 100));
+        assert_eq!((g.merge_wait_ms(), batched.merge_wait_ms()), (25, 124));
+        // At 200 frames a second a block now takes 20 frames: 639 blocks ride out 64 s, not 3.0 s.
+        assert!(batched.stall_ridden_out(200.0, 64) > g.stall_ridden_out(200.0, 64) * 19);
+    }
+
+    #[test]
     fn a_super_frame_larger_than_the_smallest_block_gets_a_larger_block() {
         // BIG TCP: a 185,000-byte frame needs 256 KiB blocks, the snaplen maximum 512 KiB.
         let g = CaptureGeometry::new(24 * MIB, MTU_FRAME, 185_000).unwrap();
@@ -358,7 +411,10 @@ mod tests {
         assert!((ms(1000.0, 65_000) - 31.0).abs() < 0.01);
         // The single 128 KiB-block ring of before rode out 191 ms at 40 kpps.
         let before = RingGeometry { block_size: 128 << 10, block_count: 192 };
-        assert!((before.stall_ridden_out(40_000.0, 64).as_secs_f64() * 1000.0 - 191.0).abs() < 0.01);
+        assert!(
+            (before.stall_ridden_out(40_000.0, 64, BLOCK_TIMEOUT_MS).as_secs_f64() * 1000.0 - 191.0).abs()
+                < 0.01
+        );
     }
 
     #[test]

@@ -142,6 +142,10 @@ pub struct Capture {
     earliest_ahead: [Vec<Duration>; MAX_RINGS],
     /// Blocks whose frames were all handed over, not yet given back: (ring, index).
     spent: Vec<(usize, usize)>,
+    /// `--batch`: how long frames may gather between rounds.
+    batch: Option<Duration>,
+    /// The end of the previous round (see [`Capture::pause`]).
+    last_round: Instant,
 }
 
 impl Capture {
@@ -157,9 +161,23 @@ impl Capture {
         buffer_mib: u32,
     ) -> Result<Capture> {
         let programs = Self::programs(filter, &geometry, Split::Filters, 2)?;
-        let mut rings = vec![Ring::open(iface, &programs[0], geometry.frames, RingKind::Blocks, buffer_mib)?];
+        let mut rings = vec![Ring::open(
+            iface,
+            &programs[0],
+            geometry.frames,
+            RingKind::Blocks,
+            buffer_mib,
+            geometry.block_timeout_ms,
+        )?];
         if let Some(g) = geometry.super_frames {
-            rings.push(Ring::open(iface, &programs[1], g, RingKind::Blocks, buffer_mib)?);
+            rings.push(Ring::open(
+                iface,
+                &programs[1],
+                g,
+                RingKind::Blocks,
+                buffer_mib,
+                geometry.block_timeout_ms,
+            )?);
         }
         let units = rings.iter().map(|r| r.units).sum::<usize>()
             + geometry.prompt.map_or(0, |g| g.bytes() / PROMPT_SLOT_SIZE);
@@ -174,6 +192,8 @@ impl Capture {
             earliest_ahead: [(); MAX_RINGS]
                 .map(|()| Vec::with_capacity(geometry.frames.block_size / FRAME_OVERHEAD)),
             spent: Vec::with_capacity(units),
+            batch: None,
+            last_round: Instant::now(),
         };
         if capture.rings.len() == 2 {
             capture.split = match join_fanout(&capture.rings, &demux_program(geometry.split(), None)) {
@@ -199,11 +219,12 @@ impl Capture {
     /// ([`Path::Prompt`]). Without it (a kernel that refuses), the frames keep
     /// the blocks: only the latency is lost, so this is logged, not an error.
     fn open_prompt(&mut self, iface: &Interface, filter: &str, g: RingGeometry, buffer_mib: u32) {
-        let opened = Ring::open(iface, &TAKE_NOTHING, g, RingKind::Slots, buffer_mib).and_then(|ring| {
-            join_group(&self.rings[0], &ring)?;
-            ring.set_filter(&crate::filter::compile(filter)?)?;
-            Ok(ring)
-        });
+        let opened = Ring::open(iface, &TAKE_NOTHING, g, RingKind::Slots, buffer_mib, BLOCK_TIMEOUT_MS)
+            .and_then(|ring| {
+                join_group(&self.rings[0], &ring)?;
+                ring.set_filter(&crate::filter::compile(filter)?)?;
+                Ok(ring)
+            });
         match opened {
             Ok(ring) => {
                 self.rings.push(ring);
@@ -243,6 +264,26 @@ impl Capture {
                     }
                 }
             }
+        }
+    }
+
+    /// `--batch`: let frames gather up to `batch` between rounds.
+    pub fn set_batch(&mut self, batch: Option<Duration>) {
+        self.batch = batch;
+    }
+
+    /// How long to let frames gather after a round that took `drained` and
+    /// ended at `now`, before waiting again: [`Drained::pause`]; with
+    /// `--batch`, whose blocks time out after the batch, only when a block
+    /// filled before that, [`batch_pause`].
+    pub fn pause(&mut self, drained: Drained, now: Instant) -> Option<Duration> {
+        let since = now.saturating_duration_since(std::mem::replace(&mut self.last_round, now));
+        match self.batch {
+            None => drained.pause(),
+            Some(batch) if drained.full => {
+                Some(batch_pause(batch, drained.blocks, since, self.geometry.frames.block_count))
+            }
+            Some(_) => None,
         }
     }
 
@@ -286,6 +327,23 @@ impl Capture {
     /// The rings' shape.
     pub fn geometry(&self) -> CaptureGeometry {
         self.geometry
+    }
+
+    /// Waits until no ring holds frames in a block the kernel has not handed
+    /// over yet, at most one block timeout: before the last drain, so that
+    /// the frames of the pod's last moments leave too (with `--batch` the
+    /// block in progress may be the batch's whole age from its timeout).
+    pub fn wait_retired(&self) {
+        let deadline = Instant::now() + Duration::from_millis(u64::from(self.geometry.block_timeout_ms));
+        for ring in &self.rings {
+            while ring.has_frames() && !ring.is_ready() {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                ring.poll_ready(left.as_millis().clamp(1, i32::MAX as u128) as i32);
+            }
+        }
     }
 
     /// Units in all rings: blocks, and the prompt ring's slots.
@@ -372,7 +430,7 @@ impl Capture {
                 }
                 self.give_back_spent(sink);
                 handed = 0;
-                patient[w] = self.rings[w].poll_ready(MERGE_WAIT_MS);
+                patient[w] = self.rings[w].poll_ready(self.geometry.merge_wait_ms());
                 continue;
             }
             // With no frame of the other ring handed over or pending, nothing
@@ -461,6 +519,17 @@ impl Capture {
 /// Fills `out` with, for each frame of the block `cursor` starts, the earliest
 /// timestamp from that frame to the block's end (a frame whose header does
 /// not fit ends the list, as it ends the block's hand-over).
+/// With `--batch`, the pause after a round that took `blocks` blocks in
+/// `since` (the time since the previous round ended): `batch`, unless at the
+/// rate just seen a pause that long would fill more than a quarter of the
+/// frame ring's `ring_blocks`; then as long as a quarter takes. The kernel
+/// retires a block at least every millisecond, so even a slow pod fills a
+/// block a millisecond; a burst shortens the next pause at once.
+fn batch_pause(batch: Duration, blocks: usize, since: Duration, ring_blocks: usize) -> Duration {
+    let quarter = since.mul_f64((ring_blocks / 4) as f64 / blocks.max(1) as f64);
+    batch.min(quarter)
+}
+
 fn earliest_ahead(ring: &Ring, cursor: BlockCursor, out: &mut Vec<Duration>) {
     out.clear();
     let mut offset = cursor.offset;
@@ -482,6 +551,18 @@ fn suffix_minima(v: &mut [Duration]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_pause_is_the_batch_unless_it_would_fill_a_quarter_of_the_ring() {
+        let ms = Duration::from_millis;
+        // 200 frames a second, a block each: 100 ms of them is 20 of 640 blocks.
+        assert_eq!(batch_pause(ms(100), 20, ms(100), 640), ms(100));
+        // 160 blocks in 10 ms (16 a millisecond): a quarter of 640 takes 10 ms.
+        assert_eq!(batch_pause(ms(100), 160, ms(10), 640), ms(10));
+        // A burst after a quiet second: 400 blocks at once.
+        assert!(batch_pause(ms(500), 400, ms(1000), 640) <= ms(400));
+        assert_eq!(batch_pause(ms(100), 0, ms(1000), 640), ms(100));
+    }
 
     #[test]
     fn a_late_stamped_head_does_not_hide_the_earlier_frames_behind_it() {

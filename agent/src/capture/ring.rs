@@ -72,6 +72,7 @@ impl Ring {
         geometry: RingGeometry,
         kind: RingKind,
         buffer_mib: u32,
+        timeout_ms: u32,
     ) -> Result<Ring> {
         // Protocol 0: nothing is received until bind(), after the filter and ring are set up.
         // SAFETY: plain socket(2).
@@ -101,7 +102,7 @@ impl Ring {
             tp_block_nr: block_count as u32,
             tp_frame_size: frame_size as u32,
             tp_frame_nr: (block_size / frame_size * block_count) as u32,
-            tp_retire_blk_tov: BLOCK_TIMEOUT_MS,
+            tp_retire_blk_tov: timeout_ms,
             tp_sizeof_priv: 0,
             tp_feature_req_word: 0,
         };
