@@ -11,6 +11,7 @@ use std::time::Duration;
 use bpc_contract::defaults::{
     DEFAULT_BUFFER_MIB, DEFAULT_METRICS_PORT, MAX_BUFFER_MIB, MAX_COLLECTORS, MIN_BUFFER_MIB,
 };
+use bpc_contract::duration::{parse_batch, parse_duration};
 use bpc_contract::env;
 pub use bpc_contract::{Encap, OnError, Oversize as OversizeMode, SendPath};
 use bpc_wire::{GreProfile, NetisKey, WorkloadKey, ethernet};
@@ -484,41 +485,6 @@ pub fn private_metrics_addr(addr: SocketAddr) -> Result<SocketAddr> {
     }
 }
 
-/// Parses a duration: a number with unit `ms`, `s`, `m` or `h`; a bare number is seconds.
-pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
-    let (number, unit) = s.split_at(split);
-    let value: f64 = number.parse().map_err(|_| format!("{s:?} is not a duration like 30s, 500ms or 2m"))?;
-    let seconds = match unit.trim() {
-        "" | "s" => value,
-        "ms" => value / 1000.0,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        other => return Err(format!("unknown unit {other:?} in {s:?}: use ms, s, m or h")),
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{s:?}: {e}"))
-}
-
-/// The longest `--batch`: the frames of a batch wait in the capture ring, whose
-/// blocks the kernel hands over at least every millisecond.
-pub const MAX_BATCH: Duration = Duration::from_secs(1);
-/// The shortest `--batch` other than off: 1 ms is the blocks' own timeout.
-pub const MIN_BATCH: Duration = Duration::from_millis(2);
-
-/// Parses `--batch`: 0 (off) or a duration from [`MIN_BATCH`] to [`MAX_BATCH`].
-pub fn parse_batch(s: &str) -> std::result::Result<Duration, String> {
-    let d = parse_duration(s)?;
-    if d.is_zero() || (MIN_BATCH..=MAX_BATCH).contains(&d) {
-        Ok(d)
-    } else {
-        Err(format!(
-            "{s:?} is outside 2ms..1s: frames gather in the capture ring, which a longer batch \
-             would overrun; give 0 for no batching"
-        ))
-    }
-}
-
 /// Decides the GRE key (`--key`), in the order the spec gives: an explicit
 /// number, else `BPC_WORKLOAD`, else the pod's namespace and name, else the hostname.
 pub fn choose_key(
@@ -697,23 +663,14 @@ mod tests {
     }
 
     #[test]
-    fn durations_accept_ms_s_m_h_and_bare_seconds() {
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
-        assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
-    }
-
-    #[test]
-    fn batch_is_off_or_between_two_milliseconds_and_one_second() {
-        assert_eq!(parse_batch("0").unwrap(), Duration::ZERO);
-        assert_eq!(parse_batch("100ms").unwrap(), Duration::from_millis(100));
-        assert_eq!(parse_batch("1s").unwrap(), MAX_BATCH);
-        let e = parse_batch("1ms").unwrap_err();
-        assert!(e.contains("outside 2ms..1s") && e.contains("give 0"), "{e}");
-        assert!(parse_batch("3s").is_err());
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("5d").is_err());
+    fn batch_reaches_the_config_off_when_zero_and_refused_out_of_range() {
+        let c = |extra: &[&str]| config(&[&["--collector=198.18.0.2"], extra].concat()).unwrap().batch;
+        assert_eq!(c(&[]), None);
+        assert_eq!(c(&["--batch", "0"]), None);
+        assert_eq!(c(&["--batch", "250ms"]), Some(Duration::from_millis(250)));
+        let e = parse(&["--collector=198.18.0.2", "--batch", "5s"]).unwrap_err();
+        assert!(e.to_string().contains("outside 2ms..1s"), "{e}");
+        assert_eq!(e.exit_code(), 2);
     }
 
     #[test]

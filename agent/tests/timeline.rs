@@ -41,9 +41,15 @@ fn per_flow(frames: &[Vec<u8>]) -> HashMap<Flow, Vec<&[u8]>> {
     flows
 }
 
-/// Sends `pps` UDP datagrams of 64 bytes a second for `seconds`, with a
+/// Sends `pps` UDP datagrams of `len` bytes a second for `seconds`, with a
 /// counter in each, from a thread in `ns`.
-fn paced_udp(ns: &Netns, to: std::net::SocketAddr, pps: u32, seconds: f64) -> std::thread::JoinHandle<u64> {
+fn paced_udp(
+    ns: &Netns,
+    to: std::net::SocketAddr,
+    pps: u32,
+    len: usize,
+    seconds: f64,
+) -> std::thread::JoinHandle<u64> {
     let netns = ns.name.clone();
     std::thread::spawn(move || {
         enter(&netns);
@@ -53,7 +59,7 @@ fn paced_udp(ns: &Netns, to: std::net::SocketAddr, pps: u32, seconds: f64) -> st
         while start.elapsed().as_secs_f64() < seconds {
             let due = (start.elapsed().as_secs_f64() * f64::from(pps)) as u64;
             while sent < due {
-                let mut payload = [0u8; 64];
+                let mut payload = vec![0u8; len.max(8)];
                 payload[..8].copy_from_slice(&sent.to_be_bytes());
                 if s.send_to(&payload, to).is_ok() {
                     sent += 1;
@@ -81,7 +87,7 @@ fn frames_arrive_once_in_flow_order_while_the_rate_moves_them_between_the_rings(
     }
     assert_eq!(path().as_deref(), Some("prompt"), "a low rate takes the prompt path");
     // 10 kpps of UDP with transactions beside it: the blocks.
-    let udp = paced_udp(&t.client, pod_addr(7777), 10_000, 1.0);
+    let udp = paced_udp(&t.client, pod_addr(7777), 10_000, 64, 1.0);
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(tcp_requests(&t.client, server, 10), 10 * 1000);
     assert_eq!(path().as_deref(), Some("blocks"), "10 kpps takes the blocks");
@@ -211,7 +217,7 @@ fn with_batch_frames_gather_and_leave_late_but_all_of_them_in_order() {
     let filter = "udp port 7777";
     let tcpdump = Tcpdump::start_with(&t.pod, &t.pod_if, filter, &[]);
     let agent = t.start_agent(filter, &["--batch", "200ms"], &[]);
-    let sent = paced_udp(&t.client, pod_addr(7777), 500, 2.0).join().unwrap();
+    let sent = paced_udp(&t.client, pod_addr(7777), 500, 64, 2.0).join().unwrap();
     std::thread::sleep(Duration::from_millis(500));
     wait_for("the collector to receive every frame", Duration::from_secs(10), || {
         collector.count() as u64 >= sent
@@ -244,4 +250,23 @@ fn with_batch_a_stop_still_sends_the_frames_gathered_so_far() {
     let log = agent.stop();
     assert!(log.contains("captured 50"), "{log}");
     assert_eq!(collector.finish().len(), 50, "the gathered frames leave before the agent exits");
+}
+
+#[test]
+fn with_batch_a_fast_start_after_idle_does_not_overrun_the_ring() {
+    // The smallest ring (24 frame blocks, 768 KiB) and the longest batch:
+    // 2,000 frames of 1,400 bytes a second fill it in under 300 ms, so the
+    // pause after the first full block must come from the frames' rate, not
+    // from the idle second before them.
+    let (t, collector) = Topology::with_collector("bidle");
+    let agent = t.start_agent("udp port 7777", &["--batch", "1s", "--buffer", "2"], &[]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let sent = paced_udp(&t.client, pod_addr(7777), 2_000, 1_400, 1.5).join().unwrap();
+    wait_for("the collector to receive every frame", Duration::from_secs(10), || {
+        collector.count() as u64 >= sent
+    });
+    let stats = t.pod.stats(agent.port);
+    agent.stop();
+    assert_eq!(stats["capture"]["kernel_drops"], 0, "{stats}");
+    assert_eq!(collector.finish().len() as u64, sent);
 }

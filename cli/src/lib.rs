@@ -9,7 +9,6 @@
 pub mod attach;
 pub mod capabilities;
 pub mod capture;
-pub mod duration;
 pub mod extcap;
 pub mod inject;
 pub mod kube_context;

@@ -16,6 +16,8 @@
 //!   ([`Oversize`], [`GreProfile`], [`SendPath`]), with the names they travel by.
 //! * [`defaults`]: the values both sides must agree on (metrics port,
 //!   collector limit, capture buffer).
+//! * [`duration`]: durations as both sides' flags take them, and the range
+//!   of `--batch`.
 //!
 //! The crate depends on serde only (clap behind the `clap` feature), does no
 //! I/O and knows no Kubernetes, so every crate of the workspace may use it.
@@ -62,6 +64,7 @@ macro_rules! names {
 }
 
 pub mod defaults;
+pub mod duration;
 pub mod env;
 pub mod map;
 pub mod options;

@@ -56,7 +56,7 @@ pub(super) fn capture_loop(
         if let Err(e) = output.after_round(periodic) {
             break Err(e);
         }
-        if let Some(pause) = capture.pause(drained, now) {
+        if let Some(pause) = capture.pause(drained) {
             rest(pause, wait_mask);
         }
     };

@@ -79,6 +79,10 @@ pub struct Drained {
     /// Some block was handed over full, before its timeout: frames arrive
     /// faster than a block per [`BLOCK_TIMEOUT_MS`] (see [`Drained::pause`]).
     pub full: bool,
+    /// From the first frame's capture time to the last one's: how long the
+    /// kernel took to fill what was taken (not the wall time since the
+    /// previous round, which includes any quiet time before).
+    pub span: Duration,
 }
 
 impl Drained {
@@ -144,8 +148,6 @@ pub struct Capture {
     spent: Vec<(usize, usize)>,
     /// `--batch`: how long frames may gather between rounds.
     batch: Option<Duration>,
-    /// The end of the previous round (see [`Capture::pause`]).
-    last_round: Instant,
 }
 
 impl Capture {
@@ -193,7 +195,6 @@ impl Capture {
                 .map(|()| Vec::with_capacity(geometry.frames.block_size / FRAME_OVERHEAD)),
             spent: Vec::with_capacity(units),
             batch: None,
-            last_round: Instant::now(),
         };
         if capture.rings.len() == 2 {
             capture.split = match join_fanout(&capture.rings, &demux_program(geometry.split(), None)) {
@@ -272,16 +273,16 @@ impl Capture {
         self.batch = batch;
     }
 
-    /// How long to let frames gather after a round that took `drained` and
-    /// ended at `now`, before waiting again: [`Drained::pause`]; with
-    /// `--batch`, whose blocks time out after the batch, only when a block
-    /// filled before that, [`batch_pause`].
-    pub fn pause(&mut self, drained: Drained, now: Instant) -> Option<Duration> {
-        let since = now.saturating_duration_since(std::mem::replace(&mut self.last_round, now));
+    /// How long to let frames gather after a round that took `drained`,
+    /// before waiting again: [`Drained::pause`]; with `--batch`, whose blocks
+    /// time out after the batch, only when a block filled before that,
+    /// [`batch_pause`].
+    pub fn pause(&self, drained: Drained) -> Option<Duration> {
         match self.batch {
             None => drained.pause(),
             Some(batch) if drained.full => {
-                Some(batch_pause(batch, drained.blocks, since, self.geometry.frames.block_count))
+                let frames = self.geometry.frames;
+                Some(batch_pause(batch, drained.blocks, drained.span, frames.block_count, frames.block_size))
             }
             Some(_) => None,
         }
@@ -406,6 +407,7 @@ impl Capture {
         let mut handed = 0;
         let mut frames = 0;
         let mut patient = [true; MAX_RINGS];
+        let (mut first, mut last) = (None, Duration::ZERO);
         loop {
             for (r, ring) in self.rings.iter().enumerate() {
                 if self.cursors[r].is_none() && taken < max_blocks {
@@ -442,6 +444,8 @@ impl Capture {
             loop {
                 match ring.frame_at(cursor.index, cursor.offset) {
                     Some((frame, next)) if cursor.left > 0 => {
+                        first.get_or_insert(frame.timestamp);
+                        last = last.max(frame.timestamp);
                         sink.frame(frame);
                         handed += 1;
                         frames += 1;
@@ -465,7 +469,8 @@ impl Capture {
             }
         }
         self.give_back_spent(sink);
-        Drained { blocks: taken, frames, full }
+        let span = first.map_or(Duration::ZERO, |f| last.saturating_sub(f));
+        Drained { blocks: taken, frames, full, span }
     }
 
     /// The ring whose next frames go first; `None` when no ring has a frame
@@ -516,20 +521,34 @@ impl Capture {
     }
 }
 
+/// With `--batch`, frames gather after a round whose blocks filled before
+/// their timeout up to this many bytes of blocks, as libpcap's 256 KiB blocks
+/// (Netis pktminerg's) do: fewer wake-ups buy little more beyond it, and a
+/// longer gathering only delays the frames.
+const BATCH_GATHER_BYTES: usize = 256 << 10;
+
+/// With `--batch`, the pause after a round that took `blocks` blocks of
+/// `block_size` bytes, their frames captured over `span`: `batch`, unless at
+/// that rate [`BATCH_GATHER_BYTES`], or a quarter of the frame ring's
+/// `ring_blocks`, fill sooner; then as long as that takes. The rate is the
+/// frames' own (their capture times), so a round after a quiet spell does not
+/// take the quiet for slowness: measured with the wall time since the
+/// previous round, the first pause after idle was the whole batch, and at
+/// 28 MB/s it overran the ring.
+fn batch_pause(
+    batch: Duration,
+    blocks: usize,
+    span: Duration,
+    ring_blocks: usize,
+    block_size: usize,
+) -> Duration {
+    let gather = (BATCH_GATHER_BYTES / block_size).clamp(1, (ring_blocks / 4).max(1));
+    batch.min(span.mul_f64(gather as f64 / blocks.max(1) as f64))
+}
+
 /// Fills `out` with, for each frame of the block `cursor` starts, the earliest
 /// timestamp from that frame to the block's end (a frame whose header does
 /// not fit ends the list, as it ends the block's hand-over).
-/// With `--batch`, the pause after a round that took `blocks` blocks in
-/// `since` (the time since the previous round ended): `batch`, unless at the
-/// rate just seen a pause that long would fill more than a quarter of the
-/// frame ring's `ring_blocks`; then as long as a quarter takes. The kernel
-/// retires a block at least every millisecond, so even a slow pod fills a
-/// block a millisecond; a burst shortens the next pause at once.
-fn batch_pause(batch: Duration, blocks: usize, since: Duration, ring_blocks: usize) -> Duration {
-    let quarter = since.mul_f64((ring_blocks / 4) as f64 / blocks.max(1) as f64);
-    batch.min(quarter)
-}
-
 fn earliest_ahead(ring: &Ring, cursor: BlockCursor, out: &mut Vec<Duration>) {
     out.clear();
     let mut offset = cursor.offset;
@@ -553,15 +572,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_batch_pause_is_the_batch_unless_it_would_fill_a_quarter_of_the_ring() {
+    fn a_batch_pause_is_the_batch_unless_256_kib_or_a_quarter_of_the_ring_fill_sooner() {
         let ms = Duration::from_millis;
-        // 200 frames a second, a block each: 100 ms of them is 20 of 640 blocks.
-        assert_eq!(batch_pause(ms(100), 20, ms(100), 640), ms(100));
-        // 160 blocks in 10 ms (16 a millisecond): a quarter of 640 takes 10 ms.
-        assert_eq!(batch_pause(ms(100), 160, ms(10), 640), ms(10));
-        // A burst after a quiet second: 400 blocks at once.
-        assert!(batch_pause(ms(500), 400, ms(1000), 640) <= ms(400));
-        assert_eq!(batch_pause(ms(100), 0, ms(1000), 640), ms(100));
+        const KIB32: usize = 32 << 10;
+        // A round that took 8 blocks (256 KiB) in 100 ms: pause 100 ms.
+        assert_eq!(batch_pause(ms(500), 8, ms(100), 640, KIB32), ms(100));
+        // 80 blocks in 10 ms: 8 blocks take 1 ms.
+        assert_eq!(batch_pause(ms(500), 80, ms(10), 640, KIB32), ms(1));
+        // Slower than 256 KiB a batch: the batch.
+        assert_eq!(batch_pause(ms(100), 2, ms(100), 640, KIB32), ms(100));
+        // The smallest ring (24 blocks): a quarter is 6 blocks, less than 8.
+        assert_eq!(batch_pause(ms(500), 12, ms(100), 24, KIB32), ms(50));
+        assert_eq!(batch_pause(ms(100), 0, ms(1000), 640, KIB32), ms(100));
     }
 
     #[test]

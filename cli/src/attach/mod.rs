@@ -63,7 +63,7 @@ pub struct ChangeArgs {
     #[arg(long)]
     pub wait: bool,
     /// With --wait, how long the whole command may take.
-    #[arg(long, value_parser = crate::duration::parse_duration, default_value = "5m")]
+    #[arg(long, value_parser = bpc_contract::duration::parse_duration, default_value = "5m")]
     pub timeout: Duration,
 }
 

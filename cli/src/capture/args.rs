@@ -51,7 +51,7 @@ pub struct CaptureArgs {
     #[arg(short = 'l', long, value_name = "SELECTOR")]
     pub selector: Option<String>,
     /// How long to capture (0: until Ctrl-C or --count).
-    #[arg(long, value_parser = crate::duration::parse_duration, default_value = "60s")]
+    #[arg(long, value_parser = bpc_contract::duration::parse_duration, default_value = "60s")]
     pub duration: Duration,
     /// Stop each pod's capture after this many packets.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]

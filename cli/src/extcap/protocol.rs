@@ -262,7 +262,7 @@ impl Request {
             crate::preflight::compile_filter(f)?;
         }
         let duration = match non_empty(o.duration) {
-            Some(d) => crate::duration::parse_duration(&d).map_err(Error::Usage)?,
+            Some(d) => bpc_contract::duration::parse_duration(&d).map_err(Error::Usage)?,
             None => Duration::ZERO,
         };
         let agent =

@@ -35,6 +35,7 @@ pub fn container(sidecar: &Sidecar) -> Value {
     optional(env::VNI, o.vni.map(|v| v.to_string()));
     optional(env::SESSION, o.session.map(|v| v.to_string()));
     optional(env::BUFFER, o.buffer.map(|v| v.to_string()));
+    optional(env::BATCH, o.batch.clone());
     env.push(json!({"name": env::METRICS_ADDR, "value": format!("0.0.0.0:{}", o.metrics_port)}));
     if o.metrics_private {
         env.push(json!({"name": env::METRICS_PRIVATE, "value": "true"}));
@@ -249,6 +250,16 @@ mod tests {
         assert!(env(&container(&s), "BPC_BUFFER").is_none());
         s.options.buffer = Some(64);
         assert_eq!(env(&container(&s), "BPC_BUFFER").unwrap()["value"], "64");
+    }
+
+    #[test]
+    fn batch_sets_bpc_batch_and_default_options_record_none() {
+        let mut s = sidecar();
+        assert!(env(&container(&s), "BPC_BATCH").is_none());
+        assert!(!serde_json::to_string(&record(&s)).unwrap().contains("batch"));
+        s.options.batch = Some("250ms".into());
+        assert_eq!(env(&container(&s), "BPC_BATCH").unwrap()["value"], "250ms");
+        assert!(serde_json::to_string(&record(&s)).unwrap().contains("\"batch\":\"250ms\""));
     }
 
     #[test]

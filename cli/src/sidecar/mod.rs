@@ -245,6 +245,9 @@ pub struct SidecarOptions {
     /// Capture ring size in MiB; None: the agent's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub buffer: Option<u32>,
+    /// `--batch` as `BPC_BATCH` carries it (`250ms`); None: no batching.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<String>,
 }
 
 impl SidecarOptions {
@@ -272,6 +275,7 @@ impl SidecarOptions {
             metrics_port: DEFAULT_METRICS_PORT,
             metrics_private: false,
             buffer: None,
+            batch: None,
         }
     }
 
@@ -350,6 +354,7 @@ pub(crate) mod fixture {
             metrics_port: 9470,
             metrics_private: true,
             buffer: Some(48),
+            batch: Some("250ms".into()),
         }
     }
 

@@ -196,7 +196,7 @@ mod tests {
         let json = serde_json::to_string(&record(&s).options).unwrap();
         assert_eq!(
             json,
-            r#"{"collectors":["198.18.0.2","probe.obs.svc"],"filter":"udp","interface":"eth0","snaplen":256,"maxPps":5000,"maxMbps":100,"oversize":"truncate","greProfile":"standard","sendPath":"raw","encap":"erspan-iii","vni":7,"session":9,"key":16,"image":"bpc-agent:test","cpu":"100m","cpuLimit":"1","memory":"64Mi","memoryLimit":"128Mi","metricsPort":9470,"metricsPrivate":true,"buffer":48}"#
+            r#"{"collectors":["198.18.0.2","probe.obs.svc"],"filter":"udp","interface":"eth0","snaplen":256,"maxPps":5000,"maxMbps":100,"oversize":"truncate","greProfile":"standard","sendPath":"raw","encap":"erspan-iii","vni":7,"session":9,"key":16,"image":"bpc-agent:test","cpu":"100m","cpuLimit":"1","memory":"64Mi","memoryLimit":"128Mi","metricsPort":9470,"metricsPrivate":true,"buffer":48,"batch":"250ms"}"#
         );
         assert_eq!(serde_json::from_str::<SidecarOptions>(&json).unwrap(), s.options, "read back the same");
     }

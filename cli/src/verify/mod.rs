@@ -21,7 +21,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::Error;
-use crate::duration::parse_duration;
+use bpc_contract::duration::parse_duration;
 use crate::kube_context::Kube;
 use crate::sink::{GreTally, StreamReport};
 
