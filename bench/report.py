@@ -525,8 +525,17 @@ def pktminerg_compare(runs):
         a, p = group_runs(runs, "agent", size, rate), group_runs(runs, "pktminerg", size, rate)
         if not a or not p:
             continue
-        row = {"size": size, "rate": rate, "runs": {"agent": len(a), "pktminerg": len(p)}}
-        for name, rs in (("agent", a), ("pktminerg", p)):
+        # The prompt floor, where it ran: what any forwarder that sends each
+        # frame at once pays (bench/tools prompt-floor).
+        f = group_runs(runs, "prompt-floor", size, rate)
+        # The agent with --batch (modes agent-batch-D[-raw]), where they ran.
+        batched = {m: group_runs(runs, m, size, rate) for m in sorted({r["mode"] for r in runs})
+                   if m.startswith("agent-batch-")}
+        row = {"size": size, "rate": rate, "runs": {"agent": len(a), "pktminerg": len(p), "prompt_floor": len(f)}}
+        for name, rs in (("agent", a), ("pktminerg", p), ("prompt_floor", f), *batched.items()):
+            if not rs:
+                continue
+            row["runs"][name] = len(rs)
             row[name] = {
                 "reached_pps": median_of(rs, "reached_pps"),
                 "cpu_us_per_packet": median_of(rs, "cpu_us_per_packet"),
@@ -545,6 +554,11 @@ def pktminerg_compare(runs):
         pk = row["pktminerg"]["cpu_us_per_packet"]
         # Below one 10 ms tick of pktminerg CPU in a run (1,000 pps) the median can be 0: no ratio.
         row["cpu_ratio"] = row["agent"]["cpu_us_per_packet"] / pk if pk else None
+        # With --batch, by schedstat (ns), which low rates need.
+        psched = row["pktminerg"]["sched_us_per_packet"]
+        row["batch_sched_ratio"] = {
+            m: row[m]["sched_us_per_packet"] / psched for m in batched if m in row and psched
+        }
         out.append(row)
     return out
 
@@ -597,12 +611,16 @@ def pktminerg_markdown(runs, cmp, tgts):
         "CPU µs per forwarded packet (utime + stime of the contender's process from /proc/PID/stat; median over "
         "the runs, range in brackets), the agent's default against pktminerg's default; generator = the "
         "generator's own CPU per frame sent (getrusage: its sends and the capture side, which runs in its "
-        "softirq on CPU 0); lossless = runs with no kernel drop, no send error and no receiver loss:",
+        "softirq on CPU 0); schedstat = the run time of all the contender's threads (/proc/PID/task/*/schedstat, "
+        "in ns: the figure to read below 10,000 pps, where a run holds few 10 ms ticks), with the prompt floor "
+        "(bench/tools prompt-floor: one wake-up and one send per frame, nothing else) where it ran; lossless = runs "
+        "with no kernel drop, no send error and no receiver loss:",
         "",
         md_row("frame", "offered pps", "reached pps agent / pktminerg", "agent µs/pkt", "pktminerg µs/pkt", "agent / pktminerg",
+               "schedstat µs/pkt agent / pktminerg / prompt floor",
                "generator µs/pkt with agent / pktminerg", "lossless runs agent / pktminerg",
                "latency p50 ms agent / pktminerg", "peak RSS MiB agent / pktminerg"),
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for c in cmp:
         a, p = c["agent"], c["pktminerg"]
@@ -615,6 +633,7 @@ def pktminerg_markdown(runs, cmp, tgts):
             rng(a),
             rng(p),
             fmt(c["cpu_ratio"], ".2f"),
+            " / ".join(us(c[n]["sched_us_per_packet"]) if n in c else "–" for n in ("agent", "pktminerg", "prompt_floor")),
             f"{us(a['generator_us_per_packet'])} / {us(p['generator_us_per_packet'])}",
             f"{a['loss_free_runs']}/{c['runs']['agent']} / {p['loss_free_runs']}/{c['runs']['pktminerg']}",
             f"{lat(a)} / {lat(p)}",
@@ -645,6 +664,30 @@ def pktminerg_markdown(runs, cmp, tgts):
                 f"{r['cpu_seconds']:.2f}", fmt(r.get("wait_seconds"), ".2f"), fmt(r.get("cpu1_steal_seconds"), ".2f"),
                 f"{r['peak_rss_kib'] / 1024:.1f}",
             ))
+    batch_modes = sorted({m for c in cmp for m in c["batch_sched_ratio"]})
+    if batch_modes:
+        lat = lambda x: "–" if x["latency_p50_us"] is None else f"{x['latency_p50_us'] / 1000:.1f} / {x['latency_p99_us'] / 1000:.1f}"  # noqa: E731
+        lines += [
+            "",
+            "The agent with `--batch` (frames gather in blocks that time out after the batch, then up to "
+            "256 KiB of blocks a round) against pktminerg: CPU by schedstat (µs per forwarded packet, median), "
+            "the ratio, and each one's latency at the collector (bpc-sim's marker, p50 / p99 ms):",
+            "",
+            md_row("frame", "offered pps", "mode", "agent µs/pkt", "pktminerg µs/pkt", "agent / pktminerg",
+                   "latency agent", "latency pktminerg", "lossless runs agent / pktminerg"),
+            "|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for c in cmp:
+            for m in batch_modes:
+                if m not in c:
+                    continue
+                b, p = c[m], c["pktminerg"]
+                lines.append(md_row(
+                    f"{c['size']} B", "max" if c["rate"] == 0 else fmt(c["rate"]), m,
+                    us(b["sched_us_per_packet"]), us(p["sched_us_per_packet"]),
+                    fmt(c["batch_sched_ratio"].get(m), ".2f"), lat(b), lat(p),
+                    f"{b['loss_free_runs']}/{c['runs'][m]} / {p['loss_free_runs']}/{c['runs']['pktminerg']}",
+                ))
     if tgts:
         lines += ["", "| issue 26 target | measured | met |", "|---|---|---|"]
         lines += [f"| {t['target']} | {t['text']} | {'yes' if t['met'] else '**no**'} |" for t in tgts]

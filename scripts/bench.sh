@@ -22,6 +22,12 @@
 #                  bpc-agent as "agent" with --encap vxlan / erspan-ii /
 #                  erspan-iii: CPU per packet for each format
 #   agent-buffer-N bpc-agent as "agent" with --buffer N (MiB)
+#   agent-batch-D  bpc-agent as "agent" with --batch D (e.g. agent-batch-1s);
+#   agent-batch-D-raw   the same with --send-path raw
+#   prompt-floor   bench/tools prompt-floor: the cheapest forwarder that sends
+#                  each frame as soon as it is captured (blocking recv on a
+#                  packet socket, one send on a raw GRE socket per frame): the
+#                  CPU any prompt design pays per isolated frame (issue 26)
 #   pktminerg      Netis packet-agent's pktminerg (issue 26's contender, built
 #                  by scripts/build-pktminerg.sh) forwarding every frame as
 #                  GRE to col with its defaults (libpcap TPACKET_V3, 256 MB
@@ -101,6 +107,7 @@ SIM=${BENCH_SIM:-$AT/release/bpc-sim}
 LOADGEN=${BENCH_LOADGEN:-$BT/release/loadgen}
 FLOOR=${BENCH_FLOOR:-$BT/release/send-floor}
 FLOOR_TXRING=${BENCH_FLOOR_TXRING:-$BT/release/send-floor-txring}
+PROMPT_FLOOR=${BENCH_PROMPT_FLOOR:-$BT/release/prompt-floor}
 
 # shellcheck source=scripts/bench-lib.sh
 source scripts/bench-lib.sh
@@ -194,14 +201,28 @@ stop_agent() {
   AGENT_PID=
 }
 
+# Seconds of a mode's --batch (agent-batch-500ms: 0.5), else 0.
+batch_secs() {
+  local b=${1#agent-batch-}
+  [[ $1 == agent-batch-* ]] || { echo 0; return; }
+  b=${b%-raw}
+  case $b in
+    *ms) awk -v v="${b%ms}" 'BEGIN {print v / 1000}' ;;
+    *s) echo "${b%s}" ;;
+    *) echo "$b" ;;
+  esac
+}
+
 run_agent() {
-  local mode=$1 size=$2 rate=$3 s0 s1 rx0 rx1 t0 t1 n0 n1 w0 w1 st0 st1 gen
-  start_sim "$(awk -v s="$SECS" 'BEGIN {print s + 2.2}')" "$TMP/sim.json"
+  local mode=$1 size=$2 rate=$3 s0 s1 rx0 rx1 t0 t1 n0 n1 w0 w1 st0 st1 gen tail
+  # The agent reads the kernel's drop counter every second: wait for it, and
+  # with --batch for the frames gathered at the end too (up to twice the batch).
+  tail=$(awk -v b="$(batch_secs "$mode")" 'BEGIN {print 1.2 + 2 * b}')
+  start_sim "$(awk -v s="$SECS" -v t="$tail" 'BEGIN {print s + t + 1}')" "$TMP/sim.json"
   s0=$(agent_stats); rx0=$(pod_rx); t0=$(ticks "$AGENT_PID"); n0=$(run_ns "$AGENT_PID")
   w0=$(wait_ns "$AGENT_PID"); st0=$(steal1)
   gen=$(loadgen "$size" "$rate")
-  # The agent reads the kernel's drop counter every second: wait for it.
-  sleep 1.2
+  sleep "$tail"
   s1=$(agent_stats); rx1=$(pod_rx); t1=$(ticks "$AGENT_PID"); n1=$(run_ns "$AGENT_PID")
   w1=$(wait_ns "$AGENT_PID"); st1=$(steal1)
   wait "$SIM_PID" || true
@@ -283,6 +304,31 @@ run_pktminerg() {
     --arg stats_line "$line" --argjson sim "$(cat "$TMP/sim.json")"
 }
 
+# The prompt floor forwards what the generator sends, as the agent would:
+# CPU from /proc as for the agent, frames from the line it prints at its end.
+run_prompt_floor() {
+  local size=$1 rate=$2 fpid rx0 rx1 t0 t1 n0 n1 w0 w1 st0 st1 gen hwm rss
+  start_sim "$(awk -v s="$SECS" 'BEGIN {print s + 2.2}')" "$TMP/sim.json"
+  ip netns exec "$P" taskset -c 1 "$PROMPT_FLOOR" --interface "$PIF" --to "$COL_IP" \
+    --seconds "$(awk -v s="$SECS" 'BEGIN {print s + 1.2}')" > "$TMP/prompt-floor.json" &
+  fpid=$!
+  PIDS+=("$fpid")
+  sleep 0.2
+  rx0=$(pod_rx); t0=$(ticks "$fpid"); n0=$(run_ns "$fpid"); w0=$(wait_ns "$fpid"); st0=$(steal1)
+  gen=$(loadgen "$size" "$rate")
+  sleep 0.5
+  rx1=$(pod_rx); t1=$(ticks "$fpid"); n1=$(run_ns "$fpid"); w1=$(wait_ns "$fpid"); st1=$(steal1)
+  hwm=$(hwm_kib "$fpid"); rss=$(rss_kib "$fpid")
+  wait "$fpid" || true
+  wait "$SIM_PID" || true
+  record --arg mode prompt-floor --argjson size "$size" --argjson rate "$rate" --argjson gen "$gen" \
+    --argjson reached "$((rx1 - rx0))" --argjson captured "$(jq .frames "$TMP/prompt-floor.json")" \
+    --argjson kernel_drops 0 --argjson forwarded "$(jq .frames "$TMP/prompt-floor.json")" --argjson send_errors 0 \
+    --argjson cpu_seconds "$(secs "$TCK" "$t1" "$t0")" --argjson sched_seconds "$(secs 1e9 "$n1" "$n0")" \
+    --argjson wait_seconds "$(secs 1e9 "$w1" "$w0")" --argjson cpu1_steal_seconds "$(secs "$TCK" "$st1" "$st0")" \
+    --argjson peak_rss_kib "$hwm" --argjson rss_kib "$rss" --argjson sim "$(cat "$TMP/sim.json")"
+}
+
 run_floor() {
   local mode=$1 size=$2 rate=$3 out
   start_sim "$(awk -v s="$SECS" 'BEGIN {print s + 0.7}')" "$TMP/sim.json"
@@ -342,16 +388,19 @@ for size in $SIZES; do
       agent-filter) start_agent --filter "udp dst port 10" ;;
       agent-vxlan | agent-erspan-ii | agent-erspan-iii) start_agent --encap "${mode#agent-}" ;;
       agent-buffer-*) start_agent --buffer "${mode#agent-buffer-}" ;;
+      agent-batch-*-raw) b=${mode#agent-batch-}; start_agent --batch "${b%-raw}" --send-path raw ;;
+      agent-batch-*) start_agent --batch "${mode#agent-batch-}" ;;
       pktminerg) have_pktminerg || continue ;;
     esac
     for rate in $RATES; do
       echo "bench: $size B, $mode, ${rate/#0/max} pps" >&2
       case $mode in
         tcpdump) run_tcpdump "$size" "$rate" ;;
-        agent | agent-raw | agent-filter | agent-vxlan | agent-erspan-ii | agent-erspan-iii | agent-buffer-*)
+        agent | agent-raw | agent-filter | agent-vxlan | agent-erspan-ii | agent-erspan-iii | agent-buffer-* | agent-batch-*)
           run_agent "$mode" "$size" "$rate" ;;
         pktminerg) run_pktminerg "$size" "$rate" ;;
         floor | floor-txring) run_floor "$mode" "$size" "$rate" ;;
+        prompt-floor) run_prompt_floor "$size" "$rate" ;;
         profile | profile-raw) run_profile "$mode" "$size" "$rate" ;;
         *) echo "bench.sh: unknown mode $mode" >&2; exit 2 ;;
       esac
