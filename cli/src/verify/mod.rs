@@ -21,9 +21,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::Error;
-use bpc_contract::duration::parse_duration;
 use crate::kube_context::Kube;
 use crate::sink::{GreTally, StreamReport};
+use bpc_contract::duration::parse_duration;
 
 pub use crate::sidecar::{MAX_COLLECTORS, VERIFY_ANNOTATION};
 
