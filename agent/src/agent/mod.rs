@@ -207,7 +207,6 @@ fn capture(
             metrics = %config.metrics_addr,
             ring = %geometry.describe(),
             ring_split = ?capture.split(),
-            batch = ?config.batch,
             cap_net_raw = has_net_raw,
             filter = %filter_text,
             "capturing to pcapng"
@@ -241,7 +240,6 @@ fn capture(
         metrics_private = config.metrics_private,
         ring = %geometry.describe(),
         ring_split = ?capture.split(),
-        batch = ?config.batch,
         cap_net_raw = has_net_raw,
         filter = %filter_text,
         "capturing"

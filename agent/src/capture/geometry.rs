@@ -247,7 +247,8 @@ impl CaptureGeometry {
         self.ring_for(frame_len).stall_ridden_out(pps, frame_len, self.block_timeout_ms)
     }
 
-    /// The geometry in words, for the start-up log.
+    /// The geometry in words, for the start-up log (with `--batch`, its
+    /// timeout is the batch's).
     pub fn describe(&self) -> String {
         let ring = |g: &RingGeometry| format!("{} blocks of {} KiB", g.block_count, g.block_size >> 10);
         match &self.super_frames {
