@@ -194,7 +194,6 @@ fn capture(
     // With --batch the frames gather in blocks that time out after the batch.
     let geometry = config.batch.map_or(geometry, |batch| geometry.batched(batch));
     let mut capture = Capture::open(&iface, &filter_text, geometry, config.buffer_mib)?;
-    capture.set_batch(config.batch);
     if let Some(target) = &config.write {
         let snaplen = config.snaplen.unwrap_or(CAPTURE_SNAPLEN);
         let out = PcapngOut::open(target, &iface.name, snaplen as u32)?;

@@ -146,8 +146,8 @@ pub struct CaptureGeometry {
     /// [`PROMPT_LARGEST_FRAME`] while the rate is low; with the super-frame
     /// ring only (it takes the prompt ring into the same fanout group).
     pub prompt: Option<RingGeometry>,
-    /// The blocks' timeout: [`BLOCK_TIMEOUT_MS`], or the batch with `--batch`.
-    pub block_timeout_ms: u32,
+    /// `--batch`: the blocks time out after it ([`CaptureGeometry::batched`]).
+    pub batch: Option<Duration>,
 }
 
 impl CaptureGeometry {
@@ -165,12 +165,7 @@ impl CaptureGeometry {
         let frame_block = block_for(mtu_frame).max(FRAME_BLOCK_SIZE);
         if frame_block >= super_block {
             let frames = RingGeometry::with_blocks(buffer_bytes, super_block, "frames")?;
-            return Ok(CaptureGeometry {
-                frames,
-                super_frames: None,
-                prompt: None,
-                block_timeout_ms: BLOCK_TIMEOUT_MS,
-            });
+            return Ok(CaptureGeometry { frames, super_frames: None, prompt: None, batch: None });
         }
         let super_count = (buffer_bytes / SUPER_FRAME_SHARE / super_block).max(MIN_BLOCKS);
         let super_frames = RingGeometry { block_size: super_block, block_count: super_count };
@@ -186,12 +181,7 @@ impl CaptureGeometry {
                 prompt.bytes() >> 10
             ),
         )?;
-        Ok(CaptureGeometry {
-            frames,
-            super_frames: Some(super_frames),
-            prompt: Some(prompt),
-            block_timeout_ms: BLOCK_TIMEOUT_MS,
-        })
+        Ok(CaptureGeometry { frames, super_frames: Some(super_frames), prompt: Some(prompt), batch: None })
     }
 
     /// The rings for `--batch`: blocks retired `batch` after their first
@@ -205,15 +195,21 @@ impl CaptureGeometry {
                 + self.prompt.map_or(0, |p| p.bytes() / self.frames.block_size),
             ..self.frames
         };
-        let block_timeout_ms = u32::try_from(batch.as_millis()).unwrap_or(u32::MAX).max(BLOCK_TIMEOUT_MS);
-        CaptureGeometry { frames, prompt: None, block_timeout_ms, ..self }
+        CaptureGeometry { frames, prompt: None, batch: Some(batch), ..self }
+    }
+
+    /// The blocks' timeout: [`BLOCK_TIMEOUT_MS`], or the batch.
+    pub fn block_timeout_ms(&self) -> u32 {
+        self.batch.map_or(BLOCK_TIMEOUT_MS, |b| {
+            u32::try_from(b.as_millis()).unwrap_or(u32::MAX).max(BLOCK_TIMEOUT_MS)
+        })
     }
 
     /// How long the drain may wait for one ring's block in progress (see
     /// [`MERGE_WAIT_MS`]): a block timeout longer than the default adds to it.
     pub fn merge_wait_ms(&self) -> i32 {
         MERGE_WAIT_MS
-            .saturating_add(i32::try_from(self.block_timeout_ms - BLOCK_TIMEOUT_MS).unwrap_or(i32::MAX))
+            .saturating_add(i32::try_from(self.block_timeout_ms() - BLOCK_TIMEOUT_MS).unwrap_or(i32::MAX))
     }
 
     /// Memory the rings map.
@@ -244,7 +240,7 @@ impl CaptureGeometry {
     /// How long the agent may stop reading before the kernel drops frames of
     /// `frame_len` bytes arriving at `pps` (see [`RingGeometry::stall_ridden_out`]).
     pub fn stall_ridden_out(&self, pps: f64, frame_len: usize) -> Duration {
-        self.ring_for(frame_len).stall_ridden_out(pps, frame_len, self.block_timeout_ms)
+        self.ring_for(frame_len).stall_ridden_out(pps, frame_len, self.block_timeout_ms())
     }
 
     /// The geometry in words, for the start-up log (with `--batch`, its
@@ -257,7 +253,7 @@ impl CaptureGeometry {
                     "{} MiB, {}, {} ms timeout",
                     self.bytes() >> 20,
                     ring(&self.frames),
-                    self.block_timeout_ms
+                    self.block_timeout_ms()
                 )
             }
             Some(s) => format!(
@@ -267,7 +263,7 @@ impl CaptureGeometry {
                 ring(&self.frames),
                 s.largest_whole_frame(),
                 ring(s),
-                self.block_timeout_ms,
+                self.block_timeout_ms(),
                 self.prompt.map_or(String::new(), |p| format!(
                     "; at low rates frames up to {PROMPT_LARGEST_FRAME} B in {} slots",
                     p.bytes() / PROMPT_SLOT_SIZE
@@ -358,7 +354,7 @@ mod tests {
         assert_eq!(batched.super_frames, g.super_frames);
         assert_eq!(batched.bytes(), g.bytes());
         assert_eq!(batched.frames.block_count, 608 + 32);
-        assert_eq!((g.block_timeout_ms, batched.block_timeout_ms), (1, 100));
+        assert_eq!((g.block_timeout_ms(), batched.block_timeout_ms()), (1, 100));
         assert_eq!((g.merge_wait_ms(), batched.merge_wait_ms()), (25, 124));
         // At 200 frames a second a block now takes 20 frames: 639 blocks ride out 64 s, not 3.0 s.
         assert!(batched.stall_ridden_out(200.0, 64) > g.stall_ridden_out(200.0, 64) * 19);

@@ -146,8 +146,6 @@ pub struct Capture {
     earliest_ahead: [Vec<Duration>; MAX_RINGS],
     /// Blocks whose frames were all handed over, not yet given back: (ring, index).
     spent: Vec<(usize, usize)>,
-    /// `--batch`: how long frames may gather between rounds.
-    batch: Option<Duration>,
 }
 
 impl Capture {
@@ -169,7 +167,7 @@ impl Capture {
             geometry.frames,
             RingKind::Blocks,
             buffer_mib,
-            geometry.block_timeout_ms,
+            geometry.block_timeout_ms(),
         )?];
         if let Some(g) = geometry.super_frames {
             rings.push(Ring::open(
@@ -178,7 +176,7 @@ impl Capture {
                 g,
                 RingKind::Blocks,
                 buffer_mib,
-                geometry.block_timeout_ms,
+                geometry.block_timeout_ms(),
             )?);
         }
         let units = rings.iter().map(|r| r.units).sum::<usize>()
@@ -194,7 +192,6 @@ impl Capture {
             earliest_ahead: [(); MAX_RINGS]
                 .map(|()| Vec::with_capacity(geometry.frames.block_size / FRAME_OVERHEAD)),
             spent: Vec::with_capacity(units),
-            batch: None,
         };
         if capture.rings.len() == 2 {
             capture.split = match join_fanout(&capture.rings, &demux_program(geometry.split(), None)) {
@@ -268,17 +265,12 @@ impl Capture {
         }
     }
 
-    /// `--batch`: let frames gather up to `batch` between rounds.
-    pub fn set_batch(&mut self, batch: Option<Duration>) {
-        self.batch = batch;
-    }
-
     /// How long to let frames gather after a round that took `drained`,
     /// before waiting again: [`Drained::pause`]; with `--batch`, whose blocks
     /// time out after the batch, only when a block filled before that,
     /// [`batch_pause`].
     pub fn pause(&self, drained: Drained) -> Option<Duration> {
-        match self.batch {
+        match self.geometry.batch {
             None => drained.pause(),
             Some(batch) if drained.full => {
                 let frames = self.geometry.frames;
@@ -335,7 +327,7 @@ impl Capture {
     /// the frames of the pod's last moments leave too (with `--batch` the
     /// block in progress may be the batch's whole age from its timeout).
     pub fn wait_retired(&self) {
-        let deadline = Instant::now() + Duration::from_millis(u64::from(self.geometry.block_timeout_ms));
+        let deadline = Instant::now() + Duration::from_millis(u64::from(self.geometry.block_timeout_ms()));
         for ring in &self.rings {
             while ring.has_frames() && !ring.is_ready() {
                 let left = deadline.saturating_duration_since(Instant::now());
