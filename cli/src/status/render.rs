@@ -63,9 +63,12 @@ fn age(a: Option<f64>) -> String {
 }
 
 /// The agent's forwarding delay over its recent window: `p50/p99` in
-/// microseconds (what a probe timing the mirror adds to response times).
+/// microseconds (what a probe timing the mirror adds to response times), in
+/// milliseconds once the p99 reaches 10 ms (`--batch`: `667/995ms`, not
+/// `666667/994857us`).
 fn forwarding_delay(d: ForwardingDelay) -> String {
     match (d.p50_us, d.p99_us) {
+        (Some(p50), Some(p99)) if p99 >= 10_000.0 => format!("{:.0}/{:.0}ms", p50 / 1000.0, p99 / 1000.0),
         (Some(p50), Some(p99)) => format!("{p50:.0}/{p99:.0}us"),
         _ => "-".into(),
     }
@@ -187,4 +190,25 @@ pub fn render_text(
         s.pods_ok,
         s.pods
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarding_delay_is_in_microseconds_and_in_milliseconds_from_a_10_ms_p99() {
+        let d = |p50, p99| {
+            forwarding_delay(ForwardingDelay {
+                path: None,
+                window_seconds: 10.0,
+                frames: 100,
+                p50_us: Some(p50),
+                p99_us: Some(p99),
+            })
+        };
+        assert_eq!(d(94.4, 243.0), "94/243us");
+        assert_eq!(d(2_500.0, 9_999.0), "2500/9999us");
+        assert_eq!(d(666_667.0, 994_857.0), "667/995ms");
+    }
 }
